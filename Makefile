@@ -1,0 +1,117 @@
+# fulcrum - build, test, bench.  See README.md.
+#
+# Objects live under build/<variant>/ so the normal and sanitizer builds never
+# mix: build/release (build/fulcrum is its binary), build/asan, build/tsan.
+
+VARIANT ?= release
+B := build/$(VARIANT)
+
+CC ?= cc
+PKGS := openssl inih
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(WARN) -I. -MMD -MP
+LDLIBS := -lpthread
+
+ifeq ($(VARIANT),release)
+  OPT := -O2
+  PKGS += jemalloc
+  BIN := build/fulcrum
+  CFLAGS_EXTRA := -DFULCRUM_JEMALLOC
+else ifeq ($(VARIANT),asan)
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DFULCRUM_DEBUG
+  LDFLAGS += -fsanitize=address,undefined
+  BIN := $(B)/fulcrum
+else ifeq ($(VARIANT),tsan)
+  OPT := -O1 -fsanitize=thread -DFULCRUM_DEBUG
+  LDFLAGS += -fsanitize=thread
+  BIN := $(B)/fulcrum
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS_EXTRA) $(PKG_CFLAGS) $(EXTRA_CFLAGS)
+
+LIB_SRC := $(filter-out core/main.c,$(wildcard core/*.c core/*/*.c balancer/*.c health/*.c config/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o)
+MAIN_OBJ := $(B)/core/main.o
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
+HELPER_SRC := $(wildcard bench/*.c)
+HELPER_BIN := $(HELPER_SRC:bench/%.c=build/%)
+
+.PHONY: all run test test-unit test-integration test-asan test-tsan bench deps deps-bench \
+	format format-check tidy compdb clean fuzz
+
+all: $(BIN) $(HELPER_BIN)
+
+$(BIN): $(MAIN_OBJ) $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(LDLIBS)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c -o $@ $<
+
+$(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcriterion $(LDLIBS)
+
+# Bench and test helpers (light backend, idle-connection prober) are plain
+# programs: always optimised, never sanitized.
+build/%: bench/%.c
+	@mkdir -p build
+	$(CC) $(CFLAGS_BASE) -O2 -o $@ $< $(LDLIBS)
+
+# Packages: the build and tests need these; `make bench` also the peers.
+DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
+	curl python3 openssl
+DEPS_BENCH := wrk haproxy nginx-light
+
+deps:
+	@scripts/deps.sh $(DEPS)
+
+deps-bench:
+	@scripts/deps.sh $(DEPS_BENCH)
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-demo.sh
+
+test: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-unit test-integration
+
+test-unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
+
+test-integration: $(BIN) $(HELPER_BIN)
+	FULCRUM_BIN=$(BIN) python3 tests/integration/run.py
+
+test-asan: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory VARIANT=asan test-unit test-integration
+
+test-tsan: deps
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory VARIANT=tsan test-unit test-integration
+
+bench: deps deps-bench
+	@$(MAKE) --no-print-directory all
+	bench/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+tidy: compdb
+	clang-tidy -p . $(LIB_SRC) core/main.c
+
+compdb:
+	bear -- $(MAKE) -B all
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

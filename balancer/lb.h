@@ -1,0 +1,108 @@
+/*
+ * lb.h - pools and servers as the workers see them, and the one interface
+ * every balancing algorithm sits behind: lb_pick().
+ *
+ * Threads: a struct lb_pool and its servers are built by the main thread
+ * (from a cfg) and shared read-mostly by every worker, the health thread and
+ * the admin API. The fields marked _Atomic are the only ones that change
+ * after publication: a server's state (written by the health thread and the
+ * admin API), its active count (every worker, relaxed), the published hash
+ * table. Everything else is immutable once the pool is published.
+ *
+ * Per-worker balancing state (smooth-WRR current weights, the random
+ * generator) lives in struct lb_worker, owned by one worker, never shared.
+ */
+#ifndef FULCRUM_LB_H
+#define FULCRUM_LB_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+enum lb_state { SRV_UP, SRV_DOWN, SRV_DRAIN, SRV_DISABLED };
+
+const char *lb_state_name(enum lb_state s);
+
+struct lb_server {
+	char *name;
+	struct cfg_addr addr;
+	int weight;
+	int maxconn; /* 0 = unlimited */
+	bool backup;
+	enum cfg_proxy_proto proxy_protocol;
+	uint32_t index; /* position in pool->servers */
+
+	_Atomic int state; /* enum lb_state */
+	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
+	_Atomic int fails; /* consecutive passive failures seen by traffic */
+	_Atomic uint64_t connections_total;
+};
+
+/* A consistent-hash lookup structure (maglev table or ketama ring) over the
+ * servers that were usable when it was built. Immutable once published. */
+struct lb_table;
+
+struct lb_pool {
+	char *name;
+	const struct cfg_pool *cfg;
+	enum cfg_balance balance;
+	struct lb_server **servers;
+	size_t n_servers;
+	_Atomic(struct lb_table *) table; /* maglev/ring only; NULL otherwise */
+};
+
+/* One worker's private balancing state for one pool. */
+struct lb_worker {
+	const struct lb_pool *pool; /* the pool cw belongs to; reset when it changes */
+	int64_t *cw; /* smooth-WRR current weight per server */
+	size_t n;
+	uint64_t rng; /* xorshift state, never 0 */
+};
+
+/*
+ * Picks a server of POOL for a new connection or request.
+ *   key:    the request's hash (source, maglev, ring); ignored by the others.
+ *   tried:  servers already tried for this request (retries); skipped.
+ * Only usable servers are chosen: state SRV_UP and below maxconn. Backup
+ * servers are chosen only while no normal server is usable. Returns NULL when
+ * none is usable. Does not change server->active; the caller takes the
+ * connection with lb_server_get() and gives it back with lb_server_put().
+ */
+struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,
+			  struct lb_server *const *tried, size_t n_tried);
+
+static inline bool lb_server_is_usable(const struct lb_server *s)
+{
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
+		return false;
+	return s->maxconn == 0 ||
+	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;
+}
+
+static inline void lb_server_get(struct lb_server *s)
+{
+	atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->connections_total, 1, memory_order_relaxed);
+}
+
+static inline void lb_server_put(struct lb_server *s)
+{
+	atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+}
+
+/* Builds the runtime pool for CFG (servers start SRV_UP, or SRV_DISABLED).
+ * Returns NULL on allocation failure. */
+struct lb_pool *lb_pool_new(const struct cfg_pool *cfg);
+void lb_pool_free(struct lb_pool *pool);
+
+void lb_worker_init(struct lb_worker *w, uint64_t seed);
+void lb_worker_deinit(struct lb_worker *w);
+
+/* 64-bit hash of a byte string (client address, header value, ...). Stable
+ * across processes and hosts: two fulcrum instances agree on it. */
+uint64_t lb_hash(const void *data, size_t len);
+
+#endif
