@@ -1,0 +1,155 @@
+/*
+ * conn.c - a connection's lifecycle on its worker: accept, event dispatch,
+ * the timeout timer, and the one place that ends it (see conn.h).
+ * What happens in between belongs to the listener's mode (tcp.c, ...).
+ */
+#include "core/conn.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "core/tcp.h"
+
+#define CR_NAME(e, s) s,
+static const char *const close_reason_names[] = { CLOSE_REASONS(CR_NAME) };
+#undef CR_NAME
+
+const char *close_reason_name(enum close_reason r)
+{
+	return (unsigned)r < CR_COUNT ? close_reason_names[r] : "?";
+}
+
+void conn_set_state(struct conn *c, enum conn_state s)
+{
+	c->state = s;
+}
+
+static void on_side_event(struct ev_handler *h, uint32_t events)
+{
+	struct side *s = container_of(h, struct side, h);
+	struct conn *c = s->c;
+
+	if (c->state == CS_CLOSED)
+		return; /* a stale event of this batch */
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		s->hup = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		s->wr = true;
+	tcp_process(c);
+}
+
+void conn_resume(struct conn *c)
+{
+	if (c->state != CS_CLOSED)
+		tcp_process(c);
+}
+
+static void on_timer(struct timer *t)
+{
+	struct conn *c = container_of(t, struct conn, timer);
+	tcp_on_timer(c);
+}
+
+void conn_side_init(struct conn *c, struct side *s, int fd)
+{
+	s->h.fn = on_side_event;
+	s->fd = fd;
+	s->rd = s->wr = s->hup = false;
+	s->c = c;
+}
+
+void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		log_warn("worker %d: out of memory, dropping a new connection", w->id);
+		close(fd);
+		atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
+		return;
+	}
+	c->w = w;
+	c->gen = gen_get(w->gen);
+	c->listener = ls->listener;
+	c->lc = &c->gen->cfg->listeners[ls->listener];
+	c->peer = *peer;
+	c->start_ms = c->last_active_ms = w->now_ms;
+	c->start_wall_ms = wall_ms();
+	list_init(&c->pending_node);
+	list_add_tail(&w->conns, &c->node);
+	w->n_conns++;
+	timer_init(&c->timer, on_timer);
+	conn_side_init(c, &c->cli, fd);
+	conn_side_init(c, &c->srv, -1);
+	relay_half_init(&c->up, &c->cli, &c->srv);
+	relay_half_init(&c->down, &c->srv, &c->cli);
+	STAT_ADD(w->stats[c->listener].active, 1);
+	STAT_ADD(w->stats[c->listener].total, 1);
+
+	if (peer->sa.sa_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (worker_watch(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->cli.h) < 0) {
+		conn_close(c, CR_INTERNAL);
+		return;
+	}
+	tcp_start(c);
+}
+
+static void log_conn(struct conn *c)
+{
+	struct log_record r = {
+		.start_wall_ms = c->start_wall_ms,
+		.client = &c->peer.sa,
+		.listener = c->lc->name,
+		.pool = c->pool ? c->pool->name : NULL,
+		.server = c->server ? c->server->name : NULL,
+		.bytes_in = c->up.bytes,
+		.bytes_out = c->down.bytes,
+		.total_ms = (int64_t)(c->w->now_ms - c->start_ms),
+		.ttfb_ms = -1,
+		.reason = c->reason == CR_NONE ? NULL : close_reason_name(c->reason),
+	};
+	log_access(c->w->log, &r);
+}
+
+void conn_release_server(struct conn *c)
+{
+	if (c->srv.fd >= 0) {
+		close(c->srv.fd);
+		c->srv.fd = -1;
+	}
+	if (c->server_held) {
+		lb_server_put(c->server);
+		c->server_held = false;
+	}
+}
+
+void conn_close(struct conn *c, enum close_reason reason)
+{
+	struct worker *w = c->w;
+
+	if (c->state == CS_CLOSED)
+		return;
+	c->state = CS_CLOSED;
+	c->reason = reason;
+	close(c->cli.fd);
+	c->cli.fd = -1;
+	conn_release_server(c);
+	relay_half_release(w, &c->up);
+	relay_half_release(w, &c->down);
+	timer_del(&w->timers, &c->timer);
+	list_del(&c->pending_node);
+	list_del(&c->node);
+	list_add_tail(&w->closed, &c->node);
+	w->n_conns--;
+	atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
+	STAT_ADD(w->stats[c->listener].active, -1);
+	log_conn(c);
+}

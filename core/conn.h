@@ -1,0 +1,99 @@
+/*
+ * conn.h - a client connection and the server connection paired with it,
+ * from accept to close.
+ *
+ * Ownership: a struct conn belongs to the worker that accepted it; no other
+ * thread touches it. It holds one reference on the configuration generation
+ * it started under, so reloads never change a running connection. One
+ * function ends it, conn_close(): it closes both fds (which takes them out of
+ * epoll), cancels the timer, returns pipes and buffers, writes the log line,
+ * and moves the conn to the worker's closed list; the memory is freed after
+ * the current epoll batch, so a stale event for the same object lands on a
+ * closed conn and is dropped.
+ */
+#ifndef FULCRUM_CONN_H
+#define FULCRUM_CONN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/relay.h"
+#include "core/timer.h"
+#include "core/worker.h"
+
+#define CLOSE_REASONS(X)                                                                     \
+	X(CR_NONE, "-")                                                                      \
+	X(CR_CLIENT_TIMEOUT, "client_timeout")                                               \
+	X(CR_SERVER_TIMEOUT, "server_timeout")                                               \
+	X(CR_CONNECT_TIMEOUT, "connect_timeout")                                             \
+	X(CR_CONNECT_FAILED, "connect_failed")                                               \
+	X(CR_NO_SERVER, "no_server")                                                         \
+	X(CR_CLIENT_RESET, "client_reset")                                                   \
+	X(CR_SERVER_RESET, "server_reset")                                                   \
+	X(CR_MAX_CONNECTIONS, "max_connections")                                             \
+	X(CR_SHUTDOWN, "shutdown")                                                           \
+	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                           \
+	X(CR_NO_MEMORY, "no_memory")                                                         \
+	X(CR_INTERNAL, "internal_error")
+
+#define CR_ENUM(e, s) e,
+enum close_reason { CLOSE_REASONS(CR_ENUM) CR_COUNT };
+#undef CR_ENUM
+
+const char *close_reason_name(enum close_reason r);
+
+#define CONN_STATES(X)                                                                       \
+	X(CS_CONNECTING, "connecting")                                                       \
+	X(CS_RELAY, "relay")                                                                 \
+	X(CS_CLOSED, "closed")
+
+#define CS_ENUM(e, s) e,
+enum conn_state { CONN_STATES(CS_ENUM) CS_COUNT };
+#undef CS_ENUM
+
+#define CONN_MAX_TRIES 8
+
+/* The client's address: IPv4, IPv6, or AF_UNIX (no address). */
+union conn_addr {
+	struct sockaddr sa;
+	struct sockaddr_in in;
+	struct sockaddr_in6 in6;
+};
+
+struct conn {
+	struct list node; /* worker->conns, then worker->closed */
+	struct list pending_node; /* worker->pending while it has budget-limited work */
+	struct worker *w;
+	struct gen *gen; /* one reference held */
+	const struct cfg_listener *lc;
+	uint32_t listener; /* index of lc in gen->cfg->listeners */
+
+	struct side cli, srv;
+	struct half up; /* client -> server */
+	struct half down; /* server -> client */
+
+	enum conn_state state;
+	enum close_reason reason;
+	struct timer timer;
+	uint64_t start_ms, start_wall_ms, last_active_ms, connect_start_ms;
+	union conn_addr peer;
+
+	struct lb_pool *pool;
+	struct lb_server *server; /* the last server chosen (kept for the log) */
+	bool server_held; /* c->server counts this conn in its active count */
+	struct lb_server *tried[CONN_MAX_TRIES];
+	uint8_t n_tried;
+};
+
+/* Worker thread: takes ownership of the accepted socket FD. */
+void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer);
+void conn_close(struct conn *c, enum close_reason reason);
+void conn_side_init(struct conn *c, struct side *s, int fd);
+/* Closes the server socket and gives back the server's active count. */
+void conn_release_server(struct conn *c);
+void conn_set_state(struct conn *c, enum conn_state s);
+/* Worker thread: resumes a conn that ran out of budget. */
+void conn_resume(struct conn *c);
+
+#endif

@@ -1,0 +1,49 @@
+/*
+ * gen.h - a published configuration generation: the parsed cfg plus the
+ * runtime pools built from it.
+ *
+ * The main thread builds a generation completely, then publishes it with one
+ * release store into gen_current. Workers take one acquire load per event
+ * batch (worker_refresh_gen) and hold a reference for every connection that
+ * started under it, so a long tunnel keeps its generation alive across
+ * reloads. Lifetime: reference counted; the main thread's reference on the
+ * published generation is dropped only after every worker has passed a
+ * quiescent point (see worker_wait_quiescent), so a worker never loads a
+ * pointer whose last reference is already gone.
+ */
+#ifndef FULCRUM_GEN_H
+#define FULCRUM_GEN_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "balancer/lb.h"
+#include "config/config.h"
+
+struct gen {
+	struct cfg *cfg;
+	struct lb_pool **pools; /* one per cfg->pools, same order */
+	uint64_t number;
+	_Atomic long refs;
+};
+
+extern _Atomic(struct gen *) gen_current;
+
+/* Builds a generation from CFG (takes ownership of it). NULL on ENOMEM. */
+struct gen *gen_new(struct cfg *cfg, uint64_t number);
+
+static inline struct gen *gen_get(struct gen *g)
+{
+	atomic_fetch_add_explicit(&g->refs, 1, memory_order_relaxed);
+	return g;
+}
+
+void gen_put(struct gen *g);
+
+/* The pool a listener or route points at, or NULL for index -1. */
+static inline struct lb_pool *gen_pool(const struct gen *g, int index)
+{
+	return index < 0 ? NULL : g->pools[index];
+}
+
+#endif

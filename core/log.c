@@ -1,0 +1,245 @@
+/*
+ * log.c - error log and access log (see log.h).
+ */
+#include "core/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/util.h"
+
+static _Atomic int log_level = LOG_LVL_INFO;
+/* The access log's fd; reopening dup2()s the new file onto it, so workers
+ * never see a closed or reused descriptor. -1 when off. */
+static _Atomic int access_fd = -1;
+static _Atomic int access_format = LOG_FMT_TEXT;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+
+void log_set_level(enum cfg_log_level level)
+{
+	atomic_store(&log_level, level);
+}
+
+void log_msg(enum cfg_log_level level, const char *fmt, ...)
+{
+	if ((int)level > atomic_load_explicit(&log_level, memory_order_relaxed))
+		return;
+
+	char line[2048];
+	struct timespec ts;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ [%s] ",
+			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+			 tm.tm_sec, ts.tv_nsec / 1000000, level_names[level]);
+	va_list ap;
+	va_start(ap, fmt);
+	n += vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+	va_end(ap);
+	if (n > (int)sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	ssize_t w = write(STDERR_FILENO, line, (size_t)n);
+	(void)w;
+}
+
+int log_access_open(const char *target, enum cfg_log_format format)
+{
+	int fd;
+
+	atomic_store(&access_format, format);
+	if (strcmp(target, "off") == 0) {
+		atomic_store(&access_fd, -1);
+		return 0;
+	}
+	if (strcmp(target, "stderr") == 0)
+		fd = dup(STDERR_FILENO);
+	else if (strcmp(target, "stdout") == 0)
+		fd = dup(STDOUT_FILENO);
+	else
+		fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+
+	int cur = atomic_load(&access_fd);
+	if (cur < 0) {
+		atomic_store(&access_fd, fd);
+		return 0;
+	}
+	/* Swap the file under the descriptor workers already use. */
+	if (dup3(fd, cur, O_CLOEXEC) < 0) {
+		int err = errno;
+		close(fd);
+		return -err;
+	}
+	close(fd);
+	return 0;
+}
+
+bool log_access_enabled(void)
+{
+	return atomic_load_explicit(&access_fd, memory_order_relaxed) >= 0;
+}
+
+char *log_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	char ip[INET6_ADDRSTRLEN];
+
+	if (!sa) {
+		snprintf(buf, cap, "-");
+	} else if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+		snprintf(buf, cap, "%s:%u", ip, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+	} else {
+		snprintf(buf, cap, "unix:");
+	}
+	return buf;
+}
+
+void log_flush(struct log_buf *lb)
+{
+	int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
+	size_t off = 0;
+
+	while (fd >= 0 && off < lb->len) {
+		ssize_t n = write(fd, lb->data + off, lb->len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	lb->len = 0;
+}
+
+/* Copies S (LEN bytes) escaped for a JSON string or a quoted text field:
+ * quotes, backslashes and control bytes never reach the log raw. */
+static size_t put_escaped(char *out, size_t cap, const char *s, size_t len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len && o + 7 < cap; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '"' || ch == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch < 0x20 || ch >= 0x7f) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", ch);
+		} else {
+			out[o++] = (char)ch;
+		}
+	}
+	out[o] = '\0';
+	return o;
+}
+
+static void format_time(uint64_t wall, char *buf, size_t cap)
+{
+	time_t secs = (time_t)(wall / 1000);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 (unsigned)(wall % 1000));
+}
+
+static const char *or_dash(const char *s)
+{
+	return s ? s : "-";
+}
+
+static int format_text(char *out, size_t cap, const struct log_record *r, const char *when,
+		       const char *client)
+{
+	char request[1024], status[16], ttfb[24];
+	char m[64], t[768];
+
+	if (r->method) {
+		put_escaped(m, sizeof(m), r->method, r->method_len);
+		put_escaped(t, sizeof(t), r->target, r->target_len);
+		snprintf(request, sizeof(request), "\"%s %s %s\"", m, t, or_dash(r->proto));
+	} else {
+		snprintf(request, sizeof(request), "\"- - -\"");
+	}
+	snprintf(status, sizeof(status), r->status ? "%d" : "-", r->status);
+	snprintf(ttfb, sizeof(ttfb), r->ttfb_ms >= 0 ? "%lld" : "-", (long long)r->ttfb_ms);
+	return snprintf(out, cap, "%s %s %s %s/%s %s %s %llu %llu %lld %s %s\n", when, client,
+			or_dash(r->listener), or_dash(r->pool), or_dash(r->server), request,
+			status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+			(long long)r->total_ms, ttfb, or_dash(r->reason));
+}
+
+static void json_str(char *out, size_t cap, const char *s, size_t len)
+{
+	if (!s) {
+		snprintf(out, cap, "null");
+		return;
+	}
+	out[0] = '"';
+	size_t n = put_escaped(out + 1, cap - 2, s, len);
+	out[n + 1] = '"';
+	out[n + 2] = '\0';
+}
+
+static int format_json(char *out, size_t cap, const struct log_record *r, const char *when,
+		       const char *client)
+{
+	char m[80], t[820], status[16], ttfb[24];
+
+	json_str(m, sizeof(m), r->method, r->method_len);
+	json_str(t, sizeof(t), r->target, r->target_len);
+	snprintf(status, sizeof(status), r->status ? "%d" : "null", r->status);
+	snprintf(ttfb, sizeof(ttfb), r->ttfb_ms >= 0 ? "%lld" : "null", (long long)r->ttfb_ms);
+	return snprintf(out, cap,
+			"{\"time\":\"%s\",\"client\":\"%s\",\"listener\":\"%s\",\"pool\":%s%s%s,"
+			"\"server\":%s%s%s,\"method\":%s,\"target\":%s,\"proto\":%s%s%s,"
+			"\"status\":%s,\"bytes_in\":%llu,\"bytes_out\":%llu,\"total_ms\":%lld,"
+			"\"ttfb_ms\":%s,\"reason\":%s%s%s}\n",
+			when, client, or_dash(r->listener), r->pool ? "\"" : "",
+			r->pool ? r->pool : "null", r->pool ? "\"" : "", r->server ? "\"" : "",
+			r->server ? r->server : "null", r->server ? "\"" : "", m, t,
+			r->proto ? "\"" : "", r->proto ? r->proto : "null", r->proto ? "\"" : "",
+			status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+			(long long)r->total_ms, ttfb, r->reason ? "\"" : "",
+			r->reason ? r->reason : "null", r->reason ? "\"" : "");
+}
+
+void log_access(struct log_buf *lb, const struct log_record *r)
+{
+	char when[80], client[80], line[4096];
+	int n;
+
+	if (!log_access_enabled())
+		return;
+	format_time(r->start_wall_ms, when, sizeof(when));
+	log_format_addr(r->client, client, sizeof(client));
+	if (atomic_load_explicit(&access_format, memory_order_relaxed) == LOG_FMT_JSON)
+		n = format_json(line, sizeof(line), r, when, client);
+	else
+		n = format_text(line, sizeof(line), r, when, client);
+	if (n <= 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	if (lb->len + (size_t)n > sizeof(lb->data))
+		log_flush(lb);
+	memcpy(lb->data + lb->len, line, (size_t)n);
+	lb->len += (size_t)n;
+}

@@ -1,0 +1,67 @@
+/*
+ * log.h - the error log (stderr, levels) and the access log (SPEC §6).
+ *
+ * The error log writes one line per call straight to stderr; any thread may
+ * call it. The access log is formatted by each worker into its own buffer
+ * (struct log_buf) and written with one write(2) per event-loop batch, so a
+ * busy worker pays one syscall per batch, not per request. Lines never mix:
+ * each flush writes whole lines to an O_APPEND file.
+ */
+#ifndef FULCRUM_LOG_H
+#define FULCRUM_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config/config.h"
+
+void log_set_level(enum cfg_log_level level);
+void log_msg(enum cfg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_warn(...)  log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+/* Opens (or reopens, for SIGUSR1) the access log named by TARGET: "off",
+ * "stderr", "stdout" or a path. Returns 0 or -errno. Main thread only. */
+int log_access_open(const char *target, enum cfg_log_format format);
+bool log_access_enabled(void);
+
+/* One access-log record; strings may be NULL for "-". */
+struct log_record {
+	uint64_t start_wall_ms;
+	const struct sockaddr *client;
+	const char *listener;
+	const char *pool;
+	const char *server;
+	const char *method; /* method, target, proto: NULL for tcp */
+	size_t method_len;
+	const char *target;
+	size_t target_len;
+	const char *proto;
+	int status; /* 0 = "-" */
+	uint64_t bytes_in, bytes_out;
+	int64_t total_ms;
+	int64_t ttfb_ms; /* -1 = "-" */
+	const char *reason; /* NULL = normal end */
+};
+
+#define LOG_BUF_CAP 65536
+
+struct log_buf {
+	char data[LOG_BUF_CAP];
+	size_t len;
+};
+
+/* Appends one formatted line to LB, flushing first if it would not fit. */
+void log_access(struct log_buf *lb, const struct log_record *r);
+/* Writes what LB holds to the access log. */
+void log_flush(struct log_buf *lb);
+
+/* "1.2.3.4:5678", "[::1]:80" or "unix:" into BUF; returns BUF. */
+char *log_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
+
+#endif

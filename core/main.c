@@ -1,0 +1,420 @@
+/*
+ * main.c - the process: command line, start-up, signals, shutdown.
+ *
+ * The main thread loads the configuration, opens every listening socket
+ * (one per bind per worker), drops privileges, starts the workers and then
+ * sleeps in its own epoll on a signalfd. It is the only thread that builds
+ * and publishes configuration generations.
+ *
+ * Exit status (SPEC §1): 0 clean stop, 1 configuration error, 2 any other
+ * start-up failure, always with a one-line cause on stderr.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/gen.h"
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "core/version.h"
+
+#define DEFAULT_CONFIG "/etc/fulcrum/fulcrum.ini"
+
+struct options {
+	const char *config;
+	const char *pidfile;
+	int workers;
+	bool check_only;
+};
+
+struct process {
+	struct options opt;
+	struct gen *gen;
+	struct worker *workers;
+	int n_workers;
+	int sigfd;
+	int epfd;
+	uint64_t generation;
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: fulcrum [-c FILE] [-t] [-w N] [-p PIDFILE] [-v] [-h]\n"
+		   "  -c FILE   configuration file (default: " DEFAULT_CONFIG ")\n"
+		   "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
+		   "  -w N      override [global] workers\n"
+		   "  -p FILE   write the master pid to FILE\n"
+		   "  -v        print the version and build features and exit\n"
+		   "  -h        print this help and exit\n");
+}
+
+static void print_version(void)
+{
+	printf("fulcrum %s\n", FULCRUM_VERSION);
+	printf("features: TLS (%s)", OPENSSL_VERSION_TEXT);
+#ifdef FULCRUM_JEMALLOC
+	printf(" jemalloc");
+#endif
+	printf(" splice epoll SO_REUSEPORT\n");
+}
+
+static int parse_args(int argc, char **argv, struct options *o)
+{
+	int ch;
+
+	o->config = DEFAULT_CONFIG;
+	while ((ch = getopt(argc, argv, "c:tw:p:vh")) != -1) {
+		switch (ch) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 't':
+			o->check_only = true;
+			break;
+		case 'w': {
+			char *end;
+			long n = strtol(optarg, &end, 10);
+			if (*end || n < 1 || n > 1024) {
+				fprintf(stderr, "fulcrum: -w: bad worker count \"%s\"\n", optarg);
+				return -1;
+			}
+			o->workers = (int)n;
+			break;
+		}
+		case 'p':
+			o->pidfile = optarg;
+			break;
+		case 'v':
+			print_version();
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "fulcrum: unexpected argument \"%s\"\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static struct cfg *load_config(const struct options *o)
+{
+	struct cfg_errors errs = { 0 };
+	struct cfg *cfg = cfg_load(o->config, o->workers, &errs);
+	for (size_t i = 0; i < errs.len; i++)
+		fprintf(stderr, "%s\n", errs.msgs[i]);
+	cfg_errors_free(&errs);
+	return cfg;
+}
+
+/* Raises the fd soft limit to the hard limit; warns when max_connections
+ * (two fds each, client and server) cannot fit. */
+static void raise_fd_limit(const struct cfg *cfg)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	getrlimit(RLIMIT_NOFILE, &rl);
+	uint64_t need = cfg->global.max_connections * 2 + 64;
+	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+		log_warn("max_connections = %llu needs about %llu file descriptors, but the limit "
+			 "is %llu; connections past it will fail to be accepted",
+			 (unsigned long long)cfg->global.max_connections,
+			 (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+}
+
+/* Opens every bind of every listener for one worker into *SOCKS. Unix
+ * sockets have no SO_REUSEPORT: workers after the first share worker 0's
+ * socket (FIRST) through a dup. */
+static int open_sockets(struct cfg *cfg, const struct listen_sock *first,
+			struct listen_sock **socks, size_t *n)
+{
+	size_t total = 0;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		total += cfg->listeners[i].n_binds;
+	*socks = calloc(total ? total : 1, sizeof(**socks));
+	*n = 0;
+	if (!*socks)
+		return -ENOMEM;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct cfg_listener *lc = &cfg->listeners[i];
+		for (size_t b = 0; b < lc->n_binds; b++) {
+			const char *what = "";
+			struct listen_sock *ls = &(*socks)[(*n)++];
+			ls->listener = (uint32_t)i;
+			if (first && lc->binds[b].ss.ss_family == AF_UNIX) {
+				what = "dup";
+				ls->fd = fcntl(first[*n - 1].fd, F_DUPFD_CLOEXEC, 0);
+				if (ls->fd < 0)
+					ls->fd = -errno;
+			} else {
+				ls->fd = listener_open(&lc->binds[b], cfg->global.backlog, &what);
+			}
+			if (ls->fd < 0) {
+				fprintf(stderr, "fulcrum: listener %s: %s %s: %s\n", lc->name, what,
+					lc->binds[b].text, strerror(-ls->fd));
+				ls->fd = -1;
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static int drop_privileges(const char *user)
+{
+	if (!user || geteuid() != 0)
+		return 0;
+	struct passwd *pw = getpwnam(user);
+	if (!pw) {
+		fprintf(stderr, "fulcrum: user \"%s\" does not exist\n", user);
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
+		fprintf(stderr, "fulcrum: cannot switch to user \"%s\": %s\n", user,
+			strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int write_pidfile(const char *path)
+{
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	fprintf(f, "%d\n", (int)getpid());
+	fclose(f);
+	return 0;
+}
+
+static int setup_signals(struct process *p)
+{
+	sigset_t set;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGUSR1);
+	/* Blocked before any thread starts, so only the signalfd sees them. */
+	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
+		return -1;
+	p->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	p->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (p->sigfd < 0 || p->epfd < 0)
+		return -1;
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->sigfd, &ev);
+}
+
+static int start_workers(struct process *p)
+{
+	struct cfg *cfg = p->gen->cfg;
+
+	p->n_workers = cfg->global.workers;
+	p->workers = calloc((size_t)p->n_workers, sizeof(*p->workers));
+	if (!p->workers)
+		return -ENOMEM;
+	for (int i = 0; i < p->n_workers; i++) {
+		struct listen_sock *socks;
+		size_t n;
+		const struct listen_sock *first = i ? p->workers[0].socks : NULL;
+		if (open_sockets(cfg, first, &socks, &n) < 0) {
+			for (size_t k = 0; k < n; k++)
+				if (socks[k].fd >= 0)
+					close(socks[k].fd);
+			free(socks);
+			return -1;
+		}
+		if (worker_init(&p->workers[i], i, p->gen, socks, n) < 0) {
+			fprintf(stderr, "fulcrum: cannot set up worker %d\n", i);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void remove_unix_sockets(const struct cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		for (size_t b = 0; b < cfg->listeners[i].n_binds; b++) {
+			const struct cfg_addr *a = &cfg->listeners[i].binds[b];
+			if (a->ss.ss_family == AF_UNIX)
+				unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+		}
+}
+
+/* Reads a new configuration and publishes it, or keeps the running one. */
+static void reload(struct process *p)
+{
+	struct cfg *cfg = load_config(&p->opt);
+	if (!cfg) {
+		log_error("reload of %s failed; the running configuration stays", p->opt.config);
+		return;
+	}
+	log_warn("reload: only pools and timeouts are taken from %s for now; listener "
+		 "changes need a restart", p->opt.config);
+	struct gen *g = gen_new(cfg, ++p->generation);
+	if (!g) {
+		cfg_free(cfg);
+		log_error("reload: out of memory; the running configuration stays");
+		return;
+	}
+	struct gen *old = p->gen;
+	p->gen = g;
+	atomic_store_explicit(&gen_current, g, memory_order_release);
+	for (int i = 0; i < p->n_workers; i++)
+		worker_wait_quiescent(&p->workers[i]);
+	gen_put(old);
+	log_info("reloaded %s: generation %llu", p->opt.config, (unsigned long long)g->number);
+}
+
+static bool all_exited(const struct process *p)
+{
+	for (int i = 0; i < p->n_workers; i++)
+		if (!atomic_load(&p->workers[i].exited))
+			return false;
+	return true;
+}
+
+static void stop_all(struct process *p, enum worker_cmd cmd)
+{
+	for (int i = 0; i < p->n_workers; i++)
+		worker_send(&p->workers[i], cmd);
+}
+
+/* Sleeps on signals until the workers are gone. */
+static void main_loop(struct process *p)
+{
+	uint64_t deadline = 0;
+	bool stopping = false;
+
+	for (;;) {
+		struct epoll_event ev;
+		int n = epoll_wait(p->epfd, &ev, 1, stopping ? 50 : -1);
+		if (stopping && all_exited(p))
+			return;
+		if (stopping && deadline && clock_ms() >= deadline) {
+			log_warn("graceful_timeout reached; closing the remaining connections");
+			stop_all(p, WORKER_STOP);
+			deadline = 0;
+		}
+		if (n <= 0)
+			continue;
+		struct signalfd_siginfo si;
+		while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
+			switch (si.ssi_signo) {
+			case SIGTERM:
+				log_info("SIGTERM: stopping gracefully");
+				stop_all(p, WORKER_GRACEFUL);
+				stopping = true;
+				deadline = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
+				break;
+			case SIGINT:
+				log_info("SIGINT: stopping now");
+				stop_all(p, WORKER_STOP);
+				stopping = true;
+				deadline = 0;
+				break;
+			case SIGHUP:
+				reload(p);
+				break;
+			case SIGUSR1:
+				if (log_access_open(p->gen->cfg->global.access_log,
+						    p->gen->cfg->global.access_log_format) < 0)
+					log_error("SIGUSR1: cannot reopen the access log %s",
+						  p->gen->cfg->global.access_log);
+				break;
+			}
+		}
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct process p = { .sigfd = -1, .epfd = -1 };
+
+	if (parse_args(argc, argv, &p.opt) < 0)
+		return 1;
+	struct cfg *cfg = load_config(&p.opt);
+	if (!cfg)
+		return 1;
+	if (p.opt.check_only) {
+		printf("%s: configuration is valid\n", p.opt.config);
+		cfg_free(cfg);
+		return 0;
+	}
+	log_set_level(cfg->global.log_level);
+	raise_fd_limit(cfg);
+	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
+	if (err < 0) {
+		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
+			strerror(-err));
+		cfg_free(cfg);
+		return 2;
+	}
+	p.gen = gen_new(cfg, ++p.generation);
+	if (!p.gen) {
+		fprintf(stderr, "fulcrum: out of memory\n");
+		return 2;
+	}
+	atomic_store(&gen_current, p.gen);
+	if (setup_signals(&p) < 0) {
+		fprintf(stderr, "fulcrum: cannot set up signal handling: %s\n", strerror(errno));
+		return 2;
+	}
+	if (start_workers(&p) < 0)
+		return 2;
+	if (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0)
+		return 2;
+	if (drop_privileges(cfg->global.user) < 0)
+		return 2;
+	for (int i = 0; i < p.n_workers; i++)
+		if (worker_start(&p.workers[i]) < 0) {
+			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
+			return 2;
+		}
+	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu",
+		 FULCRUM_VERSION, p.n_workers, cfg->n_listeners,
+		 (unsigned long long)p.gen->number);
+
+	main_loop(&p);
+
+	for (int i = 0; i < p.n_workers; i++) {
+		worker_join(&p.workers[i]);
+		worker_deinit(&p.workers[i]);
+	}
+	remove_unix_sockets(p.gen->cfg);
+	if (p.opt.pidfile)
+		unlink(p.opt.pidfile);
+	free(p.workers);
+	gen_put(p.gen);
+	close(p.sigfd);
+	close(p.epfd);
+	log_info("stopped");
+	return 0;
+}

@@ -1,0 +1,215 @@
+/*
+ * relay.c - one direction of a byte stream (see relay.h). Worker thread.
+ *
+ * Syscalls are the cost of a proxy, so the read side trusts a short read: a
+ * recv() that returns less than it asked for emptied the socket's receive
+ * queue at that instant, and any byte that arrives later raises a new edge,
+ * so there is no extra read just to see EAGAIN. splice() gives no such
+ * promise (it also stops when the pipe runs out of slots), so in splice mode
+ * the source is read until EAGAIN; bulk transfers amortise that call.
+ */
+#include "core/relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void relay_half_init(struct half *h, struct side *src, struct side *dst)
+{
+	memset(h, 0, sizeof(*h));
+	h->src = src;
+	h->dst = dst;
+}
+
+void relay_half_release(struct worker *w, struct half *h)
+{
+	free(h->buf);
+	h->buf = NULL;
+	h->buf_len = h->buf_off = 0;
+	if (h->pipe) {
+		pipe_pool_put(&w->pipes, h->pipe);
+		h->pipe = NULL;
+	}
+}
+
+/* copy_once's return when the write side failed and h->err is set. */
+#define ALREADY_FAILED (-ECANCELED)
+
+static void fail(struct half *h, int err, bool on_src)
+{
+	h->err = err;
+	h->err_on_src = on_src;
+}
+
+/* Writes what waits in the buffer or the pipe. Returns 1 when nothing waits
+ * any more, 0 when the destination is full, -1 on error. */
+static int flush(struct half *h)
+{
+	while (h->buf_len > 0) {
+		ssize_t n = send(h->dst->fd, h->buf + h->buf_off, h->buf_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				h->dst->wr = false;
+				return 0;
+			}
+			if (errno == EINTR)
+				continue;
+			fail(h, errno, false);
+			return -1;
+		}
+		h->buf_off += (uint32_t)n;
+		h->buf_len -= (uint32_t)n;
+	}
+	if (h->buf) {
+		free(h->buf);
+		h->buf = NULL;
+		h->buf_off = 0;
+	}
+	while (h->pipe && h->pipe->len > 0) {
+		ssize_t n = splice(h->pipe->rd, NULL, h->dst->fd, NULL, h->pipe->len,
+				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0) {
+			if (errno == EAGAIN) {
+				h->dst->wr = false;
+				return 0;
+			}
+			if (errno == EINTR)
+				continue;
+			fail(h, errno, false);
+			return -1;
+		}
+		h->pipe->len -= (uint32_t)n;
+	}
+	return 1;
+}
+
+/* Keeps the unsent tail of the bounce buffer. Returns 0 or -ENOMEM. */
+static int keep(struct half *h, const char *data, size_t len)
+{
+	h->buf = malloc(len);
+	if (!h->buf)
+		return -ENOMEM;
+	memcpy(h->buf, data, len);
+	h->buf_off = 0;
+	h->buf_len = (uint32_t)len;
+	return 0;
+}
+
+/* One read through the bounce buffer and its write. Returns the bytes read,
+ * 0 on EOF, -EAGAIN when there was nothing, another -errno on error. */
+static ssize_t copy_once(struct worker *w, struct half *h)
+{
+	ssize_t n = recv(h->src->fd, w->scratch, w->scratch_cap, 0);
+	if (n <= 0) {
+		if (n == 0)
+			return 0;
+		if (errno == EAGAIN)
+			h->src->rd = false;
+		return -errno;
+	}
+	if ((size_t)n < w->scratch_cap) {
+		/* A short read drained the socket, unless a FIN or error was
+		 * reported with it: then read on to see it. */
+		if (!h->src->hup)
+			h->src->rd = false;
+	}
+	else
+		h->splice = true; /* a full read: bulk is coming */
+
+	ssize_t sent = 0;
+	if (h->dst->wr) {
+		sent = send(h->dst->fd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+		if (sent < 0) {
+			if (errno != EAGAIN && errno != EINTR) {
+				fail(h, errno, false);
+				return ALREADY_FAILED;
+			}
+			sent = 0;
+		}
+	}
+	if (sent < n) {
+		h->dst->wr = false;
+		if (keep(h, w->scratch + sent, (size_t)(n - sent)) < 0) {
+			fail(h, ENOMEM, false);
+			return ALREADY_FAILED;
+		}
+	}
+	return n;
+}
+
+/* One splice from the source into the pipe. Same returns as copy_once. */
+static ssize_t splice_once(struct worker *w, struct half *h)
+{
+	if (!h->pipe) {
+		h->pipe = pipe_pool_get(&w->pipes);
+		if (!h->pipe) {
+			/* No pipe to be had (fd limit): stay on the bounce buffer. */
+			h->splice = false;
+			return copy_once(w, h);
+		}
+	}
+	ssize_t n = splice(h->src->fd, NULL, h->pipe->wr, NULL, h->pipe->cap - h->pipe->len,
+			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	if (n <= 0) {
+		if (n == 0)
+			return 0;
+		if (errno == EAGAIN) {
+			/* The socket is dry (or the pipe full, which flush sorts
+			 * out). Back to the cheap path for what comes next. */
+			if (h->pipe->len == 0) {
+				h->src->rd = false;
+				h->splice = false;
+				pipe_pool_put(&w->pipes, h->pipe);
+				h->pipe = NULL;
+			}
+		}
+		return -errno;
+	}
+	h->pipe->len += (uint32_t)n;
+	return n;
+}
+
+enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget)
+{
+	for (;;) {
+		if (h->buf_len || (h->pipe && h->pipe->len)) {
+			if (!h->dst->wr)
+				return RELAY_WAIT;
+			int r = flush(h);
+			if (r < 0)
+				return RELAY_ERROR;
+			if (r == 0)
+				return RELAY_WAIT;
+		}
+		if (h->eof) {
+			if (!h->shut) {
+				relay_half_release(w, h);
+				shutdown(h->dst->fd, SHUT_WR);
+				h->shut = true;
+			}
+			return RELAY_DONE;
+		}
+		if (!h->src->rd)
+			return RELAY_WAIT;
+		if (*budget == 0)
+			return RELAY_MORE;
+
+		ssize_t n = h->splice ? splice_once(w, h) : copy_once(w, h);
+		if (n == 0) {
+			h->eof = true;
+			continue;
+		}
+		if (n < 0) {
+			if (n == -EAGAIN || n == -EINTR)
+				continue;
+			if (n != ALREADY_FAILED)
+				fail(h, (int)-n, true);
+			return RELAY_ERROR;
+		}
+		h->bytes += (uint64_t)n;
+		*budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
+	}
+}

@@ -1,0 +1,72 @@
+/*
+ * relay.h - moving a byte stream one way between two sockets: one routine,
+ * relay_half(), serves both directions of a tcp connection or tunnel.
+ *
+ * A direction (struct half) reads from its source side and writes to its
+ * destination side. Small exchanges go through the worker's bounce buffer:
+ * one recv, one send, and nothing is held afterwards. As soon as a read fills
+ * the bounce buffer the direction is a bulk stream and switches to splice(2)
+ * through a pipe from the worker's pool, so bulk bytes never cross user
+ * space; it switches back (and returns the pipe) once the source runs dry.
+ * Bytes that the destination could not take yet are kept in a buffer or the
+ * pipe, and the source is not read again until they are gone.
+ *
+ * Half-close is a state of the half: after the source's EOF and the last
+ * byte written, the destination gets shutdown(SHUT_WR); the other direction
+ * goes on.
+ *
+ * Thread: the worker owning the connection.
+ */
+#ifndef FULCRUM_RELAY_H
+#define FULCRUM_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/pipe_pool.h"
+#include "core/worker.h"
+
+struct conn;
+
+/* One socket of a connection. Edge-triggered epoll: rd/wr remember that the
+ * socket was reported ready and has not returned EAGAIN since. */
+struct side {
+	struct ev_handler h;
+	int fd;
+	bool rd, wr;
+	bool hup; /* EPOLLRDHUP, EPOLLHUP or EPOLLERR seen: read to the end */
+	struct conn *c;
+};
+
+struct half {
+	struct side *src, *dst;
+	char *buf; /* bytes not yet written to dst; NULL when none */
+	uint32_t buf_off, buf_len;
+	struct pipe *pipe; /* splice mode only, and only while bytes wait */
+	bool splice; /* the source streams in bulk: use splice */
+	bool eof; /* the source has sent FIN */
+	bool shut; /* dst got shutdown(SHUT_WR) */
+	int err; /* errno of a failed read (src) or write (dst), 0 if none */
+	bool err_on_src;
+	uint64_t bytes;
+};
+
+enum relay_result {
+	RELAY_WAIT, /* nothing more to do until the next event */
+	RELAY_MORE, /* budget used up; more may be ready */
+	RELAY_DONE, /* EOF passed on: this direction is finished */
+	RELAY_ERROR, /* h->err says what */
+};
+
+void relay_half_init(struct half *h, struct side *src, struct side *dst);
+/* Moves bytes until EAGAIN, EOF, an error, or *BUDGET bytes; decrements
+ * *BUDGET by what it moved. */
+enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget);
+/* Frees the buffer and gives back (or closes) the pipe. */
+void relay_half_release(struct worker *w, struct half *h);
+static inline bool relay_half_is_idle(const struct half *h)
+{
+	return h->buf == NULL && h->pipe == NULL;
+}
+
+#endif

@@ -1,0 +1,209 @@
+/*
+ * tcp.c - tcp mode (see tcp.h). Worker thread.
+ *
+ * States: CS_CONNECTING (a non-blocking connect is under way, with the
+ * connect_timeout armed) and CS_RELAY (both directions move through
+ * relay_half until each has passed its EOF on). A connect that is refused or
+ * times out goes to the next server the balancer gives, skipping the ones
+ * already tried, up to `retries` more times; a client whose pool has no
+ * usable server is closed at once.
+ */
+#include "core/tcp.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+
+/* Bytes one pass may move per connection before others get their turn. */
+#define RELAY_BUDGET (1024 * 1024)
+
+static uint64_t idle_timeout_ms(const struct conn *c, enum close_reason *why)
+{
+	uint64_t client = c->lc->client_timeout_ms;
+	uint64_t server = c->pool->cfg->server_timeout_ms;
+
+	*why = server < client ? CR_SERVER_TIMEOUT : CR_CLIENT_TIMEOUT;
+	return server < client ? server : client;
+}
+
+static void arm_idle_timer(struct conn *c)
+{
+	enum close_reason why;
+	uint64_t t = idle_timeout_ms(c, &why);
+	timer_add(&c->w->timers, &c->timer, c->last_active_ms + t);
+}
+
+static uint64_t balance_key(const struct conn *c)
+{
+	switch (c->peer.sa.sa_family) {
+	case AF_INET:
+		return lb_hash(&c->peer.in.sin_addr, sizeof(c->peer.in.sin_addr));
+	case AF_INET6:
+		return lb_hash(&c->peer.in6.sin6_addr, sizeof(c->peer.in6.sin6_addr));
+	default:
+		return 0;
+	}
+}
+
+static void connect_next(struct conn *c);
+
+static void connected(struct conn *c)
+{
+	atomic_store_explicit(&c->server->fails, 0, memory_order_relaxed);
+	conn_set_state(c, CS_RELAY);
+	c->last_active_ms = c->w->now_ms;
+	arm_idle_timer(c);
+}
+
+static void connect_failed(struct conn *c, int err)
+{
+	atomic_fetch_add_explicit(&c->server->fails, 1, memory_order_relaxed);
+	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
+		 c->server->name, c->server->addr.text, strerror(err));
+	conn_release_server(c);
+	c->srv.wr = c->srv.rd = c->srv.hup = false;
+	connect_next(c);
+}
+
+/* Starts a non-blocking connect to S. Returns 0 when under way or done,
+ * -errno when it failed at once. */
+static int start_connect(struct conn *c, struct lb_server *s)
+{
+	const struct cfg_addr *a = &s->addr;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (a->ss.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	c->srv.fd = fd;
+	if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS)
+		return -errno;
+	if (worker_watch(c->w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->srv.h) < 0)
+		return -errno;
+	conn_set_state(c, CS_CONNECTING);
+	c->connect_start_ms = c->w->now_ms;
+	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->pool->cfg->connect_timeout_ms);
+	return 0;
+}
+
+static void connect_next(struct conn *c)
+{
+	for (;;) {
+		if (c->n_tried > (unsigned)c->pool->cfg->retries || c->n_tried >= CONN_MAX_TRIES) {
+			conn_close(c, CR_CONNECT_FAILED);
+			return;
+		}
+		struct lb_worker *lw = worker_lb(c->w, c->gen, c->lc->pool);
+		struct lb_server *s = lb_pick(c->pool, lw, balance_key(c), c->tried, c->n_tried);
+		if (!s) {
+			conn_close(c, c->n_tried ? CR_CONNECT_FAILED : CR_NO_SERVER);
+			return;
+		}
+		c->tried[c->n_tried++] = s;
+		c->server = s;
+		c->server_held = true;
+		lb_server_get(s);
+		int err = start_connect(c, s);
+		if (err == 0)
+			return;
+		atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
+		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
+			 s->name, s->addr.text, strerror(-err));
+		conn_release_server(c);
+	}
+}
+
+void tcp_start(struct conn *c)
+{
+	c->pool = gen_pool(c->gen, c->lc->pool);
+	if (!c->pool) {
+		conn_close(c, CR_NO_SERVER);
+		return;
+	}
+	connect_next(c);
+}
+
+static enum close_reason error_reason(const struct conn *c, const struct half *h)
+{
+	const struct side *s = h->err_on_src ? h->src : h->dst;
+	if (h->err == ENOMEM)
+		return CR_NO_MEMORY;
+	return s == &c->cli ? CR_CLIENT_RESET : CR_SERVER_RESET;
+}
+
+static void relay(struct conn *c)
+{
+	struct worker *w = c->w;
+	size_t budget = RELAY_BUDGET;
+	uint64_t in = c->up.bytes, out = c->down.bytes;
+	enum relay_result up = relay_half(w, &c->up, &budget);
+	enum relay_result down = relay_half(w, &c->down, &budget);
+
+	if (c->up.bytes != in || c->down.bytes != out) {
+		c->last_active_ms = w->now_ms;
+		STAT_ADD(w->stats[c->listener].bytes_in, c->up.bytes - in);
+		STAT_ADD(w->stats[c->listener].bytes_out, c->down.bytes - out);
+	}
+	if (up == RELAY_ERROR || down == RELAY_ERROR) {
+		conn_close(c, error_reason(c, up == RELAY_ERROR ? &c->up : &c->down));
+		return;
+	}
+	if (up == RELAY_DONE && down == RELAY_DONE) {
+		conn_close(c, CR_NONE);
+		return;
+	}
+	if (up == RELAY_MORE || down == RELAY_MORE) {
+		if (list_is_empty(&c->pending_node))
+			list_add_tail(&w->pending, &c->pending_node);
+	}
+}
+
+static void check_connect(struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (!c->srv.wr)
+		return;
+	if (getsockopt(c->srv.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err) {
+		connect_failed(c, err);
+		return;
+	}
+	connected(c);
+}
+
+void tcp_process(struct conn *c)
+{
+	if (c->state == CS_CONNECTING) {
+		check_connect(c);
+		if (c->state != CS_RELAY)
+			return;
+	}
+	relay(c);
+}
+
+void tcp_on_timer(struct conn *c)
+{
+	struct worker *w = c->w;
+	enum close_reason why;
+
+	if (c->state == CS_CONNECTING) {
+		connect_failed(c, ETIMEDOUT);
+		return;
+	}
+	uint64_t t = idle_timeout_ms(c, &why);
+	if (w->now_ms - c->last_active_ms >= t) {
+		conn_close(c, why);
+		return;
+	}
+	arm_idle_timer(c);
+}

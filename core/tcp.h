@@ -1,0 +1,16 @@
+/*
+ * tcp.h - tcp mode: pick a server, connect without blocking (retrying on
+ * other servers), then relay both directions until both are shut.
+ */
+#ifndef FULCRUM_TCP_H
+#define FULCRUM_TCP_H
+
+struct conn;
+
+/* Called once the client connection is accepted. */
+void tcp_start(struct conn *c);
+/* Called on every event of either socket, and to resume after a budget. */
+void tcp_process(struct conn *c);
+void tcp_on_timer(struct conn *c);
+
+#endif

@@ -1,0 +1,300 @@
+/*
+ * worker.c - a worker thread's event loop (see worker.h).
+ *
+ * The loop: sleep in epoll_wait until an event or the next timer; handle the
+ * batch; resume connections that used up their budget; run due timers; free
+ * what closed in the batch; flush the access log. The epoch counter is odd
+ * while a batch runs and even while asleep, which is all the main thread
+ * needs to know when a replaced generation can no longer be seen here.
+ *
+ * Listening sockets are level-triggered, unlike everything else: accepting a
+ * bounded number per wakeup then needs no bookkeeping to come back for the
+ * rest, and on EMFILE the listener is paused for a moment rather than spun on.
+ */
+#include "core/worker.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "core/conn.h"
+
+#define EVENTS_PER_BATCH 256
+#define ACCEPTS_PER_EVENT 64
+#define ACCEPT_PAUSE_MS 100
+
+_Atomic uint64_t worker_conns_total;
+
+int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = h };
+	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+struct lb_worker *worker_lb(struct worker *w, const struct gen *g, int pool_index)
+{
+	if (g == w->gen && (size_t)pool_index < w->n_lbw)
+		return &w->lbw[pool_index];
+	/* A connection from an older generation retrying: its pool is not
+	 * ours. Borrow slot 0's generator; lb_pick resets foreign state. */
+	return w->n_lbw ? &w->lbw[0] : NULL;
+}
+
+static void set_gen(struct worker *w, struct gen *g)
+{
+	for (size_t i = 0; i < w->n_lbw; i++)
+		lb_worker_deinit(&w->lbw[i]);
+	free(w->lbw);
+	w->n_lbw = 0;
+	w->lbw = calloc(g->cfg->n_pools ? g->cfg->n_pools : 1, sizeof(*w->lbw));
+	if (w->lbw) {
+		w->n_lbw = g->cfg->n_pools;
+		for (size_t i = 0; i < w->n_lbw; i++)
+			lb_worker_init(&w->lbw[i], (uint64_t)w->id * 7919 + i + 1);
+	}
+	if (w->gen)
+		gen_put(w->gen);
+	w->gen = gen_get(g);
+}
+
+static void refresh_gen(struct worker *w)
+{
+	struct gen *g = atomic_load_explicit(&gen_current, memory_order_acquire);
+	if (g != w->gen)
+		set_gen(w, g);
+}
+
+static void close_listeners(struct worker *w)
+{
+	for (size_t i = 0; i < w->n_socks; i++) {
+		if (w->socks[i].fd >= 0) {
+			close(w->socks[i].fd);
+			w->socks[i].fd = -1;
+		}
+	}
+}
+
+static void pause_listener(struct listen_sock *ls)
+{
+	struct epoll_event ev = { .events = 0, .data.ptr = &ls->h };
+	epoll_ctl(ls->w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
+}
+
+static void resume_listeners(struct timer *t)
+{
+	struct worker *w = container_of(t, struct worker, accept_timer);
+	for (size_t i = 0; i < w->n_socks; i++) {
+		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->socks[i].h };
+		if (w->socks[i].fd >= 0)
+			epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->socks[i].fd, &ev);
+	}
+}
+
+static void refuse(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer)
+{
+	const struct cfg_listener *lc = &w->gen->cfg->listeners[ls->listener];
+	struct log_record r = {
+		.start_wall_ms = wall_ms(),
+		.client = &peer->sa,
+		.listener = lc->name,
+		.ttfb_ms = -1,
+		.reason = close_reason_name(CR_MAX_CONNECTIONS),
+	};
+	close(fd);
+	STAT_ADD(w->stats[ls->listener].refused, 1);
+	log_access(w->log, &r);
+}
+
+static void on_accept(struct ev_handler *h, uint32_t events)
+{
+	struct listen_sock *ls = container_of(h, struct listen_sock, h);
+	struct worker *w = ls->w;
+	uint64_t max = w->gen->cfg->global.max_connections;
+	(void)events;
+
+	for (int i = 0; i < ACCEPTS_PER_EVENT && !w->draining; i++) {
+		union conn_addr peer;
+		socklen_t len = sizeof(peer);
+		int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				log_warn("worker %d: accept: %s; pausing listeners for %d ms",
+					 w->id, strerror(errno), ACCEPT_PAUSE_MS);
+				pause_listener(ls);
+				timer_add(&w->timers, &w->accept_timer, w->now_ms + ACCEPT_PAUSE_MS);
+			}
+			return; /* EAGAIN, or a transient error: level-triggered */
+		}
+		if (len < sizeof(peer.sa) || peer.sa.sa_family == AF_UNIX)
+			peer.sa.sa_family = AF_UNIX;
+		if (atomic_fetch_add_explicit(&worker_conns_total, 1, memory_order_relaxed) >=
+		    max) {
+			atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
+			refuse(w, ls, fd, &peer);
+			continue;
+		}
+		conn_accept(w, ls, fd, &peer);
+	}
+}
+
+static void on_wake(struct ev_handler *h, uint32_t events)
+{
+	struct worker *w = container_of(h, struct worker, wake_h);
+	uint64_t v;
+	(void)events;
+	while (read(w->wake_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	int cmd = atomic_load(&w->cmd);
+	if (cmd == WORKER_RUN || (w->draining && cmd == WORKER_GRACEFUL))
+		return;
+	w->draining = true;
+	close_listeners(w);
+	timer_del(&w->timers, &w->accept_timer);
+	if (cmd == WORKER_STOP) {
+		while (!list_is_empty(&w->conns)) {
+			struct conn *c = container_of(w->conns.next, struct conn, node);
+			conn_close(c, CR_SHUTDOWN);
+		}
+	}
+}
+
+static void free_closed(struct worker *w)
+{
+	while (!list_is_empty(&w->closed)) {
+		struct conn *c = container_of(w->closed.next, struct conn, node);
+		list_del(&c->node);
+		gen_put(c->gen);
+		free(c);
+	}
+}
+
+static void run_pending(struct worker *w)
+{
+	struct list todo;
+
+	/* Take the list: resuming may put a conn back for the next round. */
+	list_init(&todo);
+	if (list_is_empty(&w->pending))
+		return;
+	todo.next = w->pending.next;
+	todo.prev = w->pending.prev;
+	todo.next->prev = &todo;
+	todo.prev->next = &todo;
+	list_init(&w->pending);
+	while (!list_is_empty(&todo)) {
+		struct conn *c = container_of(todo.next, struct conn, pending_node);
+		list_del(&c->pending_node);
+		conn_resume(c);
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct epoll_event events[EVENTS_PER_BATCH];
+
+	for (;;) {
+		int timeout = list_is_empty(&w->pending) ? timer_wheel_timeout_ms(&w->timers) : 0;
+		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_release); /* even: asleep */
+		int n = epoll_wait(w->epfd, events, EVENTS_PER_BATCH, timeout);
+		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_acq_rel); /* odd: busy */
+		w->now_ms = clock_ms();
+		refresh_gen(w);
+		for (int i = 0; i < n; i++) {
+			struct ev_handler *h = events[i].data.ptr;
+			h->fn(h, events[i].events);
+		}
+		run_pending(w);
+		timer_wheel_advance(&w->timers, w->now_ms);
+		free_closed(w);
+		log_flush(w->log);
+		if (w->draining && w->n_conns == 0)
+			break;
+	}
+	atomic_fetch_add_explicit(&w->epoch, 1, memory_order_release);
+	atomic_store(&w->exited, true);
+	return NULL;
+}
+
+int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks,
+		size_t n_socks)
+{
+	memset(w, 0, sizeof(*w));
+	w->id = id;
+	w->socks = socks;
+	w->n_socks = n_socks;
+	list_init(&w->conns);
+	list_init(&w->closed);
+	list_init(&w->pending);
+	w->now_ms = clock_ms();
+	timer_wheel_init(&w->timers, w->now_ms);
+	timer_init(&w->accept_timer, resume_listeners);
+	pipe_pool_init(&w->pipes, g->cfg->global.pipe_size, 64);
+	w->scratch_cap = g->cfg->global.buffer_size;
+	w->scratch = malloc(w->scratch_cap);
+	w->log = calloc(1, sizeof(*w->log));
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (!w->scratch || !w->log || w->epfd < 0 || w->wake_fd < 0)
+		return -ENOMEM;
+	set_gen(w, g);
+	w->wake_h.fn = on_wake;
+	int err = worker_watch(w, w->wake_fd, EPOLLIN | EPOLLET, &w->wake_h);
+	for (size_t i = 0; !err && i < n_socks; i++) {
+		socks[i].w = w;
+		socks[i].h.fn = on_accept;
+		err = worker_watch(w, socks[i].fd, EPOLLIN, &socks[i].h);
+	}
+	return err;
+}
+
+int worker_start(struct worker *w)
+{
+	return -pthread_create(&w->thread, NULL, worker_main, w);
+}
+
+void worker_send(struct worker *w, enum worker_cmd cmd)
+{
+	uint64_t one = 1;
+	atomic_store(&w->cmd, cmd);
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n;
+}
+
+void worker_wait_quiescent(struct worker *w)
+{
+	uint64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);
+	if (e % 2 == 0 || atomic_load(&w->exited))
+		return;
+	while (atomic_load_explicit(&w->epoch, memory_order_acquire) == e &&
+	       !atomic_load(&w->exited))
+		usleep(100);
+}
+
+void worker_join(struct worker *w)
+{
+	pthread_join(w->thread, NULL);
+}
+
+void worker_deinit(struct worker *w)
+{
+	close_listeners(w);
+	free(w->socks);
+	for (size_t i = 0; i < w->n_lbw; i++)
+		lb_worker_deinit(&w->lbw[i]);
+	free(w->lbw);
+	if (w->gen)
+		gen_put(w->gen);
+	pipe_pool_deinit(&w->pipes);
+	free(w->scratch);
+	free(w->log);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	if (w->wake_fd >= 0)
+		close(w->wake_fd);
+}

@@ -1,0 +1,112 @@
+/*
+ * worker.h - a worker thread: its epoll instance, its SO_REUSEPORT listening
+ * sockets, its timer wheel, pipes, log buffer and counters, and every
+ * connection it accepted.
+ *
+ * Ownership: everything in struct worker belongs to its thread, except the
+ * fields marked _Atomic, which the main thread reads (epoch, counters) or
+ * writes (cmd) to talk to it. A connection lives its whole life on the
+ * worker that accepted it.
+ */
+#ifndef FULCRUM_WORKER_H
+#define FULCRUM_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "balancer/lb.h"
+#include "core/gen.h"
+#include "core/log.h"
+#include "core/pipe_pool.h"
+#include "core/timer.h"
+#include "core/util.h"
+
+/* Whatever epoll's data.ptr points at starts with this. */
+struct ev_handler {
+	void (*fn)(struct ev_handler *h, uint32_t events);
+};
+
+#define MAX_LISTENERS 256
+
+/* Per-listener counters of one worker. Written only by that worker (relaxed
+ * atomics compile to plain loads and stores), summed by readers. */
+struct listener_stats {
+	_Atomic uint64_t active;
+	_Atomic uint64_t total;
+	_Atomic uint64_t refused;
+	_Atomic uint64_t bytes_in;
+	_Atomic uint64_t bytes_out;
+};
+
+#define STAT_ADD(field, n)                                                                   \
+	atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + \
+						(n),                                           \
+			      memory_order_relaxed)
+
+struct listen_sock {
+	struct ev_handler h;
+	int fd;
+	uint32_t listener; /* index into the generation's cfg->listeners */
+	struct worker *w;
+};
+
+enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP };
+
+struct worker {
+	int id;
+	pthread_t thread;
+	int epfd;
+	int wake_fd; /* eventfd: the main thread's doorbell */
+	struct ev_handler wake_h;
+
+	struct listen_sock *socks;
+	size_t n_socks;
+
+	struct gen *gen; /* this worker's snapshot, one reference held */
+	struct lb_worker *lbw; /* per pool of gen */
+	size_t n_lbw;
+
+	struct timer_wheel timers;
+	struct timer accept_timer; /* resumes listeners paused on EMFILE */
+	uint64_t now_ms;
+	struct pipe_pool pipes;
+	struct log_buf *log;
+	char *scratch; /* relay bounce buffer, gen->cfg->global.buffer_size */
+	size_t scratch_cap;
+
+	struct list conns; /* live connections */
+	struct list closed; /* closed this batch; freed after it */
+	struct list pending; /* ran out of budget; resumed after the batch */
+	uint64_t n_conns;
+	bool draining;
+
+	_Atomic uint64_t epoch; /* odd while handling events, even while asleep */
+	_Atomic int cmd; /* enum worker_cmd, set by the main thread */
+	_Atomic bool exited;
+
+	struct listener_stats stats[MAX_LISTENERS] __attribute__((aligned(CACHE_LINE)));
+};
+
+/* Connections across all workers, for max_connections. */
+extern _Atomic uint64_t worker_conns_total;
+
+/* Main thread: set up W (epoll, doorbell, buffers) for generation G; the
+ * listening sockets are given in SOCKS (W owns them afterwards). */
+int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks,
+		size_t n_socks);
+int worker_start(struct worker *w);
+void worker_send(struct worker *w, enum worker_cmd cmd);
+/* Main thread: waits until W has passed a quiescent point (asleep in
+ * epoll_wait, or one more batch done) after this call began. */
+void worker_wait_quiescent(struct worker *w);
+void worker_join(struct worker *w);
+void worker_deinit(struct worker *w);
+
+/* Worker thread: register FD with events pointing at H. */
+int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h);
+/* The balancing state of pool INDEX of the worker's generation. */
+struct lb_worker *worker_lb(struct worker *w, const struct gen *g, int pool_index);
+
+#endif
