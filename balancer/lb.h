@@ -34,6 +34,7 @@ struct lb_server {
 	bool backup;
 	enum cfg_proxy_proto proxy_protocol;
 	uint32_t index; /* position in pool->servers */
+	uint64_t name_hash; /* lb_hash(name): seeds source (rendezvous) hashing */
 
 	_Atomic int state; /* enum lb_state */
 	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
@@ -60,11 +61,14 @@ struct lb_worker {
 	int64_t *cw; /* smooth-WRR current weight per server */
 	size_t n;
 	uint64_t rng; /* xorshift state, never 0 */
+	uint32_t rr; /* leastconn: rotates the scan start so ties take turns */
 };
 
 /*
  * Picks a server of POOL for a new connection or request.
  *   key:    the request's hash (source, maglev, ring); ignored by the others.
+ *   w:      the calling worker's state for this pool (roundrobin,
+ *           leastconn, random, p2c); may be NULL for source/maglev/ring.
  *   tried:  servers already tried for this request (retries); skipped.
  * Only usable servers are chosen: state SRV_UP and below maxconn. Backup
  * servers are chosen only while no normal server is usable. Returns NULL when
@@ -98,6 +102,27 @@ static inline void lb_server_put(struct lb_server *s)
 struct lb_pool *lb_pool_new(const struct cfg_pool *cfg);
 void lb_pool_free(struct lb_pool *pool);
 
+/*
+ * Maglev and ring pools: builds a new lookup table from the servers that are
+ * SRV_UP now (the normal ones, or the backups when no normal server is up)
+ * and publishes it with one release store. On success *old receives the
+ * table it replaced (or NULL): workers may still be reading it, so the caller
+ * frees it with lb_table_free() only once every worker has passed a
+ * quiescent point. Other pools: nothing to do, *old = NULL. Returns 0 or
+ * -ENOMEM (the published table is then unchanged). Called by the health
+ * thread when the up-set changes. Calls for one pool must not overlap (a
+ * slower build could publish an older view last): one thread rebuilds.
+ */
+int lb_pool_rebuild(struct lb_pool *pool, struct lb_table **old);
+void lb_table_free(struct lb_table *t);
+
+/* One runtime server from its configuration, at position INDEX of its pool
+ * (state SRV_UP, or SRV_DISABLED). NULL on allocation failure. */
+struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index);
+void lb_server_free(struct lb_server *s);
+
+/* W starts empty; SEED (any value, e.g. the worker id mixed with the time)
+ * seeds its random generator. */
 void lb_worker_init(struct lb_worker *w, uint64_t seed);
 void lb_worker_deinit(struct lb_worker *w);
 

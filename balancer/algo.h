@@ -1,0 +1,93 @@
+/*
+ * algo.h - what the balancing algorithms share inside balancer/: the
+ * candidate set of one pick, the bounded-load test, the random generator and
+ * each algorithm's entry point (lb_pick dispatches to them).
+ *
+ * Everything here runs on the worker that calls lb_pick, reads the shared
+ * pool with relaxed atomic loads, and never blocks or allocates (except the
+ * round-robin state of a worker, on its first pick for a pool).
+ */
+#ifndef FULCRUM_ALGO_H
+#define FULCRUM_ALGO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "balancer/lb.h"
+
+/*
+ * The servers one pick may choose. A server is a candidate when it is
+ * usable (SRV_UP, below maxconn), was not tried yet for this request, belongs
+ * to the tier in use (normal servers; backups only when no normal server is a
+ * candidate) and has a weight above 0 (unless every one of the tier has 0,
+ * then each counts as 1). Filled by lb_cands_init; the state of a server may
+ * change right after, so users tolerate finding fewer candidates than n.
+ */
+struct lb_cands {
+	struct lb_server *const *tried;
+	size_t n_tried;
+	bool backup; /* the tier in use */
+	bool unweighted; /* the whole tier has weight 0 */
+	size_t n; /* candidates */
+	int64_t weight; /* sum of their effective weights */
+};
+
+/* Returns the number of candidates (0: none, the pick returns NULL). */
+size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_server *const *tried,
+		     size_t n_tried);
+
+bool lb_is_tried(const struct lb_server *s, struct lb_server *const *tried, size_t n_tried);
+
+static inline int lb_cand_weight(const struct lb_cands *c, const struct lb_server *s)
+{
+	return c->unweighted ? 1 : s->weight;
+}
+
+static inline bool lb_is_cand(const struct lb_cands *c, const struct lb_server *s)
+{
+	if (s->backup != c->backup || lb_cand_weight(c, s) <= 0)
+		return false;
+	return lb_server_is_usable(s) && !lb_is_tried(s, c->tried, c->n_tried);
+}
+
+/*
+ * Bounded-load consistent hashing: a server may take one more connection
+ * only while active + 1 <= ceil(factor/100 * (load + 1) * weight / weight_up),
+ * load being the active connections of the tier's up servers and weight_up
+ * their total effective weight. With equal weights that is SPEC §4's
+ * ceil(factor/100 * (total load + 1) / servers up).
+ */
+struct lb_bound {
+	uint64_t num; /* factor * (load + 1) */
+	uint64_t den; /* 100 * weight_up */
+};
+
+void lb_bound_init(struct lb_bound *b, const struct lb_pool *pool, const struct lb_cands *c,
+		   int factor);
+bool lb_bound_admits(const struct lb_bound *b, const struct lb_cands *c, const struct lb_server *s);
+
+/* xorshift64*: STATE must not be 0. */
+uint64_t lb_rng_next(uint64_t *state);
+
+/* murmur3's fmix64 finalizer: a bijective avalanche of X. */
+uint64_t lb_mix64(uint64_t x);
+uint64_t lb_hash_seeded(const void *data, size_t len, uint64_t seed);
+
+struct lb_server *lb_rr_pick(const struct lb_pool *pool, struct lb_worker *w,
+			     const struct lb_cands *c);
+struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker *w,
+				    const struct lb_cands *c);
+struct lb_server *lb_random_pick(const struct lb_pool *pool, struct lb_worker *w,
+				 const struct lb_cands *c);
+struct lb_server *lb_p2c_pick(const struct lb_pool *pool, struct lb_worker *w,
+			      const struct lb_cands *c);
+/* Weighted rendezvous hashing of KEY over the candidates; with B, the best
+ * in-bound candidate (or the best one when none is in bound). */
+struct lb_server *lb_hrw_pick(const struct lb_pool *pool, const struct lb_cands *c, uint64_t key,
+			      const struct lb_bound *b);
+/* maglev and ring: the published table, then the walk, then rendezvous. */
+struct lb_server *lb_table_pick(const struct lb_pool *pool, uint64_t key,
+				struct lb_server *const *tried, size_t n_tried);
+
+#endif
