@@ -1,0 +1,63 @@
+"""Bind addresses: IPv6, unix sockets, several binds per listener (SPEC §2 bind)."""
+
+import os
+import socket
+
+from harness import Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, tcp_conf
+
+
+def test_ipv6_bind_and_server(ctx):
+    if not has_ipv6():
+        raise Skip("no IPv6 loopback")
+    b = ctx.backend("echo", host="::1")
+    port = free_port("::1")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], bind=f"[::1]:{port}"))
+    s = connect(("::1", port))
+    check(echo_roundtrip(s, os.urandom(100000)), "relay over IPv6 broken")
+    s.close()
+
+
+def test_unix_bind(ctx):
+    b = ctx.backend("echo")
+    path = ctx.path("f.sock")
+    ctx.fulcrum(tcp_conf(0, [b.server_line()], bind=f"unix:{path}", glob={"workers": 2}))
+    for _ in range(5):
+        s = connect(path)
+        check(echo_roundtrip(s, os.urandom(50000)), "relay from a unix socket broken")
+        s.close()
+
+
+def test_several_binds_one_listener(ctx):
+    b = ctx.backend("name", name="only")
+    p1, p2 = free_port(), free_port()
+    binds = [f"127.0.0.1:{p1}", f"127.0.0.1:{p2}"]
+    if has_ipv6():
+        p3 = free_port("::1")
+        binds.append(f"[::1]:{p3}")
+    ctx.fulcrum(tcp_conf(p1, [b.server_line()], listener={"bind": binds}))
+    check(name_via(("127.0.0.1", p1)) == "only", "first bind does not relay")
+    check(name_via(("127.0.0.1", p2)) == "only", "second bind does not relay")
+    if has_ipv6():
+        s = connect(("::1", p3))
+        check(s.recv(10) == b"only\n", "IPv6 bind does not relay")
+        s.close()
+
+
+def test_any_address_bind(ctx):
+    b = ctx.backend("name", name="any")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], bind=f"0.0.0.0:{port}"))
+    check(name_via(("127.0.0.1", port)) == "any", "0.0.0.0 bind does not relay on loopback")
+
+
+def test_stale_unix_socket_file(ctx):
+    """A socket file left by an earlier run does not stop start-up."""
+    b = ctx.backend("echo")
+    path = ctx.path("stale.sock")
+    old = socket.socket(socket.AF_UNIX)
+    old.bind(path)
+    old.close()  # the file stays, nobody listens
+    ctx.fulcrum(tcp_conf(0, [b.server_line()], bind=f"unix:{path}"))
+    s = connect(path)
+    check(echo_roundtrip(s, b"x"), "relay broken")
+    s.close()

@@ -1,0 +1,202 @@
+"""Command line, exit statuses and signals (SPEC §1, §2)."""
+
+import os
+import re
+import signal
+import socket
+import time
+
+from harness import (SCALE, TestFailure, Skip, check, connect, echo_roundtrip, free_port, ini,
+                     run_fulcrum, tcp_conf, wait_for)
+
+
+def test_version(ctx):
+    rc, out, err = run_fulcrum(["-v"])
+    text = out + err
+    check(rc == 0, f"-v exit status {rc}")
+    check(re.search(r"\d+\.\d+", text), f"-v prints no version number: {text!r}")
+    check("tls" in text.lower(), f"-v does not mention TLS: {text!r}")
+    check("jemalloc" in text.lower(), f"-v does not mention jemalloc: {text!r}")
+
+
+def test_help(ctx):
+    rc, out, err = run_fulcrum(["-h"])
+    text = out + err
+    check(rc == 0, f"-h exit status {rc}")
+    check("usage" in text.lower(), f"-h prints no usage: {text!r}")
+    for flag in ("-c", "-t", "-w", "-p", "-v"):
+        check(flag in text, f"-h usage does not mention {flag}: {text!r}")
+
+
+def test_unknown_option(ctx):
+    rc, out, err = run_fulcrum(["-Z"])
+    check(rc != 0, "an unknown option exits 0")
+    check(err.strip(), "an unknown option prints nothing on stderr")
+
+
+def _valid_conf(port, backend_port):
+    return tcp_conf(port, [f"s1 127.0.0.1:{backend_port}"])
+
+
+def test_check_valid_config(ctx):
+    port = free_port()
+    path = ctx.write("valid.ini", _valid_conf(port, free_port()))
+    # -t must not bind: keep the listener's port busy while checking.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 0, f"-t on a valid config: status {rc}, stderr {err!r}")
+
+
+def _line_of(text, needle):
+    for i, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return i
+    raise AssertionError(f"{needle!r} not in config")
+
+
+def _bad(ctx, fname, text, needle):
+    """-t on TEXT must exit 1 naming FNAME:LINE of the line holding NEEDLE."""
+    path = ctx.write(fname, text)
+    line = _line_of(text, needle)
+    # The file as given on the command line: a relative path from its directory.
+    rc, out, err = run_fulcrum(["-t", "-c", fname], cwd=ctx.tmp)
+    check(rc == 1, f"-t on {fname} ({needle!r}): status {rc}, stderr {err!r}")
+    check(f"{fname}:{line}:" in err, f"stderr lacks '{fname}:{line}:' for {needle!r}: {err!r}")
+    return path, line, err
+
+
+def _base_sections(port, bport):
+    g = {"workers": 1, "admin": ""}
+    p = {"server": f"s1 127.0.0.1:{bport}", "check": "none"}
+    l = {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p"}
+    return g, p, l
+
+
+def test_check_unknown_key(ctx):
+    g, p, l = _base_sections(free_port(), free_port())
+    p["no_such_key"] = "1"
+    _bad(ctx, "badkey.ini", ini(("global", g), ("pool p", p), ("listener l", l)), "no_such_key")
+
+
+def test_check_unknown_section(ctx):
+    g, p, l = _base_sections(free_port(), free_port())
+    text = ini(("global", g), ("pool p", p), ("frobnicate x", {"a": "b"}), ("listener l", l))
+    _bad(ctx, "badsection.ini", text, "[frobnicate x]")
+
+
+def test_check_bad_duration(ctx):
+    g, p, l = _base_sections(free_port(), free_port())
+    l["client_timeout"] = "12parsecs"
+    _bad(ctx, "badduration.ini", ini(("global", g), ("pool p", p), ("listener l", l)), "12parsecs")
+
+
+def test_check_unknown_pool(ctx):
+    g, p, l = _base_sections(free_port(), free_port())
+    l["pool"] = "nosuchpool"
+    _bad(ctx, "badpool.ini", ini(("global", g), ("pool p", p), ("listener l", l)), "nosuchpool")
+
+
+def test_check_several_errors(ctx):
+    """Every error is reported, each with its own line."""
+    g, p, l = _base_sections(free_port(), free_port())
+    g["bogus_global"] = "1"
+    l["client_timeout"] = "soon"
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    _, _, err = _bad(ctx, "several.ini", text, "bogus_global")
+    line = _line_of(text, "soon")
+    check(f"several.ini:{line}:" in err, f"second error (line {line}) not reported: {err!r}")
+
+
+def test_start_with_bad_config_exits_1(ctx):
+    g, p, l = _base_sections(free_port(), free_port())
+    p["no_such_key"] = "1"
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    path = ctx.write("bad.ini", text)
+    rc, out, err = run_fulcrum(["-c", path])
+    check(rc == 1, f"start with a bad config: status {rc}")
+    check(f"{path}:{_line_of(text, 'no_such_key')}:" in err, f"stderr: {err!r}")
+
+
+def test_missing_config_file(ctx):
+    path = ctx.path("does-not-exist.ini")
+    for args in (["-c", path], ["-t", "-c", path]):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 1, f"{args}: status {rc} for a missing config")
+        lines = [l for l in err.splitlines() if l.strip()]
+        check(len(lines) == 1, f"{args}: want a one-line message, got {err!r}")
+        check(path in lines[0], f"{args}: message does not name the file: {err!r}")
+
+
+def test_port_in_use_exits_2(ctx):
+    port = free_port()
+    path = ctx.write("busy.ini", _valid_conf(port, free_port()))
+    with socket.socket() as busy:  # no SO_REUSEPORT: fulcrum's bind must fail
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        rc, out, err = run_fulcrum(["-c", path])
+    check(rc == 2, f"port in use: status {rc}, stderr {err!r}")
+    check(err.strip(), "port in use: no message on stderr")
+    check(str(port) in err or "in use" in err.lower(),
+          f"port in use: the message names neither the port nor the cause: {err!r}")
+
+
+def test_pidfile(ctx):
+    port = free_port()
+    b = ctx.backend("echo")
+    pidfile = ctx.path("fulcrum.pid")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()]), args=["-p", pidfile])
+    wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 2 * SCALE, what="pid file")
+    got = open(pidfile).read().strip()
+    check(got == str(f.pid), f"pid file holds {got!r}, pid is {f.pid}")
+
+
+def _threads_with(ctx, port, backend, args, workers=None):
+    conf = tcp_conf(port, [backend.server_line()], glob={"workers": workers})
+    f = ctx.fulcrum(conf, args=args)
+    n = f.threads()
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"ping"), "relay does not work")
+    s.close()
+    f.check_fds_settled()
+    f.stop()
+    return n
+
+
+def test_workers_flag(ctx):
+    """-w N overrides [global] workers: each worker is a thread, so N+2
+    workers has 2 more threads than N."""
+    b = ctx.backend("echo")
+    t1 = _threads_with(ctx, free_port(), b, ["-w", "1"], workers=3)
+    t3 = _threads_with(ctx, free_port(), b, ["-w", "3"], workers=1)
+    check(t3 - t1 == 2, f"-w 1 gives {t1} threads, -w 3 gives {t3}")
+    # Default (auto) is one worker per online CPU.
+    tdef = _threads_with(ctx, free_port(), b, [], workers=None)
+    ncpu = os.sysconf("SC_NPROCESSORS_ONLN")
+    check(tdef - t1 == ncpu - 1, f"workers = auto on {ncpu} CPUs gives {tdef} threads, one worker {t1}")
+    tauto = _threads_with(ctx, free_port(), b, [], workers="auto")
+    check(tauto == tdef, f"workers = auto gives {tauto} threads, default {tdef}")
+
+
+def _signal_exit(ctx, sig):
+    port = free_port()
+    b = ctx.backend("echo")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"x" * 100), "relay does not work")
+    s.close()
+    f.check_fds_settled()
+    t0 = time.monotonic()
+    f.signal(sig)
+    rc = f.wait_exit(3)
+    check(rc == 0, f"exit status {rc} after {signal.Signals(sig).name}")
+    return time.monotonic() - t0
+
+
+def test_sigterm_exits_0(ctx):
+    _signal_exit(ctx, signal.SIGTERM)
+
+
+def test_sigint_exits_0(ctx):
+    _signal_exit(ctx, signal.SIGINT)

@@ -1,0 +1,151 @@
+"""Access log lines for tcp connections, JSON format, SIGUSR1 reopen (SPEC §6)."""
+
+import datetime
+import json
+import os
+import re
+import signal
+import socket
+import time
+
+from harness import (SCALE, check, closed_by_peer, connect, echo_roundtrip, free_port, read_lines,
+                     recv_all, sha256, tcp_conf, wait_for)
+
+LINE_RE = re.compile(
+    r'^(?P<time>\S+) (?P<client>\S+) (?P<listener>\S+) (?P<target>\S+) '
+    r'(?P<request>"[^"]*"|-) (?P<status>\S+) (?P<bytes_in>\d+) (?P<bytes_out>\d+) '
+    r'(?P<total_ms>\d+(?:\.\d+)?) (?P<ttfb_ms>\S+) (?P<reason>\S+)$')
+TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(Z|\+00:00)$")
+JSON_KEYS = {"time", "client", "listener", "pool", "server", "method", "target", "proto", "status",
+             "bytes_in", "bytes_out", "total_ms", "ttfb_ms", "reason"}
+
+
+def _check_time(text):
+    check(TIME_RE.match(text), f"time {text!r} is not ISO 8601 UTC with milliseconds")
+    t = datetime.datetime.strptime(text[:23], "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    check(abs((now - t).total_seconds()) < 120, f"time {text!r} is not now ({now.isoformat()})")
+
+
+def _sink_once(port, size):
+    """One connection: SIZE bytes up, 64 (hex sha256) down. Returns the
+    client's own address as 'ip:port'."""
+    s = connect(("127.0.0.1", port))
+    me = "%s:%d" % s.getsockname()[:2]
+    data = os.urandom(size)
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    check(recv_all(s).decode() == sha256(data), "sink answer wrong")
+    s.close()
+    return me
+
+
+def _wait_lines(path, n, timeout=3):
+    return wait_for(lambda: (lambda ls: ls if len(ls) >= n else None)(read_lines(path)),
+                    timeout * SCALE, what=f"{n} access-log lines in {path}")
+
+
+def _check_text_line(line, me, size):
+    m = LINE_RE.match(line)
+    check(m, f"access-log line does not have the SPEC §6 shape: {line!r}")
+    _check_time(m["time"])
+    check(m["client"] == me, f"client {m['client']!r}, want {me!r}: {line!r}")
+    check(m["listener"] == "l", f"listener {m['listener']!r}: {line!r}")
+    check(m["target"] == "p/s1", f"pool/server {m['target']!r}, want 'p/s1': {line!r}")
+    check(m["request"] in ('"- - -"', "-", '"-"'), f"request field for tcp is {m['request']!r}: {line!r}")
+    check(m["status"] == "-", f"status for tcp is {m['status']!r}: {line!r}")
+    check(int(m["bytes_in"]) == size, f"bytes_in {m['bytes_in']}, want {size}: {line!r}")
+    check(int(m["bytes_out"]) == 64, f"bytes_out {m['bytes_out']}, want 64: {line!r}")
+    check(float(m["total_ms"]) < 10000, f"total_ms {m['total_ms']}: {line!r}")
+    check(m["ttfb_ms"] == "-" or re.match(r"^\d+(\.\d+)?$", m["ttfb_ms"]), f"ttfb_ms: {line!r}")
+    check(m["reason"] == "-", f"reason {m['reason']!r} for a normal end: {line!r}")
+
+
+def test_access_log_text_file(ctx):
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log, "workers": 2}))
+    me = _sink_once(port, 1000)
+    lines = _wait_lines(log, 1)
+    check(len(lines) == 1, f"one connection, {len(lines)} lines: {lines}")
+    _check_text_line(lines[0], me, 1000)
+    mes = [_sink_once(port, 5000 + i) for i in range(3)]
+    lines = _wait_lines(log, 4)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    check(len(lines) == 4, f"four connections, {len(lines)} lines: {lines}")
+    by_client = {LINE_RE.match(l)["client"]: l for l in lines[1:] if LINE_RE.match(l)}
+    for i, me in enumerate(mes):
+        check(me in by_client, f"no line for client {me}: {lines}")
+        _check_text_line(by_client[me], me, 5000 + i)
+
+
+def test_access_log_stderr(ctx):
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": "stderr"}))
+    me = _sink_once(port, 777)
+    line = wait_for(lambda: next((l for l in f.stderr().splitlines() if f" {me} " in l), None),
+                    3 * SCALE, what="an access-log line on stderr")
+    _check_text_line(line, me, 777)
+
+
+def test_access_log_json(ctx):
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = ctx.path("access.json")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()],
+                         glob={"access_log": log, "access_log_format": "json"}))
+    me = _sink_once(port, 1234)
+    lines = _wait_lines(log, 1)
+    check(len(lines) == 1, f"one connection, {len(lines)} lines")
+    try:
+        obj = json.loads(lines[0])
+    except ValueError as e:
+        raise AssertionError(f"not JSON ({e}): {lines[0]!r}")
+    check(isinstance(obj, dict), f"not a JSON object: {lines[0]!r}")
+    missing = JSON_KEYS - set(obj)
+    check(not missing, f"keys missing: {sorted(missing)} in {lines[0]!r}")
+    _check_time(obj["time"])
+    check(obj["client"] == me, f"client {obj['client']!r}, want {me!r}")
+    check(obj["listener"] == "l" and obj["pool"] == "p" and obj["server"] == "s1",
+          f"listener/pool/server wrong: {lines[0]!r}")
+    check(obj["bytes_in"] == 1234 and obj["bytes_out"] == 64, f"byte counts wrong: {lines[0]!r}")
+    check(isinstance(obj["total_ms"], (int, float)), f"total_ms not a number: {lines[0]!r}")
+    check(obj["reason"] in ("-", None, ""), f"reason for a normal end: {lines[0]!r}")
+
+
+def test_access_log_reason_on_timeout(ctx):
+    b = ctx.backend("echo", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log},
+                         listener={"client_timeout": "500ms"}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"abc"), "relay does not work")
+    check(closed_by_peer(s, 3 * SCALE) is not None, "not closed by client_timeout")
+    s.close()
+    line = _wait_lines(log, 1)[0]
+    m = LINE_RE.match(line)
+    check(m, f"bad line: {line!r}")
+    check(m["reason"] != "-", f"a timed-out connection logs no close reason: {line!r}")
+    check(m["bytes_in"] == "3" and m["bytes_out"] == "3", f"byte counts: {line!r}")
+
+
+def test_access_log_reopen_on_sigusr1(ctx):
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log, "workers": 2}))
+    _sink_once(port, 10)
+    _wait_lines(log, 1)
+    os.rename(log, log + ".1")
+    f.signal(signal.SIGUSR1)
+    wait_for(lambda: os.path.exists(log), 2 * SCALE, what="the log file to be created again")
+    me = _sink_once(port, 20)
+    lines = _wait_lines(log, 1)
+    check(len(lines) == 1 and f" {me} " in lines[0], f"new file holds {lines}")
+    old = read_lines(log + ".1")
+    check(len(old) == 1, f"rotated file holds {old}")
+    f.check_fds_settled()

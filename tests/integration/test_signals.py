@@ -1,0 +1,163 @@
+"""SIGTERM (graceful), SIGINT (at once) with connections in flight (SPEC §1)."""
+
+import hashlib
+import signal
+import socket
+import threading
+import time
+
+from harness import (SCALE, blob, check, closed_by_peer, connect, echo_roundtrip,
+                     free_port, ini, sha256, tcp_conf, wait_for)
+
+MIB = 1 << 20
+
+
+class Download(threading.Thread):
+    """Reads a connection to EOF in the background, hashing and counting."""
+
+    def __init__(self, addr):
+        super().__init__(daemon=True)
+        self.sock = connect(addr)
+        self.n = 0
+        self.hash = None
+        self.error = None
+        self.ended_at = None
+        self.start()
+
+    def run(self):
+        h = hashlib.sha256()
+        try:
+            while True:
+                b = self.sock.recv(65536)
+                if not b:
+                    break
+                h.update(b)
+                self.n += len(b)
+        except OSError as e:
+            self.error = e
+        self.hash = h.hexdigest()
+        self.ended_at = time.monotonic()
+        self.sock.close()
+
+
+def _refused(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    s.close()
+    return False
+
+
+def _two_listeners(p1, b1, p2, b2, graceful):
+    """Listener l on P1 to pool p (B1), listener le on P2 to pool e (B2)."""
+    conf = tcp_conf(p1, [b1.server_line()], glob={"workers": 2, "graceful_timeout": graceful})
+    return conf + ini(("pool e", {"check": "none", "server": b2.server_line()}),
+                      ("listener le", {"bind": f"127.0.0.1:{p2}", "mode": "tcp", "pool": "e"}))
+
+
+def test_sigterm_graceful_finishes_transfers(ctx):
+    data = blob(5 * MIB, seed=20)
+    src = ctx.backend("source", data=data, rate=3 * MIB)  # ~1.7 s
+    echo = ctx.backend("echo")
+    p1, p2 = free_port(), free_port()
+    f = ctx.fulcrum(_two_listeners(p1, src, p2, echo, "6s"))
+    dl = Download(("127.0.0.1", p1))
+    pinger = connect(("127.0.0.1", p2))
+    check(echo_roundtrip(pinger, b"ping"), "echo relay does not work")
+    wait_for(lambda: dl.n >= 256 * 1024, 5 * SCALE, what="the download to start")
+
+    t_term = time.monotonic()
+    f.signal(signal.SIGTERM)
+    wait_for(lambda: _refused(p1) and _refused(p2), 1.0 * SCALE, interval=0.05,
+             what="listeners to close after SIGTERM")
+    # The open connections keep working both ways while draining.
+    for _ in range(5):
+        check(echo_roundtrip(pinger, b"still here"), "in-flight connection broken by SIGTERM")
+        time.sleep(0.1)
+    pinger.close()
+    dl.join(10 * SCALE)
+    check(dl.ended_at is not None, "download did not finish")
+    check(dl.error is None, f"download failed: {dl.error!r}")
+    check(dl.n == len(data) and dl.hash == sha256(data),
+          f"download cut by SIGTERM: {dl.n} of {len(data)} bytes")
+    rc = f.wait_exit(2 + 6)
+    t_exit = time.monotonic()
+    check(rc == 0, f"exit status {rc} after a graceful stop")
+    check(t_exit - dl.ended_at <= 2.0 * SCALE,
+          f"exited {t_exit - dl.ended_at:.2f}s after the last connection ended "
+          f"({t_exit - t_term:.2f}s after SIGTERM)")
+
+
+def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": "1500ms"}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"hi"), "relay does not work")
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    rc = f.wait_exit(1.5 + 3)
+    dt = time.monotonic() - t0
+    check(rc == 0, f"exit status {rc}")
+    check(dt >= 1.2, f"exited {dt:.2f}s after SIGTERM, before graceful_timeout = 1.5s")
+    check(closed_by_peer(s, 1.0) is not None, "client connection still open after exit")
+    s.close()
+
+
+def test_sigterm_without_connections_is_quick(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": "10s", "workers": 2}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"hi"), "relay does not work")
+    s.close()
+    f.check_fds_settled()
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    rc = f.wait_exit(2)
+    check(rc == 0, f"exit status {rc}")
+    check(time.monotonic() - t0 < 1.0 * SCALE, "SIGTERM with nothing in flight took over 1s")
+
+
+def test_sigint_exits_at_once(ctx):
+    data = blob(5 * MIB, seed=21)
+    src = ctx.backend("source", data=data, rate=1 * MIB)
+    echo = ctx.backend("echo")
+    p1, p2 = free_port(), free_port()
+    f = ctx.fulcrum(_two_listeners(p1, src, p2, echo, "30s"))
+    dl = Download(("127.0.0.1", p1))
+    idle = connect(("127.0.0.1", p2))
+    check(echo_roundtrip(idle, b"hi"), "relay does not work")
+    wait_for(lambda: dl.n > 0, 5 * SCALE, what="the download to start")
+    t0 = time.monotonic()
+    f.signal(signal.SIGINT)
+    rc = f.wait_exit(2)
+    dt = time.monotonic() - t0
+    check(rc == 0, f"exit status {rc} after SIGINT")
+    check(dt < 1.0 * SCALE, f"SIGINT took {dt:.2f}s with open connections")
+    check(closed_by_peer(idle, 1.0) is not None, "client connection open after SIGINT")
+    idle.close()
+    dl.join(2 * SCALE)
+    check(dl.n < len(data), "the slow download finished despite SIGINT")
+
+
+def test_sigusr1_and_sighup_keep_serving(ctx):
+    """Reopening logs and reloading (same file) drop no connection."""
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": ctx.path("a.log")}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"before"), "relay does not work")
+    for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR1):
+        f.signal(sig)
+        time.sleep(0.2)
+        f.check_alive()
+        check(echo_roundtrip(s, b"after " + signal.Signals(sig).name.encode()),
+              f"open connection broken by {signal.Signals(sig).name}")
+        s2 = connect(("127.0.0.1", port))
+        check(echo_roundtrip(s2, b"new"), f"new connection fails after {signal.Signals(sig).name}")
+        s2.close()
+    s.close()

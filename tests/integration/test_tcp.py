@@ -1,0 +1,280 @@
+"""tcp mode: relaying, half-close, concurrency, max_connections, timeouts (SPEC §3)."""
+
+import socket
+import threading
+import time
+
+from harness import (SCALE, TestFailure, blob, check, closed_by_peer, closed_port, connect,
+                     echo_roundtrip, free_port, recv_all, recv_exact, recv_hash, recv_line, sha256,
+                     tcp_conf, wait_for)
+
+MIB = 1 << 20
+
+
+def _addr(port):
+    return ("127.0.0.1", port)
+
+
+def test_upload_10mib(ctx):
+    b = ctx.backend("sink")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
+    data = blob(10 * MIB, seed=1)
+    s = connect(_addr(port))
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    got = recv_all(s).decode()
+    s.close()
+    check(got == sha256(data), f"sink got something else: {b.received}")
+    check(b.received == [(len(data), sha256(data))], f"sink saw {b.received}")
+
+
+def test_download_10mib(ctx):
+    data = blob(10 * MIB, seed=2)
+    b = ctx.backend("source", data=data)
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
+    s = connect(_addr(port))
+    n, h = recv_hash(s)
+    s.close()
+    check(n == len(data), f"received {n} of {len(data)} bytes")
+    check(h == sha256(data), "downloaded bytes differ")
+
+
+def _send_in_thread(s, data, shut=True):
+    err = []
+
+    def run():
+        try:
+            s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, err
+
+
+def test_echo_10mib_both_ways_at_once(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    data = blob(10 * MIB, seed=3)
+    s = connect(_addr(port))
+    t, err = _send_in_thread(s, data)
+    n, h = recv_hash(s)
+    t.join(10 * SCALE)
+    s.close()
+    check(not err, f"send failed: {err}")
+    check(n == len(data) and h == sha256(data), f"echoed {n} bytes, want {len(data)} intact")
+
+
+def test_half_close_client_first(ctx):
+    """The client's FIN reaches the server, whose answer still flows back."""
+    b = ctx.backend("echo")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    data = blob(2 * MIB, seed=4)
+    s = connect(_addr(port))
+    t, err = _send_in_thread(s, data)
+    got = recv_all(s)  # ends with the FIN the echo server sends after ours
+    t.join(10 * SCALE)
+    s.close()
+    check(not err, f"send failed: {err}")
+    check(got == data, f"echoed {len(got)} bytes, want {len(data)} intact")
+
+
+def test_half_close_answer_after_client_fin(ctx):
+    """A server that answers only after the client's FIN (sink) still gets
+    its answer through."""
+    b = ctx.backend("sink")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    for size in (0, 1, 100000):
+        data = blob(size, seed=5)
+        s = connect(_addr(port))
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s).decode()
+        s.close()
+        check(got == sha256(data), f"{size} bytes: answer {got!r}")
+
+
+def test_half_close_server_first(ctx):
+    """The server's FIN reaches the client, who can still send."""
+    b = ctx.backend("shut_first", greeting=b"hello\n")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    s = connect(_addr(port))
+    check(recv_exact(s, 6) == b"hello\n", "no greeting")
+    check(s.recv(10) == b"", "no EOF after the server shut its side")
+    data = blob(300000, seed=6)
+    time.sleep(0.1)  # the client side stays writable after its read side ended
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    wait_for(lambda: b.received, 5 * SCALE, what="the server to receive the client's bytes")
+    check(b.received[0] == data, f"server received {len(b.received[0])} bytes, want {len(data)} intact")
+    check(closed_by_peer(s, 3 * SCALE) is not None, "connection not closed once both sides ended")
+    s.close()
+
+
+def test_server_closes_at_once(ctx):
+    """A server that sends a little and closes: the client gets the bytes, then EOF."""
+    b = ctx.backend("source", data=b"short answer")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    for _ in range(20):
+        s = connect(_addr(port))
+        check(recv_all(s) == b"short answer", "short answer lost")
+        s.close()
+
+
+def test_client_resets(ctx):
+    """Clients that reset (SO_LINGER 0) mid-transfer leave nothing behind."""
+    data = blob(4 * MIB, seed=7)
+    b = ctx.backend("source", data=data)
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    for _ in range(10):
+        s = connect(_addr(port))
+        recv_exact(s, 1000)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    f.check_fds_settled()
+    s = connect(_addr(port))
+    n, h = recv_hash(s)
+    s.close()
+    check(h == sha256(data), "transfer after resets is not intact")
+
+
+def test_500_concurrent_connections(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
+    conns = []
+    try:
+        for _ in range(500):
+            conns.append(connect(_addr(port)))
+        for rnd in range(2):
+            msgs = [blob(3000, seed=i * 7 + rnd)[:3000] for i in range(len(conns))]
+            # Each message is distinct: prefix it with the connection's index.
+            msgs = [b"%05d" % i + m for i, m in enumerate(msgs)]
+            for s, m in zip(conns, msgs):
+                s.sendall(m)
+            for i, (s, m) in enumerate(zip(conns, msgs)):
+                got = recv_exact(s, len(m))
+                check(got == m, f"connection {i} round {rnd}: bytes mixed up or lost")
+        check(b.active == 500, f"backend sees {b.active} connections, want 500")
+    finally:
+        for s in conns:
+            s.close()
+    wait_for(lambda: b.active == 0, 5 * SCALE, what="backend connections to close")
+    f.check_fds_settled(timeout=5)
+
+
+def test_max_connections(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2, "max_connections": 5}))
+    conns = [connect(_addr(port)) for _ in range(5)]
+    try:
+        for s in conns:
+            check(echo_roundtrip(s, b"one of five"), "one of the first 5 connections fails")
+        sixth = connect(_addr(port))
+        t = closed_by_peer(sixth, 1.0 * SCALE)
+        sixth.close()
+        check(t is not None, "the 6th connection is not closed at once")
+        check(b.accepted == 5, f"backend got {b.accepted} connections, want 5 (the 6th must not reach it)")
+        for s in conns:
+            check(echo_roundtrip(s, b"still works"), "one of the first 5 stopped working")
+        conns.pop().close()
+
+        def another_works():
+            try:
+                s = connect(_addr(port), timeout=1 * SCALE)
+            except OSError:
+                return False
+            try:
+                return echo_roundtrip(s, b"room again")
+            except (OSError, TestFailure):
+                return False
+            finally:
+                s.close()
+
+        wait_for(another_works, 3 * SCALE, interval=0.1, what="a slot freed by a closed connection")
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_client_timeout_idle(ctx):
+    b = ctx.backend("echo")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], listener={"client_timeout": "1s"}))
+    s = connect(_addr(port))
+    check(echo_roundtrip(s, b"hi"), "relay does not work")
+    t = closed_by_peer(s, 4 * SCALE)
+    s.close()
+    check(t is not None, "idle connection not closed by client_timeout")
+    check(t >= 0.8, f"idle connection closed after {t:.2f}s, before client_timeout = 1s")
+    check(t <= 3 * SCALE, f"idle connection closed after {t:.2f}s")
+    wait_for(lambda: b.active == 0, 2 * SCALE, what="server side closed too")
+
+
+def test_client_timeout_not_while_active(ctx):
+    """Traffic in either direction keeps a connection alive past client_timeout."""
+    b = ctx.backend("echo")
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], listener={"client_timeout": "600ms"}))
+    s = connect(_addr(port))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 2.0:
+        check(echo_roundtrip(s, b"."), "active connection was closed")
+        time.sleep(0.2)
+    s.close()
+    # Server-to-client traffic alone also counts.
+    data = blob(200 * 1024, seed=8)
+    b2 = ctx.backend("source", data=data, rate=100 * 1024)  # ~2 s of slow sending
+    port2 = free_port()
+    ctx.fulcrum(tcp_conf(port2, [b2.server_line()], listener={"client_timeout": "600ms"}))
+    s = connect(_addr(port2))
+    n, h = recv_hash(s)
+    s.close()
+    check(h == sha256(data), f"slow download cut at {n} of {len(data)} bytes")
+
+
+def test_connect_timeout(ctx):
+    """A server that never answers the SYN: the try gives up after
+    connect_timeout and (with retries) the next server is used."""
+    bh = ctx.blackhole()
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}"],
+                         pool={"connect_timeout": "500ms", "retries": 0}))
+    s = connect(_addr(port))
+    t = closed_by_peer(s, 3 * SCALE)
+    s.close()
+    check(t is not None, "client not closed after the connect timeout")
+    check(t >= 0.4, f"client closed after {t:.2f}s, before connect_timeout = 500ms")
+
+    good = ctx.backend("name", name="good")
+    port2 = free_port()
+    ctx.fulcrum(tcp_conf(port2, [f"hole {bh.addr}", good.server_line()],
+                         pool={"connect_timeout": "300ms", "retries": 1}))
+    for _ in range(4):
+        s = connect(_addr(port2))
+        check(recv_line(s) == b"good\n", "retry after a connect timeout did not reach the good server")
+        s.close()
+
+
+def test_dead_server_refused_is_quick(ctx):
+    """Connection refused by every server: the client is closed promptly."""
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [f"d1 127.0.0.1:{closed_port()}", f"d2 127.0.0.1:{closed_port()}"],
+                         pool={"connect_timeout": "500ms", "retries": 2}))
+    for _ in range(5):
+        s = connect(_addr(port))
+        t = closed_by_peer(s, 1.0 * SCALE)
+        s.close()
+        check(t is not None, "client not closed within 1s when every server refuses")
