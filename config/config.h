@@ -65,7 +65,7 @@ enum cfg_proxy_proto { PROXY_PROTO_NONE, PROXY_PROTO_V1, PROXY_PROTO_V2 };
 struct cfg_server {
 	char *name;
 	struct cfg_addr addr; /* resolved at load time (getaddrinfo, first result) */
-	char *host; /* the HOST part as written (a name or a literal address) */
+	char *host; /* the HOST part as written, without [] ("localhost" for unix:) */
 	int weight; /* default 1; 0 allowed (gets nothing unless all are 0) */
 	int maxconn; /* 0 = unlimited */
 	bool backup;
@@ -188,7 +188,10 @@ struct cfg_errors {
  * Reads and validates PATH. Returns a new cfg (caller owns it, free with
  * cfg_free) or NULL with at least one message appended to ERRS. A missing or
  * unreadable file gives "PATH: cannot open: <strerror>". workers_override > 0
- * replaces [global] workers (the -w flag).
+ * replaces [global] workers (the -w flag). Every error found is reported, in
+ * line order. A key other than server/bind/tls_cert/tls_key/allow/deny may
+ * appear once per section; a second line of it is an error. Main thread only
+ * (it sets inih's process-wide options).
  */
 struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *errs);
 void cfg_free(struct cfg *cfg);
@@ -197,7 +200,10 @@ void cfg_errors_add(struct cfg_errors *errs, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void cfg_errors_free(struct cfg_errors *errs);
 
-/* Value parsers shared with the admin API. Return 0 or -EINVAL. */
+/* Value parsers shared with the admin API. Return 0 or -EINVAL (also when a
+ * name does not resolve). Durations: "250ms", "2s", "1m", "1h", bare = seconds.
+ * Sizes: k/m/g (or K/M/G) powers of 1024, bare = bytes. No sign, no fraction,
+ * no blanks; a value that overflows 64 bits is invalid. */
 int cfg_parse_duration_ms(const char *s, uint64_t *out_ms);
 int cfg_parse_size(const char *s, uint64_t *out_bytes);
 /* "HOST:PORT", "[v6]:PORT", "unix:/path". Names are resolved (blocking). */

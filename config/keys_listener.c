@@ -1,0 +1,453 @@
+/*
+ * keys_listener.c - the keys of [listener NAME] and [route NAME]: their
+ * tables, defaults and parsers.
+ *
+ * Runs on the main thread inside cfg_load(). Checks that need other
+ * sections (pool names, the listener's mode) wait for cfg_validate().
+ */
+#include "config/config.h"
+#include "config/loader.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+
+/* ---- [listener NAME] ---- */
+
+static const char *const modes[] = {"tcp", "http", "forward", NULL};
+
+static bool is_port_zero(const struct cfg_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
+	if (a->ss.ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
+	return false;
+}
+
+/* Name of the listener already binding A, or NULL. Port 0 never collides. */
+static const char *bind_owner(const struct cfg *cfg, const struct cfg_addr *a)
+{
+	if (is_port_zero(a))
+		return NULL;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		for (size_t j = 0; j < cfg->listeners[i].n_binds; j++) {
+			if (cfg_addr_equal(&cfg->listeners[i].binds[j], a))
+				return cfg->listeners[i].name;
+		}
+	}
+	return NULL;
+}
+
+static int l_bind(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+	struct cfg_addr addr, *binds;
+	const char *owner;
+	char why[256];
+
+	if (cfg_parse_addr_why(value, &addr, why, sizeof(why)) < 0) {
+		cfg_ld_err(ld, "bad address \"%s\" for bind: %s", value, why);
+		return -EINVAL;
+	}
+	if ((owner = bind_owner(ld->cfg, &addr))) {
+		cfg_ld_err(ld, "duplicate bind \"%s\" (already in listener \"%s\")", value, owner);
+		cfg_addr_free(&addr);
+		return -EINVAL;
+	}
+	binds = cfg_grow(l->binds, l->n_binds, sizeof(*l->binds));
+	if (!binds) {
+		ld->oom = true;
+		cfg_addr_free(&addr);
+		return -ENOMEM;
+	}
+	l->binds = binds;
+	l->binds[l->n_binds++] = addr;
+	return 0;
+}
+
+static int l_pool(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	if (*value == '\0')
+		return 0;
+	if (cfg_set_str(ld, &l->pool_name, value) < 0)
+		return -ENOMEM;
+	return cfg_add_ref(ld, CFG_REF_LISTENER_POOL, value);
+}
+
+/* Appends a copy of PATH to *V (N entries) after checking it can be read. */
+static int add_file(struct cfg_loader *ld, const char *key, char ***v, size_t *n, const char *path)
+{
+	char *copy, **grown;
+	int rc = cfg_check_readable(path);
+
+	/* Kept even when unreadable, so the cert/key pairing check stays quiet. */
+	if (rc < 0)
+		cfg_ld_err(ld, "cannot read %s \"%s\": %s", key, path, strerror(-rc));
+	copy = cfg_ld_strdup(ld, path);
+	grown = copy ? cfg_grow(*v, *n, sizeof(**v)) : NULL;
+	if (!grown) {
+		ld->oom = true;
+		free(copy);
+		return -ENOMEM;
+	}
+	*v = grown;
+	(*v)[(*n)++] = copy;
+	return rc < 0 ? -EINVAL : 0;
+}
+
+static int l_tls_cert(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	return add_file(ld, "tls_cert", &l->tls_certs, &l->n_tls_certs, value);
+}
+
+static int l_tls_key(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	return add_file(ld, "tls_key", &l->tls_keys, &l->n_tls_keys, value);
+}
+
+static int l_tls_min_version(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	if (strcmp(value, "1.2") == 0)
+		l->tls_min_version = 12;
+	else if (strcmp(value, "1.3") == 0)
+		l->tls_min_version = 13;
+	else {
+		cfg_ld_err(ld, "bad tls_min_version \"%s\" (expected 1.2 or 1.3)", value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int l_proxy_protocol(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	if (strcmp(value, "accept") == 0)
+		l->proxy_protocol_accept = true;
+	else if (strcmp(value, "off") == 0)
+		l->proxy_protocol_accept = false;
+	else {
+		cfg_ld_err(ld, "bad proxy_protocol \"%s\" (expected off or accept)", value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int add_acl(struct cfg_loader *ld, const char *key, struct cfg_acl_entry **v, size_t *n,
+		   const char *value)
+{
+	struct cfg_acl_entry *grown;
+	char *copy;
+
+	if (*value == '\0')
+		return 0; /* "deny =" as in the documented defaults: nothing */
+	if (value[strcspn(value, " \t")] != '\0') {
+		cfg_ld_err(ld, "bad %s \"%s\" (one pattern per line)", key, value);
+		return -EINVAL;
+	}
+	copy = cfg_ld_strdup(ld, value);
+	grown = copy ? cfg_grow(*v, *n, sizeof(**v)) : NULL;
+	if (!grown) {
+		ld->oom = true;
+		free(copy);
+		return -ENOMEM;
+	}
+	*v = grown;
+	(*v)[*n].pattern = copy;
+	(*v)[*n].line = ld->line;
+	(*n)++;
+	return 0;
+}
+
+static int l_allow(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	return add_acl(ld, "allow", &l->allow, &l->n_allow, value);
+}
+
+static int l_deny(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+
+	return add_acl(ld, "deny", &l->deny, &l->n_deny, value);
+}
+
+/* One item of connect_ports: "443" or "8000-8100" (blanks around it allowed). */
+static int parse_port_item(char *item, struct cfg_port_range *r)
+{
+	char *end = item + strlen(item);
+	char *dash;
+	long long lo, hi;
+
+	while (isblank((unsigned char)*item))
+		item++;
+	while (end > item && isblank((unsigned char)end[-1]))
+		*--end = '\0';
+	dash = strchr(item, '-');
+	if (dash)
+		*dash = '\0';
+	if (cfg_parse_int(item, 1, 65535, &lo) < 0)
+		return -EINVAL;
+	hi = lo;
+	if (dash && (cfg_parse_int(dash + 1, 1, 65535, &hi) < 0 || hi < lo))
+		return -EINVAL;
+	r->lo = (uint16_t)lo;
+	r->hi = (uint16_t)hi;
+	return 0;
+}
+
+/* Parses the comma list in BUF (writable) into L's connect_ports. */
+static int parse_port_list(struct cfg_loader *ld, struct cfg_listener *l, char *buf,
+			   const char *value)
+{
+	struct cfg_port_range *grown;
+	char *save = NULL, *item;
+
+	free(l->connect_ports);
+	l->connect_ports = NULL;
+	l->n_connect_ports = 0;
+	l->connect_ports_any = false;
+	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		struct cfg_port_range r;
+
+		if (strspn(item, " \t*") == strlen(item) && strchr(item, '*')) {
+			l->connect_ports_any = true;
+			continue;
+		}
+		if (parse_port_item(item, &r) < 0) {
+			cfg_ld_err(ld,
+				   "bad connect_ports \"%s\" (expected ports and lo-hi ranges, "
+				   "comma-separated, or *)",
+				   value);
+			return -EINVAL;
+		}
+		grown = cfg_grow(l->connect_ports, l->n_connect_ports, sizeof(r));
+		if (!grown) {
+			ld->oom = true;
+			return -ENOMEM;
+		}
+		l->connect_ports = grown;
+		l->connect_ports[l->n_connect_ports++] = r;
+	}
+	return 0;
+}
+
+static int l_connect_ports(struct cfg_loader *ld, void *obj, const char *value)
+{
+	char *buf = cfg_ld_strdup(ld, value);
+	int rc;
+
+	if (!buf)
+		return -ENOMEM;
+	rc = parse_port_list(ld, obj, buf, value);
+	free(buf);
+	if (rc == 0 && ((struct cfg_listener *)obj)->n_connect_ports == 0 &&
+	    !((struct cfg_listener *)obj)->connect_ports_any) {
+		cfg_ld_err(ld, "empty connect_ports (expected ports, lo-hi ranges or *)");
+		return -EINVAL;
+	}
+	return rc;
+}
+
+/* auth = basic /path/htpasswd (or off, or empty). */
+static int l_auth(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+	const char *path;
+	int rc;
+
+	if (*value == '\0' || strcmp(value, "off") == 0)
+		return cfg_set_str(ld, &l->auth_file, "");
+	if (strncmp(value, "basic", 5) != 0 || !isblank((unsigned char)value[5])) {
+		cfg_ld_err(ld, "bad auth \"%s\" (expected basic /path/to/htpasswd)", value);
+		return -EINVAL;
+	}
+	path = value + 5;
+	path += strspn(path, " \t");
+	if (*path == '\0' || path[strcspn(path, " \t")] != '\0') {
+		cfg_ld_err(ld, "bad auth \"%s\" (expected basic /path/to/htpasswd)", value);
+		return -EINVAL;
+	}
+	if ((rc = cfg_check_readable(path)) < 0) {
+		cfg_ld_err(ld, "cannot read auth file \"%s\": %s", path, strerror(-rc));
+		return -EINVAL;
+	}
+	return cfg_set_str(ld, &l->auth_file, path);
+}
+
+#define L struct cfg_listener
+const struct cfg_key_def cfg_listener_keys[] = {
+	CFG_K_FN_REPEAT("bind", l_bind),
+	CFG_K_ENUM(L, "mode", mode, modes),
+	CFG_K_FN("pool", l_pool),
+	CFG_K_FN_REPEAT("tls_cert", l_tls_cert),
+	CFG_K_FN_REPEAT("tls_key", l_tls_key),
+	CFG_K_FN("tls_min_version", l_tls_min_version),
+	CFG_K_STR(L, tls_ciphers),
+	CFG_K_DUR(L, handshake_timeout, 1),
+	CFG_K_STR(L, alpn),
+	CFG_K_FN("proxy_protocol", l_proxy_protocol),
+	CFG_K_DUR(L, client_timeout, 1),
+	CFG_K_DUR(L, tunnel_timeout, 1),
+	CFG_K_DUR(L, request_timeout, 1),
+	CFG_K_DUR(L, keepalive_timeout, 1),
+	CFG_K_SIZE(L, "max_uri_size", max_uri_size, 16),
+	CFG_K_SIZE(L, "max_header_size", max_header_size, 1024),
+	CFG_K_SIZE(L, "max_body_size", max_body_size, 0),
+	CFG_K_BOOL(L, forwarded_headers),
+	CFG_K_SIZE(L, "cache", cache_size, 0),
+	CFG_K_FN_REPEAT("allow", l_allow),
+	CFG_K_FN_REPEAT("deny", l_deny),
+	CFG_K_FN("connect_ports", l_connect_ports),
+	CFG_K_FN("auth", l_auth),
+	CFG_K_DUR(L, connect_timeout, 1),
+	CFG_K_DUR(L, server_timeout, 1),
+	CFG_K_END,
+};
+#undef L
+static_assert(sizeof(cfg_listener_keys) / sizeof(cfg_listener_keys[0]) <= CFG_MAX_KEYS, "many");
+
+int cfg_defaults_listener(struct cfg_listener *l)
+{
+	l->mode = MODE_HTTP;
+	l->pool = -1;
+	l->tls_min_version = 12;
+	l->handshake_timeout_ms = 10 * 1000;
+	l->client_timeout_ms = 30 * 1000;
+	l->tunnel_timeout_ms = 3600 * 1000;
+	l->request_timeout_ms = 10 * 1000;
+	l->keepalive_timeout_ms = 60 * 1000;
+	l->max_uri_size = 8 << 10;
+	l->max_header_size = 16 << 10;
+	l->forwarded_headers = true; /* cfg_validate turns it off for forward */
+	l->connect_timeout_ms = 3000;
+	l->server_timeout_ms = 30 * 1000;
+	l->alpn = strdup("http/1.1");
+	l->connect_ports = calloc(1, sizeof(*l->connect_ports));
+	if (!l->alpn || !l->connect_ports)
+		return -ENOMEM;
+	l->connect_ports[0].lo = l->connect_ports[0].hi = 443;
+	l->n_connect_ports = 1;
+	return 0;
+}
+
+/* ---- [route NAME] ---- */
+
+static int r_listener(struct cfg_loader *ld, void *obj, const char *value)
+{
+	(void)obj;
+	return cfg_add_ref(ld, CFG_REF_ROUTE_LISTENER, value);
+}
+
+static int r_pool(struct cfg_loader *ld, void *obj, const char *value)
+{
+	(void)obj;
+	return cfg_add_ref(ld, CFG_REF_ROUTE_POOL, value);
+}
+
+/* "name.example.com" or "*.example.com": letters, digits, - _ . only. */
+static bool is_host_pattern(const char *s)
+{
+	if (strncmp(s, "*.", 2) == 0)
+		s += 2;
+	if (*s == '\0' || *s == '.')
+		return false;
+	for (; *s; s++) {
+		if (!isalnum((unsigned char)*s) && !strchr("-_.", *s))
+			return false;
+	}
+	return true;
+}
+
+static int r_host(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_route *r = obj;
+
+	if (*value == '\0')
+		return cfg_set_str(ld, &r->host, value);
+	if (!is_host_pattern(value)) {
+		cfg_ld_err(ld, "bad host \"%s\" (expected a name or *.domain)", value);
+		return -EINVAL;
+	}
+	if (cfg_set_str(ld, &r->host, value) < 0)
+		return -ENOMEM;
+	for (char *c = r->host; *c; c++)
+		*c = (char)tolower((unsigned char)*c);
+	return 0;
+}
+
+static int r_path_prefix(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_route *r = obj;
+
+	for (const char *c = value; *c; c++) {
+		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+			cfg_ld_err(ld, "bad path_prefix \"%s\" (no blanks or controls)", value);
+			return -EINVAL;
+		}
+	}
+	if (value[0] != '/') {
+		cfg_ld_err(ld, "bad path_prefix \"%s\" (must start with /)", value);
+		return -EINVAL;
+	}
+	return cfg_set_str(ld, &r->path_prefix, value);
+}
+
+/* header = NAME: VALUE (the value may be empty; blanks around it are dropped). */
+static int r_header(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_route *r = obj;
+	const char *colon = strchr(value, ':');
+	const char *v;
+	char *name;
+	bool ok;
+
+	if (!colon) {
+		cfg_ld_err(ld, "bad header \"%s\" (expected NAME: VALUE)", value);
+		return -EINVAL;
+	}
+	name = strndup(value, (size_t)(colon - value));
+	if (!name) {
+		ld->oom = true;
+		return -ENOMEM;
+	}
+	ok = cfg_is_token(name);
+	v = colon + 1 + strspn(colon + 1, " \t");
+	if (!ok) {
+		cfg_ld_err(ld, "bad header \"%s\" (expected NAME: VALUE)", value);
+		free(name);
+		return -EINVAL;
+	}
+	free(r->header_name);
+	r->header_name = name;
+	free(r->header_value);
+	r->header_value = strdup(v);
+	if (!r->header_value) {
+		ld->oom = true;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+const struct cfg_key_def cfg_route_keys[] = {
+	CFG_K_FN("listener", r_listener),
+	CFG_K_FN("host", r_host),
+	CFG_K_FN("path_prefix", r_path_prefix),
+	CFG_K_FN("header", r_header),
+	CFG_K_FN("pool", r_pool),
+	CFG_K_END,
+};

@@ -1,0 +1,166 @@
+/*
+ * validate.c - the checks that need the whole file: pools have servers,
+ * listeners have binds and matching certificates and keys, names used by
+ * listeners and routes exist, keys fit the listener's mode; and the
+ * defaults that depend on other keys (workers = auto, forwarded_headers).
+ *
+ * Runs on the main thread at the end of cfg_load(). Each problem is reported
+ * at the line of the key concerned, or of the section header when a key is
+ * missing.
+ */
+#include "config/config.h"
+#include "config/loader.h"
+
+#include <stdio.h>
+#include <unistd.h>
+
+static void validate_global(struct cfg_loader *ld, int workers_override)
+{
+	struct cfg_global *g = &ld->cfg->global;
+
+	if (workers_override > 0)
+		g->workers = workers_override;
+	if (g->workers < 1) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		g->workers = n < 1 ? 1 : (int)n;
+	}
+}
+
+static void validate_pool(struct cfg_loader *ld, size_t i)
+{
+	const struct cfg_pool *p = &ld->cfg->pools[i];
+
+	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
+		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);
+}
+
+static void resolve_refs(struct cfg_loader *ld)
+{
+	struct cfg *cfg = ld->cfg;
+
+	for (size_t i = 0; i < ld->n_refs; i++) {
+		const struct cfg_ref *r = &ld->refs[i];
+		bool want_pool = r->kind != CFG_REF_ROUTE_LISTENER;
+		int found =
+			want_pool ? cfg_find_pool(cfg, r->name) : cfg_find_listener(cfg, r->name);
+
+		if (found < 0) {
+			cfg_ld_err_at(ld, r->line, "unknown %s \"%s\"",
+				      want_pool ? "pool" : "listener", r->name);
+			continue;
+		}
+		switch (r->kind) {
+		case CFG_REF_LISTENER_POOL:
+			cfg->listeners[r->idx].pool = found;
+			break;
+		case CFG_REF_ROUTE_LISTENER:
+			cfg->routes[r->idx].listener = found;
+			break;
+		case CFG_REF_ROUTE_POOL:
+			cfg->routes[r->idx].pool = found;
+			break;
+		}
+	}
+}
+
+/* Reports each key of KEYS set in listener I, whose mode does not use it. */
+static void refuse_keys(struct cfg_loader *ld, size_t i, const char *const *keys, const char *modes)
+{
+	const struct cfg_listener *l = &ld->cfg->listeners[i];
+
+	for (; *keys; keys++) {
+		int line = cfg_key_line(ld, CFG_SEC_LISTENER, i, *keys);
+		if (line > 0)
+			cfg_ld_err_at(ld, line,
+				      "%s is for %s listeners only; listener \"%s\" is %s", *keys,
+				      modes, l->name, cfg_mode_name(l->mode));
+	}
+}
+
+static void validate_tls_files(struct cfg_loader *ld, size_t i)
+{
+	const struct cfg_listener *l = &ld->cfg->listeners[i];
+	int line;
+
+	if (l->n_tls_certs == l->n_tls_keys)
+		return;
+	line = cfg_key_line(ld, CFG_SEC_LISTENER, i, "tls_key");
+	if (line == 0)
+		line = cfg_key_line(ld, CFG_SEC_LISTENER, i, "tls_cert");
+	cfg_ld_err_at(ld, line,
+		      "listener \"%s\" has %zu tls_cert and %zu tls_key lines; they go in pairs",
+		      l->name, l->n_tls_certs, l->n_tls_keys);
+}
+
+static void validate_listener(struct cfg_loader *ld, size_t i)
+{
+	static const char *const forward_only[] = {
+		"allow", "deny", "connect_ports", "auth", "connect_timeout", "server_timeout", NULL,
+	};
+	static const char *const http_only[] = {
+		"max_uri_size",
+		"max_header_size",
+		"max_body_size",
+		"keepalive_timeout",
+		"forwarded_headers",
+		"cache",
+		NULL,
+	};
+	struct cfg_listener *l = &ld->cfg->listeners[i];
+
+	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "bind") == 0)
+		cfg_ld_err_at(ld, l->line, "listener \"%s\" has no bind", l->name);
+	validate_tls_files(ld, i);
+	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "forwarded_headers") == 0)
+		l->forwarded_headers = l->mode == MODE_HTTP;
+	if (l->mode != MODE_FORWARD)
+		refuse_keys(ld, i, forward_only, "forward");
+	if (l->mode == MODE_TCP)
+		refuse_keys(ld, i, http_only, "http and forward");
+}
+
+static void validate_route(struct cfg_loader *ld, size_t i)
+{
+	const struct cfg_route *r = &ld->cfg->routes[i];
+	const struct cfg_listener *l;
+	int line;
+
+	if (cfg_key_line(ld, CFG_SEC_ROUTE, i, "listener") == 0)
+		cfg_ld_err_at(ld, r->line, "route \"%s\" needs listener = NAME", r->name);
+	if (cfg_key_line(ld, CFG_SEC_ROUTE, i, "pool") == 0)
+		cfg_ld_err_at(ld, r->line, "route \"%s\" needs pool = NAME", r->name);
+	if (r->listener < 0)
+		return;
+	l = &ld->cfg->listeners[r->listener];
+	if (l->mode == MODE_FORWARD) {
+		line = cfg_key_line(ld, CFG_SEC_ROUTE, i, "listener");
+		cfg_ld_err_at(ld, line,
+			      "routes are for http and tcp listeners; listener \"%s\" is "
+			      "forward",
+			      l->name);
+		return;
+	}
+	if (l->mode != MODE_TCP)
+		return;
+	if ((line = cfg_key_line(ld, CFG_SEC_ROUTE, i, "path_prefix")) > 0)
+		cfg_ld_err_at(ld, line,
+			      "path_prefix needs an http listener; listener \"%s\" is tcp",
+			      l->name);
+	if ((line = cfg_key_line(ld, CFG_SEC_ROUTE, i, "header")) > 0)
+		cfg_ld_err_at(ld, line, "header needs an http listener; listener \"%s\" is tcp",
+			      l->name);
+}
+
+void cfg_validate(struct cfg_loader *ld, int workers_override)
+{
+	struct cfg *cfg = ld->cfg;
+
+	validate_global(ld, workers_override);
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		validate_pool(ld, i);
+	resolve_refs(ld);
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		validate_listener(ld, i);
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		validate_route(ld, i);
+}
