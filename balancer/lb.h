@@ -40,6 +40,9 @@ struct lb_server {
 	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
 	_Atomic int fails; /* consecutive passive failures seen by traffic */
 	_Atomic uint64_t connections_total;
+	_Atomic uint64_t checks_ok; /* active health checks passed (health thread writes) */
+	_Atomic uint64_t checks_fail; /* active health checks failed (health thread writes) */
+	_Atomic uint64_t responses[6]; /* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
 };
 
 /* A consistent-hash lookup structure (maglev table or ketama ring) over the

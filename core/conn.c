@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
+#include "core/http/proxy.h"
 #include "core/tcp.h"
 
 #define CR_NAME(e, s) s,
@@ -28,9 +29,22 @@ void conn_set_state(struct conn *c, enum conn_state s)
 	c->state = s;
 }
 
-static void on_side_event(struct ev_handler *h, uint32_t events)
+static const struct conn_ops tcp_ops = {
+	.start = tcp_start,
+	.process = tcp_process,
+	.on_timer = tcp_on_timer,
+	.drain = NULL,
+};
+
+static const struct conn_ops http_ops = {
+	.start = http_start,
+	.process = http_process,
+	.on_timer = http_on_timer,
+	.drain = http_drain,
+};
+
+void conn_side_event(struct side *s, uint32_t events)
 {
-	struct side *s = container_of(h, struct side, h);
 	struct conn *c = s->c;
 
 	if (c->state == CS_CLOSED)
@@ -41,19 +55,30 @@ static void on_side_event(struct ev_handler *h, uint32_t events)
 		s->hup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->wr = true;
-	tcp_process(c);
+	c->ops->process(c);
+}
+
+static void on_side_event(struct ev_handler *h, uint32_t events)
+{
+	conn_side_event(container_of(h, struct side, h), events);
 }
 
 void conn_resume(struct conn *c)
 {
 	if (c->state != CS_CLOSED)
-		tcp_process(c);
+		c->ops->process(c);
+}
+
+void conn_drain(struct conn *c)
+{
+	if (c->state != CS_CLOSED && c->ops->drain)
+		c->ops->drain(c);
 }
 
 static void on_timer(struct timer *t)
 {
 	struct conn *c = container_of(t, struct conn, timer);
-	tcp_on_timer(c);
+	c->ops->on_timer(c);
 }
 
 void conn_side_init(struct conn *c, struct side *s, int fd)
@@ -74,6 +99,7 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 		return;
 	}
 	c->w = w;
+	c->ops = &tcp_ops;
 	c->gen = gen_get(w->gen);
 	c->listener = ls->listener;
 	c->lc = &c->gen->cfg->listeners[ls->listener];
@@ -91,6 +117,14 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 	STAT_ADD(w->stats[c->listener].active, 1);
 	STAT_ADD(w->stats[c->listener].total, 1);
 
+	if (c->lc->mode != MODE_TCP) {
+		c->ops = &http_ops;
+		c->http = http_conn_new();
+		if (!c->http) {
+			conn_close(c, CR_NO_MEMORY);
+			return;
+		}
+	}
 	if (peer->sa.sa_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -99,7 +133,7 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 		conn_close(c, CR_INTERNAL);
 		return;
 	}
-	tcp_start(c);
+	c->ops->start(c);
 }
 
 static void log_conn(struct conn *c)
@@ -151,5 +185,11 @@ void conn_close(struct conn *c, enum close_reason reason)
 	w->n_conns--;
 	atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
 	STAT_ADD(w->stats[c->listener].active, -1);
-	log_conn(c);
+	if (c->http) {
+		/* http logs requests, not connections. */
+		http_conn_free(c, c->http);
+		c->http = NULL;
+	} else {
+		log_conn(c);
+	}
 }

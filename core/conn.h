@@ -35,7 +35,8 @@
 	X(CR_SHUTDOWN, "shutdown")                                                           \
 	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                           \
 	X(CR_NO_MEMORY, "no_memory")                                                         \
-	X(CR_INTERNAL, "internal_error")
+	X(CR_INTERNAL, "internal_error")                                                   \
+	X(CR_REQUEST_ERROR, "request_error")
 
 #define CR_ENUM(e, s) e,
 enum close_reason { CLOSE_REASONS(CR_ENUM) CR_COUNT };
@@ -61,7 +62,19 @@ union conn_addr {
 	struct sockaddr_in6 in6;
 };
 
+struct http_conn;
+
+/* What a listener's mode does with a connection (tcp.c, http/proxy.c). */
+struct conn_ops {
+	void (*start)(struct conn *c); /* accepted */
+	void (*process)(struct conn *c); /* an event on either socket, or resumed */
+	void (*on_timer)(struct conn *c);
+	void (*drain)(struct conn *c); /* the worker is stopping gracefully */
+};
+
 struct conn {
+	const struct conn_ops *ops;
+	struct http_conn *http; /* http and forward modes */
 	struct list node; /* worker->conns, then worker->closed */
 	struct list pending_node; /* worker->pending while it has budget-limited work */
 	struct worker *w;
@@ -90,6 +103,10 @@ struct conn {
 void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer);
 void conn_close(struct conn *c, enum close_reason reason);
 void conn_side_init(struct conn *c, struct side *s, int fd);
+/* An epoll event for side S of its connection. */
+void conn_side_event(struct side *s, uint32_t events);
+/* Worker thread: the worker is stopping gracefully. */
+void conn_drain(struct conn *c);
 /* Closes the server socket and gives back the server's active count. */
 void conn_release_server(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state s);

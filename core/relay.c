@@ -22,6 +22,15 @@ void relay_half_init(struct half *h, struct side *src, struct side *dst)
 	memset(h, 0, sizeof(*h));
 	h->src = src;
 	h->dst = dst;
+	h->left = RELAY_UNLIMITED;
+}
+
+void relay_half_limit(struct half *h, uint64_t len)
+{
+	h->left = len;
+	h->eof = false;
+	h->shut = false;
+	h->err = 0;
 }
 
 void relay_half_release(struct worker *w, struct half *h)
@@ -102,7 +111,8 @@ static int keep(struct half *h, const char *data, size_t len)
  * 0 on EOF, -EAGAIN when there was nothing, another -errno on error. */
 static ssize_t copy_once(struct worker *w, struct half *h)
 {
-	ssize_t n = recv(h->src->fd, w->scratch, w->scratch_cap, 0);
+	size_t want = h->left < w->scratch_cap ? (size_t)h->left : w->scratch_cap;
+	ssize_t n = recv(h->src->fd, w->scratch, want, 0);
 	if (n <= 0) {
 		if (n == 0)
 			return 0;
@@ -110,14 +120,14 @@ static ssize_t copy_once(struct worker *w, struct half *h)
 			h->src->rd = false;
 		return -errno;
 	}
-	if ((size_t)n < w->scratch_cap) {
+	if ((size_t)n < want) {
 		/* A short read drained the socket, unless a FIN or error was
 		 * reported with it: then read on to see it. */
 		if (!h->src->hup)
 			h->src->rd = false;
-	}
-	else
+	} else if (want == w->scratch_cap) {
 		h->splice = true; /* a full read: bulk is coming */
+	}
 
 	ssize_t sent = 0;
 	if (h->dst->wr) {
@@ -151,7 +161,10 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 			return copy_once(w, h);
 		}
 	}
-	ssize_t n = splice(h->src->fd, NULL, h->pipe->wr, NULL, h->pipe->cap - h->pipe->len,
+	size_t want = h->pipe->cap - h->pipe->len;
+	if (h->left < want)
+		want = (size_t)h->left;
+	ssize_t n = splice(h->src->fd, NULL, h->pipe->wr, NULL, want,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n <= 0) {
 		if (n == 0)
@@ -184,7 +197,16 @@ enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget)
 			if (r == 0)
 				return RELAY_WAIT;
 		}
+		if (h->left == 0) {
+			relay_half_release(w, h);
+			return RELAY_DONE;
+		}
 		if (h->eof) {
+			if (h->left != RELAY_UNLIMITED) {
+				/* The peer closed in the middle of a body. */
+				fail(h, EPIPE, true);
+				return RELAY_ERROR;
+			}
 			if (!h->shut) {
 				relay_half_release(w, h);
 				shutdown(h->dst->fd, SHUT_WR);
@@ -210,6 +232,8 @@ enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget)
 			return RELAY_ERROR;
 		}
 		h->bytes += (uint64_t)n;
+		if (h->left != RELAY_UNLIMITED)
+			h->left -= (uint64_t)n;
 		*budget = (size_t)n >= *budget ? 0 : *budget - (size_t)n;
 	}
 }

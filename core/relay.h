@@ -46,19 +46,26 @@ struct half {
 	bool splice; /* the source streams in bulk: use splice */
 	bool eof; /* the source has sent FIN */
 	bool shut; /* dst got shutdown(SHUT_WR) */
+	uint64_t left; /* bytes this direction may still move (body length);
+			  RELAY_UNLIMITED for a stream that ends with EOF */
 	int err; /* errno of a failed read (src) or write (dst), 0 if none */
 	bool err_on_src;
 	uint64_t bytes;
 };
 
+#define RELAY_UNLIMITED UINT64_MAX
+
 enum relay_result {
 	RELAY_WAIT, /* nothing more to do until the next event */
 	RELAY_MORE, /* budget used up; more may be ready */
-	RELAY_DONE, /* EOF passed on: this direction is finished */
+	RELAY_DONE, /* EOF passed on, or `left` bytes moved: this direction is finished */
 	RELAY_ERROR, /* h->err says what */
 };
 
 void relay_half_init(struct half *h, struct side *src, struct side *dst);
+/* Sets up H to move exactly LEN bytes (a body) and then stop, without
+ * passing any EOF on. An EOF before that is an error (EPIPE on the source). */
+void relay_half_limit(struct half *h, uint64_t len);
 /* Moves bytes until EAGAIN, EOF, an error, or *BUDGET bytes; decrements
  * *BUDGET by what it moved. */
 enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget);

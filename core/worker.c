@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/upstream.h"
 
 #define EVENTS_PER_BATCH 256
 #define ACCEPTS_PER_EVENT 64
@@ -155,11 +156,19 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	w->draining = true;
 	close_listeners(w);
 	timer_del(&w->timers, &w->accept_timer);
+	upstream_pool_deinit(w, &w->upstreams);
 	if (cmd == WORKER_STOP) {
 		while (!list_is_empty(&w->conns)) {
 			struct conn *c = container_of(w->conns.next, struct conn, node);
 			conn_close(c, CR_SHUTDOWN);
 		}
+		return;
+	}
+	/* Graceful: connections between requests go now, the others after
+	 * their current response. */
+	for (struct list *n = w->conns.next, *next; n != &w->conns; n = next) {
+		next = n->next;
+		conn_drain(container_of(n, struct conn, node));
 	}
 }
 
@@ -212,6 +221,7 @@ static void *worker_main(void *arg)
 		run_pending(w);
 		timer_wheel_advance(&w->timers, w->now_ms);
 		free_closed(w);
+		upstream_free_closed(w);
 		log_flush(w->log);
 		if (w->draining && w->n_conns == 0)
 			break;
@@ -231,6 +241,8 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 	list_init(&w->conns);
 	list_init(&w->closed);
 	list_init(&w->pending);
+	list_init(&w->closed_upstreams);
+	upstream_pool_init(&w->upstreams);
 	w->now_ms = clock_ms();
 	timer_wheel_init(&w->timers, w->now_ms);
 	timer_init(&w->accept_timer, resume_listeners);
@@ -276,6 +288,27 @@ void worker_wait_quiescent(struct worker *w)
 		usleep(100);
 }
 
+/* --- Registry of the running workers (see worker.h) --- */
+static struct worker *registry;
+static int registry_n;
+
+void workers_register(struct worker *ws, int n)
+{
+	registry = ws;
+	registry_n = n;
+}
+
+void workers_wait_quiescent(void)
+{
+	/* Orders the caller's unpublishing store before the epoch loads below
+	 * (store-load), so a worker seen asleep cannot still hold the old
+	 * pointer once it wakes. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (int i = 0; i < registry_n; i++)
+		worker_wait_quiescent(&registry[i]);
+}
+/* --- end of registry --- */
+
 void worker_join(struct worker *w)
 {
 	pthread_join(w->thread, NULL);
@@ -290,6 +323,7 @@ void worker_deinit(struct worker *w)
 	free(w->lbw);
 	if (w->gen)
 		gen_put(w->gen);
+	upstream_pool_deinit(w, &w->upstreams);
 	pipe_pool_deinit(&w->pipes);
 	free(w->scratch);
 	free(w->log);

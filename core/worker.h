@@ -22,6 +22,7 @@
 #include "core/pipe_pool.h"
 #include "core/timer.h"
 #include "core/util.h"
+#include "core/http/parser.h"
 
 /* Whatever epoll's data.ptr points at starts with this. */
 struct ev_handler {
@@ -44,6 +45,12 @@ struct listener_stats {
 	atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + \
 						(n),                                           \
 			      memory_order_relaxed)
+
+/* The idle http server connections of a worker, by server (upstream.c). */
+struct upstream_pool {
+	struct list buckets[256];
+	uint32_t count;
+};
 
 struct listen_sock {
 	struct ev_handler h;
@@ -79,6 +86,9 @@ struct worker {
 	struct list conns; /* live connections */
 	struct list closed; /* closed this batch; freed after it */
 	struct list pending; /* ran out of budget; resumed after the batch */
+	struct list closed_upstreams; /* freed after the batch, like closed */
+	struct upstream_pool upstreams; /* idle http server connections */
+	struct http_head head; /* parse results, used within one call */
 	uint64_t n_conns;
 	bool draining;
 
@@ -102,6 +112,16 @@ void worker_send(struct worker *w, enum worker_cmd cmd);
  * epoll_wait, or one more batch done) after this call began. */
 void worker_wait_quiescent(struct worker *w);
 void worker_join(struct worker *w);
+
+/* --- Registry of the running workers (for the health thread) ------------
+ * Main thread: workers_register() records the started workers (N of them at
+ * WS; N = 0 clears it, before WS is freed). Any other thread may then call
+ * workers_wait_quiescent(): it returns once every registered worker has
+ * passed a quiescent point after the call began, so an object unpublished
+ * before the call can be freed after it. */
+void workers_register(struct worker *ws, int n);
+void workers_wait_quiescent(void);
+/* --- end of registry --- */
 void worker_deinit(struct worker *w);
 
 /* Worker thread: register FD with events pointing at H. */

@@ -1,0 +1,126 @@
+/*
+ * proxy.h - http mode: HTTP/1.1 reverse proxying of one client connection,
+ * request after request (SPEC §3 "http mode").
+ *
+ * A connection is in one phase at a time:
+ *   IDLE     keep-alive, between requests; holds no buffer
+ *   HEAD     reading a request head (request_timeout runs)
+ *   CONNECT  waiting for a new server connection
+ *   EXCHANGE the request (head, then body) goes to the server while its
+ *            response (head, then body) comes back; both must end
+ *   TUNNEL   after a 101: bytes both ways, like tcp mode
+ *   REPLY    writing a response fulcrum made itself
+ *   LINGER   after an error reply: reading and dropping what the client
+ *            still sends, so closing does not reset the reply away
+ * Pipelined requests wait in the read buffer and start when the previous
+ * response has ended, so responses go out in order.
+ *
+ * Thread: the worker owning the connection.
+ */
+#ifndef FULCRUM_HTTP_PROXY_H
+#define FULCRUM_HTTP_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "core/http/chunked.h"
+#include "core/http/parser.h"
+#include "core/http/rewrite.h"
+
+struct conn;
+struct upstream;
+struct lb_pool;
+struct lb_server;
+
+#define HTTP_PHASES(X)                                                                       \
+	X(HP_IDLE, "idle")                                                                   \
+	X(HP_HEAD, "head")                                                                   \
+	X(HP_CONNECT, "connect")                                                             \
+	X(HP_EXCHANGE, "exchange")                                                           \
+	X(HP_TUNNEL, "tunnel")                                                               \
+	X(HP_REPLY, "reply")                                                                 \
+	X(HP_LINGER, "linger")
+
+#define HP_ENUM(e, s) e,
+enum http_phase { HTTP_PHASES(HP_ENUM) HP_COUNT };
+#undef HP_ENUM
+
+#define HTTP_LOG_TARGET_MAX 512
+#define HTTP_MAX_TRIES      8
+
+/* A queue of slices to write to one socket. */
+struct outq {
+	struct iovec iov[4];
+	uint8_t n, i;
+};
+
+/* The http state of a client connection; owned by its conn. */
+struct http_conn {
+	enum http_phase phase;
+	struct upstream *u;
+
+	char *rbuf; /* bytes from the client: the head, body, pipelined requests */
+	uint32_t rlen, rcap;
+	uint32_t rpos; /* bytes of rbuf the current request has used up */
+	uint32_t rsend; /* chunked body: checked bytes at rpos not yet sent */
+	char *sbuf; /* bytes from the server */
+	uint32_t slen, scap;
+	uint32_t spos, ssend;
+
+	/* the request */
+	uint64_t req_start_ms, req_start_wall_ms;
+	char method[16];
+	char target[HTTP_LOG_TARGET_MAX];
+	uint16_t method_len, target_len;
+	enum http_method method_id;
+	uint8_t minor;
+	bool client_ka; /* the client connection may carry another request */
+	bool upgrade;
+	enum http_body req_body;
+	uint64_t req_left;
+	uint64_t req_body_len; /* chunked: payload bytes so far, for max_body_size */
+	struct http_chunked req_ch;
+	bool req_head_sent, req_done;
+	bool up_armed, down_armed; /* c->up / c->down carry this request's body */
+	uint32_t head_start, head_end; /* the kept head in rbuf, for a resend */
+	struct outq req_out;
+	struct rewrite_extra req_extra;
+
+	/* where it goes */
+	struct lb_pool *pool;
+	struct lb_server *server;
+	struct lb_server *tried[HTTP_MAX_TRIES];
+	uint8_t n_tried;
+	uint64_t key;
+	bool set_cookie; /* sticky: tell the client which server it got */
+
+	/* the response */
+	int status;
+	enum http_body resp_body;
+	uint64_t resp_left;
+	struct http_chunked resp_ch;
+	bool resp_started; /* bytes of the final response went to the client */
+	bool resp_head_sent, resp_done, server_ka;
+	int64_t ttfb_ms;
+	struct outq resp_out;
+	struct rewrite_extra resp_extra;
+
+	uint64_t bytes_in, bytes_out; /* this request's, heads included */
+	char reply[512]; /* a response of fulcrum's own */
+	bool reply_close;
+	const char *reason; /* why this request ended early, for the log */
+};
+
+struct http_conn *http_conn_new(void);
+/* Frees what HC holds; the upstream is closed, not pooled. */
+void http_conn_free(struct conn *c, struct http_conn *hc);
+
+void http_start(struct conn *c);
+void http_process(struct conn *c);
+void http_on_timer(struct conn *c);
+/* The worker is stopping: close the connection if it is between requests,
+ * else make the current response its last. */
+void http_drain(struct conn *c);
+
+#endif

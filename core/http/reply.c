@@ -1,0 +1,66 @@
+/*
+ * reply.c - fulcrum's own responses (see reply.h). Pure formatting.
+ */
+#include "core/http/reply.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* The body is "STATUS TEXT\n". */
+static size_t strlen_text(const char *text)
+{
+	return 4 + strlen(text) + 1;
+}
+
+const char *http_status_text(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 407:
+		return "Proxy Authentication Required";
+	case 408:
+		return "Request Timeout";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	case 504:
+		return "Gateway Timeout";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
+	}
+}
+
+size_t http_reply_format(char *buf, size_t cap, int status, bool close, const char *extra_headers)
+{
+	const char *text = http_status_text(status);
+	int n = snprintf(buf, cap,
+			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+			 "%s%s\r\n%d %s\n",
+			 status, text, strlen_text(text), close ? "Connection: close\r\n" : "",
+			 extra_headers ? extra_headers : "", status, text);
+	if (n < 0)
+		return 0;
+	return (size_t)n < cap ? (size_t)n : cap - 1;
+}

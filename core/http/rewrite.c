@@ -1,0 +1,112 @@
+/*
+ * rewrite.c - head rewriting (see rewrite.h). Pure; worker threads.
+ */
+#include "core/http/rewrite.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool is_forwarded(const struct http_header *hd, const char *buf)
+{
+	const char *n = buf + hd->name.off;
+	return http_token_eq(n, hd->name.len, "x-forwarded-for") ||
+	       http_token_eq(n, hd->name.len, "x-forwarded-proto") ||
+	       http_token_eq(n, hd->name.len, "x-forwarded-host");
+}
+
+static bool keep_field(const char *buf, const struct http_head *h, const struct http_header *hd,
+		       const struct rewrite_opts *o)
+{
+	if (hd->id == HTTP_H_UPGRADE)
+		return o->keep_upgrade;
+	if (http_header_is_hop_by_hop(hd))
+		return false;
+	if (o->drop_forwarded && is_forwarded(hd, buf))
+		return false;
+	if (o->drop_proxy_auth &&
+	    http_token_eq(buf + hd->name.off, hd->name.len, "proxy-authorization"))
+		return false;
+	/* Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1),
+	 * but never the ones that frame or address the message: dropping those
+	 * on a client's say-so would let it desynchronise the server. */
+	if (hd->id == HTTP_H_CONTENT_LENGTH || hd->id == HTTP_H_TRANSFER_ENCODING ||
+	    hd->id == HTTP_H_HOST)
+		return true;
+	return !http_connection_lists(h, buf, buf + hd->name.off, hd->name.len);
+}
+
+/* The offset just past the CRLF that ends the field line of HD. */
+static size_t line_end(const char *buf, const struct http_head *h, const struct http_header *hd)
+{
+	const char *v = buf + hd->value.off + hd->value.len;
+	const char *lf = memchr(v, '\n', h->head_len - (size_t)(v - buf));
+	return lf ? (size_t)(lf - buf) + 1 : h->head_len;
+}
+
+void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_opts *o,
+		     size_t *start, size_t *end)
+{
+	/* A request may follow a few empty lines, which are not forwarded. */
+	*start = h->method.len ? h->method.off : 0;
+	size_t dst = h->header_count ? h->headers[0].name.off : h->head_len - 2;
+	bool moved = false;
+
+	for (unsigned i = 0; i < h->header_count; i++) {
+		const struct http_header *hd = &h->headers[i];
+		size_t from = hd->name.off, to = line_end(buf, h, hd);
+		if (!keep_field(buf, h, hd, o)) {
+			moved = true;
+			continue;
+		}
+		if (moved)
+			memmove(buf + dst, buf + from, to - from);
+		dst += to - from;
+	}
+	*end = dst;
+}
+
+int rewrite_add(struct rewrite_extra *x, const char *fmt, ...)
+{
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(x->data ? x->data + x->len : NULL, x->data ? x->cap - x->len : 0,
+				  fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return -EINVAL;
+		if (x->data && x->len + (size_t)n < x->cap) {
+			x->len += (size_t)n;
+			return 0;
+		}
+		size_t cap = x->cap ? x->cap : 256;
+		while (cap <= x->len + (size_t)n)
+			cap *= 2;
+		char *d = realloc(x->data, cap);
+		if (!d)
+			return -ENOMEM;
+		x->data = d;
+		x->cap = cap;
+	}
+}
+
+int rewrite_add_joined(struct rewrite_extra *x, const struct http_head *h, const char *buf,
+		       const char *name)
+{
+	bool first = true;
+	for (int i = http_header_find(h, buf, name, 0); i >= 0;
+	     i = http_header_find(h, buf, name, (unsigned)i + 1)) {
+		const struct http_header *hd = &h->headers[i];
+		if (hd->value.len == 0)
+			continue;
+		int err = rewrite_add(x, "%s%.*s", first ? "" : ", ", (int)hd->value.len,
+				      buf + hd->value.off);
+		if (err)
+			return err;
+		first = false;
+	}
+	return 0;
+}

@@ -1,0 +1,86 @@
+/*
+ * route.c - route matching (see route.h). Pure; any thread.
+ */
+#include "core/http/route.h"
+
+#include <string.h>
+#include <strings.h>
+
+static size_t strip_port(const char *host, size_t len)
+{
+	if (len && host[0] == '[') {
+		const char *end = memchr(host, ']', len);
+		return end ? (size_t)(end - host) + 1 : len;
+	}
+	const char *colon = memchr(host, ':', len);
+	return colon ? (size_t)(colon - host) : len;
+}
+
+bool route_host_matches(const char *pattern, const char *host, size_t len)
+{
+	len = strip_port(host, len);
+	while (len && host[len - 1] == '.')
+		len--; /* "example.com." names the same host */
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		size_t plen = strlen(pattern + 1); /* ".suffix" */
+		return len > plen && strncasecmp(host + len - plen, pattern + 1, plen) == 0;
+	}
+	return strlen(pattern) == len && strncasecmp(pattern, host, len) == 0;
+}
+
+static bool path_matches(const char *prefix, const struct http_head *h, const char *buf)
+{
+	size_t plen = strlen(prefix);
+	return h->path.len >= plen && memcmp(buf + h->path.off, prefix, plen) == 0;
+}
+
+static bool header_matches(const struct cfg_route *r, const struct http_head *h, const char *buf)
+{
+	size_t vlen = strlen(r->header_value);
+	for (int i = http_header_find(h, buf, r->header_name, 0); i >= 0;
+	     i = http_header_find(h, buf, r->header_name, (unsigned)i + 1)) {
+		const struct http_header *hd = &h->headers[i];
+		if (hd->value.len == vlen &&
+		    memcmp(buf + hd->value.off, r->header_value, vlen) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* The host a request names: the authority of an absolute target, else Host. */
+static struct http_slice request_host(const struct http_head *h)
+{
+	return h->authority.len ? h->authority : h->host;
+}
+
+int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf)
+{
+	struct http_slice host = request_host(head);
+
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct cfg_route *r = &cfg->routes[i];
+		if (r->listener != listener)
+			continue;
+		if (r->host && !route_host_matches(r->host, buf + host.off, host.len))
+			continue;
+		if (r->path_prefix && !path_matches(r->path_prefix, head, buf))
+			continue;
+		if (r->header_name && !header_matches(r, head, buf))
+			continue;
+		return r->pool;
+	}
+	return cfg->listeners[listener].pool;
+}
+
+int route_sni(const struct cfg *cfg, int listener, const char *sni, size_t len)
+{
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct cfg_route *r = &cfg->routes[i];
+		if (r->listener != listener)
+			continue;
+		if (r->host && (!sni || !route_host_matches(r->host, sni, len)))
+			continue;
+		return r->pool;
+	}
+	return cfg->listeners[listener].pool;
+}

@@ -1,0 +1,27 @@
+/*
+ * route.h - choosing the pool for a request (SPEC §2 [route]): the routes of
+ * the listener in file order, first match wins, else the listener's pool.
+ */
+#ifndef FULCRUM_HTTP_ROUTE_H
+#define FULCRUM_HTTP_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config/config.h"
+#include "core/http/parser.h"
+
+/* Whether HOST[0, LEN) (a Host value or an SNI name; a :port is ignored)
+ * matches PATTERN: exact, or "*.suffix" for any depth of subdomain but not
+ * the bare domain. Case-insensitive. */
+bool route_host_matches(const char *pattern, const char *host, size_t len);
+
+/* The pool index for the request HEAD (in BUF) on listener LISTENER, or -1
+ * when no route matches and the listener has no pool. */
+int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf);
+
+/* The pool index for a TLS connection whose ClientHello named SNI (NULL if
+ * none), on a tcp listener. */
+int route_sni(const struct cfg *cfg, int listener, const char *sni, size_t len);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * upstream.c - http server connections and the idle pool (see upstream.h).
+ * Worker thread.
+ */
+#include "core/upstream.h"
+
+#include "core/conn.h"
+
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+static struct list *bucket(struct worker *w, const struct lb_server *s)
+{
+	uintptr_t h = (uintptr_t)s;
+	h ^= h >> 17;
+	h *= 0x9e3779b97f4a7c15ull;
+	return &w->upstreams.buckets[(h >> 56) & 255];
+}
+
+void upstream_pool_init(struct upstream_pool *up)
+{
+	for (size_t i = 0; i < 256; i++)
+		list_init(&up->buckets[i]);
+	up->count = 0;
+}
+
+void upstream_close(struct upstream *u)
+{
+	struct worker *w = u->w;
+	if (!list_is_empty(&u->idle_node)) {
+		list_del(&u->idle_node);
+		w->upstreams.count--;
+	}
+	timer_del(&w->timers, &u->idle_timer);
+	if (u->s.fd >= 0)
+		close(u->s.fd);
+	if (u->gen)
+		gen_put(u->gen);
+	/* A stale event of this batch may still name u: free it with the
+	 * batch's closed connections. */
+	u->s.fd = -1;
+	u->s.c = NULL;
+	list_add_tail(&w->closed_upstreams, &u->idle_node);
+}
+
+void upstream_pool_deinit(struct worker *w, struct upstream_pool *up)
+{
+	for (size_t i = 0; i < 256; i++)
+		while (!list_is_empty(&up->buckets[i]))
+			upstream_close(container_of(up->buckets[i].next, struct upstream,
+						    idle_node));
+	upstream_free_closed(w);
+}
+
+void upstream_free_closed(struct worker *w)
+{
+	while (!list_is_empty(&w->closed_upstreams)) {
+		struct upstream *u = container_of(w->closed_upstreams.next, struct upstream,
+						  idle_node);
+		list_del(&u->idle_node);
+		free(u);
+	}
+}
+
+static void on_idle_timer(struct timer *t)
+{
+	upstream_close(container_of(t, struct upstream, idle_timer));
+}
+
+/* Events of an upstream: while attached they belong to its connection;
+ * while idle, any event means the server closed it or sent bytes nobody
+ * asked for, and it is no longer usable. */
+static void on_event(struct ev_handler *h, uint32_t events)
+{
+	struct upstream *u = container_of(h, struct upstream, s.h);
+	if (u->s.fd < 0)
+		return; /* closed earlier in this batch */
+	if (u->s.c)
+		conn_side_event(&u->s, events);
+	else
+		upstream_close(u);
+}
+
+struct upstream *upstream_take_idle(struct worker *w, struct lb_server *s)
+{
+	struct list *b = bucket(w, s);
+	for (struct list *n = b->next; n != b; n = n->next) {
+		struct upstream *u = container_of(n, struct upstream, idle_node);
+		if (u->server != s)
+			continue;
+		list_del(&u->idle_node);
+		w->upstreams.count--;
+		timer_del(&w->timers, &u->idle_timer);
+		gen_put(u->gen);
+		u->gen = NULL;
+		u->reused = true;
+		return u;
+	}
+	return NULL;
+}
+
+struct upstream *upstream_connect(struct worker *w, struct lb_server *s, int *err)
+{
+	const struct cfg_addr *a = &s->addr;
+	struct upstream *u = calloc(1, sizeof(*u));
+	if (!u) {
+		*err = ENOMEM;
+		return NULL;
+	}
+	u->w = w;
+	u->server = s;
+	list_init(&u->idle_node);
+	timer_init(&u->idle_timer, on_idle_timer);
+	u->s.fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->s.fd < 0)
+		goto fail;
+	if (a->ss.ss_family != AF_UNIX) {
+		int one = 1;
+		setsockopt(u->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	if (connect(u->s.fd, (const struct sockaddr *)&a->ss, a->len) < 0 &&
+	    errno != EINPROGRESS)
+		goto fail;
+	u->s.h.fn = on_event;
+	if (worker_watch(w, u->s.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->s.h) < 0)
+		goto fail;
+	return u;
+fail:
+	*err = errno;
+	if (u->s.fd >= 0)
+		close(u->s.fd);
+	free(u);
+	return NULL;
+}
+
+void upstream_release(struct upstream *u, struct gen *g, int keepalive)
+{
+	struct worker *w = u->w;
+	struct list *b = bucket(w, u->server);
+	unsigned same = 0;
+
+	u->s.c = NULL;
+	u->s.rd = u->s.wr = u->s.hup = false;
+	for (struct list *n = b->next; n != b && keepalive > 0; n = n->next)
+		if (container_of(n, struct upstream, idle_node)->server == u->server)
+			same++;
+	if (keepalive <= 0 || same >= (unsigned)keepalive || w->draining) {
+		upstream_close(u);
+		return;
+	}
+	u->gen = gen_get(g);
+	list_add_tail(b, &u->idle_node);
+	w->upstreams.count++;
+	timer_add(&w->timers, &u->idle_timer, w->now_ms + UPSTREAM_IDLE_TIMEOUT_MS);
+}

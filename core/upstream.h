@@ -1,0 +1,54 @@
+/*
+ * upstream.h - server connections of http mode, and the per-worker pool of
+ * idle keep-alive ones.
+ *
+ * An upstream is attached to at most one client connection at a time (a
+ * server connection is never shared by two requests at once). When a
+ * response ends cleanly and both sides allow it, the upstream goes back to
+ * its worker's idle pool, keyed by server, at most `keepalive` per server;
+ * any event on an idle upstream (the server closed it, or sent bytes nobody
+ * asked for) closes it, and so does an idle timer.
+ *
+ * Ownership: the worker that created it. An idle upstream holds a reference
+ * on the generation its server belongs to, so the lb_server outlives it.
+ */
+#ifndef FULCRUM_UPSTREAM_H
+#define FULCRUM_UPSTREAM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/relay.h"
+#include "core/timer.h"
+#include "core/worker.h"
+
+#define UPSTREAM_IDLE_TIMEOUT_MS 30000
+
+struct upstream {
+	struct side s; /* s.c is the attached conn, NULL while idle */
+	struct lb_server *server;
+	struct gen *gen; /* held while idle */
+	struct worker *w;
+	struct list idle_node; /* in the worker's bucket while idle */
+	struct timer idle_timer;
+	bool connected;
+	bool reused; /* came from the idle pool: a failure may be a stale close */
+};
+
+void upstream_pool_init(struct upstream_pool *up);
+/* Closes every idle upstream. */
+void upstream_pool_deinit(struct worker *w, struct upstream_pool *up);
+
+/* An idle connection to S, detached from the pool, or NULL. */
+struct upstream *upstream_take_idle(struct worker *w, struct lb_server *s);
+/* A new upstream for S with a non-blocking connect under way (or done).
+ * Returns NULL with *ERR set when the socket or connect failed at once. */
+struct upstream *upstream_connect(struct worker *w, struct lb_server *s, int *err);
+/* Puts U in the idle pool if there is room, else closes it. G is the
+ * generation U's server belongs to; the pool holds a reference on it. */
+void upstream_release(struct upstream *u, struct gen *g, int keepalive);
+void upstream_close(struct upstream *u);
+/* Frees the upstreams closed during this batch. */
+void upstream_free_closed(struct worker *w);
+
+#endif
