@@ -99,6 +99,28 @@ bench: deps deps-bench
 	@$(MAKE) --no-print-directory all
 	bench/run.sh
 
+# Fuzzing the pure parsers with libFuzzer (clang): each tests/fuzz/fuzz_*.c is
+# built alone with the code it tests and runs FUZZ_SECONDS on a scratch copy of
+# its seed corpus (tests/fuzz/corpus/<target>/); crashes land in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=build/fuzz/%)
+FUZZ_LIB := core/http/parser.c core/http/chunked.c
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-std=c11 -D_GNU_SOURCE -I. $(WARN)
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) $(FUZZ_LIB:.c=.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB)
+
+fuzz: $(FUZZ_BIN)
+	@set -e; for t in $(FUZZ_BIN); do n=$${t##*/}; run=tests/fuzz/corpus-run/$$n; \
+		rm -rf $$run; mkdir -p $$run; cp tests/fuzz/corpus/$$n/* $$run/; \
+		echo "== $$n for $(FUZZ_SECONDS)s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+			-artifact_prefix=build/fuzz/$$n- $$run; \
+	done
+
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
