@@ -8,8 +8,8 @@ import signal
 import socket
 import time
 
-from harness import (SCALE, check, closed_by_peer, connect, echo_roundtrip, free_port, read_lines,
-                     recv_all, sha256, tcp_conf, wait_for)
+from harness import (SCALE, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
+                     read_lines, recv_all, recv_exact, sha256, tcp_conf, wait_for)
 
 LINE_RE = re.compile(
     r'^(?P<time>\S+) (?P<client>\S+) (?P<listener>\S+) (?P<target>\S+) '
@@ -149,3 +149,43 @@ def test_access_log_reopen_on_sigusr1(ctx):
     old = read_lines(log + ".1")
     check(len(old) == 1, f"rotated file holds {old}")
     f.check_fds_settled()
+
+
+def test_access_log_failed_connection(ctx):
+    """A connection that could not reach any server is logged too, with a
+    close reason."""
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [f"s1 127.0.0.1:{closed_port()}"], glob={"access_log": log},
+                         pool={"retries": 0}))
+    s = connect(("127.0.0.1", port))
+    me = "%s:%d" % s.getsockname()[:2]
+    check(closed_by_peer(s, 2 * SCALE) is not None, "client not closed")
+    s.close()
+    line = _wait_lines(log, 1)[0]
+    m = LINE_RE.match(line)
+    check(m, f"bad line: {line!r}")
+    check(m["client"] == me, f"client {m['client']!r}, want {me!r}")
+    check(m["reason"] != "-", f"a failed connection logs no close reason: {line!r}")
+    check(m["bytes_in"] == "0" and m["bytes_out"] == "0", f"byte counts: {line!r}")
+
+
+def test_access_log_many_concurrent(ctx):
+    """Two workers writing many lines at once: every line whole, one per
+    connection."""
+    b = ctx.backend("echo", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log, "workers": 2}))
+    conns = [connect(("127.0.0.1", port)) for _ in range(200)]
+    for i, s in enumerate(conns):
+        s.sendall(b"x" * (i + 1))
+    for i, s in enumerate(conns):
+        recv_exact(s, i + 1)
+        s.close()
+    lines = _wait_lines(log, 200, timeout=5)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    check(len(lines) == 200, f"200 connections, {len(lines)} lines")
+    sizes = sorted(int(LINE_RE.match(l)["bytes_in"]) for l in lines if LINE_RE.match(l))
+    check(sizes == list(range(1, 201)), f"lines malformed or byte counts wrong: {len(sizes)} parsed")

@@ -7,7 +7,7 @@ import threading
 import time
 
 from harness import (SCALE, blob, check, closed_by_peer, connect, echo_roundtrip,
-                     free_port, ini, sha256, tcp_conf, wait_for)
+                     free_port, ini, name_via, sha256, tcp_conf, wait_for)
 
 MIB = 1 << 20
 
@@ -161,3 +161,33 @@ def test_sigusr1_and_sighup_keep_serving(ctx):
         check(echo_roundtrip(s2, b"new"), f"new connection fails after {signal.Signals(sig).name}")
         s2.close()
     s.close()
+
+
+def test_sighup_reload_switches_servers(ctx):
+    """SIGHUP reads the file again: new connections use the new pool, the
+    open ones go on; an invalid file keeps the running configuration."""
+    a = ctx.backend("name", name="a")
+    b = ctx.backend("name", name="b")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line()]))
+    held = connect(("127.0.0.1", port))
+    check(held.recv(2) == b"a\n", "first server not used")
+    with open(f.conf_path, "w") as fh:
+        fh.write(tcp_conf(port, [b.server_line()]))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: name_via(("127.0.0.1", port)) == "b", 3 * SCALE, interval=0.05,
+             what="new connections to use the reloaded pool")
+    check(echo_roundtrip(held, b"still a"), "open connection broken by the reload")
+
+    bad = tcp_conf(port, [a.server_line()], pool={"no_such_key": "1"})
+    with open(f.conf_path, "w") as fh:
+        fh.write(bad)
+    f.signal(signal.SIGHUP)
+    line = next(i for i, l in enumerate(bad.splitlines(), 1) if "no_such_key" in l)
+    wait_for(lambda: f"{f.conf_path}:{line}:" in f.stderr(), 3 * SCALE,
+             what="the reload error with FILE:LINE on stderr")
+    f.check_alive()
+    for _ in range(3):
+        check(name_via(("127.0.0.1", port)) == "b", "an invalid reload changed the running pool")
+    check(echo_roundtrip(held, b"still a"), "open connection broken by a failed reload")
+    held.close()

@@ -278,3 +278,79 @@ def test_dead_server_refused_is_quick(ctx):
         t = closed_by_peer(s, 1.0 * SCALE)
         s.close()
         check(t is not None, "client not closed within 1s when every server refuses")
+
+
+def _rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_backpressure_slow_reader(ctx):
+    """A client that does not read stops the server: fulcrum does not buffer
+    the stream in memory (splice through a bounded pipe)."""
+    data = blob(64 * MIB, seed=9)
+    b = ctx.backend("source", data=data)
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()]))
+    rss0 = _rss_kib(f.pid)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.settimeout(10 * SCALE)
+    s.connect(_addr(port))
+    last, since = -1, time.monotonic()
+    deadline = time.monotonic() + 5 * SCALE
+    while time.monotonic() < deadline:  # until the server is stalled for 300 ms
+        time.sleep(0.05)
+        if b.sent != last:
+            last, since = b.sent, time.monotonic()
+        elif time.monotonic() - since > 0.3:
+            break
+    check(b.sent < 32 * MIB, f"server could send {b.sent >> 20} MiB to a client that reads nothing")
+    grown = _rss_kib(f.pid) - rss0
+    check(grown < 32 * 1024, f"fulcrum's RSS grew by {grown} KiB while the client stalled")
+    n, h = recv_hash(s)
+    s.close()
+    check(n == len(data) and h == sha256(data), f"after the stall got {n} bytes, want {len(data)} intact")
+
+
+def test_many_short_connections(ctx):
+    b = ctx.backend("name", name="s1")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
+    for i in range(300):
+        s = connect(_addr(port))
+        check(recv_line(s) == b"s1\n", f"connection {i} failed")
+        s.close()
+    # Clients that go away before reading anything, some with a reset.
+    for i in range(100):
+        s = connect(_addr(port))
+        if i % 2:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+    f.check_fds_settled(timeout=3)
+    check(name_ok(port), "relay broken after the churn")
+
+
+def name_ok(port):
+    s = connect(_addr(port))
+    try:
+        return recv_line(s) != b""
+    finally:
+        s.close()
+
+
+def test_client_leaves_while_connecting(ctx):
+    """Clients that close while fulcrum still waits for the server's SYN-ACK
+    leave no fd behind once connect_timeout has passed."""
+    bh = ctx.blackhole()
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}"], pool={"connect_timeout": "700ms", "retries": 1}))
+    for i in range(20):
+        s = connect(_addr(port))
+        if i % 2:
+            s.sendall(b"early bytes")
+        s.close()
+    f.check_fds_settled(timeout=3)
