@@ -966,7 +966,9 @@ static int worker_timeout(struct worker *w, uint64_t now)
 			next = c->deadline_ms;
 	if (next == UINT64_MAX)
 		return -1;
-	return next <= now ? 0 : (int)(next - now);
+	if (next <= now)
+		return 0;
+	return next - now > 60000 ? 60000 : (int)(next - now);
 }
 
 static void worker_expire(struct worker *w)
