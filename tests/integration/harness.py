@@ -14,6 +14,7 @@ Only the Python standard library is used. Timeouts are multiplied by SCALE
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -83,12 +84,47 @@ def wait_for(pred, timeout, interval=0.02, what="condition"):
 # ---------------------------------------------------------------- ports ----
 
 
+_handed_out = set()
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port):
+    """True if PORT is free on every address, v4 and v6 (a 0.0.0.0 bind
+    conflicts with any address)."""
+    tries = [(socket.AF_INET, "0.0.0.0")]
+    if has_ipv6():
+        tries.append((socket.AF_INET6, "::"))
+    for fam, addr in tries:
+        with socket.socket(fam, socket.SOCK_STREAM) as s:
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                s.bind((addr, port))
+            except OSError:
+                return False
+    return True
+
+
 def free_port(host="127.0.0.1"):
-    """A port that nobody listened on a moment ago (bind to 0, then release)."""
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port for fulcrum to listen on: free on every address right now and
+    taken below the ephemeral range, so that no client connection (ours or
+    another process's) can grab it as its local port before fulcrum binds.
+    HOST is accepted for symmetry; the port is free on all addresses."""
+    hi = _ephemeral_low() - 1
+    lo = 10000 if hi > 12000 else 1024
+    for _ in range(1000):
+        port = random.randint(lo, hi)
+        if port not in _handed_out and _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise TestFailure("no free port below the ephemeral range")
 
 
 def closed_port(host="127.0.0.1"):
@@ -96,7 +132,17 @@ def closed_port(host="127.0.0.1"):
     return free_port(host)
 
 
+_ipv6 = None
+
+
 def has_ipv6():
+    global _ipv6
+    if _ipv6 is None:
+        _ipv6 = _probe_ipv6()
+    return _ipv6
+
+
+def _probe_ipv6():
     try:
         with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
             s.bind(("::1", 0))
