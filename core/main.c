@@ -29,6 +29,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 #include "core/version.h"
+#include "health/health.h"
 
 #define DEFAULT_CONFIG "/etc/fulcrum/fulcrum.ini"
 
@@ -284,6 +285,9 @@ static void reload(struct process *p)
 		log_error("reload: out of memory; the running configuration stays");
 		return;
 	}
+	/* The health thread carries server health over into g before any
+	 * worker can see g. */
+	hc_set_gen(g);
 	struct gen *old = p->gen;
 	p->gen = g;
 	atomic_store_explicit(&gen_current, g, memory_order_release);
@@ -398,12 +402,21 @@ int main(int argc, char **argv)
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
 			return 2;
 		}
+	workers_register(p.workers, p.n_workers);
+	err = hc_start(p.gen);
+	if (err < 0) {
+		fprintf(stderr, "fulcrum: cannot start the health-check thread: %s\n",
+			strerror(-err));
+		return 2;
+	}
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu",
 		 FULCRUM_VERSION, p.n_workers, cfg->n_listeners,
 		 (unsigned long long)p.gen->number);
 
 	main_loop(&p);
 
+	hc_stop();
+	workers_register(NULL, 0);
 	for (int i = 0; i < p.n_workers; i++) {
 		worker_join(&p.workers[i]);
 		worker_deinit(&p.workers[i]);

@@ -235,6 +235,8 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 		size_t n_socks)
 {
 	memset(w, 0, sizeof(*w));
+	/* Even while asleep: the loop adds 1 before epoll_wait, so start odd. */
+	atomic_init(&w->epoch, 1);
 	w->id = id;
 	w->socks = socks;
 	w->n_socks = n_socks;

@@ -1,0 +1,601 @@
+/*
+ * health.c - the health-check thread (see health.h): its event loop, the
+ * up/down decisions and the handover between generations.
+ *
+ * Thread: everything here runs on the health thread, except the four hc_*
+ * entry points, which the main (or admin) thread calls and which talk to the
+ * thread through a mailbox (a mutex-guarded pointer, a stop flag and an
+ * eventfd doorbell; never on a worker's path).
+ *
+ * Invariants:
+ * - The health thread keeps its own verdict per server (struct hc_server.up)
+ *   and is the only writer of server->state for health reasons; it moves a
+ *   state only between SRV_UP and SRV_DOWN, with a compare-and-swap, so a
+ *   DRAIN or DISABLED set by the admin API is never overwritten.
+ * - Every server's verdict is re-applied after each check and each passive
+ *   sample, so a server the admin API enables again converges to it.
+ * - A table replaced by lb_pool_rebuild() is freed only after every worker
+ *   has passed a quiescent point (workers_wait_quiescent).
+ * - Active checks: a server's first check starts at a random point of its
+ *   interval, later ones every interval +-10%, so checks never run in
+ *   lockstep. One timer per server: while idle it is the next check, while a
+ *   probe runs it is check_timeout.
+ */
+#include "health/health.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+#include "health/probe.h"
+#include "health/sched.h"
+
+/* How often the workers' failure counters are read. */
+#define HC_SAMPLE_MS 100
+#define HC_EVENTS    64
+
+struct hc_pool;
+
+/* The health thread's record of one server of its generation. Owned and
+ * touched by the health thread only; lives until the next generation is
+ * adopted. */
+struct hc_server {
+	struct lb_server *srv; /* borrowed from the generation */
+	struct hc_pool *hp;
+	struct hc_timer timer;
+	struct hc_probe probe;
+	struct hc_check check; /* check.request points at request */
+	char *request;
+	uint64_t check_start_ms;
+
+	/* The verdict and what leads to it. */
+	bool up;
+	bool passive_down; /* marked down by max_fails, not by checks */
+	int ok_run, fail_run; /* consecutive results, capped at rise/fall */
+	uint64_t down_ms; /* when it went down (fail_timeout counts from it) */
+};
+
+struct hc_pool {
+	struct lb_pool *pool; /* borrowed from the generation */
+	const struct cfg_pool *cfg;
+	struct hc_server *servers;
+	size_t n;
+	bool dirty; /* the up-set changed: the table needs a rebuild */
+};
+
+/* The one health thread. The mailbox fields (under lock) are shared with
+ * the calling threads; everything else is the thread's own once it runs. */
+static struct {
+	pthread_t thread;
+	bool running;
+	int epfd;
+	int wake_fd;
+	struct hc_sched sched;
+	struct hc_timer sample_timer;
+	uint64_t now_ms;
+	uint64_t rng;
+
+	struct gen *gen; /* one reference held */
+	struct hc_pool *pools;
+	size_t n_pools;
+
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct gen *pending; /* a generation to adopt, reference included */
+	bool stop;
+	_Atomic bool rebuild_all;
+} hc = {
+	.epfd = -1,
+	.wake_fd = -1,
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+};
+
+/* xorshift64: jitter only, nothing depends on its quality. */
+static uint64_t next_random(void)
+{
+	uint64_t x = hc.rng;
+
+	x ^= x << 13;
+	x ^= x >> 7;
+	x ^= x << 17;
+	hc.rng = x;
+	return x;
+}
+
+/* INTERVAL_MS +-10%. */
+static uint64_t jittered(uint64_t interval_ms)
+{
+	uint64_t spread = interval_ms / 10;
+
+	return interval_ms - spread + next_random() % (2 * spread + 1);
+}
+
+/* Arms T. The heap has room for every timer of the generation (reserved on
+ * adoption), so this fails only if that reservation failed. */
+static void arm(struct hc_timer *t, uint64_t due_ms)
+{
+	if (hc_sched_add(&hc.sched, t, due_ms) < 0)
+		log_error("health: out of memory arming a timer; a check is skipped");
+}
+
+/* ------------------------------------------------------------ verdicts -- */
+
+/* Applies HS's verdict to server->state when the state is health's to set,
+ * and marks the pool's table stale when the state changed. */
+static void publish_state(struct hc_server *hs)
+{
+	int want = hs->up ? SRV_UP : SRV_DOWN;
+	int cur = atomic_load_explicit(&hs->srv->state, memory_order_relaxed);
+
+	if (cur == want || (cur != SRV_UP && cur != SRV_DOWN))
+		return;
+	if (atomic_compare_exchange_strong(&hs->srv->state, &cur, want))
+		hs->hp->dirty = true;
+}
+
+static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Turns HS up or down and logs why (FMT: the reason, SPEC §6). */
+static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
+{
+	char why[160];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	log_warn("server %s/%s %s: %s", hs->hp->pool->name, hs->srv->name, up ? "UP" : "DOWN", why);
+	hs->up = up;
+	if (up) {
+		hs->passive_down = false;
+		/* Failures counted while it was down must not take it down again. */
+		atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
+	} else {
+		hs->down_ms = hc.now_ms;
+	}
+	publish_state(hs);
+}
+
+/* One active check's result: rise/fall hysteresis. */
+static void record_result(struct hc_server *hs, bool ok, const char *reason)
+{
+	const struct cfg_pool *pc = hs->hp->cfg;
+	struct lb_server *s = hs->srv;
+
+	atomic_fetch_add_explicit(ok ? &s->checks_ok : &s->checks_fail, 1, memory_order_relaxed);
+	if (ok) {
+		hs->fail_run = 0;
+		if (hs->ok_run < pc->rise)
+			hs->ok_run++;
+		if (!hs->up && hs->ok_run >= pc->rise)
+			set_verdict(hs, true, "check passed (%d/%d)", hs->ok_run, pc->rise);
+	} else {
+		hs->ok_run = 0;
+		if (hs->fail_run < pc->fall)
+			hs->fail_run++;
+		if (hs->up && hs->fail_run >= pc->fall)
+			set_verdict(hs, false, "%s (%d/%d)", reason, hs->fail_run, pc->fall);
+		else
+			log_debug("server %s/%s check failed: %s", hs->hp->pool->name, s->name,
+				  reason);
+	}
+	publish_state(hs);
+}
+
+/* Passive health: max_fails consecutive failures seen by the workers take an
+ * up server down; with check = none, fail_timeout later it is tried again
+ * (with an active check, its rise brings it back). */
+static void sample_passive(struct hc_server *hs)
+{
+	const struct cfg_pool *pc = hs->hp->cfg;
+
+	if (hs->up) {
+		int fails = atomic_load_explicit(&hs->srv->fails, memory_order_relaxed);
+
+		if (pc->max_fails > 0 && fails >= pc->max_fails) {
+			hs->ok_run = hs->fail_run = 0;
+			set_verdict(hs, false, "%d consecutive failed connections (passive)",
+				    fails);
+			hs->passive_down = true;
+			atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
+		}
+	} else if (hs->passive_down && pc->check == CHECK_NONE &&
+		   hc.now_ms - hs->down_ms >= pc->fail_timeout_ms) {
+		set_verdict(hs, true, "fail_timeout (%llu ms) passed, trying it again",
+			    (unsigned long long)pc->fail_timeout_ms);
+	}
+	publish_state(hs);
+}
+
+static void on_sample_timer(void)
+{
+	for (size_t i = 0; i < hc.n_pools; i++)
+		for (size_t k = 0; k < hc.pools[i].n; k++)
+			sample_passive(&hc.pools[i].servers[k]);
+	arm(&hc.sample_timer, hc.now_ms + HC_SAMPLE_MS);
+}
+
+/* -------------------------------------------------------------- checks -- */
+
+static void check_end(struct hc_server *hs)
+{
+	uint64_t next = hs->check_start_ms + jittered(hs->hp->cfg->check_interval_ms);
+
+	record_result(hs, hs->probe.ok, hs->probe.reason);
+	if (next <= hc.now_ms)
+		next = hc.now_ms + 1;
+	arm(&hs->timer, next);
+}
+
+static void check_begin(struct hc_server *hs)
+{
+	hs->check_start_ms = hc.now_ms;
+	if (hc_probe_start(&hs->probe, &hs->check, &hs->srv->addr, hc.epfd, hs)) {
+		check_end(hs);
+		return;
+	}
+	arm(&hs->timer, hc.now_ms + hs->hp->cfg->check_timeout_ms);
+}
+
+/* The server's one timer: check_timeout of a running probe, else the next
+ * check is due. */
+static void on_server_timer(struct hc_server *hs)
+{
+	if (hc_probe_is_running(&hs->probe)) {
+		hc_probe_timeout(&hs->probe);
+		check_end(hs);
+		return;
+	}
+	check_begin(hs);
+}
+
+static void on_probe_event(struct hc_server *hs, uint32_t events)
+{
+	if (hc_probe_is_running(&hs->probe) && hc_probe_event(&hs->probe, &hs->check, events))
+		check_end(hs);
+}
+
+/* -------------------------------------------------------------- tables -- */
+
+/* Rebuilds the tables of the pools whose up-set changed, then frees the
+ * tables they replaced once no worker can still be reading them. A pool
+ * whose rebuild failed (ENOMEM) stays dirty and is tried again later. */
+static void rebuild_dirty(void)
+{
+	struct lb_table *old[64];
+	size_t n_old = 0;
+
+	for (size_t i = 0; i < hc.n_pools; i++) {
+		struct hc_pool *hp = &hc.pools[i];
+		struct lb_table *t;
+
+		if (!hp->dirty)
+			continue;
+		if (n_old == sizeof(old) / sizeof(old[0]))
+			break; /* the rest on the next round */
+		if (lb_pool_rebuild(hp->pool, &t) < 0) {
+			log_error("pool %s: out of memory rebuilding its table; retrying",
+				  hp->pool->name);
+			continue;
+		}
+		hp->dirty = false;
+		if (t)
+			old[n_old++] = t;
+	}
+	if (n_old == 0)
+		return;
+	workers_wait_quiescent();
+	for (size_t i = 0; i < n_old; i++)
+		lb_table_free(old[i]);
+}
+
+/* ---------------------------------------------------------- generations -- */
+
+static int server_init(struct hc_server *hs, struct hc_pool *hp, struct lb_server *s)
+{
+	const struct cfg_pool *pc = hp->cfg;
+
+	hs->srv = s;
+	hs->hp = hp;
+	hs->up = true;
+	hc_probe_init(&hs->probe);
+	hs->check.kind = pc->check;
+	hs->check.expect_lo = pc->check_expect_lo;
+	hs->check.expect_hi = pc->check_expect_hi;
+	if (pc->check != CHECK_HTTP)
+		return 0;
+	/* Host: host= of the check, else the server's HOST:PORT as written. */
+	const char *host = pc->check_host;
+	if (!host)
+		host = s->addr.ss.ss_family == AF_UNIX || !s->addr.text ? "localhost"
+									: s->addr.text;
+	int n = asprintf(&hs->request,
+			 "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
+			 "User-Agent: fulcrum-health\r\n\r\n",
+			 pc->check_path ? pc->check_path : "/", host);
+	if (n < 0) {
+		hs->request = NULL;
+		return -ENOMEM;
+	}
+	hs->check.request = hs->request;
+	hs->check.request_len = (size_t)n;
+	return 0;
+}
+
+static void pools_free(struct hc_pool *pools, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		for (size_t k = 0; k < pools[i].n; k++) {
+			struct hc_server *hs = &pools[i].servers[k];
+
+			hc_probe_abort(&hs->probe);
+			hc_sched_del(&hc.sched, &hs->timer);
+			free(hs->request);
+		}
+		free(pools[i].servers);
+	}
+	free(pools);
+}
+
+/* The record of the same server (pool name, server name, address) in the
+ * generation being replaced, or NULL. */
+static const struct hc_server *find_old(const struct hc_pool *hp, const struct lb_server *s)
+{
+	for (size_t i = 0; i < hc.n_pools; i++) {
+		const struct hc_pool *op = &hc.pools[i];
+
+		if (strcmp(op->pool->name, hp->pool->name) != 0)
+			continue;
+		for (size_t k = 0; k < op->n; k++) {
+			const struct lb_server *os = op->servers[k].srv;
+
+			if (strcmp(os->name, s->name) == 0 && os->addr.text && s->addr.text &&
+			    strcmp(os->addr.text, s->addr.text) == 0)
+				return &op->servers[k];
+		}
+		return NULL;
+	}
+	return NULL;
+}
+
+static void carry_over(struct hc_server *hs, const struct hc_server *old)
+{
+	const struct cfg_pool *pc = hs->hp->cfg;
+
+	hs->up = old->up;
+	hs->passive_down = old->passive_down;
+	hs->down_ms = old->down_ms;
+	hs->ok_run = old->ok_run < pc->rise ? old->ok_run : pc->rise;
+	hs->fail_run = old->fail_run < pc->fall ? old->fail_run : pc->fall;
+	publish_state(hs);
+}
+
+/* Builds the records for generation G into *OUT, carrying over what the
+ * current generation knows. 0 or -ENOMEM (nothing allocated then). */
+static int pools_build(struct gen *g, struct hc_pool **out)
+{
+	size_t n = g->cfg->n_pools;
+	struct hc_pool *pools = calloc(n ? n : 1, sizeof(*pools));
+
+	if (!pools)
+		return -ENOMEM;
+	for (size_t i = 0; i < n; i++) {
+		struct hc_pool *hp = &pools[i];
+
+		hp->pool = g->pools[i];
+		hp->cfg = hp->pool->cfg;
+		hp->servers =
+			calloc(hp->pool->n_servers ? hp->pool->n_servers : 1, sizeof(*hp->servers));
+		if (!hp->servers)
+			goto fail;
+		for (size_t k = 0; k < hp->pool->n_servers; k++) {
+			struct hc_server *hs = &hp->servers[k];
+
+			hp->n = k + 1;
+			if (server_init(hs, hp, hp->pool->servers[k]) < 0)
+				goto fail;
+			const struct hc_server *old = find_old(hp, hs->srv);
+			if (old)
+				carry_over(hs, old);
+		}
+	}
+	*out = pools;
+	return 0;
+fail:
+	pools_free(pools, n);
+	return -ENOMEM;
+}
+
+/* Makes G (whose reference the caller hands over) the generation checked,
+ * dropping the previous one. On ENOMEM G's servers go unchecked (and stay
+ * as their configuration says), which is logged. */
+static void adopt(struct gen *g)
+{
+	struct hc_pool *pools = NULL;
+
+	if (pools_build(g, &pools) < 0)
+		log_error("health: out of memory; the servers of generation %llu are not checked",
+			  (unsigned long long)g->number);
+	if (hc.pools)
+		pools_free(hc.pools, hc.n_pools);
+	if (hc.gen)
+		gen_put(hc.gen);
+	hc.gen = g;
+	hc.pools = pools;
+	hc.n_pools = pools ? g->cfg->n_pools : 0;
+	size_t n_timers = 1;
+	for (size_t i = 0; i < hc.n_pools; i++)
+		n_timers += hc.pools[i].n;
+	if (hc_sched_reserve(&hc.sched, n_timers) < 0)
+		log_error("health: out of memory; some checks may not run");
+	for (size_t i = 0; i < hc.n_pools; i++) {
+		struct hc_pool *hp = &hc.pools[i];
+
+		if (hp->cfg->check == CHECK_NONE || hp->cfg->check_interval_ms == 0)
+			continue;
+		/* The first check at a random point of the interval. */
+		for (size_t k = 0; k < hp->n; k++)
+			arm(&hp->servers[k].timer,
+			    hc.now_ms + next_random() % hp->cfg->check_interval_ms);
+	}
+	rebuild_dirty();
+}
+
+/* --------------------------------------------------------------- loop -- */
+
+/* The doorbell rang: a generation to adopt, a stop, or a rebuild request.
+ * Returns false when the thread must stop. */
+static bool on_wake(void)
+{
+	uint64_t v;
+	bool stop;
+
+	while (read(hc.wake_fd, &v, sizeof(v)) == sizeof(v))
+		;
+	pthread_mutex_lock(&hc.lock);
+	if (hc.pending) {
+		adopt(hc.pending);
+		hc.pending = NULL;
+		pthread_cond_broadcast(&hc.cond);
+	}
+	stop = hc.stop;
+	pthread_mutex_unlock(&hc.lock);
+	if (atomic_exchange(&hc.rebuild_all, false))
+		for (size_t i = 0; i < hc.n_pools; i++)
+			hc.pools[i].dirty = true;
+	return !stop;
+}
+
+static void *hc_main(void *arg)
+{
+	struct epoll_event events[HC_EVENTS];
+	(void)arg;
+
+	for (;;) {
+		int timeout = hc_sched_timeout_ms(&hc.sched, clock_ms());
+		int n = epoll_wait(hc.epfd, events, HC_EVENTS, timeout);
+		struct hc_timer *t;
+		bool woken = false;
+
+		hc.now_ms = clock_ms();
+		for (int i = 0; i < n; i++) {
+			if (events[i].data.ptr)
+				on_probe_event(events[i].data.ptr, events[i].events);
+			else
+				woken = true;
+		}
+		while ((t = hc_sched_pop_due(&hc.sched, hc.now_ms))) {
+			if (t == &hc.sample_timer)
+				on_sample_timer();
+			else
+				on_server_timer(container_of(t, struct hc_server, timer));
+		}
+		/* Records are replaced only here, after the batch: no event
+		 * above can point at a freed one. */
+		if (woken && !on_wake())
+			break;
+		rebuild_dirty();
+	}
+	return NULL;
+}
+
+static void ring(void)
+{
+	uint64_t one = 1;
+	ssize_t n = write(hc.wake_fd, &one, sizeof(one));
+	(void)n;
+}
+
+/* ---------------------------------------------------------------- API -- */
+
+/* Releases what the thread used; it is not running (joined, or never
+ * started). */
+static void teardown(void)
+{
+	if (hc.pools)
+		pools_free(hc.pools, hc.n_pools);
+	hc.pools = NULL;
+	hc.n_pools = 0;
+	if (hc.gen)
+		gen_put(hc.gen);
+	hc.gen = NULL;
+	if (hc.epfd >= 0)
+		close(hc.epfd);
+	if (hc.wake_fd >= 0)
+		close(hc.wake_fd);
+	hc.epfd = hc.wake_fd = -1;
+	hc_sched_deinit(&hc.sched);
+}
+
+int hc_start(struct gen *g)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+	int err;
+
+	hc.now_ms = clock_ms();
+	hc.rng = (wall_ms() ^ ((uint64_t)getpid() << 32)) | 1;
+	hc.stop = false;
+	hc_sched_init(&hc.sched);
+	hc.epfd = epoll_create1(EPOLL_CLOEXEC);
+	hc.wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (hc.epfd < 0 || hc.wake_fd < 0 ||
+	    epoll_ctl(hc.epfd, EPOLL_CTL_ADD, hc.wake_fd, &ev) < 0) {
+		err = -errno;
+		teardown();
+		return err;
+	}
+	/* No thread yet: the first adoption runs here. */
+	adopt(gen_get(g));
+	arm(&hc.sample_timer, hc.now_ms + HC_SAMPLE_MS);
+	err = -pthread_create(&hc.thread, NULL, hc_main, NULL);
+	if (err < 0) {
+		teardown();
+		return err;
+	}
+	hc.running = true;
+	return 0;
+}
+
+void hc_set_gen(struct gen *g)
+{
+	if (!hc.running)
+		return;
+	pthread_mutex_lock(&hc.lock);
+	hc.pending = gen_get(g);
+	ring();
+	while (hc.pending)
+		pthread_cond_wait(&hc.cond, &hc.lock);
+	pthread_mutex_unlock(&hc.lock);
+}
+
+void hc_rebuild_tables(void)
+{
+	if (!hc.running)
+		return;
+	atomic_store(&hc.rebuild_all, true);
+	ring();
+}
+
+void hc_stop(void)
+{
+	if (!hc.running)
+		return;
+	pthread_mutex_lock(&hc.lock);
+	hc.stop = true;
+	pthread_mutex_unlock(&hc.lock);
+	ring();
+	pthread_join(hc.thread, NULL);
+	hc.running = false;
+	teardown();
+}

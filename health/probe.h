@@ -1,0 +1,88 @@
+/*
+ * probe.h - one active health check of one server over a fresh non-blocking
+ * connection: tcp (the connect completes) or http (a GET whose status line
+ * falls in the expected range; the rest of the answer is drained).
+ *
+ * Thread: the health thread only. A probe owns its socket from
+ * hc_probe_start() until it reports a result; it never blocks and never
+ * keeps time itself: the caller arms check_timeout and calls
+ * hc_probe_timeout() when it passes.
+ */
+#ifndef FULCRUM_HEALTH_PROBE_H
+#define FULCRUM_HEALTH_PROBE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config/config.h"
+
+/* Bytes kept of the answer: enough for "HTTP/1.1 200 OK\r\n" and a long
+ * reason phrase; the rest of the head and the body are drained unread. */
+#define HC_STATUS_CAP 128
+/* A server that keeps sending past this much is cut off (the verdict stands). */
+#define HC_DRAIN_MAX  (256 * 1024)
+#define HC_REASON_CAP 96
+
+enum hc_probe_state {
+	PROBE_IDLE,
+	PROBE_CONNECTING,
+	PROBE_SENDING,
+	PROBE_READING, /* waiting for the status line */
+	PROBE_DRAINING, /* verdict known; reading until the server closes */
+};
+
+/* What to check on one server. Built when a generation is adopted and
+ * immutable afterwards; REQUEST (http only) is owned by the health thread's
+ * per-server record. */
+struct hc_check {
+	enum cfg_check kind;
+	const char *request;
+	size_t request_len;
+	int expect_lo, expect_hi;
+};
+
+/* One check in flight (or none: PROBE_IDLE, fd -1). Embedded in the health
+ * thread's per-server record; only that thread touches it. */
+struct hc_probe {
+	int fd;
+	enum hc_probe_state state;
+	size_t sent; /* bytes of the request written */
+	size_t got; /* bytes of the answer in line[] */
+	size_t drained; /* bytes read and dropped after line[] */
+	bool ok; /* the verdict, valid once state is DRAINING or IDLE again */
+	char line[HC_STATUS_CAP];
+	char reason[HC_REASON_CAP]; /* why it failed, or "check passed" */
+};
+
+void hc_probe_init(struct hc_probe *p);
+
+/*
+ * Starts a check of ADDR as CHK says, registering the socket in EPFD
+ * (edge-triggered) with data.ptr = PTR. Returns true when the probe has
+ * already ended (an immediate refusal, a socket error): the result is in
+ * p->ok and p->reason. Returns false when it waits for events on EPFD.
+ */
+bool hc_probe_start(struct hc_probe *p, const struct hc_check *chk, const struct cfg_addr *addr,
+		    int epfd, void *ptr);
+
+/* Handles epoll EVENTS for a running probe. Returns true when it ended. */
+bool hc_probe_event(struct hc_probe *p, const struct hc_check *chk, uint32_t events);
+
+/* check_timeout passed: ends the probe, failed unless its verdict was
+ * already read (the server was merely slow to close). */
+void hc_probe_timeout(struct hc_probe *p);
+
+/* Ends a running probe without a result (a reload or shutdown). */
+void hc_probe_abort(struct hc_probe *p);
+
+static inline bool hc_probe_is_running(const struct hc_probe *p)
+{
+	return p->state != PROBE_IDLE;
+}
+
+/* The status code of an HTTP/1.x status line in BUF (LEN bytes, at least
+ * up to the code and the byte after it), or -1 when it is not one. */
+int hc_parse_status(const char *buf, size_t len);
+
+#endif

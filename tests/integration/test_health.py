@@ -1,0 +1,390 @@
+"""Health checking (SPEC §4): active tcp and http checks with rise/fall,
+passive max_fails/fail_timeout, backups taking over, health kept across a
+reload, established connections kept when their server goes down.
+
+Pools here use retries = 0 where it matters, so a connection that reaches a
+dead server fails visibly: traffic that all succeeds then proves the health
+thread took that server out, not the retry logic.
+"""
+
+import collections
+import re
+import signal
+import socket
+import threading
+import time
+
+from harness import (SCALE, check, closed_port, connect, echo_roundtrip, free_port, name_via,
+                     recv_line, tcp_conf, wait_for)
+
+
+class Server:
+    """A loopback backend on a fixed port that can stop listening and start
+    again on the same port (a server going away and coming back).
+
+    kinds:
+      name     sends NAME + "\\n" on connect, then echoes
+      http     reads a request head, records it, answers STATUS with body NAME
+               and closes
+      silent   accepts and never answers
+      garbage  sends a line that is not HTTP and closes
+    """
+
+    def __init__(self, name, kind="name", status=200):
+        self.name = name
+        self.kind = kind
+        self.status = status
+        self.port = free_port()
+        self.lock = threading.Lock()
+        self.heads = []  # http: request heads received
+        self.accepted = 0
+        self.conns = set()
+        self.sock = None
+        self.start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def server_line(self, opts=""):
+        return f"{self.name} {self.addr} {opts}".rstrip()
+
+    def start(self):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(128)
+        s.settimeout(0.05)
+        self.sock = s
+        self.accept_thread = threading.Thread(target=self._accept_loop, args=(s,), daemon=True)
+        self.accept_thread.start()
+
+    def stop_listening(self):
+        """New connections are refused from now on; established ones carry on."""
+        s, self.sock = self.sock, None
+        if s is None:
+            return
+        try:
+            s.shutdown(socket.SHUT_RDWR)  # stops listening even while accept() runs
+        except OSError:
+            pass
+        self.accept_thread.join()
+        s.close()
+
+    def kill(self):
+        """Stops listening and drops every connection."""
+        self.stop_listening()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    close = kill
+
+    def _accept_loop(self, ls):
+        while self.sock is ls:
+            try:
+                c, _ = ls.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self.accepted += 1
+                self.conns.add(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        c.settimeout(30 * SCALE)
+        try:
+            getattr(self, "_serve_" + self.kind)(c)
+        except OSError:
+            pass
+        finally:
+            with self.lock:
+                self.conns.discard(c)
+            c.close()
+
+    def _serve_name(self, c):
+        c.sendall(self.name.encode() + b"\n")
+        while True:
+            b = c.recv(65536)
+            if not b:
+                return
+            c.sendall(b)
+
+    def _serve_http(self, c):
+        head = b""
+        while b"\r\n\r\n" not in head:
+            b = c.recv(4096)
+            if not b:
+                return
+            head += b
+        with self.lock:
+            self.heads.append(head.decode("latin-1"))
+        body = self.name.encode() + b"\n"
+        c.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(body)}\r\n"
+                  f"Connection: close\r\n\r\n".encode() + body)
+
+    def _serve_silent(self, c):
+        while c.recv(65536):
+            pass
+
+    def _serve_garbage(self, c):
+        c.sendall(b"hello there\r\n")
+
+
+def _server(ctx, name, kind="name", status=200):
+    s = Server(name, kind, status)
+    ctx.backends.append(s)
+    return s
+
+
+def _log_has(f, pattern):
+    return re.search(pattern, f.stderr(), re.M) is not None
+
+
+def _wait_log(f, pattern, timeout, what):
+    wait_for(lambda: _log_has(f, pattern), timeout * SCALE, interval=0.02, what=what)
+
+
+def _try_name(port, source_ip=None):
+    """The name of the server a new connection reached, or "" when it
+    failed (closed without a byte)."""
+    try:
+        return name_via(("127.0.0.1", port), source_ip)
+    except OSError:
+        return ""
+
+
+def _spread(port, n):
+    return collections.Counter(_try_name(port) for _ in range(n))
+
+
+FAST = {"check": "tcp", "check_interval": "200ms", "check_timeout": "200ms",
+        "fall": 2, "rise": 2, "max_fails": 0, "retries": 0}
+
+
+def test_tcp_check_down_then_up(ctx):
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=FAST))
+    cnt = _spread(port, 10)
+    check(cnt == {"a": 5, "b": 5}, f"both up: spread {dict(cnt)}")
+
+    b.kill()
+    t0 = time.monotonic()
+    _wait_log(f, r"server p/b DOWN: connect refused \(2/2\)$", 3,
+              "the DOWN line of the killed server")
+    dt = time.monotonic() - t0
+    check(dt <= 1.0 * SCALE, f"marked down {dt:.2f}s after it died (interval 200ms, fall 2)")
+    check(not _log_has(f, r"server p/a DOWN"), "the live server was marked down")
+    cnt = _spread(port, 10)
+    check(cnt == {"a": 10}, f"one server down, retries = 0: spread {dict(cnt)}")
+
+    b.start()
+    t0 = time.monotonic()
+    _wait_log(f, r"server p/b UP: check passed \(2/2\)$", 3, "the UP line of the restarted server")
+    dt = time.monotonic() - t0
+    check(dt <= 1.0 * SCALE, f"back up {dt:.2f}s after it came back (interval 200ms, rise 2)")
+    cnt = _spread(port, 10)
+    check(set(cnt) == {"a", "b"} and min(cnt.values()) >= 4, f"both up again: spread {dict(cnt)}")
+    f.check_fds_settled()
+
+
+def test_rise_needs_consecutive_checks(ctx):
+    """With rise 3 and a 300ms interval, a server that comes back is not used
+    before its third good check."""
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    pool = dict(FAST, check_interval="300ms", rise=3, fall=1)
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=pool))
+    b.kill()
+    _wait_log(f, r"server p/b DOWN: connect refused \(1/1\)$", 3, "b's DOWN line (fall 1)")
+    b.start()
+    t0 = time.monotonic()
+    _wait_log(f, r"server p/b UP: check passed \(3/3\)$", 4, "b's UP line (rise 3)")
+    dt = time.monotonic() - t0
+    # Three checks at least 270ms apart: the first may come at once.
+    check(dt >= 0.5, f"up after {dt:.2f}s, before three checks could pass")
+    f.check_fds_settled()
+
+
+def test_http_check(ctx):
+    good = _server(ctx, "good", "http", 200)
+    redirect = _server(ctx, "redir", "http", 302)
+    bad = _server(ctx, "bad", "http", 500)
+    silent = _server(ctx, "silent", "silent")
+    garbage = _server(ctx, "garbage", "garbage")
+    port = free_port()
+    pool = dict(FAST, check="http GET /healthz?x=1 expect=200-399")
+    f = ctx.fulcrum(tcp_conf(port, [s.server_line() for s in (good, redirect, bad, silent,
+                                                                garbage)], pool=pool))
+    _wait_log(f, r"server p/bad DOWN: HTTP status 500 \(2/2\)$", 3, "the 500 server's DOWN line")
+    _wait_log(f, r"server p/silent DOWN: no response within check_timeout \(2/2\)$", 3,
+              "the silent server's DOWN line")
+    _wait_log(f, r"server p/garbage DOWN: invalid HTTP response \(2/2\)$", 3,
+              "the DOWN line of the server answering garbage")
+    check(not _log_has(f, r"server p/(good|redir) DOWN"), "a server answering 200 or 302 went down")
+
+    head = good.heads[0]
+    lines = head.split("\r\n")
+    check(lines[0] == "GET /healthz?x=1 HTTP/1.1", f"request line {lines[0]!r}")
+    check(f"Host: {good.addr}" in lines, f"Host is not the server's address: {head!r}")
+    check("Connection: close" in lines, f"no Connection: close: {head!r}")
+    check("User-Agent: fulcrum-health" in lines, f"no User-Agent: {head!r}")
+
+    # The silent one would hold a check open all the time: quiet it first.
+    silent.kill()
+    bad.status = 200
+    _wait_log(f, r"server p/bad UP: check passed \(2/2\)$", 3, "the recovered server's UP line")
+    f.check_fds_settled()
+
+
+def test_http_check_host_and_expect(ctx):
+    s = _server(ctx, "s", "http", 204)
+    t = _server(ctx, "t", "http", 200)
+    port = free_port()
+    pool = dict(FAST, check="http GET / expect=200 host=health.example")
+    f = ctx.fulcrum(tcp_conf(port, [s.server_line(), t.server_line()], pool=pool))
+    _wait_log(f, r"server p/s DOWN: HTTP status 204 \(2/2\)$", 3, "204 outside expect=200")
+    check("Host: health.example" in t.heads[0].split("\r\n"), f"host= not sent: {t.heads[0]!r}")
+    check(not _log_has(f, r"server p/t DOWN"), "the 200 server went down")
+    f.check_fds_settled()
+
+
+def test_backup_serves_while_normals_down(ctx):
+    n1, n2, bk = _server(ctx, "n1"), _server(ctx, "n2"), _server(ctx, "bk")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [n1.server_line(), n2.server_line(), bk.server_line("backup")],
+                             pool=FAST))
+    cnt = _spread(port, 6)
+    check(cnt == {"n1": 3, "n2": 3}, f"normals up: spread {dict(cnt)}")
+    n1.kill()
+    n2.kill()
+    _wait_log(f, r"server p/n1 DOWN", 3, "n1 DOWN")
+    _wait_log(f, r"server p/n2 DOWN", 3, "n2 DOWN")
+    cnt = _spread(port, 6)
+    check(cnt == {"bk": 6}, f"normals down: spread {dict(cnt)}")
+    n2.start()
+    _wait_log(f, r"server p/n2 UP", 3, "n2 UP")
+    cnt = _spread(port, 6)
+    check(cnt == {"n2": 6}, f"one normal back: spread {dict(cnt)}")
+    f.check_fds_settled()
+
+
+def test_down_keeps_established_connections(ctx):
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=FAST))
+    held = []
+    for _ in range(4):
+        s = connect(("127.0.0.1", port))
+        held.append((s, recv_line(s).decode().strip()))
+    on_b = [s for s, n in held if n == "b"]
+    check(len(on_b) == 2, f"held connections went to {[n for _, n in held]}")
+    b.stop_listening()  # checks fail, established connections live on
+    _wait_log(f, r"server p/b DOWN", 3, "b DOWN")
+    for s in on_b:
+        check(echo_roundtrip(s, b"still here"), "a connection to the downed server was cut")
+    for s, _ in held:
+        s.close()
+    f.check_fds_settled()
+
+
+def test_passive_max_fails_then_fail_timeout(ctx):
+    a = _server(ctx, "a")
+    dead = f"d 127.0.0.1:{closed_port()}"
+    port = free_port()
+    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1500ms", "retries": 2}
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), dead], pool=pool))
+    fail_line = r"connect to p/d \(.*\) failed"
+
+    # Refusals are retried on a: clients never notice while d is marked down.
+    for _ in range(6):
+        check(_try_name(port) == "a", "a connection failed while one server was alive")
+    down_line = r"server p/d DOWN: \d+ consecutive failed connections \(passive\)$"
+    _wait_log(f, down_line, 2, "the passive DOWN line")
+    t_down = time.monotonic()
+    tried = len(re.findall(fail_line, f.stderr()))
+    check(tried >= 2, f"d was tried {tried} times before it was marked down (max_fails 2)")
+
+    # Down: not tried at all until fail_timeout passes.
+    while time.monotonic() - t_down < 1.0:
+        check(_try_name(port) == "a", "a connection failed")
+        time.sleep(0.05)
+    check(len(re.findall(fail_line, f.stderr())) == tried, "d was tried while marked down")
+
+    _wait_log(f, r"server p/d UP: fail_timeout \(1500 ms\) passed, trying it again$", 2,
+              "d tried again after fail_timeout")
+    for _ in range(6):
+        check(_try_name(port) == "a", "a connection failed")
+    wait_for(lambda: len(re.findall(down_line, f.stderr(), re.M)) == 2, 2 * SCALE,
+             what="d marked down again")
+    f.check_fds_settled()
+
+
+def test_passive_down_then_active_check_brings_back(ctx):
+    """max_fails marks a server down; with an active check, its rise brings
+    it back (not fail_timeout)."""
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    pool = {"check": "tcp", "check_interval": "300ms", "rise": 2, "fall": 1000,
+            "max_fails": 1, "fail_timeout": "1h", "retries": 1}
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=pool))
+    # b refuses for a moment: the traffic sees it first (fall 1000 keeps the
+    # active check from marking it), then b is back for the check to find.
+    b.stop_listening()
+    for _ in range(4):
+        check(_try_name(port) == "a", "a connection failed")
+    _wait_log(f, r"server p/b DOWN: \d+ consecutive failed connections \(passive\)$", 2,
+              "b's passive DOWN line")
+    b.start()
+    _wait_log(f, r"server p/b UP: check passed \(2/2\)$", 3, "b back up by its active check")
+    cnt = _spread(port, 6)
+    check(set(cnt) == {"a", "b"}, f"b back: spread {dict(cnt)}")
+    f.check_fds_settled()
+
+
+def test_reload_keeps_health(ctx):
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=FAST))
+    b.kill()
+    _wait_log(f, r"server p/b DOWN", 3, "b DOWN")
+    f.signal(signal.SIGHUP)
+    _wait_log(f, r"reloaded .*generation 2", 3, "the reload")
+    cnt = _spread(port, 10)
+    check(cnt == {"a": 10}, f"after a reload the down server got traffic: {dict(cnt)}")
+    check(len(re.findall(r"server p/b DOWN", f.stderr())) == 1,
+          "the server was marked up and down again across the reload")
+    b.start()
+    _wait_log(f, r"server p/b UP: check passed \(2/2\)$", 3, "b UP in the new generation")
+    f.check_fds_settled()
+
+
+def test_maglev_pool_follows_health(ctx):
+    """A maglev pool: its table is rebuilt when a server goes down and again
+    when it comes back; keys of the live servers stay where they were."""
+    srv = [_server(ctx, n) for n in ("s1", "s2", "s3")]
+    port = free_port()
+    pool = dict(FAST, balance="maglev")
+    f = ctx.fulcrum(tcp_conf(port, [s.server_line() for s in srv], pool=pool, glob={"workers": 2}))
+    ips = [f"127.0.0.{i}" for i in range(2, 32)]
+    before = {ip: _try_name(port, ip) for ip in ips}
+    check("" not in before.values(), f"a connection failed: {before}")
+    srv[1].kill()
+    _wait_log(f, r"server p/s2 DOWN", 3, "s2 DOWN")
+    during = {ip: _try_name(port, ip) for ip in ips}
+    check("" not in during.values() and "s2" not in during.values(),
+          f"s2 down, retries = 0: {during}")
+    moved = [ip for ip in ips if before[ip] != "s2" and during[ip] != before[ip]]
+    check(not moved, f"keys of live servers moved: {moved}")
+    srv[1].start()
+    _wait_log(f, r"server p/s2 UP", 3, "s2 UP")
+    after = {ip: _try_name(port, ip) for ip in ips}
+    check(after == before, f"after s2 came back the mapping changed: {before} -> {after}")
+    f.check_fds_settled()
