@@ -45,6 +45,7 @@ struct process {
 	struct gen *gen;
 	struct worker *workers;
 	int n_workers;
+	int n_ready; /* workers set up by worker_init (they own their sockets) */
 	int sigfd;
 	int epfd;
 	uint64_t generation;
@@ -251,12 +252,23 @@ static int start_workers(struct process *p)
 			free(socks);
 			return -1;
 		}
+		p->n_ready = i + 1;
 		if (worker_init(&p->workers[i], i, p->gen, socks, n) < 0) {
 			fprintf(stderr, "fulcrum: cannot set up worker %d\n", i);
 			return -1;
 		}
 	}
 	return 0;
+}
+
+/* Start-up failed before any worker ran: free what start_workers built. */
+static void discard_workers(struct process *p)
+{
+	for (int i = 0; i < p->n_ready; i++)
+		worker_deinit(&p->workers[i]);
+	free(p->workers);
+	p->workers = NULL;
+	gen_put(p->gen);
 }
 
 static void remove_unix_sockets(const struct cfg *cfg)
@@ -391,12 +403,11 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fulcrum: cannot set up signal handling: %s\n", strerror(errno));
 		return 2;
 	}
-	if (start_workers(&p) < 0)
+	if (start_workers(&p) < 0 || (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
+	    drop_privileges(cfg->global.user) < 0) {
+		discard_workers(&p);
 		return 2;
-	if (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0)
-		return 2;
-	if (drop_privileges(cfg->global.user) < 0)
-		return 2;
+	}
 	for (int i = 0; i < p.n_workers; i++)
 		if (worker_start(&p.workers[i]) < 0) {
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);

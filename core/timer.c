@@ -27,7 +27,9 @@ void timer_add(struct timer_wheel *tw, struct timer *t, uint64_t expire_ms)
 {
 	if (timer_is_armed(t))
 		timer_del(tw, t);
-	uint64_t tick = expire_ms / TW_TICK_MS;
+	/* Rounded up: the slot of tick T is processed once now >= T * TW_TICK_MS,
+	 * so every timer found in a processed slot of the current lap is due. */
+	uint64_t tick = (expire_ms + TW_TICK_MS - 1) / TW_TICK_MS;
 	/* A timer already due goes into the next slot to be processed, so that
 	 * it fires on the next advance instead of a lap later. */
 	if (tick < tw->tick)

@@ -223,6 +223,9 @@ static void *worker_main(void *arg)
 		free_closed(w);
 		upstream_free_closed(w);
 		log_flush(w->log);
+		/* With no connection left, give back the spare pipes' fds. */
+		if (w->n_conns == 0 && w->pipes.n_free)
+			pipe_pool_deinit(&w->pipes);
 		if (w->draining && w->n_conns == 0)
 			break;
 	}
