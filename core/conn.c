@@ -55,6 +55,10 @@ void conn_side_event(struct side *s, uint32_t events)
 		s->hup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		s->wr = true;
+	/* A TLS read may wait for writability and a write for readability:
+	 * any event may unblock either. */
+	if (s->io)
+		s->rd = s->wr = true;
 	c->ops->process(c);
 }
 
@@ -156,6 +160,7 @@ static void log_conn(struct conn *c)
 void conn_release_server(struct conn *c)
 {
 	if (c->srv.fd >= 0) {
+		io_free(&c->srv);
 		close(c->srv.fd);
 		c->srv.fd = -1;
 	}
@@ -173,6 +178,7 @@ void conn_close(struct conn *c, enum close_reason reason)
 		return;
 	c->state = CS_CLOSED;
 	c->reason = reason;
+	io_free(&c->cli);
 	close(c->cli.fd);
 	c->cli.fd = -1;
 	conn_release_server(c);

@@ -58,15 +58,11 @@ static void fail(struct half *h, int err, bool on_src)
 static int flush(struct half *h)
 {
 	while (h->buf_len > 0) {
-		ssize_t n = send(h->dst->fd, h->buf + h->buf_off, h->buf_len, MSG_NOSIGNAL);
+		ssize_t n = io_send(h->dst, h->buf + h->buf_off, h->buf_len);
 		if (n < 0) {
-			if (errno == EAGAIN) {
-				h->dst->wr = false;
+			if (n == -EAGAIN)
 				return 0;
-			}
-			if (errno == EINTR)
-				continue;
-			fail(h, errno, false);
+			fail(h, (int)-n, false);
 			return -1;
 		}
 		h->buf_off += (uint32_t)n;
@@ -112,36 +108,25 @@ static int keep(struct half *h, const char *data, size_t len)
 static ssize_t copy_once(struct worker *w, struct half *h)
 {
 	size_t want = h->left < w->scratch_cap ? (size_t)h->left : w->scratch_cap;
-	ssize_t n = recv(h->src->fd, w->scratch, want, 0);
-	if (n <= 0) {
-		if (n == 0)
-			return 0;
-		if (errno == EAGAIN)
-			h->src->rd = false;
-		return -errno;
-	}
-	if ((size_t)n < want) {
-		/* A short read drained the socket, unless a FIN or error was
-		 * reported with it: then read on to see it. */
-		if (!h->src->hup)
-			h->src->rd = false;
-	} else if (want == w->scratch_cap) {
-		h->splice = true; /* a full read: bulk is coming */
-	}
+	ssize_t n = io_recv(h->src, w->scratch, want);
+	if (n <= 0)
+		return n;
+	/* A full read means bulk is coming: splice it, if both sides can. */
+	if ((size_t)n == w->scratch_cap && !h->src->io && !h->dst->io)
+		h->splice = true;
 
 	ssize_t sent = 0;
 	if (h->dst->wr) {
-		sent = send(h->dst->fd, w->scratch, (size_t)n, MSG_NOSIGNAL);
+		sent = io_send(h->dst, w->scratch, (size_t)n);
 		if (sent < 0) {
-			if (errno != EAGAIN && errno != EINTR) {
-				fail(h, errno, false);
+			if (sent != -EAGAIN) {
+				fail(h, (int)-sent, false);
 				return ALREADY_FAILED;
 			}
 			sent = 0;
 		}
 	}
 	if (sent < n) {
-		h->dst->wr = false;
 		if (keep(h, w->scratch + sent, (size_t)(n - sent)) < 0) {
 			fail(h, ENOMEM, false);
 			return ALREADY_FAILED;

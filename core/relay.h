@@ -23,6 +23,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/io.h"
 #include "core/pipe_pool.h"
 #include "core/worker.h"
 
@@ -36,6 +37,8 @@ struct side {
 	bool rd, wr;
 	bool hup; /* EPOLLRDHUP, EPOLLHUP or EPOLLERR seen: read to the end */
 	struct conn *c;
+	const struct io_ops *io; /* NULL: plain socket (see io.h) */
+	void *io_ctx; /* the layer's state, e.g. the SSL object */
 };
 
 struct half {

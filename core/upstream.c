@@ -35,8 +35,10 @@ void upstream_close(struct upstream *u)
 		w->upstreams.count--;
 	}
 	timer_del(&w->timers, &u->idle_timer);
-	if (u->s.fd >= 0)
+	if (u->s.fd >= 0) {
+		io_free(&u->s);
 		close(u->s.fd);
+	}
 	if (u->gen)
 		gen_put(u->gen);
 	/* A stale event of this batch may still name u: free it with the

@@ -88,22 +88,10 @@ static void sbuf_put(struct http_conn *hc)
 	hc->slen = hc->scap = hc->spos = hc->ssend = 0;
 }
 
-/* Reads what S has into BUF. Returns bytes read, 0 on EOF, -EAGAIN when
- * there is nothing, another -errno on error. A short read clears s->rd. */
+/* Reads what S has into BUF: io_recv, with EINTR and EAGAIN folded. */
 static ssize_t read_side(struct side *s, char *buf, size_t cap)
 {
-	ssize_t n = recv(s->fd, buf, cap, 0);
-	if (n < 0) {
-		if (errno == EAGAIN || errno == EINTR) {
-			if (errno == EAGAIN)
-				s->rd = false;
-			return -EAGAIN;
-		}
-		return -errno;
-	}
-	if (n > 0 && (size_t)n < cap && !s->hup)
-		s->rd = false;
-	return n;
+	return io_recv(s, buf, cap);
 }
 
 /* Writes what Q holds to S. Returns 1 when all is written, 0 when S is full,
@@ -113,17 +101,9 @@ static int outq_flush(struct side *s, struct outq *q, uint64_t *count)
 	while (q->i < q->n) {
 		if (!s->wr)
 			return 0;
-		struct msghdr m = { .msg_iov = &q->iov[q->i], .msg_iovlen = q->n - q->i };
-		ssize_t n = sendmsg(s->fd, &m, MSG_NOSIGNAL);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN) {
-				s->wr = false;
-				return 0;
-			}
-			return -errno;
-		}
+		ssize_t n = io_sendv(s, &q->iov[q->i], q->n - q->i);
+		if (n < 0)
+			return n == -EAGAIN ? 0 : (int)n;
 		*count += (uint64_t)n;
 		while (n > 0 && q->i < q->n) {
 			struct iovec *v = &q->iov[q->i];
@@ -708,14 +688,10 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 		if (hc->rsend) {
 			if (!srv->wr)
 				return 0;
-			ssize_t n = send(srv->fd, hc->rbuf + hc->rpos, hc->rsend, MSG_NOSIGNAL);
+			ssize_t n = io_send(srv, hc->rbuf + hc->rpos, hc->rsend);
 			if (n < 0) {
-				if (errno == EAGAIN) {
-					srv->wr = false;
+				if (n == -EAGAIN)
 					return 0;
-				}
-				if (errno == EINTR)
-					continue;
 				reply(c, 502, "server_write_failed", true);
 				return -1;
 			}
@@ -776,14 +752,10 @@ static int send_length(struct conn *c, struct http_conn *hc)
 		size_t k = hc->rlen - hc->rpos;
 		if (k > hc->req_left)
 			k = (size_t)hc->req_left;
-		ssize_t n = send(hc->u->s.fd, hc->rbuf + hc->rpos, k, MSG_NOSIGNAL);
+		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, k);
 		if (n < 0) {
-			if (errno == EAGAIN) {
-				hc->u->s.wr = false;
+			if (n == -EAGAIN)
 				return 0;
-			}
-			if (errno == EINTR)
-				continue;
 			reply(c, 502, "server_write_failed", true);
 			return -1;
 		}
@@ -1020,14 +992,10 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 		if (hc->ssend) {
 			if (!c->cli.wr)
 				return 0;
-			ssize_t n = send(c->cli.fd, hc->sbuf + hc->spos, hc->ssend, MSG_NOSIGNAL);
+			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
 			if (n < 0) {
-				if (errno == EAGAIN) {
-					c->cli.wr = false;
+				if (n == -EAGAIN)
 					return 0;
-				}
-				if (errno == EINTR)
-					continue;
 				hc->reason = "client_write_failed";
 				conn_close(c, CR_CLIENT_RESET);
 				return -1;
@@ -1177,8 +1145,7 @@ static void enter_tunnel(struct conn *c)
 	struct http_conn *hc = H(c);
 	/* Bytes the client sent after its head belong to the new protocol. */
 	if (hc->rpos < hc->rlen) {
-		ssize_t n = send(hc->u->s.fd, hc->rbuf + hc->rpos, hc->rlen - hc->rpos,
-				 MSG_NOSIGNAL);
+		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
 		if (n != (ssize_t)(hc->rlen - hc->rpos)) {
 			hc->reason = "server_write_failed";
 			conn_close(c, CR_SERVER_RESET);

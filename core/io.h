@@ -1,0 +1,44 @@
+/*
+ * io.h - the one small interface between a connection's protocol code and
+ * its sockets, so that tcp and http code never know whether a side is plain
+ * or TLS.
+ *
+ * A side with io == NULL is a plain socket: recv/send, and the relay may
+ * splice it. A side with io set (TLS, see core/tls.h) reads and writes
+ * through those callbacks, and never splices.
+ *
+ * Edge-triggered epoll: every call that meets EAGAIN clears the side's rd or
+ * wr flag, which the next event sets again. A plain short read also clears
+ * rd (it drained the socket, see relay.c); a TLS read does not, because a
+ * record boundary says nothing about the socket.
+ */
+#ifndef FULCRUM_IO_H
+#define FULCRUM_IO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+struct side;
+
+struct io_ops {
+	/* Same contract as io_recv / io_send below. */
+	ssize_t (*recv)(struct side *s, void *buf, size_t cap);
+	ssize_t (*send)(struct side *s, const void *buf, size_t len);
+	/* Frees the layer's state; the caller closes the fd afterwards. */
+	void (*free)(struct side *s);
+};
+
+/* Reads into BUF. Returns the bytes read (> 0), 0 at EOF, -EAGAIN when there
+ * is nothing now, another -errno on error. */
+ssize_t io_recv(struct side *s, void *buf, size_t cap);
+/* Writes up to LEN bytes. Returns the bytes written (> 0, maybe fewer than
+ * LEN), -EAGAIN when nothing could be written now, another -errno on error. */
+ssize_t io_send(struct side *s, const void *buf, size_t len);
+/* Writes the IOV array like io_send (one writev on a plain socket). */
+ssize_t io_sendv(struct side *s, const struct iovec *iov, int n);
+/* Frees the side's I/O layer, if any. */
+void io_free(struct side *s);
+
+#endif
