@@ -53,8 +53,7 @@ struct hc_server {
 	struct hc_pool *hp;
 	struct hc_timer timer;
 	struct hc_probe probe;
-	struct hc_check check; /* check.request points at request */
-	char *request;
+	struct hc_check check;
 	uint64_t check_start_ms;
 
 	/* The verdict and what leads to it. */
@@ -69,6 +68,7 @@ struct hc_pool {
 	const struct cfg_pool *cfg;
 	struct hc_server *servers;
 	size_t n;
+	SSL_CTX *tls_ctx; /* http checks over TLS; NULL otherwise */
 	bool dirty; /* the up-set changed: the table needs a rebuild */
 };
 
@@ -304,33 +304,11 @@ static void rebuild_dirty(void)
 
 static int server_init(struct hc_server *hs, struct hc_pool *hp, struct lb_server *s)
 {
-	const struct cfg_pool *pc = hp->cfg;
-
 	hs->srv = s;
 	hs->hp = hp;
 	hs->up = true;
 	hc_probe_init(&hs->probe);
-	hs->check.kind = pc->check;
-	hs->check.expect_lo = pc->check_expect_lo;
-	hs->check.expect_hi = pc->check_expect_hi;
-	if (pc->check != CHECK_HTTP)
-		return 0;
-	/* Host: host= of the check, else the server's HOST:PORT as written. */
-	const char *host = pc->check_host;
-	if (!host)
-		host = s->addr.ss.ss_family == AF_UNIX || !s->addr.text ? "localhost"
-									: s->addr.text;
-	int n = asprintf(&hs->request,
-			 "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n"
-			 "User-Agent: fulcrum-health\r\n\r\n",
-			 pc->check_path ? pc->check_path : "/", host);
-	if (n < 0) {
-		hs->request = NULL;
-		return -ENOMEM;
-	}
-	hs->check.request = hs->request;
-	hs->check.request_len = (size_t)n;
-	return 0;
+	return hc_check_init(&hs->check, hp->cfg, &s->addr, hp->tls_ctx);
 }
 
 static void pools_free(struct hc_pool *pools, size_t n)
@@ -341,9 +319,10 @@ static void pools_free(struct hc_pool *pools, size_t n)
 
 			hc_probe_abort(&hs->probe);
 			hc_sched_del(&hc.sched, &hs->timer);
-			free(hs->request);
+			hc_check_deinit(&hs->check);
 		}
 		free(pools[i].servers);
+		SSL_CTX_free(pools[i].tls_ctx);
 	}
 	free(pools);
 }
@@ -381,6 +360,25 @@ static void carry_over(struct hc_server *hs, const struct hc_server *old)
 	publish_state(hs);
 }
 
+static int pool_init(struct hc_pool *hp, struct lb_pool *pool)
+{
+	char why[128];
+
+	hp->pool = pool;
+	hp->cfg = pool->cfg;
+	hp->servers = calloc(pool->n_servers ? pool->n_servers : 1, sizeof(*hp->servers));
+	if (!hp->servers)
+		return -ENOMEM;
+	if (hc_check_uses_tls(hp->cfg)) {
+		hp->tls_ctx = hc_tls_ctx_new(hp->cfg, why, sizeof(why));
+		if (!hp->tls_ctx)
+			log_error("pool %s: cannot set up TLS for its health checks (%s); they "
+				  "will fail",
+				  pool->name, why);
+	}
+	return 0;
+}
+
 /* Builds the records for generation G into *OUT, carrying over what the
  * current generation knows. 0 or -ENOMEM (nothing allocated then). */
 static int pools_build(struct gen *g, struct hc_pool **out)
@@ -393,11 +391,7 @@ static int pools_build(struct gen *g, struct hc_pool **out)
 	for (size_t i = 0; i < n; i++) {
 		struct hc_pool *hp = &pools[i];
 
-		hp->pool = g->pools[i];
-		hp->cfg = hp->pool->cfg;
-		hp->servers =
-			calloc(hp->pool->n_servers ? hp->pool->n_servers : 1, sizeof(*hp->servers));
-		if (!hp->servers)
+		if (pool_init(hp, g->pools[i]) < 0)
 			goto fail;
 		for (size_t k = 0; k < hp->pool->n_servers; k++) {
 			struct hc_server *hs = &hp->servers[k];

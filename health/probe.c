@@ -3,22 +3,29 @@
  * (see probe.h). Health thread only.
  *
  * States: CONNECTING (until the socket is writable; SO_ERROR says how it
- * went) -> tcp: done. http: SENDING (the whole request, resumed on EPOLLOUT)
- * -> READING (until the status line is in) -> DRAINING (verdict known; read
- * and drop the rest until the server closes, HC_DRAIN_MAX bytes at most, so
- * a well-behaved server sees an orderly close rather than a reset).
- * Every end goes through finish(), which closes the socket (that also takes
- * it out of epoll) and leaves the probe IDLE with its result.
+ * went) -> tcp: done. http: [HANDSHAKE when the pool talks TLS] -> SENDING
+ * (the whole request, resumed on EPOLLOUT) -> READING (until the status line
+ * is in) -> DRAINING (verdict known; read and drop the rest until the server
+ * closes, HC_DRAIN_MAX bytes at most, so a well-behaved server sees an
+ * orderly close rather than a reset).
+ * Every end goes through finish(), which frees the TLS state, closes the
+ * socket (that also takes it out of epoll) and leaves the probe IDLE with
+ * its result.
  */
 #include "health/probe.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
 
 /* Drained bytes land here; nobody reads them. One thread uses it. */
 static char drain_buf[16384];
@@ -30,33 +37,33 @@ void hc_probe_init(struct hc_probe *p)
 	p->state = PROBE_IDLE;
 }
 
+/* Ends the probe with the verdict already stored. Returns true (for "it
+ * ended"). */
+static bool finish_verdict(struct hc_probe *p)
+{
+	if (p->ssl)
+		SSL_free(p->ssl);
+	p->ssl = NULL;
+	if (p->fd >= 0)
+		close(p->fd);
+	p->fd = -1;
+	p->state = PROBE_IDLE;
+	return true;
+}
+
 static bool finish(struct hc_probe *p, bool ok, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Ends the probe with a verdict. Returns true (for "it ended"). */
+/* Ends the probe with a verdict and its reason. Returns true. */
 static bool finish(struct hc_probe *p, bool ok, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (p->fd >= 0)
-		close(p->fd);
-	p->fd = -1;
-	p->state = PROBE_IDLE;
 	p->ok = ok;
 	va_start(ap, fmt);
 	vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
 	va_end(ap);
-	return true;
-}
-
-/* Ends the probe with the verdict already stored (DRAINING). */
-static bool finish_verdict(struct hc_probe *p)
-{
-	if (p->fd >= 0)
-		close(p->fd);
-	p->fd = -1;
-	p->state = PROBE_IDLE;
-	return true;
+	return finish_verdict(p);
 }
 
 static bool fail_connect(struct hc_probe *p, int err)
@@ -64,6 +71,71 @@ static bool fail_connect(struct hc_probe *p, int err)
 	if (err == ECONNREFUSED)
 		return finish(p, false, "connect refused");
 	return finish(p, false, "connect: %s", strerror(err));
+}
+
+/* The reason for the last TLS failure on this thread; clears the queue. */
+static const char *tls_error(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+
+	ERR_clear_error();
+	return why ? why : "connection closed";
+}
+
+/* An SSL_read/SSL_write result RC <= 0 as: 0 (EOF), -EAGAIN (wait for
+ * the socket), -EPROTO or another -errno. */
+static ssize_t tls_result(struct hc_probe *p, int rc)
+{
+	switch (SSL_get_error(p->ssl, rc)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return -EAGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		ERR_clear_error();
+		return errno ? -errno : 0;
+	default:
+		ERR_clear_error();
+		return -EPROTO;
+	}
+}
+
+/* Reads up to CAP bytes, through TLS when the probe has it: n > 0, 0 at
+ * EOF, -EAGAIN when nothing is ready, another -errno on error. */
+static ssize_t io_read(struct hc_probe *p, void *buf, size_t cap)
+{
+	if (p->ssl) {
+		int n = SSL_read(p->ssl, buf, cap > INT_MAX ? INT_MAX : (int)cap);
+		return n > 0 ? n : tls_result(p, n);
+	}
+	for (;;) {
+		ssize_t n = recv(p->fd, buf, cap, 0);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* Writes up to LEN bytes: n > 0, -EAGAIN, or another -errno. */
+static ssize_t io_write(struct hc_probe *p, const void *buf, size_t len)
+{
+	if (p->ssl) {
+		int n = SSL_write(p->ssl, buf, len > INT_MAX ? INT_MAX : (int)len);
+		if (n > 0)
+			return n;
+		n = (int)tls_result(p, n);
+		return n == 0 ? -EPIPE : n;
+	}
+	for (;;) {
+		ssize_t n = send(p->fd, buf, len, MSG_NOSIGNAL);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
 }
 
 int hc_parse_status(const char *buf, size_t len)
@@ -114,10 +186,8 @@ static bool do_read(struct hc_probe *p, const struct hc_check *chk)
 			dst = p->line + p->got;
 			cap = sizeof(p->line) - p->got;
 		}
-		ssize_t n = recv(p->fd, dst, cap, 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
+		ssize_t n = io_read(p, dst, cap);
+		if (n == -EAGAIN)
 			return false;
 		if (p->state == PROBE_DRAINING) {
 			/* EOF or an error after the verdict: the verdict stands. */
@@ -131,7 +201,7 @@ static bool do_read(struct hc_probe *p, const struct hc_check *chk)
 		if (n == 0)
 			return finish(p, false, "connection closed before the status line");
 		if (n < 0)
-			return finish(p, false, "read: %s", strerror(errno));
+			return finish(p, false, "read: %s", strerror((int)-n));
 		p->got += (size_t)n;
 		judge(p, chk);
 	}
@@ -141,24 +211,69 @@ static bool do_read(struct hc_probe *p, const struct hc_check *chk)
 static bool do_send(struct hc_probe *p, const struct hc_check *chk)
 {
 	while (p->sent < chk->request_len) {
-		ssize_t n = send(p->fd, chk->request + p->sent, chk->request_len - p->sent,
-				 MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN)
+		ssize_t n = io_write(p, chk->request + p->sent, chk->request_len - p->sent);
+		if (n == -EAGAIN)
 			return false;
 		if (n < 0)
-			return finish(p, false, "send: %s", strerror(errno));
+			return finish(p, false, "send: %s", strerror((int)-n));
 		p->sent += (size_t)n;
 	}
 	p->state = PROBE_READING;
 	return do_read(p, chk);
 }
 
+/* HANDSHAKE: drives SSL_connect; on success sends the request. */
+static bool do_handshake(struct hc_probe *p, const struct hc_check *chk)
+{
+	int rc = SSL_connect(p->ssl);
+
+	if (rc == 1) {
+		p->state = PROBE_SENDING;
+		return do_send(p, chk);
+	}
+	int e = SSL_get_error(p->ssl, rc);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		return false;
+	long v = SSL_get_verify_result(p->ssl);
+	if (v != X509_V_OK) {
+		ERR_clear_error();
+		return finish(p, false, "TLS handshake: %s", X509_verify_cert_error_string(v));
+	}
+	return finish(p, false, "TLS handshake: %s", tls_error());
+}
+
+/* Sets up TLS on the connected socket: SNI, and the name or address the
+ * certificate must match. */
+static bool start_tls(struct hc_probe *p, const struct hc_check *chk)
+{
+	unsigned char ip[16];
+
+	if (!chk->tls_ctx)
+		return finish(p, false, "TLS for checks is not set up");
+	p->ssl = SSL_new(chk->tls_ctx);
+	if (!p->ssl || !SSL_set_fd(p->ssl, p->fd))
+		return finish(p, false, "TLS: %s", tls_error());
+	if (chk->tls_sni && !SSL_set_tlsext_host_name(p->ssl, chk->tls_sni))
+		return finish(p, false, "TLS SNI: %s", tls_error());
+	if (chk->tls_name) {
+		bool is_ip = inet_pton(AF_INET, chk->tls_name, ip) == 1 ||
+			     inet_pton(AF_INET6, chk->tls_name, ip) == 1;
+		int ok =
+			is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(p->ssl), chk->tls_name)
+			      : SSL_set1_host(p->ssl, chk->tls_name);
+		if (!ok)
+			return finish(p, false, "TLS name: %s", tls_error());
+	}
+	p->state = PROBE_HANDSHAKE;
+	return do_handshake(p, chk);
+}
+
 static bool connected(struct hc_probe *p, const struct hc_check *chk)
 {
 	if (chk->kind != CHECK_HTTP)
 		return finish(p, true, "check passed");
+	if (chk->tls)
+		return start_tls(p, chk);
 	p->state = PROBE_SENDING;
 	return do_send(p, chk);
 }
@@ -202,6 +317,8 @@ bool hc_probe_event(struct hc_probe *p, const struct hc_check *chk, uint32_t eve
 			return false;
 		return connected(p, chk);
 	}
+	case PROBE_HANDSHAKE:
+		return do_handshake(p, chk);
 	case PROBE_SENDING:
 		return do_send(p, chk);
 	case PROBE_READING:
@@ -218,6 +335,9 @@ void hc_probe_timeout(struct hc_probe *p)
 		return;
 	case PROBE_CONNECTING:
 		finish(p, false, "connect timed out");
+		return;
+	case PROBE_HANDSHAKE:
+		finish(p, false, "TLS handshake timed out");
 		return;
 	case PROBE_SENDING:
 	case PROBE_READING:

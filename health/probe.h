@@ -1,7 +1,8 @@
 /*
  * probe.h - one active health check of one server over a fresh non-blocking
  * connection: tcp (the connect completes) or http (a GET whose status line
- * falls in the expected range; the rest of the answer is drained).
+ * falls in the expected range; the rest of the answer is drained), over TLS
+ * when the pool talks TLS to its servers (tls = on).
  *
  * Thread: the health thread only. A probe owns its socket from
  * hc_probe_start() until it reports a result; it never blocks and never
@@ -15,7 +16,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 #include "config/config.h"
+#include "health/check.h"
 
 /* Bytes kept of the answer: enough for "HTTP/1.1 200 OK\r\n" and a long
  * reason phrase; the rest of the head and the body are drained unread. */
@@ -27,25 +31,17 @@
 enum hc_probe_state {
 	PROBE_IDLE,
 	PROBE_CONNECTING,
+	PROBE_HANDSHAKE, /* TLS */
 	PROBE_SENDING,
 	PROBE_READING, /* waiting for the status line */
 	PROBE_DRAINING, /* verdict known; reading until the server closes */
-};
-
-/* What to check on one server. Built when a generation is adopted and
- * immutable afterwards; REQUEST (http only) is owned by the health thread's
- * per-server record. */
-struct hc_check {
-	enum cfg_check kind;
-	const char *request;
-	size_t request_len;
-	int expect_lo, expect_hi;
 };
 
 /* One check in flight (or none: PROBE_IDLE, fd -1). Embedded in the health
  * thread's per-server record; only that thread touches it. */
 struct hc_probe {
 	int fd;
+	SSL *ssl; /* NULL unless TLS */
 	enum hc_probe_state state;
 	size_t sent; /* bytes of the request written */
 	size_t got; /* bytes of the answer in line[] */
