@@ -6,8 +6,9 @@
  * (from a cfg) and shared read-mostly by every worker, the health thread and
  * the admin API. The fields marked _Atomic are the only ones that change
  * after publication: a server's state (written by the health thread and the
- * admin API), its active count (every worker, relaxed), the published hash
- * table. Everything else is immutable once the pool is published.
+ * admin API), its weight (the admin API), its active count (every worker,
+ * relaxed), the published hash table. Everything else is immutable once the
+ * pool is published.
  *
  * Per-worker balancing state (smooth-WRR current weights, the random
  * generator) lives in struct lb_worker, owned by one worker, never shared.
@@ -29,7 +30,7 @@ const char *lb_state_name(enum lb_state s);
 struct lb_server {
 	char *name;
 	struct cfg_addr addr;
-	int weight;
+	_Atomic int weight; /* the admin API may change it at run time */
 	int maxconn; /* 0 = unlimited */
 	bool backup;
 	enum cfg_proxy_proto proxy_protocol;
@@ -56,6 +57,7 @@ struct lb_pool {
 	struct lb_server **servers;
 	size_t n_servers;
 	_Atomic(struct lb_table *) table; /* maglev/ring only; NULL otherwise */
+	uint32_t stats_slot; /* per-worker request counters (core/stats.h) */
 };
 
 /* One worker's private balancing state for one pool. */

@@ -13,6 +13,8 @@
 #include <unistd.h>
 
 #include "core/http/proxy.h"
+#include "core/pp_conn.h"
+#include "core/stats.h"
 #include "core/tcp.h"
 
 #define CR_NAME(e, s) s,
@@ -121,14 +123,6 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 	STAT_ADD(w->stats[c->listener].active, 1);
 	STAT_ADD(w->stats[c->listener].total, 1);
 
-	if (c->lc->mode != MODE_TCP) {
-		c->ops = &http_ops;
-		c->http = http_conn_new();
-		if (!c->http) {
-			conn_close(c, CR_NO_MEMORY);
-			return;
-		}
-	}
 	if (peer->sa.sa_family != AF_UNIX) {
 		int one = 1;
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -136,6 +130,23 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 	if (worker_watch(w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->cli.h) < 0) {
 		conn_close(c, CR_INTERNAL);
 		return;
+	}
+	if (c->lc->proxy_protocol_accept)
+		pp_accept_start(c); /* calls conn_start() once the header is in */
+	else
+		conn_start(c);
+}
+
+void conn_start(struct conn *c)
+{
+	c->ops = &tcp_ops;
+	if (c->lc->mode != MODE_TCP) {
+		c->ops = &http_ops;
+		c->http = http_conn_new();
+		if (!c->http) {
+			conn_close(c, CR_NO_MEMORY);
+			return;
+		}
 	}
 	c->ops->start(c);
 }
@@ -154,6 +165,7 @@ static void log_conn(struct conn *c)
 		.ttfb_ms = -1,
 		.reason = c->reason == CR_NONE ? NULL : close_reason_name(c->reason),
 	};
+	stats_conn_done(c->w, c->pool, c->n_tried);
 	log_access(c->w->log, &r);
 }
 

@@ -36,7 +36,9 @@
 	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                           \
 	X(CR_NO_MEMORY, "no_memory")                                                         \
 	X(CR_INTERNAL, "internal_error")                                                   \
-	X(CR_REQUEST_ERROR, "request_error")
+	X(CR_REQUEST_ERROR, "request_error")                                                 \
+	X(CR_PROXY_PROTOCOL, "proxy_protocol")                                               \
+	X(CR_SERVER_DISABLED, "server_disabled")
 
 #define CR_ENUM(e, s) e,
 enum close_reason { CLOSE_REASONS(CR_ENUM) CR_COUNT };
@@ -101,6 +103,12 @@ struct conn {
 
 /* Worker thread: takes ownership of the accepted socket FD. */
 void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer);
+/* Hands an accepted connection to its listener's mode (after the PROXY
+ * header, when the listener takes one). */
+void conn_start(struct conn *c);
+/* Worker thread: closes every connection, and every idle pooled server
+ * connection, whose server is in SRV_DISABLED (conn_sweep.c). */
+void conn_sweep_disabled(struct worker *w);
 void conn_close(struct conn *c, enum close_reason reason);
 void conn_side_init(struct conn *c, struct side *s, int fd);
 /* An epoll event for side S of its connection. */

@@ -7,6 +7,8 @@
 
 #include <stdlib.h>
 
+#include "core/stats.h"
+
 _Atomic(struct gen *) gen_current;
 
 struct gen *gen_new(struct cfg *cfg, uint64_t number)
@@ -25,6 +27,7 @@ struct gen *gen_new(struct cfg *cfg, uint64_t number)
 		if (!g->pools[i])
 			goto fail;
 	}
+	stats_assign_slots(g);
 	return g;
 fail:
 	/* The caller still owns cfg on failure. */
@@ -36,10 +39,51 @@ fail:
 	return NULL;
 }
 
+struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
+		       struct lb_server *added)
+{
+	struct gen *g = calloc(1, sizeof(*g));
+	size_t n = parent->cfg->n_pools;
+
+	if (!g)
+		return NULL;
+	g->pools = calloc(n ? n : 1, sizeof(*g->pools));
+	if (!g->pools) {
+		free(g);
+		return NULL;
+	}
+	for (size_t i = 0; i < n; i++)
+		g->pools[i] = i == index ? shell : parent->pools[i];
+	g->cfg = parent->cfg;
+	g->number = parent->number;
+	atomic_init(&g->refs, 1);
+	g->parent = gen_get(parent);
+	g->shell = shell;
+	g->added = added;
+	return g;
+}
+
+/* A derived generation's own parts; the rest belongs to its parent. */
+static void derived_free(struct gen *g)
+{
+	lb_table_free(atomic_load_explicit(&g->shell->table, memory_order_acquire));
+	free(g->shell->servers);
+	free(g->shell->name);
+	free(g->shell);
+	lb_server_free(g->added);
+	free(g->pools);
+	gen_put(g->parent);
+	free(g);
+}
+
 void gen_put(struct gen *g)
 {
 	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	if (g->parent) {
+		derived_free(g);
+		return;
+	}
 	if (g->pools) {
 		for (size_t i = 0; g->cfg && i < g->cfg->n_pools; i++)
 			if (g->pools[i])

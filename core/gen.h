@@ -10,6 +10,13 @@
  * published generation is dropped only after every worker has passed a
  * quiescent point (see worker_wait_quiescent), so a worker never loads a
  * pointer whose last reference is already gone.
+ *
+ * A generation built from the file owns its cfg and pools. One derived at
+ * run time by the admin API (gen_derive, adding a server) shares the cfg and
+ * every pool but one with its parent, on which it holds a reference; the
+ * replaced pool is a shell listing the parent pool's servers (the same
+ * objects, so their state, counters and active counts carry on) plus the new
+ * one, which the derived generation owns.
  */
 #ifndef FULCRUM_GEN_H
 #define FULCRUM_GEN_H
@@ -25,6 +32,9 @@ struct gen {
 	struct lb_pool **pools; /* one per cfg->pools, same order */
 	uint64_t number;
 	_Atomic long refs;
+	struct gen *parent; /* derived: owns cfg and the shared pools; else NULL */
+	struct lb_pool *shell; /* derived: the replaced pool */
+	struct lb_server *added; /* derived: the server the shell added */
 };
 
 extern _Atomic(struct gen *) gen_current;
@@ -39,6 +49,14 @@ static inline struct gen *gen_get(struct gen *g)
 }
 
 void gen_put(struct gen *g);
+
+/* Main thread: a generation like PARENT (a reference is taken on it) whose
+ * pool INDEX is SHELL, which lists servers of PARENT's pool plus ADDED (both
+ * handed over: freed with the new generation). SHELL must have been built by
+ * the caller with calloc, its servers array and name with malloc. Same
+ * number as PARENT. NULL on ENOMEM (nothing is taken over then). */
+struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
+		       struct lb_server *added);
 
 /* The pool a listener or route points at, or NULL for index -1. */
 static inline struct lb_pool *gen_pool(const struct gen *g, int index)

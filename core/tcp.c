@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/pp_conn.h"
 
 /* Bytes one pass may move per connection before others get their turn. */
 #define RELAY_BUDGET (1024 * 1024)
@@ -52,8 +53,16 @@ static uint64_t balance_key(const struct conn *c)
 
 static void connect_next(struct conn *c);
 
+static void connect_failed(struct conn *c, int err);
+
 static void connected(struct conn *c)
 {
+	/* The PROXY header, when the server wants one, goes first. */
+	int err = pp_send_header(c, c->server, c->srv.fd);
+	if (err < 0) {
+		connect_failed(c, -err);
+		return;
+	}
 	atomic_store_explicit(&c->server->fails, 0, memory_order_relaxed);
 	conn_set_state(c, CS_RELAY);
 	c->last_active_ms = c->w->now_ms;

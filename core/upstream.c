@@ -146,6 +146,9 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 
 	u->s.c = NULL;
 	u->s.rd = u->s.wr = u->s.hup = false;
+	/* It carries one client's address in its PROXY header: never reuse it. */
+	if (u->server->proxy_protocol != PROXY_PROTO_NONE)
+		keepalive = 0;
 	for (struct list *n = b->next; n != b && keepalive > 0; n = n->next)
 		if (container_of(n, struct upstream, idle_node)->server == u->server)
 			same++;

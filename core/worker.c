@@ -150,6 +150,8 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	(void)events;
 	while (read(w->wake_fd, &v, sizeof(v)) == sizeof(v))
 		;
+	if (atomic_exchange(&w->sweep, false))
+		conn_sweep_disabled(w);
 	int cmd = atomic_load(&w->cmd);
 	if (cmd == WORKER_RUN || (w->draining && cmd == WORKER_GRACEFUL))
 		return;
@@ -279,6 +281,14 @@ void worker_send(struct worker *w, enum worker_cmd cmd)
 {
 	uint64_t one = 1;
 	atomic_store(&w->cmd, cmd);
+	ssize_t n = write(w->wake_fd, &one, sizeof(one));
+	(void)n;
+}
+
+void worker_request_sweep(struct worker *w)
+{
+	uint64_t one = 1;
+	atomic_store(&w->sweep, true);
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	(void)n;
 }

@@ -20,6 +20,7 @@
 #include "core/gen.h"
 #include "core/log.h"
 #include "core/pipe_pool.h"
+#include "core/stats.h"
 #include "core/timer.h"
 #include "core/util.h"
 #include "core/http/parser.h"
@@ -95,8 +96,10 @@ struct worker {
 	_Atomic uint64_t epoch; /* odd while handling events, even while asleep */
 	_Atomic int cmd; /* enum worker_cmd, set by the main thread */
 	_Atomic bool exited;
+	_Atomic bool sweep; /* set by the admin API: close connections to disabled servers */
 
 	struct listener_stats stats[MAX_LISTENERS] __attribute__((aligned(CACHE_LINE)));
+	struct pool_stats pool_stats[STATS_POOL_SLOTS]; /* by pool->stats_slot */
 };
 
 /* Connections across all workers, for max_connections. */
@@ -108,6 +111,9 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 		size_t n_socks);
 int worker_start(struct worker *w);
 void worker_send(struct worker *w, enum worker_cmd cmd);
+/* Main thread (admin API): asks W to close its connections, active and
+ * idle pooled, to servers now in SRV_DISABLED (conn_sweep_disabled). */
+void worker_request_sweep(struct worker *w);
 /* Main thread: waits until W has passed a quiescent point (asleep in
  * epoll_wait, or one more batch done) after this call began. */
 void worker_wait_quiescent(struct worker *w);

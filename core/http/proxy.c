@@ -21,6 +21,8 @@
 #include "core/conn.h"
 #include "core/http/reply.h"
 #include "core/http/route.h"
+#include "core/pp_conn.h"
+#include "core/stats.h"
 #include "core/upstream.h"
 
 #define RELAY_BUDGET     (1024 * 1024)
@@ -163,6 +165,7 @@ static void log_request(struct conn *c)
 	};
 	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in);
 	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out);
+	stats_request_done(c->w, hc->pool, (uint64_t)r.total_ms, hc->n_tried);
 	log_access(c->w->log, &r);
 }
 
@@ -629,6 +632,8 @@ static void check_connect(struct conn *c)
 		return;
 	if (getsockopt(hc->u->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
 		err = errno;
+	if (err == 0)
+		err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
 	if (err == 0) {
 		hc->u->connected = true;
 		atomic_store_explicit(&hc->server->fails, 0, memory_order_relaxed);
