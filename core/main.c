@@ -2,9 +2,11 @@
  * main.c - the process: command line, start-up, signals, shutdown.
  *
  * The main thread loads the configuration, opens every listening socket
- * (one per bind per worker), drops privileges, starts the workers and then
- * sleeps in its own epoll on a signalfd. It is the only thread that builds
- * and publishes configuration generations.
+ * (one per bind per worker) and the admin listener, drops privileges, starts
+ * the workers and then sleeps in its own epoll on a signalfd and the admin
+ * API's sockets (core/admin.c). It is the only thread that builds and
+ * publishes configuration generations: reloads (SIGHUP, POST /reload) and
+ * the admin API's run-time changes all go through publish().
  *
  * Exit status (SPEC §1): 0 clean stop, 1 configuration error, 2 any other
  * start-up failure, always with a one-line cause on stderr.
@@ -24,9 +26,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "core/admin.h"
+#include "core/admin_ops.h"
 #include "core/gen.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/stats.h"
 #include "core/worker.h"
 #include "core/version.h"
 #include "health/health.h"
@@ -49,6 +54,7 @@ struct process {
 	int sigfd;
 	int epfd;
 	uint64_t generation;
+	struct admin_host admin;
 };
 
 static void usage(FILE *f)
@@ -281,32 +287,131 @@ static void remove_unix_sockets(const struct cfg *cfg)
 		}
 }
 
-/* Reads a new configuration and publishes it, or keeps the running one. */
-static void reload(struct process *p)
+/* Makes G (the caller's reference goes with it) the running generation:
+ * the health thread adopts it first (carrying server health over), then one
+ * release store publishes it, and the previous one is dropped once every
+ * worker has passed a quiescent point and so can no longer load it. */
+static void publish(struct process *p, struct gen *g)
 {
-	struct cfg *cfg = load_config(&p->opt);
-	if (!cfg) {
-		log_error("reload of %s failed; the running configuration stays", p->opt.config);
-		return;
-	}
-	log_warn("reload: only pools and timeouts are taken from %s for now; listener "
-		 "changes need a restart", p->opt.config);
-	struct gen *g = gen_new(cfg, ++p->generation);
-	if (!g) {
-		cfg_free(cfg);
-		log_error("reload: out of memory; the running configuration stays");
-		return;
-	}
-	/* The health thread carries server health over into g before any
-	 * worker can see g. */
 	hc_set_gen(g);
 	struct gen *old = p->gen;
 	p->gen = g;
 	atomic_store_explicit(&gen_current, g, memory_order_release);
+	/* Orders the store before the epoch loads (see workers_wait_quiescent). */
+	atomic_thread_fence(memory_order_seq_cst);
 	for (int i = 0; i < p->n_workers; i++)
 		worker_wait_quiescent(&p->workers[i]);
 	gen_put(old);
+}
+
+/* Workers count listener traffic by position and hold their listening
+ * sockets from start-up: a reload may change everything about a listener
+ * but its name, position and binds. 0, or -EINVAL with ERRS filled. */
+static int check_listeners(const struct cfg *old, const struct cfg *cfg, struct cfg_errors *errs)
+{
+	size_t n = old->n_listeners > cfg->n_listeners ? old->n_listeners : cfg->n_listeners;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct cfg_listener *a = i < old->n_listeners ? &old->listeners[i] : NULL;
+		const struct cfg_listener *b = i < cfg->n_listeners ? &cfg->listeners[i] : NULL;
+		bool same = a && b && strcmp(a->name, b->name) == 0 && a->n_binds == b->n_binds;
+		for (size_t k = 0; same && k < a->n_binds; k++)
+			same = strcmp(a->binds[k].text, b->binds[k].text) == 0;
+		if (same)
+			continue;
+		if (b)
+			cfg_errors_add(errs, "%s:%d: listener %s: adding, removing, reordering or "
+					     "rebinding listeners needs a restart",
+				       cfg->path, b->line, b->name);
+		else
+			cfg_errors_add(errs, "%s: listener %s: removing a listener needs a restart",
+				       cfg->path, a->name);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The [global] settings a reload can apply; the others need a restart. */
+static void apply_globals(const struct cfg *old, const struct cfg *cfg)
+{
+	const struct cfg_global *a = &old->global, *b = &cfg->global;
+
+	log_set_level(b->log_level);
+	if (strcmp(a->access_log, b->access_log) != 0 ||
+	    a->access_log_format != b->access_log_format) {
+		if (log_access_open(b->access_log, b->access_log_format) < 0)
+			log_error("reload: cannot open the access log %s", b->access_log);
+	}
+	if (a->workers != b->workers)
+		log_warn("reload: workers = %d needs a restart; %d keep running", b->workers,
+			 a->workers);
+	if ((a->admin == NULL) != (b->admin == NULL) ||
+	    (a->admin && strcmp(a->admin, b->admin) != 0))
+		log_warn("reload: a new admin address needs a restart; the API stays on %s",
+			 a->admin ? a->admin : "(none)");
+}
+
+/* Reads the configuration file again and publishes it, or keeps the running
+ * one. Returns the new generation number, or -1 with ERRS filled. Runtime
+ * changes made through the admin API end here (SPEC §5); server health and
+ * request counters carry over by pool and server name. */
+static long long reload(struct process *p, struct cfg_errors *errs)
+{
+	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
+	struct gen *g = NULL;
+
+	if (cfg && check_listeners(p->gen->cfg, cfg, errs) == 0) {
+		g = gen_new(cfg, p->generation + 1);
+		if (!g)
+			cfg_errors_add(errs, "%s: out of memory", p->opt.config);
+	}
+	if (!g) {
+		if (cfg)
+			cfg_free(cfg);
+		stats_note_reload(false);
+		log_error("reload of %s failed; the running configuration stays", p->opt.config);
+		return -1;
+	}
+	p->generation++;
+	admin_carry_counters(g, p->gen);
+	apply_globals(p->gen->cfg, cfg);
+	publish(p, g);
+	stats_note_reload(true);
 	log_info("reloaded %s: generation %llu", p->opt.config, (unsigned long long)g->number);
+	return (long long)g->number;
+}
+
+static long long admin_reload_cb(void *ctx, struct cfg_errors *errs)
+{
+	return reload(ctx, errs);
+}
+
+static void admin_publish_cb(void *ctx, struct gen *g)
+{
+	publish(ctx, g);
+}
+
+static void reload_on_signal(struct process *p)
+{
+	struct cfg_errors errs = { 0 };
+
+	if (reload(p, &errs) < 0)
+		for (size_t i = 0; i < errs.len; i++)
+			log_error("%s", errs.msgs[i]);
+	cfg_errors_free(&errs);
+}
+
+/* Before privileges are dropped, so the admin port may be a low one. */
+static int open_admin(struct process *p)
+{
+	p->admin = (struct admin_host){
+		.ctx = p,
+		.reload = admin_reload_cb,
+		.publish = admin_publish_cb,
+		.workers = p->workers,
+		.n_workers = p->n_workers,
+	};
+	return admin_open(p->gen->cfg, p->epfd, &p->admin);
 }
 
 static bool all_exited(const struct process *p)
@@ -323,50 +428,71 @@ static void stop_all(struct process *p, enum worker_cmd cmd)
 		worker_send(&p->workers[i], cmd);
 }
 
-/* Sleeps on signals until the workers are gone. */
+/* Where main_loop stands in a shutdown. */
+struct stop_state {
+	bool stopping;
+	uint64_t deadline_ms; /* graceful_timeout; 0 = none pending */
+};
+
+static void on_signals(struct process *p, struct stop_state *st)
+{
+	struct signalfd_siginfo si;
+
+	while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+			log_info("SIGTERM: stopping gracefully");
+			stop_all(p, WORKER_GRACEFUL);
+			st->stopping = true;
+			st->deadline_ms = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
+			break;
+		case SIGINT:
+			log_info("SIGINT: stopping now");
+			stop_all(p, WORKER_STOP);
+			st->stopping = true;
+			st->deadline_ms = 0;
+			break;
+		case SIGHUP:
+			reload_on_signal(p);
+			break;
+		case SIGUSR1:
+			if (log_access_open(p->gen->cfg->global.access_log,
+					    p->gen->cfg->global.access_log_format) < 0)
+				log_error("SIGUSR1: cannot reopen the access log %s",
+					  p->gen->cfg->global.access_log);
+			break;
+		}
+	}
+}
+
+/* Sleeps on signals and the admin API until the workers are gone. The
+ * signalfd is registered with data.ptr NULL; everything else with its
+ * struct ev_handler. */
 static void main_loop(struct process *p)
 {
-	uint64_t deadline = 0;
-	bool stopping = false;
+	struct stop_state st = { false, 0 };
+	struct epoll_event evs[16];
 
 	for (;;) {
-		struct epoll_event ev;
-		int n = epoll_wait(p->epfd, &ev, 1, stopping ? 50 : -1);
-		if (stopping && all_exited(p))
+		int timeout = admin_timeout_ms();
+		if (st.stopping && (timeout < 0 || timeout > 50))
+			timeout = 50;
+		int n = epoll_wait(p->epfd, evs, 16, timeout);
+		if (st.stopping && all_exited(p))
 			return;
-		if (stopping && deadline && clock_ms() >= deadline) {
+		if (st.stopping && st.deadline_ms && clock_ms() >= st.deadline_ms) {
 			log_warn("graceful_timeout reached; closing the remaining connections");
 			stop_all(p, WORKER_STOP);
-			deadline = 0;
+			st.deadline_ms = 0;
 		}
-		if (n <= 0)
-			continue;
-		struct signalfd_siginfo si;
-		while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
-			switch (si.ssi_signo) {
-			case SIGTERM:
-				log_info("SIGTERM: stopping gracefully");
-				stop_all(p, WORKER_GRACEFUL);
-				stopping = true;
-				deadline = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
-				break;
-			case SIGINT:
-				log_info("SIGINT: stopping now");
-				stop_all(p, WORKER_STOP);
-				stopping = true;
-				deadline = 0;
-				break;
-			case SIGHUP:
-				reload(p);
-				break;
-			case SIGUSR1:
-				if (log_access_open(p->gen->cfg->global.access_log,
-						    p->gen->cfg->global.access_log_format) < 0)
-					log_error("SIGUSR1: cannot reopen the access log %s",
-						  p->gen->cfg->global.access_log);
-				break;
-			}
+		for (int i = 0; i < n; i++) {
+			struct ev_handler *h = evs[i].data.ptr;
+			if (h)
+				h->fn(h, evs[i].events);
+			else
+				on_signals(p, &st);
 		}
+		admin_tick();
 	}
 }
 
@@ -403,8 +529,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "fulcrum: cannot set up signal handling: %s\n", strerror(errno));
 		return 2;
 	}
-	if (start_workers(&p) < 0 || (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
+	if (start_workers(&p) < 0 || open_admin(&p) < 0 ||
+	    (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
 	    drop_privileges(cfg->global.user) < 0) {
+		admin_close();
 		discard_workers(&p);
 		return 2;
 	}
@@ -426,6 +554,7 @@ int main(int argc, char **argv)
 
 	main_loop(&p);
 
+	admin_close();
 	hc_stop();
 	workers_register(NULL, 0);
 	for (int i = 0; i < p.n_workers; i++) {
@@ -439,6 +568,7 @@ int main(int argc, char **argv)
 	gen_put(p.gen);
 	close(p.sigfd);
 	close(p.epfd);
+	stats_deinit();
 	log_info("stopped");
 	return 0;
 }

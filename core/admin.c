@@ -1,0 +1,555 @@
+/*
+ * admin.c - the admin API's HTTP side (see admin.h): its listener, its
+ * clients, request parsing, authorisation and routing. What each endpoint
+ * does is in admin_ops.c and metrics.c.
+ *
+ * Thread: the main thread, from main_loop()'s epoll. Every socket here is
+ * non-blocking; a client is read until its request is whole (head by the
+ * strict parser of core/http/parser.c, body by Content-Length), answered,
+ * and closed. A client that ends during a batch is freed after it (like the
+ * workers' connections), so a stale event finds a closed object, not freed
+ * memory.
+ */
+#include "core/admin.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/admin_ops.h"
+#include "core/gen.h"
+#include "core/http/parser.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "core/worker.h"
+
+#define ADMIN_MAX_SEGMENTS 6
+#define ADMIN_MAX_PATH	   1024
+
+/* One client. Owned by the admin API; lives from accept to the end of the
+ * batch in which it was closed. */
+struct admin_conn {
+	struct ev_handler h;
+	struct list node; /* admin.conns, then admin.closed */
+	int fd; /* -1 once closed */
+	char *in; /* the request so far */
+	size_t in_len, in_cap;
+	struct sbuf out; /* the whole answer, once there is one */
+	size_t out_off;
+	bool answered;
+	uint64_t deadline_ms;
+};
+
+static struct {
+	struct ev_handler h;
+	int fd;
+	int epfd;
+	const struct admin_host *host;
+	struct list conns, closed;
+	size_t n_conns;
+	struct http_head head; /* parse results, used within one call */
+} admin = {.fd = -1, .epfd = -1};
+
+/* A request as the router sees it: method, decoded path segments, body. */
+struct admin_req {
+	const char *method;
+	char path[ADMIN_MAX_PATH];
+	char *seg[ADMIN_MAX_SEGMENTS];
+	size_t n_seg;
+	const char *body;
+	size_t body_len;
+};
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 409:
+		return "Conflict";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 501:
+		return "Not Implemented";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return status >= 500 ? "Internal Server Error" : "Error";
+	}
+}
+
+/* ---------------------------------------------------------- clients -- */
+
+static void conn_end(struct admin_conn *ac)
+{
+	if (ac->fd < 0)
+		return;
+	close(ac->fd); /* also takes it out of the epoll set */
+	ac->fd = -1;
+	list_del(&ac->node);
+	list_add_tail(&admin.closed, &ac->node);
+	admin.n_conns--;
+}
+
+static void conn_free(struct admin_conn *ac)
+{
+	free(ac->in);
+	sbuf_free(&ac->out);
+	free(ac);
+}
+
+/* Writes what is left of the answer; ends the client once it is all out. */
+static void flush(struct admin_conn *ac)
+{
+	while (ac->out_off < ac->out.len) {
+		ssize_t n = send(ac->fd, ac->out.data + ac->out_off, ac->out.len - ac->out_off,
+				 MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			conn_end(ac);
+			return;
+		}
+		ac->out_off += (size_t)n;
+	}
+	shutdown(ac->fd, SHUT_WR);
+	conn_end(ac);
+}
+
+/* Turns R into the bytes of the answer and starts writing them. */
+static void answer(struct admin_conn *ac, struct admin_reply *r, bool unauthorized)
+{
+	struct sbuf *o = &ac->out;
+
+	if (r->body.oom) {
+		sbuf_free(&r->body);
+		admin_error(r, 500, "out of memory");
+	}
+	sbuf_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", r->status,
+		    status_text(r->status), r->content_type ? r->content_type : "application/json",
+		    r->body.len);
+	if (r->allow)
+		sbuf_printf(o, "Allow: %s\r\n", r->allow);
+	if (unauthorized)
+		sbuf_puts(o, "WWW-Authenticate: Bearer realm=\"fulcrum\"\r\n");
+	sbuf_puts(o, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
+	if (r->body.len)
+		sbuf_add(o, r->body.data, r->body.len);
+	sbuf_free(&r->body);
+	ac->answered = true;
+	if (o->oom) {
+		conn_end(ac);
+		return;
+	}
+	flush(ac);
+}
+
+static void answer_error(struct admin_conn *ac, int status, const char *msg)
+{
+	struct admin_reply r = {0};
+
+	admin_error(&r, status, msg);
+	answer(ac, &r, status == 401);
+}
+
+/* ----------------------------------------------------------- routing -- */
+
+static int unhex(char c)
+{
+	return isdigit((unsigned char)c)    ? c - '0'
+	       : isxdigit((unsigned char)c) ? (tolower((unsigned char)c) - 'a' + 10)
+					    : -1;
+}
+
+/* Splits the path (query dropped) into percent-decoded segments. Returns
+ * false for a path that is not absolute, too long, or badly encoded. */
+static bool split_path(struct admin_req *q, const char *p, size_t len)
+{
+	size_t n = 0;
+
+	if (len == 0 || p[0] != '/')
+		return false;
+	for (size_t i = 1; i < len && p[i] != '?' && p[i] != '#'; i++) {
+		char c = p[i];
+		if (n + 1 >= sizeof(q->path))
+			return false;
+		if (c == '%') {
+			int hi = i + 2 < len ? unhex(p[i + 1]) : -1;
+			int lo = hi >= 0 ? unhex(p[i + 2]) : -1;
+			if (lo < 0 || (hi == 0 && lo == 0))
+				return false;
+			c = (char)(hi * 16 + lo);
+			if (c == '/')
+				c = '\x01'; /* an encoded slash is no separator, nor valid in a name
+					     */
+			i += 2;
+		} else if (c == '/') {
+			c = '\0';
+		}
+		q->path[n++] = c;
+	}
+	q->path[n] = '\0';
+	q->n_seg = 0;
+	for (size_t i = 0; i <= n; i++) {
+		if (i > 0 && q->path[i - 1] != '\0')
+			continue;
+		if (q->n_seg == ADMIN_MAX_SEGMENTS)
+			return true; /* longer than any route: unknown */
+		q->seg[q->n_seg++] = &q->path[i];
+	}
+	return true;
+}
+
+static bool seg_is(const struct admin_req *q, size_t i, const char *s)
+{
+	return i < q->n_seg && strcmp(q->seg[i], s) == 0;
+}
+
+/* Answers 405 unless the request's method is M. */
+static bool method_is(const struct admin_req *q, struct admin_reply *r, const char *m)
+{
+	if (strcmp(q->method, m) == 0)
+		return true;
+	admin_error(r, 405, "method not allowed");
+	r->allow = m;
+	return false;
+}
+
+static void route_pools(const struct admin_req *q, struct admin_reply *r)
+{
+	const struct admin_host *host = admin.host;
+
+	if (q->n_seg == 3 && seg_is(q, 2, "servers")) {
+		if (method_is(q, r, "POST"))
+			admin_server_add(r, host, q->seg[1], q->body, q->body_len);
+		return;
+	}
+	if (q->n_seg == 4 && seg_is(q, 2, "servers")) {
+		if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "DELETE") != 0) {
+			admin_error(r, 405, "method not allowed");
+			r->allow = "GET, DELETE";
+			return;
+		}
+		admin_server_op(r, host, q->method, q->seg[1], q->seg[3], NULL, q->body,
+				q->body_len);
+		return;
+	}
+	if (q->n_seg == 5 && seg_is(q, 2, "servers")) {
+		const char *a = q->seg[4];
+		bool known = !strcmp(a, "drain") || !strcmp(a, "enable") || !strcmp(a, "disable");
+		if (!known && strcmp(a, "weight") != 0) {
+			admin_error(r, 404, "no such endpoint");
+			return;
+		}
+		if (method_is(q, r, known ? "POST" : "PUT"))
+			admin_server_op(r, host, q->method, q->seg[1], q->seg[3], a, q->body,
+					q->body_len);
+		return;
+	}
+	admin_error(r, 404, "no such endpoint");
+}
+
+static void route(const struct admin_req *q, struct admin_reply *r)
+{
+	if (q->n_seg == 1 && seg_is(q, 0, "metrics")) {
+		if (method_is(q, r, "GET"))
+			admin_metrics(r, admin.host);
+	} else if (q->n_seg == 1 && seg_is(q, 0, "status")) {
+		if (method_is(q, r, "GET"))
+			admin_status(r, admin.host);
+	} else if (q->n_seg == 1 && seg_is(q, 0, "reload")) {
+		if (method_is(q, r, "POST"))
+			admin_reload(r, admin.host);
+	} else if (q->n_seg >= 3 && seg_is(q, 0, "pools")) {
+		route_pools(q, r);
+	} else {
+		admin_error(r, 404, "no such endpoint");
+	}
+}
+
+/* --------------------------------------------------------- requests -- */
+
+/* Compares in time that depends on the expected token's length only. */
+static bool token_matches(const char *given, size_t given_len, const char *want)
+{
+	size_t want_len = strlen(want);
+	unsigned char diff = given_len != want_len;
+
+	for (size_t i = 0; i < want_len; i++)
+		diff |= (unsigned char)(want[i] ^ (i < given_len ? given[i] : 0));
+	return diff == 0;
+}
+
+/* Whether the request carries "Authorization: Bearer TOKEN" for the token
+ * of the running configuration (always, when none is set). */
+static bool is_authorized(const struct http_head *h, const char *buf)
+{
+	const struct gen *g = atomic_load_explicit(&gen_current, memory_order_acquire);
+	const char *token = g->cfg->global.admin_token;
+
+	if (!token || !*token)
+		return true;
+	int i = http_header_find(h, buf, "authorization", 0);
+	if (i < 0 || http_header_find(h, buf, "authorization", (unsigned)i + 1) >= 0)
+		return false;
+	const char *v = http_slice_ptr(buf, h->headers[i].value);
+	size_t len = h->headers[i].value.len;
+	if (len < 7 || !http_token_eq(v, 6, "bearer") || v[6] != ' ')
+		return false;
+	return token_matches(v + 7, len - 7, token);
+}
+
+/* A whole request (head H, then BODY_LEN bytes) is in ac->in. */
+static void handle(struct admin_conn *ac, const struct http_head *h, size_t body_len)
+{
+	struct admin_req q = {0};
+	struct admin_reply r = {0};
+	char method[16];
+
+	if (h->target_form != HTTP_TARGET_ORIGIN || h->method.len >= sizeof(method) ||
+	    !split_path(&q, http_slice_ptr(ac->in, h->path), h->path.len)) {
+		answer_error(ac, 400, "bad request target");
+		return;
+	}
+	memcpy(method, http_slice_ptr(ac->in, h->method), h->method.len);
+	method[h->method.len] = '\0';
+	q.method = method;
+	q.body = ac->in + h->head_len;
+	q.body_len = body_len;
+	if (q.n_seg == 1 && seg_is(&q, 0, "healthz")) {
+		/* No token: load balancers and orchestrators probe it. */
+		if (method_is(&q, &r, "GET")) {
+			r.status = 200;
+			r.content_type = "text/plain";
+			sbuf_puts(&r.body, "ok");
+		}
+		answer(ac, &r, false);
+		return;
+	}
+	if (!is_authorized(h, ac->in)) {
+		answer_error(ac, 401, "missing or wrong bearer token");
+		return;
+	}
+	route(&q, &r);
+	answer(ac, &r, false);
+}
+
+/* Parses what has come so far; answers once the request is whole or bad. */
+static void parse(struct admin_conn *ac)
+{
+	const struct http_limits lim = {.max_uri_size = ADMIN_MAX_PATH,
+					.max_header_size = ADMIN_MAX_REQUEST};
+	struct http_head *h = &admin.head;
+	enum http_result res = http_parse_request(ac->in, ac->in_len, &lim, h);
+
+	if (res == HTTP_NEED_MORE) {
+		if (ac->in_len >= ADMIN_MAX_REQUEST)
+			answer_error(ac, 431, "request head too large");
+		return;
+	}
+	if (http_is_error(res)) {
+		answer_error(ac, http_result_status(res), http_result_name(res));
+		return;
+	}
+	if (h->has_te) {
+		answer_error(ac, 411, "send the body with Content-Length");
+		return;
+	}
+	size_t body = h->content_length > 0 ? (size_t)h->content_length : 0;
+	if (h->content_length > ADMIN_MAX_REQUEST || h->head_len + body > ADMIN_MAX_REQUEST) {
+		answer_error(ac, 413, "request too large");
+		return;
+	}
+	if (ac->in_len >= h->head_len + body)
+		handle(ac, h, body);
+}
+
+/* Reads until EAGAIN, the request limit, or the end of the client. */
+static void read_in(struct admin_conn *ac)
+{
+	for (;;) {
+		if (ac->in_len == ac->in_cap) {
+			size_t cap = ac->in_cap ? ac->in_cap * 2 : 4096;
+			char *p = cap <= ADMIN_MAX_REQUEST ? realloc(ac->in, cap) : NULL;
+			if (!p)
+				break; /* full (or no memory): judge what we have */
+			ac->in = p;
+			ac->in_cap = cap;
+		}
+		ssize_t n = recv(ac->fd, ac->in + ac->in_len, ac->in_cap - ac->in_len, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			break;
+		if (n <= 0) {
+			conn_end(ac); /* gone before its request was whole */
+			return;
+		}
+		ac->in_len += (size_t)n;
+	}
+	parse(ac);
+}
+
+static void on_conn_event(struct ev_handler *h, uint32_t events)
+{
+	struct admin_conn *ac = container_of(h, struct admin_conn, h);
+	(void)events;
+
+	if (ac->fd < 0)
+		return;
+	if (!ac->answered)
+		read_in(ac);
+	else
+		flush(ac);
+}
+
+static void on_accept(struct ev_handler *h, uint32_t events)
+{
+	(void)h;
+	(void)events;
+	for (;;) {
+		int fd = accept4(admin.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0)
+			return; /* EAGAIN, or a transient error: level-triggered */
+		struct admin_conn *ac =
+			admin.n_conns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*ac)) : NULL;
+		if (!ac) {
+			close(fd);
+			continue;
+		}
+		ac->fd = fd;
+		ac->h.fn = on_conn_event;
+		ac->deadline_ms = clock_ms() + ADMIN_TIMEOUT_MS;
+		sbuf_init(&ac->out);
+		list_add_tail(&admin.conns, &ac->node);
+		admin.n_conns++;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+					 .data.ptr = &ac->h};
+		if (epoll_ctl(admin.epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+			conn_end(ac);
+	}
+}
+
+/* ------------------------------------------------------------- setup -- */
+
+static int open_socket(const struct cfg_addr *a)
+{
+	int one = 1;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (a->ss.ss_family == AF_UNIX)
+		unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+	else
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 64) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
+{
+	list_init(&admin.conns);
+	list_init(&admin.closed);
+	admin.host = host;
+	admin.epfd = epfd;
+	if (!cfg->global.admin)
+		return 0;
+	int fd = open_socket(&cfg->global.admin_addr);
+	if (fd < 0) {
+		fprintf(stderr, "fulcrum: admin listener %s: %s\n", cfg->global.admin,
+			strerror(-fd));
+		return fd;
+	}
+	admin.fd = fd;
+	admin.h.fn = on_accept;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &admin.h};
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int err = -errno;
+		fprintf(stderr, "fulcrum: admin listener %s: %s\n", cfg->global.admin,
+			strerror(-err));
+		admin_close();
+		return err;
+	}
+	return 0;
+}
+
+int admin_timeout_ms(void)
+{
+	uint64_t now = clock_ms(), next = UINT64_MAX;
+
+	for (struct list *n = admin.conns.next; n && n != &admin.conns; n = n->next) {
+		const struct admin_conn *ac = container_of(n, struct admin_conn, node);
+		if (ac->deadline_ms < next)
+			next = ac->deadline_ms;
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	return next <= now ? 0 : (int)(next - now);
+}
+
+void admin_tick(void)
+{
+	uint64_t now = clock_ms();
+
+	if (!admin.conns.next)
+		return; /* never opened */
+	for (struct list *n = admin.conns.next, *next; n != &admin.conns; n = next) {
+		struct admin_conn *ac = container_of(n, struct admin_conn, node);
+		next = n->next;
+		if (now < ac->deadline_ms)
+			continue;
+		if (ac->answered)
+			conn_end(ac);
+		else
+			answer_error(ac, 408, "request not complete in time");
+		conn_end(ac); /* no second chance to write the 408 */
+	}
+	while (!list_is_empty(&admin.closed)) {
+		struct admin_conn *ac = container_of(admin.closed.next, struct admin_conn, node);
+		list_del(&ac->node);
+		conn_free(ac);
+	}
+}
+
+void admin_close(void)
+{
+	if (admin.fd >= 0)
+		close(admin.fd);
+	admin.fd = -1;
+	if (!admin.conns.next)
+		return;
+	while (!list_is_empty(&admin.conns))
+		conn_end(container_of(admin.conns.next, struct admin_conn, node));
+	admin_tick();
+}

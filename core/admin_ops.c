@@ -1,0 +1,457 @@
+/*
+ * admin_ops.c - the admin API's endpoints behind HTTP (see admin_ops.h):
+ * /status, /reload, and the run-time server changes.
+ *
+ * Thread: the main thread, the only writer of generations. It reads
+ * gen_current without a reference (nobody else replaces it) and the shared
+ * servers with relaxed atomic loads.
+ */
+#include "core/admin_ops.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#include "core/gen.h"
+#include "core/json.h"
+#include "core/log.h"
+#include "core/worker.h"
+#include "health/health.h"
+
+#define WEIGHT_MAX 256 /* as the configuration file allows */
+
+/* Servers deleted through the API, per generation number (derived
+ * generations share it; a reload starts a new, empty list). */
+static struct {
+	uint64_t number;
+	const struct lb_server **list;
+	size_t n, cap;
+} removed;
+
+static struct gen *current(void)
+{
+	return atomic_load_explicit(&gen_current, memory_order_acquire);
+}
+
+void admin_error(struct admin_reply *r, int status, const char *msg)
+{
+	r->status = status;
+	r->content_type = "application/json";
+	sbuf_puts(&r->body, "{\"error\": ");
+	sbuf_json_str(&r->body, msg);
+	sbuf_puts(&r->body, "}\n");
+}
+
+bool admin_is_removed(const struct gen *g, const struct lb_server *s)
+{
+	if (removed.number != g->number)
+		return false;
+	for (size_t i = 0; i < removed.n; i++)
+		if (removed.list[i] == s)
+			return true;
+	return false;
+}
+
+static int remember_removed(const struct gen *g, const struct lb_server *s)
+{
+	if (removed.number != g->number) {
+		removed.number = g->number;
+		removed.n = 0;
+	}
+	if (removed.n == removed.cap) {
+		size_t cap = removed.cap ? removed.cap * 2 : 8;
+		const struct lb_server **p = realloc(removed.list, cap * sizeof(*p));
+		if (!p)
+			return -ENOMEM;
+		removed.list = p;
+		removed.cap = cap;
+	}
+	removed.list[removed.n++] = s;
+	return 0;
+}
+
+static int find_pool(const struct gen *g, const char *name)
+{
+	for (size_t i = 0; i < g->cfg->n_pools; i++)
+		if (strcmp(g->pools[i]->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+static struct lb_server *find_server(const struct gen *g, const struct lb_pool *pool,
+				     const char *name)
+{
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		struct lb_server *s = pool->servers[i];
+		if (strcmp(s->name, name) == 0 && !admin_is_removed(g, s))
+			return s;
+	}
+	return NULL;
+}
+
+/* ----------------------------------------------------------- reading -- */
+
+static void server_json(struct sbuf *b, const struct lb_server *s)
+{
+	sbuf_puts(b, "{\"name\": ");
+	sbuf_json_str(b, s->name);
+	sbuf_puts(b, ", \"address\": ");
+	sbuf_json_str(b, s->addr.text ? s->addr.text : "");
+	sbuf_puts(b, ", \"state\": ");
+	sbuf_json_str(b, lb_state_name(atomic_load_explicit(&s->state, memory_order_relaxed)));
+	sbuf_printf(b, ", \"weight\": %d, \"connections_active\": %d, \"requests_total\": %llu}",
+		    atomic_load_explicit(&s->weight, memory_order_relaxed),
+		    atomic_load_explicit(&s->active, memory_order_relaxed),
+		    (unsigned long long)atomic_load_explicit(&s->connections_total,
+							     memory_order_relaxed));
+}
+
+static uint64_t listener_active(const struct admin_host *host, size_t listener)
+{
+	uint64_t sum = 0;
+
+	for (int i = 0; i < host->n_workers && listener < MAX_LISTENERS; i++)
+		sum += atomic_load_explicit(&host->workers[i].stats[listener].active,
+					    memory_order_relaxed);
+	return sum;
+}
+
+static void listeners_json(struct sbuf *b, const struct admin_host *host, const struct cfg *cfg)
+{
+	sbuf_puts(b, "\"listeners\": [");
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *lc = &cfg->listeners[i];
+		sbuf_puts(b, i ? ", {\"name\": " : "{\"name\": ");
+		sbuf_json_str(b, lc->name);
+		sbuf_puts(b, ", \"mode\": ");
+		sbuf_json_str(b, cfg_mode_name(lc->mode));
+		sbuf_puts(b, ", \"binds\": [");
+		for (size_t k = 0; k < lc->n_binds; k++) {
+			sbuf_puts(b, k ? ", " : "");
+			sbuf_json_str(b, lc->binds[k].text);
+		}
+		sbuf_printf(b, "], \"connections_active\": %llu}",
+			    (unsigned long long)listener_active(host, i));
+	}
+	sbuf_puts(b, "]");
+}
+
+void admin_status(struct admin_reply *r, const struct admin_host *host)
+{
+	const struct gen *g = current();
+	struct sbuf *b = &r->body;
+
+	r->status = 200;
+	sbuf_printf(b, "{\"generation\": %llu, ", (unsigned long long)g->number);
+	listeners_json(b, host, g->cfg);
+	sbuf_puts(b, ", \"pools\": [");
+	for (size_t i = 0; i < g->cfg->n_pools; i++) {
+		const struct lb_pool *pool = g->pools[i];
+		bool first = true;
+		sbuf_puts(b, i ? ", {\"name\": " : "{\"name\": ");
+		sbuf_json_str(b, pool->name);
+		sbuf_puts(b, ", \"balance\": ");
+		sbuf_json_str(b, cfg_balance_name(pool->balance));
+		sbuf_puts(b, ", \"servers\": [");
+		for (size_t k = 0; k < pool->n_servers; k++) {
+			if (admin_is_removed(g, pool->servers[k]))
+				continue;
+			sbuf_puts(b, first ? "" : ", ");
+			server_json(b, pool->servers[k]);
+			first = false;
+		}
+		sbuf_puts(b, "]}");
+	}
+	sbuf_puts(b, "]}\n");
+}
+
+void admin_reload(struct admin_reply *r, const struct admin_host *host)
+{
+	struct cfg_errors errs = {0};
+	long long number = host->reload(host->ctx, &errs);
+
+	if (number >= 0) {
+		r->status = 200;
+		sbuf_printf(&r->body, "{\"generation\": %lld}\n", number);
+	} else {
+		r->status = 400;
+		sbuf_puts(&r->body, "{\"errors\": [");
+		for (size_t i = 0; i < errs.len; i++) {
+			sbuf_puts(&r->body, i ? ", " : "");
+			sbuf_json_str(&r->body, errs.msgs[i]);
+		}
+		sbuf_puts(&r->body, "]}\n");
+	}
+	cfg_errors_free(&errs);
+}
+
+/* ---------------------------------------------------------- changing -- */
+
+/* State changes that may take a server in or out of rotation: maglev and
+ * ring tables are rebuilt by the health thread, their only builder. */
+static void state_changed(void)
+{
+	hc_rebuild_tables();
+}
+
+static void set_state(const struct admin_host *host, struct lb_server *s, const char *action)
+{
+	if (strcmp(action, "drain") == 0) {
+		atomic_store(&s->state, SRV_DRAIN);
+	} else if (strcmp(action, "disable") == 0) {
+		atomic_store(&s->state, SRV_DISABLED);
+		for (int i = 0; i < host->n_workers; i++)
+			worker_request_sweep(&host->workers[i]);
+	} else {
+		/* enable: out of the admin's hands; health applies its verdict
+		 * again within its next sample (a down server goes back down). */
+		int cur = atomic_load(&s->state);
+		while ((cur == SRV_DRAIN || cur == SRV_DISABLED) &&
+		       !atomic_compare_exchange_weak(&s->state, &cur, SRV_UP))
+			;
+	}
+	state_changed();
+}
+
+/* Reads {"weight": N} from BODY. 0 or -EINVAL with R set. */
+static int parse_weight(struct admin_reply *r, const char *body, size_t len, int *weight)
+{
+	struct json_object o;
+	const char *why;
+	const struct json_member *m;
+
+	if (json_parse_object(body, len, &o, &why) < 0) {
+		admin_error(r, 400, why);
+		return -EINVAL;
+	}
+	m = json_get(&o, "weight");
+	if (!m || o.n != 1 || m->type != JSON_INT || m->num < 0 || m->num > WEIGHT_MAX) {
+		admin_error(r, 400, "body must be {\"weight\": N} with N from 0 to 256");
+		return -EINVAL;
+	}
+	*weight = (int)m->num;
+	return 0;
+}
+
+void admin_server_op(struct admin_reply *r, const struct admin_host *host, const char *method,
+		     const char *pool, const char *server, const char *action, const char *body,
+		     size_t body_len)
+{
+	struct gen *g = current();
+	int pi = find_pool(g, pool);
+	struct lb_server *s = pi < 0 ? NULL : find_server(g, g->pools[pi], server);
+	int weight;
+
+	if (!s) {
+		admin_error(r, 404, pi < 0 ? "no such pool" : "no such server");
+		return;
+	}
+	if (action && strcmp(action, "weight") == 0) {
+		if (parse_weight(r, body, body_len, &weight) < 0)
+			return;
+		atomic_store(&s->weight, weight);
+		state_changed();
+		log_info("admin: %s/%s weight %d", pool, server, weight);
+	} else if (action) {
+		set_state(host, s, action);
+		log_info("admin: %s/%s %s", pool, server, action);
+	} else if (strcmp(method, "DELETE") == 0) {
+		if (remember_removed(g, s) < 0) {
+			admin_error(r, 500, "out of memory");
+			return;
+		}
+		atomic_store(&s->state, SRV_DRAIN);
+		state_changed();
+		log_info("admin: %s/%s removed", pool, server);
+	}
+	r->status = 200;
+	server_json(&r->body, s);
+	sbuf_puts(&r->body, "\n");
+}
+
+/* ------------------------------------------------------------ adding -- */
+
+static bool is_name(const char *s)
+{
+	if (!*s)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
+			return false;
+	return true;
+}
+
+static bool has_port(const struct cfg_addr *a)
+{
+	if (a->ss.ss_family == AF_UNIX)
+		return true;
+	/* sin_port and sin6_port sit at the same offset */
+	return ((const struct sockaddr_in *)&a->ss)->sin_port != 0;
+}
+
+/* Checks the body of an add into CS (name and address owned by the caller
+ * afterwards: cfg_addr_free). 0 or -EINVAL with R set. */
+static int parse_new_server(struct admin_reply *r, const char *body, size_t len,
+			    struct cfg_server *cs, char *name, size_t name_cap)
+{
+	struct json_object o;
+	const char *why;
+	const struct json_member *n, *a, *w;
+
+	if (json_parse_object(body, len, &o, &why) < 0) {
+		admin_error(r, 400, why);
+		return -EINVAL;
+	}
+	n = json_get(&o, "name");
+	a = json_get(&o, "address");
+	w = json_get(&o, "weight");
+	if (!n || !a || o.n != 2u + (w != NULL) || n->type != JSON_STRING ||
+	    a->type != JSON_STRING || (w && w->type != JSON_INT)) {
+		admin_error(r, 400,
+			    "body must be {\"name\": S, \"address\": \"HOST:PORT\", "
+			    "\"weight\": N} (weight optional)");
+		return -EINVAL;
+	}
+	if (!is_name(n->str) || strlen(n->str) >= name_cap) {
+		admin_error(r, 400, "bad server name (use letters, digits, _ . -)");
+		return -EINVAL;
+	}
+	if (w && (w->num < 0 || w->num > WEIGHT_MAX)) {
+		admin_error(r, 400, "weight must be from 0 to 256");
+		return -EINVAL;
+	}
+	memset(cs, 0, sizeof(*cs));
+	if (cfg_parse_addr(a->str, &cs->addr) < 0 || !has_port(&cs->addr)) {
+		cfg_addr_free(&cs->addr);
+		admin_error(r, 400, "bad address (HOST:PORT, [v6]:PORT or unix:/path)");
+		return -EINVAL;
+	}
+	strcpy(name, n->str);
+	cs->name = name;
+	cs->weight = w ? (int)w->num : 1;
+	return 0;
+}
+
+/* A pool like OLD with S added at the end; the same server objects, so
+ * their index (a position in OLD, used by table builds) stays right. */
+static struct lb_pool *shell_with(const struct lb_pool *old, struct lb_server *s)
+{
+	struct lb_pool *p = calloc(1, sizeof(*p));
+	struct lb_table *none;
+
+	if (!p)
+		return NULL;
+	p->name = strdup(old->name);
+	p->servers = calloc(old->n_servers + 1, sizeof(*p->servers));
+	if (!p->name || !p->servers)
+		goto fail;
+	memcpy(p->servers, old->servers, old->n_servers * sizeof(*p->servers));
+	p->servers[old->n_servers] = s;
+	p->n_servers = old->n_servers + 1;
+	p->cfg = old->cfg;
+	p->balance = old->balance;
+	p->stats_slot = old->stats_slot;
+	atomic_init(&p->table, NULL);
+	if (lb_pool_rebuild(p, &none) < 0)
+		goto fail;
+	return p;
+fail:
+	free(p->servers);
+	free(p->name);
+	free(p);
+	return NULL;
+}
+
+void admin_server_add(struct admin_reply *r, const struct admin_host *host, const char *pool,
+		      const char *body, size_t body_len)
+{
+	struct gen *g = current();
+	int pi = find_pool(g, pool);
+	struct cfg_server cs;
+	char name[JSON_MAX_STR];
+
+	if (pi < 0) {
+		admin_error(r, 404, "no such pool");
+		return;
+	}
+	if (parse_new_server(r, body, body_len, &cs, name, sizeof(name)) < 0)
+		return;
+	struct lb_pool *old = g->pools[pi];
+	struct lb_server *s = NULL;
+	struct lb_pool *shell = NULL;
+	struct gen *ng = NULL;
+	if (find_server(g, old, name)) {
+		admin_error(r, 409, "a server of that name is in the pool");
+		goto out;
+	}
+	s = lb_server_new(&cs, (uint32_t)old->n_servers);
+	shell = s ? shell_with(old, s) : NULL;
+	ng = shell ? gen_derive(g, (size_t)pi, shell, s) : NULL;
+	if (!ng) {
+		admin_error(r, 500, "out of memory");
+		goto out;
+	}
+	host->publish(host->ctx, ng);
+	log_info("admin: %s/%s added (%s, weight %d)", pool, name, cs.addr.text, cs.weight);
+	r->status = 201;
+	server_json(&r->body, s);
+	sbuf_puts(&r->body, "\n");
+	s = NULL;
+	shell = NULL;
+out:
+	if (shell) {
+		lb_table_free(atomic_load(&shell->table));
+		free(shell->servers);
+		free(shell->name);
+		free(shell);
+	}
+	lb_server_free(s);
+	cfg_addr_free(&cs.addr);
+}
+
+/* ---------------------------------------------------------- reloading -- */
+
+static const struct lb_server *same_server(const struct gen *from, const char *pool,
+					   const char *name)
+{
+	int pi = find_pool(from, pool);
+	const struct lb_server *any = NULL;
+
+	if (pi < 0)
+		return NULL;
+	for (size_t i = 0; i < from->pools[pi]->n_servers; i++) {
+		const struct lb_server *s = from->pools[pi]->servers[i];
+		if (strcmp(s->name, name) != 0)
+			continue;
+		if (!admin_is_removed(from, s))
+			return s;
+		any = s;
+	}
+	return any;
+}
+
+static void copy_counter(_Atomic uint64_t *to, const _Atomic uint64_t *from)
+{
+	atomic_store_explicit(to, atomic_load_explicit(from, memory_order_relaxed),
+			      memory_order_relaxed);
+}
+
+void admin_carry_counters(struct gen *to, const struct gen *from)
+{
+	for (size_t i = 0; i < to->cfg->n_pools; i++) {
+		struct lb_pool *pool = to->pools[i];
+		for (size_t k = 0; k < pool->n_servers; k++) {
+			struct lb_server *s = pool->servers[k];
+			const struct lb_server *o = same_server(from, pool->name, s->name);
+			if (!o)
+				continue;
+			copy_counter(&s->connections_total, &o->connections_total);
+			copy_counter(&s->checks_ok, &o->checks_ok);
+			copy_counter(&s->checks_fail, &o->checks_fail);
+			for (size_t c = 0; c < 6; c++)
+				copy_counter(&s->responses[c], &o->responses[c]);
+		}
+	}
+}

@@ -1,0 +1,69 @@
+/*
+ * admin_ops.h - what the admin API's endpoints do, apart from HTTP: reading
+ * the state (/status, /metrics) and changing servers at run time.
+ *
+ * Thread: the main thread only (admin.c calls these).
+ *
+ * How run-time changes reach the workers:
+ *  - drain, enable, disable, weight: one atomic store into the shared
+ *    struct lb_server, seen by the next pick on every worker; the health
+ *    thread is asked to rebuild maglev/ring tables. disable also asks every
+ *    worker to close what it holds to the server (conn_sweep_disabled).
+ *  - add: a derived generation (gen_derive) whose pool lists the same
+ *    server objects plus the new one, published like a reload.
+ *  - delete: the server is drained and forgotten by the API (a tombstone):
+ *    no new connection goes to it, existing ones finish, /status and
+ *    /metrics no longer show it, and its name is free again.
+ * All of them last until the next reload from the file, which builds every
+ * server anew from the file (SPEC §5); request counters carry over by name.
+ */
+#ifndef FULCRUM_ADMIN_OPS_H
+#define FULCRUM_ADMIN_OPS_H
+
+#include <stddef.h>
+
+#include "core/admin.h"
+#include "core/sbuf.h"
+
+struct gen;
+struct lb_server;
+
+/* An answer being built: status, body and the extra header some need. */
+struct admin_reply {
+	int status;
+	const char *content_type;
+	const char *allow; /* 405: the methods the path takes */
+	struct sbuf body;
+};
+
+/* Sets R to STATUS with the body {"error": MSG}. */
+void admin_error(struct admin_reply *r, int status, const char *msg);
+
+/* GET /status (SPEC §5). */
+void admin_status(struct admin_reply *r, const struct admin_host *host);
+/* GET /metrics: Prometheus text format (metrics.c). */
+void admin_metrics(struct admin_reply *r, const struct admin_host *host);
+/* POST /reload. */
+void admin_reload(struct admin_reply *r, const struct admin_host *host);
+
+/* GET or DELETE /pools/POOL/servers/SERVER, or POST/PUT
+ * /pools/POOL/servers/SERVER/ACTION (drain, enable, disable, weight) with
+ * BODY. METHOD is the request's. */
+void admin_server_op(struct admin_reply *r, const struct admin_host *host, const char *method,
+		     const char *pool, const char *server, const char *action, const char *body,
+		     size_t body_len);
+/* POST /pools/POOL/servers with BODY {"name", "address", "weight"}. */
+void admin_server_add(struct admin_reply *r, const struct admin_host *host, const char *pool,
+		      const char *body, size_t body_len);
+
+/* Whether S was deleted through the API in generation G (main thread). */
+bool admin_is_removed(const struct gen *g, const struct lb_server *s);
+
+/*
+ * Reload support (main thread): copies the request and health-check
+ * counters of every server of FROM into the server of the same pool and
+ * name in TO, so a reload does not reset them.
+ */
+void admin_carry_counters(struct gen *to, const struct gen *from);
+
+#endif
