@@ -7,10 +7,10 @@ VARIANT ?= release
 B := build/$(VARIANT)
 
 CC ?= cc
-PKGS := openssl inih
+PKGS := openssl inih libcares
 WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2
 CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(WARN) -I. -MMD -MP
-LDLIBS := -lpthread
+LDLIBS := -lpthread -lcrypt
 
 ifeq ($(VARIANT),release)
   OPT := -O2
@@ -64,6 +64,7 @@ build/%: bench/%.c
 
 # Packages: the build and tests need these; `make bench` also the peers.
 DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
+	libc-ares-dev libcrypt-dev \
 	curl python3 openssl
 DEPS_BENCH := wrk haproxy nginx-light
 

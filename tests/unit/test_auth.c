@@ -1,0 +1,223 @@
+/*
+ * test_auth.c - unit tests of core/auth.c: htpasswd files with SHA-256,
+ * SHA-512 and bcrypt entries (hashed here with libxcrypt), right and wrong
+ * passwords, malformed Proxy-Authorization values, the per-worker cache
+ * across reloads, and the load errors with their line numbers.
+ */
+#include <criterion/criterion.h>
+
+#include <crypt.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/auth.h"
+
+static char *hash_of(const char *prefix, const char *password)
+{
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data cd;
+
+	memset(&cd, 0, sizeof(cd));
+	cr_assert_not_null(crypt_gensalt_rn(prefix, prefix[1] == '2' ? 4 : 0, NULL, 0, setting,
+					    sizeof(setting)));
+	const char *h = crypt_rn(password, setting, &cd, sizeof(cd));
+	cr_assert_not_null(h);
+	return strdup(h);
+}
+
+static char *write_tmp(const char *text)
+{
+	char *path = strdup("/tmp/fulcrum-test-htpasswd-XXXXXX");
+	int fd = mkstemp(path);
+	FILE *f;
+
+	cr_assert_geq(fd, 0);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+static struct auth_db *load_text(const char *text, int *rc, char *err, size_t errlen)
+{
+	char *path = write_tmp(text);
+	struct auth_db *db = NULL;
+
+	*rc = auth_db_load(path, &db, err, errlen);
+	unlink(path);
+	free(path);
+	return db;
+}
+
+/* "Basic " + base64(user:password) */
+static char *basic(const char *user, const char *password)
+{
+	static const char tab[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	char raw[256], *out = malloc(512), *o;
+	size_t n = (size_t)snprintf(raw, sizeof(raw), "%s:%s", user, password);
+
+	strcpy(out, "Basic ");
+	o = out + 6;
+	for (size_t i = 0; i < n; i += 3) {
+		unsigned v = (unsigned char)raw[i] << 16;
+		if (i + 1 < n)
+			v |= (unsigned char)raw[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (unsigned char)raw[i + 2];
+		*o++ = tab[(v >> 18) & 63];
+		*o++ = tab[(v >> 12) & 63];
+		*o++ = i + 1 < n ? tab[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < n ? tab[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+static bool check(struct auth_cache *ac, const struct auth_db *db, const char *user,
+		  const char *password)
+{
+	char *v = basic(user, password);
+	bool ok = auth_check(ac, db, v, strlen(v));
+	free(v);
+	return ok;
+}
+
+Test(auth, three_hash_kinds)
+{
+	char *h5 = hash_of("$5$", "five"), *h6 = hash_of("$6$", "six"),
+	     *h2 = hash_of("$2y$", "two");
+	char text[1024], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "# users\n\nalice:%s\nbob:%s\r\ncarol:%s:a comment\n", h5, h6,
+		 h2);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_expect_eq(auth_db_size(db), 3);
+
+	struct auth_cache *ac = auth_cache_new();
+	cr_expect(check(ac, db, "alice", "five"));
+	cr_expect(check(ac, db, "bob", "six"));
+	cr_expect(check(ac, db, "carol", "two"));
+	cr_expect(check(ac, db, "carol", "two")); /* from the cache */
+	cr_expect(!check(ac, db, "alice", "six"));
+	cr_expect(!check(ac, db, "bob", "Six"));
+	cr_expect(!check(ac, db, "carol", "two "));
+	cr_expect(!check(ac, db, "dave", "five"));
+	cr_expect(!check(ac, db, "alice", ""));
+	auth_cache_free(ac);
+	auth_db_free(db);
+	free(h5);
+	free(h6);
+	free(h2);
+}
+
+Test(auth, password_with_colons_and_scheme_case)
+{
+	char *h = hash_of("$5$", "a:b:c");
+	char text[512], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_cache *ac = auth_cache_new();
+	cr_expect(check(ac, db, "u", "a:b:c"));
+	/* "u:a:b:c" */
+	cr_expect(auth_check(ac, db, "bAsIc   dTphOmI6Yw==", 20));
+	auth_cache_free(ac);
+	auth_db_free(db);
+	free(h);
+}
+
+Test(auth, malformed_values_are_refused)
+{
+	char *h = hash_of("$5$", "pw");
+	char text[512], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_cache *ac = auth_cache_new();
+	static const char *const bad[] = {
+		"",
+		"Basic",
+		"Basic ",
+		"Bearer dTpwdw==",
+		"Basicdfpwdw==",
+		"Basic dTpwdw=",
+		"Basic dTpwdw==x",
+		"Basic d?pwdw==",
+		"Basic dXB3", /* "upw": no colon */
+		"Digest username=\"u\"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_expect(!auth_check(ac, db, bad[i], strlen(bad[i])), "accepted \"%s\"", bad[i]);
+	cr_expect(auth_check(ac, db, "Basic dTpwdw==", 14));
+	cr_expect(!auth_check(ac, NULL, "Basic dTpwdw==", 14));
+	auth_cache_free(ac);
+	auth_db_free(db);
+	free(h);
+}
+
+Test(auth, cache_does_not_outlive_a_reload)
+{
+	char *h1 = hash_of("$5$", "old"), *h2 = hash_of("$5$", "new");
+	char text[512], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "u:%s\n", h1);
+	struct auth_db *db1 = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0);
+	snprintf(text, sizeof(text), "u:%s\n", h2);
+	struct auth_db *db2 = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0);
+
+	struct auth_cache *ac = auth_cache_new();
+	cr_expect(check(ac, db1, "u", "old"));
+	cr_expect(!check(ac, db2, "u", "old"));
+	cr_expect(check(ac, db2, "u", "new"));
+	auth_cache_free(ac);
+	auth_db_free(db1);
+	auth_db_free(db2);
+	free(h1);
+	free(h2);
+}
+
+Test(auth, load_errors_name_the_line)
+{
+	char *h = hash_of("$6$", "x");
+	char text[1024], err[256];
+	int rc;
+	struct auth_db *db;
+
+	snprintf(text, sizeof(text), "a:%s\nno colon here\n", h);
+	db = load_text(text, &rc, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect_null(db);
+	cr_expect(strstr(err, "line 2") != NULL, "%s", err);
+
+	snprintf(text, sizeof(text), "a:%s\nb:$apr1$abc$def\n", h);
+	db = load_text(text, &rc, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect(strstr(err, "line 2") && strstr(err, "unsupported"), "%s", err);
+
+	db = load_text("c:abJnggxhB/yWI\n", &rc, err, sizeof(err)); /* DES */
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect(strstr(err, "line 1"), "%s", err);
+
+	snprintf(text, sizeof(text), "a:%s\n#\nb:%s\na:%s\n", h, h, h);
+	db = load_text(text, &rc, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect(strstr(err, "line 4") && strstr(err, "line 1"), "%s", err);
+
+	rc = auth_db_load("/nonexistent/htpasswd", &db, err, sizeof(err));
+	cr_expect_eq(rc, -ENOENT);
+	cr_expect(strstr(err, "cannot open"), "%s", err);
+	free(h);
+}
