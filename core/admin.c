@@ -6,9 +6,9 @@
  * Thread: the main thread, from main_loop()'s epoll. Every socket here is
  * non-blocking; a client is read until its request is whole (head by the
  * strict parser of core/http/parser.c, body by Content-Length), answered,
- * and closed. A client that ends during a batch is freed after it (like the
- * workers' connections), so a stale event finds a closed object, not freed
- * memory.
+ * and closed once it has closed its side too (or ADMIN_LINGER_MS passed),
+ * what it still sends being read and dropped. A client that ends during a batch is freed after it
+ * (like the workers' connections), so a stale event finds a closed object, not freed memory.
  */
 #include "core/admin.h"
 
@@ -31,6 +31,10 @@
 
 #define ADMIN_MAX_SEGMENTS 6
 #define ADMIN_MAX_PATH	   1024
+/* After the answer: how long unread request bytes are drained before the
+ * close, so the close does not reset the answer away (an error may be sent
+ * before the client finished sending). */
+#define ADMIN_LINGER_MS 1000
 
 /* One client. Owned by the admin API; lives from accept to the end of the
  * batch in which it was closed. */
@@ -43,6 +47,7 @@ struct admin_conn {
 	struct sbuf out; /* the whole answer, once there is one */
 	size_t out_off;
 	bool answered;
+	bool lingering; /* answer sent and write side shut: reading to EOF */
 	uint64_t deadline_ms;
 };
 
@@ -122,7 +127,25 @@ static void conn_free(struct admin_conn *ac)
 	free(ac);
 }
 
-/* Writes what is left of the answer; ends the client once it is all out. */
+/* Reads and drops what the client still sends; ends it at its EOF. */
+static void linger(struct admin_conn *ac)
+{
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n = recv(ac->fd, buf, sizeof(buf), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			conn_end(ac);
+			return;
+		}
+	}
+}
+
+/* Writes what is left of the answer, then lingers. */
 static void flush(struct admin_conn *ac)
 {
 	while (ac->out_off < ac->out.len) {
@@ -139,7 +162,9 @@ static void flush(struct admin_conn *ac)
 		ac->out_off += (size_t)n;
 	}
 	shutdown(ac->fd, SHUT_WR);
-	conn_end(ac);
+	ac->lingering = true;
+	ac->deadline_ms = clock_ms() + ADMIN_LINGER_MS;
+	linger(ac);
 }
 
 /* Turns R into the bytes of the answer and starts writing them. */
@@ -423,7 +448,9 @@ static void on_conn_event(struct ev_handler *h, uint32_t events)
 
 	if (ac->fd < 0)
 		return;
-	if (!ac->answered)
+	if (ac->lingering)
+		linger(ac);
+	else if (!ac->answered)
 		read_in(ac);
 	else
 		flush(ac);
@@ -529,11 +556,9 @@ void admin_tick(void)
 		next = n->next;
 		if (now < ac->deadline_ms)
 			continue;
-		if (ac->answered)
-			conn_end(ac);
-		else
+		if (!ac->answered)
 			answer_error(ac, 408, "request not complete in time");
-		conn_end(ac); /* no second chance to write the 408 */
+		conn_end(ac); /* a 408 gets one write; lingering ends here */
 	}
 	while (!list_is_empty(&admin.closed)) {
 		struct admin_conn *ac = container_of(admin.closed.next, struct admin_conn, node);

@@ -1,0 +1,647 @@
+"""Admin API (SPEC §5): health, status, metrics, server changes at run time,
+reloads through the API and SIGHUP, tokens and error statuses."""
+
+import collections
+import http.client
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (SCALE, TestFailure, check, closed_by_peer, connect, echo_roundtrip,
+                     free_port, ini, name_via, recv_line, wait_for)
+
+SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
+
+
+# ------------------------------------------------------------- helpers ----
+
+
+def conf(port, admin_port, servers, glob=None, pool=None, listener=None, mode="tcp"):
+    g = {"workers": 1, "admin": f"127.0.0.1:{admin_port}", "access_log": "off",
+         "log_level": "info"}
+    g.update(glob or {})
+    p = {"balance": "roundrobin", "check": "none", "connect_timeout": "1s", "server": servers}
+    p.update(pool or {})
+    l = {"bind": f"127.0.0.1:{port}", "mode": mode, "pool": "p"}
+    l.update(listener or {})
+    return ini(("global", g), ("pool p", p), ("listener l", l))
+
+
+class Admin:
+    """A client of one fulcrum's admin API."""
+
+    def __init__(self, port, token=None):
+        self.port = port
+        self.token = token
+
+    def call(self, method, path, body=None, headers=None, token=None):
+        """Returns (status, headers dict (lower-case names), body bytes)."""
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10 * SCALE)
+        h = dict(headers or {})
+        tok = token if token is not None else self.token
+        if tok:
+            h["Authorization"] = f"Bearer {tok}"
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            data = r.read()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, data
+        finally:
+            c.close()
+
+    def json(self, method, path, body=None, want=200, **kw):
+        st, _, data = self.call(method, path, body, **kw)
+        check(st == want, f"{method} {path}: status {st}, want {want}: {data[:300]!r}")
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise TestFailure(f"{method} {path}: not JSON: {data[:300]!r}")
+
+    def status(self):
+        return self.json("GET", "/status")
+
+    def server(self, pool, name):
+        for p in self.status()["pools"]:
+            if p["name"] == pool:
+                for s in p["servers"]:
+                    if s["name"] == name:
+                        return s
+        return None
+
+    def metrics(self):
+        st, h, data = self.call("GET", "/metrics")
+        check(st == 200, f"/metrics status {st}")
+        check(h.get("content-type", "").startswith("text/plain"), f"/metrics type {h}")
+        return data.decode()
+
+
+def start(ctx, servers, token=None, **kw):
+    port, admin_port = free_port(), free_port()
+    glob = kw.pop("glob", {})
+    if token:
+        glob["admin_token"] = token
+    f = ctx.fulcrum(conf(port, admin_port, servers, glob=glob, **kw))
+    wait_for(lambda: _healthz(admin_port), 5 * SCALE, what="the admin API")
+    return f, port, Admin(admin_port, token)
+
+
+def _healthz(admin_port):
+    try:
+        return Admin(admin_port).call("GET", "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
+def names(ctx, *ns):
+    return [ctx.backend("name", name=n) for n in ns]
+
+
+def spread(port, n):
+    return collections.Counter(name_via(("127.0.0.1", port)) for _ in range(n))
+
+
+class HttpBackend:
+    """A threaded HTTP/1.1 server answering 200 with its name, or STATUS."""
+
+    def __init__(self, name, status=200):
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = (outer.name + "\n").encode()
+                self.send_response(outer.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.name = name
+        self.status = status
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def server_line(self, opts=""):
+        return f"{self.name} 127.0.0.1:{self.port} {opts}".rstrip()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def http_get(port, path="/"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SCALE)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read()
+    finally:
+        c.close()
+
+
+# ---------------------------------------------- Prometheus text checking ----
+
+METRIC_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\\\|\\"|\\n)*"'
+SAMPLE_RE = re.compile(rf"^({METRIC_NAME})(\{{{LABEL}(?:,{LABEL})*\}})? (\S+)$")
+LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\\\|\\"|\\n)*)"')
+
+
+def parse_metrics(text):
+    """A strict reader of the Prometheus text format 0.0.4: every family has
+    HELP then TYPE before its samples, samples of one family are contiguous,
+    no family appears twice, histograms have cumulative buckets ending in
+    +Inf equal to _count. Returns {(name, frozenset(labels)): value}."""
+    check(text.endswith("\n"), "metrics text does not end with a newline")
+    types, helps, samples, seen = {}, {}, {}, []
+    current = None
+    for ln in text.split("\n")[:-1]:
+        if ln.startswith("# HELP "):
+            name = ln.split(" ", 3)[2]
+            check(name not in helps, f"HELP twice for {name}")
+            helps[name] = True
+            current = name
+            continue
+        if ln.startswith("# TYPE "):
+            _, _, name, typ = ln.split(" ")
+            check(name == current and name not in types, f"TYPE {name} without its HELP first")
+            check(typ in ("counter", "gauge", "histogram"), f"type {typ}")
+            types[name] = typ
+            seen.append(name)
+            continue
+        check(not ln.startswith("#") and ln.strip() == ln and ln, f"bad line {ln!r}")
+        m = SAMPLE_RE.match(ln)
+        check(m, f"bad sample line {ln!r}")
+        name, labels, value = m.group(1), m.group(2) or "", m.group(3)
+        base = re.sub(r"_(bucket|sum|count)$", "", name) if types.get(current) == "histogram" else name
+        check(base == current, f"sample {name} outside its family {current}")
+        if types[current] == "counter":
+            check(name.endswith("_total"), f"counter {name} does not end in _total")
+        lab = frozenset(LABEL_RE.findall(labels))
+        key = (name, lab)
+        check(key not in samples, f"duplicate sample {ln!r}")
+        v = float(value)
+        check(v >= 0, f"negative value {ln!r}")
+        samples[key] = v
+    for name, typ in types.items():
+        if typ == "histogram":
+            _check_histogram(name, samples)
+    return samples
+
+
+def _check_histogram(name, samples):
+    series = collections.defaultdict(list)
+    for (n, lab), v in samples.items():
+        if n == name + "_bucket":
+            d = dict(lab)
+            le = d.pop("le")
+            series[frozenset(d.items())].append((float(le), v))
+    for lab, buckets in series.items():
+        buckets.sort()
+        check(buckets[-1][0] == float("inf"), f"{name}{dict(lab)}: no +Inf bucket")
+        vals = [v for _, v in buckets]
+        check(vals == sorted(vals), f"{name}{dict(lab)}: buckets not cumulative {vals}")
+        check(samples.get((name + "_count", lab)) == vals[-1], f"{name}: _count != +Inf bucket")
+        check((name + "_sum", lab) in samples, f"{name}: no _sum")
+
+
+def metric(samples, name, **labels):
+    return samples.get((name, frozenset(labels.items())))
+
+
+def promtool():
+    return os.environ.get("PROMTOOL") or shutil.which("promtool")
+
+
+def check_with_promtool(text):
+    tool = promtool()
+    if not tool:
+        return False
+    p = subprocess.run([tool, "check", "metrics"], input=text.encode(), capture_output=True,
+                       timeout=30)
+    check(p.returncode == 0, f"promtool check metrics failed:\n{p.stdout.decode()}{p.stderr.decode()}")
+    return True
+
+
+# ---------------------------------------------------------------- tests ----
+
+
+def test_healthz_and_status_shape(ctx):
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [bs[0].server_line("weight=2"), bs[1].server_line()])
+    st, h, body = adm.call("GET", "/healthz")
+    check(st == 200 and body == b"ok", f"/healthz: {st} {body!r}")
+    s = adm.status()
+    check(set(s) == {"generation", "listeners", "pools"}, f"/status keys {set(s)}")
+    check(s["generation"] == 1, f"generation {s['generation']}")
+    check(s["listeners"] == [{"name": "l", "mode": "tcp", "binds": [f"127.0.0.1:{port}"],
+                              "connections_active": 0}], f"listeners {s['listeners']}")
+    check(len(s["pools"]) == 1 and set(s["pools"][0]) == {"name", "balance", "servers"},
+          f"pools {s['pools']}")
+    p = s["pools"][0]
+    check(p["name"] == "p" and p["balance"] == "roundrobin", f"pool {p}")
+    check([x["name"] for x in p["servers"]] == ["s1", "s2"], f"servers {p['servers']}")
+    for x in p["servers"]:
+        check(set(x) == SERVER_KEYS, f"server keys {set(x)}")
+        check(x["state"] == "up" and x["connections_active"] == 0, f"server {x}")
+    check(p["servers"][0]["weight"] == 2 and p["servers"][0]["address"] == bs[0].addr,
+          f"server {p['servers'][0]}")
+    # a held connection shows as active on the listener and its server
+    c = connect(("127.0.0.1", port))
+    who = recv_line(c).decode().strip()
+    wait_for(lambda: adm.status()["listeners"][0]["connections_active"] == 1, 3 * SCALE,
+             what="connections_active 1")
+    check(adm.server("p", who)["connections_active"] == 1, f"{who} not active")
+    c.close()
+    wait_for(lambda: adm.server("p", who)["connections_active"] == 0, 3 * SCALE,
+             what="connections_active back to 0")
+    check(adm.server("p", who)["requests_total"] == 1, f"requests_total {adm.server('p', who)}")
+
+
+def test_token(ctx):
+    bs = names(ctx, "s1")
+    f, port, adm = start(ctx, [bs[0].server_line()], token="s3cr3t-token")
+    st, h, _ = adm.call("GET", "/healthz", token="")
+    check(st == 200, f"/healthz without a token: {st}")
+    for tok in ("", "wrong", "s3cr3t-toke", "s3cr3t-token-"):
+        st, h, body = adm.call("GET", "/status", token=tok)
+        check(st == 401, f"/status with token {tok!r}: {st}")
+        check("bearer" in h.get("www-authenticate", "").lower(), f"no WWW-Authenticate: {h}")
+    for hdr in ({"Authorization": "Basic s3cr3t-token"}, {"Authorization": "Bearer"}):
+        st, _, _ = adm.call("GET", "/status", headers=hdr, token="")
+        check(st == 401, f"/status with {hdr}: {st}")
+    st, _, _ = adm.call("POST", "/pools/p/servers/s1/drain", token="wrong")
+    check(st == 401, f"drain with a wrong token: {st}")
+    check(adm.server("p", "s1")["state"] == "up", "a refused drain changed the state")
+    st, _, _ = adm.call("GET", "/metrics", token="")
+    check(st == 401, f"/metrics without a token: {st}")
+    check(adm.status()["generation"] == 1, "the right token is refused")
+    st, _, _ = adm.call("GET", "/status", headers={"Authorization": "bearer s3cr3t-token"},
+                        token="")
+    check(st == 200, f"scheme is case-insensitive: {st}")
+
+
+def test_error_statuses(ctx):
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    cases = [
+        ("GET", "/nope", None, 404), ("GET", "/", None, 404), ("GET", "/status/", None, 404),
+        ("POST", "/pools/x/servers/s1/drain", None, 404),
+        ("POST", "/pools/p/servers/zz/drain", None, 404),
+        ("POST", "/pools/p/servers/s1/explode", None, 404),
+        ("GET", "/pools/p/servers/zz", None, 404),
+        ("DELETE", "/pools/p/servers/zz", None, 404),
+        ("PUT", "/pools/x/servers/s1/weight", {"weight": 2}, 404),
+        ("POST", "/pools/x/servers", {"name": "n", "address": "127.0.0.1:1"}, 404),
+        ("POST", "/status", None, 405), ("DELETE", "/metrics", None, 405),
+        ("GET", "/reload", None, 405), ("POST", "/healthz", None, 405),
+        ("GET", "/pools/p/servers/s1/drain", None, 405),
+        ("POST", "/pools/p/servers/s1/weight", {"weight": 2}, 405),
+        ("PUT", "/pools/p/servers/s1", None, 405), ("GET", "/pools/p/servers", None, 405),
+    ]
+    bad_weights = ['', 'x', '{}', '{"weight": "3"}', '{"weight": 3.0}', '{"weight": -1}',
+                   '{"weight": 257}', '{"weight": 1, "x": 2}', '{"weight": 1,}', '[1]',
+                   '{"weight": 1} {"weight": 2}', '{"weight": 01}', '{"weight": null}',
+                   '{"weight":1', '{"weight": true}']
+    cases += [("PUT", "/pools/p/servers/s1/weight", b, 400) for b in bad_weights]
+    bad_adds = ['{"name": "s3"}', '{"address": "127.0.0.1:1"}',
+                '{"name": "s 3", "address": "127.0.0.1:1"}',
+                '{"name": "", "address": "127.0.0.1:1"}',
+                '{"name": "s3", "address": "127.0.0.1"}',
+                '{"name": "s3", "address": "127.0.0.1:0"}',
+                '{"name": "s3", "address": "no-such-host.invalid:80"}',
+                '{"name": "s3", "address": "127.0.0.1:1", "weight": -2}',
+                '{"name": "s3", "address": "127.0.0.1:1", "backup": true}',
+                '{"name": 3, "address": "127.0.0.1:1"}', 'name=s3']
+    cases += [("POST", "/pools/p/servers", b, 400) for b in bad_adds]
+    cases += [("POST", "/pools/p/servers", {"name": "s1", "address": "127.0.0.1:1"}, 409)]
+    for method, path, body, want in cases:
+        st, h, data = adm.call(method, path, body)
+        check(st == want, f"{method} {path} {body!r}: {st}, want {want}: {data[:200]!r}")
+        if st == 405:
+            check("allow" in h, f"405 without Allow: {method} {path}")
+        if st != 200:
+            check("error" in json.loads(data), f"error body {data!r}")
+    # size limits and framing
+    st, _, _ = adm.call("PUT", "/pools/p/servers/s1/weight", b"{" + b" " * 70000 + b"}")
+    check(st == 413, f"70 kB body: {st}")
+    st, _, _ = adm.call("GET", "/status", headers={"X-Big": "a" * 70000})
+    check(st == 431, f"70 kB head: {st}")
+    s = connect(("127.0.0.1", adm.port))
+    s.sendall(b"PUT /pools/p/servers/s1/weight HTTP/1.1\r\nHost: x\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"w\":\r\n0\r\n\r\n")
+    check(s.recv(100).startswith(b"HTTP/1.1 411"), "chunked body not refused with 411")
+    s.close()
+    s = connect(("127.0.0.1", adm.port))
+    s.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")
+    check(s.recv(100).startswith(b"HTTP/1.1 400"), "malformed head not refused with 400")
+    s.close()
+    for x in adm.status()["pools"][0]["servers"]:
+        check(x["state"] == "up" and x["weight"] == 1, f"a refused request changed {x}")
+    f.check_alive()
+
+
+def test_slow_and_idle_admin_clients(ctx):
+    bs = names(ctx, "s1")
+    f, port, adm = start(ctx, [bs[0].server_line()])
+    idle = [connect(("127.0.0.1", adm.port)) for _ in range(5)]
+    half = connect(("127.0.0.1", adm.port))
+    half.sendall(b"GET /status HTTP/1.1\r\nHo")
+    # others are served meanwhile
+    check(adm.status()["generation"] == 1, "the API is blocked by idle clients")
+    # a request sent in pieces works
+    s = connect(("127.0.0.1", adm.port))
+    for piece in (b"PUT /pools/p/servers/s1/wei", b"ght HTTP/1.1\r\nHost: x\r\nContent-Le",
+                  b"ngth: 13\r\n\r\n{\"weight\"", b": 4}"):
+        s.sendall(piece)
+        time.sleep(0.05)
+    check(s.recv(100).startswith(b"HTTP/1.1 200"), "request in pieces")
+    s.close()
+    check(adm.server("p", "s1")["weight"] == 4, "weight from a request in pieces")
+    for c in idle + [half]:
+        c.close()
+    f.check_fds_settled()
+
+
+def test_drain_and_enable(ctx):
+    bs = names(ctx, "s1", "s2", "s3")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    held = connect(("127.0.0.1", port))
+    first = recv_line(held).decode().strip()
+    r = adm.json("POST", f"/pools/p/servers/{first}/drain")
+    check(set(r) == SERVER_KEYS and r["state"] == "drain" and r["name"] == first, f"answer {r}")
+    cnt = spread(port, 20)
+    check(first not in cnt and sum(cnt.values()) == 20, f"drained {first} got traffic: {cnt}")
+    check(echo_roundtrip(held, b"still here\n"), "existing connection broken by drain")
+    check(adm.server("p", first)["state"] == "drain", "drain does not stay")
+    time.sleep(0.5)  # the health thread must not bring it back
+    check(adm.server("p", first)["state"] == "drain", "health overrode drain")
+    r = adm.json("POST", f"/pools/p/servers/{first}/enable")
+    check(r["state"] == "up", f"enable answer {r}")
+    cnt = spread(port, 30)
+    check(cnt == {"s1": 10, "s2": 10, "s3": 10}, f"after enable: {cnt}")
+    held.close()
+
+
+def test_disable_closes_existing(ctx):
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    conns = [connect(("127.0.0.1", port)) for _ in range(4)]
+    got = [recv_line(c).decode().strip() for c in conns]
+    check(sorted(got) == ["s1", "s1", "s2", "s2"], f"spread {got}")
+    r = adm.json("POST", "/pools/p/servers/s1/disable")
+    check(r["state"] == "disabled", f"answer {r}")
+    for c, who in zip(conns, got):
+        if who == "s1":
+            check(closed_by_peer(c, 2 * SCALE) is not None, "connection to s1 not closed")
+        else:
+            check(echo_roundtrip(c, b"ok\n"), "connection to s2 broken")
+    cnt = spread(port, 10)
+    check(cnt == {"s2": 10}, f"disabled s1 got traffic: {cnt}")
+    wait_for(lambda: bs[0].active == 0, 3 * SCALE, what="s1's connections to end")
+    adm.json("POST", "/pools/p/servers/s1/enable")
+    check(spread(port, 10) == {"s1": 5, "s2": 5}, "enable after disable")
+    for c in conns:
+        c.close()
+
+
+def test_weight_change_spread(ctx):
+    bs = names(ctx, "a", "b")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    check(spread(port, 20) == {"a": 10, "b": 10}, "equal weights")
+    r = adm.json("PUT", "/pools/p/servers/a/weight", {"weight": 3})
+    check(r["weight"] == 3, f"answer {r}")
+    cnt = spread(port, 40)
+    check(cnt == {"a": 30, "b": 10}, f"weights 3:1 gave {cnt}")
+    adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 0})
+    check(spread(port, 10) == {"a": 10}, "weight 0 still gets traffic")
+    check(adm.server("p", "b")["weight"] == 0, "status weight")
+
+
+def test_weight_change_maglev(ctx):
+    bs = names(ctx, "a", "b")
+    f, port, adm = start(ctx, [b.server_line() for b in bs], pool={"balance": "maglev"})
+    adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 0})
+    # the table is rebuilt by the health thread: wait for it
+    wait_for(lambda: spread(port, 5) == {"a": 5}, 5 * SCALE, what="maglev table without b")
+    adm.json("POST", "/pools/p/servers/a/drain")
+    adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 1})
+    wait_for(lambda: spread(port, 5) == {"b": 5}, 5 * SCALE, what="maglev table with b only")
+
+
+def test_add_server(ctx):
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs], pool={"check": "tcp",
+                                                                    "check_interval": "200ms"})
+    held = connect(("127.0.0.1", port))
+    recv_line(held)
+    new = ctx.backend("name", name="s3")
+    r = adm.json("POST", "/pools/p/servers", {"name": "s3", "address": new.addr, "weight": 2},
+                 want=201)
+    check(r == {"name": "s3", "address": new.addr, "state": "up", "weight": 2,
+                "connections_active": 0, "requests_total": 0}, f"answer {r}")
+    cnt = spread(port, 40)
+    check(cnt == {"s1": 10, "s2": 10, "s3": 20}, f"after adding s3 (weight 2): {cnt}")
+    check([x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s2", "s3"],
+          "status order")
+    check(echo_roundtrip(held, b"x\n"), "existing connection broken by an add")
+    # counters of the servers that were there carry on
+    check(adm.server("p", "s1")["requests_total"] >= 10, f"s1 {adm.server('p', 's1')}")
+    # health checks run on the new server
+    wait_for(lambda: metric(parse_metrics(adm.metrics()), "fulcrum_health_checks_total",
+                            pool="p", server="s3", result="ok"), 5 * SCALE,
+             what="a health check of s3")
+    # a second add, and changes to an added server
+    new4 = ctx.backend("name", name="s4")
+    adm.json("POST", "/pools/p/servers", {"name": "s4", "address": new4.addr}, want=201)
+    adm.json("POST", "/pools/p/servers/s3/drain")
+    cnt = spread(port, 30)
+    check(cnt == {"s1": 10, "s2": 10, "s4": 10}, f"after adding s4, draining s3: {cnt}")
+    held.close()
+    f.check_fds_settled()
+
+
+def test_delete_server(ctx):
+    bs = names(ctx, "s1", "s2", "s3")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    held = [connect(("127.0.0.1", port)) for _ in range(3)]
+    who = [recv_line(c).decode().strip() for c in held]
+    r = adm.json("DELETE", "/pools/p/servers/s2")
+    check(r["name"] == "s2" and r["state"] == "drain", f"answer {r}")
+    cnt = spread(port, 20)
+    check(cnt == {"s1": 10, "s3": 10}, f"deleted s2 got traffic: {cnt}")
+    for c in held:
+        check(echo_roundtrip(c, b"still\n"), f"existing connection broken ({who})")
+    check([x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s3"],
+          "deleted server still in /status")
+    st, _, _ = adm.call("POST", "/pools/p/servers/s2/enable")
+    check(st == 404, f"enable of a deleted server: {st}")
+    check('server="s2"' not in adm.metrics(), "deleted server still in /metrics")
+    # the name is free again
+    again = ctx.backend("name", name="s2b")
+    adm.json("POST", "/pools/p/servers", {"name": "s2", "address": again.addr}, want=201)
+    cnt = spread(port, 30)
+    check(cnt == {"s1": 10, "s2b": 10, "s3": 10}, f"after re-adding s2: {cnt}")
+    for c in held:
+        c.close()
+
+
+def test_metrics_http_traffic(ctx):
+    b1, b2 = HttpBackend("h1"), HttpBackend("h2", status=404)
+    ctx.backends += [b1, b2]
+    # keepalive = 0: no pooled server connection outlives the test's fd check
+    f, port, adm = start(ctx, [b1.server_line(), b2.server_line()], mode="http",
+                         pool={"keepalive": 0})
+    text0 = adm.metrics()
+    m0 = parse_metrics(text0)
+    for name in ("fulcrum_listener_connections_active", "fulcrum_listener_connections_total",
+                 "fulcrum_listener_bytes_received_total", "fulcrum_listener_bytes_sent_total",
+                 "fulcrum_listener_connections_refused_total"):
+        check(metric(m0, name, listener="l") == 0, f"{name} at start")
+    for code in ("1xx", "2xx", "3xx", "4xx", "5xx"):
+        check(metric(m0, "fulcrum_requests_total", pool="p", server="h1", code=code) == 0,
+              f"requests_total {code}")
+    check(metric(m0, "fulcrum_server_up", pool="p", server="h1") == 1, "server_up")
+    check(metric(m0, "fulcrum_workers") == 1, "workers")
+    check(metric(m0, "fulcrum_config_generation") == 1, "config_generation")
+    check(metric(m0, "fulcrum_config_reloads_total", result="ok") == 0, "reloads ok")
+    check(metric(m0, "fulcrum_config_reloads_total", result="error") == 0, "reloads error")
+    check(metric(m0, "fulcrum_retries_total", pool="p") == 0, "retries")
+    check(metric(m0, "fulcrum_request_duration_seconds_count", pool="p") == 0, "histogram")
+    for _ in range(10):
+        st, body = http_get(port)
+        check(st in (200, 404), f"status {st}")
+    m1 = parse_metrics(adm.metrics())
+    ok = metric(m1, "fulcrum_requests_total", pool="p", server="h1", code="2xx")
+    nf = metric(m1, "fulcrum_requests_total", pool="p", server="h2", code="4xx")
+    check(ok == 5 and nf == 5, f"requests_total 2xx {ok}, 4xx {nf}")
+    check(metric(m1, "fulcrum_request_duration_seconds_count", pool="p") == 10, "histogram count")
+    check(metric(m1, "fulcrum_request_duration_seconds_bucket", pool="p", le="+Inf") == 10,
+          "+Inf bucket")
+    check(metric(m1, "fulcrum_listener_connections_total", listener="l") == 10, "conn total")
+    check(metric(m1, "fulcrum_listener_bytes_received_total", listener="l") > 0, "bytes in")
+    check(metric(m1, "fulcrum_listener_bytes_sent_total", listener="l") > 0, "bytes out")
+    for key, v in m0.items():
+        if key[0].endswith(("_total", "_count", "_bucket", "_sum")):
+            check(m1.get(key, 0) >= v, f"counter {key} went down")
+    # a server marked down shows 0
+    adm.json("POST", "/pools/p/servers/h2/drain")
+    check(metric(parse_metrics(adm.metrics()), "fulcrum_server_up", pool="p", server="h2") == 0,
+          "server_up of a drained server")
+    check_with_promtool(adm.metrics())
+
+
+def test_metrics_retries(ctx):
+    good = ctx.backend("name", name="ok")
+    dead = free_port()
+    f, port, adm = start(ctx, [f"dead 127.0.0.1:{dead}", good.server_line()],
+                         pool={"retries": 2, "max_fails": 100})
+    for _ in range(4):
+        check(name_via(("127.0.0.1", port)) == "ok", "retry did not reach the live server")
+    m = parse_metrics(adm.metrics())
+    check(metric(m, "fulcrum_retries_total", pool="p") == 2, f"retries {m}")
+    tool = check_with_promtool(adm.metrics())
+    if not tool:
+        print("(promtool not installed: checked with the strict reader only)")
+
+
+def test_reload_through_api(ctx):
+    bs = names(ctx, "s1", "s2", "s3")
+    f, port, adm = start(ctx, [b.server_line() for b in bs[:2]])
+    adm.json("POST", "/pools/p/servers/s1/drain")
+    text = f.conf_text.replace(f"server = {bs[1].server_line()}",
+                               f"server = {bs[1].server_line()}\nserver = {bs[2].server_line()}")
+    with open(f.conf_path, "w") as fh:
+        fh.write(text)
+    r = adm.json("POST", "/reload")
+    check(r == {"generation": 2}, f"reload answer {r}")
+    s = adm.status()
+    check(s["generation"] == 2, f"status generation {s['generation']}")
+    servers = {x["name"]: x for x in s["pools"][0]["servers"]}
+    check(set(servers) == {"s1", "s2", "s3"}, f"servers after reload {servers}")
+    check(servers["s1"]["state"] == "up", "a reload must reset the drain set at run time")
+    check(spread(port, 30) == {"s1": 10, "s2": 10, "s3": 10}, "traffic after reload")
+    # a bad file: 400 with FILE:LINE errors; the running configuration stays
+    with open(f.conf_path, "w") as fh:
+        fh.write(text + "\n[pool q]\nbalance = nonsense\nbogus_key = 1\n")
+    st, _, data = adm.call("POST", "/reload")
+    check(st == 400, f"bad reload status {st}: {data!r}")
+    errs = json.loads(data)["errors"]
+    check(len(errs) >= 2, f"errors {errs}")
+    for e in errs:
+        check(re.match(re.escape(f.conf_path) + r":\d+: \S", e), f"error {e!r} is not FILE:LINE: ...")
+    check(adm.status()["generation"] == 2, "a bad reload changed the generation")
+    check(spread(port, 3) and f.alive(), "traffic after a bad reload")
+    m = parse_metrics(adm.metrics())
+    check(metric(m, "fulcrum_config_reloads_total", result="ok") == 1, "reloads ok")
+    check(metric(m, "fulcrum_config_reloads_total", result="error") == 1, "reloads error")
+    check(metric(m, "fulcrum_config_generation") == 2, "config_generation")
+    # listeners cannot change without a restart
+    with open(f.conf_path, "w") as fh:
+        fh.write(text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{free_port()}"))
+    st, _, data = adm.call("POST", "/reload")
+    check(st == 400 and b"restart" in data, f"listener change: {st} {data!r}")
+    check(spread(port, 3), "traffic after a refused listener change")
+
+
+def test_sighup_reload(ctx):
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    check(spread(port, 10) == {"s1": 5, "s2": 5}, "before")
+    adm.json("PUT", "/pools/p/servers/s1/weight", {"weight": 4})
+    with open(f.conf_path, "w") as fh:
+        fh.write(f.conf_text.replace(bs[1].server_line(), bs[1].server_line("weight=3")))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: adm.status()["generation"] == 2, 5 * SCALE, what="generation 2")
+    check(adm.server("p", "s1")["weight"] == 1, "SIGHUP must reset weights changed at run time")
+    check(adm.server("p", "s1")["requests_total"] == 5, "counters carry over a reload")
+    check(spread(port, 40) == {"s1": 10, "s2": 30}, "weights from the new file")
+    with open(f.conf_path, "w") as fh:
+        fh.write("[global]\nworkers = x\n")
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: metric(parse_metrics(adm.metrics()), "fulcrum_config_reloads_total",
+                            result="error") == 1, 5 * SCALE, what="a failed reload")
+    check(adm.status()["generation"] == 2 and spread(port, 4), "bad SIGHUP reload broke things")
+    check(re.search(r"\.ini:\d+: ", f.stderr()), "no FILE:LINE error logged for a bad SIGHUP")
+
+
+def test_admin_disabled_when_empty(ctx):
+    bs = names(ctx, "s1")
+    port, admin_port = free_port(), free_port()
+    ctx.fulcrum(conf(port, admin_port, [bs[0].server_line()], glob={"admin": ""}))
+    check(name_via(("127.0.0.1", port)) == "s1", "traffic")
+    try:
+        socket.create_connection(("127.0.0.1", admin_port), timeout=1).close()
+        raise TestFailure("admin API listening with admin empty")
+    except ConnectionRefusedError:
+        pass
+
+
+def test_admin_port_in_use(ctx):
+    bs = names(ctx, "s1")
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(1)
+    admin_port = blocker.getsockname()[1]
+    try:
+        f = ctx.fulcrum(conf(free_port(), admin_port, [bs[0].server_line()]), wait=False)
+        rc = f.wait_exit(10)
+        check(rc == 2, f"exit status {rc} with the admin port taken")
+        check("admin" in f.stderr(), f"stderr does not name the admin listener: {f.stderr()!r}")
+    finally:
+        blocker.close()
