@@ -7,6 +7,7 @@
  */
 #include "config/config.h"
 #include "config/loader.h"
+#include "config/tls_files.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -102,18 +103,71 @@ static int add_file(struct cfg_loader *ld, const char *key, char ***v, size_t *n
 	return rc < 0 ? -EINVAL : 0;
 }
 
+/* Pair I of L once both halves are in (whichever line comes second): the
+ * key must belong to the certificate. Reported at the current line. */
+static int check_pair(struct cfg_loader *ld, const struct cfg_listener *l, size_t i)
+{
+	char why[512];
+
+	if (i >= l->n_tls_certs || i >= l->n_tls_keys)
+		return 0;
+	if (cfg_tls_check_pair(l->tls_certs[i], l->tls_keys[i], why, sizeof(why)) == 0)
+		return 0;
+	cfg_ld_err(ld, "%s", why);
+	return -EINVAL;
+}
+
+/* A tls_cert or tls_key line: readable, loadable by OpenSSL (a certificate
+ * not expired, a key without passphrase), and matching its other half. */
+static int add_tls_file(struct cfg_loader *ld, struct cfg_listener *l, bool cert,
+			const char *value)
+{
+	char why[512];
+	int rc = cert ? add_file(ld, "tls_cert", &l->tls_certs, &l->n_tls_certs, value)
+		      : add_file(ld, "tls_key", &l->tls_keys, &l->n_tls_keys, value);
+
+	if (rc < 0)
+		return rc;
+	if ((cert ? cfg_tls_check_cert : cfg_tls_check_key)(value, why, sizeof(why)) < 0) {
+		cfg_ld_err(ld, "%s", why);
+		return -EINVAL;
+	}
+	return check_pair(ld, l, (cert ? l->n_tls_certs : l->n_tls_keys) - 1);
+}
+
 static int l_tls_cert(struct cfg_loader *ld, void *obj, const char *value)
 {
-	struct cfg_listener *l = obj;
-
-	return add_file(ld, "tls_cert", &l->tls_certs, &l->n_tls_certs, value);
+	return add_tls_file(ld, obj, true, value);
 }
 
 static int l_tls_key(struct cfg_loader *ld, void *obj, const char *value)
 {
-	struct cfg_listener *l = obj;
+	return add_tls_file(ld, obj, false, value);
+}
 
-	return add_file(ld, "tls_key", &l->tls_keys, &l->n_tls_keys, value);
+static int l_tls_ciphers(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+	char why[512];
+
+	if (*value && cfg_tls_check_ciphers(value, why, sizeof(why)) < 0) {
+		cfg_ld_err(ld, "%s", why);
+		return -EINVAL;
+	}
+	return cfg_set_str(ld, &l->tls_ciphers, value);
+}
+
+/* Empty turns ALPN off. */
+static int l_alpn(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_listener *l = obj;
+	char why[512];
+
+	if (*value && cfg_tls_check_alpn(value, why, sizeof(why)) < 0) {
+		cfg_ld_err(ld, "%s", why);
+		return -EINVAL;
+	}
+	return cfg_set_str(ld, &l->alpn, value);
 }
 
 static int l_tls_min_version(struct cfg_loader *ld, void *obj, const char *value)
@@ -297,9 +351,9 @@ const struct cfg_key_def cfg_listener_keys[] = {
 	CFG_K_FN_REPEAT("tls_cert", l_tls_cert),
 	CFG_K_FN_REPEAT("tls_key", l_tls_key),
 	CFG_K_FN("tls_min_version", l_tls_min_version),
-	CFG_K_STR(L, tls_ciphers),
+	CFG_K_FN("tls_ciphers", l_tls_ciphers),
 	CFG_K_DUR(L, handshake_timeout, 1),
-	CFG_K_STR(L, alpn),
+	CFG_K_FN("alpn", l_alpn),
 	CFG_K_FN("proxy_protocol", l_proxy_protocol),
 	CFG_K_DUR(L, client_timeout, 1),
 	CFG_K_DUR(L, tunnel_timeout, 1),

@@ -10,6 +10,7 @@
  */
 #include "config/config.h"
 #include "config/loader.h"
+#include "config/tls_files.h"
 
 #include <stdio.h>
 #include <unistd.h>
@@ -32,6 +33,9 @@ static void validate_pool(struct cfg_loader *ld, size_t i)
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
 		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);
+	char why[512];
+	if (p->tls_ca && cfg_tls_check_ca(p->tls_ca, why, sizeof(why)) < 0)
+		cfg_ld_err_at(ld, cfg_key_line(ld, CFG_SEC_POOL, i, "tls_ca"), "%s", why);
 }
 
 static void resolve_refs(struct cfg_loader *ld)

@@ -16,6 +16,7 @@
 #include "core/pp_conn.h"
 #include "core/stats.h"
 #include "core/tcp.h"
+#include "core/tls.h"
 
 #define CR_NAME(e, s) s,
 static const char *const close_reason_names[] = { CLOSE_REASONS(CR_NAME) };
@@ -139,6 +140,12 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 
 void conn_start(struct conn *c)
 {
+	/* TLS termination comes first; the handshake stage calls back here
+	 * with the client side made TLS. */
+	if (!c->cli.io && tls_conn_terminates(c)) {
+		tls_accept_start(c);
+		return;
+	}
 	c->ops = &tcp_ops;
 	if (c->lc->mode != MODE_TCP) {
 		c->ops = &http_ops;

@@ -38,7 +38,10 @@
 	X(CR_INTERNAL, "internal_error")                                                   \
 	X(CR_REQUEST_ERROR, "request_error")                                                 \
 	X(CR_PROXY_PROTOCOL, "proxy_protocol")                                               \
-	X(CR_SERVER_DISABLED, "server_disabled")
+	X(CR_SERVER_DISABLED, "server_disabled")                                             \
+	X(CR_TLS_HANDSHAKE, "tls_handshake_failed")                                          \
+	X(CR_TLS_TIMEOUT, "tls_handshake_timeout")                                           \
+	X(CR_TLS_BAD_HELLO, "tls_bad_client_hello")
 
 #define CR_ENUM(e, s) e,
 enum close_reason { CLOSE_REASONS(CR_ENUM) CR_COUNT };

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "core/stats.h"
+#include "core/tls.h"
 
 _Atomic(struct gen *) gen_current;
 
@@ -27,6 +28,9 @@ struct gen *gen_new(struct cfg *cfg, uint64_t number)
 		if (!g->pools[i])
 			goto fail;
 	}
+	g->tls = tls_gen_new(cfg);
+	if (!g->tls)
+		goto fail;
 	stats_assign_slots(g);
 	return g;
 fail:
@@ -90,6 +94,7 @@ void gen_put(struct gen *g)
 				lb_pool_free(g->pools[i]);
 		free(g->pools);
 	}
+	tls_gen_free(g->tls);
 	if (g->cfg)
 		cfg_free(g->cfg);
 	free(g);

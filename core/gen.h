@@ -27,11 +27,14 @@
 #include "balancer/lb.h"
 #include "config/config.h"
 
+struct tls_gen;
+
 struct gen {
 	struct cfg *cfg;
 	struct lb_pool **pools; /* one per cfg->pools, same order */
 	uint64_t number;
 	_Atomic long refs;
+	struct tls_gen *tls; /* TLS contexts (core/tls.h); NULL in a derived one */
 	struct gen *parent; /* derived: owns cfg and the shared pools; else NULL */
 	struct lb_pool *shell; /* derived: the replaced pool */
 	struct lb_server *added; /* derived: the server the shell added */

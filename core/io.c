@@ -81,6 +81,13 @@ ssize_t io_sendv(struct side *s, const struct iovec *iov, int n)
 	}
 }
 
+void io_shutdown(struct side *s)
+{
+	if (s->io && s->io->shutdown)
+		s->io->shutdown(s);
+	shutdown(s->fd, SHUT_WR);
+}
+
 void io_free(struct side *s)
 {
 	if (s->io) {

@@ -26,6 +26,9 @@ struct io_ops {
 	/* Same contract as io_recv / io_send below. */
 	ssize_t (*recv)(struct side *s, void *buf, size_t cap);
 	ssize_t (*send)(struct side *s, const void *buf, size_t len);
+	/* Ends the layer's writing (TLS: close_notify) before io_shutdown's
+	 * shutdown(SHUT_WR); never blocks. */
+	void (*shutdown)(struct side *s);
 	/* Frees the layer's state; the caller closes the fd afterwards. */
 	void (*free)(struct side *s);
 };
@@ -38,6 +41,8 @@ ssize_t io_recv(struct side *s, void *buf, size_t cap);
 ssize_t io_send(struct side *s, const void *buf, size_t len);
 /* Writes the IOV array like io_send (one writev on a plain socket). */
 ssize_t io_sendv(struct side *s, const struct iovec *iov, int n);
+/* Half-closes S for writing: the layer's end of stream, then the FIN. */
+void io_shutdown(struct side *s);
 /* Frees the side's I/O layer, if any. */
 void io_free(struct side *s);
 

@@ -345,6 +345,11 @@ static void apply_globals(const struct cfg *old, const struct cfg *cfg)
 	if (a->workers != b->workers)
 		log_warn("reload: workers = %d needs a restart; %d keep running", b->workers,
 			 a->workers);
+	if (a->buffer_size != b->buffer_size || a->pipe_size != b->pipe_size ||
+	    a->backlog != b->backlog || a->cpu_affinity != b->cpu_affinity ||
+	    (a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
+		log_warn("reload: new buffer_size, pipe_size, backlog, cpu_affinity or user values "
+			 "take effect at the next restart");
 	if ((a->admin == NULL) != (b->admin == NULL) ||
 	    (a->admin && strcmp(a->admin, b->admin) != 0))
 		log_warn("reload: a new admin address needs a restart; the API stays on %s",

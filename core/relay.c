@@ -194,7 +194,7 @@ enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget)
 			}
 			if (!h->shut) {
 				relay_half_release(w, h);
-				shutdown(h->dst->fd, SHUT_WR);
+				io_shutdown(h->dst);
 				h->shut = true;
 			}
 			return RELAY_DONE;

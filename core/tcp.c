@@ -18,7 +18,9 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/http/route.h"
 #include "core/pp_conn.h"
+#include "core/tls.h"
 
 /* Bytes one pass may move per connection before others get their turn. */
 #define RELAY_BUDGET (1024 * 1024)
@@ -61,6 +63,12 @@ static void connected(struct conn *c)
 	int err = pp_send_header(c, c->server, c->srv.fd);
 	if (err < 0) {
 		connect_failed(c, -err);
+		return;
+	}
+	/* TLS to the server (pool tls = on) starts inside the relay's first
+	 * read or write. */
+	if (tls_server_side(&c->srv, c->gen, c->pool, c->server) < 0) {
+		conn_close(c, CR_NO_MEMORY);
 		return;
 	}
 	atomic_store_explicit(&c->server->fails, 0, memory_order_relaxed);
@@ -109,7 +117,8 @@ static void connect_next(struct conn *c)
 			conn_close(c, CR_CONNECT_FAILED);
 			return;
 		}
-		struct lb_worker *lw = worker_lb(c->w, c->gen, c->lc->pool);
+		struct lb_worker *lw =
+			worker_lb(c->w, c->gen, (int)(c->pool->cfg - c->gen->cfg->pools));
 		struct lb_server *s = lb_pick(c->pool, lw, balance_key(c), c->tried, c->n_tried);
 		if (!s) {
 			conn_close(c, c->n_tried ? CR_CONNECT_FAILED : CR_NO_SERVER);
@@ -131,7 +140,19 @@ static void connect_next(struct conn *c)
 
 void tcp_start(struct conn *c)
 {
-	c->pool = gen_pool(c->gen, c->lc->pool);
+	/* The pool: by the SNI when the listener routes by it (the TLS
+	 * passthrough stage peeks at it, then calls back here with c->pool
+	 * set; a terminated connection has it from its handshake), else the
+	 * listener's. */
+	if (!c->pool) {
+		if (tls_peek_wanted(c)) {
+			tls_peek_start(c);
+			return;
+		}
+		size_t len = 0;
+		const char *sni = tls_side_sni(&c->cli, &len);
+		c->pool = gen_pool(c->gen, route_sni(c->gen->cfg, (int)c->listener, sni, len));
+	}
 	if (!c->pool) {
 		conn_close(c, CR_NO_SERVER);
 		return;

@@ -23,6 +23,7 @@
 #include "core/http/route.h"
 #include "core/pp_conn.h"
 #include "core/stats.h"
+#include "core/tls.h"
 #include "core/upstream.h"
 
 #define RELAY_BUDGET     (1024 * 1024)
@@ -239,7 +240,7 @@ static void reply(struct conn *c, int status, const char *reason, bool close)
 
 static void linger(struct conn *c)
 {
-	shutdown(c->cli.fd, SHUT_WR);
+	io_shutdown(&c->cli);
 	set_phase(c, HP_LINGER);
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
 }
@@ -413,8 +414,9 @@ static int build_request_head(struct conn *c, const struct http_head *h)
 		const char *ip = addr[0] == '[' ? addr + 1 : addr;
 		if (ip[strlen(ip) - 1] == ']')
 			((char *)ip)[strlen(ip) - 1] = '\0';
-		err |= rewrite_add(x, "%s%s\r\nX-Forwarded-Proto: http\r\n",
-				   x->len > before ? ", " : "", ip);
+		err |= rewrite_add(x, "%s%s\r\nX-Forwarded-Proto: %s\r\n",
+				   x->len > before ? ", " : "", ip,
+				   tls_side_is_tls(&c->cli) ? "https" : "http");
 		if (h->host.len)
 			err |= rewrite_add(x, "X-Forwarded-Host: %.*s\r\n", (int)h->host.len,
 					   buf + h->host.off);
@@ -634,6 +636,8 @@ static void check_connect(struct conn *c)
 		err = errno;
 	if (err == 0)
 		err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
+	if (err == 0) /* then TLS, when the pool has tls = on */
+		err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
 	if (err == 0) {
 		hc->u->connected = true;
 		atomic_store_explicit(&hc->server->fails, 0, memory_order_relaxed);

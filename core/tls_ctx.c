@@ -1,0 +1,397 @@
+/*
+ * tls_ctx.c - the SSL_CTXs of a configuration generation (see tls.h): per
+ * terminating listener one server context per certificate, with the SNI
+ * and ALPN callbacks that choose between them; per tls = on pool one client
+ * context. Also the module's process-wide set-up.
+ *
+ * Threads: built and freed on the main thread; the callbacks run on the
+ * workers during handshakes and only read what was built here.
+ *
+ * Certificate choice: the SNI name is compared with the DNS names of every
+ * certificate (subjectAltName, else the subject's CN), exact names first,
+ * then wildcards ("*.w.test" matches one label, as RFC 6125 §6.4.3 has TLS
+ * clients check it); no match, or no SNI, takes the first pair.
+ *
+ * ALPN (RFC 7301 §3.2): the first of our protocols (alpn = ..., in our
+ * order) that the client offers is selected; a client that offers ALPN but
+ * none of ours gets the fatal no_application_protocol alert, as the RFC
+ * says. Clients that send no ALPN are served as before.
+ */
+#include "core/tls.h"
+#include "core/tls_impl.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "core/log.h"
+
+int tls_ex_session_key = -1;
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+static int init_rc;
+
+static void global_init(void)
+{
+	tls_ex_session_key = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	if (tls_ex_session_key < 0 || tls_ticket_init() < 0 || tls_session_cache_init() < 0)
+		init_rc = -1;
+}
+
+int tls_global_init(void)
+{
+	pthread_once(&init_once, global_init);
+	return init_rc;
+}
+
+const char *tls_error_reason(void)
+{
+	unsigned long e = ERR_peek_last_error();
+	const char *why = e ? ERR_reason_error_string(e) : NULL;
+	ERR_clear_error();
+	return why ? why : "unknown error";
+}
+
+const struct tls_gen *tls_of(const struct gen *g)
+{
+	while (g->parent)
+		g = g->parent; /* a derived generation shares its parent's contexts */
+	return g->tls;
+}
+
+/* Encrypted keys are refused instead of asking for a passphrase on a tty. */
+static int no_password(char *buf, int size, int rwflag, void *arg)
+{
+	(void)buf, (void)size, (void)rwflag, (void)arg;
+	return 0;
+}
+
+/* ---- certificate names and the SNI callback ---------------------------- */
+
+static int add_name(struct tls_cert *tc, const char *s, size_t len)
+{
+	if (len == 0 || memchr(s, '\0', len))
+		return 0; /* not a usable name; ignored */
+	char *name = strndup(s, len);
+	char **grown = name ? realloc(tc->names, (tc->n_names + 1) * sizeof(*grown)) : NULL;
+	if (!grown) {
+		free(name);
+		return -ENOMEM;
+	}
+	for (char *p = name; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	tc->names = grown;
+	tc->names[tc->n_names++] = name;
+	return 0;
+}
+
+/* The subject's common name, used only when there is no DNS altName. */
+static int add_common_name(struct tls_cert *tc, X509 *x)
+{
+	X509_NAME *subject = X509_get_subject_name(x);
+	int i = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+	unsigned char *utf8 = NULL;
+	if (i < 0)
+		return 0;
+	int n = ASN1_STRING_to_UTF8(&utf8,
+				    X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, i)));
+	if (n < 0)
+		return 0;
+	int rc = add_name(tc, (const char *)utf8, (size_t)n);
+	OPENSSL_free(utf8);
+	return rc;
+}
+
+static int read_names(struct tls_cert *tc)
+{
+	X509 *x = SSL_CTX_get0_certificate(tc->ctx);
+	GENERAL_NAMES *alt = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
+	int rc = 0;
+
+	for (int i = 0; alt && i < sk_GENERAL_NAME_num(alt) && rc == 0; i++) {
+		const GENERAL_NAME *gn = sk_GENERAL_NAME_value(alt, i);
+		if (gn->type != GEN_DNS)
+			continue;
+		rc = add_name(tc, (const char *)ASN1_STRING_get0_data(gn->d.dNSName),
+			      (size_t)ASN1_STRING_length(gn->d.dNSName));
+	}
+	GENERAL_NAMES_free(alt);
+	if (rc == 0 && tc->n_names == 0)
+		rc = add_common_name(tc, x);
+	return rc;
+}
+
+static bool is_wildcard(const char *name)
+{
+	return name[0] == '*' && name[1] == '.';
+}
+
+/* HOST[0, LEN) against a certificate name; a wildcard stands for exactly
+ * one non-empty label. */
+static bool name_matches(const char *name, const char *host, size_t len)
+{
+	if (!is_wildcard(name))
+		return strlen(name) == len && strncasecmp(name, host, len) == 0;
+	size_t suffix = strlen(name + 1); /* ".w.test" */
+	if (len <= suffix || strncasecmp(host + len - suffix, name + 1, suffix) != 0)
+		return false;
+	return !memchr(host, '.', len - suffix);
+}
+
+static const struct tls_cert *pick_cert(const struct tls_listener *tl, const char *host)
+{
+	size_t len = strlen(host);
+	while (len && host[len - 1] == '.')
+		len--;
+	for (int wild = 0; wild < 2; wild++)
+		for (size_t i = 0; i < tl->n_certs; i++)
+			for (size_t j = 0; j < tl->certs[i].n_names; j++) {
+				const char *name = tl->certs[i].names[j];
+				if (is_wildcard(name) == (wild == 1) &&
+				    name_matches(name, host, len))
+					return &tl->certs[i];
+			}
+	return &tl->certs[0];
+}
+
+/* Runs on the worker during the ClientHello: switches the SSL to the
+ * context of the certificate the name asks for. */
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_listener *tl = arg;
+	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+
+	if (!host)
+		return SSL_TLSEXT_ERR_NOACK;
+	const struct tls_cert *tc = pick_cert(tl, host);
+	if (tc->ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, tc->ctx)) {
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	}
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len,
+		   const unsigned char *in, unsigned int in_len, void *arg)
+{
+	const struct tls_listener *tl = arg;
+	unsigned char *sel = NULL;
+	(void)ssl;
+
+	if (SSL_select_next_proto(&sel, out_len, tl->alpn, (unsigned int)tl->alpn_len, in,
+				  in_len) != OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL; /* no_application_protocol */
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+/* "http/1.1" or "h2, http/1.1" into ALPN wire format. Returns the length,
+ * 0 for none, or -1 when an entry is empty or too long. */
+static int alpn_wire(const char *list, unsigned char *out, size_t cap)
+{
+	size_t len = 0;
+	while (list && *list) {
+		while (*list == ' ' || *list == ',')
+			list++;
+		size_t n = strcspn(list, ", ");
+		if (n == 0)
+			break;
+		if (n > 255 || len + 1 + n > cap)
+			return -1;
+		out[len++] = (unsigned char)n;
+		memcpy(out + len, list, n);
+		len += n;
+		list += n;
+	}
+	return (int)len;
+}
+
+/* ---- building --------------------------------------------------------- */
+
+/* Settings every server context of listener LC shares. Returns 1 or 0. */
+static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct tls_listener *tl)
+{
+	size_t sid_len = strlen(lc->name);
+	if (sid_len > SSL_MAX_SID_CTX_LENGTH)
+		sid_len = SSL_MAX_SID_CTX_LENGTH;
+
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
+					 SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+				      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
+	SSL_CTX_set_timeout(ctx, TLS_SESSION_TIMEOUT_S);
+	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb);
+	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
+	SSL_CTX_set_tlsext_servername_arg(ctx, tl);
+	if (tl->alpn_len)
+		SSL_CTX_set_alpn_select_cb(ctx, on_alpn, tl);
+	return SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version == 13 ? TLS1_3_VERSION
+									    : TLS1_2_VERSION) &&
+	       SSL_CTX_set_cipher_list(ctx,
+				       lc->tls_ciphers ? lc->tls_ciphers : TLS_DEFAULT_CIPHERS) &&
+	       SSL_CTX_set_session_id_context(ctx, (const unsigned char *)lc->name,
+					      (unsigned int)sid_len);
+}
+
+/* Pair I of listener LC into TC. Returns 0 or -1 (logged). */
+static int cert_load(struct tls_cert *tc, const struct cfg_listener *lc, size_t i,
+		     struct tls_listener *tl)
+{
+	tc->ctx = SSL_CTX_new(TLS_server_method());
+	if (!tc->ctx)
+		goto fail;
+	SSL_CTX_set_default_passwd_cb(tc->ctx, no_password);
+	if (!server_settings(tc->ctx, lc, tl) ||
+	    SSL_CTX_use_certificate_chain_file(tc->ctx, lc->tls_certs[i]) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(tc->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(tc->ctx) != 1)
+		goto fail;
+	if (read_names(tc) < 0) {
+		log_error("listener %s: out of memory reading the names of %s", lc->name,
+			  lc->tls_certs[i]);
+		return -1;
+	}
+	return 0;
+fail:
+	log_error("listener %s: cannot use tls_cert %s with tls_key %s: %s", lc->name,
+		  lc->tls_certs[i], lc->tls_keys[i], tls_error_reason());
+	return -1;
+}
+
+static void listener_free(struct tls_listener *tl)
+{
+	if (!tl)
+		return;
+	for (size_t i = 0; i < tl->n_certs; i++) {
+		SSL_CTX_free(tl->certs[i].ctx);
+		for (size_t j = 0; j < tl->certs[i].n_names; j++)
+			free(tl->certs[i].names[j]);
+		free(tl->certs[i].names);
+	}
+	free(tl->certs);
+	free(tl);
+}
+
+static struct tls_listener *listener_new(const struct cfg_listener *lc)
+{
+	struct tls_listener *tl = calloc(1, sizeof(*tl));
+	if (!tl)
+		return NULL;
+	int n = alpn_wire(lc->alpn, tl->alpn, sizeof(tl->alpn));
+	if (n < 0) {
+		log_error("listener %s: bad alpn \"%s\"", lc->name, lc->alpn);
+		goto fail;
+	}
+	tl->alpn_len = (size_t)n;
+	tl->certs = calloc(lc->n_tls_certs, sizeof(*tl->certs));
+	if (!tl->certs)
+		goto fail;
+	for (size_t i = 0; i < lc->n_tls_certs && i < lc->n_tls_keys; i++) {
+		tl->n_certs++;
+		if (cert_load(&tl->certs[i], lc, i, tl) < 0)
+			goto fail;
+	}
+	if (tl->n_certs == 0)
+		goto fail;
+	return tl;
+fail:
+	listener_free(tl);
+	return NULL;
+}
+
+static struct tls_client *client_new(const struct cfg_pool *pc)
+{
+	static _Atomic uint64_t next_id = 1;
+	struct tls_client *tc = calloc(1, sizeof(*tc));
+	if (!tc)
+		return NULL;
+	tc->id = atomic_fetch_add(&next_id, 1);
+	tc->verify = pc->tls_verify;
+	tc->sni = pc->tls_sni;
+	tc->ctx = SSL_CTX_new(TLS_client_method());
+	if (!tc->ctx || !SSL_CTX_set_min_proto_version(tc->ctx, TLS1_2_VERSION))
+		goto fail;
+	SSL_CTX_set_options(tc->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(tc->ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+					  SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	SSL_CTX_set_session_cache_mode(tc->ctx,
+				       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+	SSL_CTX_sess_set_new_cb(tc->ctx, tls_on_new_session);
+	SSL_CTX_set_verify(tc->ctx, tc->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	if (tc->verify && !(pc->tls_ca ? SSL_CTX_load_verify_locations(tc->ctx, pc->tls_ca, NULL)
+				       : SSL_CTX_set_default_verify_paths(tc->ctx)))
+		goto fail;
+	return tc;
+fail:
+	log_error("pool %s: cannot set up TLS to its servers%s%s: %s", pc->name,
+		  pc->tls_ca ? " with tls_ca " : "", pc->tls_ca ? pc->tls_ca : "",
+		  tls_error_reason());
+	SSL_CTX_free(tc->ctx);
+	free(tc);
+	return NULL;
+}
+
+static void client_free(struct tls_client *tc)
+{
+	if (tc) {
+		SSL_CTX_free(tc->ctx);
+		free(tc);
+	}
+}
+
+struct tls_gen *tls_gen_new(const struct cfg *cfg)
+{
+	if (tls_global_init() < 0) {
+		log_error("TLS: cannot initialise OpenSSL: %s", tls_error_reason());
+		return NULL;
+	}
+	struct tls_gen *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->listeners = calloc(cfg->n_listeners + 1, sizeof(*t->listeners));
+	t->pools = calloc(cfg->n_pools + 1, sizeof(*t->pools));
+	if (!t->listeners || !t->pools)
+		goto fail;
+	t->n_listeners = cfg->n_listeners;
+	t->n_pools = cfg->n_pools;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		if (cfg->listeners[i].n_tls_certs == 0)
+			continue;
+		t->listeners[i] = listener_new(&cfg->listeners[i]);
+		if (!t->listeners[i])
+			goto fail;
+	}
+	for (size_t i = 0; i < cfg->n_pools; i++) {
+		if (!cfg->pools[i].tls)
+			continue;
+		t->pools[i] = client_new(&cfg->pools[i]);
+		if (!t->pools[i])
+			goto fail;
+	}
+	return t;
+fail:
+	tls_gen_free(t);
+	return NULL;
+}
+
+void tls_gen_free(struct tls_gen *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; t->listeners && i < t->n_listeners; i++)
+		listener_free(t->listeners[i]);
+	for (size_t i = 0; t->pools && i < t->n_pools; i++)
+		client_free(t->pools[i]);
+	free(t->listeners);
+	free(t->pools);
+	free(t);
+}

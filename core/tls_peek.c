@@ -1,0 +1,117 @@
+/*
+ * tls_peek.c - the SNI passthrough stage of tcp listeners (see tls.h).
+ * Worker thread.
+ *
+ * The ClientHello is read with MSG_PEEK, so it stays in the socket and the
+ * relay later moves it to the server with everything else (spliced, as
+ * plain tcp). Each event peeks again from the first byte, at most
+ * TLS_HELLO_MAX bytes: a hello arriving in many segments costs a few
+ * re-parses of at most 16 KiB, and no buffer is held between events.
+ * Edge-triggered epoll reports every segment that arrives, even though the
+ * earlier ones are still unread, so waiting for the next event is enough.
+ */
+#include "core/tls.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "core/conn.h"
+#include "core/http/route.h"
+#include "core/log.h"
+#include "core/tls_impl.h"
+#include "core/tls_sni.h"
+
+bool tls_peek_wanted(const struct conn *c)
+{
+	const struct cfg *cfg = c->gen->cfg;
+
+	if (c->lc->mode != MODE_TCP || c->cli.io || tls_conn_terminates(c))
+		return false;
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		if (cfg->routes[i].listener == (int)c->listener && cfg->routes[i].host)
+			return true;
+	return false;
+}
+
+static void refuse(struct conn *c, const char *why)
+{
+	log_debug("tls: passthrough on %s: %s", c->lc->name, why);
+	tls_drain_socket(c->cli.fd);
+	conn_close(c, CR_TLS_BAD_HELLO);
+}
+
+static void peek_step(struct conn *c)
+{
+	unsigned char buf[TLS_HELLO_MAX];
+	struct tls_hello hello;
+	ssize_t n;
+
+	do
+		n = recv(c->cli.fd, buf, sizeof(buf), MSG_PEEK);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		if (errno != EAGAIN)
+			conn_close(c, CR_CLIENT_RESET);
+		return;
+	}
+	if (n == 0) {
+		refuse(c, "closed before a ClientHello");
+		return;
+	}
+	enum tls_hello_result r = tls_hello_parse(buf, (size_t)n, sizeof(buf), &hello);
+	switch (r) {
+	case TLS_HELLO_NEED_MORE:
+		if ((size_t)n == sizeof(buf))
+			refuse(c, "ClientHello too large");
+		else if (c->cli.hup)
+			refuse(c, "closed in the middle of a ClientHello");
+		return;
+	case TLS_HELLO_INVALID:
+	case TLS_HELLO_TOO_LARGE:
+		refuse(c,
+		       r == TLS_HELLO_INVALID ? "not a TLS ClientHello" : "ClientHello too large");
+		return;
+	case TLS_HELLO_SNI:
+	case TLS_HELLO_NO_SNI:
+		break;
+	}
+	int pool = route_sni(c->gen->cfg, (int)c->listener, hello.sni_len ? hello.sni : NULL,
+			     hello.sni_len);
+	c->pool = gen_pool(c->gen, pool);
+	if (!c->pool) {
+		conn_close(c, CR_NO_SERVER);
+		return;
+	}
+	timer_del(&c->w->timers, &c->timer);
+	/* The hello is still unread in the socket and no new edge will say
+	 * so: the relay must read it first thing. */
+	c->cli.rd = true;
+	conn_start(c);
+}
+
+static void peek_timeout(struct conn *c)
+{
+	log_debug("tls: passthrough on %s: no ClientHello within %llu ms", c->lc->name,
+		  (unsigned long long)c->lc->handshake_timeout_ms);
+	tls_drain_socket(c->cli.fd);
+	conn_close(c, CR_TLS_TIMEOUT);
+}
+
+static void peek_drain(struct conn *c)
+{
+	conn_close(c, CR_SHUTDOWN);
+}
+
+static const struct conn_ops peek_ops = {
+	.start = peek_step,
+	.process = peek_step,
+	.on_timer = peek_timeout,
+	.drain = peek_drain,
+};
+
+void tls_peek_start(struct conn *c)
+{
+	c->ops = &peek_ops;
+	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->lc->handshake_timeout_ms);
+	peek_step(c);
+}
