@@ -47,6 +47,7 @@ struct admin_conn {
 	struct sbuf out; /* the whole answer, once there is one */
 	size_t out_off;
 	bool answered;
+	bool continued; /* "100 Continue" sent */
 	bool lingering; /* answer sent and write side shut: reading to EOF */
 	uint64_t deadline_ms;
 };
@@ -55,6 +56,7 @@ static struct {
 	struct ev_handler h;
 	int fd;
 	int epfd;
+	char *unix_path; /* a unix-socket listener's path, removed at close */
 	const struct admin_host *host;
 	struct list conns, closed;
 	size_t n_conns;
@@ -411,8 +413,16 @@ static void parse(struct admin_conn *ac)
 		answer_error(ac, 413, "request too large");
 		return;
 	}
-	if (ac->in_len >= h->head_len + body)
+	if (ac->in_len >= h->head_len + body) {
 		handle(ac, h, body);
+	} else if (h->expect_continue && !ac->continued) {
+		/* curl waits for it before sending a larger body. A short write
+		 * only costs the client its wait. */
+		static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+		ssize_t n = send(ac->fd, cont, sizeof(cont) - 1, MSG_NOSIGNAL);
+		(void)n;
+		ac->continued = true;
+	}
 }
 
 /* Reads until EAGAIN, the request limit, or the end of the client. */
@@ -520,6 +530,9 @@ int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 	}
 	admin.fd = fd;
 	admin.h.fn = on_accept;
+	if (cfg->global.admin_addr.ss.ss_family == AF_UNIX)
+		admin.unix_path =
+			strdup(((const struct sockaddr_un *)&cfg->global.admin_addr.ss)->sun_path);
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &admin.h};
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		int err = -errno;
@@ -572,6 +585,10 @@ void admin_close(void)
 	if (admin.fd >= 0)
 		close(admin.fd);
 	admin.fd = -1;
+	if (admin.unix_path)
+		unlink(admin.unix_path);
+	free(admin.unix_path);
+	admin.unix_path = NULL;
 	if (!admin.conns.next)
 		return;
 	while (!list_is_empty(&admin.conns))

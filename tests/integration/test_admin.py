@@ -645,3 +645,17 @@ def test_admin_port_in_use(ctx):
         check("admin" in f.stderr(), f"stderr does not name the admin listener: {f.stderr()!r}")
     finally:
         blocker.close()
+
+
+def test_curl_expect_continue(ctx):
+    bs = names(ctx, "s1")
+    f, port, adm = start(ctx, [bs[0].server_line()])
+    t0 = time.monotonic()
+    p = subprocess.run(["curl", "-sS", "-X", "PUT", "-H", "Expect: 100-continue",
+                        "-H", "Content-Type: application/json", "--data", '{"weight": 7}',
+                        f"http://127.0.0.1:{adm.port}/pools/p/servers/s1/weight"],
+                       capture_output=True, timeout=10 * SCALE)
+    dt = time.monotonic() - t0
+    check(p.returncode == 0, f"curl failed: {p.stderr!r}")
+    check(json.loads(p.stdout)["weight"] == 7, f"answer {p.stdout!r}")
+    check(dt < 0.9 * SCALE, f"curl waited {dt:.2f}s: no 100 Continue")
