@@ -420,6 +420,20 @@ def test_disable_closes_existing(ctx):
         c.close()
 
 
+def test_disable_closes_http_in_flight(ctx):
+    slow = ctx.backend("silent", name="slow")
+    f, port, adm = start(ctx, [slow.server_line()], mode="http")
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: slow.active == 1, 3 * SCALE, what="the request at the server")
+    adm.json("POST", "/pools/p/servers/slow/disable")
+    check(closed_by_peer(s, 2 * SCALE) is not None, "in-flight request to a disabled server kept")
+    wait_for(lambda: slow.active == 0, 3 * SCALE, what="the server connection closed")
+    s.close()
+    st, body = http_get(port)
+    check(st == 503, f"no server left: {st} {body!r}")
+
+
 def test_weight_change_spread(ctx):
     bs = names(ctx, "a", "b")
     f, port, adm = start(ctx, [b.server_line() for b in bs])
@@ -449,7 +463,7 @@ def test_add_server(ctx):
     f, port, adm = start(ctx, [b.server_line() for b in bs], pool={"check": "tcp",
                                                                     "check_interval": "200ms"})
     held = connect(("127.0.0.1", port))
-    recv_line(held)
+    held_on = recv_line(held).decode().strip()
     new = ctx.backend("name", name="s3")
     r = adm.json("POST", "/pools/p/servers", {"name": "s3", "address": new.addr, "weight": 2},
                  want=201)
@@ -460,6 +474,8 @@ def test_add_server(ctx):
     check([x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s2", "s3"],
           "status order")
     check(echo_roundtrip(held, b"x\n"), "existing connection broken by an add")
+    # the servers that stay are the same objects: their active count too
+    check(adm.server("p", held_on)["connections_active"] == 1, "active count lost by an add")
     # counters of the servers that were there carry on
     check(adm.server("p", "s1")["requests_total"] >= 10, f"s1 {adm.server('p', 's1')}")
     # health checks run on the new server
@@ -473,6 +489,8 @@ def test_add_server(ctx):
     cnt = spread(port, 30)
     check(cnt == {"s1": 10, "s2": 10, "s4": 10}, f"after adding s4, draining s3: {cnt}")
     held.close()
+    wait_for(lambda: adm.server("p", held_on)["connections_active"] == 0, 3 * SCALE,
+             what="the held connection's end counted")
     f.check_fds_settled()
 
 
