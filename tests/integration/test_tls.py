@@ -1,0 +1,820 @@
+"""TLS (SPEC §2 tls_* keys, §3): termination with SNI and ALPN, versions,
+resumption, TLS to servers with verification and session reuse, SNI
+passthrough, handshake timeouts, garbage hellos, certificate errors at -t and
+at reload.
+
+Certificates are made at test time with the openssl CLI: a test CA and leaf
+certificates for a.test (EC), b.test (RSA), *.w.test (EC), and c.test signed
+by an intermediate CA (its file holds the chain). Clients are curl, openssl
+s_client and Python's ssl module; servers are Python (http.server, plain or
+TLS), openssl s_server -www and the harness's echo backends.
+"""
+
+import http.server
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+from harness import (SCALE, Skip, TestFailure, blob, check, closed_by_peer, connect, free_port,
+                     ini, recv_exact, run_fulcrum, sha256, wait_for)
+
+MIB = 1 << 20
+
+
+# ------------------------------------------------------------ certificates --
+
+
+def _openssl(*args, cwd):
+    p = subprocess.run(["openssl"] + list(args), cwd=cwd, capture_output=True, timeout=60)
+    if p.returncode != 0:
+        raise TestFailure(f"openssl {' '.join(args)} failed: {p.stderr.decode()[-1000:]}")
+
+
+def _key_args(kind):
+    return ["-newkey", "rsa:2048"] if kind == "rsa" else \
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+
+
+def _leaf(d, name, cn, san, ca="ca", kind="ec", days="2"):
+    _openssl("req", *_key_args(kind), "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={cn}", cwd=d)
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write(f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.pem", "-CAkey", f"{ca}.key",
+             "-CAcreateserial", "-out", f"{name}.pem", "-days", days, "-extfile", f"{name}.ext",
+             cwd=d)
+
+
+def _ca(d, name, cn, parent=None):
+    if parent is None:
+        _openssl("req", "-x509", *_key_args("ec"), "-nodes", "-keyout", f"{name}.key", "-out",
+                 f"{name}.pem", "-days", "2", "-subj", f"/CN={cn}", cwd=d)
+        return
+    _openssl("req", *_key_args("ec"), "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+             "-subj", f"/CN={cn}", cwd=d)
+    with open(os.path.join(d, f"{name}.ext"), "w") as f:
+        f.write("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{parent}.pem", "-CAkey",
+             f"{parent}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+             "-extfile", f"{name}.ext", cwd=d)
+
+
+class Certs:
+    """Paths of the test PKI in a directory: .pem/.key per name."""
+
+    def __init__(self, d):
+        self.dir = d
+
+    def __getattr__(self, name):
+        return os.path.join(self.dir, name)
+
+    def pem(self, name):
+        return os.path.join(self.dir, f"{name}.pem")
+
+    def key(self, name):
+        return os.path.join(self.dir, f"{name}.key")
+
+
+def make_certs(ctx):
+    if not shutil.which("openssl"):
+        raise Skip("the openssl CLI is not installed")
+    d = ctx.path("pki")
+    os.makedirs(d)
+    _ca(d, "ca", "fulcrum test CA")
+    _ca(d, "other", "another CA")
+    _leaf(d, "a", "a.test", "DNS:a.test")
+    _leaf(d, "b", "b.test", "DNS:b.test,DNS:www.b.test", kind="rsa")
+    _leaf(d, "w", "w wildcard", "DNS:*.w.test")
+    _leaf(d, "ip", "127.0.0.1", "IP:127.0.0.1")
+    _ca(d, "inter", "fulcrum intermediate", parent="ca")
+    _leaf(d, "c", "c.test", "DNS:c.test", ca="inter")
+    with open(os.path.join(d, "cchain.pem"), "w") as out:
+        for part in ("c.pem", "inter.pem"):
+            with open(os.path.join(d, part)) as f:
+                out.write(f.read())
+    return Certs(d)
+
+
+# ----------------------------------------------------------------- servers --
+
+
+class HttpServer:
+    """An HTTP/1.1 server on loopback, plain or TLS; every answer names it and
+    echoes X-Forwarded-Proto: body "NAME xfp=PROTO path=PATH\\n"."""
+
+    def __init__(self, name, cert=None, key=None, keepalive=False):
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with outer.lock:
+                    outer.conns.add(self.connection)
+
+            def finish(self):
+                with outer.lock:
+                    outer.conns.discard(self.connection)
+                super().finish()
+
+            def do_GET(self):
+                body = f"{name} xfp={self.headers.get('X-Forwarded-Proto')} " \
+                       f"path={self.path}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Server", name)
+                if not keepalive:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
+                with outer.lock:
+                    outer.requests += 1
+
+            def log_message(self, *a):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # failed handshakes are part of some tests
+
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.conns = set()
+        self.server = Server(("127.0.0.1", 0), Handler)
+        if cert:
+            sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            sctx.load_cert_chain(cert, key)
+            self.server.socket = sctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+        self.thread.start()
+
+    def close(self):
+        """Stops serving and closes every connection, idle keep-alive ones
+        included (fulcrum then drops its pooled connections to us)."""
+        self.server.shutdown()
+        self.server.server_close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class SServer:
+    """openssl s_server -www: answers GET with a page that says whether the
+    session was New or Reused."""
+
+    def __init__(self, ctx, cert, key):
+        self.port = free_port()
+        self.addr = f"127.0.0.1:{self.port}"
+        self.log = open(ctx.path(f"s_server.{self.port}.log"), "wb")
+        self.proc = subprocess.Popen(
+            ["openssl", "s_server", "-accept", f"127.0.0.1:{self.port}", "-cert", cert, "-key",
+             key, "-www", "-quiet"],
+            stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_for(self._listens, 10 * SCALE, what="openssl s_server to listen")
+
+    def _listens(self):
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+
+    def close(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.log.close()
+
+
+def http_server(ctx, name, cert=None, key=None, keepalive=False):
+    s = HttpServer(name, cert, key, keepalive)
+    ctx.backends.append(s)
+    return s
+
+
+def s_server(ctx, cert, key):
+    s = SServer(ctx, cert, key)
+    ctx.backends.append(s)
+    return s
+
+
+# ----------------------------------------------------------------- clients --
+
+
+def s_client(port, *args, data=b"", timeout=10):
+    """Runs openssl s_client against 127.0.0.1:PORT with ARGS, sends DATA,
+    and returns its stdout and stderr together."""
+    cmd = ["openssl", "s_client", "-connect", f"127.0.0.1:{port}"] + list(args)
+    try:
+        p = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout * SCALE)
+    except subprocess.TimeoutExpired:
+        raise TestFailure(f"{' '.join(cmd)} did not end")
+    return (p.stdout + p.stderr).decode("utf-8", "replace")
+
+
+def subject_cn(out):
+    for line in out.splitlines():
+        if line.startswith("subject="):
+            return line.split("CN", 1)[1].lstrip(" =").strip()
+    return None
+
+
+def curl(port, host, path="/", cacert=None, extra=()):
+    """GET https://HOST:PORT/PATH resolved to loopback; returns (status, body, stderr)."""
+    cmd = ["curl", "-sS", "--max-time", str(int(10 * SCALE)), "--resolve",
+           f"{host}:{port}:127.0.0.1", "-o", "-", "-w", "\n%{http_code}"]
+    if cacert:
+        cmd += ["--cacert", cacert]
+    cmd += list(extra) + [f"https://{host}:{port}{path}"]
+    p = subprocess.run(cmd, capture_output=True, timeout=20 * SCALE)
+    out = p.stdout.decode("utf-8", "replace")
+    body, _, status = out.rpartition("\n")
+    return int(status or 0), body, p.stderr.decode("utf-8", "replace")
+
+
+def http_get(port, path="/", host="x"):
+    """A plain GET to fulcrum; returns (status, body)."""
+    s = connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    data = bytearray()
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        data += b
+    s.close()
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else 0
+    return status, body.decode("utf-8", "replace")
+
+
+def tls_client(port, certs, name="a.test"):
+    """A Python TLS client socket to fulcrum, verified against the test CA."""
+    c = ssl.create_default_context(cafile=certs.pem("ca"))
+    raw = connect(("127.0.0.1", port))
+    return c.wrap_socket(raw, server_hostname=name)
+
+
+# ----------------------------------------------------------------- configs --
+
+
+def glob_section(extra=None):
+    g = {"workers": 2, "admin": "", "access_log": "off", "log_level": "info"}
+    g.update(extra or {})
+    return ("global", g)
+
+
+def terminating_listener(port, certs, mode="http", pool="p", **kw):
+    lst = {
+        "bind": f"127.0.0.1:{port}",
+        "mode": mode,
+        "pool": pool,
+        "tls_cert": [certs.pem("a"), certs.pem("b"), certs.pem("w"), certs.pem("cchain")],
+        "tls_key": [certs.key("a"), certs.key("b"), certs.key("w"), certs.key("c")],
+    }
+    lst.update(kw)
+    return lst
+
+
+def https_conf(port, certs, server_addr, glob=None, **kw):
+    return ini(glob_section(glob),
+               ("pool p", {"check": "none", "server": f"s1 {server_addr}"}),
+               ("listener l", terminating_listener(port, certs, **kw)))
+
+
+# ------------------------------------------------------------------- tests --
+
+
+def test_termination_with_curl(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "plain1")
+    port = free_port()
+    f = ctx.fulcrum(https_conf(port, certs, be.addr))
+    for host in ("a.test", "b.test", "www.b.test", "x.w.test", "c.test"):
+        status, body, err = curl(port, host, "/hello", cacert=certs.pem("ca"))
+        check(status == 200, f"{host}: status {status}: {err}")
+        check(body == "plain1 xfp=https path=/hello\n", f"{host}: body {body!r}")
+    # Keep-alive over TLS: two URLs on one connection.
+    status, body, err = curl(port, "a.test", "/one", cacert=certs.pem("ca"),
+                             extra=[f"https://a.test:{port}/two", "-v"])
+    check("Re-using existing connection" in err or "Reusing existing connection" in err,
+          f"curl did not reuse the TLS connection: {err[-1500:]}")
+    f.check_alive()
+
+
+def test_sni_selects_certificate(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    ctx.fulcrum(https_conf(port, certs, be.addr))
+    cases = [("a.test", "a.test"), ("b.test", "b.test"), ("WWW.B.Test", "b.test"),
+             ("x.w.test", "w wildcard"), ("c.test", "c.test"),
+             # a wildcard covers one label only; unknown names get the first pair
+             ("y.x.w.test", "a.test"), ("w.test", "a.test"), ("unknown.example", "a.test")]
+    for sni, cn in cases:
+        out = s_client(port, "-servername", sni, "-CAfile", certs.pem("ca"))
+        check(subject_cn(out) == cn, f"SNI {sni}: subject {subject_cn(out)!r}, want {cn!r}")
+    out = s_client(port, "-noservername")
+    check(subject_cn(out) == "a.test", f"no SNI: subject {subject_cn(out)!r}")
+    # The chain file's intermediate is sent: the client knows only the root.
+    out = s_client(port, "-servername", "c.test", "-CAfile", certs.pem("ca"),
+                   "-verify_return_error")
+    check("Verify return code: 0 (ok)" in out, f"c.test chain not verified:\n{out[-1500:]}")
+
+
+def test_alpn(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    ctx.fulcrum(https_conf(port, certs, be.addr))
+    out = s_client(port, "-servername", "a.test", "-alpn", "http/1.1")
+    check("ALPN protocol: http/1.1" in out, f"http/1.1 not negotiated:\n{out[-1500:]}")
+    out = s_client(port, "-servername", "a.test", "-alpn", "h2,http/1.1")
+    check("ALPN protocol: http/1.1" in out, f"h2,http/1.1 did not give http/1.1:\n{out[-1500:]}")
+    out = s_client(port, "-servername", "a.test")
+    check("No ALPN negotiated" in out, f"ALPN without the client asking:\n{out[-1500:]}")
+    # RFC 7301 §3.2: none of ours offered -> no_application_protocol.
+    out = s_client(port, "-servername", "a.test", "-alpn", "h2,spdy/3")
+    check("no application protocol" in out, f"unknown protocols not refused:\n{out[-1500:]}")
+    status, body, err = curl(port, "a.test", "/", cacert=certs.pem("ca"), extra=["--http2"])
+    check(status == 200, f"curl --http2 (offers h2 and http/1.1): {status} {err}")
+
+
+def test_old_versions_refused(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port, port13 = free_port(), free_port()
+    conf = ini(glob_section(),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("listener l", terminating_listener(port, certs)),
+               ("listener l13", terminating_listener(port13, certs, tls_min_version="1.3")))
+    ctx.fulcrum(conf)
+    for flag in ("-tls1", "-tls1_1"):
+        out = s_client(port, flag, "-cipher", "DEFAULT@SECLEVEL=0", "-servername", "a.test")
+        check("protocol version" in out and "Cipher is (NONE)" in out,
+              f"{flag} was not refused:\n{out[-1500:]}")
+    out = s_client(port, "-tls1_2", "-servername", "a.test")
+    check("New, TLSv1.2" in out, f"TLS 1.2 refused on a 1.2 listener:\n{out[-1500:]}")
+    out = s_client(port13, "-tls1_2", "-servername", "a.test")
+    check("protocol version" in out, f"TLS 1.2 accepted with tls_min_version = 1.3:\n{out[-1500:]}")
+    out = s_client(port13, "-tls1_3", "-servername", "a.test")
+    check("New, TLSv1.3" in out, f"TLS 1.3 refused:\n{out[-1500:]}")
+
+
+def test_ciphers_override(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    ctx.fulcrum(https_conf(port, certs, be.addr, tls_ciphers="ECDHE-RSA-CHACHA20-POLY1305"))
+    out = s_client(port, "-tls1_2", "-servername", "b.test")
+    check("Cipher is ECDHE-RSA-CHACHA20-POLY1305" in out, f"cipher override ignored:\n{out[-1500:]}")
+    out = s_client(port, "-tls1_2", "-servername", "b.test", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    check("Cipher is (NONE)" in out, f"a cipher outside tls_ciphers was used:\n{out[-1500:]}")
+
+
+def _resumes(ctx, port, args, rounds=4):
+    sess = ctx.path("session.pem")
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    out = s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", *args, data=req)
+    check("\nNew, " in out, f"first connection:\n{out[-1500:]}")
+    for _ in range(rounds):
+        out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *args,
+                       data=req)
+        check("\nReused, " in out, f"session not resumed ({args}):\n{out[-2000:]}")
+        check("xfp=https" in out, f"no answer over the resumed session:\n{out[-1500:]}")
+
+
+def test_resumption(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    # Two workers: the resumed connections land on either, so the ticket
+    # keys and the session cache must be shared.
+    ctx.fulcrum(https_conf(port, certs, be.addr))
+    _resumes(ctx, port, ["-tls1_3"])  # tickets
+    _resumes(ctx, port, ["-tls1_2"])  # tickets
+    _resumes(ctx, port, ["-tls1_2", "-no_ticket"])  # the session-ID cache
+
+
+def test_resumption_survives_reload(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    f = ctx.fulcrum(https_conf(port, certs, be.addr))
+    sess = ctx.path("session.pem")
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", data=req)
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", data=req)
+    check("\nReused, " in out, f"ticket not accepted after a reload:\n{out[-1500:]}")
+
+
+def test_tls_backend_verified(ctx):
+    certs = make_certs(ctx)
+    tb = http_server(ctx, "tlsbe", certs.pem("a"), certs.key("a"))
+    ipb = http_server(ctx, "ipbe", certs.pem("ip"), certs.key("ip"))
+    ports = {k: free_port() for k in ("ok", "badca", "noverify", "wrongname", "ip", "tcp")}
+    pools = {
+        "ok": {"tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test", "server": f"s1 {tb.addr}"},
+        "badca": {"tls": "on", "tls_ca": certs.pem("other"), "tls_sni": "a.test",
+                  "server": f"s1 {tb.addr}"},
+        "noverify": {"tls": "on", "tls_verify": "off", "tls_ca": certs.pem("other"),
+                     "server": f"s1 {tb.addr}"},
+        "wrongname": {"tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "b.test",
+                      "server": f"s1 {tb.addr}"},
+        "ip": {"tls": "on", "tls_ca": certs.pem("ca"), "server": f"s1 {ipb.addr}"},
+    }
+    sections = [glob_section()]
+    for name, p in pools.items():
+        sections.append((f"pool {name}", dict({"check": "none", "retries": 0}, **p)))
+    for name in pools:
+        sections.append((f"listener {name}", {"bind": f"127.0.0.1:{ports[name]}", "mode": "http",
+                                              "pool": name}))
+    sections.append(("listener tcp", {"bind": f"127.0.0.1:{ports['tcp']}", "mode": "tcp",
+                                      "pool": "ok"}))
+    f = ctx.fulcrum(ini(*sections))
+    for name, want in (("ok", 200), ("noverify", 200), ("ip", 200), ("badca", 502),
+                       ("wrongname", 502)):
+        for _ in range(2):
+            status, body = http_get(ports[name], f"/{name}")
+            check(status == want, f"pool {name}: status {status}, want {want}: {body!r}")
+            if want == 200:
+                check(body.endswith("xfp=http path=/" + name + "\n"), f"pool {name}: {body!r}")
+    check("unable to get local issuer certificate" in f.stderr(),
+          "the verification failure is not logged")
+    # tcp mode: plain client, TLS to the server.
+    s = connect(("127.0.0.1", ports["tcp"]))
+    s.sendall(b"GET /tcp HTTP/1.0\r\nHost: a\r\n\r\n")
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    s.close()
+    check(got.startswith(b"HTTP/1.") and got.endswith(b"tlsbe xfp=None path=/tcp\n"),
+          f"tcp to a TLS server: {got!r}")
+
+
+def test_session_reuse_to_servers(ctx):
+    certs = make_certs(ctx)
+    ss = s_server(ctx, certs.pem("a"), certs.key("a"))
+    port = free_port()
+    conf = ini(glob_section({"workers": 1}),
+               ("pool p", {"check": "none", "keepalive": 0, "server": f"s1 {ss.addr}",
+                           "tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"}))
+    ctx.fulcrum(conf)
+    seen = []
+    for _ in range(4):
+        status, body = http_get(port, "/")
+        check(status == 200, f"status {status}: {body[-500:]!r}")
+        seen.append("Reused" if "\nReused, " in body else "New" if "\nNew, " in body else "?")
+    check(seen[0] == "New" and seen[1:] == ["Reused"] * 3, f"sessions to the server: {seen}")
+
+
+def test_tcp_termination_both_ways(ctx):
+    certs = make_certs(ctx)
+    echo = ctx.backend("echo")
+    data = blob(4 * MIB, seed=7)
+    src = ctx.backend("source", data=data)
+    port, port2 = free_port(), free_port()
+    conf = ini(glob_section(),
+               ("pool e", {"check": "none", "server": echo.server_line()}),
+               ("pool s", {"check": "none", "server": src.server_line()}),
+               ("listener l", terminating_listener(port, certs, mode="tcp", pool="e")),
+               ("listener l2", terminating_listener(port2, certs, mode="tcp", pool="s")))
+    f = ctx.fulcrum(conf)
+    # Echo through TLS, in pieces and in bulk.
+    s = tls_client(port, certs)
+    for n in (1, 100, 16384, 100000):
+        payload = blob(n, seed=n)
+        s.sendall(payload)
+        check(recv_exact(s, n) == payload, f"echo of {n} bytes differs")
+    # 8 MiB in 128 KiB rounds (an SSL socket is not for two threads at once).
+    big = blob(8 * MIB, seed=3)
+    got = bytearray()
+    for off in range(0, len(big), 128 * 1024):
+        piece = big[off:off + 128 * 1024]
+        s.sendall(piece)
+        got += recv_exact(s, len(piece))
+    check(sha256(bytes(got)) == sha256(big), "8 MiB echo differs")
+    s.close()
+    # The server closes first: the client reads everything and a clean end
+    # (close_notify, not a bare FIN).
+    s = tls_client(port2, certs)
+    got = bytearray()
+    while True:
+        b = s.recv(262144)
+        if not b:
+            break
+        got += b
+    s.close()
+    check(len(got) == len(data) and sha256(bytes(got)) == sha256(data),
+          f"download over TLS: {len(got)} of {len(data)} bytes")
+    f.check_alive()
+
+
+def test_passthrough_routes_by_sni(ctx):
+    certs = make_certs(ctx)
+    sa = s_server(ctx, certs.pem("a"), certs.key("a"))
+    sb = s_server(ctx, certs.pem("b"), certs.key("b"))
+    sw = http_server(ctx, "wild", certs.pem("w"), certs.key("w"))
+    port = free_port()
+    conf = ini(glob_section({"access_log": "stderr"}),
+               ("pool pa", {"check": "none", "server": f"a1 {sa.addr}"}),
+               ("pool pb", {"check": "none", "server": f"b1 {sb.addr}"}),
+               ("pool pw", {"check": "none", "server": f"w1 {sw.addr}"}),
+               ("listener pt", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "pa"}),
+               ("route rb", {"listener": "pt", "host": "b.test", "pool": "pb"}),
+               ("route rw", {"listener": "pt", "host": "*.w.test", "pool": "pw"}))
+    f = ctx.fulcrum(conf)
+    for sni, cn in (("b.test", "b.test"), ("B.TEST", "b.test"), ("a.test", "a.test"),
+                    ("other.example", "a.test")):
+        out = s_client(port, "-servername", sni, "-CAfile", certs.pem("ca"), "-ign_eof",
+                       data=b"GET / HTTP/1.0\r\n\r\n")
+        check(subject_cn(out) == cn, f"SNI {sni}: server certificate {subject_cn(out)!r}")
+        check("Ciphers supported in s_server binary" in out,
+              f"SNI {sni}: no answer through the passthrough:\n{out[-1500:]}")
+    out = s_client(port, "-noservername", "-ign_eof", data=b"GET / HTTP/1.0\r\n\r\n")
+    check(subject_cn(out) == "a.test", f"no SNI: {subject_cn(out)!r}")
+    status, body, err = curl(port, "x.w.test", "/deep", cacert=certs.pem("ca"))
+    check(status == 200 and body == "wild xfp=None path=/deep\n",
+          f"wildcard route: {status} {body!r} {err}")
+    # The bytes were relayed untouched: the end-to-end TLS session verified
+    # above is proof; the access log names the pools.
+    wait_for(lambda: "pt pb/b1" in f.stderr() and "pt pw/w1" in f.stderr(), 3 * SCALE,
+             what="access log lines naming the routed pools")
+
+
+def test_passthrough_hello_in_pieces(ctx):
+    """A ClientHello dribbled in small TCP segments is still routed."""
+    certs = make_certs(ctx)
+    sb = http_server(ctx, "bee", certs.pem("b"), certs.key("b"))
+    sa = http_server(ctx, "aye", certs.pem("a"), certs.key("a"))
+    port = free_port()
+    conf = ini(glob_section(),
+               ("pool pa", {"check": "none", "server": f"a1 {sa.addr}"}),
+               ("pool pb", {"check": "none", "server": f"b1 {sb.addr}"}),
+               ("listener pt", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "pa"}),
+               ("route rb", {"listener": "pt", "host": "b.test", "pool": "pb"}))
+    ctx.fulcrum(conf)
+    c = ssl.create_default_context(cafile=certs.pem("ca"))
+    inb, outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = c.wrap_bio(inb, outb, server_hostname="b.test")
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outb.read()
+    s = connect(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    for i in range(0, len(hello), 7):
+        s.sendall(hello[i:i + 7])
+        time.sleep(0.002)
+    # Finish the handshake through the memory BIOs.
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outb.pending:
+                s.sendall(outb.read())
+            d = s.recv(65536)
+            check(d, "closed during the handshake")
+            inb.write(d)
+    if outb.pending:
+        s.sendall(outb.read())
+    obj.write(b"GET /pieces HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+    s.sendall(outb.read())
+    got = b""
+    while b"\n" not in got.partition(b"\r\n\r\n")[2]:
+        try:
+            got += obj.read(65536)
+        except ssl.SSLWantReadError:
+            d = s.recv(65536)
+            if not d:
+                break
+            inb.write(d)
+        except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+            break
+    s.close()
+    check(got.endswith(b"bee xfp=None path=/pieces\n"), f"answer through passthrough: {got!r}")
+
+
+def _stalled_clients_closed(ctx, port, served):
+    """A silent client and one that stops mid-hello are both closed after
+    handshake_timeout (1 s), while another client is served meanwhile."""
+    silent = connect(("127.0.0.1", port))
+    half = connect(("127.0.0.1", port))
+    half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
+    t0 = time.monotonic()
+    served()
+    check(time.monotonic() - t0 < 0.9, "serving another client waited for the stalled ones")
+    for s, what in ((silent, "silent client"), (half, "half a ClientHello")):
+        took = closed_by_peer(s, 5 * SCALE)
+        check(took is not None, f"{what} still open after {5 * SCALE:.0f}s")
+        took = time.monotonic() - t0
+        check(0.8 <= took <= 2.5 * SCALE, f"{what} closed after {took:.2f}s, want about 1s")
+        s.close()
+
+
+def test_handshake_timeout(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    port, pport = free_port(), free_port()
+    conf = ini(glob_section({"workers": 1, "access_log": "stderr"}),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
+               ("listener l", terminating_listener(port, certs, handshake_timeout="1s",
+                                                    mode="tcp")),
+               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp",
+                                "handshake_timeout": "1s"}),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    f = ctx.fulcrum(conf)
+
+    def served(p):
+        def run():
+            status, body, err = curl(p, "a.test", "/", cacert=certs.pem("ca"))
+            check(status == 200, f"another client was not served: {status} {err}")
+        return run
+
+    _stalled_clients_closed(ctx, port, served(port))
+    _stalled_clients_closed(ctx, pport, served(pport))
+    wait_for(lambda: f.stderr().count("tls_handshake_timeout") >= 4, 3 * SCALE,
+             what="tls_handshake_timeout in the access log")
+
+
+def test_garbage_hello(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    port, pport = free_port(), free_port()
+    conf = ini(glob_section({"access_log": "stderr"}),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
+               ("listener l", terminating_listener(port, certs, mode="tcp",
+                                                    handshake_timeout="2s")),
+               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "pa",
+                                "handshake_timeout": "2s"}),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    f = ctx.fulcrum(conf)
+    junk = [
+        b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        os.urandom(3000),
+        b"\x16\x03\x01\xff\xff" + b"\x01" * 100,  # record longer than allowed
+        b"\x16\x03\x01\x00\x30\x02\x00\x00\x2c" + b"\x00" * 44,  # a ServerHello
+        b"\x16\x03\x01\x40\x05\x01\x00\x40\x01" + b"\x00" * 16380,  # oversized hello
+        b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10",  # SSLv2 hello
+    ]
+    for p in (port, pport):
+        for j in junk:
+            s = connect(("127.0.0.1", p))
+            try:
+                s.sendall(j)
+            except OSError:
+                pass
+            took = closed_by_peer(s, 5 * SCALE)
+            check(took is not None, f"port {p}: garbage {j[:16]!r} left the connection open")
+            s.close()
+        status, body, err = curl(p, "a.test", "/", cacert=certs.pem("ca"))
+        check(status == 200, f"port {p}: a good client after the garbage: {status} {err}")
+    f.check_alive()
+    log = f.stderr()
+    check("tls_handshake_failed" in log and "tls_bad_client_hello" in log,
+          f"close reasons missing from the access log:\n{log[-2000:]}")
+
+
+def _line_of(text, key):
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith(f"{key} ="):
+            return i
+    raise TestFailure(f"no {key} line")
+
+
+def test_bad_certificates_at_check(ctx):
+    certs = make_certs(ctx)
+    d = certs.dir
+    _openssl("x509", "-req", "-in", "a.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "expired.pem", "-days", "-1", cwd=d)
+    _openssl("pkey", "-in", "a.key", "-aes256", "-passout", "pass:secret", "-out", "enc.key",
+             cwd=d)
+    with open(os.path.join(d, "junk.pem"), "w") as f:
+        f.write("this is not a certificate\n")
+    unreadable = os.path.join(d, "noperm.pem")
+    shutil.copy(certs.pem("a"), unreadable)
+    os.chmod(unreadable, 0)
+    cases = [
+        ("missing cert", os.path.join(d, "nope.pem"), certs.key("a"), "cannot read tls_cert"),
+        ("missing key", certs.pem("a"), os.path.join(d, "nope.key"), "cannot read tls_key"),
+        ("mismatched key", certs.pem("a"), certs.key("b"), "does not match"),
+        ("expired", os.path.join(d, "expired.pem"), certs.key("a"), "has expired"),
+        ("not PEM", os.path.join(d, "junk.pem"), certs.key("a"), "no usable PEM certificate"),
+        ("encrypted key", certs.pem("a"), os.path.join(d, "enc.key"), "no usable PEM private key"),
+    ]
+    if os.geteuid() != 0:  # root reads anything
+        cases.append(("unreadable", unreadable, certs.key("a"), "cannot read tls_cert"))
+    port = free_port()
+    for what, cert, key, msg in cases:
+        text = ini(glob_section(),
+                   ("pool p", {"check": "none", "server": "s1 127.0.0.1:9"}),
+                   ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                                   "tls_cert": cert, "tls_key": key}))
+        path = ctx.write("bad.ini", text)
+        rc, out, err = run_fulcrum(["-t", "-c", path])
+        check(rc == 1, f"{what}: -t exited {rc}: {err}")
+        check(f"{path}:" in err and msg in err, f"{what}: no FILE:LINE message with {msg!r}: {err}")
+        lines = [l for l in err.splitlines() if msg in l]
+        # Reported at the tls_key line for the key and the pair, else at
+        # the tls_cert line.
+        key_line = "tls_key" in msg or msg == "does not match" or "private key" in msg
+        want = _line_of(text, "tls_key" if key_line else "tls_cert")
+        check(lines and lines[0].startswith(f"{path}:{want}: "), f"{what}: wrong line: {lines}")
+    # Settings that OpenSSL must accept.
+    for key, value, msg in (("tls_ciphers", "NO-SUCH-CIPHER", "tls_ciphers"),
+                            ("alpn", "http/1.1,,h2", "bad alpn")):
+        text = ini(glob_section(),
+                   ("pool p", {"check": "none", "server": "s1 127.0.0.1:9"}),
+                   ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                                   "tls_cert": certs.pem("a"), "tls_key": certs.key("a"),
+                                   key: value}))
+        path = ctx.write("bad.ini", text)
+        rc, out, err = run_fulcrum(["-t", "-c", path])
+        check(rc == 1 and f"{path}:{_line_of(text, key)}: " in err and msg in err,
+              f"{key} = {value}: {rc} {err}")
+    text = ini(glob_section(),
+               ("pool p", {"check": "none", "server": "s1 127.0.0.1:9", "tls": "on",
+                           "tls_ca": os.path.join(d, "junk.pem")}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"}))
+    path = ctx.write("bad.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 1 and "tls_ca" in err and f"{path}:" in err, f"junk tls_ca: {rc} {err}")
+    # And a good one passes.
+    text = https_conf(port, certs, "127.0.0.1:9")
+    path = ctx.write("good.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 0, f"valid TLS configuration refused: {err}")
+
+
+def test_reload_renewed_and_broken_certificates(ctx):
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    d = certs.dir
+    live_pem, live_key = os.path.join(d, "live.pem"), os.path.join(d, "live.key")
+    shutil.copy(certs.pem("a"), live_pem)
+    shutil.copy(certs.key("a"), live_key)
+    port = free_port()
+    conf = ini(glob_section(),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                               "tls_cert": live_pem, "tls_key": live_key}))
+    f = ctx.fulcrum(conf)
+
+    def serial():
+        out = s_client(port, "-servername", "a.test", "-showcerts")
+        p = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=out.encode(),
+                           capture_output=True)
+        return p.stdout.decode().strip()
+
+    def file_serial(path):
+        p = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", path],
+                           capture_output=True)
+        return p.stdout.decode().strip()
+
+    first = serial()
+    check(first == file_serial(certs.pem("a")), f"serving {first}")
+    # Renewal: a new certificate for the same key.
+    _openssl("x509", "-req", "-in", "a.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "renewed.pem", "-days", "2", "-extfile", "a.ext", cwd=d)
+    shutil.copy(os.path.join(d, "renewed.pem"), live_pem)
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    renewed = file_serial(os.path.join(d, "renewed.pem"))
+    wait_for(lambda: serial() == renewed, 5 * SCALE, what="the renewed certificate to be served")
+    # A broken renewal (the key no longer matches): the reload is refused
+    # with FILE:LINE and the running certificate stays.
+    shutil.copy(certs.key("b"), live_key)
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "does not match" in f.stderr(), 5 * SCALE, what="the reload error")
+    check(f"{f.conf_path}:" in f.stderr(), "the reload error has no FILE:LINE")
+    check(serial() == renewed, "the running certificate changed after a failed reload")
+    status, body, err = curl(port, "a.test", "/", cacert=certs.pem("ca"))
+    check(status == 200, f"serving after a failed reload: {status} {err}")
+    f.check_alive()
