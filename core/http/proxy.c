@@ -1316,6 +1316,8 @@ static void run(struct conn *c)
 		default:
 			return;
 		}
+		if (c->state == CS_CLOSED)
+			return; /* conn_close freed hc */
 		if (hc->phase == before && before != HP_HEAD)
 			return;
 	}
