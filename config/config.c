@@ -23,6 +23,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/acl.h"
+#include "core/auth.h"
+
 /* Longest line accepted, newline included; longer ones are an error. */
 #define CFG_MAX_LINE 4096
 
@@ -492,6 +495,8 @@ static void free_listener(struct cfg_listener *l)
 	free_acl(l->deny, l->n_deny);
 	free(l->connect_ports);
 	free(l->auth_file);
+	acl_free(l->acl);
+	auth_db_free(l->auth);
 }
 
 static void free_route(struct cfg_route *r)

@@ -107,6 +107,9 @@ struct cfg_pool {
 
 enum cfg_mode { MODE_TCP, MODE_HTTP, MODE_FORWARD };
 
+struct acl;
+struct auth_db;
+
 /* One allow/deny pattern of a forward listener, kept as written for now;
  * the forward-proxy code compiles it. */
 struct cfg_acl_entry {
@@ -151,6 +154,8 @@ struct cfg_listener {
 	size_t n_connect_ports;
 	bool connect_ports_any;
 	char *auth_file; /* from "auth = basic FILE"; NULL when off */
+	struct acl *acl; /* allow and deny, compiled (core/acl.h); NULL when neither is given */
+	struct auth_db *auth; /* auth_file, loaded (core/auth.h); NULL when off */
 	uint64_t connect_timeout_ms; /* forward mode */
 	uint64_t server_timeout_ms; /* forward mode */
 };

@@ -7,6 +7,8 @@
  */
 #include "config/config.h"
 #include "config/loader.h"
+#include "core/acl.h"
+#include "core/auth.h"
 #include "config/tls_files.h"
 
 #include <assert.h>
@@ -226,18 +228,42 @@ static int add_acl(struct cfg_loader *ld, const char *key, struct cfg_acl_entry 
 	return 0;
 }
 
+/* Compiles an allow or deny pattern into L's acl, so a bad one is an error
+ * at its line and workers get it ready to match. */
+static int compile_acl(struct cfg_loader *ld, struct cfg_listener *l, enum acl_list list,
+		       const char *key, const char *value)
+{
+	const char *why = "";
+	int rc;
+
+	if (*value == '\0')
+		return 0;
+	if (!l->acl && !(l->acl = acl_new())) {
+		ld->oom = true;
+		return -ENOMEM;
+	}
+	rc = acl_add(l->acl, list, value, &why);
+	if (rc == -ENOMEM)
+		ld->oom = true;
+	else if (rc < 0)
+		cfg_ld_err(ld, "bad %s \"%s\": %s", key, value, why);
+	return rc;
+}
+
 static int l_allow(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_listener *l = obj;
+	int rc = add_acl(ld, "allow", &l->allow, &l->n_allow, value);
 
-	return add_acl(ld, "allow", &l->allow, &l->n_allow, value);
+	return rc < 0 ? rc : compile_acl(ld, l, ACL_ALLOW, "allow", value);
 }
 
 static int l_deny(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_listener *l = obj;
+	int rc = add_acl(ld, "deny", &l->deny, &l->n_deny, value);
 
-	return add_acl(ld, "deny", &l->deny, &l->n_deny, value);
+	return rc < 0 ? rc : compile_acl(ld, l, ACL_DENY, "deny", value);
 }
 
 /* One item of connect_ports: "443" or "8000-8100" (blanks around it allowed). */
@@ -338,6 +364,16 @@ static int l_auth(struct cfg_loader *ld, void *obj, const char *value)
 	}
 	if ((rc = cfg_check_readable(path)) < 0) {
 		cfg_ld_err(ld, "cannot read auth file \"%s\": %s", path, strerror(-rc));
+		return -EINVAL;
+	}
+	/* Loaded now, so every reload reads it again and -t checks it. */
+	char why[512];
+	auth_db_free(l->auth);
+	l->auth = NULL;
+	if ((rc = auth_db_load(path, &l->auth, why, sizeof(why))) < 0) {
+		if (rc == -ENOMEM)
+			ld->oom = true;
+		cfg_ld_err(ld, "auth file \"%s\": %s", path, why);
 		return -EINVAL;
 	}
 	return cfg_set_str(ld, &l->auth_file, path);

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/http/forward.h"
 #include "core/upstream.h"
 
 #define EVENTS_PER_BATCH 256
@@ -339,6 +340,7 @@ void worker_deinit(struct worker *w)
 	if (w->gen)
 		gen_put(w->gen);
 	upstream_pool_deinit(w, &w->upstreams);
+	forward_worker_free(w);
 	pipe_pool_deinit(&w->pipes);
 	free(w->scratch);
 	free(w->log);

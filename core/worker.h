@@ -89,6 +89,7 @@ struct worker {
 	struct list pending; /* ran out of budget; resumed after the batch */
 	struct list closed_upstreams; /* freed after the batch, like closed */
 	struct upstream_pool upstreams; /* idle http server connections */
+	struct fwd_worker *fwd; /* forward mode: resolver, origins (core/http/forward.c) */
 	struct http_head head; /* parse results, used within one call */
 	uint64_t n_conns;
 	bool draining;

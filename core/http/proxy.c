@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/http/forward.h"
+#include "core/http/proxy_internal.h"
 #include "core/http/reply.h"
 #include "core/http/route.h"
 #include "core/pp_conn.h"
@@ -198,6 +200,7 @@ void http_conn_free(struct conn *c, struct http_conn *hc)
 		log_request(c);
 	}
 	release_server(c, false);
+	forward_conn_free(hc->fwd);
 	rbuf_put(hc);
 	sbuf_put(hc);
 	free(hc->req_extra.data);
@@ -210,15 +213,21 @@ static void set_phase(struct conn *c, enum http_phase p)
 	H(c)->phase = p;
 }
 
+void http_set_phase(struct conn *c, enum http_phase p)
+{
+	set_phase(c, p);
+}
+
 /*
  * Answers the current request with STATUS from fulcrum itself. When a
  * response has already started, the client connection can only be closed.
  */
-static void reply(struct conn *c, int status, const char *reason, bool close)
+void http_reply_ex(struct conn *c, int status, const char *reason, bool close, const char *headers)
 {
 	struct http_conn *hc = H(c);
 
 	hc->reason = reason;
+	hc->connect_tunnel = false;
 	release_server(c, false);
 	if (hc->resp_started) {
 		conn_close(c, CR_SERVER_RESET);
@@ -232,10 +241,15 @@ static void reply(struct conn *c, int status, const char *reason, bool close)
 	hc->status = status;
 	hc->reply_close = close;
 	hc->client_ka = hc->client_ka && !close;
-	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close, NULL);
+	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close, headers);
 	outq_set(&hc->resp_out, hc->reply, n, NULL, 0, NULL, 0);
 	hc->resp_started = true;
 	set_phase(c, HP_REPLY);
+}
+
+static void reply(struct conn *c, int status, const char *reason, bool close)
+{
+	http_reply_ex(c, status, reason, close, NULL);
 }
 
 static void linger(struct conn *c)
@@ -393,8 +407,9 @@ static void copy_log_fields(struct http_conn *hc, const struct http_head *h, con
 }
 
 /* Builds the head that goes to the server: the kept lines of the client's
- * head, closed up in place, plus fulcrum's lines. */
-static int build_request_head(struct conn *c, const struct http_head *h)
+ * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
+int http_build_request_head(struct conn *c, const struct http_head *h,
+			    const struct rewrite_opts *more, const char *lines)
 {
 	struct http_conn *hc = H(c);
 	struct rewrite_extra *x = &hc->req_extra;
@@ -423,6 +438,8 @@ static int build_request_head(struct conn *c, const struct http_head *h)
 	}
 	if (hc->upgrade)
 		err |= rewrite_add(x, "Connection: upgrade\r\n");
+	if (lines)
+		err |= rewrite_add(x, "%s", lines);
 	err |= rewrite_add(x, "\r\n");
 	if (err)
 		return -ENOMEM;
@@ -430,6 +447,8 @@ static int build_request_head(struct conn *c, const struct http_head *h)
 	struct rewrite_opts o = {
 		.keep_upgrade = hc->upgrade,
 		.drop_forwarded = c->lc->forwarded_headers,
+		.drop_proxy_auth = more && more->drop_proxy_auth,
+		.drop_host = more && more->drop_host,
 	};
 	size_t start, end;
 	rewrite_compact(buf, h, &o, &start, &end);
@@ -462,6 +481,10 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	if (hc->req_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->req_ch, TRAILER_MAX);
 
+	if (lc->mode == MODE_FORWARD) {
+		forward_begin(c, h);
+		return;
+	}
 	if (h->target_form != HTTP_TARGET_ORIGIN && h->target_form != HTTP_TARGET_ASTERISK) {
 		reply(c, 400, "bad_target", true);
 		return;
@@ -479,7 +502,7 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	}
 	hc->key = request_key(c, h, hc->rbuf);
 	struct lb_server *sticky = sticky_server(c, h, hc->rbuf);
-	if (build_request_head(c, h) < 0) {
+	if (http_build_request_head(c, h, NULL, NULL) < 0) {
 		reply(c, 500, "no_memory", true);
 		return;
 	}
@@ -596,7 +619,9 @@ static void connect_server(struct conn *c)
 		c->server_held = true;
 		lb_server_get(s);
 
-		struct upstream *u = upstream_take_idle(c->w, s);
+		/* A tunnel's connection is its own: it never goes back to the pool,
+		 * so it does not come from there either. */
+		struct upstream *u = hc->connect_tunnel ? NULL : upstream_take_idle(c->w, s);
 		if (u) {
 			attach(c, u);
 			u->s.wr = true; /* an idle connection has room to write */
@@ -624,6 +649,11 @@ static void connect_server(struct conn *c)
 	}
 }
 
+void http_connect_server(struct conn *c)
+{
+	connect_server(c);
+}
+
 static void check_connect(struct conn *c)
 {
 	struct http_conn *hc = H(c);
@@ -641,7 +671,10 @@ static void check_connect(struct conn *c)
 	if (err == 0) {
 		hc->u->connected = true;
 		atomic_store_explicit(&hc->server->fails, 0, memory_order_relaxed);
-		set_phase(c, HP_EXCHANGE);
+		if (hc->connect_tunnel)
+			forward_established(c);
+		else
+			set_phase(c, HP_EXCHANGE);
 		return;
 	}
 	server_failed(c, err, "connect to");
@@ -857,6 +890,8 @@ static int build_response_head(struct conn *c, const struct http_head *h)
 		err |= rewrite_add(x, "Connection: close\r\n");
 	else if (hc->minor == 0)
 		err |= rewrite_add(x, "Connection: keep-alive\r\n");
+	if (c->lc->mode == MODE_FORWARD)
+		err |= rewrite_add(x, "Via: 1.1 fulcrum\r\n"); /* RFC 9110 §7.6.3 */
 	if (hc->set_cookie && hc->pool->cfg->sticky_cookie)
 		err |= rewrite_add(x, "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n",
 				   hc->pool->cfg->sticky_cookie, hc->server->name);
@@ -1183,6 +1218,11 @@ static void run_reply(struct conn *c)
 		return;
 	hc->resp_done = true;
 	hc->req_done = true;
+	if (hc->connect_tunnel) {
+		hc->connect_tunnel = false;
+		enter_tunnel(c);
+		return;
+	}
 	if (hc->reply_close) {
 		count_response(hc);
 		log_request(c);
@@ -1296,6 +1336,8 @@ static void run(struct conn *c)
 				new_request(c);
 			start_request(c);
 			break;
+		case HP_RESOLVE:
+			return; /* forward.c resumes the connection with the answer */
 		case HP_CONNECT:
 			check_connect(c);
 			if (hc->phase == HP_CONNECT)
@@ -1334,6 +1376,7 @@ static uint64_t deadline(const struct conn *c)
 		return c->last_active_ms + lc->keepalive_timeout_ms;
 	case HP_HEAD:
 		return hc->req_start_ms + lc->request_timeout_ms;
+	case HP_RESOLVE:
 	case HP_CONNECT:
 		return c->last_active_ms + hc->pool->cfg->connect_timeout_ms;
 	case HP_EXCHANGE:
@@ -1379,6 +1422,9 @@ void http_on_timer(struct conn *c)
 			hc->minor = 1;
 		}
 		reply(c, 408, "request_timeout", true);
+		break;
+	case HP_RESOLVE:
+		forward_on_timer(c);
 		break;
 	case HP_CONNECT:
 		server_failed(c, ETIMEDOUT, "connect to");

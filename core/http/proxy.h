@@ -5,6 +5,7 @@
  * A connection is in one phase at a time:
  *   IDLE     keep-alive, between requests; holds no buffer
  *   HEAD     reading a request head (request_timeout runs)
+ *   RESOLVE  forward mode: waiting for the origin's name to resolve
  *   CONNECT  waiting for a new server connection
  *   EXCHANGE the request (head, then body) goes to the server while its
  *            response (head, then body) comes back; both must end
@@ -29,6 +30,7 @@
 #include "core/http/rewrite.h"
 
 struct conn;
+struct fwd_conn;
 struct upstream;
 struct lb_pool;
 struct lb_server;
@@ -36,6 +38,7 @@ struct lb_server;
 #define HTTP_PHASES(X)                                                                       \
 	X(HP_IDLE, "idle")                                                                   \
 	X(HP_HEAD, "head")                                                                   \
+	X(HP_RESOLVE, "resolve")                                                             \
 	X(HP_CONNECT, "connect")                                                             \
 	X(HP_EXCHANGE, "exchange")                                                           \
 	X(HP_TUNNEL, "tunnel")                                                               \
@@ -77,6 +80,7 @@ struct http_conn {
 	uint8_t minor;
 	bool client_ka; /* the client connection may carry another request */
 	bool upgrade;
+	bool connect_tunnel; /* forward CONNECT: once connected, 200 and a tunnel */
 	enum http_body req_body;
 	uint64_t req_left;
 	uint64_t req_body_len; /* chunked: payload bytes so far, for max_body_size */
@@ -110,6 +114,7 @@ struct http_conn {
 	char reply[512]; /* a response of fulcrum's own */
 	bool reply_close;
 	const char *reason; /* why this request ended early, for the log */
+	struct fwd_conn *fwd; /* forward mode's state (forward.c); NULL in http mode */
 };
 
 struct http_conn *http_conn_new(void);

@@ -1,0 +1,452 @@
+/*
+ * forward.c - forward mode (see forward.h). Worker thread.
+ *
+ * A request's way: forward_begin() reads the destination, checks the
+ * credentials and the ACL on the name as asked, and for an absolute-form
+ * request builds the origin-form head at once (the parsed head lives in the
+ * worker's scratch and would not survive a wait). Then the name is resolved:
+ * an address literal or a cached answer goes on at once; otherwise the
+ * connection waits in the RESOLVE phase for the worker's resolver to call
+ * on_resolved(), or for the connect_timeout (forward_on_timer, 504). With
+ * the addresses known, every one is checked against the deny list, the
+ * origin is taken from the worker's table, and the proxy connects.
+ *
+ * Per connection, struct fwd_conn lives from the first request to the
+ * close; it holds the origin of the last request (a reference, so the
+ * lb_servers the proxy still points at stay valid) and the pending lookup.
+ * Per worker, struct fwd_worker is made on the first forward request: the
+ * resolver, the origin table and the credential cache.
+ */
+#include "core/http/forward.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/acl.h"
+#include "core/auth.h"
+#include "core/conn.h"
+#include "core/dns.h"
+#include "core/http/origin.h"
+#include "core/http/proxy_internal.h"
+#include "core/stats.h"
+
+#define FWD_KEEPALIVE 8 /* idle pooled connections per origin address per worker */
+#define VIA_LINE      "Via: 1.1 fulcrum\r\n"
+#define AUTH_HEADER   "Proxy-Authenticate: Basic realm=\"fulcrum\"\r\n"
+
+/* A worker's forward state; made on first use, freed with the worker. */
+struct fwd_worker {
+	struct dns *dns; /* NULL until the first name is looked up */
+	struct auth_cache *auth; /* NULL until the first credentials */
+	struct origin_table origins;
+};
+
+/* A connection's forward state; owned by its http_conn. */
+struct fwd_conn {
+	struct conn *c;
+	struct dns_wait wait; /* linked while the connection is in RESOLVE */
+	struct origin *origin; /* held, of the last request */
+	struct cfg_pool pool_cfg; /* the listener's timeouts for the proxy */
+	struct lb_pool pool; /* the origin's usable addresses */
+	struct lb_server *servers[DNS_MAX_ADDRS];
+	bool tunnel; /* CONNECT */
+	bool literal; /* host is an address literal: no lookup */
+	uint16_t port;
+	union dns_addr literal_addr;
+	char host[DNS_NAME_MAX + 1]; /* lower-case, no brackets */
+};
+
+static char pool_name[] = "-";
+
+static void on_resolved(struct dns_wait *wt, const struct dns_answer *a);
+
+static struct fwd_worker *fwd_worker_get(struct worker *w)
+{
+	if (!w->fwd) {
+		w->fwd = calloc(1, sizeof(*w->fwd));
+		if (w->fwd)
+			origin_table_init(&w->fwd->origins, w);
+	}
+	return w->fwd;
+}
+
+void forward_worker_free(struct worker *w)
+{
+	struct fwd_worker *fw = w->fwd;
+
+	if (!fw)
+		return;
+	origin_table_deinit(&fw->origins);
+	dns_free(fw->dns);
+	auth_cache_free(fw->auth);
+	free(fw);
+	w->fwd = NULL;
+}
+
+static struct fwd_conn *fwd_conn_get(struct conn *c)
+{
+	struct http_conn *hc = c->http;
+	struct fwd_conn *f = hc->fwd;
+
+	if (f)
+		return f;
+	if (!fwd_worker_get(c->w) || !(f = calloc(1, sizeof(*f))))
+		return NULL;
+	f->c = c;
+	dns_wait_init(&f->wait, on_resolved);
+	f->pool_cfg.name = pool_name;
+	f->pool_cfg.balance = BAL_SOURCE;
+	f->pool.name = pool_name;
+	f->pool.cfg = &f->pool_cfg;
+	f->pool.balance = BAL_SOURCE;
+	f->pool.servers = f->servers;
+	f->pool.stats_slot = STATS_NO_SLOT;
+	atomic_init(&f->pool.table, NULL);
+	hc->fwd = f;
+	return f;
+}
+
+static void drop_origin(struct fwd_conn *f)
+{
+	if (f->origin) {
+		origin_put(&f->c->w->fwd->origins, f->origin);
+		f->origin = NULL;
+	}
+	f->pool.n_servers = 0;
+}
+
+void forward_conn_free(struct fwd_conn *f)
+{
+	if (!f)
+		return;
+	dns_cancel(&f->wait);
+	drop_origin(f);
+	free(f);
+}
+
+/* ---- the destination -------------------------------------------------- */
+
+static bool is_name_char(unsigned char ch)
+{
+	return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
+}
+
+/* Copies HOST[0, LEN) into f->host and classifies it. BRACKETED: it was in
+ * [ ], so it must be an IPv6 address (zone identifiers are not taken). */
+static int set_host(struct fwd_conn *f, const char *host, size_t len, bool bracketed)
+{
+	uint8_t a4[4];
+
+	if (len == 0 || len > DNS_NAME_MAX)
+		return -EINVAL;
+	memcpy(f->host, host, len);
+	f->host[len] = '\0';
+	memset(&f->literal_addr, 0, sizeof(f->literal_addr));
+	if (bracketed) {
+		f->literal_addr.in6.sin6_family = AF_INET6;
+		f->literal = inet_pton(AF_INET6, f->host, &f->literal_addr.in6.sin6_addr) == 1;
+		return f->literal ? 0 : -EINVAL;
+	}
+	if (inet_pton(AF_INET, f->host, a4) == 1) {
+		f->literal_addr.in.sin_family = AF_INET;
+		memcpy(&f->literal_addr.in.sin_addr, a4, 4);
+		f->literal = true;
+		return 0;
+	}
+	for (size_t i = 0; i < len; i++) {
+		if (!is_name_char((unsigned char)f->host[i]))
+			return -EINVAL;
+		f->host[i] = (char)tolower((unsigned char)f->host[i]);
+	}
+	return f->host[0] == '.' || strstr(f->host, "..") ? -EINVAL : 0;
+}
+
+/* host[:port] or [v6][:port], checked by the parser already for shape.
+ * DEFAULT_PORT 0: the port is required. */
+static int parse_authority(struct fwd_conn *f, const char *s, size_t n, uint16_t default_port)
+{
+	const char *end = s + n, *host = s, *hend, *colon;
+	bool bracketed = n && s[0] == '[';
+	unsigned long port = 0;
+
+	if (bracketed) {
+		host = s + 1;
+		hend = memchr(s, ']', n);
+		if (!hend)
+			return -EINVAL;
+		colon = hend + 1 < end ? hend + 1 : NULL;
+	} else {
+		colon = memchr(s, ':', n);
+		hend = colon ? colon : end;
+	}
+	if (colon && *colon != ':')
+		return -EINVAL;
+	for (const char *p = colon ? colon + 1 : end; p < end; p++) {
+		if (!isdigit((unsigned char)*p) || port > 65535)
+			return -EINVAL;
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	if (!colon || colon + 1 == end)
+		port = default_port; /* RFC 3986 §3.2.3: an empty port is the default */
+	if (port == 0 || port > 65535)
+		return -EINVAL;
+	f->port = (uint16_t)port;
+	return set_host(f, host, (size_t)(hend - host), bracketed);
+}
+
+/* CONNECT's authority, or an http:// absolute URI; anything else is not a
+ * request for a proxy. */
+static int parse_destination(struct fwd_conn *f, const struct http_head *h, const char *buf)
+{
+	const char *t = buf + h->target.off;
+
+	f->literal = false;
+	f->tunnel = h->method_id == HTTP_M_CONNECT;
+	if (f->tunnel)
+		return parse_authority(f, buf + h->authority.off, h->authority.len, 0);
+	if (h->target_form != HTTP_TARGET_ABSOLUTE || h->target.len < 7 ||
+	    strncasecmp(t, "http://", 7) != 0)
+		return -EINVAL;
+	return parse_authority(f, buf + h->authority.off, h->authority.len, 80);
+}
+
+/* ---- checks ----------------------------------------------------------- */
+
+static bool port_allowed(const struct cfg_listener *lc, uint16_t port)
+{
+	if (lc->connect_ports_any)
+		return true;
+	for (size_t i = 0; i < lc->n_connect_ports; i++)
+		if (port >= lc->connect_ports[i].lo && port <= lc->connect_ports[i].hi)
+			return true;
+	return false;
+}
+
+/* NULL when the request may pass, else the reason it may not (for the log). */
+static const char *check_auth(struct conn *c, const struct http_head *h)
+{
+	struct fwd_worker *fw = c->w->fwd;
+	const char *buf = c->http->rbuf;
+	int i = http_header_find(h, buf, "proxy-authorization", 0);
+
+	if (!c->lc->auth)
+		return NULL;
+	if (i < 0)
+		return "auth_required";
+	if (!fw->auth && !(fw->auth = auth_cache_new()))
+		return "no_memory";
+	const struct http_header *hd = &h->headers[i];
+	if (!auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len))
+		return "auth_failed";
+	return NULL;
+}
+
+/* ---- the head --------------------------------------------------------- */
+
+/*
+ * Turns the absolute-form request line in rbuf into origin-form, in place:
+ * "GET http://h:p/x?q HTTP/1.1" becomes "GET /x?q HTTP/1.1". The path and
+ * everything after it stay where they are; the method moves right, over the
+ * scheme and authority, which are always longer than the "/" or "*" that may
+ * have to be added (an empty path is "/", or "*" for OPTIONS, RFC 9112
+ * §3.2.4).
+ */
+static void origin_form(struct http_conn *hc, const struct http_head *h)
+{
+	char *buf = hc->rbuf;
+	const char *fill = "";
+
+	if (h->path.len == 0)
+		fill = h->method_id == HTTP_M_OPTIONS ? "*" : "/";
+	else if (buf[h->path.off] == '?')
+		fill = "/";
+	size_t flen = strlen(fill);
+	size_t start = h->path.off - flen - 1 - h->method.len;
+	memmove(buf + start, buf + h->method.off, h->method.len);
+	buf[start + h->method.len] = ' ';
+	memcpy(buf + start + h->method.len + 1, fill, flen);
+	hc->head_start = (uint32_t)start;
+}
+
+static int build_head(struct conn *c, const struct http_head *h)
+{
+	struct http_conn *hc = c->http;
+	struct rewrite_opts more = {.drop_proxy_auth = true, .drop_host = true};
+	char lines[DNS_NAME_MAX + 64];
+
+	/* The authority is the one the parser checked, at most a bracketed
+	 * name or address and a port: it fits. */
+	snprintf(lines, sizeof(lines), "Host: %.*s\r\n" VIA_LINE, (int)h->authority.len,
+		 hc->rbuf + h->authority.off);
+	if (http_build_request_head(c, h, &more, lines) < 0)
+		return -ENOMEM;
+	origin_form(hc, h);
+	return 0;
+}
+
+/* ---- resolving and connecting ----------------------------------------- */
+
+/* The servers the proxy may try: the origin's addresses, minus those whose
+ * last connect failed while another one has not (so a dead address of a
+ * name is not tried first again and again), in the resolver's order. */
+static void fill_pool(struct fwd_conn *f)
+{
+	struct origin *o = f->origin;
+	size_t n = 0;
+
+	for (unsigned i = 0; i < o->n; i++)
+		if (atomic_load_explicit(&o->servers[i]->fails, memory_order_relaxed) == 0)
+			f->servers[n++] = o->servers[i];
+	if (n == 0)
+		for (unsigned i = 0; i < o->n; i++)
+			f->servers[n++] = o->servers[i];
+	f->pool.n_servers = n;
+	f->pool_cfg.retries = (int)n - 1;
+	f->pool_cfg.keepalive = o->listed ? FWD_KEEPALIVE : 0;
+}
+
+static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_answer *a)
+{
+	struct http_conn *hc = c->http;
+
+	if (a->err) {
+		http_reply_ex(c, a->err == -ETIMEDOUT ? 504 : 502,
+			      a->err == -ENOENT	     ? "unknown_host"
+			      : a->err == -ETIMEDOUT ? "resolve_timeout"
+						     : "resolve_failed",
+			      false, NULL);
+		return;
+	}
+	for (unsigned i = 0; i < a->n; i++) {
+		if (acl_denies_addr(c->lc->acl, &a->addrs[i].sa, f->port)) {
+			http_reply_ex(c, 403, "denied_address", false, NULL);
+			return;
+		}
+	}
+	f->origin = origin_get(&c->w->fwd->origins, f->host, f->port, a->addrs, a->n);
+	if (!f->origin) {
+		http_reply_ex(c, 500, "no_memory", true, NULL);
+		return;
+	}
+	fill_pool(f);
+	hc->server = NULL;
+	hc->key = 0; /* with one name for all addresses, source hashing keeps their order */
+	hc->connect_tunnel = f->tunnel;
+	http_connect_server(c);
+}
+
+static void on_resolved(struct dns_wait *wt, const struct dns_answer *a)
+{
+	struct fwd_conn *f = container_of(wt, struct fwd_conn, wait);
+	struct conn *c = f->c;
+
+	connect_origin(c, f, a);
+	conn_resume(c);
+}
+
+static void resolve(struct conn *c, struct fwd_conn *f)
+{
+	struct fwd_worker *fw = c->w->fwd;
+	struct dns_answer a;
+
+	if (f->literal) {
+		a.err = 0;
+		a.n = 1;
+		a.addrs[0] = f->literal_addr;
+		connect_origin(c, f, &a);
+		return;
+	}
+	if (!fw->dns && !(fw->dns = dns_new(c->w))) {
+		http_reply_ex(c, 502, "resolver_unavailable", false, NULL);
+		return;
+	}
+	int r = dns_lookup(fw->dns, f->host, &f->wait, &a);
+	if (r < 0)
+		http_reply_ex(c, 500, "no_memory", true, NULL);
+	else if (r == 1)
+		connect_origin(c, f, &a);
+	else
+		http_set_phase(c, HP_RESOLVE);
+}
+
+void forward_on_timer(struct conn *c)
+{
+	struct fwd_conn *f = c->http->fwd;
+
+	dns_cancel(&f->wait);
+	http_reply_ex(c, 504, "resolve_timeout", false, NULL);
+}
+
+void forward_established(struct conn *c)
+{
+	static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
+	struct http_conn *hc = c->http;
+
+	memcpy(hc->reply, ok, sizeof(ok) - 1);
+	hc->resp_out.iov[0] = (struct iovec){hc->reply, sizeof(ok) - 1};
+	hc->resp_out.n = 1;
+	hc->resp_out.i = 0;
+	hc->status = 200;
+	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+	hc->resp_started = true;
+	hc->reply_close = false;
+	http_set_phase(c, HP_REPLY);
+}
+
+void forward_begin(struct conn *c, const struct http_head *h)
+{
+	struct http_conn *hc = c->http;
+	const struct cfg_listener *lc = c->lc;
+	struct fwd_conn *f = fwd_conn_get(c);
+	const char *why;
+
+	if (!f) {
+		http_reply_ex(c, 500, "no_memory", true, NULL);
+		return;
+	}
+	drop_origin(f);
+	hc->pool = &f->pool;
+	hc->connect_tunnel = false;
+	f->pool_cfg.connect_timeout_ms = lc->connect_timeout_ms;
+	f->pool_cfg.server_timeout_ms = lc->server_timeout_ms;
+	if (parse_destination(f, h, hc->rbuf) < 0) {
+		http_reply_ex(c, 400,
+			      h->target_form == HTTP_TARGET_ORIGIN ? "not_a_proxy_request"
+								   : "bad_target",
+			      true, NULL);
+		return;
+	}
+	if ((why = check_auth(c, h))) {
+		if (strcmp(why, "no_memory") == 0)
+			http_reply_ex(c, 500, why, true, NULL);
+		else
+			http_reply_ex(c, 407, why, false, AUTH_HEADER);
+		return;
+	}
+	if (f->tunnel && !port_allowed(lc, f->port)) {
+		http_reply_ex(c, 403, "port_denied", false, NULL);
+		return;
+	}
+	if (!acl_allows(lc->acl, f->host, f->port)) {
+		http_reply_ex(c, 403, "denied", false, NULL);
+		return;
+	}
+	if (f->tunnel && hc->req_body != HTTP_BODY_NONE) {
+		http_reply_ex(c, 400, "connect_with_body", true, NULL);
+		return;
+	}
+	if (!f->tunnel && lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
+	    hc->req_left > lc->max_body_size) {
+		http_reply_ex(c, 413, "body_too_large", true, NULL);
+		return;
+	}
+	if (!f->tunnel && build_head(c, h) < 0) {
+		http_reply_ex(c, 500, "no_memory", true, NULL);
+		return;
+	}
+	resolve(c, f);
+}
