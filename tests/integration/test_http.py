@@ -1,0 +1,1438 @@
+"""http mode: keep-alive, pipelining, bodies both ways, HEAD/204/304, 100-continue,
+large downloads, upgrades, hop-by-hop and X-Forwarded-* headers, retries,
+server connection pooling and the access log (SPEC §2, §3 "http mode", §6).
+
+This module also holds the helpers the other test_http*.py modules import:
+the C backend (build/backend) as a process, scriptable Python servers for
+misbehaving backends, and a byte-exact HTTP/1.1 client on raw sockets.
+"""
+
+import hashlib
+import json
+import os
+import re
+import select
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (ROOT, SCALE, TestFailure, check, closed_port, connect, free_port, ini,
+                     read_lines, wait_for)
+
+KIB = 1 << 10
+MIB = 1 << 20
+BACKEND_BIN = os.path.join(ROOT, "build", "backend")
+
+
+# ------------------------------------------------------------ config ----
+
+
+def http_conf(port, servers, glob=None, pool=None, listener=None, extra=()):
+    """One http listener "l" on 127.0.0.1:PORT in front of pool "p" with
+    SERVERS; the dicts override or add keys; EXTRA adds (header, items)
+    sections (more pools, routes)."""
+    g = {"workers": 1, "admin": "", "access_log": "off", "log_level": "info"}
+    g.update(glob or {})
+    p = {"balance": "roundrobin", "check": "none", "connect_timeout": "1s", "server": servers}
+    p.update(pool or {})
+    l = {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"}
+    l.update(listener or {})
+    return ini(("global", g), ("pool p", p), ("listener l", l), *extra)
+
+
+# ---------------------------------------------------------- backends ----
+
+
+class CBackend:
+    """build/backend as a child process (HTTP mode unless -e). Stopped by its
+    own pid in close(), which Ctx.finish() calls."""
+
+    def __init__(self, name="b1", args=()):
+        if not os.access(BACKEND_BIN, os.X_OK):
+            raise TestFailure(f"{BACKEND_BIN} is missing (run make)")
+        self.name = name
+        self.proc = subprocess.Popen([BACKEND_BIN, "-p", "0", "-b", "127.0.0.1", "-n", name, "-t", "1"]
+                                     + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+        self.port = None
+        deadline = time.monotonic() + 5 * SCALE
+        buf = b""
+        while b"ready" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                self.close()
+                raise TestFailure(f"backend {name} did not start: {buf!r}")
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 4096)
+                if not chunk:
+                    continue
+                buf += chunk
+        self.port = int(re.search(rb"port (\d+)", buf).group(1))
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def server_line(self, opts=""):
+        return f"{self.name} {self.addr} {opts}".rstrip()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def cbackend(ctx, name="b1", args=()):
+    b = CBackend(name, args)
+    ctx.backends.append(b)
+    return b
+
+
+class PyServer:
+    """A loopback TCP server running HANDLER(conn, server) in a thread per
+    connection, conn being a Reader over the accepted socket. Records the
+    connections accepted, every byte received (raw), and the request heads
+    read through read_request()."""
+
+    def __init__(self, handler, name="py"):
+        self.handler = handler
+        self.name = name
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.active = 0
+        self.raw = bytearray()
+        self.heads = []
+        self.errors = []
+        self.conns = set()
+        self.closed = False
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    @property
+    def addr(self):
+        return f"127.0.0.1:{self.port}"
+
+    def server_line(self, opts=""):
+        return f"{self.name} {self.addr} {opts}".rstrip()
+
+    def _loop(self):
+        while not self.closed:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            c.settimeout(30 * SCALE)
+            with self.lock:
+                self.accepted += 1
+                self.active += 1
+                self.conns.add(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        try:
+            self.handler(Reader(c, self), self)
+        except Exception as e:  # noqa: BLE001 - a bad request from fulcrum is recorded, not raised
+            if not self.closed:
+                with self.lock:
+                    self.errors.append(repr(e))
+        finally:
+            with self.lock:
+                self.active -= 1
+                self.conns.discard(c)
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def received(self):
+        with self.lock:
+            return bytes(self.raw)
+
+    def close(self):
+        self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def pyserver(ctx, handler, name="py"):
+    s = PyServer(handler, name)
+    ctx.backends.append(s)
+    return s
+
+
+# ------------------------------------------------------------ reading ----
+
+
+class Reader:
+    """A buffered reader over a socket (client or server side). SERVER, when
+    given, is a PyServer whose raw record gets every byte read."""
+
+    def __init__(self, sock, server=None):
+        self.s = sock
+        self.server = server
+        self.buf = bytearray()
+
+    def _fill(self):
+        b = self.s.recv(262144)
+        if not b:
+            raise EOFError(f"EOF with {len(self.buf)} bytes buffered: {bytes(self.buf[:200])!r}")
+        if self.server is not None:
+            with self.server.lock:
+                self.server.raw += b
+        self.buf += b
+
+    def until(self, delim, limit=1 << 20):
+        while True:
+            i = self.buf.find(delim)
+            if i >= 0:
+                out = bytes(self.buf[:i + len(delim)])
+                del self.buf[:i + len(delim)]
+                return out
+            if len(self.buf) > limit:
+                raise TestFailure(f"no {delim!r} within {limit} bytes")
+            self._fill()
+
+    def exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def to_eof(self):
+        while True:
+            try:
+                self._fill()
+            except EOFError:
+                break
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def parse_head(head):
+    """'LINE\\r\\nName: value\\r\\n...\\r\\n\\r\\n' -> (first line, [(name, value)])."""
+    lines = head.decode("latin-1").split("\r\n")
+    hdrs = []
+    for l in lines[1:]:
+        if not l:
+            continue
+        name, _, value = l.partition(":")
+        hdrs.append((name, value.strip(" \t")))
+    return lines[0], hdrs
+
+
+class Message:
+    """A parsed request or response."""
+
+    def __init__(self, first, headers, body=b"", raw_len=0, head=b""):
+        self.first = first
+        self.headers = headers
+        self.body = body
+        self.raw_len = raw_len
+        self.head = head
+        parts = first.split(" ", 2)
+        self.status = int(parts[1]) if first.startswith("HTTP/") and len(parts) > 1 and \
+            parts[1].isdigit() else None
+        self.version = parts[0] if first.startswith("HTTP/") else (parts[2] if len(parts) > 2 else "")
+
+    def all(self, name):
+        return [v for n, v in self.headers if n.lower() == name.lower()]
+
+    def get(self, name, default=None):
+        v = self.all(name)
+        return v[0] if v else default
+
+    def names(self):
+        return {n.lower() for n, _ in self.headers}
+
+    def tokens(self, name):
+        """Comma-separated tokens of every NAME header, lowercased."""
+        return [t.strip().lower() for v in self.all(name) for t in v.split(",") if t.strip()]
+
+    def __repr__(self):
+        return f"<{self.first!r} {self.headers} body {len(self.body)} bytes {bytes(self.body[:120])!r}>"
+
+
+def read_chunked(r):
+    """Decodes a chunked body from reader R; returns (body, raw bytes)."""
+    body, raw = bytearray(), bytearray()
+    while True:
+        line = r.until(b"\r\n", limit=4096)
+        raw += line
+        size = int(line.split(b";")[0].strip(), 16)
+        if size == 0:
+            while True:
+                t = r.until(b"\r\n", limit=65536)
+                raw += t
+                if t == b"\r\n":
+                    return bytes(body), bytes(raw)
+        data = r.exact(size + 2)
+        raw += data
+        check(data.endswith(b"\r\n"), f"chunk data not followed by CRLF: {data[-10:]!r}")
+        body += data[:-2]
+
+
+def read_response(r, method="GET", keep_1xx=False):
+    """Reads one response from reader R (1xx interim responses are skipped
+    unless KEEP_1XX). Body framing per RFC 9112 §6.3."""
+    while True:
+        head = r.until(b"\r\n\r\n", limit=256 * KIB)
+        first, hdrs = parse_head(head)
+        m = Message(first, hdrs, head=head)
+        check(m.status is not None, f"not a status line: {first!r}")
+        if 100 <= m.status < 200 and m.status != 101 and not keep_1xx:
+            continue
+        break
+    raw_len = len(head)
+    te = m.tokens("transfer-encoding")
+    if method == "HEAD" or 100 <= m.status < 200 or m.status in (204, 304):
+        body = b""
+    elif te:
+        check(te[-1] == "chunked", f"response framing {te}")
+        body, raw = read_chunked(r)
+        raw_len += len(raw)
+    elif m.all("content-length"):
+        body = r.exact(int(m.get("content-length")))
+        raw_len += len(body)
+    else:
+        body = r.to_eof()
+        raw_len += len(body)
+    m.body = body
+    m.raw_len = raw_len
+    return m
+
+
+def read_request(r):
+    """Reads one request (head and body) from reader R; records the head in
+    the PyServer. Returns a Message, or None on EOF before any byte."""
+    if not r.buf:
+        try:
+            r._fill()
+        except EOFError:
+            return None
+    head = r.until(b"\r\n\r\n", limit=256 * KIB)
+    first, hdrs = parse_head(head)
+    m = Message(first, hdrs, head=head)
+    if r.server is not None:
+        with r.server.lock:
+            r.server.heads.append(head)
+    if "chunked" in m.tokens("transfer-encoding"):
+        m.body, _ = read_chunked(r)
+    elif m.all("content-length"):
+        m.body = r.exact(int(m.get("content-length")))
+    return m
+
+
+def wait_closed(r, timeout):
+    """Waits up to TIMEOUT s for the peer of reader R to close. Returns
+    (closed, extra bytes received before the close or the timeout)."""
+    extra = bytearray(r.buf)
+    r.buf.clear()
+    deadline = time.monotonic() + timeout
+    r.s.settimeout(0.05)
+    try:
+        while time.monotonic() < deadline:
+            try:
+                b = r.s.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+                return True, bytes(extra)
+            if not b:
+                return True, bytes(extra)
+            extra += b
+        return False, bytes(extra)
+    finally:
+        r.s.settimeout(15 * SCALE)
+
+
+# ------------------------------------------------------------ clients ----
+
+
+def client(port, timeout=None):
+    return Reader(connect(("127.0.0.1", port), timeout=timeout or 15 * SCALE))
+
+
+def get(path="/", host="example.com", headers=(), method="GET", body=None, version="HTTP/1.1"):
+    """Request bytes; HEADERS is a list of 'Name: value' strings."""
+    lines = [f"{method} {path} {version}"]
+    if host is not None:
+        lines.append(f"Host: {host}")
+    lines += list(headers)
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    return data + (body or b"")
+
+
+def roundtrip(port, data, method="GET", wait_close=1.0):
+    """Opens a connection, sends DATA, reads one response; returns
+    (response, closed afterwards, extra bytes); with WAIT_CLOSE = 0 the
+    close is not waited for (closed is None)."""
+    r = client(port)
+    try:
+        r.send(data)
+        m = read_response(r, method)
+        if not wait_close:
+            return m, None, b""
+        closed, extra = wait_closed(r, wait_close * SCALE)
+        return m, closed, extra
+    finally:
+        r.close()
+
+
+def chunk_encode(data, sizes=(1, 7, 4096, 65536)):
+    out, off, i = bytearray(), 0, 0
+    while off < len(data):
+        n = sizes[i % len(sizes)]
+        piece = data[off:off + n]
+        out += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        off += len(piece)
+        i += 1
+    return bytes(out + b"0\r\n\r\n")
+
+
+_PATTERN = bytes(10 if i % 64 == 63 else ord("a") + (i % 64) % 26 for i in range(65536))
+
+
+def pattern(n):
+    """The body build/backend sends for ?size=N."""
+    reps = n // len(_PATTERN) + 1
+    return (_PATTERN * reps)[:n]
+
+
+def pattern_sha256(n):
+    h = hashlib.sha256()
+    full, rest = divmod(n, len(_PATTERN))
+    for _ in range(full):
+        h.update(_PATTERN)
+    h.update(_PATTERN[:rest])
+    return h.hexdigest()
+
+
+def sender(sock, data):
+    """Sends DATA from a thread; returns (thread, errors list)."""
+    err = []
+
+    def run():
+        try:
+            sock.sendall(data)
+        except OSError as e:
+            err.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, err
+
+
+def vm_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def expect_error(m, closed, status, must_close=None, what=""):
+    """fulcrum's own error: STATUS, a short text body, and Connection: close
+    exactly when the connection closes (MUST_CLOSE: it has to close)."""
+    check(m.status == status, f"{what}: status {m.status}, want {status}: {m!r}")
+    check(0 < len(m.body) <= 512, f"{what}: error body is not short text: {m!r}")
+    says_close = "close" in m.tokens("connection")
+    if must_close:
+        check(closed, f"{what}: connection not closed after the {status}")
+    if closed:
+        check(says_close, f"{what}: the {status} closes the connection without `Connection: close`: {m!r}")
+    if says_close:
+        check(closed, f"{what}: `Connection: close` but the connection stays open")
+
+
+def ok_handler(body=b"ok", extra=b"", close_after=None, linger=0.0):
+    """A keep-alive Python HTTP server answering every request with BODY.
+    CLOSE_AFTER: close the connection (silently, with no Connection: close)
+    after that many responses, LINGER seconds after the last one."""
+
+    def handler(r, srv):
+        n = 0
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n%s\r\n" % (len(body), extra) + body)
+            n += 1
+            if close_after is not None and n >= close_after:
+                if linger:
+                    time.sleep(linger)
+                return
+
+    return handler
+
+
+def access_lines(path, n, timeout=3):
+    return wait_for(lambda: (lambda ls: ls if len(ls) >= n else None)(read_lines(path)),
+                    timeout * SCALE, what=f"{n} access-log lines in {path}")
+
+
+def close_backends_first(namespace):
+    """Wraps every test_* function of a module so that, once the test body
+    passed, its backends are closed before Ctx.finish() checks fulcrum's fds:
+    idle pooled server connections are open fds by design (keepalive), and
+    fulcrum must close each one when its server closes it. Call at the end
+    of a module with globals()."""
+    for name, fn in list(namespace.items()):
+        if not (name.startswith("test_") and callable(fn)) or getattr(fn, "_wrapped", False):
+            continue
+
+        def wrapped(ctx, fn=fn):
+            fn(ctx)
+            for b in ctx.backends:
+                b.close()
+
+        wrapped.__name__ = name
+        wrapped.__doc__ = fn.__doc__
+        wrapped._wrapped = True
+        namespace[name] = wrapped
+
+
+# ------------------------------------------------------------- basics ----
+
+
+def test_get_with_curl(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    p = subprocess.run(["curl", "-s", "-i", "--max-time", str(int(10 * SCALE)), f"http://127.0.0.1:{port}/"],
+                       capture_output=True, timeout=20 * SCALE)
+    check(p.returncode == 0, f"curl failed: {p.returncode} {p.stderr!r}")
+    out = p.stdout
+    check(out.startswith(b"HTTP/1.1 200"), f"curl got {out[:200]!r}")
+    check(b"\r\nX-Server: b1\r\n" in out, f"no X-Server: b1 in {out[:400]!r}")
+    check(out.endswith(b"\r\n\r\nhello from b1\n"), f"body wrong: {out[-100:]!r}")
+
+
+def test_keepalive_curl_two_urls(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    p = subprocess.run(["curl", "-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\\n",
+                        f"http://127.0.0.1:{port}/one", f"http://127.0.0.1:{port}/two"],
+                       capture_output=True, timeout=20 * SCALE)
+    out = p.stdout.decode().split("\n")
+    check(out[:2] == ["200 1", "200 0"], f"curl: {out} (want the second URL on the same connection)")
+    lines = access_lines(log, 2)
+    clients = {l.split(" ")[1] for l in lines}
+    check(len(lines) == 2 and len(clients) == 1, f"two requests, one client connection expected: {lines}")
+
+
+def test_keepalive_raw_sequential(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    for i in range(5):
+        r.send(get(f"/headers?n={i}"))
+        m = read_response(r)
+        check(m.status == 200 and m.body.startswith(f"GET /headers?n={i} HTTP/1.1\r\n".encode()),
+              f"request {i} on one connection: {m!r}")
+    closed, extra = wait_closed(r, 0.3)
+    check(not closed and not extra, f"keep-alive connection closed ({closed}) or extra bytes {extra!r}")
+    r.close()
+
+
+def test_pipelined_three_in_order(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    # The first is slow: answers must still come back in request order.
+    r.send(get("/headers?n=1&ms=300") + get("/headers?n=2") + get("/headers?n=3&size=5"))
+    for i in (1, 2, 3):
+        m = read_response(r)
+        check(m.status == 200, f"pipelined response {i}: {m!r}")
+        line = m.body.split(b"\r\n")[0]
+        check(line.startswith(f"GET /headers?n={i}".encode()), f"pipelined response {i} answers {line!r}")
+    r.send(get("/x?size=3"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"abc", f"request after the pipeline: {m!r}")
+    r.close()
+
+
+def test_pipelined_with_bodies(ctx):
+    """Pipelined requests with bodies (Content-Length and chunked) in one write."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(get("/echo", method="POST", body=b"first body") +
+           get("/echo", method="POST", headers=["Transfer-Encoding: chunked"]) + chunk_encode(b"second") +
+           get("/headers?n=3"))
+    m1, m2, m3 = read_response(r), read_response(r), read_response(r)
+    check(m1.body == b"first body", f"first: {m1!r}")
+    check(m2.body == b"second", f"second: {m2!r}")
+    check(m3.body.startswith(b"GET /headers?n=3 "), f"third: {m3!r}")
+    r.close()
+
+
+def test_http10_no_host_closes(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    m, closed, extra = roundtrip(port, b"GET /?size=10 HTTP/1.0\r\n\r\n")
+    check(m.status == 200 and m.body == pattern(10), f"HTTP/1.0 without Host: {m!r}")
+    check(closed and not extra, f"HTTP/1.0 connection not closed after the response (extra {extra!r})")
+    check(m.version in ("HTTP/1.0", "HTTP/1.1"), f"status line {m.first!r}")
+
+
+def test_http10_keepalive(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(b"GET /?size=10 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(10), f"first HTTP/1.0 keep-alive request: {m!r}")
+    check("keep-alive" in m.tokens("connection") and m.get("content-length") == "10",
+          f"HTTP/1.0 keep-alive response needs Connection: keep-alive and a length: {m!r}")
+    r.send(b"GET /?size=5 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(5), f"second request on the HTTP/1.0 connection: {m!r}")
+    r.close()
+
+
+def test_http10_chunked_response_is_unchunked(ctx):
+    """An HTTP/1.0 client cannot take chunked: a chunked response reaches it
+    decoded, delimited by the close."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(b"GET /chunked?size=10000 HTTP/1.0\r\n\r\n")
+    head = r.until(b"\r\n\r\n")
+    first, hdrs = parse_head(head)
+    m = Message(first, hdrs)
+    check(m.status == 200 and not m.all("transfer-encoding"), f"chunked to an HTTP/1.0 client: {head!r}")
+    body = r.exact(int(m.get("content-length"))) if m.all("content-length") else r.to_eof()
+    check(body == pattern(10000), f"body of {len(body)} bytes differs")
+    r.close()
+
+
+# ------------------------------------------------------------- bodies ----
+
+
+def _echo_check(port, size, chunked):
+    data = os.urandom(size)
+    r = client(port)
+    if chunked:
+        head = get("/echo", method="POST", headers=["Transfer-Encoding: chunked"])
+        payload = head + chunk_encode(data)
+    else:
+        payload = get("/echo", method="POST", body=data)
+    t, err = sender(r.s, payload)
+    m = read_response(r)
+    t.join(30 * SCALE)
+    check(not err, f"sending {size} bytes failed: {err}")
+    check(m.status == 200, f"POST /echo with {size} bytes ({'chunked' if chunked else 'length'}): {m!r}")
+    check(len(m.body) == size and m.body == data,
+          f"{size}-byte {'chunked' if chunked else 'length'} body echoed as {len(m.body)} bytes, "
+          f"{'intact' if m.body == data else 'different'}")
+    # The connection goes on.
+    r.send(get("/?size=4"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"abcd", f"request after a {size}-byte body: {m!r}")
+    r.close()
+
+
+def test_request_body_content_length(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    for size in (0, 1, 100 * KIB, 5 * MIB):
+        _echo_check(port, size, chunked=False)
+
+
+def test_request_body_chunked(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    for size in (0, 1, 100 * KIB, 5 * MIB):
+        _echo_check(port, size, chunked=True)
+
+
+def test_request_chunked_with_extensions_and_trailers(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(get("/t", method="POST", headers=["Transfer-Encoding: chunked"]) +
+           b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n")
+    m = read_response(r)
+    check(m.status == 200, f"chunked body with an extension and a trailer: {m!r}")
+    wait_for(lambda: srv.heads, 3 * SCALE, what="the request at the server")
+    raw = srv.received()
+    body = raw[raw.index(b"\r\n\r\n") + 4:]
+    # Whatever the framing on the way to the server, the content is intact.
+    if b"chunked" in srv.heads[0].lower():
+        dec, _ = read_chunked(_BytesReader(body))
+        check(dec == b"hello world", f"server got body {body!r}")
+    else:
+        check(body == b"hello world", f"server got body {body!r}")
+    r.close()
+
+
+class _BytesReader(Reader):
+    def __init__(self, data):
+        super().__init__(None)
+        self.buf = bytearray(data)
+
+    def _fill(self):
+        raise EOFError("end of bytes")
+
+
+def test_response_framings(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(get("/?size=100000"))
+    m = read_response(r)
+    check(m.status == 200 and m.get("content-length") == "100000" and m.body == pattern(100000),
+          f"content-length response: {m.first} {m.headers} {len(m.body)} bytes")
+    r.send(get("/chunked?size=50000"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(50000), f"chunked response: {m.headers} {len(m.body)} bytes")
+    r.send(get("/chunked?size=0"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"", f"empty chunked response: {m!r}")
+    r.send(get("/close?size=70000"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(70000),
+          f"read-until-close response: {m.headers} {len(m.body)} bytes")
+    framed = m.all("content-length") or m.all("transfer-encoding")
+    if framed:
+        # Re-framed for the client: the connection may go on.
+        r.send(get("/?size=3"))
+        m = read_response(r)
+        check(m.body == b"abc", f"after a re-framed until-close response: {m!r}")
+    r.close()
+
+
+def test_head_204_304_have_no_body(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(get("/?size=1000", method="HEAD"))
+    m = read_response(r, "HEAD")
+    check(m.status == 200 and m.get("content-length") == "1000", f"HEAD: {m!r}")
+    r.send(get("/?status=204"))
+    m = read_response(r)
+    check(m.status == 204, f"204: {m!r}")
+    r.send(get("/?status=304"))
+    m = read_response(r)
+    check(m.status == 304, f"304: {m!r}")
+    r.send(get("/chunked?size=100", method="HEAD"))
+    m = read_response(r, "HEAD")
+    check(m.status == 200, f"HEAD of a chunked resource: {m!r}")
+    # Nothing was left over: the next response starts right away.
+    r.send(get("/?size=7"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(7), f"after HEAD/204/304 the stream is off: {m!r}")
+    closed, extra = wait_closed(r, 0.3)
+    check(not extra, f"bytes after the last response: {extra!r}")
+    r.close()
+
+
+def test_204_304_from_a_server_sending_bytes_after(ctx):
+    """A 204 with no length is complete at its head: fulcrum must not wait
+    for a body or the server's close."""
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            st = b"204 No Content" if b"204" in req.first.encode() else b"304 Not Modified"
+            r.send(b"HTTP/1.1 " + st + b"\r\nX-N: 1\r\n\r\n")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"server_timeout": "5s"}))
+    r = client(port)
+    t0 = time.monotonic()
+    for path in ("/204", "/304", "/204"):
+        r.send(get(path))
+        m = read_response(r)
+        check(m.status == int(path[1:]), f"{path}: {m!r}")
+    check(time.monotonic() - t0 < 2 * SCALE, "204/304 answers waited for a body")
+    r.close()
+
+
+def test_expect_100_continue(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    body = b"x" * 5000
+    r = client(port)
+    r.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
+    r.s.settimeout(3 * SCALE)
+    try:
+        interim = r.until(b"\r\n\r\n")
+    except socket.timeout:
+        raise TestFailure("no 100 Continue within 3s of a head with Expect: 100-continue")
+    r.s.settimeout(15 * SCALE)
+    check(interim.startswith(b"HTTP/1.1 100 "), f"interim response: {interim!r}")
+    r.send(body)
+    m = read_response(r)
+    check(m.status == 200 and m.body == body, f"final response: {m!r}")
+    # Once more, chunked.
+    r.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
+    r.s.settimeout(3 * SCALE)
+    try:
+        interim = r.until(b"\r\n\r\n")
+    except socket.timeout:
+        raise TestFailure("no 100 Continue for a chunked request with Expect")
+    r.s.settimeout(15 * SCALE)
+    check(interim.startswith(b"HTTP/1.1 100 "), f"interim response (chunked): {interim!r}")
+    r.send(chunk_encode(b"y" * 3000))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"y" * 3000, f"final response (chunked): {m!r}")
+    r.close()
+
+
+def test_download_100mib_rss_flat(ctx):
+    size = 100 * MIB
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [b.server_line()]))
+    # Warm up (buffers, pools) before the baseline.
+    for _ in range(3):
+        m, _, _ = roundtrip(port, get("/?size=100000"), wait_close=0)
+        check(m.status == 200, f"warm-up: {m!r}")
+    base = vm_rss_kib(f.pid)
+    peak = base
+    r = client(port)
+    r.send(get(f"/?size={size}"))
+    head = r.until(b"\r\n\r\n")
+    first, hdrs = parse_head(head)
+    m = Message(first, hdrs)
+    check(m.status == 200 and m.get("content-length") == str(size), f"100 MiB response head: {head!r}")
+    h = hashlib.sha256()
+    h.update(r.buf)
+    got = len(r.buf)
+    r.buf.clear()
+    paused = False
+    while got < size:
+        if not paused and got >= 10 * MIB:
+            # A slow client: fulcrum must push back, not buffer.
+            paused = True
+            time.sleep(1.0)
+            peak = max(peak, vm_rss_kib(f.pid))
+        chunk = r.s.recv(min(1 << 20, size - got))
+        if not chunk:
+            break
+        h.update(chunk)
+        got += len(chunk)
+        if got % (8 * MIB) < len(chunk):
+            peak = max(peak, vm_rss_kib(f.pid))
+    r.close()
+    check(got == size, f"downloaded {got} of {size} bytes")
+    check(h.hexdigest() == pattern_sha256(size), "100 MiB body differs")
+    check(peak - base < 20 * 1024, f"RSS grew by {(peak - base) / 1024:.1f} MiB during a 100 MiB download "
+                                   f"({base} KiB -> {peak} KiB)")
+
+
+def test_upload_and_download_sizes_through_pool(ctx):
+    """Large bodies both ways in turn on one connection: the pooled server
+    connection stays in step."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    for size in (3 * MIB, 17, 1 * MIB + 1):
+        r.send(get(f"/?size={size}"))
+        m = read_response(r)
+        check(m.body == pattern(size), f"download {size}: {len(m.body)} bytes")
+        data = os.urandom(size // 3)
+        t, err = sender(r.s, get("/echo", method="POST", body=data))
+        m = read_response(r)
+        t.join(20 * SCALE)
+        check(m.body == data, f"upload {len(data)}: echoed {len(m.body)} bytes")
+    r.close()
+
+
+# ----------------------------------------------------------- upgrades ----
+
+
+def _ws_handler(r, srv):
+    req = read_request(r)
+    if req is None:
+        return
+    r.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nserver-first\n")
+    # From here a raw echo, over what the reader already holds too.
+    if r.buf:
+        r.s.sendall(bytes(r.buf))
+        r.buf.clear()
+    while True:
+        b = r.s.recv(65536)
+        if not b:
+            r.s.shutdown(socket.SHUT_WR)
+            return
+        r.s.sendall(b)
+
+
+WS_REQUEST = (b"GET /chat HTTP/1.1\r\nHost: ws.example.com\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+
+
+def test_upgrade_websocket_tunnel(ctx):
+    srv = pyserver(ctx, _ws_handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(WS_REQUEST)
+    m = read_response(r)
+    check(m.status == 101, f"upgrade answered {m!r}")
+    check(m.get("upgrade", "").lower() == "websocket" and "upgrade" in m.tokens("connection"),
+          f"101 must keep Upgrade and Connection: upgrade: {m!r}")
+    wait_for(lambda: srv.heads, 3 * SCALE, what="the upgrade request at the server")
+    _, sh = parse_head(srv.heads[0])
+    seen = Message("GET / HTTP/1.1", sh)
+    check(seen.get("upgrade", "").lower() == "websocket" and "upgrade" in seen.tokens("connection"),
+          f"the server must see the Upgrade request: {srv.heads[0]!r}")
+    check(r.exact(len(b"server-first\n")) == b"server-first\n", "server's first tunnel bytes lost")
+    for size in (1, 1000, 2 * MIB):
+        data = os.urandom(size)
+        t, err = sender(r.s, data)
+        got = r.exact(size)
+        t.join(20 * SCALE)
+        check(got == data, f"{size} bytes through the tunnel came back different")
+    # Bytes that look like HTTP are just bytes now.
+    junk = b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+    r.send(junk)
+    check(r.exact(len(junk)) == junk, "HTTP-looking bytes in the tunnel were not passed as they are")
+    r.s.shutdown(socket.SHUT_WR)
+    closed, extra = wait_closed(r, 3 * SCALE)
+    check(closed and not extra, f"tunnel end: closed={closed} extra={extra!r}")
+    r.close()
+
+
+def test_upgrade_refused_keeps_http(ctx):
+    """A server that answers an Upgrade request with a plain 200 keeps the
+    connection in HTTP: the next request is parsed as one."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(WS_REQUEST.replace(b"/chat", b"/?size=3"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"abc", f"refused upgrade: {m!r}")
+    r.send(get("/headers?n=2"))
+    m = read_response(r)
+    check(m.status == 200 and m.body.startswith(b"GET /headers?n=2 "), f"request after a refused upgrade: {m!r}")
+    r.close()
+
+
+# ---------------------------------------------------------- robustness ----
+
+
+def test_client_half_close_after_request(ctx):
+    """A client that sends its request and then shuts down its write side
+    (nc, some scripts) still gets the whole response."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    for path, size in (("/?size=10", 10), ("/?size=300000", 300000), ("/?size=50&ms=200", 50)):
+        r = client(port)
+        r.send(get(path))
+        r.s.shutdown(socket.SHUT_WR)
+        m = read_response(r)
+        r.close()
+        check(m.status == 200 and m.body == pattern(size), f"{path} after the client's FIN: {m!r}")
+
+
+def test_client_aborts_mid_response(ctx):
+    """Clients that vanish during a large download or while their request is
+    being served leave nothing behind, and fulcrum keeps serving."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [b.server_line()]))
+    for i in range(6):
+        r = client(port)
+        r.send(get("/?size=%d" % (50 * MIB)))
+        r.exact(256 * KIB)
+        if i % 2:
+            r.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        r.close()
+    for i in range(4):
+        r = client(port)
+        r.send(get("/?ms=300"))
+        time.sleep(0.05)
+        r.close()
+    r = client(port)
+    r.send(get("/echo", method="POST", headers=["Content-Length: 1000000"]) + b"x" * 1000)
+    time.sleep(0.1)
+    r.close()
+    time.sleep(0.5)
+    m, _, _ = roundtrip(port, get("/?size=5"), wait_close=0)
+    check(m.status == 200 and m.body == pattern(5), f"request after aborted clients: {m!r}")
+    f.check_alive()
+
+
+def test_concurrent_keepalive_clients(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"workers": 2}))
+    errors = []
+
+    def worker(k):
+        try:
+            r = client(port)
+            for i in range(20):
+                size = (k * 31 + i * 7) % 5000
+                if i % 4 == 3:
+                    data = os.urandom(size)
+                    r.send(get("/echo", method="POST", body=data))
+                    m = read_response(r)
+                    if m.body != data:
+                        errors.append(f"client {k} request {i}: echo differs")
+                else:
+                    r.send(get(f"/?size={size}&c={k}"))
+                    m = read_response(r)
+                    if m.status != 200 or m.body != pattern(size):
+                        errors.append(f"client {k} request {i}: {m!r}")
+            r.close()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(f"client {k}: {e!r}")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60 * SCALE)
+    check(not errors, f"{len(errors)} failures among 40 concurrent clients: {errors[:5]}")
+
+
+# ------------------------------------------------------------ headers ----
+
+
+HOP = ("connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "x-foo", "x-bar",
+       "transfer-encoding")
+
+
+def _hop_free(m, allowed_connection=("close", "keep-alive")):
+    """Names of hop-by-hop headers present in M (a Connection header of
+    fulcrum's own, close or keep-alive, is allowed)."""
+    bad = []
+    for n, v in m.headers:
+        ln = n.lower()
+        if ln == "connection":
+            if all(t in allowed_connection for t in m.tokens("connection")):
+                continue
+            bad.append(f"{n}: {v}")
+        elif ln in HOP and ln != "transfer-encoding":
+            bad.append(f"{n}: {v}")
+    return bad
+
+
+def test_hop_by_hop_request_headers_removed(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(get("/headers", headers=[
+        "Connection: X-Foo, keep-alive", "X-Foo: 1", "Keep-Alive: timeout=5", "Proxy-Connection: keep-alive",
+        "TE: trailers", "Trailer: X-Checksum", "Upgrade: h2c", "X-End-To-End: kept"]))
+    m = read_response(r)
+    check(m.status == 200, f"GET /headers: {m!r}")
+    first, hdrs = parse_head(m.body)
+    seen = Message(first, hdrs)
+    bad = _hop_free(seen)
+    check(not bad, f"the server saw hop-by-hop headers {bad}:\n{m.body.decode('latin-1')}")
+    check(seen.get("x-end-to-end") == "kept", f"an end-to-end header was lost:\n{m.body.decode('latin-1')}")
+    # Connection naming a header in another case, with several listed.
+    r.send(get("/headers", headers=["connection: x-one,X-TWO", "X-One: a", "x-two: b", "X-Three: c"]))
+    m = read_response(r)
+    seen = Message(*parse_head(m.body))
+    check(not ({"x-one", "x-two"} & seen.names()) and seen.get("x-three") == "c",
+          f"headers named by Connection reached the server:\n{m.body.decode('latin-1')}")
+    r.close()
+
+
+def test_hop_by_hop_response_headers_removed(ctx):
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            r.send(b"HTTP/1.1 200 OK\r\nConnection: X-Bar, keep-alive\r\nX-Bar: 1\r\nKeep-Alive: timeout=5, max=100\r\n"
+                   b"Proxy-Connection: keep-alive\r\nTrailer: X-Checksum\r\nUpgrade: h2c\r\nTE: trailers\r\n"
+                   b"X-End-To-End: kept\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    for _ in range(2):
+        r.send(get("/"))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok", f"response: {m!r}")
+        bad = _hop_free(m)
+        check(not bad, f"the client saw hop-by-hop headers {bad}: {m.head!r}")
+        check(m.get("x-end-to-end") == "kept", f"an end-to-end response header was lost: {m.head!r}")
+    r.close()
+
+
+def _seen_by_server(port, extra_headers, host="www.example.com:81"):
+    m, _, _ = roundtrip(port, get("/headers", host=host, headers=extra_headers), wait_close=0)
+    check(m.status == 200, f"GET /headers: {m!r}")
+    return Message(*parse_head(m.body)), m.body.decode("latin-1")
+
+
+def test_forwarded_headers(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    seen, text = _seen_by_server(port, ["X-Forwarded-For: 1.2.3.4"])
+    check(seen.all("x-forwarded-for") == ["1.2.3.4, 127.0.0.1"], f"X-Forwarded-For not appended:\n{text}")
+    check(seen.all("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto:\n{text}")
+    check(seen.all("x-forwarded-host") == ["www.example.com:81"], f"X-Forwarded-Host:\n{text}")
+    seen, text = _seen_by_server(port, [])
+    check(seen.all("x-forwarded-for") == ["127.0.0.1"], f"X-Forwarded-For without one from the client:\n{text}")
+    check(seen.all("x-forwarded-host") == ["www.example.com:81"] and seen.all("x-forwarded-proto") == ["http"],
+          f"X-Forwarded-Host/Proto:\n{text}")
+
+
+def test_forwarded_proto_and_host_are_set_not_added(ctx):
+    """X-Forwarded-Proto and -Host are *set*: a client's own values do not
+    reach the server beside fulcrum's."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    seen, text = _seen_by_server(port, ["X-Forwarded-Proto: https", "X-Forwarded-Host: evil.example"])
+    check(seen.all("x-forwarded-proto") == ["http"], f"X-Forwarded-Proto from the client kept:\n{text}")
+    check(seen.all("x-forwarded-host") == ["www.example.com:81"], f"X-Forwarded-Host from the client kept:\n{text}")
+
+
+def test_forwarded_headers_off(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"forwarded_headers": "off"}))
+    seen, text = _seen_by_server(port, [])
+    check(not ({"x-forwarded-for", "x-forwarded-proto", "x-forwarded-host"} & seen.names()),
+          f"forwarded_headers = off, yet:\n{text}")
+    seen, text = _seen_by_server(port, ["X-Forwarded-For: 1.2.3.4"])
+    check(seen.all("x-forwarded-for") == ["1.2.3.4"], f"forwarded_headers = off changed X-Forwarded-For:\n{text}")
+
+
+def test_request_head_forwarded_faithfully(ctx):
+    """End-to-end headers reach the server with their values (including
+    repeated fields in order and odd but valid bytes)."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"forwarded_headers": "off"}))
+    hdrs = ["Accept: */*", "X-Multi: one", "X-Multi: two", "X-Tab: a\tb", "X-Empty:", "X-Utf8: caf\xe9",
+            "Cookie: a=1; b=2"]
+    seen, text = _seen_by_server(port, hdrs, host="h.example")
+    check(seen.first == "GET /headers HTTP/1.1", f"request line at the server: {seen.first!r}")
+    check(seen.all("x-multi") == ["one", "two"], f"repeated header:\n{text}")
+    check(seen.get("x-tab") == "a\tb" and seen.get("x-utf8") == "caf\xe9", f"values altered:\n{text}")
+    check(seen.all("x-empty") == [""], f"empty header:\n{text}")
+    check(seen.all("host") == ["h.example"], f"Host:\n{text}")
+
+
+# ----------------------------------------------------------- retries ----
+
+
+def test_retry_connect_failure_on_other_server(ctx):
+    b = cbackend(ctx, "live")
+    port = free_port()
+    dead = f"dead 127.0.0.1:{closed_port()}"
+    ctx.fulcrum(http_conf(port, [dead, b.server_line()], pool={"retries": 2, "max_fails": 1000}))
+    for i in range(12):
+        m, _, _ = roundtrip(port, get(f"/?n={i}"), wait_close=0)
+        check(m.status == 200 and m.get("x-server") == "live", f"GET {i} with a dead server in the pool: {m!r}")
+    r = client(port)
+    for i in range(12):
+        data = os.urandom(100 + i)
+        r.send(get("/echo", method="POST", body=data))
+        m = read_response(r)
+        check(m.status == 200 and m.body == data, f"POST {i} (connect failures are retried for any method): {m!r}")
+    r.close()
+
+
+# ----------------------------------------------------------- pooling ----
+
+
+def test_server_connections_reused(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    for i in range(50):
+        r.send(get(f"/{i}"))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok", f"request {i}: {m!r}")
+    r.close()
+    check(srv.accepted <= 3, f"50 keep-alive requests opened {srv.accepted} server connections")
+    before = srv.accepted
+    for i in range(50):
+        m, _, _ = roundtrip(port, get(f"/new{i}"), wait_close=0)
+        check(m.status == 200, f"request {i} on its own client connection: {m!r}")
+    check(srv.accepted - before <= 3,
+          f"50 requests on 50 client connections opened {srv.accepted - before} server connections")
+    check(len(srv.heads) == 100, f"server saw {len(srv.heads)} requests, want 100")
+
+
+def test_pool_keepalive_zero_no_reuse(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"keepalive": 0}))
+    r = client(port)
+    for i in range(5):
+        r.send(get(f"/{i}"))
+        m = read_response(r)
+        check(m.status == 200, f"request {i}: {m!r}")
+    r.close()
+    wait_for(lambda: srv.accepted == 5, 2 * SCALE, what=f"5 server connections with keepalive = 0 "
+                                                       f"(got {srv.accepted})")
+
+
+def test_pooled_connection_closed_while_idle(ctx):
+    """The server closes each connection shortly after its response (no
+    Connection: close): the next request still succeeds."""
+    srv = pyserver(ctx, ok_handler(close_after=1, linger=0.05))
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    for i in range(8):
+        r.send(get(f"/{i}"))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok", f"request {i} after the server closed the idle connection: {m!r}")
+        time.sleep(0.3)
+    r.close()
+
+
+def test_pooled_connection_closed_race(ctx):
+    """The server closes right after each response; the next GET follows at
+    once and may meet the dead pooled connection: it is retried on a new one."""
+    srv = pyserver(ctx, ok_handler(close_after=1))
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    r = client(port)
+    for i in range(30):
+        r.send(get(f"/{i}"))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok", f"GET {i} right after the server closed: {m!r}")
+    r.close()
+
+
+def test_invalid_response_connection_not_reused(ctx):
+    """After an invalid response (CL and TE) the server connection is
+    dropped: the next request goes on a new connection."""
+    seen = []
+
+    def handler(r, srv):
+        me = object()
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            seen.append((me, req.first.split(" ")[1]))
+            if req.first.startswith("GET /bad "):
+                r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       b"5\r\nhello\r\n0\r\n\r\n")
+            else:
+                r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    r = client(port)
+    r.send(get("/good"))
+    check(read_response(r).body == b"ok", "first request")
+    m, closed, _ = roundtrip(port, get("/bad"))
+    expect_error(m, closed, 502, what="response with Content-Length and Transfer-Encoding")
+    r.send(get("/good2"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"ok", f"after the invalid response: {m!r}")
+    conn_of = {path: c for c, path in seen}
+    check("/bad" in conn_of and conn_of["/good2"] is not conn_of["/bad"],
+          "the server connection that sent an invalid response (CL and TE) was reused")
+    r.close()
+
+
+# -------------------------------------------------------- access log ----
+
+LOG_RE = re.compile(
+    r'^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(?:Z|\+00:00)) (?P<client>\S+) (?P<listener>\S+) '
+    r'(?P<ps>\S+) "(?P<method>\S+) (?P<target>\S+) (?P<proto>\S+)" (?P<status>\d{3}|-) '
+    r'(?P<bytes_in>\d+) (?P<bytes_out>\d+) (?P<total_ms>\d+(?:\.\d+)?) (?P<ttfb_ms>\S+) (?P<reason>\S+)$')
+
+
+def _log_scenario(port, b):
+    """Two requests on a keep-alive connection, one malformed request, one
+    504. Returns what each line must show."""
+    r = client(port)
+    me = "%s:%d" % r.s.getsockname()[:2]
+    req1 = get("/a?size=10")
+    r.send(req1)
+    m1 = read_response(r)
+    req2 = get("/echo", method="POST", body=b"z" * 100)
+    r.send(req2)
+    m2 = read_response(r)
+    r.close()
+    check(m1.status == 200 and m2.status == 200, f"{m1!r} {m2!r}")
+    r = client(port)
+    me3 = "%s:%d" % r.s.getsockname()[:2]
+    r.send(b"BROKEN\r\n\r\n")
+    m3 = read_response(r)
+    r.close()
+    r = client(port)
+    me4 = "%s:%d" % r.s.getsockname()[:2]
+    req4 = get("/slow?ms=3000")
+    r.send(req4)
+    m4 = read_response(r)
+    r.close()
+    check(m3.status == 400 and m4.status == 504, f"{m3!r} {m4!r}")
+    return [
+        dict(client=me, method="GET", target="/a?size=10", proto="HTTP/1.1", status="200",
+             bytes_in=len(req1), bytes_out=m1.raw_len, reason="-", server=b.name),
+        dict(client=me, method="POST", target="/echo", proto="HTTP/1.1", status="200",
+             bytes_in=len(req2), bytes_out=m2.raw_len, reason="-", server=b.name),
+        dict(client=me3, status="400", bytes_in=len(b"BROKEN\r\n\r\n"), bytes_out=m3.raw_len, reason="error"),
+        dict(client=me4, method="GET", target="/slow?ms=3000", proto="HTTP/1.1", status="504",
+             bytes_in=len(req4), bytes_out=m4.raw_len, reason="error", server=b.name),
+    ]
+
+
+def _check_fields(got, want, line):
+    for k, v in want.items():
+        if k == "reason":
+            if v == "-":
+                # JSON may say null for a field that does not apply.
+                check(got["reason"] in ("-", None), f"reason {got['reason']!r} for a normal end: {line}")
+            else:
+                check(got["reason"] not in ("-", "", None), f"no close reason on an error: {line}")
+        elif k == "server":
+            continue
+        else:
+            check(str(got[k]) == str(v), f"{k} is {got[k]!r}, want {v!r}: {line}")
+
+
+def test_access_log_http_text(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "1s"}))
+    want = _log_scenario(port, b)
+    lines = access_lines(log, 4)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    check(len(lines) == 4, f"4 requests, {len(lines)} lines: {lines}")
+    for w in want:
+        match = [l for l in lines if l.split(" ")[1] == w["client"] and
+                 (w.get("method") is None or f'"{w["method"]} ' in l)]
+        check(len(match) == 1, f"one line for {w}, got {match} in {lines}")
+        line = match[0]
+        mm = LOG_RE.match(line)
+        check(mm, f"access-log line does not have the SPEC §6 shape: {line!r}")
+        check(mm["listener"] == "l", f"listener: {line}")
+        if "server" in w:
+            check(mm["ps"] == f"p/{w['server']}", f"POOL/SERVER {mm['ps']!r}, want p/{w['server']}: {line}")
+        _check_fields(mm.groupdict(), w, line)
+
+
+def test_access_log_http_json(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log, "access_log_format": "json"},
+                          pool={"server_timeout": "1s"}))
+    want = _log_scenario(port, b)
+    access_lines(log, 4)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    check(len(lines) == 4, f"4 requests, {len(lines)} lines: {lines}")
+    objs = []
+    for l in lines:
+        try:
+            objs.append(json.loads(l))
+        except ValueError:
+            raise TestFailure(f"not a JSON object: {l!r}")
+    keys = {"time", "client", "listener", "pool", "server", "method", "target", "proto", "status",
+            "bytes_in", "bytes_out", "total_ms", "ttfb_ms", "reason"}
+    for o, l in zip(objs, lines):
+        check(set(o) == keys, f"JSON keys {sorted(o)}, want {sorted(keys)}: {l}")
+    for w in want:
+        match = [(o, l) for o, l in zip(objs, lines) if o["client"] == w["client"] and
+                 (w.get("method") is None or o["method"] == w["method"])]
+        check(len(match) == 1, f"one line for {w}, got {match}")
+        o, l = match[0]
+        check(o["listener"] == "l", f"listener: {l}")
+        if "server" in w:
+            check(o["pool"] == "p" and o["server"] == w["server"], f"pool/server: {l}")
+        check(isinstance(o["bytes_in"], int) and isinstance(o["bytes_out"], int), f"byte counts are not numbers: {l}")
+        _check_fields(o, w, l)
+
+
+def test_access_log_one_line_per_pipelined_request(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    r = client(port)
+    reqs = [get(f"/p{i}?size={i}") for i in range(5)]
+    r.send(b"".join(reqs))
+    resps = [read_response(r) for _ in range(5)]
+    r.close()
+    lines = access_lines(log, 5)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    check(len(lines) == 5, f"5 pipelined requests, {len(lines)} lines: {lines}")
+    for i, (q, m) in enumerate(zip(reqs, resps)):
+        match = [l for l in lines if f'"GET /p{i}?size={i} HTTP/1.1" 200 ' in l]
+        check(len(match) == 1, f"line for request {i}: {lines}")
+        mm = LOG_RE.match(match[0])
+        check(mm and int(mm["bytes_in"]) == len(q) and int(mm["bytes_out"]) == m.raw_len,
+              f"bytes of pipelined request {i} (want {len(q)} in, {m.raw_len} out): {match[0]}")
+
+
+close_backends_first(globals())

@@ -1,0 +1,420 @@
+"""http mode: the errors fulcrum answers itself (SPEC §3 "http mode"):
+400, 408, 413, 414, 431, 501, 502, 503, 504 - each with a short text body
+and Connection: close exactly when the connection closes."""
+
+import select
+import socket
+import threading
+import time
+
+from harness import SCALE, check, closed_port, free_port, wait_for
+from test_http import (Message, cbackend, chunk_encode, client, close_backends_first, expect_error, get,
+                       http_conf, ok_handler, parse_head, pyserver, read_chunked, read_request,
+                       read_response, roundtrip, wait_closed)
+
+
+def test_400_malformed(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    for data in (b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nNoColon\r\n\r\n",
+                 b"\x00\x01\x02\x03\r\n\r\n"):
+        m, closed, extra = roundtrip(port, data)
+        expect_error(m, closed, 400, must_close=True, what=f"malformed {data!r}")
+        check(not extra, f"bytes after the 400: {extra!r}")
+    check(srv.accepted == 0, f"malformed requests reached the server ({srv.received()!r})")
+
+
+def test_408_request_timeout_slowloris(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"request_timeout": "1s"}))
+    # A: a head that stops half-way. B: a head dripping a byte every 150 ms
+    # (activity does not extend request_timeout: the whole head is due).
+    a = client(port)
+    a.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Partial: ")
+    t0 = time.monotonic()
+    d = client(port)
+    drip = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 200
+    d_got_answer_at = None
+    d_status = None
+    i = 0
+    c_latency = None
+    while time.monotonic() - t0 < 4 * SCALE:
+        if i < len(drip):
+            try:
+                d.send(drip[i:i + 1])
+            except OSError:
+                pass
+            i += 1
+        if c_latency is None and time.monotonic() - t0 > 0.4:
+            # Meanwhile, another client is served at once.
+            t1 = time.monotonic()
+            m, _, _ = roundtrip(port, get("/"), wait_close=0)
+            c_latency = time.monotonic() - t1
+            check(m.status == 200, f"another client during slowloris: {m!r}")
+        r, _, _ = select.select([d.s], [], [], 0.15)
+        if r:
+            d_got_answer_at = time.monotonic() - t0
+            m = read_response(d)
+            d_status = m
+            break
+    check(c_latency is not None and c_latency < 0.5 * SCALE,
+          f"a normal client took {c_latency}s while slow clients were waiting")
+    check(d_status is not None, f"the dripping client got nothing within {4 * SCALE}s "
+                                f"(request_timeout = 1s applies to the whole head)")
+    check(0.7 <= d_got_answer_at <= 2.5 * SCALE, f"the dripping client got its answer after {d_got_answer_at:.2f}s")
+    closed, _ = wait_closed(d, 1.0 * SCALE)
+    expect_error(d_status, closed, 408, must_close=True, what="dripping head")
+    d.close()
+    m = read_response(a)
+    ta = time.monotonic() - t0
+    closed, extra = wait_closed(a, 1.0 * SCALE)
+    a.close()
+    expect_error(m, closed, 408, must_close=True, what="stalled head")
+    check(ta <= 2.5 * SCALE, f"the stalled head got its 408 after {ta:.2f}s")
+
+
+def test_408_not_for_idle_keepalive_within_keepalive_timeout(ctx):
+    """request_timeout runs from a request's first byte: a keep-alive
+    connection idle between requests for longer than it is still usable
+    within keepalive_timeout."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"request_timeout": "1s",
+                                                            "keepalive_timeout": "10s"}))
+    r = client(port)
+    r.send(get("/"))
+    check(read_response(r).status == 200, "first request")
+    time.sleep(1.6)
+    r.send(get("/?size=2"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"ab", f"request after 1.6s idle (keepalive_timeout 10s): {m!r}")
+    r.close()
+
+
+def test_keepalive_timeout_closes_idle_client(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"keepalive_timeout": "1s"}))
+    r = client(port)
+    r.send(get("/"))
+    check(read_response(r).status == 200, "first request")
+    t0 = time.monotonic()
+    closed, extra = wait_closed(r, 3 * SCALE)
+    r.close()
+    check(closed and not extra, f"idle keep-alive connection: closed={closed} extra={extra!r}")
+    check(time.monotonic() - t0 >= 0.7, "closed before keepalive_timeout")
+
+
+def test_413_body_too_large(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], listener={"max_body_size": "1k"}))
+    m, closed, extra = roundtrip(port, get("/up", method="POST", body=b"x" * 5000))
+    expect_error(m, closed, 413, must_close=True, what="Content-Length 5000 over max_body_size 1k")
+    check(b"/up" not in srv.received(), "a request with a declared body over max_body_size reached the server")
+    # Exactly the limit passes.
+    m, _, _ = roundtrip(port, get("/fits", method="POST", body=b"y" * 1024), wait_close=0)
+    check(m.status == 200, f"a 1024-byte body with max_body_size = 1k: {m!r}")
+    # Chunked past the limit: 413, or both connections closed if it had started to flow.
+    r = client(port)
+    try:
+        r.send(get("/chunked-up", method="POST", headers=["Transfer-Encoding: chunked"]) +
+               chunk_encode(b"z" * 5000, sizes=(1000,)))
+    except OSError:
+        pass
+    try:
+        m = read_response(r)
+        closed, _ = wait_closed(r, 1.5 * SCALE)
+        expect_error(m, closed, 413, must_close=True, what="chunked body over max_body_size")
+    except (EOFError, ConnectionResetError):
+        pass  # closed without an answer: allowed once the body flowed
+    r.close()
+
+
+def test_414_uri_too_long(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"max_uri_size": "1k"}))
+    m, closed, _ = roundtrip(port, get("/" + "a" * 2047))
+    expect_error(m, closed, 414, what="2k URI over max_uri_size 1k")
+    m, _, _ = roundtrip(port, get("/?x=" + "a" * 900), wait_close=0)
+    check(m.status == 200, f"a 900-byte URI with max_uri_size = 1k: {m!r}")
+    # A long URI dribbled in pieces is caught as well.
+    r = client(port)
+    r.send(b"GET /")
+    for _ in range(20):
+        try:
+            r.send(b"b" * 200)
+        except OSError:
+            break
+        time.sleep(0.01)
+    m = read_response(r)
+    closed, _ = wait_closed(r, 1.0 * SCALE)
+    r.close()
+    expect_error(m, closed, 414, what="long URI in pieces")
+
+
+def test_431_header_too_large(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"max_header_size": "2k"}))
+    big = [f"X-H{i}: " + "v" * 90 for i in range(40)]  # about 4k
+    m, closed, _ = roundtrip(port, get("/", headers=big))
+    expect_error(m, closed, 431, what="4k of headers over max_header_size 2k")
+    small = [f"X-H{i}: " + "v" * 90 for i in range(14)]  # about 1.4k
+    m, _, _ = roundtrip(port, get("/", headers=small), wait_close=0)
+    check(m.status == 200, f"1.4k of headers with max_header_size = 2k: {m!r}")
+    # One huge header line, never ending: 431 without waiting for the end.
+    r = client(port)
+    r.send(b"GET / HTTP/1.1\r\nHost: a\r\nX-Huge: " + b"h" * 8000)
+    m = read_response(r)
+    closed, _ = wait_closed(r, 1.0 * SCALE)
+    r.close()
+    expect_error(m, closed, 431, what="an unterminated 8k header line")
+
+
+def test_501_transfer_encoding_without_chunked(ctx):
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    m, closed, _ = roundtrip(port, get("/", method="POST", headers=["Transfer-Encoding: gzip"]) + b"abc")
+    # The body length is unknown: the connection must close (RFC 9112 §6.3).
+    expect_error(m, closed, 501, must_close=True, what="Transfer-Encoding: gzip")
+    check(srv.accepted == 0, "a request with an unknown transfer coding reached the server")
+
+
+# ---------------------------------------------------------------- 502 ----
+
+
+def _bad_server(ctx, answer):
+    """A server that reads one request per connection and then does ANSWER:
+    bytes to send (then close), or None to close without a byte."""
+
+    def handler(r, srv):
+        req = read_request(r)
+        if req is None:
+            return
+        if answer:
+            r.send(answer)
+
+    return pyserver(ctx, handler)
+
+
+def test_502_server_unreachable(ctx):
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [f"dead1 127.0.0.1:{closed_port()}", f"dead2 127.0.0.1:{closed_port()}"],
+                          pool={"retries": 2, "max_fails": 1000}))
+    for i in range(3):
+        m, closed, _ = roundtrip(port, get(f"/{i}"))
+        expect_error(m, closed, 502, what="every server refuses")
+
+
+def test_502_server_closes_without_answer(ctx):
+    srv = _bad_server(ctx, None)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    for path in ("/a", "/b"):
+        m, closed, _ = roundtrip(port, get(path))
+        expect_error(m, closed, 502, what="server closes without answering")
+
+
+def test_502_invalid_responses(ctx):
+    answers = [
+        ("garbage", b"HELLO WORLD\r\n\r\n"),
+        ("not HTTP", b"SSH-2.0-OpenSSH_9.0\r\n"),
+        ("CL and TE", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+        ("two different CL", b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"),
+        ("CL +5", b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello"),
+        ("status 20", b"HTTP/1.1 20 OK\r\nContent-Length: 0\r\n\r\n"),
+        ("status abc", b"HTTP/1.1 abc OK\r\nContent-Length: 0\r\n\r\n"),
+        ("space before colon", b"HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"),
+        ("obs-fold", b"HTTP/1.1 200 OK\r\nX-A: a\r\n b\r\nContent-Length: 2\r\n\r\nok"),
+        ("NUL in value", b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 2\r\n\r\nok"),
+        ("TE chunked, gzip", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n"),
+        ("HTTP/2.0", b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+    ]
+    problems = []
+    for name, answer in answers:
+        srv = _bad_server(ctx, answer)
+        port = free_port()
+        f = ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+        try:
+            m, closed, extra = roundtrip(port, get("/"))
+            expect_error(m, closed, 502, what=f"server answer {name}")
+            check(not extra, f"{name}: extra bytes {extra!r}")
+        except (AssertionError, EOFError, OSError) as e:
+            problems.append(f"{name} ({answer!r}): {e}")
+        f.check_alive()
+    check(not problems, f"{len(problems)} of {len(answers)} invalid responses not turned into 502:\n  "
+          + "\n  ".join(problems))
+
+
+def test_server_closes_mid_body(ctx):
+    """The server promises 100000 bytes and closes after 10: the head may
+    already be with the client, so the client connection must be closed
+    before a complete-looking response is delivered (or it gets a 502)."""
+    for framing, answer in (
+            ("length", b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n0123456789"),
+            ("chunked", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n186a0\r\n0123456789"),
+            ("bad chunk", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n")):
+        srv = _bad_server(ctx, answer)
+        port = free_port()
+        ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+        r = client(port)
+        r.send(get("/"))
+        head = r.until(b"\r\n\r\n")
+        m = Message(*parse_head(head))
+        if m.status == 502:
+            continue
+        check(m.status == 200, f"{framing}: {head!r}")
+        try:
+            if m.all("content-length"):
+                r.exact(int(m.get("content-length")))
+                got_all = True
+            else:
+                read_chunked(r)
+                got_all = True
+        except (EOFError, ConnectionResetError, ValueError):
+            got_all = False
+        r.close()
+        check(not got_all, f"{framing}: a truncated response reached the client as a complete one")
+
+
+def test_502_server_connection_not_reused_after_truncation(ctx):
+    """After a truncated response the next request still works."""
+    n = {"i": 0}
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            n["i"] += 1
+            if n["i"] == 1:
+                r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+                return
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    r = client(port)
+    r.send(get("/1"))
+    try:
+        read_response(r)
+    except (EOFError, ConnectionResetError):
+        pass
+    r.close()
+    m, _, _ = roundtrip(port, get("/2"), wait_close=0)
+    check(m.status == 200 and m.body == b"ok", f"request after a truncated response: {m!r}")
+
+
+# ---------------------------------------------------------------- 503 ----
+
+
+def test_503_only_server_disabled(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line("disabled")]))
+    r = client(port)
+    r.send(get("/"))
+    m = read_response(r)
+    closed, _ = wait_closed(r, 1.0 * SCALE)
+    expect_error(m, closed, 503, what="the pool's only server is disabled")
+    if not closed:
+        r.send(get("/again"))
+        m = read_response(r)
+        check(m.status == 503, f"second request on the connection: {m!r}")
+    r.close()
+
+
+def test_503_server_down_by_health_check(ctx):
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [f"gone 127.0.0.1:{closed_port()}"],
+                          pool={"check": "tcp", "check_interval": "200ms", "check_timeout": "200ms",
+                                "fall": 1, "rise": 1, "max_fails": 1000}))
+
+    def status():
+        m, _, _ = roundtrip(port, get("/"), wait_close=0)
+        return m if m.status == 503 else None
+
+    m = wait_for(status, 5 * SCALE, interval=0.1, what="503 once the health check marks the server down")
+    expect_error(m, None, 503, what="no server up")
+
+
+def test_backup_serves_while_normal_disabled(ctx):
+    b = cbackend(ctx, "bk")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [f"main 127.0.0.1:{closed_port()} disabled", b.server_line("backup")]))
+    m, _, _ = roundtrip(port, get("/"), wait_close=0)
+    check(m.status == 200 and m.get("x-server") == "bk", f"backup while the normal server is disabled: {m!r}")
+
+
+# ---------------------------------------------------------------- 504 ----
+
+
+def test_504_server_timeout(ctx):
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], pool={"server_timeout": "1s"}))
+    r = client(port)
+    t0 = time.monotonic()
+    r.send(get("/?ms=3000"))
+    m = read_response(r)
+    dt = time.monotonic() - t0
+    closed, _ = wait_closed(r, 0.5 * SCALE)
+    expect_error(m, closed, 504, what="server_timeout 1s, server answers after 3s")
+    check(0.8 <= dt <= 2.5 * SCALE, f"504 after {dt:.2f}s, server_timeout is 1s")
+    if not closed:
+        r.send(get("/?size=2"))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ab", f"request after a 504 on the same connection: {m!r}")
+    r.close()
+    # The late answer of the timed-out request never reaches anyone.
+    time.sleep(2.5)
+    m, _, _ = roundtrip(port, get("/?size=3"), wait_close=0)
+    check(m.status == 200 and m.body == b"abc", f"request after the late answer would have come: {m!r}")
+
+
+def test_504_server_never_answers(ctx):
+    srv = pyserver(ctx, lambda r, s: (read_request(r), time.sleep(10 * SCALE)))
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"server_timeout": "1s", "max_fails": 1000}))
+    t0 = time.monotonic()
+    m, closed, _ = roundtrip(port, get("/"))
+    expect_error(m, closed, 504, what="server never answers")
+    check(time.monotonic() - t0 <= 3.5 * SCALE, "504 too late")
+
+
+def test_error_bursts_leave_fulcrum_serving(ctx):
+    """Many bad clients at once (malformed, oversize, cut off) do not
+    disturb good ones."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"max_header_size": "2k"}))
+    bad = [b"GARBAGE\r\n\r\n", b"GET / HTTP/1.1\r\nHost: a\r\nX: " + b"x" * 5000,
+           b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc",
+           b"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]
+    errors = []
+
+    def bad_client(data):
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5 * SCALE)
+            s.sendall(data)
+            s.close()
+        except OSError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=bad_client, args=(bad[i % len(bad)],)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for i in range(20):
+        m, _, _ = roundtrip(port, get(f"/?size={i}"), wait_close=0)
+        check(m.status == 200 and len(m.body) == i, f"good request {i} among bad clients: {m!r}")
+    for t in threads:
+        t.join(10 * SCALE)
+
+
+close_backends_first(globals())

@@ -1,0 +1,144 @@
+"""http mode routing: [route] host (exact, *.suffix, case, port), path_prefix,
+header, file order, the listener's pool as fallback, 404 without one
+(SPEC §2 [route], §3 "http mode")."""
+
+from harness import check, free_port, ini
+from test_http import (client, close_backends_first, cbackend, expect_error, get, read_response,
+                       roundtrip)
+
+
+def _routing_setup(ctx, listener_pool=True):
+    """Pools def, api, v2, wild, static, canary, one backend each (named
+    like its pool), and routes in this order:
+      canary  header X-Canary: 1
+      v2      host api.example.com + path_prefix /v2/
+      api     host api.example.com
+      wild    host *.example.com
+      static  path_prefix /static/
+    """
+    names = ["def", "api", "v2", "wild", "static", "canary"]
+    bs = {n: cbackend(ctx, n) for n in names}
+    port = free_port()
+    secs = [("global", {"workers": 1, "admin": "", "access_log": "off"})]
+    for n in names:
+        secs.append((f"pool {n}", {"check": "none", "connect_timeout": "1s", "server": bs[n].server_line()}))
+    l = {"bind": f"127.0.0.1:{port}", "mode": "http"}
+    if listener_pool:
+        l["pool"] = "def"
+    secs.append(("listener l", l))
+    secs += [
+        ("route r_canary", {"listener": "l", "header": "X-Canary: 1", "pool": "canary"}),
+        ("route r_v2", {"listener": "l", "host": "api.example.com", "path_prefix": "/v2/", "pool": "v2"}),
+        ("route r_api", {"listener": "l", "host": "api.example.com", "pool": "api"}),
+        ("route r_wild", {"listener": "l", "host": "*.example.com", "pool": "wild"}),
+        ("route r_static", {"listener": "l", "path_prefix": "/static/", "pool": "static"}),
+    ]
+    ctx.fulcrum(ini(*secs))
+    return port
+
+
+def _served_by(r, host, path="/", headers=()):
+    r.send(get(path, host=host, headers=headers))
+    m = read_response(r)
+    return m.get("x-server") if m.status == 200 else f"status {m.status}"
+
+
+CASES = [
+    # (Host, path, headers, pool)
+    ("api.example.com", "/", [], "api"),
+    ("API.Example.COM", "/", [], "api"),
+    ("api.example.com:8080", "/x", [], "api"),
+    ("api.example.com", "/v2/users", [], "v2"),
+    ("Api.Example.Com:81", "/v2/", [], "v2"),
+    ("api.example.com", "/v2", [], "api"),
+    ("api.example.com", "/V2/users", [], "api"),
+    ("a.example.com", "/", [], "wild"),
+    ("x.y.example.com", "/", [], "wild"),
+    ("A.EXAMPLE.COM:9", "/", [], "wild"),
+    ("example.com", "/", [], "def"),
+    ("badexample.com", "/", [], "def"),
+    ("example.com.evil.net", "/", [], "def"),
+    ("other.org", "/", [], "def"),
+    ("other.org", "/static/app.css", [], "static"),
+    ("other.org", "/static", [], "def"),
+    ("other.org", "/x/static/", [], "def"),
+    ("a.example.com", "/static/app.css", [], "wild"),
+    ("api.example.com", "/v2/x", ["X-Canary: 1"], "canary"),
+    ("other.org", "/", ["x-canary: 1"], "canary"),
+    ("other.org", "/", ["X-Canary: 2"], "def"),
+    ("api.example.com", "/", ["X-Canary: 10"], "api"),
+]
+
+
+def test_routes(ctx):
+    port = _routing_setup(ctx)
+    for host, path, hdrs, want in CASES:
+        r = client(port)
+        got = _served_by(r, host, path, hdrs)
+        r.close()
+        check(got == want, f"Host {host!r}, path {path!r}, headers {hdrs}: served by {got}, want {want}")
+
+
+def test_routes_per_request_on_one_connection(ctx):
+    """Routing is decided per request, not per client connection."""
+    port = _routing_setup(ctx)
+    r = client(port)
+    for host, path, hdrs, want in CASES + CASES[::-1]:
+        got = _served_by(r, host, path, hdrs)
+        check(got == want, f"on one keep-alive connection, Host {host!r}, path {path!r}, headers {hdrs}: "
+                           f"served by {got}, want {want}")
+    r.close()
+
+
+def test_routes_pipelined(ctx):
+    port = _routing_setup(ctx)
+    r = client(port)
+    r.send(b"".join(get(p, host=h, headers=hd) for h, p, hd, _ in CASES[:6]))
+    for host, path, hdrs, want in CASES[:6]:
+        m = read_response(r)
+        check(m.get("x-server") == want, f"pipelined Host {host!r} path {path!r}: {m!r}, want {want}")
+    r.close()
+
+
+def test_no_route_no_listener_pool_404(ctx):
+    port = _routing_setup(ctx, listener_pool=False)
+    r = client(port)
+    check(_served_by(r, "api.example.com") == "api", "a matching route still works")
+    r.send(get("/", host="nowhere.org"))
+    m = read_response(r)
+    check(m.status == 404, f"no route and no listener pool: {m!r}")
+    expect_error(m, False, 404, what="404 without a route")
+    if "close" not in m.tokens("connection"):
+        # The connection goes on after a 404.
+        check(_served_by(r, "a.example.com") == "wild", "request after a 404 on the same connection")
+    r.close()
+
+
+def test_no_route_404_http10(ctx):
+    """An HTTP/1.0 request without Host matches no host route: 404, and when
+    fulcrum closes after it, it says so (SPEC §3: Connection: close)."""
+    port = _routing_setup(ctx, listener_pool=False)
+    m, closed, _ = roundtrip(port, b"GET / HTTP/1.0\r\n\r\n")
+    expect_error(m, closed, 404, what="HTTP/1.0 without Host, no route, no listener pool")
+
+
+def test_route_on_another_listener_does_not_apply(ctx):
+    a, b = cbackend(ctx, "a"), cbackend(ctx, "b")
+    p1, p2 = free_port(), free_port()
+    conf = ini(
+        ("global", {"workers": 1, "admin": "", "access_log": "off"}),
+        ("pool pa", {"check": "none", "server": a.server_line()}),
+        ("pool pb", {"check": "none", "server": b.server_line()}),
+        ("listener one", {"bind": f"127.0.0.1:{p1}", "mode": "http", "pool": "pa"}),
+        ("listener two", {"bind": f"127.0.0.1:{p2}", "mode": "http", "pool": "pa"}),
+        ("route r", {"listener": "one", "host": "b.example", "pool": "pb"}),
+    )
+    ctx.fulcrum(conf)
+    for port, want in ((p1, "b"), (p2, "a")):
+        r = client(port)
+        got = _served_by(r, "b.example")
+        r.close()
+        check(got == want, f"Host b.example on listener {'one' if port == p1 else 'two'}: {got}, want {want}")
+
+
+close_backends_first(globals())
