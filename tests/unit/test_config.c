@@ -19,6 +19,10 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include "config/config.h"
 
 /* Writes TEXT to a new temporary file; returns its path (caller frees and unlinks). */
@@ -42,6 +46,36 @@ static void drop_tmp(char *path)
 {
 	unlink(path);
 	free(path);
+}
+
+/* Writes a fresh self-signed certificate and its key as PEM temporary files
+ * (tls_cert, tls_key and tls_ca are loaded with OpenSSL at load time, so
+ * they must be real). The caller drops both. */
+static void write_cert_pair(char **cert, char **key)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	cr_assert(pk && x);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+	X509_gmtime_adj(X509_getm_notBefore(x), 0);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_set_pubkey(x, pk);
+	X509_NAME *name = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"test", -1, -1,
+				   0);
+	X509_set_issuer_name(x, name);
+	cr_assert(X509_sign(x, pk, EVP_sha256()));
+
+	*cert = write_tmp("");
+	*key = write_tmp("");
+	FILE *f = fopen(*cert, "w");
+	cr_assert(f && PEM_write_X509(f, x));
+	fclose(f);
+	f = fopen(*key, "w");
+	cr_assert(f && PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL));
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pk);
 }
 
 /* Loads TEXT; the cfg must be valid. The caller frees it. */
@@ -331,7 +365,10 @@ static const char full_fmt[] = "; every key of SPEC section 2\n"
 
 Test(config, every_key)
 {
-	char *ca = write_tmp("ca\n"), *cert = write_tmp("cert\n"), *key = write_tmp("key\n");
+	char *ca, *ca_key, *cert, *key;
+	write_cert_pair(&ca, &ca_key);
+	write_cert_pair(&cert, &key);
+	drop_tmp(ca_key);
 	char *pw = write_tmp("user:$2y$05$x\n");
 	char text[8192];
 	struct cfg *cfg;
