@@ -666,7 +666,9 @@ static void check_connect(struct conn *c)
 		err = errno;
 	if (err == 0)
 		err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
-	if (err == 0) /* then TLS, when the pool has tls = on */
+	/* then TLS, when the pool has tls = on; forward mode's origins are plain
+	 * (https goes through CONNECT) and their pools are not the generation's */
+	if (err == 0 && !hc->fwd)
 		err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
 	if (err == 0) {
 		hc->u->connected = true;
