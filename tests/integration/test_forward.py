@@ -782,4 +782,41 @@ def test_client_gone_while_resolving(ctx):
     check(m.status == 200, f"after abandoned lookups: {m!r}")
 
 
+def test_two_workers_many_clients(ctx):
+    """Every worker has its own resolver, origin table and credential cache."""
+    srv = pyserver(ctx, ok_handler())
+    echo = ctx.backend("echo")
+    dns = fake_dns(ctx, records={f"w{i}.fwd.test": ["127.0.0.1"] for i in range(8)})
+    htpasswd = ctx.write("htpasswd", f"u:{crypt_hash('$2y$', 'p')}\n")
+    port = free_port()
+    start(ctx, port, dns=dns, glob={"workers": 2},
+          listener={"connect_ports": "*", "auth": f"basic {htpasswd}"})
+    cred = f"Proxy-Authorization: {basic('u', 'p')}"
+    errors = []
+
+    def one(i):
+        try:
+            r = client(port)
+            for j in range(5):
+                r.send(proxy_get(f"http://w{(i + j) % 8}.fwd.test:{srv.port}/{j}", headers=[cred]))
+                m = read_response(r)
+                if m.status != 200:
+                    errors.append(f"client {i} request {j}: {m!r}")
+            r.close()
+            r, m = connect_via(port, f"w{i % 8}.fwd.test:{echo.port}", [cred])
+            r.send(b"x%d" % i)
+            if m.status != 200 or r.exact(len(b"x%d" % i)) != b"x%d" % i:
+                errors.append(f"tunnel {i}: {m!r}")
+            r.close()
+        except Exception as e:  # noqa: BLE001 - collected and reported below
+            errors.append(f"client {i}: {e!r}")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(24)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30 * SCALE)
+    check(not errors, f"{len(errors)} failures, first: {errors[:3]}")
+
+
 close_backends_first(globals())
