@@ -76,6 +76,7 @@ void tls_accept_start(struct conn *c);
  * tls_verify the certificate must chain to tls_ca (or the system's store)
  * and match that name (or the address). A session from an earlier
  * connection of this worker to the same server is offered for resumption.
+ * A pool that is not one of G's (a forward origin's) gets no TLS.
  * Returns 0, or -ENOMEM (S is unchanged). */
 int tls_server_side(struct side *s, const struct gen *g, const struct lb_pool *p,
 		    const struct lb_server *srv);

@@ -373,11 +373,17 @@ int tls_server_side(struct side *s, const struct gen *g, const struct lb_pool *p
 		    const struct lb_server *srv)
 {
 	const struct tls_gen *t = tls_of(g);
-	size_t idx = (size_t)(p->cfg - g->cfg->pools);
-	const struct tls_client *tc = t && idx < t->n_pools ? t->pools[idx] : NULL;
+	const struct tls_client *tc = NULL;
 	char buf[256];
 	bool is_ip = false;
 
+	if (!p->cfg->tls)
+		return 0;
+	/* P may also be a pool of its own (a forward origin's) that is not
+	 * among the generation's: then there is no context for it. */
+	for (size_t i = 0; t && i < t->n_pools && i < g->cfg->n_pools; i++)
+		if (&g->cfg->pools[i] == p->cfg)
+			tc = t->pools[i];
 	if (!tc)
 		return 0;
 	const char *host = addr_host(srv->addr.text, buf, sizeof(buf), &is_ip) ? buf : NULL;
