@@ -686,6 +686,30 @@ def test_request_body_content_length(ctx):
         _echo_check(port, size, chunked=False)
 
 
+def test_bodies_5mib_repeated(ctx):
+    """5 MiB bodies down, and up and echoed back down, again and again on
+    fresh connections (the spliced paths, one way and both ways at once)."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": ctx.path("access.log")}))
+    for i in range(24):
+        data = os.urandom(5 * MIB) if i % 2 else pattern(5 * MIB)
+        what = "POST /echo of 5 MiB" if i % 2 else "GET of 5 MiB"
+        r = client(port, timeout=5 * SCALE)
+        req = get("/echo", method="POST", body=data) if i % 2 else get(f"/?size={5 * MIB}")
+        t, err = sender(r.s, req)
+        try:
+            m = read_response(r)
+        except socket.timeout:
+            raise TestFailure(f"round {i}, {what}: the response stalled with {len(r.buf)} of "
+                              f"{5 * MIB + 84} bytes received by the client")
+        finally:
+            t.join(10 * SCALE)
+            r.close()
+        check(not err, f"round {i}: sending failed: {err}")
+        check(m.status == 200 and m.body == data, f"round {i}, {what}: came back as {len(m.body)} bytes")
+
+
 def test_request_body_chunked(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()
