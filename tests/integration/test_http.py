@@ -575,6 +575,25 @@ def test_keepalive_raw_sequential(ctx):
     r.close()
 
 
+def test_client_connection_close(ctx):
+    """A request with Connection: close is answered with Connection: close
+    and the connection ends."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    m, closed, extra = roundtrip(port, get("/headers", headers=["Connection: close"]))
+    check(m.status == 200 and "close" in m.tokens("connection"), f"response to Connection: close: {m!r}")
+    check(closed and not extra, f"connection not closed after Connection: close (extra {extra!r})")
+    # Pipelined behind a Connection: close request: not answered.
+    r = client(port)
+    r.send(get("/?size=1", headers=["Connection: close"]) + get("/?size=2"))
+    m = read_response(r)
+    closed, extra = wait_closed(r, 1.0 * SCALE)
+    r.close()
+    check(m.body == b"a" and closed and not extra,
+          f"a request after Connection: close was answered or the connection stayed open: {extra!r}")
+
+
 def test_pipelined_three_in_order(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()
