@@ -1306,6 +1306,26 @@ def test_pooled_connection_closed_race(ctx):
     r.close()
 
 
+def test_post_after_server_closed_pooled_connection(ctx):
+    """The server closes each connection right after its response (no
+    Connection: close). A POST a moment later must not be sent on that dead
+    pooled connection (it could not be retried): every POST succeeds."""
+    srv = pyserver(ctx, ok_handler(close_after=1))
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    r = client(port)
+    for i in range(20):
+        r.send(get(f"/get{i}"))
+        m = read_response(r)
+        check(m.status == 200, f"GET {i}: {m!r}")
+        time.sleep(0.2)  # the server's FIN has long arrived
+        r.send(get(f"/post{i}", method="POST", body=b"payload %d" % i))
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok",
+              f"POST {i}, 200 ms after the server closed the pooled connection: {m!r}")
+    r.close()
+
+
 def test_invalid_response_connection_not_reused(ctx):
     """After an invalid response (CL and TE) the server connection is
     dropped: the next request goes on a new connection."""
