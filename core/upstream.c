@@ -144,6 +144,10 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	struct list *b = bucket(w, u->server);
 	unsigned same = 0;
 
+	/* A FIN or an error already seen makes it useless, and its edge has
+	 * passed: no event would come to tell the idle pool. */
+	if (u->s.hup)
+		keepalive = 0;
 	u->s.c = NULL;
 	u->s.rd = u->s.wr = u->s.hup = false;
 	/* It carries one client's address in its PROXY header: never reuse it. */

@@ -37,6 +37,42 @@ int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h
 	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+static struct buf_cache *buf_cache_for(struct worker *w, size_t size)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(w->bufs); i++)
+		if (w->bufs[i].size == size || w->bufs[i].size == 0)
+			return &w->bufs[i];
+	return NULL;
+}
+
+void *worker_buf_get(struct worker *w, size_t size)
+{
+	struct buf_cache *bc = buf_cache_for(w, size);
+	if (bc && bc->n)
+		return bc->slots[--bc->n];
+	return malloc(size);
+}
+
+void worker_buf_put(struct worker *w, void *buf, size_t size)
+{
+	struct buf_cache *bc = buf_cache_for(w, size);
+	if (!buf)
+		return;
+	if (!bc || bc->n == BUF_CACHE_SLOTS) {
+		free(buf);
+		return;
+	}
+	bc->size = size;
+	bc->slots[bc->n++] = buf;
+}
+
+static void buf_caches_free(struct worker *w)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(w->bufs); i++)
+		while (w->bufs[i].n)
+			free(w->bufs[i].slots[--w->bufs[i].n]);
+}
+
 struct lb_worker *worker_lb(struct worker *w, const struct gen *g, int pool_index)
 {
 	if (g == w->gen && (size_t)pool_index < w->n_lbw)
@@ -341,6 +377,7 @@ void worker_deinit(struct worker *w)
 		gen_put(w->gen);
 	upstream_pool_deinit(w, &w->upstreams);
 	forward_worker_free(w);
+	buf_caches_free(w);
 	pipe_pool_deinit(&w->pipes);
 	free(w->scratch);
 	free(w->log);

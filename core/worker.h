@@ -47,6 +47,16 @@ struct listener_stats {
 						(n),                                           \
 			      memory_order_relaxed)
 
+/* Spare I/O buffers of one size, so a request does not pay a malloc and a
+ * free for each of its two buffers. */
+#define BUF_CACHE_SLOTS 64
+
+struct buf_cache {
+	void *slots[BUF_CACHE_SLOTS];
+	uint32_t n;
+	size_t size; /* the size every cached buffer has; set by the first put */
+};
+
 /* The idle http server connections of a worker, by server (upstream.c). */
 struct upstream_pool {
 	struct list buckets[256];
@@ -91,6 +101,7 @@ struct worker {
 	struct upstream_pool upstreams; /* idle http server connections */
 	struct fwd_worker *fwd; /* forward mode: resolver, origins (core/http/forward.c) */
 	struct http_head head; /* parse results, used within one call */
+	struct buf_cache bufs[2]; /* by size: request buffers, response buffers */
 	uint64_t n_conns;
 	bool draining;
 
@@ -130,6 +141,11 @@ void workers_register(struct worker *ws, int n);
 void workers_wait_quiescent(void);
 /* --- end of registry --- */
 void worker_deinit(struct worker *w);
+
+/* Worker thread: a buffer of SIZE bytes (NULL when out of memory), and
+ * giving it back. Buffers of the sizes in use come from a small cache. */
+void *worker_buf_get(struct worker *w, size_t size);
+void worker_buf_put(struct worker *w, void *buf, size_t size);
 
 /* Worker thread: register FD with events pointing at H. */
 int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h);

@@ -57,7 +57,7 @@ static int rbuf_get(struct conn *c)
 	size_t cap = c->w->scratch_cap;
 	if (cap < c->lc->max_header_size + 1024)
 		cap = c->lc->max_header_size + 1024;
-	hc->rbuf = malloc(cap);
+	hc->rbuf = worker_buf_get(c->w, cap);
 	if (!hc->rbuf)
 		return -ENOMEM;
 	hc->rcap = (uint32_t)cap;
@@ -65,9 +65,9 @@ static int rbuf_get(struct conn *c)
 	return 0;
 }
 
-static void rbuf_put(struct http_conn *hc)
+static void rbuf_put(struct conn *c, struct http_conn *hc)
 {
-	free(hc->rbuf);
+	worker_buf_put(c->w, hc->rbuf, hc->rcap);
 	hc->rbuf = NULL;
 	hc->rlen = hc->rcap = hc->rpos = hc->rsend = 0;
 }
@@ -78,7 +78,7 @@ static int sbuf_get(struct conn *c)
 	if (hc->sbuf)
 		return 0;
 	size_t cap = c->w->scratch_cap < RESP_HEAD_MAX ? RESP_HEAD_MAX : c->w->scratch_cap;
-	hc->sbuf = malloc(cap);
+	hc->sbuf = worker_buf_get(c->w, cap);
 	if (!hc->sbuf)
 		return -ENOMEM;
 	hc->scap = (uint32_t)cap;
@@ -86,9 +86,9 @@ static int sbuf_get(struct conn *c)
 	return 0;
 }
 
-static void sbuf_put(struct http_conn *hc)
+static void sbuf_put(struct conn *c, struct http_conn *hc)
 {
-	free(hc->sbuf);
+	worker_buf_put(c->w, hc->sbuf, hc->scap);
 	hc->sbuf = NULL;
 	hc->slen = hc->scap = hc->spos = hc->ssend = 0;
 }
@@ -201,8 +201,8 @@ void http_conn_free(struct conn *c, struct http_conn *hc)
 	}
 	release_server(c, false);
 	forward_conn_free(hc->fwd);
-	rbuf_put(hc);
-	sbuf_put(hc);
+	rbuf_put(c, hc);
+	sbuf_put(c, hc);
 	free(hc->req_extra.data);
 	free(hc->resp_extra.data);
 	free(hc);
@@ -236,7 +236,7 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	/* A body the client is still sending makes the connection unusable. */
 	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
 		close = true;
-	if (c->w->draining)
+	if (c->w->draining || !hc->client_ka)
 		close = true;
 	hc->status = status;
 	hc->reply_close = close;
@@ -269,7 +269,7 @@ static void finish_request(struct conn *c)
 	count_response(hc);
 	log_request(c);
 	release_server(c, reuse);
-	sbuf_put(hc);
+	sbuf_put(c, hc);
 	hc->method_len = 0;
 	if (!hc->client_ka || c->w->draining) {
 		conn_close(c, CR_NONE);
@@ -284,7 +284,7 @@ static void finish_request(struct conn *c)
 		start_request(c);
 		return;
 	}
-	rbuf_put(hc);
+	rbuf_put(c, hc);
 	set_phase(c, HP_IDLE);
 	c->last_active_ms = c->w->now_ms;
 }
@@ -500,7 +500,10 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		reply(c, 404, "no_route", false);
 		return;
 	}
-	hc->key = request_key(c, h, hc->rbuf);
+	enum cfg_balance b = hc->pool->balance;
+	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING
+			  ? request_key(c, h, hc->rbuf)
+			  : 0;
 	struct lb_server *sticky = sticky_server(c, h, hc->rbuf);
 	if (http_build_request_head(c, h, NULL, NULL) < 0) {
 		reply(c, 500, "no_memory", true);
@@ -516,6 +519,7 @@ static void new_request(struct conn *c)
 	struct http_conn *hc = H(c);
 
 	set_phase(c, HP_HEAD);
+	hc->seq++;
 	hc->req_start_ms = c->w->now_ms;
 	hc->req_start_wall_ms = wall_ms();
 	hc->method_len = hc->target_len = 0;
@@ -807,9 +811,9 @@ static int send_length(struct conn *c, struct http_conn *hc)
 		hc->req_left -= (uint64_t)n;
 		hc->bytes_in += (uint64_t)n;
 	}
-	if (hc->req_left == 0)
-		return 1;
 	if (!hc->up_armed) {
+		if (hc->req_left == 0)
+			return 1;
 		relay_half_limit(&c->up, hc->req_left);
 		hc->up_armed = true;
 	}
@@ -1081,9 +1085,11 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 /* Relays a Content-Length or read-until-close body with relay_half. */
 static int relay_plain_response(struct conn *c, struct http_conn *hc)
 {
-	if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
-		return 1;
+	/* Once the half is armed, only it knows whether bytes still wait in
+	 * its pipe or buffer: resp_left reaching 0 means read, not written. */
 	if (!hc->down_armed) {
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
+			return 1;
 		relay_half_limit(&c->down, hc->resp_body == HTTP_BODY_LENGTH ? hc->resp_left
 									      : RELAY_UNLIMITED);
 		hc->down_armed = true;
@@ -1199,7 +1205,7 @@ static void enter_tunnel(struct conn *c)
 		}
 		hc->bytes_in += (uint64_t)n;
 	}
-	rbuf_put(hc);
+	rbuf_put(c, hc);
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
 	relay_half_init(&c->down, &hc->u->s, &c->cli);
 	set_phase(c, HP_TUNNEL);
@@ -1269,7 +1275,7 @@ static int read_request(struct conn *c)
 	ssize_t n = read_side(&c->cli, hc->rbuf + hc->rlen, hc->rcap - hc->rlen);
 	if (n == -EAGAIN) {
 		if (hc->rlen == 0 && hc->phase == HP_IDLE)
-			rbuf_put(hc);
+			rbuf_put(c, hc);
 		return 0;
 	}
 	if (n <= 0) {
@@ -1323,6 +1329,7 @@ static void run(struct conn *c)
 
 	for (int guard = 0; c->state != CS_CLOSED; guard++) {
 		enum http_phase before = hc->phase;
+		uint32_t seq = hc->seq;
 		if (guard == 64) {
 			/* Many pipelined requests: let other connections run. */
 			if (list_is_empty(&c->pending_node))
@@ -1362,7 +1369,9 @@ static void run(struct conn *c)
 		}
 		if (c->state == CS_CLOSED)
 			return; /* conn_close freed hc */
-		if (hc->phase == before && before != HP_HEAD)
+		/* Go on while something changed: the phase, or a pipelined
+		 * request that started in the same phase. */
+		if (hc->phase == before && hc->seq == seq && before != HP_HEAD)
 			return;
 	}
 }

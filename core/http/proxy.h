@@ -61,6 +61,7 @@ struct outq {
 /* The http state of a client connection; owned by its conn. */
 struct http_conn {
 	enum http_phase phase;
+	uint32_t seq; /* requests started on this connection */
 	struct upstream *u;
 
 	char *rbuf; /* bytes from the client: the head, body, pipelined requests */
