@@ -530,6 +530,7 @@ static void new_request(struct conn *c)
 	hc->server = NULL;
 	hc->n_tried = 0;
 	hc->set_cookie = false;
+	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = 0;
 	hc->req_head_sent = hc->req_done = false;
@@ -932,10 +933,18 @@ static int begin_response(struct conn *c, struct http_head *h)
 	hc->resp_left = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	if (hc->resp_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->resp_ch, TRAILER_MAX);
+	/* RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client; the
+	 * payload goes out decoded and the close ends it. */
+	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
+	if (hc->dechunk)
+		hc->client_ka = false;
 	if (build_response_head(c, h) < 0)
 		return -1;
 
-	struct rewrite_opts o = { .keep_upgrade = hc->upgrade && h->status == 101 };
+	struct rewrite_opts o = {
+		.keep_upgrade = hc->upgrade && h->status == 101,
+		.drop_transfer_encoding = hc->dechunk,
+	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
 	hc->spos = (uint32_t)h->head_len;
@@ -946,6 +955,8 @@ static int begin_response(struct conn *c, struct http_head *h)
 		if (body > hc->resp_left)
 			body = (size_t)hc->resp_left;
 		hc->resp_left -= body;
+	} else if (hc->dechunk) {
+		body = 0; /* relay_chunked_response decodes what is in sbuf */
 	} else if (hc->resp_body == HTTP_BODY_CHUNKED) {
 		size_t used = 0, data = 0, off = 0;
 		enum http_result r = HTTP_NEED_MORE;
@@ -1065,7 +1076,13 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 				response_failed(c, 502, http_result_name(r));
 				return -1;
 			}
-			hc->ssend = (uint32_t)used;
+			if (hc->dechunk) {
+				/* An HTTP/1.0 client gets the payload only. */
+				hc->spos += (uint32_t)(used - data);
+				hc->ssend = (uint32_t)data;
+			} else {
+				hc->ssend = (uint32_t)used;
+			}
 			continue;
 		}
 		hc->spos = hc->slen = 0;

@@ -107,6 +107,7 @@ struct http_conn {
 	struct http_chunked resp_ch;
 	bool resp_started; /* bytes of the final response went to the client */
 	bool resp_head_sent, resp_done, server_ka;
+	bool dechunk; /* chunked response to an HTTP/1.0 client: send it decoded */
 	int64_t ttfb_ms;
 	struct outq resp_out;
 	struct rewrite_extra resp_extra;

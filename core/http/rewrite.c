@@ -29,6 +29,8 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 	if (o->drop_proxy_auth &&
 	    http_token_eq(buf + hd->name.off, hd->name.len, "proxy-authorization"))
 		return false;
+	if (o->drop_transfer_encoding && hd->id == HTTP_H_TRANSFER_ENCODING)
+		return false;
 	if (o->drop_host && hd->id == HTTP_H_HOST)
 		return false;
 	/* Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1),
