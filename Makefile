@@ -85,8 +85,10 @@ test: deps
 test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
 
+# TESTS="tcp http_smuggling" runs only the integration tests whose names
+# contain one of those words.
 test-integration: $(BIN) $(HELPER_BIN)
-	FULCRUM_BIN=$(BIN) python3 tests/integration/run.py
+	FULCRUM_BIN=$(BIN) python3 tests/integration/run.py $(addprefix -k ,$(TESTS))
 
 test-asan: deps
 	@$(MAKE) --no-print-directory all
