@@ -107,6 +107,8 @@ struct cfg_pool {
 
 enum cfg_mode { MODE_TCP, MODE_HTTP, MODE_FORWARD };
 
+#define CFG_MAX_LISTENERS 256
+
 struct acl;
 struct auth_db;
 

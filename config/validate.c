@@ -165,6 +165,10 @@ void cfg_validate(struct cfg_loader *ld, int workers_override)
 	resolve_refs(ld);
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		validate_listener(ld, i);
+	/* Workers keep their counters in fixed per-listener slots. */
+	if (cfg->n_listeners > CFG_MAX_LISTENERS)
+		cfg_ld_err_at(ld, cfg->listeners[CFG_MAX_LISTENERS].line,
+			      "too many listeners (at most %d)", CFG_MAX_LISTENERS);
 	for (size_t i = 0; i < cfg->n_routes; i++)
 		validate_route(ld, i);
 }
