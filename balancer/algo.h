@@ -21,8 +21,11 @@
  * usable (SRV_UP, below maxconn), was not tried yet for this request, belongs
  * to the tier in use (normal servers; backups only when no normal server is a
  * candidate) and has a weight above 0 (unless every one of the tier has 0,
- * then each counts as 1). Filled by lb_cands_init; the state of a server may
- * change right after, so users tolerate finding fewer candidates than n.
+ * then each counts as 1). roundrobin, leastconn, random and p2c ramp the
+ * weight of a recovered server up over the pool's slow_start; the hashing
+ * balances do not, so that keys do not wander while a server ramps.
+ * Filled by lb_cands_init; the state of a server may change right after, so
+ * users tolerate finding fewer candidates than n.
  */
 struct lb_cands {
 	struct lb_server *const *tried;
@@ -31,6 +34,8 @@ struct lb_cands {
 	bool unweighted; /* the whole tier has weight 0 */
 	size_t n; /* candidates */
 	int64_t weight; /* sum of their effective weights */
+	uint64_t slow_start_ms; /* the pool's slow_start, 0 for the hashing balances */
+	uint64_t now_ms; /* CLOCK_MONOTONIC at lb_cands_init, when slow_start_ms */
 };
 
 /* Returns the number of candidates (0: none, the pick returns NULL). */
@@ -39,9 +44,11 @@ size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_s
 
 bool lb_is_tried(const struct lb_server *s, struct lb_server *const *tried, size_t n_tried);
 
+/* S's weight for this pick: 1 when the whole tier is unweighted, else its
+ * weight, ramped up after a recovery by slow_start. */
 static inline int lb_cand_weight(const struct lb_cands *c, const struct lb_server *s)
 {
-	return c->unweighted ? 1 : s->weight;
+	return c->unweighted ? 1 : lb_server_effective_weight(s, c->slow_start_ms, c->now_ms);
 }
 
 static inline bool lb_is_cand(const struct lb_cands *c, const struct lb_server *s)

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 const char *lb_state_name(enum lb_state s)
 {
@@ -170,22 +171,40 @@ struct tier_count {
 	int64_t weight;
 };
 
+/* The balances whose weights slow_start ramps up. */
+static bool balance_uses_slow_start(enum cfg_balance b)
+{
+	return b == BAL_ROUNDROBIN || b == BAL_LEASTCONN || b == BAL_RANDOM || b == BAL_P2C;
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_server *const *tried,
 		     size_t n_tried)
 {
 	struct tier_count tc[2] = {{0, 0, 0}, {0, 0, 0}};
 
+	c->slow_start_ms =
+		pool->cfg && balance_uses_slow_start(pool->balance) ? pool->cfg->slow_start_ms : 0;
+	c->now_ms = c->slow_start_ms ? monotonic_ms() : 0;
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *s = pool->servers[i];
 
 		if (!lb_server_is_usable(s) || lb_is_tried(s, tried, n_tried))
 			continue;
 		struct tier_count *t = &tc[s->backup];
+		int w = lb_server_effective_weight(s, c->slow_start_ms, c->now_ms);
 
 		t->usable++;
-		if (s->weight > 0) {
+		if (w > 0) {
 			t->weighted++;
-			t->weight += s->weight;
+			t->weight += w;
 		}
 	}
 	const struct tier_count *t = &tc[tc[0].usable == 0];

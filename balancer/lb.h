@@ -44,6 +44,9 @@ struct lb_server {
 	_Atomic uint64_t checks_ok; /* active health checks passed (health thread writes) */
 	_Atomic uint64_t checks_fail; /* active health checks failed (health thread writes) */
 	_Atomic uint64_t responses[6]; /* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
+	/* When the health thread last brought it back up (CLOCK_MONOTONIC ms);
+	 * 0 = up since it was created, no slow start. Health thread writes. */
+	_Atomic uint64_t up_since_ms;
 };
 
 /* A consistent-hash lookup structure (maglev table or ketama ring) over the
@@ -89,6 +92,29 @@ static inline bool lb_server_is_usable(const struct lb_server *s)
 		return false;
 	return s->maxconn == 0 ||
 	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;
+}
+
+/*
+ * S's weight at NOW_MS (CLOCK_MONOTONIC ms) in a pool whose slow_start is
+ * SLOW_START_MS: its weight, ramped linearly from 1 up to the full weight
+ * over SLOW_START_MS after it came back up (SPEC §2 slow_start, as HAProxy's
+ * slowstart). A weight of 0 stays 0; slow_start 0 means no ramp.
+ */
+static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t slow_start_ms,
+					     uint64_t now_ms)
+{
+	int w = atomic_load_explicit(&s->weight, memory_order_relaxed);
+	uint64_t up = atomic_load_explicit(&s->up_since_ms, memory_order_relaxed);
+	uint64_t elapsed, ramped;
+
+	if (w <= 0 || slow_start_ms == 0 || up == 0)
+		return w;
+	/* The clock may have been read just before the health thread's. */
+	elapsed = now_ms > up ? now_ms - up : 0;
+	if (elapsed >= slow_start_ms)
+		return w;
+	ramped = (uint64_t)((unsigned __int128)w * elapsed / slow_start_ms);
+	return ramped > 1 ? (int)ramped : 1;
 }
 
 static inline void lb_server_get(struct lb_server *s)

@@ -139,6 +139,11 @@ static void publish_state(struct hc_server *hs)
 
 	if (cur == want || (cur != SRV_UP && cur != SRV_DOWN))
 		return;
+	/* The recovery time, before the state: the weight-based balances
+	 * ramp the server up over slow_start from there. */
+	if (want == SRV_UP)
+		atomic_store_explicit(&hs->srv->up_since_ms, hc.now_ms ? hc.now_ms : 1,
+				      memory_order_relaxed);
 	if (atomic_compare_exchange_strong(&hs->srv->state, &cur, want))
 		hs->hp->dirty = true;
 }
@@ -357,6 +362,10 @@ static void carry_over(struct hc_server *hs, const struct hc_server *old)
 	hs->down_ms = old->down_ms;
 	hs->ok_run = old->ok_run < pc->rise ? old->ok_run : pc->rise;
 	hs->fail_run = old->fail_run < pc->fall ? old->fail_run : pc->fall;
+	/* A server still ramping up (slow_start) goes on ramping. */
+	atomic_store_explicit(&hs->srv->up_since_ms,
+			      atomic_load_explicit(&old->srv->up_since_ms, memory_order_relaxed),
+			      memory_order_relaxed);
 	publish_state(hs);
 }
 
