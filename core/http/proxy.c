@@ -367,29 +367,55 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 	return v && len ? lb_hash(v, len) : client_key(c);
 }
 
-/* The server a valid sticky cookie names, if it can take the request. */
-static struct lb_server *sticky_server(struct conn *c, const struct http_head *h,
-				       const char *buf)
+/* The server of POOL named NAME (LEN bytes), or NULL. */
+static struct lb_server *find_server(const struct lb_pool *pool, const char *name, size_t len)
+{
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		struct lb_server *s = pool->servers[i];
+		if (strlen(s->name) == len && memcmp(s->name, name, len) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* Whether a sticky cookie naming S is valid (SPEC §4): S is up (not down,
+ * draining or disabled), and a backup only while no normal server can take
+ * traffic, the same tier rule lb_pick follows. */
+static bool sticky_is_valid(const struct lb_pool *pool, const struct lb_server *s)
+{
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
+		return false;
+	if (!s->backup)
+		return true;
+	for (size_t i = 0; i < pool->n_servers; i++)
+		if (!pool->servers[i]->backup && lb_server_is_usable(pool->servers[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The server the request's sticky cookie pins it to, or NULL for the
+ * balancer to choose. Sets hc->set_cookie when the cookie is absent or not
+ * valid, so the answer pins the client to the server that gives it. A valid
+ * cookie whose server is at its maxconn gets NULL and no new cookie: this
+ * request goes elsewhere, the client stays pinned.
+ */
+static struct lb_server *sticky_server(struct conn *c, const struct http_head *h, const char *buf)
 {
 	struct http_conn *hc = H(c);
 	const char *name = hc->pool->cfg->sticky_cookie;
+	struct lb_server *s = NULL;
 	size_t len;
 
 	if (!name)
 		return NULL;
 	const char *v = find_cookie(h, buf, name, &len);
-	hc->set_cookie = true;
-	if (!v)
+	if (v)
+		s = find_server(hc->pool, v, len);
+	hc->set_cookie = !s || !sticky_is_valid(hc->pool, s);
+	if (hc->set_cookie || !lb_server_is_usable(s))
 		return NULL;
-	for (size_t i = 0; i < hc->pool->n_servers; i++) {
-		struct lb_server *s = hc->pool->servers[i];
-		if (strlen(s->name) == len && memcmp(s->name, v, len) == 0 &&
-		    lb_server_is_usable(s)) {
-			hc->set_cookie = false;
-			return s;
-		}
-	}
-	return NULL;
+	return s;
 }
 
 /* ---- the request ------------------------------------------------------ */
@@ -610,6 +636,10 @@ static void connect_server(struct conn *c)
 				if (c->gen->pools[i] == hc->pool)
 					lw = worker_lb(c->w, c->gen, (int)i);
 			s = lb_pick(hc->pool, lw, hc->key, hc->tried, hc->n_tried);
+			/* A retry moves a sticky client off the server that
+			 * failed: the answer pins it to the one that serves. */
+			if (hc->n_tried)
+				hc->set_cookie = true;
 		}
 		if (!s) {
 			if (hc->n_tried)
