@@ -66,7 +66,7 @@ build/%: bench/%.c
 DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
 	libc-ares-dev libcrypt-dev \
 	curl python3 openssl
-DEPS_BENCH := wrk haproxy nginx-light
+DEPS_BENCH := wrk haproxy nginx-light libnginx-mod-stream squid gnuplot-nox
 
 deps:
 	@scripts/deps.sh $(DEPS)
