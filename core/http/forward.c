@@ -30,6 +30,7 @@
 #include "core/auth.h"
 #include "core/conn.h"
 #include "core/dns.h"
+#include "core/http/cache_http.h"
 #include "core/http/origin.h"
 #include "core/http/proxy_internal.h"
 #include "core/stats.h"
@@ -444,6 +445,8 @@ void forward_begin(struct conn *c, const struct http_head *h)
 		http_reply_ex(c, 413, "body_too_large", true, NULL);
 		return;
 	}
+	if (!f->tunnel && cache_http_request(c, h))
+		return; /* answered from the cache (cache_http.c) */
 	if (!f->tunnel && build_head(c, h) < 0) {
 		http_reply_ex(c, 500, "no_memory", true, NULL);
 		return;

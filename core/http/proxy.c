@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/conn.h"
+#include "core/http/cache_http.h"
 #include "core/http/forward.h"
 #include "core/http/proxy_internal.h"
 #include "core/http/reply.h"
@@ -201,6 +202,7 @@ void http_conn_free(struct conn *c, struct http_conn *hc)
 	}
 	release_server(c, false);
 	forward_conn_free(hc->fwd);
+	cache_http_free(hc);
 	rbuf_put(c, hc);
 	sbuf_put(c, hc);
 	free(hc->req_extra.data);
@@ -266,6 +268,7 @@ static void finish_request(struct conn *c)
 	struct http_conn *hc = H(c);
 	bool reuse = hc->server_ka && hc->req_done && hc->resp_done && hc->slen == hc->spos;
 
+	cache_http_end(c); /* stores a complete response, lets a hit's entry go */
 	count_response(hc);
 	log_request(c);
 	release_server(c, reuse);
@@ -526,6 +529,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		reply(c, 404, "no_route", false);
 		return;
 	}
+	if (cache_http_request(c, h))
+		return; /* answered from the cache (cache_http.c) */
 	enum cfg_balance b = hc->pool->balance;
 	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING
 			  ? request_key(c, h, hc->rbuf)
@@ -929,6 +934,8 @@ static int build_response_head(struct conn *c, const struct http_head *h)
 		err |= rewrite_add(x, "Connection: keep-alive\r\n");
 	if (c->lc->mode == MODE_FORWARD)
 		err |= rewrite_add(x, "Via: 1.1 fulcrum\r\n"); /* RFC 9110 §7.6.3 */
+	if (c->lc->cache_size)
+		err |= rewrite_add(x, "X-Cache: MISS\r\n"); /* SPEC §3 "Caching" */
 	if (hc->set_cookie && hc->pool->cfg->sticky_cookie)
 		err |= rewrite_add(x, "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n",
 				   hc->pool->cfg->sticky_cookie, hc->server->name);
@@ -970,6 +977,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		hc->client_ka = false;
 	if (build_response_head(c, h) < 0)
 		return -1;
+	cache_http_response(c, h); /* storable? (before the rewrite moves fields) */
 
 	struct rewrite_opts o = {
 		.keep_upgrade = hc->upgrade && h->status == 101,
@@ -977,6 +985,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
+	cache_http_response_head(c, hc->sbuf + start, end - start);
 	hc->spos = (uint32_t)h->head_len;
 
 	/* Body bytes that came with the head go out in the same writev. */
@@ -993,6 +1002,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		while (off < body && r == HTTP_NEED_MORE) {
 			r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos + off, body - off,
 					      &used, &data);
+			cache_http_body(c, hc->sbuf + hc->spos + off + used - data, data);
 			off += used;
 		}
 		if (http_is_error(r))
@@ -1001,6 +1011,8 @@ static int begin_response(struct conn *c, struct http_head *h)
 	} else if (hc->resp_body == HTTP_BODY_NONE) {
 		body = 0;
 	}
+	if (hc->resp_body == HTTP_BODY_LENGTH || hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
+		cache_http_body(c, hc->sbuf + hc->spos, body);
 	outq_set(&hc->resp_out, hc->sbuf + start, end - start, hc->resp_extra.data,
 		 hc->resp_extra.len, hc->sbuf + hc->spos, body);
 	hc->spos += (uint32_t)body;
@@ -1106,6 +1118,7 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 				response_failed(c, 502, http_result_name(r));
 				return -1;
 			}
+			cache_http_body(c, hc->sbuf + hc->spos + used - data, data);
 			if (hc->dechunk) {
 				/* An HTTP/1.0 client gets the payload only. */
 				hc->spos += (uint32_t)(used - data);
@@ -1163,6 +1176,63 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 	return r == RELAY_DONE ? 1 : 0;
 }
 
+/*
+ * Relays a Content-Length or read-until-close body through sbuf, for a
+ * response the cache stores: its bytes must be seen, so no splice. 1 done,
+ * 0 wait, -1 ended.
+ */
+static int relay_copied_response(struct conn *c, struct http_conn *hc)
+{
+	struct side *srv = &hc->u->s;
+	size_t budget = RELAY_BUDGET;
+
+	for (;;) {
+		if (hc->ssend) {
+			if (!c->cli.wr)
+				return 0;
+			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
+			if (n < 0) {
+				if (n == -EAGAIN)
+					return 0;
+				hc->reason = "client_write_failed";
+				conn_close(c, CR_CLIENT_RESET);
+				return -1;
+			}
+			hc->spos += (uint32_t)n;
+			hc->ssend -= (uint32_t)n;
+			hc->bytes_out += (uint64_t)n;
+			continue;
+		}
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
+			return 1;
+		if (budget == 0) {
+			if (list_is_empty(&c->pending_node))
+				list_add_tail(&c->w->pending, &c->pending_node);
+			return 0;
+		}
+		hc->spos = hc->slen = 0;
+		if (!srv->rd)
+			return 0;
+		size_t want = hc->scap;
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left < want)
+			want = (size_t)hc->resp_left;
+		ssize_t n = read_side(srv, hc->sbuf, want);
+		if (n == -EAGAIN)
+			return 0;
+		if (n == 0 && hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
+			return 1;
+		if (n <= 0) {
+			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			return -1;
+		}
+		hc->slen = hc->ssend = (uint32_t)n;
+		if (hc->resp_body == HTTP_BODY_LENGTH)
+			hc->resp_left -= (uint64_t)n;
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
+		cache_http_body(c, hc->sbuf, (size_t)n);
+	}
+}
+
 /* Returns 1 when the response has all gone to the client, 0 to wait. */
 static int relay_response(struct conn *c)
 {
@@ -1199,7 +1269,8 @@ static int relay_response(struct conn *c)
 		break;
 	case HTTP_BODY_LENGTH:
 	case HTTP_BODY_UNTIL_CLOSE:
-		r = relay_plain_response(c, hc);
+		r = cache_http_is_storing(hc) ? relay_copied_response(c, hc)
+					      : relay_plain_response(c, hc);
 		break;
 	default:
 		break;

@@ -29,6 +29,8 @@
 #include "core/http/parser.h"
 #include "core/http/rewrite.h"
 
+struct cache_entry;
+struct cache_fill;
 struct conn;
 struct fwd_conn;
 struct upstream;
@@ -117,6 +119,9 @@ struct http_conn {
 	bool reply_close;
 	const char *reason; /* why this request ended early, for the log */
 	struct fwd_conn *fwd; /* forward mode's state (forward.c); NULL in http mode */
+	/* the cache (cache_http.c), on listeners with cache > 0 */
+	struct cache_entry *cache_hit; /* a hit being written: one reference held */
+	struct cache_fill *cache_fill; /* a miss whose response may be stored */
 };
 
 struct http_conn *http_conn_new(void);

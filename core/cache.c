@@ -1,0 +1,399 @@
+/*
+ * cache.c - the cache store (see cache.h): shards, entries, LRU eviction.
+ * Any worker thread; the main thread only creates and frees a cache.
+ *
+ * Invariants, per shard and under its lock: every linked entry is on one
+ * bucket chain and on the LRU list, and its charge is in bytes; bytes stays
+ * within budget after every insert (a reload that shrinks the budget is
+ * caught up by the next insert). An entry's memory is one block: the
+ * struct, then host, target, Vary record, head (head_cap) and body
+ * (body_cap), so a hit touches one allocation.
+ */
+#include "core/cache.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define MIN_SHARD_BYTES (4u << 20) /* a cache this small per shard gets fewer shards */
+#define INITIAL_BUCKETS 256
+#define INITIAL_BODY	16384 /* first body capacity when the length is unknown */
+
+/* One shard. Owned by its cache; every field under lock. */
+struct cache_shard {
+	pthread_mutex_t lock;
+	struct cache_entry **buckets;
+	size_t n_buckets; /* a power of two */
+	size_t n_entries;
+	struct list lru;
+	uint64_t bytes, budget;
+} __attribute__((aligned(CACHE_LINE)));
+
+/* Shared by the workers; lives from the first request on its listener to
+ * the end of the process. n_shards is immutable. */
+struct cache {
+	unsigned n_shards;
+	_Atomic uint64_t budget;
+	struct cache_shard shards[];
+};
+
+static struct cache_shard *shard_of(struct cache *c, uint64_t hash)
+{
+	return &c->shards[(hash >> 48) & (c->n_shards - 1)];
+}
+
+struct cache *cache_new(uint64_t budget)
+{
+	unsigned n = 1;
+	while (n < CACHE_SHARDS && budget / (n * 2) >= MIN_SHARD_BYTES)
+		n *= 2;
+
+	struct cache *c =
+		aligned_alloc(CACHE_LINE, (sizeof(*c) + n * sizeof(c->shards[0]) + CACHE_LINE - 1) /
+						  CACHE_LINE * CACHE_LINE);
+	if (!c)
+		return NULL;
+	memset(c, 0, sizeof(*c) + n * sizeof(c->shards[0]));
+	c->n_shards = n;
+	atomic_init(&c->budget, budget);
+	for (unsigned i = 0; i < n; i++) {
+		struct cache_shard *s = &c->shards[i];
+		s->buckets = calloc(INITIAL_BUCKETS, sizeof(*s->buckets));
+		if (!s->buckets) {
+			c->n_shards = i;
+			cache_free(c);
+			return NULL;
+		}
+		pthread_mutex_init(&s->lock, NULL);
+		s->n_buckets = INITIAL_BUCKETS;
+		s->budget = budget / n;
+		list_init(&s->lru);
+	}
+	return c;
+}
+
+void cache_free(struct cache *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->n_shards; i++) {
+		struct cache_shard *s = &c->shards[i];
+		while (!list_is_empty(&s->lru)) {
+			struct cache_entry *e = container_of(s->lru.next, struct cache_entry, lru);
+			list_del(&e->lru);
+			free(e);
+		}
+		free(s->buckets);
+		pthread_mutex_destroy(&s->lock);
+	}
+	free(c);
+}
+
+void cache_set_budget(struct cache *c, uint64_t budget)
+{
+	if (atomic_load_explicit(&c->budget, memory_order_relaxed) == budget)
+		return;
+	atomic_store_explicit(&c->budget, budget, memory_order_relaxed);
+	for (unsigned i = 0; i < c->n_shards; i++) {
+		pthread_mutex_lock(&c->shards[i].lock);
+		c->shards[i].budget = budget / c->n_shards;
+		pthread_mutex_unlock(&c->shards[i].lock);
+	}
+}
+
+uint64_t cache_budget(const struct cache *c)
+{
+	return atomic_load_explicit(&c->budget, memory_order_relaxed);
+}
+
+uint64_t cache_max_object(const struct cache *c)
+{
+	return cache_budget(c) / c->n_shards;
+}
+
+void cache_usage(struct cache *c, uint64_t *bytes, uint64_t *entries)
+{
+	*bytes = *entries = 0;
+	for (unsigned i = 0; i < c->n_shards; i++) {
+		pthread_mutex_lock(&c->shards[i].lock);
+		*bytes += c->shards[i].bytes;
+		*entries += c->shards[i].n_entries;
+		pthread_mutex_unlock(&c->shards[i].lock);
+	}
+}
+
+/* ---- entries ---------------------------------------------------------- */
+
+void cache_entry_put(struct cache_entry *e)
+{
+	if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
+		free(e);
+}
+
+/* Points host .. body into the block (again, after it moved). */
+static void place(struct cache_entry *e)
+{
+	e->host = e->data;
+	e->target = e->host + e->host_len;
+	e->vary = e->target + e->target_len;
+	e->head = e->vary + e->vary_len;
+	e->body = e->head + e->head_cap;
+}
+
+static size_t block_size(const struct cache_entry *e)
+{
+	return sizeof(*e) + e->host_len + e->target_len + e->vary_len + e->head_cap + e->body_cap;
+}
+
+struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary, size_t vary_len,
+				    size_t head_cap, uint64_t body_cap)
+{
+	struct cache_entry tmp = {
+		.host_len = k->host_len,
+		.target_len = k->target_len,
+		.vary_len = (uint32_t)vary_len,
+		.head_cap = (uint32_t)(head_cap + CACHE_HEAD_RESERVE),
+		.body_cap = body_cap,
+	};
+	struct cache_entry *e = malloc(block_size(&tmp));
+
+	if (!e)
+		return NULL;
+	*e = tmp;
+	atomic_init(&e->refs, 1);
+	e->hash = k->hash;
+	e->scope = k->scope;
+	e->pprev = NULL;
+	list_init(&e->lru);
+	place(e);
+	memcpy(e->host, k->host, k->host_len);
+	memcpy(e->target, k->target, k->target_len);
+	if (vary_len)
+		memcpy(e->vary, vary, vary_len);
+	return e;
+}
+
+/* Whether the head line LINE[0, LEN) is one fulcrum writes itself on the
+ * way out (Age, X-Cache) or one that no longer applies to a stored, decoded
+ * body (Transfer-Encoding). */
+static bool line_is_dropped(const char *line, size_t len)
+{
+	static const char *const names[] = {"age", "x-cache", "transfer-encoding"};
+
+	const char *colon = memchr(line, ':', len);
+	if (!colon)
+		return false;
+	size_t n = (size_t)(colon - line);
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (strlen(names[i]) == n && strncasecmp(line, names[i], n) == 0)
+			return true;
+	return false;
+}
+
+int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len)
+{
+	const char *p = head, *end = head + len;
+	size_t out = 0;
+
+	if (len + CACHE_HEAD_RESERVE > e->head_cap)
+		return -ENOSPC;
+	while (p < end) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		/* The first line is the status line and always stays. */
+		if (p == head || !line_is_dropped(p, n)) {
+			memcpy(e->head + out, p, n);
+			out += n;
+		}
+		p += n;
+	}
+	e->head_len = (uint32_t)out;
+	return 0;
+}
+
+int cache_entry_append(struct cache_entry **ep, const void *p, size_t n, uint64_t max)
+{
+	struct cache_entry *e = *ep;
+
+	if (e->body_len + n > e->body_cap) {
+		uint64_t fixed = block_size(e) - e->body_cap;
+		uint64_t cap = e->body_cap ? e->body_cap : INITIAL_BODY;
+		while (cap < e->body_len + n)
+			cap *= 2;
+		if (fixed + e->body_len + n > max)
+			return -EFBIG;
+		if (fixed + cap > max)
+			cap = max - fixed;
+		struct cache_entry *ne = realloc(e, fixed + cap);
+		if (!ne)
+			return -ENOMEM;
+		ne->body_cap = cap;
+		place(ne);
+		list_init(&ne->lru);
+		*ep = e = ne;
+	}
+	memcpy(e->body + e->body_len, p, n);
+	e->body_len += n;
+	return 0;
+}
+
+void cache_entry_end(struct cache_entry *e, bool add_length)
+{
+	if (add_length) {
+		int n = snprintf(e->head + e->head_len, e->head_cap - e->head_len,
+				 "Content-Length: %llu\r\n", (unsigned long long)e->body_len);
+		if (n > 0 && (uint32_t)n < e->head_cap - e->head_len)
+			e->head_len += (uint32_t)n;
+	}
+	e->charge = block_size(e);
+}
+
+/* ---- the table -------------------------------------------------------- */
+
+static bool key_equals(const struct cache_entry *e, const struct cache_key *k)
+{
+	return e->hash == k->hash && e->scope == k->scope && e->host_len == k->host_len &&
+	       e->target_len == k->target_len && memcmp(e->target, k->target, k->target_len) == 0 &&
+	       memcmp(e->host, k->host, k->host_len) == 0;
+}
+
+static void chain_add(struct cache_entry **head, struct cache_entry *e)
+{
+	e->next = *head;
+	if (e->next)
+		e->next->pprev = &e->next;
+	e->pprev = head;
+	*head = e;
+}
+
+static void chain_del(struct cache_entry *e)
+{
+	*e->pprev = e->next;
+	if (e->next)
+		e->next->pprev = e->pprev;
+	e->next = NULL;
+	e->pprev = NULL;
+}
+
+/* Takes E out of S and drops the cache's reference. Lock held. */
+static void unlink_entry(struct cache_shard *s, struct cache_entry *e)
+{
+	chain_del(e);
+	list_del(&e->lru);
+	s->bytes -= e->charge;
+	s->n_entries--;
+	e->linked = false;
+	cache_entry_put(e);
+}
+
+/* Doubles the bucket array when chains grow long; on ENOMEM they just stay
+ * longer. Lock held. */
+static void maybe_grow(struct cache_shard *s)
+{
+	if (s->n_entries <= 2 * s->n_buckets)
+		return;
+	size_t n = s->n_buckets * 2;
+	struct cache_entry **b = calloc(n, sizeof(*b));
+	if (!b)
+		return;
+	for (size_t i = 0; i < s->n_buckets; i++) {
+		while (s->buckets[i]) {
+			struct cache_entry *e = s->buckets[i];
+			chain_del(e);
+			chain_add(&b[e->hash & (n - 1)], e);
+		}
+	}
+	free(s->buckets);
+	s->buckets = b;
+	s->n_buckets = n;
+}
+
+struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
+				 const struct cache_req *rq, bool authorized, uint64_t now_ms,
+				 bool *stale)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+	struct cache_entry *found = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct cache_entry *e = s->buckets[k->hash & (s->n_buckets - 1)]; e; e = e->next) {
+		if (!key_equals(e, k) || (authorized && !e->auth_ok))
+			continue;
+		if (e->vary_len && !cache_vary_matches(e->vary, e->vary_len, rq))
+			continue;
+		found = e;
+		break;
+	}
+	if (found) {
+		bool fresh = cache_entry_is_fresh(found, now_ms);
+		if (fresh || stale) {
+			atomic_fetch_add_explicit(&found->refs, 1, memory_order_relaxed);
+			if (fresh && found->lru.next != &s->lru) {
+				list_del(&found->lru);
+				list_add_tail(&s->lru, &found->lru);
+			}
+			if (stale)
+				*stale = !fresh;
+		} else {
+			found = NULL;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return found;
+}
+
+void cache_invalidate(struct cache *c, const struct cache_key *k)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct cache_entry *e = s->buckets[k->hash & (s->n_buckets - 1)];
+	while (e) {
+		struct cache_entry *next = e->next;
+		if (key_equals(e, k))
+			unlink_entry(s, e);
+		e = next;
+	}
+	pthread_mutex_unlock(&s->lock);
+}
+
+void cache_insert(struct cache *c, struct cache_entry *e)
+{
+	struct cache_shard *s = shard_of(c, e->hash);
+	struct cache_key k = {
+		.scope = e->scope,
+		.host = e->host,
+		.host_len = e->host_len,
+		.target = e->target,
+		.target_len = e->target_len,
+		.hash = e->hash,
+	};
+
+	if (!e->charge)
+		e->charge = block_size(e);
+	pthread_mutex_lock(&s->lock);
+	if (e->charge > s->budget) {
+		pthread_mutex_unlock(&s->lock);
+		cache_entry_put(e);
+		return;
+	}
+	struct cache_entry **head = &s->buckets[e->hash & (s->n_buckets - 1)];
+	for (struct cache_entry *o = *head, *next; o; o = next) {
+		next = o->next;
+		if (key_equals(o, &k) && o->vary_len == e->vary_len &&
+		    memcmp(o->vary, e->vary, e->vary_len) == 0)
+			unlink_entry(s, o);
+	}
+	while (s->bytes + e->charge > s->budget && !list_is_empty(&s->lru))
+		unlink_entry(s, container_of(s->lru.next, struct cache_entry, lru));
+	chain_add(head, e);
+	list_add_tail(&s->lru, &e->lru);
+	s->bytes += e->charge;
+	s->n_entries++;
+	e->linked = true;
+	maybe_grow(s);
+	pthread_mutex_unlock(&s->lock);
+}

@@ -1,0 +1,65 @@
+/*
+ * cache_policy.h - the RFC 9111 rules of fulcrum's HTTP cache (SPEC §3
+ * "Caching"): which requests may be answered from it, which responses may be
+ * stored, and how long a stored response stays fresh.
+ *
+ * Pure functions over parsed heads (core/http/parser.h): no I/O, no
+ * allocation, no clock (the caller passes the times), any thread.
+ *
+ * fulcrum is a shared cache (RFC 9111 §1), so s-maxage wins over max-age,
+ * private responses are never stored, and a request with Authorization is
+ * neither answered from nor stored unless the response says public,
+ * s-maxage or must-revalidate (§3.5).
+ */
+#ifndef FULCRUM_CACHE_POLICY_H
+#define FULCRUM_CACHE_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/http/parser.h"
+
+/* What a request says about the cache. */
+struct cache_req_policy {
+	bool no_store; /* Cache-Control: no-store: neither answered from nor stored */
+	bool no_cache; /* no-cache, max-age=0, Pragma: no-cache: ask the server, store */
+	bool authorized; /* an Authorization field */
+	bool conditional; /* If-None-Match, If-Modified-Since, If-Match, ... */
+	bool range; /* a Range field */
+};
+
+void cache_request_policy(const struct http_head *h, const char *buf, struct cache_req_policy *out);
+
+/* What a response allows, worked out when it arrives. */
+struct cache_resp_policy {
+	const char *why_not; /* NULL when storable; else a short reason ("no_store", ...) */
+	int64_t lifetime_s; /* freshness lifetime (RFC 9111 §4.2.1) */
+	int64_t initial_age_s; /* corrected_initial_age (§4.2.3) */
+	bool auth_ok; /* public, s-maxage, must-revalidate: may answer Authorization */
+};
+
+/*
+ * Decides whether the response RESP (parsed from BUF) to a GET may be stored
+ * and for how long. REQUEST_WALL_MS and RESPONSE_WALL_MS are the wall-clock
+ * times the request went out and the response head came back; AUTHORIZED:
+ * the request carried Authorization.
+ */
+void cache_response_policy(const struct http_head *resp, const char *buf, uint64_t request_wall_ms,
+			   uint64_t response_wall_ms, bool authorized,
+			   struct cache_resp_policy *out);
+
+/* Whether STATUS may be stored (SPEC §3: 200, 203, 204, 300, 301, 404, 410). */
+bool cache_status_is_storable(int status);
+
+/*
+ * An HTTP-date (RFC 9110 §5.6.7) in any of its three forms: IMF-fixdate,
+ * obsolete RFC 850 or asctime. Stores seconds since the epoch in *OUT and
+ * returns 0, or returns -EINVAL.
+ */
+int cache_parse_http_date(const char *s, size_t len, int64_t *out);
+
+/* RFC 9111 §1.2.2: delta-seconds, 1*DIGIT, clamped to 2^31. -1 when invalid. */
+int64_t cache_parse_delta_seconds(const char *s, size_t len);
+
+#endif

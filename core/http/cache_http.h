@@ -1,0 +1,58 @@
+/*
+ * cache_http.h - the HTTP cache on http and forward listeners with
+ * cache > 0 (SPEC §3 "Caching"): the few calls the proxy (proxy.c,
+ * forward.c) makes to answer requests from the cache and to store
+ * responses as they pass. The store itself is core/cache.h, the RFC 9111
+ * rules core/cache_policy.h.
+ *
+ * A request's way: cache_http_request() after routing either answers a GET
+ * or HEAD from a fresh entry (the stored head, an Age and X-Cache: HIT
+ * line, the stored body: one writev from the phase HP_REPLY, no allocation)
+ * or notes that the response may be stored. The response head then goes
+ * through cache_http_response() (storable?) and cache_http_response_head()
+ * (the head as the client gets it), its body bytes through
+ * cache_http_body(), and cache_http_end() at the end of the request stores
+ * a complete response. Every response from a server on such a listener
+ * gets X-Cache: MISS; fulcrum's own errors get neither.
+ *
+ * Thread: the worker owning the connection.
+ */
+#ifndef FULCRUM_HTTP_CACHE_HTTP_H
+#define FULCRUM_HTTP_CACHE_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct conn;
+struct http_conn;
+struct http_head;
+
+/*
+ * A request head H was parsed (and, in http mode, routed). Returns true when
+ * the cache answers it: hc->resp_out holds the response and the phase is
+ * HP_REPLY. False: go on to a server.
+ */
+bool cache_http_request(struct conn *c, const struct http_head *h);
+
+/* The server's response head H, before it is rewritten: decides whether the
+ * response is stored. */
+void cache_http_response(struct conn *c, const struct http_head *h);
+
+/* The response head's kept lines, HEAD[0, LEN), as they go to the client. */
+void cache_http_response_head(struct conn *c, const char *head, size_t len);
+
+/* Whether the current response is being stored: its body must then pass
+ * through cache_http_body() rather than be spliced. */
+bool cache_http_is_storing(const struct http_conn *hc);
+
+/* Body bytes (payload only: chunked framing removed) as they pass. */
+void cache_http_body(struct conn *c, const char *p, size_t n);
+
+/* The request is over: a complete response is stored; a cache entry the
+ * answer was written from is let go. */
+void cache_http_end(struct conn *c);
+
+/* The connection is closing: drops whatever the cache state of HC holds. */
+void cache_http_free(struct http_conn *hc);
+
+#endif

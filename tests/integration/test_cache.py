@@ -1,0 +1,508 @@
+"""The HTTP cache (SPEC §2 `cache`, §3 "Caching", RFC 9111): hits after a
+miss with Age and X-Cache, expiry, what is never stored (no-store, private,
+no-cache, Set-Cookie, 500, Expires in the past, Authorization), Vary, HEAD
+from a stored GET, chunked and until-close bodies stored decoded, large
+bodies, LRU eviction within a small budget, invalidation by unsafe methods,
+request directives, one cache shared by the workers, pipelining, HTTP/1.0,
+forward mode, the access log, and fulcrum's own errors carrying no X-Cache.
+
+The origin is a Python server whose answers are set per path and which
+counts the requests it gets, so "served from the cache" is checked on both
+sides: X-Cache: HIT to the client, and no new request at the origin.
+"""
+
+import email.utils
+import hashlib
+import socket
+import threading
+import time
+
+from harness import SCALE, check, closed_port, free_port, ini, wait_for
+from test_http import (Reader, access_lines, cbackend, client, close_backends_first, http_conf,
+                       pyserver, read_request, read_response, roundtrip)
+
+KIB = 1 << 10
+
+
+# ------------------------------------------------------------- origin ----
+
+
+class Origin:
+    """A keep-alive origin. route(path, ...) sets the answer for a path (the
+    query is ignored when choosing it); BODY may be a callable taking the
+    request Message and the request count so far. count(target) is the
+    number of requests the origin got for the full request target."""
+
+    def __init__(self, ctx, name="o"):
+        self.routes = {}
+        self.counts = {}
+        self.lock = threading.Lock()
+        self.srv = pyserver(ctx, self._handler, name=name)
+
+    def server_line(self):
+        return self.srv.server_line()
+
+    @property
+    def addr(self):
+        return self.srv.addr
+
+    def route(self, path, status=200, headers=(), body=b"hello", framing="length", date=True):
+        self.routes[path] = (status, list(headers), body, framing, date)
+
+    def count(self, target):
+        with self.lock:
+            return self.counts.get(target, 0)
+
+    def _handler(self, r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            target = req.first.split(" ")[1]
+            method = req.first.split(" ")[0]
+            with self.lock:
+                self.counts[target] = self.counts.get(target, 0) + 1
+                n = self.counts[target]
+            path = target.split("?")[0]
+            status, headers, body, framing, date = self.routes.get(
+                path, (404, ["Cache-Control: no-store"], b"no route at the origin\n", "length", True))
+            if callable(body):
+                body = body(req, n)
+            lines = [f"HTTP/1.1 {status} X"]
+            if date:
+                lines.append("Date: " + email.utils.formatdate(usegmt=True))
+            lines += headers
+            payload = b"" if method == "HEAD" or status in (204, 304) else body
+            if framing == "chunked":
+                lines.append("Transfer-Encoding: chunked")
+                half = len(payload) // 2
+                payload = b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                                   for p in (payload[:half], payload[half:]) if p) + b"0\r\n\r\n"
+            elif framing == "close":
+                lines.append("Connection: close")
+            elif status not in (204, 304):
+                lines.append(f"Content-Length: {len(body)}")
+            r.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
+            if framing == "close":
+                return
+
+
+def start(ctx, origin, cache="1m", glob=None, listener=None):
+    port = free_port()
+    l = {"cache": cache}
+    l.update(listener or {})
+    f = ctx.fulcrum(http_conf(port, [origin.server_line()], glob=glob, listener=l))
+    return f, port
+
+
+def fetch(port, target, headers=(), method="GET", host="example.com", version="HTTP/1.1"):
+    lines = [f"{method} {target} {version}", f"Host: {host}"] + list(headers)
+    m, _, _ = roundtrip(port, ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"), method,
+                        wait_close=0)
+    return m
+
+
+def x_cache(m):
+    return m.all("x-cache")
+
+
+def is_hit(m):
+    ages = m.all("age")
+    return x_cache(m) == ["HIT"] and len(ages) == 1 and ages[0].isdigit()
+
+
+def is_miss(m):
+    return x_cache(m) == ["MISS"]
+
+
+def expect_miss_then_hit(port, origin, target, headers=()):
+    a = fetch(port, target, headers)
+    check(a.status is not None and is_miss(a), f"first {target}: not a MISS: {a!r}")
+    b = fetch(port, target, headers)
+    check(is_hit(b), f"second {target}: not a HIT: {b!r}")
+    check(b.status == a.status and b.body == a.body, f"{target}: the HIT differs: {a!r} {b!r}")
+    check(origin.count(target) == 1, f"{target}: origin asked {origin.count(target)} times")
+    return a, b
+
+
+def expect_never_stored(port, origin, target, headers=()):
+    for i in range(3):
+        m = fetch(port, target, headers)
+        check(is_miss(m), f"{target} #{i}: want MISS: {m!r}")
+    check(origin.count(target) == 3, f"{target}: origin asked {origin.count(target)} times, want 3")
+
+
+# -------------------------------------------------------------- tests ----
+
+
+def test_miss_then_hit_with_age(ctx):
+    o = Origin(ctx)
+    o.route("/a", headers=["Cache-Control: max-age=30", "ETag: \"v1\"", "Content-Type: text/x"],
+            body=b"cached body\n")
+    _, port = start(ctx, o)
+    a, b = expect_miss_then_hit(port, o, "/a")
+    check(a.all("age") == [], f"a MISS without Age from the origin has none: {a!r}")
+    # The stored head is the origin's, hop-by-hop fields aside.
+    for name in ("etag", "content-type", "cache-control", "date", "content-length"):
+        check(a.all(name) == b.all(name), f"{name} differs: {a.all(name)} {b.all(name)}")
+    time.sleep(1.2)
+    c = fetch(port, "/a")
+    check(is_hit(c) and int(c.get("age")) >= 1, f"Age does not grow: {c!r}")
+    check(o.count("/a") == 1, "origin asked again")
+
+
+def test_expiry_then_refetch(ctx):
+    o = Origin(ctx)
+    o.route("/e", headers=["Cache-Control: max-age=2"], body=lambda req, n: b"version %d" % n)
+    _, port = start(ctx, o)
+    a, b = expect_miss_then_hit(port, o, "/e")
+    check(b.body == b"version 1", f"{b!r}")
+    time.sleep(2.3)
+    c = fetch(port, "/e")
+    check(is_miss(c) and c.body == b"version 2", f"stale entry served: {c!r}")
+    d = fetch(port, "/e")
+    check(is_hit(d) and d.body == b"version 2", f"the new version is not stored: {d!r}")
+    check(o.count("/e") == 2, f"origin asked {o.count('/e')} times")
+
+
+def test_origin_age_counts(ctx):
+    o = Origin(ctx)
+    o.route("/aged", headers=["Cache-Control: max-age=100", "Age: 40"])
+    o.route("/old", headers=["Cache-Control: max-age=100", "Age: 100"])
+    _, port = start(ctx, o)
+    _, b = expect_miss_then_hit(port, o, "/aged")
+    check(int(b.get("age")) >= 40, f"Age below the origin's: {b!r}")
+    expect_never_stored(port, o, "/old")
+
+
+def test_never_stored(ctx):
+    o = Origin(ctx)
+    o.route("/nostore", headers=["Cache-Control: max-age=60, no-store"])
+    o.route("/private", headers=["Cache-Control: private, max-age=60"])
+    o.route("/nocache", headers=["Cache-Control: no-cache, max-age=60"])
+    o.route("/cookie", headers=["Cache-Control: max-age=60", "Set-Cookie: a=b"])
+    o.route("/nolifetime", headers=["Content-Type: text/plain"])
+    o.route("/zero", headers=["Cache-Control: max-age=0"])
+    o.route("/varystar", headers=["Cache-Control: max-age=60", "Vary: *"])
+    o.route("/e500", status=500, headers=["Cache-Control: max-age=60"])
+    o.route("/e302", status=302, headers=["Cache-Control: max-age=60", "Location: /a"])
+    o.route("/past", headers=["Expires: Thu, 01 Jan 1970 00:00:00 GMT"])
+    o.route("/badexpires", headers=["Expires: 0"])
+    _, port = start(ctx, o)
+    for t in ("/nostore", "/private", "/nocache", "/cookie", "/nolifetime", "/zero",
+              "/varystar", "/e500", "/e302", "/past", "/badexpires"):
+        expect_never_stored(port, o, t)
+
+
+def test_storable_statuses_and_expires(ctx):
+    o = Origin(ctx)
+    future = email.utils.formatdate(time.time() + 120, usegmt=True)
+    o.route("/n404", status=404, headers=["Cache-Control: max-age=60"], body=b"gone\n")
+    o.route("/n410", status=410, headers=["Cache-Control: max-age=60"], body=b"gone\n")
+    o.route("/n301", status=301, headers=["Cache-Control: max-age=60", "Location: /x"])
+    o.route("/n204", status=204, headers=["Cache-Control: max-age=60"])
+    o.route("/exp", headers=[f"Expires: {future}"])
+    o.route("/smax", headers=["Cache-Control: max-age=0, s-maxage=60"])
+    _, port = start(ctx, o)
+    for t in ("/n404", "/n410", "/n301", "/n204", "/exp", "/smax"):
+        expect_miss_then_hit(port, o, t)
+    m = fetch(port, "/n204")
+    check(m.status == 204 and m.body == b"" and not m.all("content-length"), f"{m!r}")
+
+
+def test_vary_two_entries(ctx):
+    o = Origin(ctx)
+    o.route("/v", headers=["Cache-Control: max-age=60", "Vary: Accept-Encoding"],
+            body=lambda req, n: ("enc=%s n=%d" % (req.get("accept-encoding"), n)).encode())
+    _, port = start(ctx, o)
+    gz, br = ["Accept-Encoding: gzip"], ["Accept-Encoding: br"]
+    a = fetch(port, "/v", gz)
+    b = fetch(port, "/v", br)
+    check(is_miss(a) and is_miss(b), f"{a!r} {b!r}")
+    c = fetch(port, "/v", gz)
+    d = fetch(port, "/v", br)
+    check(is_hit(c) and c.body == b"enc=gzip n=1", f"{c!r}")
+    check(is_hit(d) and d.body == b"enc=br n=2", f"{d!r}")
+    e = fetch(port, "/v")
+    check(is_miss(e) and e.body == b"enc=None n=3", f"no Accept-Encoding: {e!r}")
+    f = fetch(port, "/v")
+    check(is_hit(f) and f.body == b"enc=None n=3", f"{f!r}")
+    check(o.count("/v") == 3, f"origin asked {o.count('/v')} times")
+
+
+def test_head_from_stored_get(ctx):
+    o = Origin(ctx)
+    o.route("/h", headers=["Cache-Control: max-age=60", "Content-Type: text/x"],
+            body=b"0123456789")
+    o.route("/h2", headers=["Cache-Control: max-age=60"], body=b"abc")
+    _, port = start(ctx, o)
+    g = fetch(port, "/h")
+    check(is_miss(g), f"{g!r}")
+    r = client(port)
+    try:
+        r.send(b"HEAD /h HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        h = read_response(r, "HEAD")
+        check(is_hit(h) and h.status == 200, f"HEAD not answered from the GET: {h!r}")
+        check(h.get("content-length") == "10" and h.get("content-type") == "text/x", f"{h!r}")
+        # Nothing follows the head: the next answer on the connection is clean.
+        r.send(b"GET /h HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        g2 = read_response(r)
+        check(is_hit(g2) and g2.body == b"0123456789", f"{g2!r}")
+    finally:
+        r.close()
+    check(o.count("/h") == 1, f"origin asked {o.count('/h')} times")
+    # A HEAD that misses is not stored, and the GET after it is a miss.
+    h = fetch(port, "/h2", method="HEAD")
+    check(is_miss(h) and h.body == b"", f"{h!r}")
+    g = fetch(port, "/h2")
+    check(is_miss(g) and g.body == b"abc", f"{g!r}")
+    check(is_hit(fetch(port, "/h2")), "GET after GET")
+
+
+def test_chunked_and_close_bodies_stored_decoded(ctx):
+    o = Origin(ctx)
+    body = bytes(range(256)) * 300
+    o.route("/ch", headers=["Cache-Control: max-age=60"], body=body, framing="chunked")
+    o.route("/cl", headers=["Cache-Control: max-age=60"], body=body, framing="close")
+    _, port = start(ctx, o)
+    for t in ("/ch", "/cl"):
+        a, b = expect_miss_then_hit(port, o, t)
+        check(a.body == body, f"{t}: MISS body wrong ({len(a.body)} bytes)")
+        check(b.get("content-length") == str(len(body)) and not b.all("transfer-encoding"),
+              f"{t}: the HIT is not framed by Content-Length: {b.headers}")
+    # An HTTP/1.0 client gets the stored body too.
+    m = fetch(port, "/ch", version="HTTP/1.0")
+    check(is_hit(m) and m.body == body, f"HTTP/1.0: {m.headers}")
+
+
+def test_large_body_through_build_backend(ctx):
+    b = cbackend(ctx)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"cache": "16m"}))
+    big = "/large?maxage=60"
+    a = fetch(port, big)
+    c = fetch(port, big)
+    check(is_miss(a) and is_hit(c), f"{a.headers} {c.headers}")
+    check(len(a.body) == 1 << 20 and a.body == c.body, "the 1 MiB bodies differ")
+    # Over the largest object (16m has 4 shards: 4 MiB each): never stored.
+    huge = "/x?size=5000000&maxage=60"
+    for _ in range(2):
+        m = fetch(port, huge)
+        check(is_miss(m) and len(m.body) == 5000000, f"{m.headers}")
+    # build/backend's chunked answer.
+    a = fetch(port, "/chunked?maxage=60")
+    c = fetch(port, "/chunked?maxage=60")
+    check(is_miss(a) and is_hit(c) and a.body == c.body and c.get("content-length"),
+          f"{a!r} {c!r}")
+
+
+def test_lru_eviction_small_budget(ctx):
+    o = Origin(ctx)
+    for i in range(1, 6):
+        o.route(f"/o{i}", headers=["Cache-Control: max-age=60"], body=bytes([48 + i]) * (20 * KIB))
+    _, port = start(ctx, o, cache="64k")
+    for i in (1, 2, 3):
+        check(is_miss(fetch(port, f"/o{i}")), f"/o{i} first")
+    check(is_hit(fetch(port, "/o1")), "/o1 is stored")  # now /o2 is the least recently used
+    check(is_miss(fetch(port, "/o4")), "/o4 first")  # evicts /o2
+    check(is_hit(fetch(port, "/o1")), "/o1 evicted instead of /o2")
+    check(is_hit(fetch(port, "/o3")), "/o3 evicted instead of /o2")
+    check(is_hit(fetch(port, "/o4")), "/o4 not stored")
+    m = fetch(port, "/o2")
+    check(is_miss(m) and m.body == b"2" * (20 * KIB), "/o2 was not evicted")
+    check(o.count("/o2") == 2 and o.count("/o1") == 1, "origin counts")
+    # An object larger than the whole budget is never stored.
+    o.route("/big", headers=["Cache-Control: max-age=60"], body=b"b" * (70 * KIB))
+    expect_never_stored(port, o, "/big")
+
+
+def test_authorization(ctx):
+    o = Origin(ctx)
+    o.route("/p", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)
+    o.route("/pub", headers=["Cache-Control: max-age=60, public"], body=lambda req, n: b"n=%d" % n)
+    _, port = start(ctx, o)
+    auth = ["Authorization: Basic dXNlcjpwYXNz"]
+    expect_miss_then_hit(port, o, "/p")
+    # Stored without public: never the answer to a request with Authorization,
+    # and that request's answer is not stored.
+    for i in range(2):
+        m = fetch(port, "/p", auth)
+        check(is_miss(m), f"Authorization answered from the cache: {m!r}")
+    check(o.count("/p") == 3, f"origin asked {o.count('/p')} times")
+    check(fetch(port, "/p").body == b"n=1", "the unauthenticated entry was replaced")
+    # public: may be stored from and served to requests with Authorization.
+    a = fetch(port, "/pub", auth)
+    b = fetch(port, "/pub", auth)
+    check(is_miss(a) and is_hit(b) and b.body == b"n=1", f"{a!r} {b!r}")
+
+
+def test_request_directives(ctx):
+    o = Origin(ctx)
+    o.route("/r", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/r")
+    m = fetch(port, "/r", ["Cache-Control: no-cache"])
+    check(is_miss(m) and m.body == b"n=2", f"no-cache served from the cache: {m!r}")
+    m = fetch(port, "/r")
+    check(is_hit(m) and m.body == b"n=2", f"the no-cache answer was not stored: {m!r}")
+    m = fetch(port, "/r", ["Pragma: no-cache"])
+    check(is_miss(m) and m.body == b"n=3", f"Pragma: no-cache: {m!r}")
+    m = fetch(port, "/r", ["Cache-Control: no-store"])
+    check(is_miss(m) and m.body == b"n=4", f"no-store: {m!r}")
+    m = fetch(port, "/r")
+    check(is_hit(m) and m.body == b"n=3", f"a no-store request's answer was stored: {m!r}")
+
+
+def test_unsafe_method_invalidates(ctx):
+    o = Origin(ctx)
+    o.route("/u", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/u")
+    r = client(port)
+    try:
+        r.send(b"POST /u HTTP/1.1\r\nHost: example.com\r\nContent-Length: 2\r\n\r\nhi")
+        p = read_response(r)
+        check(is_miss(p), f"POST: {p!r}")
+    finally:
+        r.close()
+    m = fetch(port, "/u")
+    check(is_miss(m) and m.body == b"n=3", f"still served after a POST: {m!r}")
+    check(is_hit(fetch(port, "/u")), "stored again")
+
+
+def test_key_has_host_and_query(ctx):
+    o = Origin(ctx)
+    o.route("/k", headers=["Cache-Control: max-age=60"],
+            body=lambda req, n: ("%s %s" % (req.get("host"), req.first.split(" ")[1])).encode())
+    _, port = start(ctx, o)
+    a = fetch(port, "/k?x=1", host="one.example")
+    b = fetch(port, "/k?x=1", host="two.example")
+    c = fetch(port, "/k?x=2", host="one.example")
+    check(all(is_miss(m) for m in (a, b, c)), "different keys hit")
+    d = fetch(port, "/k?x=1", host="ONE.example:80")
+    check(is_hit(d) and d.body == b"one.example /k?x=1", f"host case or default port: {d!r}")
+    e = fetch(port, "/k?x=2", host="one.example")
+    check(is_hit(e) and e.body == b"one.example /k?x=2", f"{e!r}")
+
+
+def test_one_cache_for_all_workers(ctx):
+    o = Origin(ctx)
+    o.route("/w", headers=["Cache-Control: max-age=60"], body=b"w" * 1000)
+    _, port = start(ctx, o, glob={"workers": 2})
+    check(is_miss(fetch(port, "/w")), "first")
+    results = []
+
+    def worker():
+        for _ in range(10):
+            results.append(fetch(port, "/w"))
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(len(results) == 40 and all(is_hit(m) and m.body == b"w" * 1000 for m in results),
+          "a connection on another worker missed")
+    check(o.count("/w") == 1, f"origin asked {o.count('/w')} times")
+
+
+def test_pipelined_and_keepalive_hits(ctx):
+    o = Origin(ctx)
+    o.route("/p1", headers=["Cache-Control: max-age=60"], body=b"one")
+    o.route("/p2", headers=["Cache-Control: max-age=60"], body=b"two")
+    _, port = start(ctx, o)
+    fetch(port, "/p1")
+    r = client(port)
+    try:
+        req = b"".join(b"GET /p%d HTTP/1.1\r\nHost: example.com\r\n\r\n" % i for i in (1, 2, 1, 2))
+        r.send(req)
+        got = [read_response(r) for _ in range(4)]
+        check([m.body for m in got] == [b"one", b"two", b"one", b"two"], f"{got!r}")
+        check([is_hit(m) for m in got] == [True, False, True, True], f"{got!r}")
+        # HTTP/1.0 keep-alive on a hit.
+        r.send(b"GET /p1 HTTP/1.0\r\nHost: example.com\r\nConnection: keep-alive\r\n\r\n")
+        m = read_response(r)
+        check(is_hit(m) and "keep-alive" in m.tokens("connection"), f"{m!r}")
+        r.send(b"GET /p1 HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n")
+        m = read_response(r)
+        check(is_hit(m) and "close" in m.tokens("connection"), f"{m!r}")
+    finally:
+        r.close()
+
+
+def test_errors_of_fulcrum_have_no_x_cache(ctx):
+    port = free_port()
+    g = {"workers": 1, "admin": "", "access_log": "off"}
+    dead = closed_port()
+    conf = ini(("global", g),
+               ("pool p", {"check": "none", "connect_timeout": "1s", "retries": 0,
+                           "server": f"s1 127.0.0.1:{dead}"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "cache": "1m"}),
+               ("route r", {"listener": "l", "host": "a.example", "pool": "p"}))
+    ctx.fulcrum(conf)
+    m = fetch(port, "/x", host="b.example")
+    check(m.status == 404 and x_cache(m) == [] and m.all("age") == [], f"404: {m!r}")
+    m = fetch(port, "/x", host="a.example")
+    check(m.status == 502 and x_cache(m) == [] and m.all("age") == [], f"502: {m!r}")
+
+
+def test_forward_mode(ctx):
+    o = Origin(ctx)
+    o.route("/f", headers=["Cache-Control: max-age=60"], body=b"via proxy")
+    port = free_port()
+    g = {"workers": 1, "admin": "", "access_log": "off"}
+    ctx.fulcrum(ini(("global", g), ("listener f", {"bind": f"127.0.0.1:{port}",
+                                                   "mode": "forward", "cache": "1m"})))
+    url = f"http://{o.addr}/f"
+    a = fetch(port, url, host=o.addr)
+    b = fetch(port, url, host=o.addr)
+    check(is_miss(a) and is_hit(b) and b.body == b"via proxy", f"{a!r} {b!r}")
+    check(b.all("via") == ["1.1 fulcrum"] and a.all("via") == ["1.1 fulcrum"], f"Via: {b!r}")
+    # Another origin (port) is another key.
+    other = f"http://127.0.0.1:{closed_port()}/f"
+    m = fetch(port, other, host="x")
+    check(m.status == 502 and x_cache(m) == [], f"{m!r}")
+    check(o.count("/f") == 1, f"origin asked {o.count('/f')} times")
+
+
+def test_access_log_shows_hits(ctx):
+    o = Origin(ctx)
+    o.route("/l", headers=["Cache-Control: max-age=60"])
+    log = ctx.path("access.log")
+    _, port = start(ctx, o, glob={"access_log": log})
+    fetch(port, "/l")
+    fetch(port, "/l")
+    lines = access_lines(log, 2)
+    first, second = lines[0].split(" "), lines[1].split(" ")
+    check(first[7] == "200" and first[-1] == "-" and first[3].startswith("p/o"), lines[0])
+    check(second[7] == "200" and second[-1] == "cache_hit" and second[3] == "p/-", lines[1])
+
+
+def test_slow_client_keeps_entry_through_eviction(ctx):
+    """A hit written to a client that reads slowly holds its entry while
+    another response evicts it from the cache; the client still gets every
+    byte (and the sanitizer build sees no use after free)."""
+    o = Origin(ctx)
+    body = hashlib.sha256(b"seed").digest() * (6 * (1 << 20) // 32)
+    o.route("/slow", headers=["Cache-Control: max-age=60"], body=body)
+    o.route("/evictor", headers=["Cache-Control: max-age=60"], body=b"e" * (3 << 20))
+    _, port = start(ctx, o, cache="7m")  # one shard: the evictor must push /slow out
+    check(is_miss(fetch(port, "/slow")), "/slow first")
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30 * SCALE)
+    s.connect(("127.0.0.1", port))
+    r = Reader(s)
+    try:
+        r.send(b"GET /slow HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        time.sleep(0.3)
+        check(is_miss(fetch(port, "/evictor")), "/evictor")
+        check(is_miss(fetch(port, "/slow?other")), "another key")
+        m = read_response(r)
+        check(is_hit(m) and m.body == body, "the slow hit lost its bytes")
+    finally:
+        r.close()
+    check(is_miss(fetch(port, "/slow")), "/slow was not evicted meanwhile")
+
+
+close_backends_first(globals())

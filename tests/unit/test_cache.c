@@ -1,0 +1,572 @@
+/*
+ * test_cache.c - the HTTP cache's pure parts: RFC 9111 freshness and
+ * storability (core/cache_policy.c), keys and Vary (core/cache_vary.c), and
+ * the store with its LRU eviction and references (core/cache.c).
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cache.h"
+#include "core/cache_policy.h"
+
+#define T0_MS UINT64_C(1700000000000) /* a wall-clock time requests are sent at */
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static struct http_head resp_head;
+static struct http_head req_head;
+
+static const struct http_head *parse_resp(const char *text)
+{
+	cr_assert_eq(http_parse_response(text, strlen(text), NULL, &resp_head), HTTP_DONE, "%s",
+		     text);
+	return &resp_head;
+}
+
+static const struct http_head *parse_req(const char *text)
+{
+	cr_assert_eq(http_parse_request(text, strlen(text), NULL, &req_head), HTTP_DONE, "%s",
+		     text);
+	return &req_head;
+}
+
+/* The policy of response TEXT, received 10 ms after the request went out. */
+static struct cache_resp_policy policy_of(const char *text, bool authorized)
+{
+	struct cache_resp_policy p;
+	cache_response_policy(parse_resp(text), text, T0_MS, T0_MS + 10, authorized, &p);
+	return p;
+}
+
+/* The IMF-fixdate of T0 plus DELTA seconds. */
+static const char *date_at(int64_t delta, char *buf, size_t cap)
+{
+	time_t t = (time_t)(T0_MS / 1000) + delta;
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(buf, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+	return buf;
+}
+
+/* ---- dates and numbers ------------------------------------------------ */
+
+Test(cache_policy, http_dates)
+{
+	int64_t t;
+
+	cr_assert_eq(cache_parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT", 29, &t), 0);
+	cr_assert_eq(t, 784111777);
+	cr_assert_eq(cache_parse_http_date("Sunday, 06-Nov-94 08:49:37 GMT", 30, &t), 0);
+	cr_assert_eq(t, 784111777);
+	cr_assert_eq(cache_parse_http_date("Sun Nov  6 08:49:37 1994", 24, &t), 0);
+	cr_assert_eq(t, 784111777);
+	cr_assert_eq(cache_parse_http_date("Thu, 01 Jan 1970 00:00:00 GMT", 29, &t), 0);
+	cr_assert_eq(t, 0);
+	cr_assert_eq(cache_parse_http_date("Tue, 29 Feb 2000 23:59:60 GMT", 29, &t), 0);
+
+	static const char *const bad[] = {
+		"0",
+		"-1",
+		"",
+		"Sun, 06 Nov 1994 08:49:37 UTC",
+		"Sun, 06 Nox 1994 08:49:37 GMT",
+		"Sun, 32 Nov 1994 08:49:37 GMT",
+		"Sun, 06 Nov 1994 24:49:37 GMT",
+		"Sun, 06 Nov 1994 08:49 GMT",
+		"Sun,  6 Nov 1994 08:49:37 GMT",
+		"Sun Nov 6 08:49:37 1994",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		cr_assert_eq(cache_parse_http_date(bad[i], strlen(bad[i]), &t), -EINVAL, "%s",
+			     bad[i]);
+}
+
+Test(cache_policy, delta_seconds)
+{
+	cr_assert_eq(cache_parse_delta_seconds("0", 1), 0);
+	cr_assert_eq(cache_parse_delta_seconds("60", 2), 60);
+	cr_assert_eq(cache_parse_delta_seconds("99999999999999999999", 20), INT64_C(1) << 31);
+	cr_assert_eq(cache_parse_delta_seconds("", 0), -1);
+	cr_assert_eq(cache_parse_delta_seconds("1.5", 3), -1);
+	cr_assert_eq(cache_parse_delta_seconds("-1", 2), -1);
+}
+
+/* ---- requests --------------------------------------------------------- */
+
+Test(cache_policy, request_directives)
+{
+	struct cache_req_policy p;
+	const char *t;
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(!p.no_store && !p.no_cache && !p.authorized && !p.conditional && !p.range);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\nCache-Control: no-store\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.no_store);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\nCache-Control: max-age=0\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.no_cache && !p.no_store);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\ncache-control: foo, NO-CACHE\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.no_cache);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.no_cache);
+
+	/* Pragma is ignored when Cache-Control is there (RFC 9111 §5.4). */
+	t = "GET / HTTP/1.1\r\nHost: a\r\nPragma: no-cache\r\nCache-Control: max-age=5\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(!p.no_cache);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic eA==\r\nIf-None-Match: \"x\"\r\n"
+	    "Range: bytes=0-1\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.authorized && p.conditional && p.range);
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+Test(cache_policy, storable_statuses)
+{
+	static const int yes[] = {200, 203, 204, 300, 301, 404, 410};
+	static const int no[] = {201, 206, 302, 304, 307, 400, 403, 500, 502, 503};
+	char text[128];
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+		snprintf(text, sizeof(text), "HTTP/1.1 %d X\r\nCache-Control: max-age=60\r\n\r\n",
+			 yes[i]);
+		cr_assert_null(policy_of(text, false).why_not, "%d", yes[i]);
+	}
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++) {
+		snprintf(text, sizeof(text), "HTTP/1.1 %d X\r\nCache-Control: max-age=60\r\n\r\n",
+			 no[i]);
+		cr_assert_str_eq(policy_of(text, false).why_not, "status", "%d", no[i]);
+	}
+}
+
+Test(cache_policy, refusals)
+{
+	static const struct {
+		const char *text;
+		const char *why;
+	} rows[] = {
+		{"HTTP/1.1 200 OK\r\n\r\n", "no_lifetime"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: public\r\n\r\n", "no_lifetime"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=60, no-store\r\n\r\n", "no_store"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nCache-Control: private\r\n\r\n",
+		 "private"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: private=\"x\", max-age=60\r\n\r\n", "private"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: no-cache, max-age=60\r\n\r\n", "no_cache"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nSet-Cookie: a=b\r\n\r\n",
+		 "set_cookie"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nVary: a, *\r\n\r\n", "vary_star"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\n\r\n", "stale"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=abc\r\n\r\n", "stale"},
+		{"HTTP/1.1 200 OK\r\nExpires: 0\r\n\r\n", "stale"},
+		{"HTTP/1.1 200 OK\r\nExpires: Thu, 01 Jan 1970 00:00:00 GMT\r\n\r\n", "stale"},
+		{"HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 60\r\n\r\n", "stale"},
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct cache_resp_policy p = policy_of(rows[i].text, false);
+		cr_assert_not_null(p.why_not, "%s", rows[i].text);
+		cr_assert_str_eq(p.why_not, rows[i].why, "%s", rows[i].text);
+	}
+}
+
+Test(cache_policy, lifetimes)
+{
+	char d[64], e[64], text[256];
+	struct cache_resp_policy p;
+
+	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n", false);
+	cr_assert_eq(p.lifetime_s, 60);
+	cr_assert_eq(p.initial_age_s, 0);
+
+	/* s-maxage wins over max-age in a shared cache, whatever the order. */
+	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: s-maxage=5, max-age=60\r\n\r\n", false);
+	cr_assert_eq(p.lifetime_s, 5);
+	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nCache-Control: "
+		      "s-maxage=\"7\"\r\n\r\n",
+		      false);
+	cr_assert_eq(p.lifetime_s, 7);
+
+	/* max-age wins over Expires. */
+	snprintf(text, sizeof(text),
+		 "HTTP/1.1 200 OK\r\nExpires: %s\r\nCache-Control: max-age=30\r\n\r\n",
+		 date_at(1000, e, sizeof(e)));
+	cr_assert_eq(policy_of(text, false).lifetime_s, 30);
+
+	/* Expires minus Date, independent of our clock. */
+	snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\nDate: %s\r\nExpires: %s\r\n\r\n",
+		 date_at(0, d, sizeof(d)), date_at(120, e, sizeof(e)));
+	p = policy_of(text, false);
+	cr_assert_null(p.why_not);
+	cr_assert_eq(p.lifetime_s, 120);
+
+	/* Without Date, Expires counts from when the response arrived. */
+	snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\nExpires: %s\r\n\r\n",
+		 date_at(90, e, sizeof(e)));
+	cr_assert_eq(policy_of(text, false).lifetime_s, 90);
+
+	/* Expires before Date: stale. */
+	snprintf(text, sizeof(text), "HTTP/1.1 200 OK\r\nDate: %s\r\nExpires: %s\r\n\r\n",
+		 date_at(0, d, sizeof(d)), date_at(-1, e, sizeof(e)));
+	cr_assert_str_eq(policy_of(text, false).why_not, "stale");
+}
+
+Test(cache_policy, initial_age)
+{
+	char d[64], text[256];
+	struct cache_resp_policy p;
+
+	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 20\r\n\r\n", false);
+	cr_assert_eq(p.initial_age_s, 20);
+
+	/* A Date 30 s behind our clock: apparent age 30. */
+	snprintf(text, sizeof(text),
+		 "HTTP/1.1 200 OK\r\nDate: %s\r\nCache-Control: max-age=60\r\n\r\n",
+		 date_at(-30, d, sizeof(d)));
+	cr_assert_eq(policy_of(text, false).initial_age_s, 30);
+
+	/* One second behind is Date's resolution, not age. */
+	snprintf(text, sizeof(text),
+		 "HTTP/1.1 200 OK\r\nDate: %s\r\nCache-Control: max-age=1\r\n\r\n",
+		 date_at(-1, d, sizeof(d)));
+	p = policy_of(text, false);
+	cr_assert_null(p.why_not);
+	cr_assert_eq(p.initial_age_s, 0);
+
+	/* A Date in the future is no negative age. */
+	snprintf(text, sizeof(text),
+		 "HTTP/1.1 200 OK\r\nDate: %s\r\nCache-Control: max-age=60\r\n\r\n",
+		 date_at(500, d, sizeof(d)));
+	cr_assert_eq(policy_of(text, false).initial_age_s, 0);
+
+	/* The response took 3 s to come: that counts as age (§4.2.3). */
+	struct cache_resp_policy q;
+	const char *t = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 2\r\n\r\n";
+	cache_response_policy(parse_resp(t), t, T0_MS, T0_MS + 3000, false, &q);
+	cr_assert_eq(q.initial_age_s, 5);
+}
+
+Test(cache_policy, authorization)
+{
+	cr_assert_str_eq(
+		policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n", true).why_not,
+		"authorization");
+	static const char *const ok[] = {
+		"HTTP/1.1 200 OK\r\nCache-Control: max-age=60, public\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nCache-Control: s-maxage=60\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nCache-Control: max-age=60, must-revalidate\r\n\r\n",
+	};
+	for (size_t i = 0; i < 3; i++) {
+		struct cache_resp_policy p = policy_of(ok[i], true);
+		cr_assert_null(p.why_not, "%s", ok[i]);
+		cr_assert(p.auth_ok);
+	}
+	cr_assert(!policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=6\r\n\r\n", false).auth_ok);
+}
+
+/* ---- Vary ------------------------------------------------------------- */
+
+static int vary_of(const char *resp, const char *req, char *out, size_t cap)
+{
+	struct http_head r;
+	struct cache_req rq = {.h = parse_req(req), .buf = req};
+
+	cr_assert_eq(http_parse_response(resp, strlen(resp), NULL, &r), HTTP_DONE);
+	return cache_vary_build(&r, resp, &rq, out, cap);
+}
+
+static bool matches(const char *vary, int len, const char *req)
+{
+	struct cache_req rq = {.h = parse_req(req), .buf = req};
+	return cache_vary_matches(vary, (size_t)len, &rq);
+}
+
+Test(cache_vary, build_and_match)
+{
+	const char *resp = "HTTP/1.1 200 OK\r\nVary: Accept-Encoding, accept-language\r\n"
+			   "Vary: ACCEPT-ENCODING\r\n\r\n";
+	const char *gzip = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n";
+	const char *br = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br\r\n\r\n";
+	const char *none = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+	const char *empty = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding:\r\n\r\n";
+	const char *two = "GET / HTTP/1.1\r\nHost: a\r\naccept-encoding: gzip\r\n"
+			  "Accept-Encoding: br\r\n\r\n";
+	const char *joined = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip, br\r\n\r\n";
+	char v[CACHE_VARY_MAX];
+
+	int n = vary_of(resp, gzip, v, sizeof(v));
+	cr_assert_gt(n, 0);
+	cr_assert(matches(v, n, gzip));
+	cr_assert(matches(v, n, "GET /x HTTP/1.1\r\nAccept-Encoding: gzip\r\nHost: b\r\n\r\n"));
+	cr_assert(!matches(v, n, br));
+	cr_assert(!matches(v, n, none));
+	cr_assert(!matches(v, n,
+			   "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n"
+			   "Accept-Language: en\r\n\r\n"));
+
+	/* Absent and empty are different requests. */
+	n = vary_of(resp, none, v, sizeof(v));
+	cr_assert(matches(v, n, none));
+	cr_assert(!matches(v, n, empty));
+	n = vary_of(resp, empty, v, sizeof(v));
+	cr_assert(matches(v, n, empty));
+	cr_assert(!matches(v, n, none));
+
+	/* Repeated fields compare as their joined value. */
+	n = vary_of(resp, two, v, sizeof(v));
+	cr_assert(matches(v, n, joined));
+	cr_assert(matches(v, n, two));
+
+	/* No Vary: an empty record that matches anything. */
+	cr_assert_eq(vary_of("HTTP/1.1 200 OK\r\n\r\n", gzip, v, sizeof(v)), 0);
+	cr_assert(matches(v, 0, br));
+
+	cr_assert_eq(vary_of("HTTP/1.1 200 OK\r\nVary: *\r\n\r\n", gzip, v, sizeof(v)), -1);
+	cr_assert_eq(vary_of(resp, gzip, v, 8), -1);
+}
+
+Test(cache_vary, lines_form_agrees_with_parsed_form)
+{
+	const char *req = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding:  gzip \r\nX-A: 1\r\n"
+			  "x-a: 2\r\n\r\n";
+	const char *lines = "Host: a\r\nAccept-Encoding:  gzip \r\nX-A: 1\r\nx-a: 2\r\n";
+	struct cache_req parsed = {.h = parse_req(req), .buf = req};
+	struct cache_req raw = {.lines = lines, .lines_len = strlen(lines)};
+	char a[64], b[64];
+
+	cr_assert_eq(cache_req_field(&parsed, "accept-encoding", 15, a, sizeof(a)), 4);
+	cr_assert_eq(cache_req_field(&raw, "accept-encoding", 15, b, sizeof(b)), 4);
+	cr_assert_eq(memcmp(a, "gzip", 4), 0);
+	cr_assert_eq(memcmp(b, "gzip", 4), 0);
+	cr_assert_eq(cache_req_field(&parsed, "x-a", 3, a, sizeof(a)), 4);
+	cr_assert_eq(cache_req_field(&raw, "x-a", 3, b, sizeof(b)), 4);
+	cr_assert_eq(memcmp(a, "1, 2", 4), 0);
+	cr_assert_eq(memcmp(b, "1, 2", 4), 0);
+	cr_assert_eq(cache_req_field(&raw, "x-b", 3, b, sizeof(b)), -1);
+	cr_assert_eq(cache_req_field(&raw, "x-a", 3, b, 3), -2);
+
+	struct http_head r;
+	const char *resp = "HTTP/1.1 200 OK\r\nVary: accept-encoding, X-A\r\n\r\n";
+	cr_assert_eq(http_parse_response(resp, strlen(resp), NULL, &r), HTTP_DONE);
+	char v[256];
+	int n = cache_vary_build(&r, resp, &raw, v, sizeof(v));
+	cr_assert_gt(n, 0);
+	cr_assert(cache_vary_matches(v, (size_t)n, &parsed));
+}
+
+/* ---- the store -------------------------------------------------------- */
+
+static struct cache_key key_of(const char *host, const char *target)
+{
+	struct cache_key k = {
+		.scope = 7,
+		.host = host,
+		.host_len = (uint32_t)strlen(host),
+		.target = target,
+		.target_len = (uint32_t)strlen(target),
+	};
+	cache_key_hash(&k);
+	return k;
+}
+
+/* A complete entry of BODY_LEN bytes, fresh for LIFETIME_MS from NOW. */
+static struct cache_entry *entry(const char *target, size_t body_len, int64_t lifetime_ms,
+				 uint64_t now, const char *vary, int vary_len)
+{
+	struct cache_key k = key_of("example.com", target);
+	const char *head = "HTTP/1.1 200 OK\r\nContent-Type: x\r\n";
+	struct cache_entry *e = cache_entry_new(&k, vary, vary_len > 0 ? (size_t)vary_len : 0,
+						strlen(head), body_len);
+	cr_assert_not_null(e);
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	char *body = calloc(1, body_len + 1);
+	cr_assert_eq(cache_entry_append(&e, body, body_len, UINT64_MAX), 0);
+	free(body);
+	e->status = 200;
+	e->stored_ms = now;
+	e->lifetime_ms = lifetime_ms;
+	cache_entry_end(e, false);
+	return e;
+}
+
+static const struct cache_req no_fields = {.lines = "", .lines_len = 0};
+
+static bool present(struct cache *c, const char *target, uint64_t now)
+{
+	struct cache_key k = key_of("example.com", target);
+	struct cache_entry *e = cache_lookup(c, &k, &no_fields, false, now, NULL);
+	cache_entry_put(e);
+	return e != NULL;
+}
+
+Test(cache_store, hit_stale_and_age)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct cache_key k = key_of("example.com", "/a");
+	bool stale = false;
+
+	cache_insert(c, entry("/a", 100, 2000, 1000, NULL, 0));
+	struct cache_entry *e = cache_lookup(c, &k, &no_fields, false, 1500, NULL);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->body_len, 100);
+	cr_assert_eq(cache_entry_age_ms(e, 2999), 1999);
+	cache_entry_put(e);
+
+	/* Other hosts, targets and scopes miss. */
+	struct cache_key other = key_of("example.org", "/a");
+	cr_assert_null(cache_lookup(c, &other, &no_fields, false, 1500, NULL));
+	other = key_of("example.com", "/a?");
+	cr_assert_null(cache_lookup(c, &other, &no_fields, false, 1500, NULL));
+	other = k;
+	other.scope = 8;
+	cache_key_hash(&other);
+	cr_assert_null(cache_lookup(c, &other, &no_fields, false, 1500, NULL));
+
+	/* Stale at lifetime: a miss, or a stale match when asked for. */
+	cr_assert_null(cache_lookup(c, &k, &no_fields, false, 3000, NULL));
+	e = cache_lookup(c, &k, &no_fields, false, 3000, &stale);
+	cr_assert_not_null(e);
+	cr_assert(stale);
+	cache_entry_put(e);
+
+	/* Not auth_ok: no answer to a request with Authorization. */
+	cr_assert_null(cache_lookup(c, &k, &no_fields, true, 1500, NULL));
+	cache_free(c);
+}
+
+Test(cache_store, lru_eviction_within_budget)
+{
+	/* 64k with 20k bodies: three fit, the fourth evicts the least
+	 * recently used. */
+	struct cache *c = cache_new(64 << 10);
+	uint64_t bytes, n;
+
+	cache_insert(c, entry("/1", 20 << 10, 60000, 0, NULL, 0));
+	cache_insert(c, entry("/2", 20 << 10, 60000, 0, NULL, 0));
+	cache_insert(c, entry("/3", 20 << 10, 60000, 0, NULL, 0));
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 3);
+	cr_assert_leq(bytes, 64 << 10);
+	cr_assert(present(c, "/1", 1)); /* /1 is now the most recent; /2 the oldest */
+	cache_insert(c, entry("/4", 20 << 10, 60000, 0, NULL, 0));
+	cr_assert(!present(c, "/2", 2));
+	cr_assert(present(c, "/1", 2));
+	cr_assert(present(c, "/3", 2));
+	cr_assert(present(c, "/4", 2));
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 3);
+	cr_assert_leq(bytes, 64 << 10);
+
+	/* Larger than the whole budget: not stored, nothing evicted. */
+	cache_insert(c, entry("/big", 70 << 10, 60000, 0, NULL, 0));
+	cr_assert(!present(c, "/big", 3));
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 3);
+
+	/* A smaller budget (a reload) is caught up by the next insert. */
+	cache_set_budget(c, 30 << 10);
+	cache_insert(c, entry("/5", 1 << 10, 60000, 0, NULL, 0));
+	cache_usage(c, &bytes, &n);
+	cr_assert_leq(bytes, 30 << 10);
+	cr_assert(present(c, "/5", 4));
+	cache_free(c);
+}
+
+Test(cache_store, variants_replace_and_invalidate)
+{
+	struct cache *c = cache_new(1 << 20);
+	const char *resp = "HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n";
+	const char *gzip = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n";
+	const char *br = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br\r\n\r\n";
+	char vg[256], vb[256];
+	int ng = vary_of(resp, gzip, vg, sizeof(vg));
+	int nb = vary_of(resp, br, vb, sizeof(vb));
+	struct cache_key k = key_of("example.com", "/v");
+	uint64_t bytes, n;
+
+	cache_insert(c, entry("/v", 10, 60000, 0, vg, ng));
+	cache_insert(c, entry("/v", 20, 60000, 0, vb, nb));
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 2);
+
+	struct cache_req rq = {.h = parse_req(gzip), .buf = gzip};
+	struct cache_entry *e = cache_lookup(c, &k, &rq, false, 1, NULL);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->body_len, 10);
+	cache_entry_put(e);
+	rq = (struct cache_req){.h = parse_req(br), .buf = br};
+	e = cache_lookup(c, &k, &rq, false, 1, NULL);
+	cr_assert_not_null(e);
+	cr_assert_eq(e->body_len, 20);
+
+	/* A new gzip response replaces the old one; the reader of the br
+	 * variant keeps its entry across the invalidation. */
+	cache_insert(c, entry("/v", 30, 60000, 0, vg, ng));
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 2);
+	cache_invalidate(c, &k);
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 0);
+	cr_assert_eq(bytes, 0);
+	cr_assert_eq(e->body_len, 20);
+	cr_assert(!e->linked);
+	cache_entry_put(e);
+	cache_free(c);
+}
+
+Test(cache_store, head_filter_and_decoded_length)
+{
+	struct cache_key k = key_of("example.com", "/c");
+	const char *head = "HTTP/1.1 200 OK\r\nAge: 5\r\nTransfer-Encoding: chunked\r\n"
+			   "X-Cache: MISS\r\nCache-Control: max-age=5\r\n";
+	struct cache_entry *e = cache_entry_new(&k, NULL, 0, strlen(head), 0);
+
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(cache_entry_append(&e, "0123456789abcdef", 16, 1 << 20), 0);
+	cache_entry_end(e, true);
+	const char *want = "HTTP/1.1 200 OK\r\nCache-Control: max-age=5\r\nContent-Length: 160\r\n";
+	cr_assert_eq(e->head_len, strlen(want));
+	cr_assert_eq(memcmp(e->head, want, e->head_len), 0);
+	cr_assert_eq(e->body_len, 160);
+	cr_assert_eq(memcmp(e->body + 144, "0123456789abcdef", 16), 0);
+	cr_assert_eq(e->charge,
+		     sizeof(*e) + e->host_len + e->target_len + e->head_cap + e->body_cap);
+
+	/* Growing past the largest object fails and leaves the entry whole. */
+	char *more = calloc(1, 1 << 15);
+	cr_assert_eq(cache_entry_append(&e, more, 1 << 15, 1 << 14), -EFBIG);
+	free(more);
+	cr_assert_eq(e->body_len, 160);
+	cache_entry_put(e);
+}
+
+Test(cache_store, many_entries_grow_the_table)
+{
+	struct cache *c = cache_new(64 << 20);
+	char target[32];
+	uint64_t bytes, n;
+
+	for (int i = 0; i < 5000; i++) {
+		snprintf(target, sizeof(target), "/k%d", i);
+		cache_insert(c, entry(target, 8, 60000, 0, NULL, 0));
+	}
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 5000);
+	for (int i = 0; i < 5000; i += 97) {
+		snprintf(target, sizeof(target), "/k%d", i);
+		cr_assert(present(c, target, 1), "%s", target);
+	}
+	cache_free(c);
+}
