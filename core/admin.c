@@ -26,6 +26,7 @@
 #include "core/gen.h"
 #include "core/http/parser.h"
 #include "core/log.h"
+#include "core/upgrade.h"
 #include "core/util.h"
 #include "core/worker.h"
 
@@ -522,7 +523,9 @@ int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 	admin.epfd = epfd;
 	if (!cfg->global.admin)
 		return 0;
-	int fd = open_socket(&cfg->global.admin_addr);
+	int fd = upgrade_adopt_admin(cfg->global.admin, &cfg->global.admin_addr, 64);
+	if (fd == -ENOENT)
+		fd = open_socket(&cfg->global.admin_addr);
 	if (fd < 0) {
 		fprintf(stderr, "fulcrum: admin listener %s: %s\n", cfg->global.admin,
 			strerror(-fd));
@@ -578,6 +581,24 @@ void admin_tick(void)
 		list_del(&ac->node);
 		conn_free(ac);
 	}
+}
+
+int admin_listen_fd(void)
+{
+	return admin.fd;
+}
+
+void admin_release(void)
+{
+	if (admin.fd >= 0) {
+		/* Another process holds the socket too: closing it here would
+		 * leave it registered. */
+		epoll_ctl(admin.epfd, EPOLL_CTL_DEL, admin.fd, NULL);
+		close(admin.fd);
+	}
+	admin.fd = -1;
+	free(admin.unix_path);
+	admin.unix_path = NULL;
 }
 
 void admin_close(void)

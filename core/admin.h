@@ -48,5 +48,11 @@ int admin_timeout_ms(void);
 void admin_tick(void);
 /* Closes the listener and every client. */
 void admin_close(void);
+/* The listening socket, or -1 (a binary upgrade hands it over). */
+int admin_listen_fd(void);
+/* A binary upgrade handed the listener over: stops accepting here but
+ * leaves its socket file, now the new process's, in place. The clients
+ * being answered carry on. */
+void admin_release(void);
 
 #endif

@@ -32,6 +32,7 @@
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/stats.h"
+#include "core/upgrade.h"
 #include "core/worker.h"
 #include "core/version.h"
 #include "health/health.h"
@@ -151,13 +152,14 @@ static void raise_fd_limit(const struct cfg *cfg)
 			 (unsigned long long)need, (unsigned long long)rl.rlim_cur);
 }
 
-/* Opens every bind of every listener for one worker into *SOCKS. Unix
- * sockets have no SO_REUSEPORT: workers after the first share worker 0's
- * socket (FIRST) through a dup. */
-static int open_sockets(struct cfg *cfg, const struct listen_sock *first,
+/* Opens every bind of every listener for WORKER (of N_WORKERS) into
+ * *SOCKS. Unix sockets have no SO_REUSEPORT: workers after the first share
+ * worker 0's socket (FIRST) through a dup. After a binary upgrade the
+ * sockets the old process handed over are adopted instead (upgrade.h). */
+static int open_sockets(struct cfg *cfg, int worker, int n_workers, const struct listen_sock *first,
 			struct listen_sock **socks, size_t *n)
 {
-	size_t total = 0;
+	size_t total = upgrade_surplus(cfg, worker, n_workers, NULL);
 	for (size_t i = 0; i < cfg->n_listeners; i++)
 		total += cfg->listeners[i].n_binds;
 	*socks = calloc(total ? total : 1, sizeof(**socks));
@@ -170,13 +172,19 @@ static int open_sockets(struct cfg *cfg, const struct listen_sock *first,
 			const char *what = "";
 			struct listen_sock *ls = &(*socks)[(*n)++];
 			ls->listener = (uint32_t)i;
+			ls->bind = (uint32_t)b;
 			if (first && lc->binds[b].ss.ss_family == AF_UNIX) {
 				what = "dup";
 				ls->fd = fcntl(first[*n - 1].fd, F_DUPFD_CLOEXEC, 0);
 				if (ls->fd < 0)
 					ls->fd = -errno;
 			} else {
-				ls->fd = listener_open(&lc->binds[b], cfg->global.backlog, &what);
+				what = "adopt";
+				ls->fd = upgrade_adopt(lc->name, &lc->binds[b], worker,
+						       cfg->global.backlog);
+				if (ls->fd == -ENOENT)
+					ls->fd = listener_open(&lc->binds[b], cfg->global.backlog,
+							       &what);
 			}
 			if (ls->fd < 0) {
 				fprintf(stderr, "fulcrum: listener %s: %s %s: %s\n", lc->name, what,
@@ -186,6 +194,7 @@ static int open_sockets(struct cfg *cfg, const struct listen_sock *first,
 			}
 		}
 	}
+	*n += upgrade_surplus(cfg, worker, n_workers, *socks + *n);
 	return 0;
 }
 
@@ -228,6 +237,7 @@ static int setup_signals(struct process *p)
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	/* Blocked before any thread starts, so only the signalfd sees them. */
 	if (pthread_sigmask(SIG_BLOCK, &set, NULL) != 0)
 		return -1;
@@ -251,7 +261,7 @@ static int start_workers(struct process *p)
 		struct listen_sock *socks;
 		size_t n;
 		const struct listen_sock *first = i ? p->workers[0].socks : NULL;
-		if (open_sockets(cfg, first, &socks, &n) < 0) {
+		if (open_sockets(cfg, i, p->n_workers, first, &socks, &n) < 0) {
 			for (size_t k = 0; k < n; k++)
 				if (socks[k].fd >= 0)
 					close(socks[k].fd);
@@ -437,6 +447,7 @@ static void stop_all(struct process *p, enum worker_cmd cmd)
 struct stop_state {
 	bool stopping;
 	uint64_t deadline_ms; /* graceful_timeout; 0 = none pending */
+	uint64_t handoff_ms; /* binary upgrade: when draining starts; 0 = none */
 };
 
 static void on_signals(struct process *p, struct stop_state *st)
@@ -450,12 +461,14 @@ static void on_signals(struct process *p, struct stop_state *st)
 			stop_all(p, WORKER_GRACEFUL);
 			st->stopping = true;
 			st->deadline_ms = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
+			st->handoff_ms = 0;
 			break;
 		case SIGINT:
 			log_info("SIGINT: stopping now");
 			stop_all(p, WORKER_STOP);
 			st->stopping = true;
 			st->deadline_ms = 0;
+			st->handoff_ms = 0;
 			break;
 		case SIGHUP:
 			reload_on_signal(p);
@@ -466,8 +479,40 @@ static void on_signals(struct process *p, struct stop_state *st)
 				log_error("SIGUSR1: cannot reopen the access log %s",
 					  p->gen->cfg->global.access_log);
 			break;
+		case SIGUSR2:
+			if (st->stopping)
+				log_warn("SIGUSR2: already stopping; no upgrade");
+			else
+				upgrade_begin(p->gen->cfg, p->workers, p->n_workers,
+					      admin_listen_fd(), p->epfd);
+			break;
 		}
 	}
+}
+
+/* A binary upgrade ended (upgrade.h). Ready: the new process accepts on
+ * our listeners, so stop accepting at once but drain only after
+ * UPGRADE_HANDOFF_MS. Failed: carry on, the pid file ours again. */
+static void on_upgrade(struct process *p, struct stop_state *st, enum upgrade_outcome o)
+{
+	if (o == UPGRADE_FAILED && p->opt.pidfile)
+		write_pidfile(p->opt.pidfile);
+	if (o != UPGRADE_READY)
+		return;
+	admin_release();
+	if (st->stopping)
+		return;
+	stop_all(p, WORKER_HANDOFF);
+	st->stopping = true;
+	st->handoff_ms = clock_ms() + UPGRADE_HANDOFF_MS;
+	st->deadline_ms = st->handoff_ms + p->gen->cfg->global.graceful_timeout_ms;
+}
+
+static int earliest_ms(int a, int b)
+{
+	if (a < 0 || b < 0)
+		return a < 0 ? b : a;
+	return a < b ? a : b;
 }
 
 /* Sleeps on signals and the admin API until the workers are gone. The
@@ -475,11 +520,11 @@ static void on_signals(struct process *p, struct stop_state *st)
  * struct ev_handler. */
 static void main_loop(struct process *p)
 {
-	struct stop_state st = { false, 0 };
+	struct stop_state st = { false, 0, 0 };
 	struct epoll_event evs[16];
 
 	for (;;) {
-		int timeout = admin_timeout_ms();
+		int timeout = earliest_ms(admin_timeout_ms(), upgrade_timeout_ms());
 		if (st.stopping && (timeout < 0 || timeout > 50))
 			timeout = 50;
 		int n = epoll_wait(p->epfd, evs, 16, timeout);
@@ -489,6 +534,11 @@ static void main_loop(struct process *p)
 			log_warn("graceful_timeout reached; closing the remaining connections");
 			stop_all(p, WORKER_STOP);
 			st.deadline_ms = 0;
+			st.handoff_ms = 0;
+		}
+		if (st.handoff_ms && clock_ms() >= st.handoff_ms) {
+			stop_all(p, WORKER_GRACEFUL);
+			st.handoff_ms = 0;
 		}
 		for (int i = 0; i < n; i++) {
 			struct ev_handler *h = evs[i].data.ptr;
@@ -498,6 +548,7 @@ static void main_loop(struct process *p)
 				on_signals(p, &st);
 		}
 		admin_tick();
+		on_upgrade(p, &st, upgrade_poll());
 	}
 }
 
@@ -507,6 +558,8 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &p.opt) < 0)
 		return 1;
+	if (upgrade_init(argv) < 0)
+		return 2;
 	struct cfg *cfg = load_config(&p.opt);
 	if (!cfg)
 		return 1;
@@ -537,10 +590,13 @@ int main(int argc, char **argv)
 	if (start_workers(&p) < 0 || open_admin(&p) < 0 ||
 	    (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
 	    drop_privileges(cfg->global.user) < 0) {
+		if (upgrade_inherited())
+			admin_release(); /* the old process's still */
 		admin_close();
 		discard_workers(&p);
 		return 2;
 	}
+	upgrade_close_unused();
 	for (int i = 0; i < p.n_workers; i++)
 		if (worker_start(&p.workers[i]) < 0) {
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
@@ -556,6 +612,7 @@ int main(int argc, char **argv)
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu",
 		 FULCRUM_VERSION, p.n_workers, cfg->n_listeners,
 		 (unsigned long long)p.gen->number);
+	upgrade_ready();
 
 	main_loop(&p);
 
@@ -566,9 +623,12 @@ int main(int argc, char **argv)
 		worker_join(&p.workers[i]);
 		worker_deinit(&p.workers[i]);
 	}
-	remove_unix_sockets(p.gen->cfg);
-	if (p.opt.pidfile)
-		unlink(p.opt.pidfile);
+	/* After an upgrade they are the new process's. */
+	if (!upgrade_handed_over()) {
+		remove_unix_sockets(p.gen->cfg);
+		if (p.opt.pidfile)
+			unlink(p.opt.pidfile);
+	}
 	free(p.workers);
 	gen_put(p.gen);
 	close(p.sigfd);

@@ -111,6 +111,9 @@ static void close_listeners(struct worker *w)
 	for (size_t i = 0; i < w->n_socks; i++) {
 		if (w->socks[i].fd >= 0) {
 			close(w->socks[i].fd);
+			/* After a binary upgrade the socket lives on in the new
+			 * process, and so would its registration here. */
+			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->socks[i].fd, NULL);
 			w->socks[i].fd = -1;
 		}
 	}
@@ -193,6 +196,11 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	if (cmd == WORKER_RUN || (w->draining && cmd == WORKER_GRACEFUL))
 		return;
 	w->draining = true;
+	if (cmd == WORKER_HANDOFF) {
+		close_listeners(w);
+		timer_del(&w->timers, &w->accept_timer);
+		return;
+	}
 	close_listeners(w);
 	timer_del(&w->timers, &w->accept_timer);
 	upstream_pool_deinit(w, &w->upstreams);

@@ -67,10 +67,14 @@ struct listen_sock {
 	struct ev_handler h;
 	int fd;
 	uint32_t listener; /* index into the generation's cfg->listeners */
+	uint32_t bind; /* index into that listener's binds */
 	struct worker *w;
 };
 
-enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP };
+/* WORKER_HANDOFF (a binary upgrade, core/upgrade.h): close the listeners,
+ * which another process now accepts from, and carry on with every
+ * connection as it is until WORKER_GRACEFUL or WORKER_STOP. */
+enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP, WORKER_HANDOFF };
 
 struct worker {
 	int id;

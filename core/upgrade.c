@@ -1,0 +1,604 @@
+/*
+ * upgrade.c - seamless binary upgrade (see upgrade.h). Main thread only.
+ *
+ * FULCRUM_INHERIT is "1" (the format's version) followed by one entry per
+ * fd, each after a ';':
+ *   R,FD                 the pipe the new process writes its ready byte to
+ *   L,FD,LISTENER,BIND   a listening socket of that listener and bind
+ *   A,FD,ADDRESS         the admin listener
+ * LISTENER, BIND and ADDRESS are as written in the configuration file, with
+ * '%', ',', ';' and every byte outside printable ASCII written %XX. The L
+ * entries of one listener and bind come in the old process's worker order.
+ *
+ * The new process is the old one's child until the old one exits; systemd
+ * follows it through the pid file (config/fulcrum.service).
+ */
+#include "core/upgrade.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "core/sbuf.h"
+#include "core/util.h"
+#include "core/worker.h"
+
+/* A socket handed over to this process, until it is adopted or closed. */
+struct inherited {
+	char kind; /* 'L' listener, 'A' admin */
+	int fd;
+	char *listener; /* L: the listener's name; NULL for A */
+	char *addr; /* the bind or admin address, as written */
+	int idx; /* L: position among the entries of the same listener and bind */
+	bool used;
+};
+
+/* The new side: what this process was handed. */
+static struct {
+	struct inherited *v;
+	size_t n;
+	int ready_fd;
+	bool active;
+} in = {.ready_fd = -1};
+
+enum up_state { UP_IDLE, UP_PENDING, UP_HANDED_OVER };
+
+/* The old side: the upgrade this process started. */
+static struct {
+	struct ev_handler h; /* the pipe's, in the main epoll while pending */
+	char exe[PATH_MAX];
+	char **argv;
+	enum up_state state;
+	enum upgrade_outcome outcome; /* reported once by upgrade_poll */
+	pid_t child;
+	int pipe_fd; /* read end, while pending */
+	int epfd;
+	uint64_t deadline_ms;
+	bool killed;
+} up = {.pipe_fd = -1};
+
+/* ------------------------------------------------------------ encoding -- */
+
+static void add_escaped(struct sbuf *b, const char *s)
+{
+	static const char hex[] = "0123456789ABCDEF";
+
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch > 0x20 && ch < 0x7f && ch != '%' && ch != ',' && ch != ';') {
+			sbuf_add(b, s, 1);
+		} else {
+			char e[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+			sbuf_add(b, e, sizeof(e));
+		}
+	}
+}
+
+static int hex_value(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Decodes S in place. False on a malformed escape or an escaped NUL. */
+static bool unescape(char *s)
+{
+	char *o = s;
+
+	for (; *s; s++) {
+		if (*s != '%') {
+			*o++ = *s;
+			continue;
+		}
+		int hi = hex_value(s[1]);
+		int lo = hi < 0 ? -1 : hex_value(s[2]);
+		if (lo < 0 || (hi | lo) == 0)
+			return false;
+		*o++ = (char)(hi * 16 + lo);
+		s += 2;
+	}
+	*o = '\0';
+	return true;
+}
+
+static bool parse_fd(const char *s, int *fd)
+{
+	char *end;
+
+	errno = 0;
+	long v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < 0 || v > INT_MAX)
+		return false;
+	*fd = (int)v;
+	return true;
+}
+
+static bool is_listening(int fd)
+{
+	int on = 0;
+	socklen_t len = sizeof(on);
+	return getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &on, &len) == 0 && on;
+}
+
+/* ----------------------------------------------------------- new side -- */
+
+/* Takes one entry, split at ',' into NF fields F (decoded in place).
+ * Returns NULL, or what is wrong with it. */
+static const char *take_entry(char **f, int nf)
+{
+	int fd;
+
+	if (nf < 2 || strlen(f[0]) != 1 || !parse_fd(f[1], &fd))
+		return "malformed entry";
+	for (int i = 2; i < nf; i++)
+		if (!unescape(f[i]))
+			return "malformed escape";
+	if (f[0][0] == 'R') {
+		if (nf != 2 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			return "bad ready pipe";
+		in.ready_fd = fd;
+		return NULL;
+	}
+	if (!((f[0][0] == 'L' && nf == 4) || (f[0][0] == 'A' && nf == 3)))
+		return "malformed entry";
+	if (!is_listening(fd) || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+		return "an fd handed over is not a listening socket";
+	struct inherited *e = &in.v[in.n];
+	*e = (struct inherited){.kind = f[0][0], .fd = fd};
+	e->listener = e->kind == 'L' ? strdup(f[2]) : NULL;
+	e->addr = strdup(f[nf - 1]);
+	if (!e->addr || (e->kind == 'L' && !e->listener)) {
+		free(e->listener);
+		free(e->addr);
+		return "out of memory";
+	}
+	for (size_t i = 0; i < in.n; i++)
+		if (in.v[i].kind == e->kind && strcmp(in.v[i].addr, e->addr) == 0 &&
+		    (e->kind != 'L' || strcmp(in.v[i].listener, e->listener) == 0))
+			e->idx++;
+	in.n++;
+	return NULL;
+}
+
+/* Splits VALUE (modified) into entries and takes them. NULL or a cause. */
+static const char *take_all(char *value)
+{
+	size_t n = 1;
+
+	for (const char *s = value; *s; s++)
+		n += *s == ';';
+	in.v = calloc(n, sizeof(*in.v));
+	if (!in.v)
+		return "out of memory";
+	char *save = NULL;
+	char *tok = strtok_r(value, ";", &save);
+	if (!tok || strcmp(tok, "1") != 0)
+		return "unknown format (a different fulcrum version?)";
+	while ((tok = strtok_r(NULL, ";", &save))) {
+		char *f[5];
+		int nf = 0;
+		char *fsave = NULL;
+		for (char *t = strtok_r(tok, ",", &fsave); t && nf < 5;
+		     t = strtok_r(NULL, ",", &fsave))
+			f[nf++] = t;
+		const char *why = take_entry(f, nf);
+		if (why)
+			return why;
+	}
+	return in.ready_fd < 0 ? "no ready pipe" : NULL;
+}
+
+int upgrade_init(char **argv)
+{
+	up.argv = argv;
+	ssize_t len = readlink("/proc/self/exe", up.exe, sizeof(up.exe) - 1);
+	up.exe[len > 0 ? len : 0] = '\0';
+
+	const char *env = getenv(UPGRADE_ENV);
+	if (!env)
+		return 0;
+	char *value = strdup(env);
+	unsetenv(UPGRADE_ENV);
+	const char *why = value ? take_all(value) : "out of memory";
+	free(value);
+	if (why) {
+		fprintf(stderr,
+			"fulcrum: cannot take over the sockets handed over in " UPGRADE_ENV
+			": %s\n",
+			why);
+		return -1;
+	}
+	in.active = true;
+	return 0;
+}
+
+bool upgrade_inherited(void)
+{
+	return in.active;
+}
+
+static bool same_addr(const struct sockaddr_storage *ss, const struct cfg_addr *a)
+{
+	if (ss->ss_family != a->ss.ss_family)
+		return false;
+	switch (ss->ss_family) {
+	case AF_INET: {
+		const struct sockaddr_in *x = (const void *)ss, *y = (const void *)&a->ss;
+		return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+		       (y->sin_port == 0 || x->sin_port == y->sin_port);
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *x = (const void *)ss, *y = (const void *)&a->ss;
+		return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
+		       (y->sin6_port == 0 || x->sin6_port == y->sin6_port);
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *x = (const void *)ss, *y = (const void *)&a->ss;
+		return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+	}
+	default:
+		return false;
+	}
+}
+
+/* Adopts E for A: checks that it is bound where A says (A takes its
+ * address when its port is 0), applies BACKLOG, makes it non-blocking.
+ * Returns the fd, or -ENOENT when E is bound elsewhere, or -errno. */
+static int claim(struct inherited *e, struct cfg_addr *a, int backlog)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(e->fd, (struct sockaddr *)&ss, &len) < 0)
+		return -errno;
+	if (!same_addr(&ss, a)) {
+		log_warn("upgrade: the socket handed over for %s is bound elsewhere; not adopted",
+			 a->text ? a->text : e->addr);
+		return -ENOENT;
+	}
+	if (ss.ss_family != AF_UNIX && len <= sizeof(a->ss)) {
+		memcpy(&a->ss, &ss, len);
+		a->len = len;
+	}
+	int fl = fcntl(e->fd, F_GETFL);
+	if (listen(e->fd, backlog) < 0 || fl < 0 || fcntl(e->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	e->used = true;
+	return e->fd;
+}
+
+int upgrade_adopt(const char *listener, struct cfg_addr *a, int worker, int backlog)
+{
+	for (size_t i = 0; i < in.n; i++) {
+		struct inherited *e = &in.v[i];
+		if (e->kind == 'L' && !e->used && e->idx == worker &&
+		    strcmp(e->listener, listener) == 0 && strcmp(e->addr, a->text) == 0)
+			return claim(e, a, backlog);
+	}
+	return -ENOENT;
+}
+
+static bool find_bind(const struct cfg *cfg, const struct inherited *e, uint32_t *l, uint32_t *b)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *lc = &cfg->listeners[i];
+		if (strcmp(lc->name, e->listener) != 0)
+			continue;
+		for (size_t k = 0; k < lc->n_binds; k++)
+			if (strcmp(lc->binds[k].text, e->addr) == 0) {
+				*l = (uint32_t)i;
+				*b = (uint32_t)k;
+				return true;
+			}
+	}
+	return false;
+}
+
+size_t upgrade_surplus(const struct cfg *cfg, int worker, int n_workers, struct listen_sock *out)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < in.n; i++) {
+		struct inherited *e = &in.v[i];
+		uint32_t l, b;
+		if (e->kind != 'L' || e->used || e->idx < n_workers ||
+		    e->idx % n_workers != worker || !find_bind(cfg, e, &l, &b))
+			continue;
+		/* A unix listener's entries past the first are duplicates of
+		 * it, which worker 0 adopted: nothing is queued in them. */
+		struct cfg_addr *a = &cfg->listeners[l].binds[b];
+		if (a->ss.ss_family == AF_UNIX)
+			continue;
+		if (!out) {
+			n++;
+			continue;
+		}
+		int fd = claim(e, a, cfg->global.backlog);
+		if (fd >= 0)
+			out[n++] = (struct listen_sock){.fd = fd, .listener = l, .bind = b};
+	}
+	return n;
+}
+
+int upgrade_adopt_admin(const char *text, const struct cfg_addr *a, int backlog)
+{
+	for (size_t i = 0; i < in.n; i++) {
+		struct inherited *e = &in.v[i];
+		struct cfg_addr copy = *a; /* claim() fills in a port 0 */
+		if (e->kind == 'A' && !e->used && strcmp(e->addr, text) == 0)
+			return claim(e, &copy, backlog);
+	}
+	return -ENOENT;
+}
+
+void upgrade_close_unused(void)
+{
+	for (size_t i = 0; i < in.n; i++) {
+		struct inherited *e = &in.v[i];
+		if (!e->used && e->kind == 'L')
+			log_info("upgrade: closing the socket handed over for listener %s bind %s, "
+				 "which the configuration no longer has",
+				 e->listener, e->addr);
+		else if (!e->used)
+			log_info("upgrade: closing the admin listener handed over on %s, which the "
+				 "configuration no longer has",
+				 e->addr);
+		if (!e->used)
+			close(e->fd);
+		free(e->listener);
+		free(e->addr);
+	}
+	free(in.v);
+	in.v = NULL;
+	in.n = 0;
+}
+
+void upgrade_ready(void)
+{
+	if (in.ready_fd < 0)
+		return;
+	ssize_t n;
+	do
+		n = write(in.ready_fd, "R", 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		log_error("upgrade: cannot tell the old process to hand over: %s", strerror(errno));
+	close(in.ready_fd);
+	in.ready_fd = -1;
+}
+
+/* ----------------------------------------------------------- old side -- */
+
+/* Duplicates that stay open across exec, for the child; closed by the
+ * parent once it runs. */
+struct handover {
+	struct sbuf env;
+	int *fds;
+	size_t n_fds, cap_fds;
+};
+
+/* Adds "KIND,dup(FD)" to H's environment value; 0 or -errno. */
+static int hand(struct handover *h, char kind, int fd)
+{
+	if (h->n_fds == h->cap_fds)
+		return -ENOMEM;
+	int dup_fd = fcntl(fd, F_DUPFD, 3);
+	if (dup_fd < 0)
+		return -errno;
+	h->fds[h->n_fds++] = dup_fd;
+	sbuf_printf(&h->env, ";%c,%d", kind, dup_fd);
+	return 0;
+}
+
+static void handover_free(struct handover *h)
+{
+	for (size_t i = 0; i < h->n_fds; i++)
+		close(h->fds[i]);
+	free(h->fds);
+	sbuf_free(&h->env);
+}
+
+static int build_handover(struct handover *h, const struct cfg *cfg, const struct worker *ws,
+			  int n_workers, int admin_fd, int ready_fd)
+{
+	h->cap_fds = 2;
+	for (int i = 0; i < n_workers; i++)
+		h->cap_fds += ws[i].n_socks;
+	h->fds = calloc(h->cap_fds, sizeof(*h->fds));
+	if (!h->fds)
+		return -ENOMEM;
+	sbuf_puts(&h->env, UPGRADE_ENV "=1");
+	int err = hand(h, 'R', ready_fd);
+	for (int i = 0; i < n_workers && !err; i++)
+		for (size_t k = 0; k < ws[i].n_socks && !err; k++) {
+			const struct listen_sock *ls = &ws[i].socks[k];
+			const struct cfg_listener *lc = &cfg->listeners[ls->listener];
+			/* Workers after the first hold duplicates of a unix
+			 * listener's one socket. */
+			if (ls->fd < 0 || (i > 0 && lc->binds[ls->bind].ss.ss_family == AF_UNIX))
+				continue;
+			err = hand(h, 'L', ls->fd);
+			sbuf_add(&h->env, ",", 1);
+			add_escaped(&h->env, lc->name);
+			sbuf_add(&h->env, ",", 1);
+			add_escaped(&h->env, lc->binds[ls->bind].text);
+		}
+	if (!err && admin_fd >= 0) {
+		err = hand(h, 'A', admin_fd);
+		sbuf_add(&h->env, ",", 1);
+		add_escaped(&h->env, cfg->global.admin);
+	}
+	return err ? err : h->env.oom ? -ENOMEM : 0;
+}
+
+/* environ without any FULCRUM_INHERIT, plus ENTRY; NULL when out of
+ * memory. Only the array is allocated. */
+static char **child_environ(char *entry)
+{
+	size_t n = 0, k = 0;
+
+	while (environ[n])
+		n++;
+	char **env = calloc(n + 2, sizeof(*env));
+	if (!env)
+		return NULL;
+	for (size_t i = 0; i < n; i++)
+		if (strncmp(environ[i], UPGRADE_ENV "=", sizeof(UPGRADE_ENV)) != 0)
+			env[k++] = environ[i];
+	env[k] = entry;
+	return env;
+}
+
+static void stop_watching(void)
+{
+	epoll_ctl(up.epfd, EPOLL_CTL_DEL, up.pipe_fd, NULL);
+	close(up.pipe_fd);
+	up.pipe_fd = -1;
+}
+
+/* The child closed its pipe without saying it runs: reaps it and says
+ * why. Its own messages went to the same stderr. */
+static void reap_failed(void)
+{
+	int status = 0;
+	pid_t r = 0;
+
+	for (int i = 0; i < 100 && r == 0; i++) {
+		r = waitpid(up.child, &status, WNOHANG);
+		if (r == 0)
+			usleep(10 * 1000);
+	}
+	if (r == 0) {
+		kill(up.child, SIGKILL);
+		r = waitpid(up.child, &status, 0);
+	}
+	if (r == up.child && WIFEXITED(status))
+		log_error("upgrade failed: the new process %d exited with status %d; this one "
+			  "carries on",
+			  (int)up.child, WEXITSTATUS(status));
+	else if (r == up.child && WIFSIGNALED(status))
+		log_error("upgrade failed: the new process %d was killed by signal %d (%s); this "
+			  "one carries on",
+			  (int)up.child, WTERMSIG(status), strsignal(WTERMSIG(status)));
+	else
+		log_error("upgrade failed: the new process %d is gone; this one carries on",
+			  (int)up.child);
+}
+
+static void on_pipe(struct ev_handler *h, uint32_t events)
+{
+	char c;
+	(void)h;
+	(void)events;
+
+	ssize_t n = read(up.pipe_fd, &c, 1);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	stop_watching();
+	if (n == 1) {
+		up.state = UP_HANDED_OVER;
+		up.outcome = UPGRADE_READY;
+		log_info("upgrade: the new process %d runs; this one (%d) stops accepting, drains "
+			 "and exits",
+			 (int)up.child, (int)getpid());
+		return;
+	}
+	reap_failed();
+	up.state = UP_IDLE;
+	up.outcome = UPGRADE_FAILED;
+}
+
+int upgrade_begin(const struct cfg *cfg, const struct worker *ws, int n_workers, int admin_fd,
+		  int epfd)
+{
+	struct handover h = {.fds = NULL};
+	int pipefd[2];
+
+	if (up.state != UP_IDLE) {
+		log_warn("SIGUSR2: %s", up.state == UP_PENDING ? "an upgrade is already under way"
+							       : "already handed over");
+		return -EBUSY;
+	}
+	if (!up.exe[0]) {
+		log_error("upgrade: the path of the running binary is unknown");
+		return -ENOENT;
+	}
+	if (pipe2(pipefd, O_CLOEXEC | O_NONBLOCK) < 0) {
+		int err = -errno;
+		log_error("upgrade: pipe: %s", strerror(-err));
+		return err;
+	}
+	sbuf_init(&h.env);
+	int err = build_handover(&h, cfg, ws, n_workers, admin_fd, pipefd[1]);
+	close(pipefd[1]);
+	char **env = err ? NULL : child_environ(h.env.data);
+	if (!err && !env)
+		err = -ENOMEM;
+	/* The child inherits the signal mask, which blocks the signals fulcrum
+	 * takes through its signalfd: one sent before the new process set its
+	 * own up waits for it instead of killing it. */
+	if (!err)
+		err = -posix_spawn(&up.child, up.exe, NULL, NULL, up.argv, env);
+	free(env);
+	handover_free(&h);
+	if (err) {
+		log_error("upgrade: cannot start %s: %s", up.exe, strerror(-err));
+		close(pipefd[0]);
+		return err;
+	}
+	up.h.fn = on_pipe;
+	up.pipe_fd = pipefd[0];
+	up.epfd = epfd;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &up.h};
+	epoll_ctl(epfd, EPOLL_CTL_ADD, up.pipe_fd, &ev);
+	up.state = UP_PENDING;
+	up.killed = false;
+	up.deadline_ms = clock_ms() + UPGRADE_READY_TIMEOUT_MS;
+	log_info("upgrade: started %s as process %d; waiting for it to take over", up.exe,
+		 (int)up.child);
+	return 0;
+}
+
+enum upgrade_outcome upgrade_poll(void)
+{
+	if (up.state == UP_PENDING && !up.killed && clock_ms() >= up.deadline_ms) {
+		log_error("upgrade: the new process %d is not ready after %d s; killing it",
+			  (int)up.child, UPGRADE_READY_TIMEOUT_MS / 1000);
+		kill(up.child, SIGKILL);
+		up.killed = true;
+	}
+	enum upgrade_outcome o = up.outcome;
+	up.outcome = UPGRADE_NONE;
+	return o;
+}
+
+int upgrade_timeout_ms(void)
+{
+	if (up.state != UP_PENDING || up.killed)
+		return -1;
+	uint64_t now = clock_ms();
+	return now >= up.deadline_ms ? 0 : (int)(up.deadline_ms - now);
+}
+
+bool upgrade_handed_over(void)
+{
+	/* Pending counts: the new process may already own the files. */
+	return up.state != UP_IDLE;
+}

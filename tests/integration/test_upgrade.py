@@ -1,0 +1,464 @@
+"""Seamless binary upgrade (SIGUSR2) and reloads (SIGHUP) under load.
+
+A constant load runs through every test: threads making one HTTP request per
+new connection to an http listener in front of build/backend, and a tcp-mode
+tunnel to an echo server exchanging a few bytes every 100 ms. Across ten
+reloads, or an upgrade, no request may fail or be reset, the tunnel opened
+before must still carry bytes after, and an upgraded process must leave the
+new one (its pid in the pid file) serving, then exit 0 once its own
+connections are done.
+
+The new process is started by the old one, not by the test. So that its exit
+status can still be checked, the test process makes itself a child
+subreaper (PR_SET_CHILD_SUBREAPER): once the old process exits, the new one
+becomes the test's child, which harness.Ctx then stops and checks like any
+fulcrum it started (open fds back to the start-up count, exit 0 on SIGTERM).
+"""
+
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from harness import (SCALE, Fulcrum, TestFailure, _listening_inet, _socket_inodes, check,
+                     connect, free_port, ini, recv_exact, wait_for)
+from test_http import cbackend, close_backends_first
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def _become_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise TestFailure(f"prctl(PR_SET_CHILD_SUBREAPER): errno {ctypes.get_errno()}")
+
+
+def _pid_alive(pid):
+    """True while PID runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+class Adopted:
+    """What harness.Fulcrum needs of a subprocess.Popen, for a process the
+    test did not start. It can be reaped once it is the test's child (its
+    parent gone, the test a subreaper); before that, or if another process
+    reaped it, its exit status is unknown (reported as 255)."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.returncode = None
+
+    def poll(self):
+        if self.returncode is not None:
+            return self.returncode
+        try:
+            r, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            if not _pid_alive(self.pid):
+                self.returncode = 255
+            return self.returncode
+        if r == self.pid:
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        deadline = time.monotonic() + (timeout if timeout is not None else 3600)
+        while self.poll() is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+
+# ----------------------------------------------------------------- load ----
+
+
+REQUEST = b"GET /?size=1000 HTTP/1.1\r\nHost: upgrade.test\r\nConnection: close\r\n\r\n"
+
+
+def _one_request(port):
+    """One request on a new connection; returns None or what went wrong."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SCALE) as s:
+        s.sendall(REQUEST)
+        data = bytearray()
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200 "):
+        return f"bad answer {bytes(data[:80])!r}"
+    m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+    if not m or int(m.group(1)) != len(body) or len(body) != 1000:
+        return f"truncated answer: head {head[:200]!r}, {len(body)} body bytes"
+    return None
+
+
+class Load:
+    """N threads, each making requests on new connections back to back."""
+
+    def __init__(self, port, n=2):
+        self.port = port
+        self.ok = 0
+        self.failures = []
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            try:
+                err = _one_request(self.port)
+            except OSError as e:
+                err = repr(e)
+            with self.lock:
+                if err:
+                    self.failures.append(f"{time.monotonic():.3f} {err}")
+                else:
+                    self.ok += 1
+
+    def count(self):
+        with self.lock:
+            return self.ok
+
+    def wait_more(self, n, what):
+        target = self.count() + n
+        wait_for(lambda: self.count() >= target or self.failures, 10 * SCALE, what=what)
+        self.check()
+
+    def check(self):
+        with self.lock:
+            check(not self.failures, f"{len(self.failures)} failed requests (of "
+                  f"{self.ok + len(self.failures)}): {self.failures[:5]}")
+
+    def stop(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(15 * SCALE)
+        self.check()
+
+
+class Tunnel:
+    """A tcp-mode connection through fulcrum (at ADDR: (host, port) or a unix
+    path) to an echo server, sending a numbered line every 100 ms and
+    checking it comes back."""
+
+    def __init__(self, addr):
+        self.sock = connect(addr)
+        self.n = 0
+        self.error = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        try:
+            while not self.stopping.is_set():
+                line = b"tick %08d\n" % self.n
+                self.sock.sendall(line)
+                got = recv_exact(self.sock, len(line))
+                if got != line:
+                    raise TestFailure(f"tunnel got {got!r} for {line!r}")
+                self.n += 1
+                time.sleep(0.1)
+        except Exception as e:  # noqa: BLE001 - reported by check()
+            self.error = e
+
+    def check(self):
+        check(self.error is None, f"tunnel broken after {self.n} exchanges: {self.error!r}")
+
+    def still_carries(self, what):
+        """Another 5 exchanges happen."""
+        target = self.n + 5
+        wait_for(lambda: self.n >= target or self.error, 5 * SCALE, what=f"tunnel bytes {what}")
+        self.check()
+
+    def close(self):
+        self.stopping.set()
+        self.thread.join(5 * SCALE)
+        self.check()
+        self.sock.close()
+
+
+# --------------------------------------------------------------- config ----
+
+
+def _conf(http_port, tcp_port, admin_port, web, echo, workers=2, balance="roundrobin",
+          unix_path=None):
+    tcp_binds = [f"127.0.0.1:{tcp_port}"] + ([f"unix:{unix_path}"] if unix_path else [])
+    return ini(
+        ("global", {"workers": workers, "admin": f"127.0.0.1:{admin_port}",
+                    "access_log": "off", "log_level": "info", "graceful_timeout": "30s"}),
+        ("pool p", {"balance": balance, "check": "none", "connect_timeout": "1s",
+                    "server": web.server_line()}),
+        ("pool e", {"check": "none", "connect_timeout": "1s", "server": echo.server_line()}),
+        ("listener web", {"bind": f"127.0.0.1:{http_port}", "mode": "http", "pool": "p"}),
+        ("listener t", {"bind": tcp_binds, "mode": "tcp", "pool": "e"}),
+    )
+
+
+class Site:
+    """A fulcrum with a pid file in front of build/backend and an echo
+    server, and the load on it."""
+
+    def __init__(self, ctx, workers=2, unix=False):
+        _become_subreaper()
+        self.ctx = ctx
+        self.web = cbackend(ctx, "web1")
+        self.echo = ctx.backend("echo")
+        self.http_port, self.tcp_port, self.admin_port = free_port(), free_port(), free_port()
+        self.unix_path = ctx.path("t.sock") if unix else None
+        self.pidfile = ctx.path("fulcrum.pid")
+        self.f = ctx.fulcrum(self.conf(workers), args=["-p", self.pidfile])
+        check(self.pid_in_file() == self.f.pid, "the pid file does not hold the pid")
+
+    def conf(self, workers=2, balance="roundrobin"):
+        return _conf(self.http_port, self.tcp_port, self.admin_port, self.web, self.echo,
+                     workers, balance, self.unix_path)
+
+    def rewrite(self, conf_text):
+        with open(self.f.conf_path, "w") as fh:
+            fh.write(conf_text)
+
+    def pid_in_file(self):
+        try:
+            with open(self.pidfile) as fh:
+                return int(fh.read().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def admin_healthz(self):
+        with socket.create_connection(("127.0.0.1", self.admin_port), timeout=5 * SCALE) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n")
+            data = s.recv(4096)
+        return data.startswith(b"HTTP/1.1 200 ")
+
+    def upgrade(self, old, conf_text):
+        """SIGUSR2 to OLD (a harness.Fulcrum), waits for the new process to
+        take over and returns it (see adopt)."""
+        mark = len(old.stderr())
+        old.signal(signal.SIGUSR2)
+        wait_for(lambda: "upgrade: the new process" in old.stderr()[mark:] or
+                 "upgrade failed" in old.stderr()[mark:],
+                 10 * SCALE, what="the new process to take over")
+        tail = old.stderr()[mark:]
+        check("upgrade failed" not in tail, f"upgrade failed:\n{tail[-2000:]}")
+        new_pid = int(re.search(r"upgrade: the new process (\d+) runs", tail).group(1))
+        return self.adopt(old, new_pid, conf_text)
+
+    def adopt(self, old, new_pid, conf_text):
+        """The process NEW_PID that took over from OLD, as a harness.Fulcrum
+        that Ctx.finish checks and stops."""
+        check(new_pid != old.pid, "the new process has the old pid")
+        check(self.pid_in_file() == new_pid,
+              f"pid file holds {self.pid_in_file()}, not the new process {new_pid}")
+        new = Fulcrum(self.ctx.tmp, conf_text, name=f"upgraded{new_pid}")
+        new.proc = Adopted(new_pid)
+        new.stderr_path = old.stderr_path  # inherited
+        new.stdout_path = old.stdout_path
+        new.baseline_fds, new.baseline_pipes = _idle_baseline(new)
+        self.ctx.fulcrums.append(new)
+        return new
+
+
+def _idle_baseline(f):
+    """F's fd count, and pipe count, without its connections: what it must
+    come back to once the load is gone. (A process that took over under load
+    never had an idle moment to count at.)"""
+    listening = set()
+    for table, state in (("/proc/net/tcp", "0A"), ("/proc/net/tcp6", "0A")):
+        with open(table) as fh:
+            next(fh)
+            listening |= {ln.split()[9] for ln in fh if ln.split()[3] == state}
+    with open("/proc/net/unix") as fh:
+        next(fh)
+        listening |= {ln.split()[6] for ln in fh if ln.split()[3] == "00010000"}
+    fds = f.fds()
+    conns = sum(1 for v in fds.values() if v.startswith("socket:[") and v[8:-1] not in listening)
+    pipes = sum(1 for v in fds.values() if v.startswith("pipe:"))
+    return len(fds) - conns, pipes
+
+
+def _listeners_of(pid, port):
+    """The listening sockets on PORT that PID holds."""
+    return _listening_inet(port) & _socket_inodes(pid)
+
+
+def _exit_status_soon(f, timeout):
+    rc = f.wait_exit(timeout)
+    check(rc == 0, f"the old process exited with status {rc}; stderr:\n{f.stderr()[-2000:]}")
+
+
+# ---------------------------------------------------------------- tests ----
+
+
+def test_upgrade_under_load(ctx):
+    site = Site(ctx, unix=True)
+    old = site.f
+    load = Load(site.http_port)
+    tunnel = Tunnel(("127.0.0.1", site.tcp_port))
+    unix_tunnel = Tunnel(site.unix_path)
+    load.wait_more(200, "requests before the upgrade")
+    tunnel.still_carries("before the upgrade")
+
+    new = site.upgrade(old, old.conf_text)
+    load.wait_more(300, "requests after the upgrade")
+    check(site.admin_healthz(), "the admin API does not answer after the upgrade")
+    # The old process keeps its connections past the hand-over and the
+    # drain that starts UPGRADE_HANDOFF_MS (1 s) later, and serves them.
+    time.sleep(1.5 * SCALE)
+    check(old.alive(), "the old process exited with a tunnel still open")
+    tunnel.still_carries("after the upgrade")
+    unix_tunnel.still_carries("after the upgrade")
+    check(os.path.exists(site.unix_path), "the unix socket file went away")
+
+    # The new process serves new connections on every listener.
+    fresh = Tunnel(("127.0.0.1", site.tcp_port))
+    fresh.still_carries("through the new process")
+    fresh_unix = Tunnel(site.unix_path)
+    fresh_unix.still_carries("through the new process's unix socket")
+    fresh.close()
+    fresh_unix.close()
+
+    tunnel.close()
+    unix_tunnel.close()
+    _exit_status_soon(old, 10)
+    load.wait_more(100, "requests after the old process exited")
+    load.stop()
+    check(os.path.exists(site.unix_path), "the old process removed the unix socket file")
+    check(site.pid_in_file() == new.pid, "the old process's exit changed the pid file")
+    new.check_alive()
+
+
+def test_reloads_under_load(ctx):
+    site = Site(ctx)
+    f = site.f
+    load = Load(site.http_port)
+    tunnel = Tunnel(("127.0.0.1", site.tcp_port))
+    load.wait_more(100, "requests before the reloads")
+    for i in range(10):
+        site.rewrite(site.conf(balance="leastconn" if i % 2 == 0 else "roundrobin"))
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: f"generation {i + 2}" in f.stderr(), 5 * SCALE,
+                 what=f"reload {i + 1}")
+        load.wait_more(30, f"requests after reload {i + 1}")
+        tunnel.check()
+    tunnel.still_carries("after 10 reloads")
+    load.stop()
+    tunnel.close()
+    check("failed" not in f.stderr(), f"a reload failed:\n{f.stderr()[-2000:]}")
+
+
+def test_reloads_and_upgrade_under_load(ctx):
+    """The issue's bar: ten reloads and one upgrade under one constant load."""
+    site = Site(ctx)
+    old = site.f
+    load = Load(site.http_port)
+    tunnel = Tunnel(("127.0.0.1", site.tcp_port))
+    load.wait_more(100, "requests before")
+    for i in range(10):
+        old.signal(signal.SIGHUP)
+        wait_for(lambda: f"generation {i + 2}" in old.stderr(), 5 * SCALE,
+                 what=f"reload {i + 1}")
+        load.wait_more(20, f"requests after reload {i + 1}")
+    new = site.upgrade(old, old.conf_text)
+    load.wait_more(300, "requests after the upgrade")
+    tunnel.still_carries("after the reloads and the upgrade")
+    tunnel.close()
+    _exit_status_soon(old, 10)
+    load.stop()
+    new.check_alive()
+
+
+def test_upgrade_to_fewer_then_more_workers(ctx):
+    """Three workers hand over three sockets per bind to one worker, which
+    takes them all (closing one would reset what is queued in it); that one
+    hands them on to two workers, again under load."""
+    site = Site(ctx, workers=3)
+    first = site.f
+    load = Load(site.http_port)
+    load.wait_more(100, "requests before")
+
+    one = site.conf(workers=1)
+    site.rewrite(one)
+    second = site.upgrade(first, one)
+    load.wait_more(200, "requests after the first upgrade")
+    _exit_status_soon(first, 10)
+    check(len(_listeners_of(second.pid, site.http_port)) == 3,
+          "the single worker does not hold the three http sockets")
+
+    two = site.conf(workers=2)
+    site.rewrite(two)
+    third = site.upgrade(second, two)
+    load.wait_more(200, "requests after the second upgrade")
+    _exit_status_soon(second, 10)
+    load.stop()
+    check(len(_listeners_of(third.pid, site.http_port)) == 3,
+          "the three http sockets did not all reach the third process")
+
+
+def test_failed_upgrade_keeps_serving(ctx):
+    site = Site(ctx)
+    f = site.f
+    load = Load(site.http_port)
+    tunnel = Tunnel(("127.0.0.1", site.tcp_port))
+    load.wait_more(100, "requests before")
+
+    good = f.conf_text
+    site.rewrite(good + "\n[no such section]\n")
+    mark = len(f.stderr())
+    f.signal(signal.SIGUSR2)
+    wait_for(lambda: "upgrade failed" in f.stderr()[mark:], 10 * SCALE,
+             what="the failed upgrade to be logged")
+    tail = f.stderr()[mark:]
+    check(re.search(r"upgrade failed: the new process \d+ exited with status 1", tail),
+          f"the failure does not say why:\n{tail}")
+    check(re.search(r"\.ini:\d+: ", tail), f"the configuration error is not logged:\n{tail}")
+    check(site.pid_in_file() == f.pid, "the pid file does not hold the running process")
+    load.wait_more(200, "requests after the failed upgrade")
+    tunnel.still_carries("after the failed upgrade")
+    check(site.admin_healthz(), "the admin API does not answer after the failed upgrade")
+
+    # Fixed, the next upgrade goes through.
+    site.rewrite(good)
+    new = site.upgrade(f, good)
+    load.wait_more(200, "requests after the upgrade")
+    tunnel.close()
+    _exit_status_soon(f, 10)
+    load.stop()
+    new.check_alive()
+
+
+def test_second_sigusr2_while_upgrading_is_refused(ctx):
+    site = Site(ctx)
+    f = site.f
+    f.signal(signal.SIGUSR2)
+    f.signal(signal.SIGUSR2)
+    wait_for(lambda: "upgrade: the new process" in f.stderr(), 10 * SCALE,
+             what="the new process to take over")
+    pids = re.findall(r"upgrade: started .* as process (\d+)", f.stderr())
+    check(len(pids) == 1, f"{len(pids)} upgrades started")
+    new = site.adopt(f, int(pids[0]), f.conf_text)
+    _exit_status_soon(f, 10)
+    new.check_alive()
+
+
+close_backends_first(globals())
