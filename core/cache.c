@@ -37,6 +37,7 @@ struct cache_shard {
 struct cache {
 	unsigned n_shards;
 	_Atomic uint64_t budget;
+	_Atomic uint64_t filling; /* bytes of entries being filled (cache_fill_reserve) */
 	struct cache_shard shards[];
 };
 
@@ -125,6 +126,23 @@ void cache_usage(struct cache *c, uint64_t *bytes, uint64_t *entries)
 	}
 }
 
+bool cache_fill_reserve(struct cache *c, uint64_t n)
+{
+	uint64_t cur = atomic_load_explicit(&c->filling, memory_order_relaxed);
+
+	do {
+		if (cur + n > cache_budget(c))
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&c->filling, &cur, cur + n, memory_order_relaxed, memory_order_relaxed));
+	return true;
+}
+
+void cache_fill_release(struct cache *c, uint64_t n)
+{
+	atomic_fetch_sub_explicit(&c->filling, n, memory_order_relaxed);
+}
+
 /* ---- entries ---------------------------------------------------------- */
 
 void cache_entry_put(struct cache_entry *e)
@@ -146,6 +164,11 @@ static void place(struct cache_entry *e)
 static size_t block_size(const struct cache_entry *e)
 {
 	return sizeof(*e) + e->host_len + e->target_len + e->vary_len + e->head_cap + e->body_cap;
+}
+
+uint64_t cache_entry_size(const struct cache_entry *e)
+{
+	return block_size(e);
 }
 
 struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary, size_t vary_len,
@@ -176,21 +199,36 @@ struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary,
 	return e;
 }
 
+/* Whether the field line LINE[0, LEN) has the name NAME (lower-case). */
+static bool line_is(const char *line, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
+}
+
 /* Whether the head line LINE[0, LEN) is one fulcrum writes itself on the
  * way out (Age, X-Cache) or one that no longer applies to a stored, decoded
  * body (Transfer-Encoding). */
 static bool line_is_dropped(const char *line, size_t len)
 {
-	static const char *const names[] = {"age", "x-cache", "transfer-encoding"};
+	return line_is(line, len, "age") || line_is(line, len, "x-cache") ||
+	       line_is(line, len, "transfer-encoding");
+}
 
-	const char *colon = memchr(line, ':', len);
-	if (!colon)
-		return false;
-	size_t n = (size_t)(colon - line);
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		if (strlen(names[i]) == n && strncasecmp(line, names[i], n) == 0)
-			return true;
-	return false;
+/* Notes where the value of the field line at E->head + AT (LEN bytes, CRLF
+ * included) is, trimmed, in *OFF and *VLEN. */
+static void note_value(const struct cache_entry *e, size_t at, size_t len, uint32_t *off,
+		       uint32_t *vlen)
+{
+	const char *p = e->head + at, *colon = memchr(p, ':', len);
+	size_t s = (size_t)(colon + 1 - p), end = len;
+
+	while (end > s && (p[end - 1] == '\r' || p[end - 1] == '\n' || http_is_ows(p[end - 1])))
+		end--;
+	while (s < end && http_is_ows(p[s]))
+		s++;
+	*off = (uint32_t)(at + s);
+	*vlen = (uint32_t)(end - s);
 }
 
 int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len)
@@ -206,6 +244,10 @@ int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len)
 		/* The first line is the status line and always stays. */
 		if (p == head || !line_is_dropped(p, n)) {
 			memcpy(e->head + out, p, n);
+			if (p != head && line_is(p, n, "etag"))
+				note_value(e, out, n, &e->etag_off, &e->etag_len);
+			else if (p != head && line_is(p, n, "last-modified"))
+				note_value(e, out, n, &e->lm_off, &e->lm_len);
 			out += n;
 		}
 		p += n;

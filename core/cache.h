@@ -99,6 +99,8 @@ struct cache_entry {
 	int64_t initial_age_ms, lifetime_ms;
 	uint32_t host_len, target_len, vary_len;
 	uint32_t head_len, head_cap;
+	uint32_t etag_off, etag_len; /* the ETag value in head; len 0 when none */
+	uint32_t lm_off, lm_len; /* the Last-Modified value in head; len 0 when none */
 	uint64_t body_len, body_cap;
 	char *host, *target, *vary;
 	char *head; /* status line and fields, each line with its CRLF, no empty line */
@@ -119,6 +121,15 @@ uint64_t cache_max_object(const struct cache *c);
 void cache_usage(struct cache *c, uint64_t *bytes, uint64_t *entries);
 
 /*
+ * Entries being filled are outside the budget until inserted; these bound
+ * them all together by the budget too, so many slow misses of large
+ * responses cannot hold more memory than the cache may. True when N more
+ * bytes may be taken; release what was taken when the fill ends.
+ */
+bool cache_fill_reserve(struct cache *c, uint64_t n);
+void cache_fill_release(struct cache *c, uint64_t n);
+
+/*
  * The newest entry for K whose Vary record RQ matches and that may answer
  * it (AUTHORIZED: the request has Authorization). Returns it with a
  * reference the caller drops with cache_entry_put(), or NULL. A fresh one
@@ -129,6 +140,13 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 				 const struct cache_req *rq, bool authorized, uint64_t now_ms,
 				 bool *stale);
 void cache_entry_put(struct cache_entry *e);
+
+/* Another reference on E, which the caller already holds one of. */
+static inline struct cache_entry *cache_entry_get(struct cache_entry *e)
+{
+	atomic_fetch_add_explicit(&e->refs, 1, memory_order_relaxed);
+	return e;
+}
 
 /* Drops every entry stored for K, whatever its Vary (RFC 9111 §4.4). */
 void cache_invalidate(struct cache *c, const struct cache_key *k);
@@ -142,12 +160,16 @@ struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary,
 				    size_t head_cap, uint64_t body_cap);
 
 /* Copies the head lines HEAD[0, LEN) (status line and fields with CRLFs, no
- * empty line), leaving out Age, Transfer-Encoding and X-Cache. 0 or -ENOSPC. */
+ * empty line), leaving out Age, Transfer-Encoding and X-Cache, and notes
+ * where ETag and Last-Modified are. 0 or -ENOSPC. */
 int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len);
 
 /* Appends body bytes, growing the entry up to MAX bytes in all (it may
  * move: *EP is updated). 0, -EFBIG past MAX, or -ENOMEM. */
 int cache_entry_append(struct cache_entry **ep, const void *p, size_t n, uint64_t max);
+
+/* The memory E takes now, all of it. */
+uint64_t cache_entry_size(const struct cache_entry *e);
 
 /* The body is complete. ADD_LENGTH: its length was not in the head (it
  * came chunked or until the close), so a Content-Length line is added. */

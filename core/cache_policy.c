@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 
 #define DELTA_MAX (INT64_C(1) << 31) /* RFC 9111 §1.2.2 */
 
@@ -284,6 +285,69 @@ void cache_response_policy(const struct http_head *resp, const char *buf, uint64
 		out->why_not = "no_lifetime";
 	else if (out->lifetime_s <= out->initial_age_s)
 		out->why_not = "stale";
+}
+
+/* ---- updating a stored head ------------------------------------------- */
+
+/* Whether field HD of the 304 H stays out of a stored head. */
+static bool not_taken_from_304(const struct http_head *h, const char *buf,
+			       const struct http_header *hd)
+{
+	const char *n = buf + hd->name.off;
+
+	return hd->id == HTTP_H_CONTENT_LENGTH || hd->id == HTTP_H_TRANSFER_ENCODING ||
+	       http_header_is_hop_by_hop(hd) || name_is(buf, hd, "x-cache", 7) ||
+	       http_connection_lists(h, buf, n, hd->name.len);
+}
+
+/* Whether the 304 H has a field, taken into the stored head, named N[0, LEN). */
+static bool replaced_by_304(const struct http_head *h, const char *buf, const char *n, size_t len)
+{
+	for (unsigned i = 0; i < h->header_count; i++) {
+		const struct http_header *hd = &h->headers[i];
+		if (hd->name.len == len && strncasecmp(buf + hd->name.off, n, len) == 0 &&
+		    !not_taken_from_304(h, buf, hd))
+			return true;
+	}
+	return false;
+}
+
+static bool put(char *out, size_t cap, size_t *at, const char *p, size_t n)
+{
+	if (*at + n > cap)
+		return false;
+	memcpy(out + *at, p, n);
+	*at += n;
+	return true;
+}
+
+size_t cache_merge_head(const char *stored, size_t len, const struct http_head *not_modified,
+			const char *buf, char *out, size_t cap)
+{
+	const struct http_head *h = not_modified;
+	const char *p = stored, *end = stored + len;
+	size_t at = 0;
+
+	while (p < end) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		const char *colon = p == stored ? NULL : memchr(p, ':', n);
+		if (!colon || !replaced_by_304(h, buf, p, (size_t)(colon - p)))
+			if (!put(out, cap, &at, p, n))
+				return 0;
+		p += n;
+	}
+	for (unsigned i = 0; i < h->header_count; i++) {
+		const struct http_header *hd = &h->headers[i];
+		if (not_taken_from_304(h, buf, hd))
+			continue;
+		if (!put(out, cap, &at, buf + hd->name.off, hd->name.len) ||
+		    !put(out, cap, &at, ": ", 2) ||
+		    !put(out, cap, &at, buf + hd->value.off, hd->value.len) ||
+		    !put(out, cap, &at, "\r\n", 2))
+			return 0;
+	}
+	return put(out, cap, &at, "\r\n", 2) ? at : 0;
 }
 
 /* ---- HTTP-date -------------------------------------------------------- */

@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <errno.h>
+
 #include "core/cache.h"
 #include "core/cache_policy.h"
 #include "core/conn.h"
@@ -34,6 +36,9 @@
 struct cache_fill {
 	struct cache *cache;
 	struct cache_entry *e; /* NULL until the response head proved storable */
+	struct cache_entry *stale; /* a stale entry the request revalidates (a reference) */
+	struct cache_entry *answer; /* the entry a 304 confirmed, to answer with (a reference) */
+	uint64_t reserved; /* bytes taken with cache_fill_reserve() */
 	uint64_t request_wall_ms;
 	int64_t expect; /* body bytes the head announced; -1: until the end */
 	bool authorized;
@@ -148,10 +153,10 @@ static size_t put_u64(char *p, uint64_t v)
 
 /*
  * Queues E (a reference the request now holds) as the answer: the stored
- * head, fulcrum's lines in hc->reply, the body unless HEAD_ONLY. The
- * HP_REPLY phase writes it and ends the request like any other.
+ * head, fulcrum's lines in hc->reply, the body unless HEAD_ONLY. The caller
+ * makes it go out (the HP_REPLY phase, or the exchange after a 304).
  */
-static void serve(struct conn *c, struct cache_entry *e, bool head_only)
+static void queue_entry(struct conn *c, struct cache_entry *e, bool head_only)
 {
 	struct http_conn *hc = c->http;
 	struct outq *q = &hc->resp_out;
@@ -179,9 +184,18 @@ static void serve(struct conn *c, struct cache_entry *e, bool head_only)
 		q->iov[q->n++] = (struct iovec){e->body, e->body_len};
 	hc->cache_hit = e;
 	hc->status = e->status;
+	hc->resp_started = true;
+}
+
+/* Answers the request from E, a fresh entry: the HP_REPLY phase writes it
+ * and ends the request like any other reply. */
+static void serve(struct conn *c, struct cache_entry *e, bool head_only)
+{
+	struct http_conn *hc = c->http;
+
+	queue_entry(c, e, head_only);
 	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
-	hc->resp_started = true;
 	hc->reply_close = false;
 	http_set_phase(c, HP_REPLY);
 }
@@ -194,22 +208,31 @@ static void drop_fill(struct http_conn *hc)
 
 	if (!f)
 		return;
+	cache_fill_release(f->cache, f->reserved);
 	cache_entry_put(f->e);
+	cache_entry_put(f->stale);
+	cache_entry_put(f->answer);
 	free(f);
 	hc->cache_fill = NULL;
 }
 
-/* Notes that the response to this GET may be stored under K. */
+/* Notes that the response to this GET may be stored under K. STALE, when
+ * not NULL, is a stale entry to revalidate; the fill takes its reference. */
 static void note_fill(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
-		      bool authorized)
+		      bool authorized, struct cache_entry *stale)
 {
 	struct cache_fill *f = malloc(sizeof(*f) + k->host_len + k->target_len);
 
 	drop_fill(hc);
-	if (!f)
+	if (!f) {
+		cache_entry_put(stale);
 		return; /* not stored, that is all */
+	}
 	f->cache = cache;
 	f->e = NULL;
+	f->stale = stale;
+	f->answer = NULL;
+	f->reserved = 0;
 	f->request_wall_ms = hc->req_start_wall_ms;
 	f->expect = -1;
 	f->authorized = authorized;
@@ -262,18 +285,110 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	struct cache *cache = cache_of(c);
 	if (!cache)
 		return false;
-	if (!rp.no_cache) {
-		struct cache_req rq = {.h = h, .buf = hc->rbuf};
-		struct cache_entry *e =
-			cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, NULL);
-		if (e) {
-			serve(c, e, h->method_id == HTTP_M_HEAD);
-			return true;
-		}
+	struct cache_req rq = {.h = h, .buf = hc->rbuf};
+	bool stale = false;
+	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
+	if (e && !stale && !rp.no_cache) {
+		serve(c, e, h->method_id == HTTP_M_HEAD);
+		return true;
+	}
+	/* Stale, or the client wants it checked: ask the server whether it
+	 * changed, when it can tell (RFC 9111 §4.3.1) and the client did not
+	 * make the request conditional itself. */
+	if (e && (h->method_id != HTTP_M_GET || rp.conditional || !(e->etag_len || e->lm_len))) {
+		cache_entry_put(e);
+		e = NULL;
 	}
 	if (h->method_id == HTTP_M_GET)
-		note_fill(hc, cache, &k, rp.authorized);
+		note_fill(hc, cache, &k, rp.authorized, e);
+	else
+		cache_entry_put(e);
 	return false;
+}
+
+int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)
+{
+	struct cache_fill *f = c->http->cache_fill;
+	int err = 0;
+
+	if (!f || !f->stale)
+		return 0;
+	if (f->stale->etag_len)
+		err |= rewrite_add(x, "If-None-Match: %.*s\r\n", (int)f->stale->etag_len,
+				   f->stale->head + f->stale->etag_off);
+	if (f->stale->lm_len)
+		err |= rewrite_add(x, "If-Modified-Since: %.*s\r\n", (int)f->stale->lm_len,
+				   f->stale->head + f->stale->lm_off);
+	return err ? -ENOMEM : 0;
+}
+
+/* Takes what F's entry has grown to since the last call out of the fill
+ * budget. False when the cache cannot take it. */
+static bool reserve(struct cache_fill *f)
+{
+	uint64_t size = cache_entry_size(f->e);
+
+	if (size <= f->reserved)
+		return true;
+	if (!cache_fill_reserve(f->cache, size - f->reserved))
+		return false;
+	f->reserved = size;
+	return true;
+}
+
+/*
+ * A copy of OLD refreshed by the 304 H (RFC 9111 §4.3.4): its head updated
+ * with the 304's fields and its freshness worked out again from the result.
+ * Returns it inserted in the cache, with a reference for the caller, or
+ * NULL (the caller then answers with OLD, which the 304 confirmed).
+ */
+static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
+				   const struct cache_entry *old, const struct http_head *h)
+{
+	size_t cap = old->head_len + h->head_len + 2 * h->header_count + 2;
+	char *m = malloc(cap);
+	struct http_head mh;
+	struct cache_resp_policy p;
+	struct cache_entry *e = NULL;
+
+	size_t n = m ? cache_merge_head(old->head, old->head_len, h, c->http->sbuf, m, cap) : 0;
+	struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE, .max_header_size = n + 1};
+	if (n == 0 || http_parse_response(m, n, &lim, &mh) != HTTP_DONE)
+		goto out;
+	cache_response_policy(&mh, m, f->request_wall_ms, wall_ms(), f->authorized, &p);
+	if (p.why_not)
+		goto out;
+	e = cache_entry_new(&f->key, old->vary, old->vary_len, n, old->body_len);
+	if (!e || cache_entry_set_head(e, m, n - 2) < 0 ||
+	    cache_entry_append(&e, old->body, old->body_len, UINT64_MAX) < 0) {
+		cache_entry_put(e);
+		e = NULL;
+		goto out;
+	}
+	e->status = old->status;
+	e->auth_ok = p.auth_ok;
+	e->stored_ms = c->w->now_ms;
+	e->initial_age_ms = p.initial_age_s * 1000;
+	e->lifetime_ms = p.lifetime_s * 1000;
+	cache_entry_end(e, false);
+	cache_insert(f->cache, cache_entry_get(e));
+out:
+	free(m);
+	return e;
+}
+
+/* The server says the stale entry is still good: answer with it, refreshed. */
+static void revalidated(struct conn *c, struct cache_fill *f, const struct http_head *h)
+{
+	struct cache_entry *e = refresh(c, f, f->stale, h);
+
+	if (e) {
+		cache_entry_put(f->stale);
+		f->answer = e;
+	} else {
+		f->answer = f->stale;
+	}
+	f->stale = NULL;
 }
 
 /* The request's fields as they went to the server, for Vary: the kept
@@ -298,6 +413,12 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 
 	if (!f)
 		return;
+	if (f->stale && h->status == 304) {
+		revalidated(c, f, h);
+		return;
+	}
+	cache_entry_put(f->stale); /* a full answer replaces it */
+	f->stale = NULL;
 	cache_response_policy(h, hc->sbuf, f->request_wall_ms, wall_ms(), f->authorized, &p);
 	if (p.why_not || hc->resp_body == HTTP_BODY_TUNNEL) {
 		drop_fill(hc);
@@ -323,6 +444,10 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 	e->initial_age_ms = p.initial_age_s * 1000;
 	e->lifetime_ms = p.lifetime_s * 1000;
 	f->e = e;
+	if (!reserve(f)) {
+		drop_fill(hc);
+		return;
+	}
 	f->expect = hc->resp_body == HTTP_BODY_LENGTH ? h->content_length
 		    : hc->resp_body == HTTP_BODY_NONE ? 0
 						      : -1;
@@ -350,8 +475,19 @@ void cache_http_body(struct conn *c, const char *p, size_t n)
 		return;
 	/* Past the largest object, or out of memory: the response still goes
 	 * to the client, it is just not kept. */
-	if (cache_entry_append(&f->e, p, n, cache_max_object(f->cache)) < 0)
+	if (cache_entry_append(&f->e, p, n, cache_max_object(f->cache)) < 0 || !reserve(f))
 		drop_fill(hc);
+}
+
+void cache_http_response_queued(struct conn *c)
+{
+	struct cache_fill *f = c->http->cache_fill;
+
+	if (!f || !f->answer)
+		return;
+	queue_entry(c, f->answer, false);
+	f->answer = NULL; /* the reference is hc->cache_hit's now */
+	c->http->reason = "cache_revalidated";
 }
 
 void cache_http_end(struct conn *c)

@@ -26,6 +26,7 @@
 struct conn;
 struct http_conn;
 struct http_head;
+struct rewrite_extra;
 
 /*
  * A request head H was parsed (and, in http mode, routed). Returns true when
@@ -34,12 +35,20 @@ struct http_head;
  */
 bool cache_http_request(struct conn *c, const struct http_head *h);
 
+/* Lines the request to the server gets (http_build_request_head): the
+ * validators of a stale entry being revalidated. 0 or -ENOMEM. */
+int cache_http_request_lines(struct conn *c, struct rewrite_extra *x);
+
 /* The server's response head H, before it is rewritten: decides whether the
- * response is stored. */
+ * response is stored, or, for a 304 to a revalidation, refreshes the entry. */
 void cache_http_response(struct conn *c, const struct http_head *h);
 
 /* The response head's kept lines, HEAD[0, LEN), as they go to the client. */
 void cache_http_response_head(struct conn *c, const char *head, size_t len);
+
+/* The response head is queued in hc->resp_out: after a 304 to a
+ * revalidation, the stored response replaces it there. */
+void cache_http_response_queued(struct conn *c);
 
 /* Whether the current response is being stored: its body must then pass
  * through cache_http_body() rather than be spliced. */

@@ -469,6 +469,7 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		err |= rewrite_add(x, "Connection: upgrade\r\n");
 	if (lines)
 		err |= rewrite_add(x, "%s", lines);
+	err |= cache_http_request_lines(c, x); /* a revalidation's validators */
 	err |= rewrite_add(x, "\r\n");
 	if (err)
 		return -ENOMEM;
@@ -1017,6 +1018,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		 hc->resp_extra.len, hc->sbuf + hc->spos, body);
 	hc->spos += (uint32_t)body;
 	hc->resp_started = true;
+	cache_http_response_queued(c); /* a 304 to a revalidation: the stored answer */
 	return 0;
 }
 

@@ -30,7 +30,8 @@ KIB = 1 << 10
 class Origin:
     """A keep-alive origin. route(path, ...) sets the answer for a path (the
     query is ignored when choosing it); BODY may be a callable taking the
-    request Message and the request count so far. count(target) is the
+    request Message and the request count so far, returning the body or
+    (status, more header lines, body). count(target) is the
     number of requests the origin got for the full request target."""
 
     def __init__(self, ctx, name="o"):
@@ -68,6 +69,9 @@ class Origin:
                 path, (404, ["Cache-Control: no-store"], b"no route at the origin\n", "length", True))
             if callable(body):
                 body = body(req, n)
+                if isinstance(body, tuple):  # (status, more headers, body)
+                    status, more, body = body
+                    headers = headers + more
             lines = [f"HTTP/1.1 {status} X"]
             if date:
                 lines.append("Date: " + email.utils.formatdate(usegmt=True))
@@ -351,6 +355,79 @@ def test_request_directives(ctx):
     check(is_miss(m) and m.body == b"n=4", f"no-store: {m!r}")
     m = fetch(port, "/r")
     check(is_hit(m) and m.body == b"n=3", f"a no-store request's answer was stored: {m!r}")
+
+
+def _conditional_origin(ctx, validator_header, validator, cond_header):
+    """An origin for /rv whose answer carries VALIDATOR_HEADER: VALIDATOR and
+    max-age=1; a request with COND_HEADER: VALIDATOR gets a 304 (with an
+    X-Checked line counting the checks), others a full 200."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get(cond_header) == validator:
+            return 304, [f"X-Checked: {n}"], b""
+        return 200, ["X-Checked: never"], b"full body %d" % n
+
+    o.route("/rv", headers=["Cache-Control: max-age=1", f"{validator_header}: {validator}"],
+            body=answer)
+    return o
+
+
+def test_revalidation_with_etag(ctx):
+    o = _conditional_origin(ctx, "ETag", '"v1"', "if-none-match")
+    log = ctx.path("access.log")
+    _, port = start(ctx, o, glob={"access_log": log})
+    expect_miss_then_hit(port, o, "/rv")
+    time.sleep(1.3)
+    m = fetch(port, "/rv")
+    check(is_hit(m) and m.status == 200 and m.body == b"full body 1",
+          f"the 304 did not refresh the stored answer: {m!r}")
+    check(m.all("x-checked") == ["2"] and m.all("etag") == ['"v1"'],
+          f"the stored head was not updated from the 304: {m.headers}")
+    check(o.count("/rv") == 2, f"origin asked {o.count('/rv')} times")
+    check(b'If-None-Match: "v1"' in o.srv.heads[-1], f"no validator sent: {o.srv.heads[-1]!r}")
+    n = fetch(port, "/rv")
+    check(is_hit(n) and n.all("x-checked") == ["2"], f"the refreshed entry is not fresh: {n!r}")
+    check(o.count("/rv") == 2, "origin asked again")
+    lines = access_lines(log, 4)
+    check(lines[2].split(" ")[-1] == "cache_revalidated" and lines[2].split(" ")[7] == "200",
+          lines[2])
+
+
+def test_revalidation_with_last_modified_and_change(ctx):
+    lm = "Sat, 01 Jan 2000 00:00:00 GMT"
+    o = _conditional_origin(ctx, "Last-Modified", lm, "if-modified-since")
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/rv")
+    time.sleep(1.3)
+    m = fetch(port, "/rv")
+    check(is_hit(m) and m.body == b"full body 1", f"{m!r}")
+    check(f"If-Modified-Since: {lm}".encode() in o.srv.heads[-1], f"{o.srv.heads[-1]!r}")
+    # The resource changes: a 200 to the revalidation replaces the entry.
+    o.route("/rv", headers=["Cache-Control: max-age=30", "Last-Modified: " + lm.replace("2000", "2001")],
+            body=lambda req, n: b"changed %d" % n)
+    time.sleep(1.3)
+    m = fetch(port, "/rv")
+    check(is_miss(m) and m.body == b"changed 3", f"{m!r}")
+    m = fetch(port, "/rv")
+    check(is_hit(m) and m.body == b"changed 3", f"{m!r}")
+
+
+def test_revalidation_left_to_conditional_clients(ctx):
+    o = _conditional_origin(ctx, "ETag", '"v1"', "if-none-match")
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/rv")
+    time.sleep(1.3)
+    # The client's own conditional request goes through as it is, and its
+    # 304 reaches the client.
+    m = fetch(port, "/rv", ['If-None-Match: "v1"'])
+    check(m.status == 304 and is_miss(m), f"{m!r}")
+    # Cache-Control: no-cache on a fresh entry with a validator: checked
+    # with the origin, answered from the cache.
+    fetch(port, "/rv")
+    m = fetch(port, "/rv", ["Cache-Control: no-cache"])
+    check(is_hit(m) and m.body == b"full body 1", f"{m!r}")
+    check(o.count("/rv") == 4, f"origin asked {o.count('/rv')} times")
 
 
 def test_unsafe_method_invalidates(ctx):

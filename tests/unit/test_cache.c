@@ -570,3 +570,52 @@ Test(cache_store, many_entries_grow_the_table)
 	}
 	cache_free(c);
 }
+
+/* ---- revalidation ----------------------------------------------------- */
+
+Test(cache_store, validators_are_found)
+{
+	struct cache_key k = key_of("example.com", "/v");
+	const char *head = "HTTP/1.1 200 OK\r\nETag:  \"abc\" \r\nlast-modified: Sat, 01 Jan 2000 "
+			   "00:00:00 GMT\r\n";
+	struct cache_entry *e = cache_entry_new(&k, NULL, 0, strlen(head), 0);
+
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	cr_assert_eq(e->etag_len, 5);
+	cr_assert_eq(memcmp(e->head + e->etag_off, "\"abc\"", 5), 0);
+	cr_assert_eq(e->lm_len, 29);
+	cr_assert_eq(memcmp(e->head + e->lm_off, "Sat, 01 Jan 2000 00:00:00 GMT", 29), 0);
+	cache_entry_put(e);
+}
+
+Test(cache_policy, merge_head_with_304)
+{
+	const char *stored = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nCache-Control: max-age=1\r\n"
+			     "ETag: \"a\"\r\nX-Old: 1\r\nx-two: a\r\nX-Two: b\r\n";
+	const char *nm = "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\n"
+			 "Content-Length: 0\r\nConnection: close, x-hop\r\nX-Hop: 1\r\n"
+			 "X-Cache: HIT\r\nX-Two:c\r\nX-New: 2\r\n\r\n";
+	const char *want = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"a\"\r\nX-Old: 1\r\n"
+			   "Cache-Control: max-age=60\r\nX-Two: c\r\nX-New: 2\r\n\r\n";
+	char out[512];
+
+	size_t n = cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, out, sizeof(out));
+	cr_assert_eq(n, strlen(want), "%.*s", (int)n, out);
+	cr_assert_eq(memcmp(out, want, n), 0, "%.*s", (int)n, out);
+	cr_assert_eq(cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, out, 40), 0);
+}
+
+Test(cache_store, fill_reservations_are_bounded_by_the_budget)
+{
+	struct cache *c = cache_new(100000);
+
+	cr_assert(cache_fill_reserve(c, 60000));
+	cr_assert(!cache_fill_reserve(c, 50000));
+	cr_assert(cache_fill_reserve(c, 40000));
+	cache_fill_release(c, 60000);
+	cr_assert(cache_fill_reserve(c, 50000));
+	cache_fill_release(c, 90000);
+	cr_assert(cache_fill_reserve(c, 100000));
+	cache_fill_release(c, 100000);
+	cache_free(c);
+}
