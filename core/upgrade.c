@@ -354,12 +354,13 @@ void upgrade_close_unused(void)
 		struct inherited *e = &in.v[i];
 		if (!e->used && e->kind == 'L')
 			log_info("upgrade: closing the socket handed over for listener %s bind %s, "
-				 "which the configuration no longer has",
+				 "which this configuration does not use",
 				 e->listener, e->addr);
 		else if (!e->used)
-			log_info("upgrade: closing the admin listener handed over on %s, which the "
-				 "configuration no longer has",
-				 e->addr);
+			log_info(
+				"upgrade: closing the admin listener handed over on %s, which this "
+				"configuration does not use",
+				e->addr);
 		if (!e->used)
 			close(e->fd);
 		free(e->listener);
