@@ -598,7 +598,7 @@ int main(int argc, char **argv)
 	}
 	upgrade_close_unused();
 	for (int i = 0; i < p.n_workers; i++)
-		if (worker_start(&p.workers[i]) < 0) {
+		if (worker_start(&p.workers[i], cfg->global.cpu_affinity) < 0) {
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
 			return 2;
 		}

@@ -14,6 +14,7 @@
 #include "core/worker.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -110,10 +111,10 @@ static void close_listeners(struct worker *w)
 {
 	for (size_t i = 0; i < w->n_socks; i++) {
 		if (w->socks[i].fd >= 0) {
-			close(w->socks[i].fd);
 			/* After a binary upgrade the socket lives on in the new
 			 * process, and so would its registration here. */
 			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->socks[i].fd, NULL);
+			close(w->socks[i].fd);
 			w->socks[i].fd = -1;
 		}
 	}
@@ -195,12 +196,12 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	int cmd = atomic_load(&w->cmd);
 	if (cmd == WORKER_RUN || (w->draining && cmd == WORKER_GRACEFUL))
 		return;
-	w->draining = true;
 	if (cmd == WORKER_HANDOFF) {
 		close_listeners(w);
 		timer_del(&w->timers, &w->accept_timer);
 		return;
 	}
+	w->draining = true;
 	close_listeners(w);
 	timer_del(&w->timers, &w->accept_timer);
 	upstream_pool_deinit(w, &w->upstreams);
@@ -317,9 +318,26 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 	return err;
 }
 
-int worker_start(struct worker *w)
+int worker_start(struct worker *w, bool pin)
 {
-	return -pthread_create(&w->thread, NULL, worker_main, w);
+	int err = pthread_create(&w->thread, NULL, worker_main, w);
+	if (err)
+		return -err;
+	/* cpu_affinity = auto: worker i on the i-th online CPU, so each core
+	 * keeps its own connections, caches and softirq work. */
+	if (pin) {
+		cpu_set_t online, one;
+		int n = 0;
+		CPU_ZERO(&one);
+		if (sched_getaffinity(0, sizeof(online), &online) == 0) {
+			for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
+				if (CPU_ISSET(cpu, &online) && n++ == w->id % CPU_COUNT(&online))
+					CPU_SET(cpu, &one);
+			if (CPU_COUNT(&one))
+				pthread_setaffinity_np(w->thread, sizeof(one), &one);
+		}
+	}
+	return 0;
 }
 
 void worker_send(struct worker *w, enum worker_cmd cmd)

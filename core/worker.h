@@ -30,7 +30,7 @@ struct ev_handler {
 	void (*fn)(struct ev_handler *h, uint32_t events);
 };
 
-#define MAX_LISTENERS 256
+#define MAX_LISTENERS CFG_MAX_LISTENERS
 
 /* Per-listener counters of one worker. Written only by that worker (relaxed
  * atomics compile to plain loads and stores), summed by readers. */
@@ -125,7 +125,8 @@ extern _Atomic uint64_t worker_conns_total;
  * listening sockets are given in SOCKS (W owns them afterwards). */
 int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks,
 		size_t n_socks);
-int worker_start(struct worker *w);
+/* Starts W's thread; PIN: bind it to one CPU (cpu_affinity = auto). */
+int worker_start(struct worker *w, bool pin);
 void worker_send(struct worker *w, enum worker_cmd cmd);
 /* Main thread (admin API): asks W to close its connections, active and
  * idle pooled, to servers now in SRV_DISABLED (conn_sweep_disabled). */
