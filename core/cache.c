@@ -22,9 +22,18 @@
 #define INITIAL_BUCKETS 256
 #define INITIAL_BODY	16384 /* first body capacity when the length is unknown */
 
+/* A key some worker is fetching (cache_pending_claim). Owned by its shard. */
+struct cache_pending {
+	struct cache_pending *next;
+	uint64_t hash, scope;
+	uint32_t host_len, target_len;
+	char key[]; /* host, then target */
+};
+
 /* One shard. Owned by its cache; every field under lock. */
 struct cache_shard {
 	pthread_mutex_t lock;
+	struct cache_pending *pending; /* a short list: the misses in flight */
 	struct cache_entry **buckets;
 	size_t n_buckets; /* a power of two */
 	size_t n_entries;
@@ -86,6 +95,11 @@ void cache_free(struct cache *c)
 			struct cache_entry *e = container_of(s->lru.next, struct cache_entry, lru);
 			list_del(&e->lru);
 			free(e);
+		}
+		while (s->pending) {
+			struct cache_pending *p = s->pending;
+			s->pending = p->next;
+			free(p);
 		}
 		free(s->buckets);
 		pthread_mutex_destroy(&s->lock);
@@ -437,5 +451,60 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 	s->n_entries++;
 	e->linked = true;
 	maybe_grow(s);
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* ---- misses in flight ------------------------------------------------- */
+
+static bool pending_is(const struct cache_pending *p, const struct cache_key *k)
+{
+	return p->hash == k->hash && p->scope == k->scope && p->host_len == k->host_len &&
+	       p->target_len == k->target_len && memcmp(p->key, k->host, k->host_len) == 0 &&
+	       memcmp(p->key + k->host_len, k->target, k->target_len) == 0;
+}
+
+int cache_pending_claim(struct cache *c, const struct cache_key *k)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+	int r = 1;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct cache_pending *p = s->pending; p; p = p->next)
+		if (pending_is(p, k)) {
+			r = 0;
+			break;
+		}
+	if (r == 1) {
+		struct cache_pending *p = malloc(sizeof(*p) + k->host_len + k->target_len);
+		if (p) {
+			p->hash = k->hash;
+			p->scope = k->scope;
+			p->host_len = k->host_len;
+			p->target_len = k->target_len;
+			memcpy(p->key, k->host, k->host_len);
+			memcpy(p->key + k->host_len, k->target, k->target_len);
+			p->next = s->pending;
+			s->pending = p;
+		} else {
+			r = -ENOMEM;
+		}
+	}
+	pthread_mutex_unlock(&s->lock);
+	return r;
+}
+
+void cache_pending_release(struct cache *c, const struct cache_key *k)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+
+	pthread_mutex_lock(&s->lock);
+	for (struct cache_pending **pp = &s->pending; *pp; pp = &(*pp)->next) {
+		if (pending_is(*pp, k)) {
+			struct cache_pending *p = *pp;
+			*pp = p->next;
+			free(p);
+			break;
+		}
+	}
 	pthread_mutex_unlock(&s->lock);
 }

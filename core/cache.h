@@ -148,6 +148,15 @@ static inline struct cache_entry *cache_entry_get(struct cache_entry *e)
 	return e;
 }
 
+/*
+ * Collapsing misses: the first worker to miss K claims it (1) and releases
+ * it once its response is stored or proved not storable; meanwhile others
+ * get 0 and wait for the entry instead of asking the server too. -ENOMEM:
+ * neither (go to the server, claim nothing).
+ */
+int cache_pending_claim(struct cache *c, const struct cache_key *k);
+void cache_pending_release(struct cache *c, const struct cache_key *k);
+
 /* Drops every entry stored for K, whatever its Vary (RFC 9111 §4.4). */
 void cache_invalidate(struct cache *c, const struct cache_key *k);
 

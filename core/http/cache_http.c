@@ -39,6 +39,8 @@ struct cache_fill {
 	struct cache_entry *stale; /* a stale entry the request revalidates (a reference) */
 	struct cache_entry *answer; /* the entry a 304 confirmed, to answer with (a reference) */
 	uint64_t reserved; /* bytes taken with cache_fill_reserve() */
+	uint64_t wait_since_ms; /* waiting for another worker's fill of the key since; 0: not */
+	bool claimed; /* this request fetches the key for the others (cache_pending_claim) */
 	uint64_t request_wall_ms;
 	int64_t expect; /* body bytes the head announced; -1: until the end */
 	bool authorized;
@@ -208,6 +210,8 @@ static void drop_fill(struct http_conn *hc)
 
 	if (!f)
 		return;
+	if (f->claimed)
+		cache_pending_release(f->cache, &f->key);
 	cache_fill_release(f->cache, f->reserved);
 	cache_entry_put(f->e);
 	cache_entry_put(f->stale);
@@ -233,6 +237,8 @@ static void note_fill(struct http_conn *hc, struct cache *cache, const struct ca
 	f->stale = stale;
 	f->answer = NULL;
 	f->reserved = 0;
+	f->wait_since_ms = 0;
+	f->claimed = false;
 	f->request_wall_ms = hc->req_start_wall_ms;
 	f->expect = -1;
 	f->authorized = authorized;
@@ -262,6 +268,37 @@ static void invalidate(struct conn *c, const struct http_head *h)
 		cache_invalidate(cache, &k);
 }
 
+/*
+ * A GET that the cache cannot answer now: the first request for K fetches
+ * it and notes the fill; while that fill is under way (on any worker) the
+ * others wait in HP_CACHE_WAIT, trying again every CACHE_HTTP_POLL_MS, for
+ * up to CACHE_HTTP_WAIT_MS, then go to the server themselves. Returns true
+ * when the request waits. STALE (a reference, or NULL) is revalidated.
+ */
+static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k, bool authorized,
+		 struct cache_entry *stale)
+{
+	struct http_conn *hc = c->http;
+	uint64_t since = hc->cache_fill ? hc->cache_fill->wait_since_ms : 0;
+	int claim = cache_pending_claim(cache, k);
+
+	if (claim == 0 && (!since || c->w->now_ms - since < CACHE_HTTP_WAIT_MS)) {
+		cache_entry_put(stale);
+		note_fill(hc, cache, k, authorized, NULL);
+		if (!hc->cache_fill)
+			return false;
+		hc->cache_fill->wait_since_ms = since ? since : c->w->now_ms;
+		http_set_phase(c, HP_CACHE_WAIT);
+		return true;
+	}
+	note_fill(hc, cache, k, authorized, stale);
+	if (hc->cache_fill)
+		hc->cache_fill->claimed = claim == 1;
+	else if (claim == 1)
+		cache_pending_release(cache, k);
+	return false;
+}
+
 bool cache_http_request(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
@@ -289,6 +326,7 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	bool stale = false;
 	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
 	if (e && !stale && !rp.no_cache) {
+		drop_fill(hc); /* a wait for it is over */
 		serve(c, e, h->method_id == HTTP_M_HEAD);
 		return true;
 	}
@@ -299,11 +337,11 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 		cache_entry_put(e);
 		e = NULL;
 	}
-	if (h->method_id == HTTP_M_GET)
-		note_fill(hc, cache, &k, rp.authorized, e);
-	else
+	if (h->method_id != HTTP_M_GET) {
 		cache_entry_put(e);
-	return false;
+		return false;
+	}
+	return miss(c, cache, &k, rp.authorized, e);
 }
 
 int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)

@@ -23,6 +23,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* Misses of one key are collapsed: while one request fetches it, the
+ * others wait (phase HP_CACHE_WAIT), looking again every POLL_MS, for up
+ * to WAIT_MS (nginx's proxy_cache_lock_timeout is 5 s too). */
+#define CACHE_HTTP_POLL_MS 16
+#define CACHE_HTTP_WAIT_MS 5000
+
 struct conn;
 struct http_conn;
 struct http_head;
@@ -30,8 +36,10 @@ struct rewrite_extra;
 
 /*
  * A request head H was parsed (and, in http mode, routed). Returns true when
- * the cache answers it: hc->resp_out holds the response and the phase is
- * HP_REPLY. False: go on to a server.
+ * the cache answers it (hc->resp_out holds the response and the phase is
+ * HP_REPLY) or when it waits for another request's fetch of the same key
+ * (phase HP_CACHE_WAIT: when its timer fires, the proxy starts the request
+ * again from the head in rbuf). False: go on to a server.
  */
 bool cache_http_request(struct conn *c, const struct http_head *h);
 

@@ -1467,6 +1467,8 @@ static void run(struct conn *c)
 			break;
 		case HP_RESOLVE:
 			return; /* forward.c resumes the connection with the answer */
+		case HP_CACHE_WAIT:
+			return; /* the timer tries again (http_on_timer) */
 		case HP_CONNECT:
 			check_connect(c);
 			if (hc->phase == HP_CONNECT)
@@ -1510,6 +1512,8 @@ static uint64_t deadline(const struct conn *c)
 	case HP_RESOLVE:
 	case HP_CONNECT:
 		return c->last_active_ms + hc->pool->cfg->connect_timeout_ms;
+	case HP_CACHE_WAIT:
+		return c->last_active_ms + CACHE_HTTP_POLL_MS;
 	case HP_EXCHANGE:
 		if (hc->req_done && !hc->resp_done)
 			return c->last_active_ms + hc->pool->cfg->server_timeout_ms;
@@ -1556,6 +1560,11 @@ void http_on_timer(struct conn *c)
 		break;
 	case HP_RESOLVE:
 		forward_on_timer(c);
+		break;
+	case HP_CACHE_WAIT:
+		/* Look in the cache again, or wait on, or go to the server. */
+		set_phase(c, HP_HEAD);
+		start_request(c);
 		break;
 	case HP_CONNECT:
 		server_failed(c, ETIMEDOUT, "connect to");

@@ -6,6 +6,8 @@
  *   IDLE     keep-alive, between requests; holds no buffer
  *   HEAD     reading a request head (request_timeout runs)
  *   RESOLVE  forward mode: waiting for the origin's name to resolve
+ *   CACHE_WAIT waiting for another request's fetch of the same cacheable
+ *            response (cache_http.h); then the request starts again
  *   CONNECT  waiting for a new server connection
  *   EXCHANGE the request (head, then body) goes to the server while its
  *            response (head, then body) comes back; both must end
@@ -41,6 +43,7 @@ struct lb_server;
 	X(HP_IDLE, "idle")                                                                   \
 	X(HP_HEAD, "head")                                                                   \
 	X(HP_RESOLVE, "resolve")                                                             \
+	X(HP_CACHE_WAIT, "cache_wait")                                                       \
 	X(HP_CONNECT, "connect")                                                             \
 	X(HP_EXCHANGE, "exchange")                                                           \
 	X(HP_TUNNEL, "tunnel")                                                               \

@@ -507,6 +507,48 @@ def test_pipelined_and_keepalive_hits(ctx):
         r.close()
 
 
+def _concurrent(port, target, n):
+    """N clients ask for TARGET at the same time; returns their responses."""
+    out, errors = [None] * n, []
+    gate = threading.Barrier(n)
+
+    def one(i):
+        try:
+            gate.wait()
+            out[i] = fetch(port, target)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    check(not errors, f"clients failed: {errors}")
+    return out
+
+
+def test_concurrent_misses_collapse(ctx):
+    o = Origin(ctx)
+
+    def slow(req, n):
+        time.sleep(0.5)
+        return b"slow %d" % n
+
+    o.route("/slow", headers=["Cache-Control: max-age=60"], body=slow)
+    o.route("/nocache", headers=["Cache-Control: no-store"], body=slow)
+    _, port = start(ctx, o, glob={"workers": 2})
+    got = _concurrent(port, "/slow", 8)
+    check(all(m.status == 200 and m.body == b"slow 1" for m in got), f"{got!r}")
+    check(sum(is_miss(m) for m in got) == 1 and sum(is_hit(m) for m in got) == 7,
+          f"want one MISS and seven HITs: {[x_cache(m) for m in got]}")
+    check(o.count("/slow") == 1, f"origin asked {o.count('/slow')} times")
+    # A response that turns out not storable lets the waiters go on.
+    got = _concurrent(port, "/nocache", 4)
+    check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
+    check(o.count("/nocache") == 4, f"origin asked {o.count('/nocache')} times")
+
+
 def test_errors_of_fulcrum_have_no_x_cache(ctx):
     port = free_port()
     g = {"workers": 1, "admin": "", "access_log": "off"}

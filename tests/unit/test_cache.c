@@ -619,3 +619,19 @@ Test(cache_store, fill_reservations_are_bounded_by_the_budget)
 	cache_fill_release(c, 100000);
 	cache_free(c);
 }
+
+Test(cache_store, one_claim_per_key)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct cache_key a = key_of("example.com", "/a"), b = key_of("example.com", "/b");
+
+	cr_assert_eq(cache_pending_claim(c, &a), 1);
+	cr_assert_eq(cache_pending_claim(c, &a), 0);
+	cr_assert_eq(cache_pending_claim(c, &b), 1);
+	cache_pending_release(c, &a);
+	cr_assert_eq(cache_pending_claim(c, &a), 1);
+	cache_pending_release(c, &a);
+	cache_pending_release(c, &a); /* releasing what is not claimed is harmless */
+	cr_assert_eq(cache_pending_claim(c, &b), 0);
+	cache_free(c); /* frees the claim of /b still held */
+}
