@@ -107,15 +107,20 @@ void cache_free(struct cache *c)
 	free(c);
 }
 
+static void unlink_entry(struct cache_shard *s, struct cache_entry *e);
+
 void cache_set_budget(struct cache *c, uint64_t budget)
 {
 	if (atomic_load_explicit(&c->budget, memory_order_relaxed) == budget)
 		return;
 	atomic_store_explicit(&c->budget, budget, memory_order_relaxed);
 	for (unsigned i = 0; i < c->n_shards; i++) {
-		pthread_mutex_lock(&c->shards[i].lock);
-		c->shards[i].budget = budget / c->n_shards;
-		pthread_mutex_unlock(&c->shards[i].lock);
+		struct cache_shard *s = &c->shards[i];
+		pthread_mutex_lock(&s->lock);
+		s->budget = budget / c->n_shards;
+		while (s->bytes > s->budget && !list_is_empty(&s->lru))
+			unlink_entry(s, container_of(s->lru.next, struct cache_entry, lru));
+		pthread_mutex_unlock(&s->lock);
 	}
 }
 

@@ -112,7 +112,7 @@ struct cache_entry {
 struct cache *cache_new(uint64_t budget);
 /* Frees C and every entry; no reader may hold one. */
 void cache_free(struct cache *c);
-/* A reload changed the size: later inserts evict down to it. */
+/* A reload changed the size: evicts down to it (0 empties the cache). */
 void cache_set_budget(struct cache *c, uint64_t budget);
 uint64_t cache_budget(const struct cache *c);
 /* The largest entry C takes (one shard's budget), overhead included. */

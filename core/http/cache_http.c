@@ -51,7 +51,9 @@ struct cache_fill {
 static _Atomic(struct cache *) caches[MAX_LISTENERS];
 static _Atomic uint64_t budget_gen[MAX_LISTENERS]; /* the generation that set the size */
 
-/* The listener's cache, made on first use; NULL on ENOMEM. */
+/* The listener's cache, made on first use; NULL when the listener has
+ * none, or on ENOMEM. A reload's new size (0 included: the memory goes) is
+ * applied by the first request of the newer generation. */
 static struct cache *cache_of(struct conn *c)
 {
 	_Atomic(struct cache *) *slot = &caches[c->listener];
@@ -64,8 +66,10 @@ static struct cache *cache_of(struct conn *c)
 			atomic_store_explicit(&budget_gen[c->listener], g, memory_order_relaxed);
 			cache_set_budget(k, c->lc->cache_size);
 		}
-		return k;
+		return c->lc->cache_size ? k : NULL;
 	}
+	if (!c->lc->cache_size)
+		return NULL;
 	k = cache_new(c->lc->cache_size);
 	if (!k)
 		return NULL;
@@ -306,8 +310,11 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	struct cache_key k;
 	char host[HOST_MAX];
 
-	if (!c->lc->cache_size || h->target_form == HTTP_TARGET_ASTERISK ||
-	    h->target_form == HTTP_TARGET_AUTHORITY)
+	if (!c->lc->cache_size) {
+		cache_of(c); /* a reload may have turned the cache off: empty it */
+		return false;
+	}
+	if (h->target_form == HTTP_TARGET_ASTERISK || h->target_form == HTTP_TARGET_AUTHORITY)
 		return false;
 	if (!method_is_safe(h->method_id)) {
 		invalidate(c, h);

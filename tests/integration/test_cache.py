@@ -13,6 +13,7 @@ sides: X-Cache: HIT to the client, and no new request at the origin.
 
 import email.utils
 import hashlib
+import signal
 import socket
 import threading
 import time
@@ -547,6 +548,28 @@ def test_concurrent_misses_collapse(ctx):
     got = _concurrent(port, "/nocache", 4)
     check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
     check(o.count("/nocache") == 4, f"origin asked {o.count('/nocache')} times")
+
+
+def test_reload_changes_the_size(ctx):
+    o = Origin(ctx)
+    o.route("/z", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)
+    f, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/z")
+
+    def reload_with(size):
+        before = f.stderr().count("reloaded")
+        with open(f.conf_path, "w") as fh:
+            fh.write(http_conf(port, [o.server_line()], listener={"cache": size}))
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: f.stderr().count("reloaded") > before, 5 * SCALE, what="the reload")
+
+    reload_with("0")
+    m = fetch(port, "/z")
+    check(m.body == b"n=2" and x_cache(m) == [], f"cache = 0 still caches or marks: {m!r}")
+    reload_with("1m")
+    m = fetch(port, "/z")
+    check(is_miss(m) and m.body == b"n=3", f"turning the cache off did not empty it: {m!r}")
+    check(is_hit(fetch(port, "/z")), "caching again after the reload")
 
 
 def test_errors_of_fulcrum_have_no_x_cache(ctx):
