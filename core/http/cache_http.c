@@ -535,6 +535,17 @@ void cache_http_response_queued(struct conn *c)
 	c->http->reason = "cache_revalidated";
 }
 
+/* Whether the server's whole response went by: not an error of fulcrum's
+ * that ended the exchange early (a 502 for a bad chunk, say). */
+static bool body_is_complete(const struct http_conn *hc, const struct cache_fill *f)
+{
+	if (!hc->resp_done || hc->status != f->e->status)
+		return false;
+	if (hc->resp_body == HTTP_BODY_CHUNKED)
+		return hc->resp_ch.state == HTTP_CHUNK_DONE;
+	return f->expect < 0 || f->e->body_len == (uint64_t)f->expect;
+}
+
 void cache_http_end(struct conn *c)
 {
 	struct http_conn *hc = c->http;
@@ -546,7 +557,7 @@ void cache_http_end(struct conn *c)
 	}
 	if (!f)
 		return;
-	if (f->e && hc->resp_done && (f->expect < 0 || f->e->body_len == (uint64_t)f->expect)) {
+	if (f->e && body_is_complete(hc, f)) {
 		cache_entry_end(f->e, f->expect < 0);
 		cache_insert(f->cache, f->e);
 		f->e = NULL;

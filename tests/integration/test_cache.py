@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 
-from harness import SCALE, check, closed_port, free_port, ini, wait_for
+from harness import SCALE, TestFailure, check, closed_port, free_port, ini, wait_for
 from test_http import (Reader, access_lines, cbackend, client, close_backends_first, http_conf,
                        pyserver, read_request, read_response, roundtrip)
 
@@ -85,6 +85,12 @@ class Origin:
                                    for p in (payload[:half], payload[half:]) if p) + b"0\r\n\r\n"
             elif framing == "close":
                 lines.append("Connection: close")
+            elif framing == "raw":  # BODY: pieces sent as they are, 0.2 s apart
+                r.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body[0])
+                for piece in body[1:]:
+                    time.sleep(0.2)
+                    r.send(piece)
+                return
             elif status not in (204, 304):
                 lines.append(f"Content-Length: {len(body)}")
             r.send(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + payload)
@@ -278,6 +284,29 @@ def test_chunked_and_close_bodies_stored_decoded(ctx):
     # An HTTP/1.0 client gets the stored body too.
     m = fetch(port, "/ch", version="HTTP/1.0")
     check(is_hit(m) and m.body == body, f"HTTP/1.0: {m.headers}")
+
+
+def test_broken_bodies_are_not_stored(ctx):
+    o = Origin(ctx)
+    te = ["Cache-Control: max-age=60", "Transfer-Encoding: chunked"]
+    o.route("/bad1", headers=te, body=[b"5\r\nhello\r\nzz\r\n"], framing="raw")
+    o.route("/bad2", headers=te, body=[b"5\r\nhello\r\n", b"zz\r\n"], framing="raw")
+    o.route("/short", headers=["Cache-Control: max-age=60", "Content-Length: 100"],
+            body=[b"x" * 10, b"y" * 10], framing="raw")
+    _, port = start(ctx, o)
+    for t in ("/bad1", "/bad2", "/short"):
+        for i in range(2):
+            r = client(port)
+            try:
+                r.send(b"GET %s HTTP/1.1\r\nHost: example.com\r\n\r\n" % t.encode())
+                try:
+                    m = read_response(r)
+                    check(m.status == 502 or not is_hit(m), f"{t} #{i}: {m!r}")
+                except (EOFError, ConnectionError, TestFailure):
+                    pass  # the response had started: the connection is closed
+            finally:
+                r.close()
+        check(o.count(t) == 2, f"{t}: a broken response was stored ({o.count(t)} asks)")
 
 
 def test_large_body_through_build_backend(ctx):
