@@ -1031,8 +1031,11 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 
 	for (;;) {
 		if (hc->slen > hc->spos) {
+			/* A response head may fill the whole buffer. */
+			struct http_limits lim = { .max_uri_size = HTTP_DEFAULT_URI_SIZE,
+						   .max_header_size = hc->scap };
 			enum http_result r = http_parse_response(hc->sbuf + hc->spos,
-								 hc->slen - hc->spos, NULL, h);
+								 hc->slen - hc->spos, &lim, h);
 			if (http_is_error(r)) {
 				response_failed(c, 502, "bad_response");
 				return -1;
@@ -1056,7 +1059,7 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
 					hc->slen -= hc->spos;
 					hc->spos = 0;
-					r = http_parse_response(hc->sbuf, hc->slen, NULL, h);
+					r = http_parse_response(hc->sbuf, hc->slen, &lim, h);
 				}
 				if (hc->ttfb_ms < 0)
 					hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
