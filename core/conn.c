@@ -27,6 +27,18 @@ const char *close_reason_name(enum close_reason r)
 	return (unsigned)r < CR_COUNT ? close_reason_names[r] : "?";
 }
 
+uint64_t conn_client_hash(const struct conn *c)
+{
+	switch (c->peer.sa.sa_family) {
+	case AF_INET:
+		return lb_hash(&c->peer.in.sin_addr, sizeof(c->peer.in.sin_addr));
+	case AF_INET6:
+		return lb_hash(&c->peer.in6.sin6_addr, sizeof(c->peer.in6.sin6_addr));
+	default:
+		return 0;
+	}
+}
+
 void conn_set_state(struct conn *c, enum conn_state s)
 {
 	c->state = s;

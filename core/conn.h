@@ -121,6 +121,9 @@ void conn_drain(struct conn *c);
 /* Closes the server socket and gives back the server's active count. */
 void conn_release_server(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state s);
+/* The balancing key of the client's address (not its port): source hashing,
+ * and the fallback of every hash key a request lacks (SPEC §4). */
+uint64_t conn_client_hash(const struct conn *c);
 /* Worker thread: resumes a conn that ran out of budget. */
 void conn_resume(struct conn *c);
 

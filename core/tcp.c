@@ -41,18 +41,6 @@ static void arm_idle_timer(struct conn *c)
 	timer_add(&c->w->timers, &c->timer, c->last_active_ms + t);
 }
 
-static uint64_t balance_key(const struct conn *c)
-{
-	switch (c->peer.sa.sa_family) {
-	case AF_INET:
-		return lb_hash(&c->peer.in.sin_addr, sizeof(c->peer.in.sin_addr));
-	case AF_INET6:
-		return lb_hash(&c->peer.in6.sin6_addr, sizeof(c->peer.in6.sin6_addr));
-	default:
-		return 0;
-	}
-}
-
 static void connect_next(struct conn *c);
 
 static void connect_failed(struct conn *c, int err);
@@ -119,7 +107,7 @@ static void connect_next(struct conn *c)
 		}
 		struct lb_worker *lw =
 			worker_lb(c->w, c->gen, (int)(c->pool->cfg - c->gen->cfg->pools));
-		struct lb_server *s = lb_pick(c->pool, lw, balance_key(c), c->tried, c->n_tried);
+		struct lb_server *s = lb_pick(c->pool, lw, conn_client_hash(c), c->tried, c->n_tried);
 		if (!s) {
 			conn_close(c, c->n_tried ? CR_CONNECT_FAILED : CR_NO_SERVER);
 			return;

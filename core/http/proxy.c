@@ -294,18 +294,6 @@ static void finish_request(struct conn *c)
 
 /* ---- choosing a server ------------------------------------------------ */
 
-static uint64_t client_key(const struct conn *c)
-{
-	switch (c->peer.sa.sa_family) {
-	case AF_INET:
-		return lb_hash(&c->peer.in.sin_addr, sizeof(c->peer.in.sin_addr));
-	case AF_INET6:
-		return lb_hash(&c->peer.in6.sin6_addr, sizeof(c->peer.in6.sin6_addr));
-	default:
-		return 0;
-	}
-}
-
 /* The value of cookie NAME in the Cookie fields of H, or NULL. */
 static const char *find_cookie(const struct http_head *h, const char *buf, const char *name,
 			       size_t *len)
@@ -367,7 +355,7 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 		break;
 	}
 	/* SPEC §4: a key absent from the request falls back to the client. */
-	return v && len ? lb_hash(v, len) : client_key(c);
+	return v && len ? lb_hash(v, len) : conn_client_hash(c);
 }
 
 /* The server of POOL named NAME (LEN bytes), or NULL. */
