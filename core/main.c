@@ -491,8 +491,9 @@ static void on_signals(struct process *p, struct stop_state *st)
 }
 
 /* A binary upgrade ended (upgrade.h). Ready: the new process accepts on
- * our listeners, so stop accepting at once but drain only after
- * UPGRADE_HANDOFF_MS. Failed: carry on, the pid file ours again. */
+ * our listeners, so stop accepting at once, but close idle connections
+ * only UPGRADE_HANDOFF_MS later. Failed: carry on, the pid file ours
+ * again. */
 static void on_upgrade(struct process *p, struct stop_state *st, enum upgrade_outcome o)
 {
 	if (o == UPGRADE_FAILED && p->opt.pidfile)

@@ -36,10 +36,13 @@ struct listen_sock;
 /* How long the old process waits for the new one to say it runs before it
  * kills it and keeps serving. */
 #define UPGRADE_READY_TIMEOUT_MS 30000
-/* After the new process is ready: how long the old one keeps its accepted
- * connections exactly as they are, listeners closed, before it drains
- * them. A client that connected just before the hand-over gets this long
- * to send its first bytes, so a drain does not close it as idle. */
+/* After the new process is ready, the old one closes its listeners and
+ * ends each connection after its current response (keep-alive clients
+ * reconnect, to the new process), but closes idle connections only this
+ * much later, like SIGTERM. So a client that connected just before the
+ * hand-over has this long to send its first bytes (or finish its TLS
+ * handshake or PROXY header), and a keep-alive connection still idle then
+ * has been idle that long, which makes a request racing the close rare. */
 #define UPGRADE_HANDOFF_MS 1000
 
 /* Start-up, first thing: remembers the running binary (/proc/self/exe)

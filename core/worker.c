@@ -194,16 +194,17 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	if (atomic_exchange(&w->sweep, false))
 		conn_sweep_disabled(w);
 	int cmd = atomic_load(&w->cmd);
-	if (cmd == WORKER_RUN || (w->draining && cmd == WORKER_GRACEFUL))
+	if (cmd == WORKER_RUN || (w->swept && cmd == WORKER_GRACEFUL))
 		return;
-	if (cmd == WORKER_HANDOFF) {
-		close_listeners(w);
-		timer_del(&w->timers, &w->accept_timer);
-		return;
-	}
 	w->draining = true;
 	close_listeners(w);
 	timer_del(&w->timers, &w->accept_timer);
+	/* Hand-off: every response from now on closes its connection, so
+	 * clients move to the new process as they go; what is still here at
+	 * WORKER_GRACEFUL has been idle since, which a close hardly races. */
+	if (cmd == WORKER_HANDOFF)
+		return;
+	w->swept = true;
 	upstream_pool_deinit(w, &w->upstreams);
 	if (cmd == WORKER_STOP) {
 		while (!list_is_empty(&w->conns)) {

@@ -72,8 +72,9 @@ struct listen_sock {
 };
 
 /* WORKER_HANDOFF (a binary upgrade, core/upgrade.h): close the listeners,
- * which another process now accepts from, and carry on with every
- * connection as it is until WORKER_GRACEFUL or WORKER_STOP. */
+ * which another process now accepts from, and end each connection after
+ * its current response, but close none yet: WORKER_GRACEFUL or
+ * WORKER_STOP follows. */
 enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP, WORKER_HANDOFF };
 
 struct worker {
@@ -107,7 +108,8 @@ struct worker {
 	struct http_head head; /* parse results, used within one call */
 	struct buf_cache bufs[2]; /* by size: request buffers, response buffers */
 	uint64_t n_conns;
-	bool draining;
+	bool draining; /* listeners closed; each response closes its connection */
+	bool swept; /* WORKER_GRACEFUL or WORKER_STOP closed the idle connections */
 
 	_Atomic uint64_t epoch; /* odd while handling events, even while asleep */
 	_Atomic int cmd; /* enum worker_cmd, set by the main thread */

@@ -1,8 +1,9 @@
 """Seamless binary upgrade (SIGUSR2) and reloads (SIGHUP) under load.
 
-A constant load runs through every test: threads making one HTTP request per
-new connection to an http listener in front of build/backend, and a tcp-mode
-tunnel to an echo server exchanging a few bytes every 100 ms. Across ten
+A constant load runs through every test: threads making HTTP requests back
+to back to an http listener in front of build/backend, two with a new
+connection per request and one reusing its connection (keep-alive), and a
+tcp-mode tunnel to an echo server exchanging a few bytes every 100 ms. Across ten
 reloads, or an upgrade, no request may fail or be reset, the tunnel opened
 before must still carry bytes after, and an upgraded process must leave the
 new one (its pid in the pid file) serving, then exit 0 once its own
@@ -24,8 +25,8 @@ import subprocess
 import threading
 import time
 
-from harness import (SCALE, Fulcrum, TestFailure, _listening_inet, _socket_inodes, check,
-                     connect, free_port, ini, recv_exact, wait_for)
+from harness import (SCALE, Fulcrum, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
+                     check, connect, free_port, ini, recv_exact, wait_for)
 from test_http import cbackend, close_backends_first
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -110,30 +111,84 @@ def _one_request(port):
     return None
 
 
-class Load:
-    """N threads, each making requests on new connections back to back."""
+KEEPALIVE_REQUEST = b"GET /?size=1000 HTTP/1.1\r\nHost: upgrade.test\r\n\r\n"
 
-    def __init__(self, port, n=2):
+
+class KeepAlive:
+    """One client connection used for request after request, as a browser or
+    wrk would; a new one when the server says Connection: close."""
+
+    def __init__(self, port):
+        self.port = port
+        self.sock = None
+        self.buf = b""
+
+    def request(self):
+        """One request; returns None or what went wrong."""
+        if self.sock is None:
+            self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=10 * SCALE)
+            self.buf = b""
+        self.sock.sendall(KEEPALIVE_REQUEST)
+        while b"\r\n\r\n" not in self.buf:
+            b = self.sock.recv(65536)
+            if not b:
+                return f"connection closed with no answer (after {len(self.buf)} bytes)"
+            self.buf += b
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        m = re.search(rb"\r\ncontent-length: *(\d+)", head, re.I)
+        if not head.startswith(b"HTTP/1.1 200 ") or not m:
+            return f"bad answer {head[:200]!r}"
+        n = int(m.group(1))
+        while len(rest) < n:
+            b = self.sock.recv(65536)
+            if not b:
+                return f"truncated answer: {len(rest)} of {n} body bytes"
+            rest += b
+        self.buf = rest[n:]
+        if re.search(rb"\r\nconnection: *close", head, re.I):
+            self.close()
+        return None
+
+    def close(self):
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+
+class Load:
+    """N threads making requests back to back, each on a new connection, and
+    KEEPALIVE threads reusing theirs."""
+
+    def __init__(self, port, n=2, keepalive=1):
         self.port = port
         self.ok = 0
         self.failures = []
         self.lock = threading.Lock()
         self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(n)]
+        self.threads = [threading.Thread(target=self._run, args=(False,), daemon=True)
+                        for _ in range(n)]
+        self.threads += [threading.Thread(target=self._run, args=(True,), daemon=True)
+                         for _ in range(keepalive)]
         for t in self.threads:
             t.start()
 
-    def _run(self):
+    def _run(self, keepalive):
+        client = KeepAlive(self.port) if keepalive else None
         while not self.stopping.is_set():
             try:
-                err = _one_request(self.port)
+                err = client.request() if client else _one_request(self.port)
             except OSError as e:
                 err = repr(e)
+            if err and client:
+                client.close()
             with self.lock:
                 if err:
-                    self.failures.append(f"{time.monotonic():.3f} {err}")
+                    kind = "keep-alive" if client else "new connection"
+                    self.failures.append(f"{time.monotonic():.3f} {kind}: {err}")
                 else:
                     self.ok += 1
+        if client:
+            client.close()
 
     def count(self):
         with self.lock:
@@ -297,6 +352,20 @@ def _idle_baseline(f):
     return len(fds) - conns, pipes
 
 
+def _listening_sockets(pid, site):
+    """The inodes of PID's listening sockets on SITE's ports and unix path;
+    every one of them must be there."""
+    mine = _socket_inodes(pid)
+    found = {}
+    for port in (site.http_port, site.tcp_port, site.admin_port):
+        found[port] = _listening_inet(port) & mine
+        check(found[port], f"process {pid} does not listen on port {port}")
+    if site.unix_path:
+        found[site.unix_path] = _listening_unix(site.unix_path) & mine
+        check(found[site.unix_path], f"process {pid} does not listen on {site.unix_path}")
+    return found
+
+
 def _listeners_of(pid, port):
     """The listening sockets on PORT that PID holds."""
     return _listening_inet(port) & _socket_inodes(pid)
@@ -318,8 +387,14 @@ def test_upgrade_under_load(ctx):
     unix_tunnel = Tunnel(site.unix_path)
     load.wait_more(200, "requests before the upgrade")
     tunnel.still_carries("before the upgrade")
+    sockets = _listening_sockets(old.pid, site)
 
     new = site.upgrade(old, old.conf_text)
+    # The very same sockets, not new ones on the same ports: closing a
+    # listening socket resets the connections queued in it, and the old
+    # process closes its own.
+    check(_listening_sockets(new.pid, site) == sockets,
+          "the new process listens on other sockets than the ones handed over")
     load.wait_more(300, "requests after the upgrade")
     check(site.admin_healthz(), "the admin API does not answer after the upgrade")
     # The old process keeps its connections past the hand-over and the
