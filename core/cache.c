@@ -377,12 +377,18 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 				 bool *stale)
 {
 	struct cache_shard *s = shard_of(c, k->hash);
-	struct cache_entry *found = NULL;
+	struct cache_entry *found = NULL, *pass = NULL;
 
 	pthread_mutex_lock(&s->lock);
 	for (struct cache_entry *e = s->buckets[k->hash & (s->n_buckets - 1)]; e; e = e->next) {
 		if (!key_equals(e, k) || (authorized && !e->auth_ok))
 			continue;
+		if (e->pass) {
+			/* A response stored for another variant still answers. */
+			if (!pass && cache_entry_is_fresh(e, now_ms))
+				pass = e;
+			continue;
+		}
 		if (e->vary_len && !cache_vary_matches(e->vary, e->vary_len, rq))
 			continue;
 		found = e;
@@ -401,6 +407,11 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 		} else {
 			found = NULL;
 		}
+	}
+	if (!found && pass) {
+		found = cache_entry_get(pass);
+		if (stale)
+			*stale = false;
 	}
 	pthread_mutex_unlock(&s->lock);
 	return found;
@@ -444,8 +455,9 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 	struct cache_entry **head = &s->buckets[e->hash & (s->n_buckets - 1)];
 	for (struct cache_entry *o = *head, *next; o; o = next) {
 		next = o->next;
-		if (key_equals(o, &k) && o->vary_len == e->vary_len &&
-		    memcmp(o->vary, e->vary, e->vary_len) == 0)
+		if (key_equals(o, &k) &&
+		    ((o->pass && !e->pass) ||
+		     (o->vary_len == e->vary_len && memcmp(o->vary, e->vary, e->vary_len) == 0)))
 			unlink_entry(s, o);
 	}
 	while (s->bytes + e->charge > s->budget && !list_is_empty(&s->lru))
@@ -457,6 +469,21 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 	e->linked = true;
 	maybe_grow(s);
 	pthread_mutex_unlock(&s->lock);
+}
+
+void cache_insert_pass(struct cache *c, const struct cache_key *k, uint64_t now_ms,
+		       int64_t lifetime_ms)
+{
+	struct cache_entry *e = cache_entry_new(k, NULL, 0, 0, 0);
+
+	if (!e)
+		return;
+	e->pass = true;
+	e->auth_ok = true;
+	e->stored_ms = now_ms;
+	e->lifetime_ms = lifetime_ms;
+	cache_entry_end(e, false);
+	cache_insert(c, e);
 }
 
 /* ---- misses in flight ------------------------------------------------- */

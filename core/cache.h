@@ -92,6 +92,7 @@ struct cache_entry {
 	_Atomic uint32_t refs; /* the cache's while linked, and each reader's */
 	bool linked; /* (shard lock) */
 	bool auth_ok; /* may answer requests with Authorization (RFC 9111 §3.5) */
+	bool pass; /* a marker: the key's last response was not storable (no head, no body) */
 	uint16_t status;
 	uint64_t hash, scope;
 	uint64_t charge; /* bytes counted against the budget */
@@ -134,7 +135,8 @@ void cache_fill_release(struct cache *c, uint64_t n);
  * it (AUTHORIZED: the request has Authorization). Returns it with a
  * reference the caller drops with cache_entry_put(), or NULL. A fresh one
  * becomes the most recently used. When STALE is not NULL a stale match is
- * returned too, with *STALE set; else stale entries are misses.
+ * returned too, with *STALE set; else stale entries are misses. With no
+ * match, a fresh pass marker for K is returned (e->pass), if there is one.
  */
 struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 				 const struct cache_req *rq, bool authorized, uint64_t now_ms,
@@ -156,6 +158,15 @@ static inline struct cache_entry *cache_entry_get(struct cache_entry *e)
  */
 int cache_pending_claim(struct cache *c, const struct cache_key *k);
 void cache_pending_release(struct cache *c, const struct cache_key *k);
+
+/*
+ * Notes for LIFETIME_MS that K's responses are not storable (like Varnish's
+ * hit-for-miss objects), so that its misses go to the server at once
+ * instead of waiting behind each other (cache_pending_claim). A storable
+ * response for K replaces the marker.
+ */
+void cache_insert_pass(struct cache *c, const struct cache_key *k, uint64_t now_ms,
+		       int64_t lifetime_ms);
 
 /* Drops every entry stored for K, whatever its Vary (RFC 9111 §4.4). */
 void cache_invalidate(struct cache *c, const struct cache_key *k);

@@ -30,6 +30,7 @@
 #include "core/tls.h"
 
 #define HOST_MAX 256 /* longer Host values are not cached */
+#define PASS_MS	 30000 /* how long a key whose response was not storable is not collapsed */
 
 /* A miss whose response may be stored. Owned by its http_conn, for one
  * request. */
@@ -44,6 +45,7 @@ struct cache_fill {
 	uint64_t request_wall_ms;
 	int64_t expect; /* body bytes the head announced; -1: until the end */
 	bool authorized;
+	bool plain; /* no Authorization, Range or conditional: its answer speaks for the key */
 	struct cache_key key; /* host and target point into key_data */
 	char key_data[];
 };
@@ -227,7 +229,7 @@ static void drop_fill(struct http_conn *hc)
 /* Notes that the response to this GET may be stored under K. STALE, when
  * not NULL, is a stale entry to revalidate; the fill takes its reference. */
 static void note_fill(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
-		      bool authorized, struct cache_entry *stale)
+		      const struct cache_req_policy *rp, struct cache_entry *stale)
 {
 	struct cache_fill *f = malloc(sizeof(*f) + k->host_len + k->target_len);
 
@@ -245,13 +247,31 @@ static void note_fill(struct http_conn *hc, struct cache *cache, const struct ca
 	f->claimed = false;
 	f->request_wall_ms = hc->req_start_wall_ms;
 	f->expect = -1;
-	f->authorized = authorized;
+	f->authorized = rp->authorized;
+	f->plain = !rp->authorized && !rp->range && !rp->conditional;
 	f->key = *k;
 	memcpy(f->key_data, k->host, k->host_len);
 	memcpy(f->key_data + k->host_len, k->target, k->target_len);
 	f->key.host = f->key_data;
 	f->key.target = f->key_data + k->host_len;
 	hc->cache_fill = f;
+}
+
+/*
+ * The response is not stored. MARK: it never will be, so when this request
+ * fetched the key for others and was a plain GET (one client's credentials,
+ * range or validators say nothing about the others' answers), a pass marker
+ * lets the key's next misses go to the server at once rather than queue
+ * behind each other.
+ */
+static void not_storable(struct conn *c, bool mark)
+{
+	struct http_conn *hc = c->http;
+	struct cache_fill *f = hc->cache_fill;
+
+	if (mark && f->claimed && f->plain)
+		cache_insert_pass(f->cache, &f->key, c->w->now_ms, PASS_MS);
+	drop_fill(hc);
 }
 
 static bool method_is_safe(enum http_method m)
@@ -279,23 +299,28 @@ static void invalidate(struct conn *c, const struct http_head *h)
  * up to CACHE_HTTP_WAIT_MS, then go to the server themselves. Returns true
  * when the request waits. STALE (a reference, or NULL) is revalidated.
  */
-static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k, bool authorized,
-		 struct cache_entry *stale)
+static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
+		 const struct cache_req_policy *rp, struct cache_entry *stale)
 {
 	struct http_conn *hc = c->http;
 	uint64_t since = hc->cache_fill ? hc->cache_fill->wait_since_ms : 0;
-	int claim = cache_pending_claim(cache, k);
+	bool pass = stale && stale->pass;
+	int claim = pass ? -1 : cache_pending_claim(cache, k);
 
+	if (pass) {
+		cache_entry_put(stale);
+		stale = NULL;
+	}
 	if (claim == 0 && (!since || c->w->now_ms - since < CACHE_HTTP_WAIT_MS)) {
 		cache_entry_put(stale);
-		note_fill(hc, cache, k, authorized, NULL);
+		note_fill(hc, cache, k, rp, NULL);
 		if (!hc->cache_fill)
 			return false;
 		hc->cache_fill->wait_since_ms = since ? since : c->w->now_ms;
 		http_set_phase(c, HP_CACHE_WAIT);
 		return true;
 	}
-	note_fill(hc, cache, k, authorized, stale);
+	note_fill(hc, cache, k, rp, stale);
 	if (hc->cache_fill)
 		hc->cache_fill->claimed = claim == 1;
 	else if (claim == 1)
@@ -332,15 +357,16 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	struct cache_req rq = {.h = h, .buf = hc->rbuf};
 	bool stale = false;
 	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
-	if (e && !stale && !rp.no_cache) {
+	if (e && !stale && !rp.no_cache && !e->pass) {
 		drop_fill(hc); /* a wait for it is over */
 		serve(c, e, h->method_id == HTTP_M_HEAD);
 		return true;
 	}
 	/* Stale, or the client wants it checked: ask the server whether it
 	 * changed, when it can tell (RFC 9111 §4.3.1) and the client did not
-	 * make the request conditional itself. */
-	if (e && (h->method_id != HTTP_M_GET || rp.conditional || !(e->etag_len || e->lm_len))) {
+	 * make the request conditional itself. A pass marker goes on to miss(). */
+	if (e && !e->pass &&
+	    (h->method_id != HTTP_M_GET || rp.conditional || !(e->etag_len || e->lm_len))) {
 		cache_entry_put(e);
 		e = NULL;
 	}
@@ -348,7 +374,7 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 		cache_entry_put(e);
 		return false;
 	}
-	return miss(c, cache, &k, rp.authorized, e);
+	return miss(c, cache, &k, &rp, e);
 }
 
 int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)
@@ -466,19 +492,21 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 	f->stale = NULL;
 	cache_response_policy(h, hc->sbuf, f->request_wall_ms, wall_ms(), f->authorized, &p);
 	if (p.why_not || hc->resp_body == HTTP_BODY_TUNNEL) {
-		drop_fill(hc);
+		not_storable(c, h->status < 500); /* a server error may pass */
 		return;
 	}
 	uint64_t body_cap = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	if (body_cap + h->head_len + sizeof(struct cache_entry) > cache_max_object(f->cache)) {
-		drop_fill(hc);
+		not_storable(c, true);
 		return;
 	}
 	forwarded_fields(hc, &rq);
 	int vlen = cache_vary_build(h, hc->sbuf, &rq, vary, sizeof(vary));
-	struct cache_entry *e =
-		vlen < 0 ? NULL
-			 : cache_entry_new(&f->key, vary, (size_t)vlen, h->head_len, body_cap);
+	if (vlen < 0) {
+		not_storable(c, true);
+		return;
+	}
+	struct cache_entry *e = cache_entry_new(&f->key, vary, (size_t)vlen, h->head_len, body_cap);
 	if (!e) {
 		drop_fill(hc);
 		return;
@@ -520,7 +548,10 @@ void cache_http_body(struct conn *c, const char *p, size_t n)
 		return;
 	/* Past the largest object, or out of memory: the response still goes
 	 * to the client, it is just not kept. */
-	if (cache_entry_append(&f->e, p, n, cache_max_object(f->cache)) < 0 || !reserve(f))
+	int err = cache_entry_append(&f->e, p, n, cache_max_object(f->cache));
+	if (err == -EFBIG)
+		not_storable(c, true);
+	else if (err < 0 || !reserve(f))
 		drop_fill(hc);
 }
 

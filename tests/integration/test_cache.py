@@ -573,10 +573,17 @@ def test_concurrent_misses_collapse(ctx):
     check(sum(is_miss(m) for m in got) == 1 and sum(is_hit(m) for m in got) == 7,
           f"want one MISS and seven HITs: {[x_cache(m) for m in got]}")
     check(o.count("/slow") == 1, f"origin asked {o.count('/slow')} times")
-    # A response that turns out not storable lets the waiters go on.
+    # A response that turns out not storable lets the waiters go on...
     got = _concurrent(port, "/nocache", 4)
     check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
     check(o.count("/nocache") == 4, f"origin asked {o.count('/nocache')} times")
+    # ...and is remembered: later misses of it no longer queue behind one
+    # another (four 0.5 s answers in parallel, not one after the first).
+    t0 = time.monotonic()
+    got = _concurrent(port, "/nocache", 4)
+    took = time.monotonic() - t0
+    check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
+    check(took < 0.9 * SCALE, f"uncacheable misses still collapsed: {took:.2f}s")
 
 
 def test_reload_changes_the_size(ctx):

@@ -635,3 +635,41 @@ Test(cache_store, one_claim_per_key)
 	cr_assert_eq(cache_pending_claim(c, &b), 0);
 	cache_free(c); /* frees the claim of /b still held */
 }
+
+Test(cache_store, pass_markers)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct cache_key k = key_of("example.com", "/p");
+	const char *resp = "HTTP/1.1 200 OK\r\nVary: Accept-Encoding\r\n\r\n";
+	const char *gzip = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\n\r\n";
+	const char *br = "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: br\r\n\r\n";
+	char vg[256];
+	int ng = vary_of(resp, gzip, vg, sizeof(vg));
+	struct cache_req rg = {.h = parse_req(gzip), .buf = gzip};
+
+	/* A stored variant still answers; other requests see the marker. */
+	cache_insert(c, entry("/p", 10, 60000, 0, vg, ng));
+	cache_insert_pass(c, &k, 0, 1000);
+	struct cache_entry *e = cache_lookup(c, &k, &rg, false, 1, NULL);
+	cr_assert(e && !e->pass && e->body_len == 10);
+	cache_entry_put(e);
+	struct cache_req rb = {.h = parse_req(br), .buf = br};
+	e = cache_lookup(c, &k, &rb, false, 1, NULL);
+	cr_assert(e && e->pass);
+	cache_entry_put(e);
+	e = cache_lookup(c, &k, &no_fields, true, 1, NULL);
+	cr_assert(e && e->pass, "markers concern requests with Authorization too");
+	cache_entry_put(e);
+
+	/* Markers expire, and a storable response replaces them. */
+	cr_assert_null(cache_lookup(c, &k, &rb, false, 1000, NULL));
+	cache_insert_pass(c, &k, 0, 1000);
+	cache_insert(c, entry("/p", 20, 60000, 0, NULL, 0));
+	e = cache_lookup(c, &k, &rb, false, 1, NULL);
+	cr_assert(e && !e->pass && e->body_len == 20);
+	cache_entry_put(e);
+	uint64_t bytes, n;
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, 2);
+	cache_free(c);
+}
