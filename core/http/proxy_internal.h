@@ -1,6 +1,8 @@
 /*
- * proxy_internal.h - the few steps of the http proxy (proxy.c) that forward
- * mode (forward.c) reuses. Not for other modules.
+ * proxy_internal.h - the steps of the http proxy shared by its files
+ * (proxy.c: a connection's life; request.c; response.c) and reused by
+ * forward mode (forward.c) and the cache glue (cache_http.c). Not for other
+ * modules.
  *
  * Thread: the worker owning the connection.
  */
@@ -9,7 +11,63 @@
 
 #include <stdbool.h>
 
+#include "core/conn.h"
 #include "core/http/proxy.h"
+
+/* Bytes one pass may relay for a connection before others get their turn. */
+#define RELAY_BUDGET  (1024 * 1024)
+/* Longest trailer section of a chunked body. */
+#define TRAILER_MAX   16384
+/* The response buffer: a response head must fit in it. */
+#define RESP_HEAD_MAX 65536
+
+static inline struct http_conn *http_of(const struct conn *c)
+{
+	return c->http;
+}
+
+/* proxy.c */
+
+/* The request buffer (rbuf is the client's, sbuf the server's): taken when
+ * bytes arrive, given back when a request is over. 0 or -ENOMEM. */
+int http_sbuf_get(struct conn *c);
+void http_sbuf_put(struct conn *c, struct http_conn *hc);
+/* Writes what Q holds to S: 1 when all is written, 0 when S is full,
+ * -errno on error. Adds the bytes written to *COUNT. */
+int http_outq_flush(struct side *s, struct outq *q, uint64_t *count);
+/* Sets Q to the (up to three) non-empty slices given. */
+void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,
+		   const void *c, size_t clen);
+/* Gives back the server connection (to the idle pool when REUSE) and the
+ * server's active count. */
+void http_release_server(struct conn *c, bool reuse);
+/* Answers the current request with STATUS and a short text body; CLOSE:
+ * the connection closes after it. REASON goes to the access log. */
+void http_reply(struct conn *c, int status, const char *reason, bool close);
+
+/* request.c */
+
+/* Forgets the last request: the connection starts reading a new one. */
+void http_new_request(struct conn *c);
+/* Looks for a complete request head in rbuf and starts it. */
+void http_start_request(struct conn *c);
+/* Counts a failure of hc->server for passive health and logs WHAT failed. */
+void http_server_failed(struct conn *c, int err, const char *what);
+/* Whether the pool's retries allow another server. */
+bool http_can_retry(const struct conn *c);
+/* HP_CONNECT: the connect finished, or failed (then retries). */
+void http_check_connect(struct conn *c);
+/* A pooled connection failed before any response byte: sends the request
+ * again on a fresh one when that is safe. Whether it did. */
+bool http_retry_stale(struct conn *c);
+/* 1 when the request is all sent, 0 to wait, -1 after ending. */
+int http_send_request(struct conn *c);
+
+/* response.c */
+
+/* 1 when the response has all gone to the client, 0 to wait, -1 after
+ * ending. */
+int http_relay_response(struct conn *c);
 
 void http_set_phase(struct conn *c, enum http_phase p);
 

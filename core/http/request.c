@@ -1,0 +1,618 @@
+/*
+ * request.c - http mode, the request side (see proxy.h): a parsed head is
+ * checked and routed, a server chosen (balancer, hash keys, sticky cookie)
+ * and connected to (pooled or new, with retries), and the rewritten head
+ * and the body sent on. Worker thread.
+ */
+#include "core/http/proxy_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/conn.h"
+#include "core/http/cache_http.h"
+#include "core/http/forward.h"
+#include "core/http/proxy_internal.h"
+#include "core/http/reply.h"
+#include "core/http/route.h"
+#include "core/pp_conn.h"
+#include "core/stats.h"
+#include "core/tls.h"
+#include "core/upstream.h"
+
+/* ---- choosing a server ------------------------------------------------ */
+
+/* The value of cookie NAME in the Cookie fields of H, or NULL. */
+static const char *find_cookie(const struct http_head *h, const char *buf, const char *name,
+			       size_t *len)
+{
+	size_t nlen = strlen(name);
+	for (int i = http_header_find(h, buf, "cookie", 0); i >= 0;
+	     i = http_header_find(h, buf, "cookie", (unsigned)i + 1)) {
+		const char *v = buf + h->headers[i].value.off;
+		const char *end = v + h->headers[i].value.len;
+		while (v < end) {
+			while (v < end && (*v == ' ' || *v == ';'))
+				v++;
+			const char *pair = v;
+			while (v < end && *v != ';')
+				v++;
+			if ((size_t)(v - pair) > nlen && pair[nlen] == '=' &&
+			    memcmp(pair, name, nlen) == 0) {
+				*len = (size_t)(v - pair) - nlen - 1;
+				return pair + nlen + 1;
+			}
+		}
+	}
+	return NULL;
+}
+
+static uint64_t request_key(const struct conn *c, const struct http_head *h, const char *buf)
+{
+	const struct cfg_pool *pc = http_of(c)->pool->cfg;
+	const char *v = NULL;
+	size_t len = 0;
+	int i;
+
+	switch (pc->hash_key) {
+	case HKEY_HEADER:
+		i = http_header_find(h, buf, pc->hash_key_name, 0);
+		if (i >= 0) {
+			v = buf + h->headers[i].value.off;
+			len = h->headers[i].value.len;
+		}
+		break;
+	case HKEY_COOKIE:
+		v = find_cookie(h, buf, pc->hash_key_name, &len);
+		break;
+	case HKEY_URI:
+		v = buf + h->target.off;
+		len = h->target.len;
+		break;
+	case HKEY_PATH:
+		v = buf + h->path.off;
+		len = h->path.len;
+		if (memchr(v, '?', len))
+			len = (size_t)((const char *)memchr(v, '?', len) - v);
+		break;
+	case HKEY_HOST:
+		v = buf + h->host.off;
+		len = h->host.len;
+		break;
+	case HKEY_CLIENT_IP:
+		break;
+	}
+	/* SPEC §4: a key absent from the request falls back to the client. */
+	return v && len ? lb_hash(v, len) : conn_client_hash(c);
+}
+
+/* The server of POOL named NAME (LEN bytes), or NULL. */
+static struct lb_server *find_server(const struct lb_pool *pool, const char *name, size_t len)
+{
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		struct lb_server *s = pool->servers[i];
+		if (strlen(s->name) == len && memcmp(s->name, name, len) == 0)
+			return s;
+	}
+	return NULL;
+}
+
+/* Whether a sticky cookie naming S is valid (SPEC §4): S is up (not down,
+ * draining or disabled), and a backup only while no normal server can take
+ * traffic, the same tier rule lb_pick follows. */
+static bool sticky_is_valid(const struct lb_pool *pool, const struct lb_server *s)
+{
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
+		return false;
+	if (!s->backup)
+		return true;
+	for (size_t i = 0; i < pool->n_servers; i++)
+		if (!pool->servers[i]->backup && lb_server_is_usable(pool->servers[i]))
+			return false;
+	return true;
+}
+
+/*
+ * The server the request's sticky cookie pins it to, or NULL for the
+ * balancer to choose. Sets hc->set_cookie when the cookie is absent or not
+ * valid, so the answer pins the client to the server that gives it. A valid
+ * cookie whose server is at its maxconn gets NULL and no new cookie: this
+ * request goes elsewhere, the client stays pinned.
+ */
+static struct lb_server *sticky_server(struct conn *c, const struct http_head *h, const char *buf)
+{
+	struct http_conn *hc = http_of(c);
+	const char *name = hc->pool->cfg->sticky_cookie;
+	struct lb_server *s = NULL;
+	size_t len;
+
+	if (!name)
+		return NULL;
+	const char *v = find_cookie(h, buf, name, &len);
+	if (v)
+		s = find_server(hc->pool, v, len);
+	hc->set_cookie = !s || !sticky_is_valid(hc->pool, s);
+	if (hc->set_cookie || !lb_server_is_usable(s))
+		return NULL;
+	return s;
+}
+
+/* ---- the request ------------------------------------------------------ */
+
+static void copy_log_fields(struct http_conn *hc, const struct http_head *h, const char *buf)
+{
+	hc->method_len = h->method.len < sizeof(hc->method) ? (uint16_t)h->method.len
+							    : sizeof(hc->method);
+	memcpy(hc->method, buf + h->method.off, hc->method_len);
+	hc->target_len = h->target.len < sizeof(hc->target) ? (uint16_t)h->target.len
+							    : sizeof(hc->target);
+	memcpy(hc->target, buf + h->target.off, hc->target_len);
+	hc->method_id = h->method_id;
+	hc->minor = (uint8_t)h->version_minor;
+}
+
+/* Builds the head that goes to the server: the kept lines of the client's
+ * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
+int http_build_request_head(struct conn *c, const struct http_head *h,
+			    const struct rewrite_opts *more, const char *lines)
+{
+	struct http_conn *hc = http_of(c);
+	struct rewrite_extra *x = &hc->req_extra;
+	char *buf = hc->rbuf;
+	char addr[80];
+	int err = 0;
+
+	x->len = 0;
+	if (c->lc->forwarded_headers) {
+		err |= rewrite_add(x, "X-Forwarded-For: ");
+		size_t before = x->len;
+		err |= rewrite_add_joined(x, h, buf, "x-forwarded-for");
+		log_format_addr(&c->peer.sa, addr, sizeof(addr));
+		char *colon = strrchr(addr, ':');
+		if (colon)
+			*colon = '\0';
+		const char *ip = addr[0] == '[' ? addr + 1 : addr;
+		if (ip[strlen(ip) - 1] == ']')
+			((char *)ip)[strlen(ip) - 1] = '\0';
+		err |= rewrite_add(x, "%s%s\r\nX-Forwarded-Proto: %s\r\n",
+				   x->len > before ? ", " : "", ip,
+				   tls_side_is_tls(&c->cli) ? "https" : "http");
+		if (h->host.len)
+			err |= rewrite_add(x, "X-Forwarded-Host: %.*s\r\n", (int)h->host.len,
+					   buf + h->host.off);
+	}
+	if (hc->upgrade)
+		err |= rewrite_add(x, "Connection: upgrade\r\n");
+	if (lines)
+		err |= rewrite_add(x, "%s", lines);
+	err |= cache_http_request_lines(c, x); /* a revalidation's validators */
+	err |= rewrite_add(x, "\r\n");
+	if (err)
+		return -ENOMEM;
+
+	struct rewrite_opts o = {
+		.keep_upgrade = hc->upgrade,
+		.drop_forwarded = c->lc->forwarded_headers,
+		.drop_proxy_auth = more && more->drop_proxy_auth,
+		.drop_host = more && more->drop_host,
+	};
+	size_t start, end;
+	rewrite_compact(buf, h, &o, &start, &end);
+	hc->head_start = (uint32_t)start;
+	hc->head_end = (uint32_t)end;
+	return 0;
+}
+
+static void set_request_out(struct http_conn *hc)
+{
+	http_outq_set(&hc->req_out, hc->rbuf + hc->head_start, hc->head_end - hc->head_start,
+		 hc->req_extra.data, hc->req_extra.len, NULL, 0);
+}
+
+
+/* A complete head H is in rbuf: check it, route it, and send it on. */
+static void begin_request(struct conn *c, const struct http_head *h)
+{
+	struct http_conn *hc = http_of(c);
+	const struct cfg_listener *lc = c->lc;
+
+	copy_log_fields(hc, h, hc->rbuf);
+	hc->bytes_in = h->head_len;
+	hc->rpos = (uint32_t)h->head_len;
+	hc->client_ka = http_is_keep_alive(h);
+	hc->req_body = http_request_body(h);
+	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
+	hc->upgrade = h->has_upgrade && h->conn_upgrade;
+	if (hc->req_body == HTTP_BODY_CHUNKED)
+		http_chunked_init(&hc->req_ch, TRAILER_MAX);
+
+	if (lc->mode == MODE_FORWARD) {
+		forward_begin(c, h);
+		return;
+	}
+	if (h->target_form != HTTP_TARGET_ORIGIN && h->target_form != HTTP_TARGET_ASTERISK) {
+		http_reply(c, 400, "bad_target", true);
+		return;
+	}
+	if (lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
+	    hc->req_left > lc->max_body_size) {
+		http_reply(c, 413, "body_too_large", true);
+		return;
+	}
+	int pool = route_http(c->gen->cfg, (int)c->listener, h, hc->rbuf);
+	hc->pool = gen_pool(c->gen, pool);
+	if (!hc->pool) {
+		http_reply(c, 404, "no_route", false);
+		return;
+	}
+	if (cache_http_request(c, h))
+		return; /* answered from the cache (cache_http.c) */
+	enum cfg_balance b = hc->pool->balance;
+	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING
+			  ? request_key(c, h, hc->rbuf)
+			  : 0;
+	struct lb_server *sticky = sticky_server(c, h, hc->rbuf);
+	if (http_build_request_head(c, h, NULL, NULL) < 0) {
+		http_reply(c, 500, "no_memory", true);
+		return;
+	}
+	hc->server = sticky;
+	http_connect_server(c);
+}
+
+/* Forgets the last request: the connection starts reading a new one. */
+void http_new_request(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	http_set_phase(c, HP_HEAD);
+	hc->seq++;
+	hc->req_start_ms = c->w->now_ms;
+	hc->req_start_wall_ms = wall_ms();
+	hc->method_len = hc->target_len = 0;
+	hc->method[0] = '\0';
+	hc->status = 0;
+	hc->reason = NULL;
+	hc->pool = NULL;
+	hc->server = NULL;
+	hc->n_tried = 0;
+	hc->set_cookie = false;
+	hc->dechunk = false;
+	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
+	hc->req_left = hc->resp_left = hc->req_body_len = 0;
+	hc->req_head_sent = hc->req_done = false;
+	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
+	hc->server_ka = false;
+	hc->up_armed = hc->down_armed = false;
+	hc->upgrade = false;
+	hc->rsend = 0;
+	hc->ttfb_ms = -1;
+	hc->bytes_in = hc->bytes_out = 0;
+}
+
+/* Looks for a complete request head in rbuf and starts it. */
+void http_start_request(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	struct http_head *h = &c->w->head;
+	struct http_limits lim = {
+		.max_uri_size = c->lc->max_uri_size,
+		.max_header_size = c->lc->max_header_size,
+	};
+
+	if (hc->rlen == 0)
+		return;
+	enum http_result r = http_parse_request(hc->rbuf, hc->rlen, &lim, h);
+	if (r == HTTP_NEED_MORE)
+		return;
+	if (http_is_error(r)) {
+		hc->method_len = 1;
+		hc->method[0] = '-';
+		hc->target_len = 1;
+		hc->target[0] = '-';
+		hc->minor = 1;
+		hc->bytes_in = hc->rlen;
+		http_reply(c, http_result_status(r), http_result_name(r), true);
+		return;
+	}
+	begin_request(c, h);
+}
+
+/* ---- connecting ------------------------------------------------------- */
+
+static void attach(struct conn *c, struct upstream *u)
+{
+	struct http_conn *hc = http_of(c);
+	hc->u = u;
+	u->s.c = c;
+	relay_half_init(&c->up, &c->cli, &u->s);
+	relay_half_init(&c->down, &u->s, &c->cli);
+}
+
+void http_server_failed(struct conn *c, int err, const char *what)
+{
+	struct http_conn *hc = http_of(c);
+	atomic_fetch_add_explicit(&hc->server->fails, 1, memory_order_relaxed);
+	log_info("http %s: %s %s/%s (%s): %s", c->lc->name, what, hc->pool->name, hc->server->name,
+		 hc->server->addr.text, strerror(err));
+}
+
+bool http_can_retry(const struct conn *c)
+{
+	const struct http_conn *hc = http_of(c);
+	return hc->n_tried <= (unsigned)hc->pool->cfg->retries && hc->n_tried < HTTP_MAX_TRIES;
+}
+
+/* Picks a server (unless sticky already did) and gets a connection to it:
+ * an idle pooled one, or a new one. */
+void http_connect_server(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	for (;;) {
+		struct lb_server *s = hc->server;
+		if (!s) {
+			struct lb_worker *lw = worker_lb(c->w, c->gen, -1);
+			for (size_t i = 0; i < c->gen->cfg->n_pools; i++)
+				if (c->gen->pools[i] == hc->pool)
+					lw = worker_lb(c->w, c->gen, (int)i);
+			s = lb_pick(hc->pool, lw, hc->key, hc->tried, hc->n_tried);
+			/* A retry moves a sticky client off the server that
+			 * failed: the answer pins it to the one that serves. */
+			if (hc->n_tried)
+				hc->set_cookie = true;
+		}
+		if (!s) {
+			if (hc->n_tried)
+				http_reply(c, 502, "connect_failed", false);
+			else
+				http_reply(c, 503, "no_server", false);
+			return;
+		}
+		hc->server = s;
+		hc->tried[hc->n_tried++] = s;
+		c->server = s;
+		c->server_held = true;
+		lb_server_get(s);
+
+		/* A tunnel's connection is its own: it never goes back to the pool,
+		 * so it does not come from there either. */
+		struct upstream *u = hc->connect_tunnel ? NULL : upstream_take_idle(c->w, s);
+		if (u) {
+			attach(c, u);
+			u->s.wr = true; /* an idle connection has room to write */
+			set_request_out(hc);
+			http_set_phase(c, HP_EXCHANGE);
+			return;
+		}
+		int err = 0;
+		u = upstream_connect(c->w, s, &err);
+		if (u) {
+			attach(c, u);
+			set_request_out(hc);
+			http_set_phase(c, HP_CONNECT);
+			timer_add(&c->w->timers, &c->timer,
+				  c->w->now_ms + hc->pool->cfg->connect_timeout_ms);
+			return;
+		}
+		http_server_failed(c, err, "connect to");
+		http_release_server(c, false);
+		hc->server = NULL;
+		if (!http_can_retry(c)) {
+			http_reply(c, 502, "connect_failed", false);
+			return;
+		}
+	}
+}
+
+
+void http_check_connect(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (!hc->u->s.wr)
+		return;
+	if (getsockopt(hc->u->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0)
+		err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
+	/* then TLS, when the pool has tls = on; forward mode's origins are plain
+	 * (https goes through CONNECT) and their pools are not the generation's */
+	if (err == 0 && !hc->fwd)
+		err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
+	if (err == 0) {
+		hc->u->connected = true;
+		atomic_store_explicit(&hc->server->fails, 0, memory_order_relaxed);
+		if (hc->connect_tunnel)
+			forward_established(c);
+		else
+			http_set_phase(c, HP_EXCHANGE);
+		return;
+	}
+	http_server_failed(c, err, "connect to");
+	http_release_server(c, false);
+	hc->server = NULL;
+	if (!http_can_retry(c)) {
+		http_reply(c, 502, "connect_failed", false);
+		return;
+	}
+	http_connect_server(c);
+}
+
+/* A pooled connection failed before any response byte: the server closed
+ * it while it sat idle. Safe to send again on a fresh one when the request
+ * is idempotent and had no body. */
+bool http_retry_stale(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	if (!hc->u || !hc->u->reused || hc->slen || hc->resp_started)
+		return false;
+	if (!http_method_is_idempotent(hc->method_id) || hc->req_body != HTTP_BODY_NONE)
+		return false;
+	struct lb_server *s = hc->server;
+	http_release_server(c, false);
+	hc->n_tried--;
+	hc->server = s;
+	hc->req_head_sent = false;
+	hc->req_done = false;
+	int err = 0;
+	struct upstream *u = upstream_connect(c->w, s, &err);
+	if (!u)
+		return false;
+	c->server_held = true;
+	lb_server_get(s);
+	hc->tried[hc->n_tried++] = s;
+	attach(c, u);
+	set_request_out(hc);
+	http_set_phase(c, HP_CONNECT);
+	timer_add(&c->w->timers, &c->timer, c->w->now_ms + hc->pool->cfg->connect_timeout_ms);
+	return true;
+}
+
+/* ---- sending the request ---------------------------------------------- */
+
+/* Moves a chunked request body: reads into rbuf, checks it with the decoder,
+ * and sends the checked bytes on as they came. Returns 1 when the body has
+ * ended, 0 to wait, -1 after ending the connection. */
+static int send_chunked(struct conn *c, struct http_conn *hc)
+{
+	struct side *srv = &hc->u->s;
+
+	for (;;) {
+		if (hc->rsend) {
+			if (!srv->wr)
+				return 0;
+			ssize_t n = io_send(srv, hc->rbuf + hc->rpos, hc->rsend);
+			if (n < 0) {
+				if (n == -EAGAIN)
+					return 0;
+				http_reply(c, 502, "server_write_failed", true);
+				return -1;
+			}
+			hc->rpos += (uint32_t)n;
+			hc->rsend -= (uint32_t)n;
+			continue;
+		}
+		if (hc->req_ch.state == HTTP_CHUNK_DONE)
+			return 1;
+		if (hc->rpos < hc->rlen) {
+			size_t used = 0, data = 0;
+			enum http_result r = http_chunked_feed(&hc->req_ch, hc->rbuf + hc->rpos,
+							       hc->rlen - hc->rpos, &used, &data);
+			if (http_is_error(r)) {
+				http_reply(c, 400, http_result_name(r), true);
+				return -1;
+			}
+			hc->rsend = (uint32_t)used;
+			hc->bytes_in += used;
+			hc->req_body_len += data;
+			if (c->lc->max_body_size && hc->req_body_len > c->lc->max_body_size) {
+				/* Part of the body may be at the server already:
+				 * SPEC §3 says close both. */
+				if (hc->req_head_sent) {
+					hc->status = 413;
+					hc->reason = "body_too_large";
+					conn_close(c, CR_CLIENT_RESET);
+					return -1;
+				}
+				http_reply(c, 413, "body_too_large", true);
+				return -1;
+			}
+			continue;
+		}
+		/* All of rbuf is used: read more into it from the start. */
+		hc->rpos = hc->rlen = 0;
+		if (!c->cli.rd)
+			return 0;
+		ssize_t n = io_recv(&c->cli, hc->rbuf, hc->rcap);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0) {
+			hc->reason = "client_aborted";
+			conn_close(c, CR_CLIENT_RESET);
+			return -1;
+		}
+		hc->rlen = (uint32_t)n;
+	}
+}
+
+/* Sends the body bytes of a Content-Length request: first what came with
+ * the head, then the rest straight from the client socket. */
+static int send_length(struct conn *c, struct http_conn *hc)
+{
+	while (hc->rpos < hc->rlen && hc->req_left) {
+		if (!hc->u->s.wr)
+			return 0;
+		size_t k = hc->rlen - hc->rpos;
+		if (k > hc->req_left)
+			k = (size_t)hc->req_left;
+		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, k);
+		if (n < 0) {
+			if (n == -EAGAIN)
+				return 0;
+			http_reply(c, 502, "server_write_failed", true);
+			return -1;
+		}
+		hc->rpos += (uint32_t)n;
+		hc->req_left -= (uint64_t)n;
+		hc->bytes_in += (uint64_t)n;
+	}
+	if (!hc->up_armed) {
+		if (hc->req_left == 0)
+			return 1;
+		relay_half_limit(&c->up, hc->req_left);
+		hc->up_armed = true;
+	}
+	size_t budget = RELAY_BUDGET;
+	uint64_t before = c->up.bytes;
+	enum relay_result r = relay_half(c->w, &c->up, &budget);
+	hc->bytes_in += c->up.bytes - before;
+	hc->req_left = c->up.left;
+	if (r == RELAY_ERROR) {
+		if (c->up.err_on_src) {
+			hc->reason = "client_aborted";
+			conn_close(c, CR_CLIENT_RESET);
+		} else {
+			http_reply(c, 502, "server_write_failed", true);
+		}
+		return -1;
+	}
+	if (r == RELAY_MORE && list_is_empty(&c->pending_node))
+		list_add_tail(&c->w->pending, &c->pending_node);
+	return r == RELAY_DONE ? 1 : 0;
+}
+
+/* Returns 1 when the request is all sent, 0 to wait, -1 after ending. */
+int http_send_request(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	uint64_t ignored = 0;
+
+	if (hc->req_done)
+		return 1;
+	if (!hc->req_head_sent) {
+		int r = http_outq_flush(&hc->u->s, &hc->req_out, &ignored);
+		if (r < 0) {
+			if (http_retry_stale(c))
+				return 0;
+			http_server_failed(c, -r, "write to");
+			http_reply(c, 502, "server_write_failed", true);
+			return -1;
+		}
+		if (r == 0)
+			return 0;
+		hc->req_head_sent = true;
+	}
+	int r = 1;
+	if (hc->req_body == HTTP_BODY_LENGTH)
+		r = send_length(c, hc);
+	else if (hc->req_body == HTTP_BODY_CHUNKED)
+		r = send_chunked(c, hc);
+	if (r == 1)
+		hc->req_done = true;
+	return r;
+}

@@ -1,0 +1,405 @@
+/*
+ * response.c - http mode, the response side (see proxy.h): the server's
+ * head is parsed strictly and rewritten, then the body relayed by its
+ * framing: spliced when its length is known, through the buffer and the
+ * chunked decoder when chunked, or stored on its way into the cache.
+ * Worker thread.
+ */
+#include "core/http/proxy_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/conn.h"
+#include "core/http/cache_http.h"
+#include "core/http/forward.h"
+#include "core/http/proxy_internal.h"
+#include "core/http/reply.h"
+#include "core/http/route.h"
+#include "core/pp_conn.h"
+#include "core/stats.h"
+#include "core/tls.h"
+#include "core/upstream.h"
+
+/* ---- the response ----------------------------------------------------- */
+
+/* The server is gone or broke the protocol before the response ended. */
+static void response_failed(struct conn *c, int status, const char *reason)
+{
+	struct http_conn *hc = http_of(c);
+	if (hc->server && status == 502)
+		atomic_fetch_add_explicit(&hc->server->fails, 1, memory_order_relaxed);
+	if (hc->resp_started) {
+		hc->reason = reason;
+		conn_close(c, CR_SERVER_RESET);
+		return;
+	}
+	http_reply(c, status, reason, false);
+}
+
+static int build_response_head(struct conn *c, const struct http_head *h)
+{
+	struct http_conn *hc = http_of(c);
+	struct rewrite_extra *x = &hc->resp_extra;
+	int err = 0;
+
+	x->len = 0;
+	if (hc->upgrade && h->status == 101)
+		err |= rewrite_add(x, "Connection: upgrade\r\n");
+	else if (!hc->client_ka)
+		err |= rewrite_add(x, "Connection: close\r\n");
+	else if (hc->minor == 0)
+		err |= rewrite_add(x, "Connection: keep-alive\r\n");
+	if (c->lc->mode == MODE_FORWARD)
+		err |= rewrite_add(x, "Via: 1.1 fulcrum\r\n"); /* RFC 9110 §7.6.3 */
+	if (c->lc->cache_size)
+		err |= rewrite_add(x, "X-Cache: MISS\r\n"); /* SPEC §3 "Caching" */
+	if (hc->set_cookie && hc->pool->cfg->sticky_cookie)
+		err |= rewrite_add(x, "Set-Cookie: %s=%s; Path=/; HttpOnly\r\n",
+				   hc->pool->cfg->sticky_cookie, hc->server->name);
+	err |= rewrite_add(x, "\r\n");
+	return err ? -ENOMEM : 0;
+}
+
+/* Decides how the response body travels and queues the head, with the
+ * body bytes that came in the same read, for the client. */
+static int begin_response(struct conn *c, struct http_head *h)
+{
+	struct http_conn *hc = http_of(c);
+
+	hc->status = h->status;
+	hc->resp_body = http_response_body(h, hc->method_id);
+	hc->server_ka = http_is_keep_alive(h) && hc->minor == 1;
+	if (hc->resp_body == HTTP_BODY_UNTIL_CLOSE) {
+		hc->server_ka = false;
+		hc->client_ka = false;
+	}
+	if (hc->resp_body == HTTP_BODY_TUNNEL) {
+		if (!(hc->upgrade && h->status == 101) ) {
+			/* A 2xx to CONNECT never happens here (CONNECT is refused
+			 * in http mode); treat other tunnels as invalid. */
+			return -1;
+		}
+		hc->server_ka = false;
+		hc->client_ka = false;
+	}
+	if (c->w->draining)
+		hc->client_ka = false;
+	hc->resp_left = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
+	if (hc->resp_body == HTTP_BODY_CHUNKED)
+		http_chunked_init(&hc->resp_ch, TRAILER_MAX);
+	/* RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client; the
+	 * payload goes out decoded and the close ends it. */
+	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
+	if (hc->dechunk)
+		hc->client_ka = false;
+	if (build_response_head(c, h) < 0)
+		return -1;
+	cache_http_response(c, h); /* storable? (before the rewrite moves fields) */
+
+	struct rewrite_opts o = {
+		.keep_upgrade = hc->upgrade && h->status == 101,
+		.drop_transfer_encoding = hc->dechunk,
+	};
+	size_t start, end;
+	rewrite_compact(hc->sbuf, h, &o, &start, &end);
+	cache_http_response_head(c, hc->sbuf + start, end - start);
+	hc->spos = (uint32_t)h->head_len;
+
+	/* Body bytes that came with the head go out in the same writev. */
+	size_t body = hc->slen - hc->spos;
+	if (hc->resp_body == HTTP_BODY_LENGTH) {
+		if (body > hc->resp_left)
+			body = (size_t)hc->resp_left;
+		hc->resp_left -= body;
+	} else if (hc->dechunk) {
+		body = 0; /* relay_chunked_response decodes what is in sbuf */
+	} else if (hc->resp_body == HTTP_BODY_CHUNKED) {
+		size_t used = 0, data = 0, off = 0;
+		enum http_result r = HTTP_NEED_MORE;
+		while (off < body && r == HTTP_NEED_MORE) {
+			r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos + off, body - off,
+					      &used, &data);
+			cache_http_body(c, hc->sbuf + hc->spos + off + used - data, data);
+			off += used;
+		}
+		if (http_is_error(r))
+			return -1;
+		body = off;
+	} else if (hc->resp_body == HTTP_BODY_NONE) {
+		body = 0;
+	}
+	if (hc->resp_body == HTTP_BODY_LENGTH || hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
+		cache_http_body(c, hc->sbuf + hc->spos, body);
+	http_outq_set(&hc->resp_out, hc->sbuf + start, end - start, hc->resp_extra.data,
+		 hc->resp_extra.len, hc->sbuf + hc->spos, body);
+	hc->spos += (uint32_t)body;
+	hc->resp_started = true;
+	cache_http_response_queued(c); /* a 304 to a revalidation: the stored answer */
+	return 0;
+}
+
+/* Reads and parses response heads until a final one is queued. Returns 1
+ * when it is, 0 to wait, -1 after ending. 1xx heads pass through as read. */
+static int read_response_head(struct conn *c, struct http_conn *hc)
+{
+	struct http_head *h = &c->w->head;
+	struct side *srv = &hc->u->s;
+
+	for (;;) {
+		if (hc->slen > hc->spos) {
+			/* A response head may fill the whole buffer. */
+			struct http_limits lim = { .max_uri_size = HTTP_DEFAULT_URI_SIZE,
+						   .max_header_size = hc->scap };
+			enum http_result r = http_parse_response(hc->sbuf + hc->spos,
+								 hc->slen - hc->spos, &lim, h);
+			if (http_is_error(r)) {
+				response_failed(c, 502, "bad_response");
+				return -1;
+			}
+			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
+			    h->status != 101) {
+				/* An interim response (100 Continue): pass it on as is. */
+				http_outq_set(&hc->resp_out, hc->sbuf + hc->spos, h->head_len, NULL, 0,
+					 NULL, 0);
+				hc->spos += (uint32_t)h->head_len;
+				int w = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
+				if (w <= 0) {
+					/* Rare: keep it simple and give up the exchange. */
+					response_failed(c, 502, "client_slow_interim");
+					return -1;
+				}
+				continue;
+			}
+			if (r == HTTP_DONE) {
+				if (hc->spos) {
+					memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
+					hc->slen -= hc->spos;
+					hc->spos = 0;
+					r = http_parse_response(hc->sbuf, hc->slen, &lim, h);
+				}
+				if (hc->ttfb_ms < 0)
+					hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+				if (begin_response(c, h) < 0) {
+					response_failed(c, 502, "bad_response");
+					return -1;
+				}
+				return 1;
+			}
+			if (hc->slen == hc->scap) {
+				response_failed(c, 502, "response_head_too_large");
+				return -1;
+			}
+		}
+		if (!srv->rd)
+			return 0;
+		ssize_t n = io_recv(srv, hc->sbuf + hc->slen, hc->scap - hc->slen);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0) {
+			if (http_retry_stale(c))
+				return 0;
+			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			return -1;
+		}
+		if (hc->ttfb_ms < 0)
+			hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+		hc->slen += (uint32_t)n;
+	}
+}
+
+/* Relays a chunked response body through sbuf. 1 done, 0 wait, -1 ended. */
+static int relay_chunked_response(struct conn *c, struct http_conn *hc)
+{
+	struct side *srv = &hc->u->s;
+
+	for (;;) {
+		if (hc->ssend) {
+			if (!c->cli.wr)
+				return 0;
+			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
+			if (n < 0) {
+				if (n == -EAGAIN)
+					return 0;
+				hc->reason = "client_write_failed";
+				conn_close(c, CR_CLIENT_RESET);
+				return -1;
+			}
+			hc->spos += (uint32_t)n;
+			hc->ssend -= (uint32_t)n;
+			hc->bytes_out += (uint64_t)n;
+			continue;
+		}
+		if (hc->resp_ch.state == HTTP_CHUNK_DONE)
+			return 1;
+		if (hc->spos < hc->slen) {
+			size_t used = 0, data = 0;
+			enum http_result r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos,
+							       hc->slen - hc->spos, &used, &data);
+			if (http_is_error(r)) {
+				response_failed(c, 502, http_result_name(r));
+				return -1;
+			}
+			cache_http_body(c, hc->sbuf + hc->spos + used - data, data);
+			if (hc->dechunk) {
+				/* An HTTP/1.0 client gets the payload only. */
+				hc->spos += (uint32_t)(used - data);
+				hc->ssend = (uint32_t)data;
+			} else {
+				hc->ssend = (uint32_t)used;
+			}
+			continue;
+		}
+		hc->spos = hc->slen = 0;
+		if (!srv->rd)
+			return 0;
+		ssize_t n = io_recv(srv, hc->sbuf, hc->scap);
+		if (n == -EAGAIN)
+			return 0;
+		if (n <= 0) {
+			response_failed(c, 502, "server_closed");
+			return -1;
+		}
+		hc->slen = (uint32_t)n;
+	}
+}
+
+/* Relays a Content-Length or read-until-close body with relay_half. */
+static int relay_plain_response(struct conn *c, struct http_conn *hc)
+{
+	/* Once the half is armed, only it knows whether bytes still wait in
+	 * its pipe or buffer: resp_left reaching 0 means read, not written. */
+	if (!hc->down_armed) {
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
+			return 1;
+		relay_half_limit(&c->down, hc->resp_body == HTTP_BODY_LENGTH ? hc->resp_left
+									      : RELAY_UNLIMITED);
+		hc->down_armed = true;
+	}
+	size_t budget = RELAY_BUDGET;
+	uint64_t before = c->down.bytes;
+	enum relay_result r = relay_half(c->w, &c->down, &budget);
+	hc->bytes_out += c->down.bytes - before;
+	if (hc->resp_body == HTTP_BODY_LENGTH)
+		hc->resp_left = c->down.left;
+	if (r == RELAY_ERROR) {
+		if (c->down.err_on_src && hc->resp_body == HTTP_BODY_LENGTH)
+			response_failed(c, 502, "server_closed");
+		else if (c->down.err_on_src)
+			response_failed(c, 502, "server_reset");
+		else {
+			hc->reason = "client_write_failed";
+			conn_close(c, CR_CLIENT_RESET);
+		}
+		return -1;
+	}
+	if (r == RELAY_MORE && list_is_empty(&c->pending_node))
+		list_add_tail(&c->w->pending, &c->pending_node);
+	return r == RELAY_DONE ? 1 : 0;
+}
+
+/*
+ * Relays a Content-Length or read-until-close body through sbuf, for a
+ * response the cache stores: its bytes must be seen, so no splice. 1 done,
+ * 0 wait, -1 ended.
+ */
+static int relay_copied_response(struct conn *c, struct http_conn *hc)
+{
+	struct side *srv = &hc->u->s;
+	size_t budget = RELAY_BUDGET;
+
+	for (;;) {
+		if (hc->ssend) {
+			if (!c->cli.wr)
+				return 0;
+			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
+			if (n < 0) {
+				if (n == -EAGAIN)
+					return 0;
+				hc->reason = "client_write_failed";
+				conn_close(c, CR_CLIENT_RESET);
+				return -1;
+			}
+			hc->spos += (uint32_t)n;
+			hc->ssend -= (uint32_t)n;
+			hc->bytes_out += (uint64_t)n;
+			continue;
+		}
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
+			return 1;
+		if (budget == 0) {
+			if (list_is_empty(&c->pending_node))
+				list_add_tail(&c->w->pending, &c->pending_node);
+			return 0;
+		}
+		hc->spos = hc->slen = 0;
+		if (!srv->rd)
+			return 0;
+		size_t want = hc->scap;
+		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left < want)
+			want = (size_t)hc->resp_left;
+		ssize_t n = io_recv(srv, hc->sbuf, want);
+		if (n == -EAGAIN)
+			return 0;
+		if (n == 0 && hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
+			return 1;
+		if (n <= 0) {
+			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			return -1;
+		}
+		hc->slen = hc->ssend = (uint32_t)n;
+		if (hc->resp_body == HTTP_BODY_LENGTH)
+			hc->resp_left -= (uint64_t)n;
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
+		cache_http_body(c, hc->sbuf, (size_t)n);
+	}
+}
+
+/* Returns 1 when the response has all gone to the client, 0 to wait. */
+int http_relay_response(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (hc->resp_done)
+		return 1;
+	if (!hc->resp_head_sent) {
+		if (!hc->resp_started) {
+			if (http_sbuf_get(c) < 0) {
+				http_reply(c, 500, "no_memory", true);
+				return -1;
+			}
+			int r = read_response_head(c, hc);
+			if (r <= 0)
+				return r;
+		}
+		int r = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
+		if (r < 0) {
+			hc->reason = "client_write_failed";
+			conn_close(c, CR_CLIENT_RESET);
+			return -1;
+		}
+		if (r == 0)
+			return 0;
+		hc->resp_head_sent = true;
+		if (hc->resp_body == HTTP_BODY_TUNNEL)
+			return 1;
+	}
+	int r = 1;
+	switch (hc->resp_body) {
+	case HTTP_BODY_CHUNKED:
+		r = relay_chunked_response(c, hc);
+		break;
+	case HTTP_BODY_LENGTH:
+	case HTTP_BODY_UNTIL_CLOSE:
+		r = cache_http_is_storing(hc) ? relay_copied_response(c, hc)
+					      : relay_plain_response(c, hc);
+		break;
+	default:
+		break;
+	}
+	if (r == 1)
+		hc->resp_done = true;
+	return r;
+}
