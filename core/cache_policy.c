@@ -142,6 +142,7 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 
 	cc_init(&cc);
 	memset(out, 0, sizeof(*out));
+	out->if_none_match = out->if_modified_since = -1;
 	for (unsigned i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		switch (hd->name.len) {
@@ -153,6 +154,7 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 				pragma_no_cache |= list_has(buf, hd, "no-cache");
 			break;
 		case 8:
+			out->precondition |= name_is(buf, hd, "if-match", 8);
 			out->conditional |=
 				name_is(buf, hd, "if-match", 8) || name_is(buf, hd, "if-range", 8);
 			break;
@@ -161,13 +163,21 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 				cc_add_field(&cc, buf, hd);
 			else if (name_is(buf, hd, "authorization", 13))
 				out->authorized = true;
-			else if (name_is(buf, hd, "if-none-match", 13))
+			else if (name_is(buf, hd, "if-none-match", 13)) {
 				out->conditional = true;
+				if (out->if_none_match < 0)
+					out->if_none_match = (int)i;
+			}
 			break;
 		case 17:
-			out->conditional |= name_is(buf, hd, "if-modified-since", 17);
+			if (name_is(buf, hd, "if-modified-since", 17)) {
+				out->conditional = true;
+				if (out->if_modified_since < 0)
+					out->if_modified_since = (int)i;
+			}
 			break;
 		case 19:
+			out->precondition |= name_is(buf, hd, "if-unmodified-since", 19);
 			out->conditional |= name_is(buf, hd, "if-unmodified-since", 19);
 			break;
 		default:
@@ -178,6 +188,41 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 	/* RFC 9111 §5.4: Pragma counts only when Cache-Control is absent. */
 	out->no_cache =
 		cc.no_cache || cc.max_age == 0 || cc.max_age == -2 || (!cc.any && pragma_no_cache);
+}
+
+/* An entity-tag without its weakness indicator (RFC 9110 §8.8.3.2). */
+static void strip_weak(const char **t, size_t *n)
+{
+	if (*n >= 2 && (*t)[0] == 'W' && (*t)[1] == '/') {
+		*t += 2;
+		*n -= 2;
+	}
+}
+
+bool cache_not_modified(const struct cache_req_policy *rp, const struct http_head *h,
+			const char *buf, const char *etag, size_t etag_len,
+			const char *last_modified, size_t lm_len)
+{
+	strip_weak(&etag, &etag_len);
+	if (rp->if_none_match >= 0) {
+		const struct http_header *hd = &h->headers[rp->if_none_match];
+		const char *el;
+		size_t pos = 0, el_len;
+		while (http_list_next(buf + hd->value.off, hd->value.len, &pos, &el, &el_len)) {
+			if (el_len == 1 && el[0] == '*')
+				return true;
+			strip_weak(&el, &el_len);
+			if (etag_len && el_len == etag_len && memcmp(el, etag, etag_len) == 0)
+				return true;
+		}
+		return false;
+	}
+	if (rp->if_modified_since < 0 || lm_len == 0)
+		return false;
+	const struct http_header *hd = &h->headers[rp->if_modified_since];
+	int64_t since, modified;
+	return cache_parse_http_date(buf + hd->value.off, hd->value.len, &since) == 0 &&
+	       cache_parse_http_date(last_modified, lm_len, &modified) == 0 && modified <= since;
 }
 
 /* The header facts a response policy needs, found in one pass. */

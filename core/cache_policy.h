@@ -26,10 +26,23 @@ struct cache_req_policy {
 	bool no_cache; /* no-cache, max-age=0, Pragma: no-cache: ask the server, store */
 	bool authorized; /* an Authorization field */
 	bool conditional; /* If-None-Match, If-Modified-Since, If-Match, ... */
+	bool precondition; /* If-Match or If-Unmodified-Since: for the server to judge */
 	bool range; /* a Range field */
+	int if_none_match, if_modified_since; /* indexes of the first such fields, or -1 */
 };
 
 void cache_request_policy(const struct http_head *h, const char *buf, struct cache_req_policy *out);
+
+/*
+ * RFC 9110 §13.1.2, §13.1.3, §13.2.2: whether the GET or HEAD request H
+ * (parsed from BUF, policy RP) is answered 304 by a stored response with
+ * the validators ETAG[0, ETAG_LEN) and LAST_MODIFIED[0, LM_LEN) (len 0:
+ * none). If-None-Match, when present, decides (weak comparison, "*" matches
+ * anything); else If-Modified-Since against Last-Modified.
+ */
+bool cache_not_modified(const struct cache_req_policy *rp, const struct http_head *h,
+			const char *buf, const char *etag, size_t etag_len,
+			const char *last_modified, size_t lm_len);
 
 /* What a response allows, worked out when it arrives. */
 struct cache_resp_policy {

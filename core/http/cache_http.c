@@ -8,6 +8,10 @@
  * the size, and the newest generation's size wins). Caches live until the
  * process exits.
  *
+ * This half answers requests: keys, lookups, hits (and 304s to conditional
+ * requests), collapsing misses, invalidation. Storing responses is
+ * cache_fill.c.
+ *
  * Per connection: hc->cache_hit is the entry a hit is being written from (a
  * reference held until the request ends, so eviction meanwhile is safe);
  * hc->cache_fill is a miss that may be stored, with its key copied (the
@@ -20,35 +24,16 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <errno.h>
+#include <strings.h>
 
 #include "core/cache.h"
 #include "core/cache_policy.h"
 #include "core/conn.h"
+#include "core/http/cache_fill.h"
 #include "core/http/proxy_internal.h"
 #include "core/tls.h"
 
 #define HOST_MAX 256 /* longer Host values are not cached */
-#define PASS_MS	 30000 /* how long a key whose response was not storable is not collapsed */
-
-/* A miss whose response may be stored. Owned by its http_conn, for one
- * request. */
-struct cache_fill {
-	struct cache *cache;
-	struct cache_entry *e; /* NULL until the response head proved storable */
-	struct cache_entry *stale; /* a stale entry the request revalidates (a reference) */
-	struct cache_entry *answer; /* the entry a 304 confirmed, to answer with (a reference) */
-	uint64_t reserved; /* bytes taken with cache_fill_reserve() */
-	uint64_t wait_since_ms; /* waiting for another worker's fill of the key since; 0: not */
-	bool claimed; /* this request fetches the key for the others (cache_pending_claim) */
-	uint64_t request_wall_ms;
-	int64_t expect; /* body bytes the head announced; -1: until the end */
-	bool authorized;
-	bool plain; /* no Authorization, Range or conditional: its answer speaks for the key */
-	struct cache_key key; /* host and target point into key_data */
-	char key_data[];
-};
 
 static _Atomic(struct cache *) caches[MAX_LISTENERS];
 static _Atomic uint64_t budget_gen[MAX_LISTENERS]; /* the generation that set the size */
@@ -159,16 +144,13 @@ static size_t put_u64(char *p, uint64_t v)
 	return n;
 }
 
-/*
- * Queues E (a reference the request now holds) as the answer: the stored
- * head, fulcrum's lines in hc->reply, the body unless HEAD_ONLY. The caller
- * makes it go out (the HP_REPLY phase, or the exchange after a 304).
- */
-static void queue_entry(struct conn *c, struct cache_entry *e, bool head_only)
+#define EXTRAS_MAX 128 /* what put_extras() writes at most */
+
+/* Writes fulcrum's lines of an answer from E to X, with the empty line
+ * that ends the head; returns their length. */
+static size_t put_extras(struct conn *c, const struct cache_entry *e, char *x)
 {
 	struct http_conn *hc = c->http;
-	struct outq *q = &hc->resp_out;
-	char *x = hc->reply;
 	int64_t age = cache_entry_age_ms(e, c->w->now_ms) / 1000;
 	size_t n = 0;
 
@@ -184,6 +166,20 @@ static void queue_entry(struct conn *c, struct cache_entry *e, bool head_only)
 	if (c->lc->mode == MODE_FORWARD)
 		n += put_str(x + n, "Via: 1.1 fulcrum\r\n");
 	n += put_str(x + n, "\r\n");
+	return n;
+}
+
+/*
+ * Queues E (a reference the request now holds) as the answer: the stored
+ * head, fulcrum's lines in hc->reply, the body unless HEAD_ONLY. The caller
+ * makes it go out (the HP_REPLY phase, or the exchange after a 304).
+ */
+void cache_http_queue_entry(struct conn *c, struct cache_entry *e, bool head_only)
+{
+	struct http_conn *hc = c->http;
+	struct outq *q = &hc->resp_out;
+	char *x = hc->reply;
+	size_t n = put_extras(c, e, x);
 
 	q->n = q->i = 0;
 	q->iov[q->n++] = (struct iovec){e->head, e->head_len};
@@ -201,78 +197,67 @@ static void serve(struct conn *c, struct cache_entry *e, bool head_only)
 {
 	struct http_conn *hc = c->http;
 
-	queue_entry(c, e, head_only);
+	cache_http_queue_entry(c, e, head_only);
 	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
 	hc->reply_close = false;
 	http_set_phase(c, HP_REPLY);
 }
 
-/* ---- misses ------------------------------------------------------------- */
-
-static void drop_fill(struct http_conn *hc)
+/* Whether the stored field line LINE[0, LEN) goes into a 304 (RFC 9110
+ * §15.4.5: the fields a 200 would have had that describe the cache). */
+static bool line_in_304(const char *line, size_t len)
 {
-	struct cache_fill *f = hc->cache_fill;
+	static const char *const names[] = {"date", "etag",	     "cache-control",	"expires",
+					    "vary", "last-modified", "content-location"};
 
-	if (!f)
-		return;
-	if (f->claimed)
-		cache_pending_release(f->cache, &f->key);
-	cache_fill_release(f->cache, f->reserved);
-	cache_entry_put(f->e);
-	cache_entry_put(f->stale);
-	cache_entry_put(f->answer);
-	free(f);
-	hc->cache_fill = NULL;
-}
-
-/* Notes that the response to this GET may be stored under K. STALE, when
- * not NULL, is a stale entry to revalidate; the fill takes its reference. */
-static void note_fill(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
-		      const struct cache_req_policy *rp, struct cache_entry *stale)
-{
-	struct cache_fill *f = malloc(sizeof(*f) + k->host_len + k->target_len);
-
-	drop_fill(hc);
-	if (!f) {
-		cache_entry_put(stale);
-		return; /* not stored, that is all */
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		size_t n = strlen(names[i]);
+		if (len > n && line[n] == ':' && strncasecmp(line, names[i], n) == 0)
+			return true;
 	}
-	f->cache = cache;
-	f->e = NULL;
-	f->stale = stale;
-	f->answer = NULL;
-	f->reserved = 0;
-	f->wait_since_ms = 0;
-	f->claimed = false;
-	f->request_wall_ms = hc->req_start_wall_ms;
-	f->expect = -1;
-	f->authorized = rp->authorized;
-	f->plain = !rp->authorized && !rp->range && !rp->conditional;
-	f->key = *k;
-	memcpy(f->key_data, k->host, k->host_len);
-	memcpy(f->key_data + k->host_len, k->target, k->target_len);
-	f->key.host = f->key_data;
-	f->key.target = f->key_data + k->host_len;
-	hc->cache_fill = f;
+	return false;
 }
 
 /*
- * The response is not stored. MARK: it never will be, so when this request
- * fetched the key for others and was a plain GET (one client's credentials,
- * range or validators say nothing about the others' answers), a pass marker
- * lets the key's next misses go to the server at once rather than queue
- * behind each other.
+ * Answers a conditional request whose validators match E (a reference the
+ * request holds) with 304 Not Modified, built in hc->reply. False when the
+ * head would not fit there; the caller then sends the whole response.
  */
-static void not_storable(struct conn *c, bool mark)
+static bool serve_not_modified(struct conn *c, struct cache_entry *e)
 {
+	static const char status[] = "HTTP/1.1 304 Not Modified\r\n";
 	struct http_conn *hc = c->http;
-	struct cache_fill *f = hc->cache_fill;
+	char *x = hc->reply;
+	size_t n = sizeof(status) - 1, cap = sizeof(hc->reply) - EXTRAS_MAX;
+	const char *p = memchr(e->head, '\n', e->head_len), *end = e->head + e->head_len;
 
-	if (mark && f->claimed && f->plain)
-		cache_insert_pass(f->cache, &f->key, c->w->now_ms, PASS_MS);
-	drop_fill(hc);
+	memcpy(x, status, n);
+	for (p = p ? p + 1 : end; p < end;) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t len = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		if (line_in_304(p, len)) {
+			if (n + len > cap)
+				return false;
+			memcpy(x + n, p, len);
+			n += len;
+		}
+		p += len;
+	}
+	n += put_extras(c, e, x + n);
+	hc->resp_out.n = hc->resp_out.i = 0;
+	hc->resp_out.iov[hc->resp_out.n++] = (struct iovec){x, n};
+	hc->cache_hit = e;
+	hc->status = 304;
+	hc->resp_started = true;
+	hc->reason = "cache_hit";
+	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+	hc->reply_close = false;
+	http_set_phase(c, HP_REPLY);
+	return true;
 }
+
+/* ---- misses ------------------------------------------------------------- */
 
 static bool method_is_safe(enum http_method m)
 {
@@ -313,14 +298,14 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 	}
 	if (claim == 0 && (!since || c->w->now_ms - since < CACHE_HTTP_WAIT_MS)) {
 		cache_entry_put(stale);
-		note_fill(hc, cache, k, rp, NULL);
+		cache_fill_note(hc, cache, k, rp, NULL);
 		if (!hc->cache_fill)
 			return false;
 		hc->cache_fill->wait_since_ms = since ? since : c->w->now_ms;
 		http_set_phase(c, HP_CACHE_WAIT);
 		return true;
 	}
-	note_fill(hc, cache, k, rp, stale);
+	cache_fill_note(hc, cache, k, rp, stale);
 	if (hc->cache_fill)
 		hc->cache_fill->claimed = claim == 1;
 	else if (claim == 1)
@@ -349,8 +334,8 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	    hc->req_body != HTTP_BODY_NONE || hc->upgrade)
 		return false;
 	cache_request_policy(h, hc->rbuf, &rp);
-	if (rp.no_store || !request_key(c, h, host, &k))
-		return false;
+	if (rp.no_store || rp.precondition || !request_key(c, h, host, &k))
+		return false; /* If-Match and If-Unmodified-Since: the server judges */
 	struct cache *cache = cache_of(c);
 	if (!cache)
 		return false;
@@ -358,7 +343,12 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	bool stale = false;
 	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
 	if (e && !stale && !rp.no_cache && !e->pass) {
-		drop_fill(hc); /* a wait for it is over */
+		cache_fill_drop(hc); /* a wait for it is over */
+		if (rp.conditional &&
+		    cache_not_modified(&rp, h, hc->rbuf, e->head + e->etag_off, e->etag_len,
+				       e->head + e->lm_off, e->lm_len) &&
+		    serve_not_modified(c, e))
+			return true;
 		serve(c, e, h->method_id == HTTP_M_HEAD);
 		return true;
 	}
@@ -377,223 +367,15 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	return miss(c, cache, &k, &rp, e);
 }
 
-int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)
-{
-	struct cache_fill *f = c->http->cache_fill;
-	int err = 0;
-
-	if (!f || !f->stale)
-		return 0;
-	if (f->stale->etag_len)
-		err |= rewrite_add(x, "If-None-Match: %.*s\r\n", (int)f->stale->etag_len,
-				   f->stale->head + f->stale->etag_off);
-	if (f->stale->lm_len)
-		err |= rewrite_add(x, "If-Modified-Since: %.*s\r\n", (int)f->stale->lm_len,
-				   f->stale->head + f->stale->lm_off);
-	return err ? -ENOMEM : 0;
-}
-
-/* Takes what F's entry has grown to since the last call out of the fill
- * budget. False when the cache cannot take it. */
-static bool reserve(struct cache_fill *f)
-{
-	uint64_t size = cache_entry_size(f->e);
-
-	if (size <= f->reserved)
-		return true;
-	if (!cache_fill_reserve(f->cache, size - f->reserved))
-		return false;
-	f->reserved = size;
-	return true;
-}
-
-/*
- * A copy of OLD refreshed by the 304 H (RFC 9111 §4.3.4): its head updated
- * with the 304's fields and its freshness worked out again from the result.
- * Returns it inserted in the cache, with a reference for the caller, or
- * NULL (the caller then answers with OLD, which the 304 confirmed).
- */
-static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
-				   const struct cache_entry *old, const struct http_head *h)
-{
-	size_t cap = old->head_len + h->head_len + 2 * h->header_count + 2;
-	char *m = malloc(cap);
-	struct http_head mh;
-	struct cache_resp_policy p;
-	struct cache_entry *e = NULL;
-
-	size_t n = m ? cache_merge_head(old->head, old->head_len, h, c->http->sbuf, m, cap) : 0;
-	struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE, .max_header_size = n + 1};
-	if (n == 0 || http_parse_response(m, n, &lim, &mh) != HTTP_DONE)
-		goto out;
-	cache_response_policy(&mh, m, f->request_wall_ms, wall_ms(), f->authorized, &p);
-	if (p.why_not)
-		goto out;
-	e = cache_entry_new(&f->key, old->vary, old->vary_len, n, old->body_len);
-	if (!e || cache_entry_set_head(e, m, n - 2) < 0 ||
-	    cache_entry_append(&e, old->body, old->body_len, UINT64_MAX) < 0) {
-		cache_entry_put(e);
-		e = NULL;
-		goto out;
-	}
-	e->status = old->status;
-	e->auth_ok = p.auth_ok;
-	e->stored_ms = c->w->now_ms;
-	e->initial_age_ms = p.initial_age_s * 1000;
-	e->lifetime_ms = p.lifetime_s * 1000;
-	cache_entry_end(e, false);
-	cache_insert(f->cache, cache_entry_get(e));
-out:
-	free(m);
-	return e;
-}
-
-/* The server says the stale entry is still good: answer with it, refreshed. */
-static void revalidated(struct conn *c, struct cache_fill *f, const struct http_head *h)
-{
-	struct cache_entry *e = refresh(c, f, f->stale, h);
-
-	if (e) {
-		cache_entry_put(f->stale);
-		f->answer = e;
-	} else {
-		f->answer = f->stale;
-	}
-	f->stale = NULL;
-}
-
-/* The request's fields as they went to the server, for Vary: the kept
- * lines of the rewritten head in rbuf, after its request line. */
-static void forwarded_fields(const struct http_conn *hc, struct cache_req *rq)
-{
-	const char *p = hc->rbuf + hc->head_start, *end = hc->rbuf + hc->head_end;
-	const char *lf = memchr(p, '\n', (size_t)(end - p));
-
-	memset(rq, 0, sizeof(*rq));
-	rq->lines = lf ? lf + 1 : end;
-	rq->lines_len = (size_t)(end - rq->lines);
-}
-
-void cache_http_response(struct conn *c, const struct http_head *h)
-{
-	struct http_conn *hc = c->http;
-	struct cache_fill *f = hc->cache_fill;
-	struct cache_resp_policy p;
-	struct cache_req rq;
-	char vary[CACHE_VARY_MAX];
-
-	if (!f)
-		return;
-	if (f->stale && h->status == 304) {
-		revalidated(c, f, h);
-		return;
-	}
-	cache_entry_put(f->stale); /* a full answer replaces it */
-	f->stale = NULL;
-	cache_response_policy(h, hc->sbuf, f->request_wall_ms, wall_ms(), f->authorized, &p);
-	if (p.why_not || hc->resp_body == HTTP_BODY_TUNNEL) {
-		not_storable(c, h->status < 500); /* a server error may pass */
-		return;
-	}
-	uint64_t body_cap = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
-	if (body_cap + h->head_len + sizeof(struct cache_entry) > cache_max_object(f->cache)) {
-		not_storable(c, true);
-		return;
-	}
-	forwarded_fields(hc, &rq);
-	int vlen = cache_vary_build(h, hc->sbuf, &rq, vary, sizeof(vary));
-	if (vlen < 0) {
-		not_storable(c, true);
-		return;
-	}
-	struct cache_entry *e = cache_entry_new(&f->key, vary, (size_t)vlen, h->head_len, body_cap);
-	if (!e) {
-		drop_fill(hc);
-		return;
-	}
-	e->status = (uint16_t)h->status;
-	e->auth_ok = p.auth_ok;
-	e->stored_ms = c->w->now_ms;
-	e->initial_age_ms = p.initial_age_s * 1000;
-	e->lifetime_ms = p.lifetime_s * 1000;
-	f->e = e;
-	if (!reserve(f)) {
-		drop_fill(hc);
-		return;
-	}
-	f->expect = hc->resp_body == HTTP_BODY_LENGTH ? h->content_length
-		    : hc->resp_body == HTTP_BODY_NONE ? 0
-						      : -1;
-}
-
-void cache_http_response_head(struct conn *c, const char *head, size_t len)
-{
-	struct http_conn *hc = c->http;
-
-	if (cache_http_is_storing(hc) && cache_entry_set_head(hc->cache_fill->e, head, len) < 0)
-		drop_fill(hc);
-}
-
-bool cache_http_is_storing(const struct http_conn *hc)
-{
-	return hc->cache_fill && hc->cache_fill->e;
-}
-
-void cache_http_body(struct conn *c, const char *p, size_t n)
-{
-	struct http_conn *hc = c->http;
-	struct cache_fill *f = hc->cache_fill;
-
-	if (!f || !f->e || n == 0)
-		return;
-	/* Past the largest object, or out of memory: the response still goes
-	 * to the client, it is just not kept. */
-	int err = cache_entry_append(&f->e, p, n, cache_max_object(f->cache));
-	if (err == -EFBIG)
-		not_storable(c, true);
-	else if (err < 0 || !reserve(f))
-		drop_fill(hc);
-}
-
-void cache_http_response_queued(struct conn *c)
-{
-	struct cache_fill *f = c->http->cache_fill;
-
-	if (!f || !f->answer)
-		return;
-	queue_entry(c, f->answer, false);
-	f->answer = NULL; /* the reference is hc->cache_hit's now */
-	c->http->reason = "cache_revalidated";
-}
-
-/* Whether the server's whole response went by: not an error of fulcrum's
- * that ended the exchange early (a 502 for a bad chunk, say). */
-static bool body_is_complete(const struct http_conn *hc, const struct cache_fill *f)
-{
-	if (!hc->resp_done || hc->status != f->e->status)
-		return false;
-	if (hc->resp_body == HTTP_BODY_CHUNKED)
-		return hc->resp_ch.state == HTTP_CHUNK_DONE;
-	return f->expect < 0 || f->e->body_len == (uint64_t)f->expect;
-}
-
 void cache_http_end(struct conn *c)
 {
 	struct http_conn *hc = c->http;
-	struct cache_fill *f = hc->cache_fill;
 
 	if (hc->cache_hit) {
 		cache_entry_put(hc->cache_hit);
 		hc->cache_hit = NULL;
 	}
-	if (!f)
-		return;
-	if (f->e && body_is_complete(hc, f)) {
-		cache_entry_end(f->e, f->expect < 0);
-		cache_insert(f->cache, f->e);
-		f->e = NULL;
-	}
-	drop_fill(hc);
+	cache_fill_end(c);
 }
 
 void cache_http_free(struct http_conn *hc)
@@ -602,5 +384,5 @@ void cache_http_free(struct http_conn *hc)
 		cache_entry_put(hc->cache_hit);
 		hc->cache_hit = NULL;
 	}
-	drop_fill(hc);
+	cache_fill_drop(hc);
 }

@@ -1,9 +1,9 @@
 /*
  * cache_http.h - the HTTP cache on http and forward listeners with
  * cache > 0 (SPEC §3 "Caching"): the few calls the proxy (proxy.c,
- * forward.c) makes to answer requests from the cache and to store
- * responses as they pass. The store itself is core/cache.h, the RFC 9111
- * rules core/cache_policy.h.
+ * forward.c) makes to answer requests from the cache (cache_http.c) and to
+ * store responses as they pass (cache_fill.c). The store itself is
+ * core/cache.h, the RFC 9111 rules core/cache_policy.h.
  *
  * A request's way: cache_http_request() after routing either answers a GET
  * or HEAD from a fresh entry (the stored head, an Age and X-Cache: HIT

@@ -460,6 +460,30 @@ def test_revalidation_left_to_conditional_clients(ctx):
     check(o.count("/rv") == 4, f"origin asked {o.count('/rv')} times")
 
 
+def test_conditional_requests_answered_from_the_cache(ctx):
+    o = Origin(ctx)
+    lm = "Sat, 01 Jan 2000 00:00:00 GMT"
+    o.route("/c", headers=["Cache-Control: max-age=60", 'ETag: W/"v1"', f"Last-Modified: {lm}",
+                           "Content-Type: text/x", "X-Other: 1"], body=b"0123456789")
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/c")
+    for cond in ('If-None-Match: "v1"', 'If-None-Match: "x", W/"v1"', "If-None-Match: *",
+                 f"If-Modified-Since: {lm}", "If-Modified-Since: Sun, 02 Jan 2000 00:00:00 GMT"):
+        m = fetch(port, "/c", [cond])
+        check(m.status == 304 and is_hit(m) and m.body == b"", f"{cond}: {m!r}")
+        check(m.get("etag") == 'W/"v1"' and m.get("cache-control") == "max-age=60" and
+              not m.all("content-length") and not m.all("x-other"), f"{cond}: {m.headers}")
+    for cond in ('If-None-Match: "v2"', "If-Modified-Since: Fri, 31 Dec 1999 00:00:00 GMT",
+                 # If-None-Match wins over If-Modified-Since
+                 f'If-None-Match: "v2"\r\nIf-Modified-Since: {lm}'):
+        m = fetch(port, "/c", [cond])
+        check(m.status == 200 and is_hit(m) and m.body == b"0123456789", f"{cond}: {m!r}")
+    check(o.count("/c") == 1, f"origin asked {o.count('/c')} times")
+    # Preconditions are the server's to judge.
+    m = fetch(port, "/c", ['If-Match: "v1"'])
+    check(is_miss(m) and o.count("/c") == 2, f"If-Match: {m!r}")
+
+
 def test_unsafe_method_invalidates(ctx):
     o = Origin(ctx)
     o.route("/u", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)

@@ -673,3 +673,40 @@ Test(cache_store, pass_markers)
 	cr_assert_eq(n, 2);
 	cache_free(c);
 }
+
+Test(cache_policy, not_modified)
+{
+	const char *lm = "Sat, 01 Jan 2000 00:00:00 GMT";
+	static const struct {
+		const char *fields;
+		bool want;
+	} rows[] = {
+		{"If-None-Match: \"a\"\r\n", true},
+		{"If-None-Match: W/\"a\"\r\n", true},
+		{"If-None-Match: \"b\", \"a\"\r\n", true},
+		{"If-None-Match: *\r\n", true},
+		{"If-None-Match: \"b\"\r\n", false},
+		{"If-None-Match: a\r\n", false},
+		{"If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n", true},
+		{"If-Modified-Since: Sat, 01 Jan 2000 00:00:01 GMT\r\n", true},
+		{"If-Modified-Since: Fri, 31 Dec 1999 23:59:59 GMT\r\n", false},
+		{"If-Modified-Since: yesterday\r\n", false},
+		{"If-None-Match: \"b\"\r\nIf-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT\r\n",
+		 false},
+	};
+	char text[512];
+
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct cache_req_policy rp;
+		snprintf(text, sizeof(text), "GET / HTTP/1.1\r\nHost: a\r\n%s\r\n", rows[i].fields);
+		const struct http_head *h = parse_req(text);
+		cache_request_policy(h, text, &rp);
+		cr_assert(rp.conditional && !rp.precondition);
+		cr_assert_eq(cache_not_modified(&rp, h, text, "W/\"a\"", 5, lm, strlen(lm)),
+			     rows[i].want, "%s", rows[i].fields);
+	}
+	struct cache_req_policy rp;
+	const char *t = "GET / HTTP/1.1\r\nHost: a\r\nIf-Unmodified-Since: x\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &rp);
+	cr_assert(rp.precondition);
+}
