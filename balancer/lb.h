@@ -43,7 +43,8 @@ struct lb_server {
 	_Atomic uint64_t connections_total;
 	_Atomic uint64_t checks_ok; /* active health checks passed (health thread writes) */
 	_Atomic uint64_t checks_fail; /* active health checks failed (health thread writes) */
-	_Atomic uint64_t responses[6]; /* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
+	_Atomic uint64_t
+		responses[6]; /* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
 	/* When the health thread last brought it back up (CLOCK_MONOTONIC ms);
 	 * 0 = up since it was created, no slow start. Health thread writes. */
 	_Atomic uint64_t up_since_ms;

@@ -84,8 +84,7 @@ static double now_s(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-__attribute__((format(printf, 2, 3)))
-static void note(struct worker *w, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void note(struct worker *w, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -149,7 +148,7 @@ static bool conn_setup(struct worker *w, struct conn *c)
 	}
 	if (opt.connect_to) {
 		len = snprintf(line, sizeof(line), "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n",
-			opt.connect_to, opt.connect_to);
+			       opt.connect_to, opt.connect_to);
 		if (send(c->fd, line, (size_t)len, MSG_NOSIGNAL) != len) {
 			conn_kill(w, c, "sending CONNECT failed");
 			return false;
@@ -322,7 +321,8 @@ static void *worker_run(void *arg)
 			if (got < 0 && (errno == EAGAIN || errno == EINTR))
 				continue;
 			if (got <= 0) {
-				conn_kill(w, c, got == 0 ? "closed by the other side" : "recv failed");
+				conn_kill(w, c,
+					  got == 0 ? "closed by the other side" : "recv failed");
 				live--;
 				continue;
 			}
@@ -378,16 +378,27 @@ int main(int argc, char **argv)
 
 	while ((o = getopt(argc, argv, "c:t:d:p:C:h")) != -1) {
 		switch (o) {
-		case 'c': opt.conns = atoi(optarg); break;
-		case 't': opt.threads = atoi(optarg); break;
-		case 'd': opt.duration = atof(optarg); break;
-		case 'p': opt.path = optarg; break;
-		case 'C': opt.connect_to = optarg; break;
-		default: usage();
+		case 'c':
+			opt.conns = atoi(optarg);
+			break;
+		case 't':
+			opt.threads = atoi(optarg);
+			break;
+		case 'd':
+			opt.duration = atof(optarg);
+			break;
+		case 'p':
+			opt.path = optarg;
+			break;
+		case 'C':
+			opt.connect_to = optarg;
+			break;
+		default:
+			usage();
 		}
 	}
 	if (argc - optind != 2 || opt.conns < 1 || opt.threads < 1 || opt.duration <= 0 ||
-		strlen(opt.path) > 200 || (opt.connect_to && strlen(opt.connect_to) > 100))
+	    strlen(opt.path) > 200 || (opt.connect_to && strlen(opt.connect_to) > 100))
 		usage();
 	if (opt.threads > opt.conns)
 		opt.threads = opt.conns;
@@ -395,9 +406,10 @@ int main(int argc, char **argv)
 	opt.addr.sin_port = htons((uint16_t)atoi(argv[optind + 1]));
 	if (inet_pton(AF_INET, argv[optind], &opt.addr.sin_addr) != 1)
 		usage();
-	request_len = (size_t)snprintf(request, sizeof(request),
-		"GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tunnel_load\r\n\r\n", opt.path,
-		opt.connect_to ? opt.connect_to : argv[optind]);
+	request_len =
+		(size_t)snprintf(request, sizeof(request),
+				 "GET %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tunnel_load\r\n\r\n",
+				 opt.path, opt.connect_to ? opt.connect_to : argv[optind]);
 
 	ws = calloc((size_t)opt.threads, sizeof(*ws));
 	if (!ws)
@@ -444,8 +456,8 @@ int main(int argc, char **argv)
 		}
 	}
 	printf("requests %llu\nbytes %llu\nseconds %.3f\n", reqs, bytes, secs);
-	printf("Requests/sec: %.2f\nMiB/sec: %.2f\np99_ms: %.3f\nerrors %lu\n",
-		(double)reqs / secs, (double)bytes / 1048576.0 / secs, p99, errs);
+	printf("Requests/sec: %.2f\nMiB/sec: %.2f\np99_ms: %.3f\nerrors %lu\n", (double)reqs / secs,
+	       (double)bytes / 1048576.0 / secs, p99, errs);
 	if (first_error)
 		fprintf(stderr, "first error: %s\n", first_error);
 	return reqs > 0 ? 0 : 1;

@@ -121,8 +121,7 @@ static int check_pair(struct cfg_loader *ld, const struct cfg_listener *l, size_
 
 /* A tls_cert or tls_key line: readable, loadable by OpenSSL (a certificate
  * not expired, a key without passphrase), and matching its other half. */
-static int add_tls_file(struct cfg_loader *ld, struct cfg_listener *l, bool cert,
-			const char *value)
+static int add_tls_file(struct cfg_loader *ld, struct cfg_listener *l, bool cert, const char *value)
 {
 	char why[512];
 	int rc = cert ? add_file(ld, "tls_cert", &l->tls_certs, &l->n_tls_certs, value)

@@ -19,7 +19,7 @@
 #include "core/tls.h"
 
 #define CR_NAME(e, s) s,
-static const char *const close_reason_names[] = { CLOSE_REASONS(CR_NAME) };
+static const char *const close_reason_names[] = {CLOSE_REASONS(CR_NAME)};
 #undef CR_NAME
 
 const char *close_reason_name(enum close_reason r)

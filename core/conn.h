@@ -22,25 +22,25 @@
 #include "core/timer.h"
 #include "core/worker.h"
 
-#define CLOSE_REASONS(X)                                                                     \
-	X(CR_NONE, "-")                                                                      \
-	X(CR_CLIENT_TIMEOUT, "client_timeout")                                               \
-	X(CR_SERVER_TIMEOUT, "server_timeout")                                               \
-	X(CR_CONNECT_TIMEOUT, "connect_timeout")                                             \
-	X(CR_CONNECT_FAILED, "connect_failed")                                               \
-	X(CR_NO_SERVER, "no_server")                                                         \
-	X(CR_CLIENT_RESET, "client_reset")                                                   \
-	X(CR_SERVER_RESET, "server_reset")                                                   \
-	X(CR_MAX_CONNECTIONS, "max_connections")                                             \
-	X(CR_SHUTDOWN, "shutdown")                                                           \
-	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                           \
-	X(CR_NO_MEMORY, "no_memory")                                                         \
-	X(CR_INTERNAL, "internal_error")                                                   \
-	X(CR_REQUEST_ERROR, "request_error")                                                 \
-	X(CR_PROXY_PROTOCOL, "proxy_protocol")                                               \
-	X(CR_SERVER_DISABLED, "server_disabled")                                             \
-	X(CR_TLS_HANDSHAKE, "tls_handshake_failed")                                          \
-	X(CR_TLS_TIMEOUT, "tls_handshake_timeout")                                           \
+#define CLOSE_REASONS(X)                                                                           \
+	X(CR_NONE, "-")                                                                            \
+	X(CR_CLIENT_TIMEOUT, "client_timeout")                                                     \
+	X(CR_SERVER_TIMEOUT, "server_timeout")                                                     \
+	X(CR_CONNECT_TIMEOUT, "connect_timeout")                                                   \
+	X(CR_CONNECT_FAILED, "connect_failed")                                                     \
+	X(CR_NO_SERVER, "no_server")                                                               \
+	X(CR_CLIENT_RESET, "client_reset")                                                         \
+	X(CR_SERVER_RESET, "server_reset")                                                         \
+	X(CR_MAX_CONNECTIONS, "max_connections")                                                   \
+	X(CR_SHUTDOWN, "shutdown")                                                                 \
+	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                                 \
+	X(CR_NO_MEMORY, "no_memory")                                                               \
+	X(CR_INTERNAL, "internal_error")                                                           \
+	X(CR_REQUEST_ERROR, "request_error")                                                       \
+	X(CR_PROXY_PROTOCOL, "proxy_protocol")                                                     \
+	X(CR_SERVER_DISABLED, "server_disabled")                                                   \
+	X(CR_TLS_HANDSHAKE, "tls_handshake_failed")                                                \
+	X(CR_TLS_TIMEOUT, "tls_handshake_timeout")                                                 \
 	X(CR_TLS_BAD_HELLO, "tls_bad_client_hello")
 
 #define CR_ENUM(e, s) e,
@@ -49,9 +49,9 @@ enum close_reason { CLOSE_REASONS(CR_ENUM) CR_COUNT };
 
 const char *close_reason_name(enum close_reason r);
 
-#define CONN_STATES(X)                                                                       \
-	X(CS_CONNECTING, "connecting")                                                       \
-	X(CS_RELAY, "relay")                                                                 \
+#define CONN_STATES(X)                                                                             \
+	X(CS_CONNECTING, "connecting")                                                             \
+	X(CS_RELAY, "relay")                                                                       \
 	X(CS_CLOSED, "closed")
 
 #define CS_ENUM(e, s) e,

@@ -69,7 +69,7 @@ ssize_t io_sendv(struct side *s, const struct iovec *iov, int n)
 		return s->io->send(s, iov[0].iov_base, iov[0].iov_len);
 	}
 	for (;;) {
-		struct msghdr m = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+		struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
 		ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
 		if (w >= 0)
 			return w;

@@ -23,7 +23,7 @@ static _Atomic int log_level = LOG_LVL_INFO;
 static _Atomic int access_fd = -1;
 static _Atomic int access_format = LOG_FMT_TEXT;
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum cfg_log_level level)
 {
@@ -153,9 +153,8 @@ static void format_time(uint64_t wall, char *buf, size_t cap)
 	time_t secs = (time_t)(wall / 1000);
 	struct tm tm;
 	gmtime_r(&secs, &tm);
-	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 (unsigned)(wall % 1000));
+	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(wall % 1000));
 }
 
 static const char *or_dash(const char *s)
@@ -179,8 +178,8 @@ static int format_text(char *out, size_t cap, const struct log_record *r, const 
 	snprintf(status, sizeof(status), r->status ? "%d" : "-", r->status);
 	snprintf(ttfb, sizeof(ttfb), r->ttfb_ms >= 0 ? "%lld" : "-", (long long)r->ttfb_ms);
 	return snprintf(out, cap, "%s %s %s %s/%s %s %s %llu %llu %lld %s %s\n", when, client,
-			or_dash(r->listener), or_dash(r->pool), or_dash(r->server), request,
-			status, (unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
+			or_dash(r->listener), or_dash(r->pool), or_dash(r->server), request, status,
+			(unsigned long long)r->bytes_in, (unsigned long long)r->bytes_out,
 			(long long)r->total_ms, ttfb, or_dash(r->reason));
 }
 

@@ -125,7 +125,7 @@ static int parse_args(int argc, char **argv, struct options *o)
 
 static struct cfg *load_config(const struct options *o)
 {
-	struct cfg_errors errs = { 0 };
+	struct cfg_errors errs = {0};
 	struct cfg *cfg = cfg_load(o->config, o->workers, &errs);
 	for (size_t i = 0; i < errs.len; i++)
 		fprintf(stderr, "%s\n", errs.msgs[i]);
@@ -148,8 +148,8 @@ static void raise_fd_limit(const struct cfg *cfg)
 	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
 		log_warn("max_connections = %llu needs about %llu file descriptors, but the limit "
 			 "is %llu; connections past it will fail to be accepted",
-			 (unsigned long long)cfg->global.max_connections,
-			 (unsigned long long)need, (unsigned long long)rl.rlim_cur);
+			 (unsigned long long)cfg->global.max_connections, (unsigned long long)need,
+			 (unsigned long long)rl.rlim_cur);
 }
 
 /* Opens every bind of every listener for WORKER (of N_WORKERS) into
@@ -245,7 +245,7 @@ static int setup_signals(struct process *p)
 	p->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (p->sigfd < 0 || p->epfd < 0)
 		return -1;
-	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
 	return epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->sigfd, &ev);
 }
 
@@ -330,8 +330,9 @@ static int check_listeners(const struct cfg *old, const struct cfg *cfg, struct 
 		if (same)
 			continue;
 		if (b)
-			cfg_errors_add(errs, "%s:%d: listener %s: adding, removing, reordering or "
-					     "rebinding listeners needs a restart",
+			cfg_errors_add(errs,
+				       "%s:%d: listener %s: adding, removing, reordering or "
+				       "rebinding listeners needs a restart",
 				       cfg->path, b->line, b->name);
 		else
 			cfg_errors_add(errs, "%s: listener %s: removing a listener needs a restart",
@@ -408,7 +409,7 @@ static void admin_publish_cb(void *ctx, struct gen *g)
 
 static void reload_on_signal(struct process *p)
 {
-	struct cfg_errors errs = { 0 };
+	struct cfg_errors errs = {0};
 
 	if (reload(p, &errs) < 0)
 		for (size_t i = 0; i < errs.len; i++)
@@ -521,7 +522,7 @@ static int earliest_ms(int a, int b)
  * struct ev_handler. */
 static void main_loop(struct process *p)
 {
-	struct stop_state st = { false, 0, 0 };
+	struct stop_state st = {false, 0, 0};
 	struct epoll_event evs[16];
 
 	for (;;) {
@@ -555,7 +556,7 @@ static void main_loop(struct process *p)
 
 int main(int argc, char **argv)
 {
-	struct process p = { .sigfd = -1, .epfd = -1 };
+	struct process p = {.sigfd = -1, .epfd = -1};
 
 	if (parse_args(argc, argv, &p.opt) < 0)
 		return 1;
@@ -610,9 +611,8 @@ int main(int argc, char **argv)
 			strerror(-err));
 		return 2;
 	}
-	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu",
-		 FULCRUM_VERSION, p.n_workers, cfg->n_listeners,
-		 (unsigned long long)p.gen->number);
+	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
+		 p.n_workers, cfg->n_listeners, (unsigned long long)p.gen->number);
 	upgrade_ready();
 
 	main_loop(&p);

@@ -107,7 +107,8 @@ static void connect_next(struct conn *c)
 		}
 		struct lb_worker *lw =
 			worker_lb(c->w, c->gen, (int)(c->pool->cfg - c->gen->cfg->pools));
-		struct lb_server *s = lb_pick(c->pool, lw, conn_client_hash(c), c->tried, c->n_tried);
+		struct lb_server *s =
+			lb_pick(c->pool, lw, conn_client_hash(c), c->tried, c->n_tried);
 		if (!s) {
 			conn_close(c, c->n_tried ? CR_CONNECT_FAILED : CR_NO_SERVER);
 			return;

@@ -52,16 +52,16 @@ void upstream_pool_deinit(struct worker *w, struct upstream_pool *up)
 {
 	for (size_t i = 0; i < 256; i++)
 		while (!list_is_empty(&up->buckets[i]))
-			upstream_close(container_of(up->buckets[i].next, struct upstream,
-						    idle_node));
+			upstream_close(
+				container_of(up->buckets[i].next, struct upstream, idle_node));
 	upstream_free_closed(w);
 }
 
 void upstream_free_closed(struct worker *w)
 {
 	while (!list_is_empty(&w->closed_upstreams)) {
-		struct upstream *u = container_of(w->closed_upstreams.next, struct upstream,
-						  idle_node);
+		struct upstream *u =
+			container_of(w->closed_upstreams.next, struct upstream, idle_node);
 		list_del(&u->idle_node);
 		free(u);
 	}
@@ -123,8 +123,7 @@ struct upstream *upstream_connect(struct worker *w, struct lb_server *s, int *er
 		int one = 1;
 		setsockopt(u->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	if (connect(u->s.fd, (const struct sockaddr *)&a->ss, a->len) < 0 &&
-	    errno != EINPROGRESS)
+	if (connect(u->s.fd, (const struct sockaddr *)&a->ss, a->len) < 0 && errno != EINPROGRESS)
 		goto fail;
 	u->s.h.fn = on_event;
 	if (worker_watch(w, u->s.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->s.h) < 0)

@@ -20,18 +20,18 @@
 /* An internal invariant. Fatal in debug (sanitizer) builds, where CI runs the
  * tests; logged in release builds, where a server must keep serving. */
 #ifdef FULCRUM_DEBUG
-#define BUG_ON(cond)                                                                         \
-	do {                                                                                 \
-		if (unlikely(cond)) {                                                        \
-			fprintf(stderr, "BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
-			abort();                                                             \
-		}                                                                            \
+#define BUG_ON(cond)                                                                               \
+	do {                                                                                       \
+		if (unlikely(cond)) {                                                              \
+			fprintf(stderr, "BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
+			abort();                                                                   \
+		}                                                                                  \
 	} while (0)
 #else
-#define BUG_ON(cond)                                                                         \
-	do {                                                                                 \
-		if (unlikely(cond))                                                          \
-			fprintf(stderr, "BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);    \
+#define BUG_ON(cond)                                                                               \
+	do {                                                                                       \
+		if (unlikely(cond))                                                                \
+			fprintf(stderr, "BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
 	} while (0)
 #endif
 

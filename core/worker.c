@@ -26,15 +26,15 @@
 #include "core/http/forward.h"
 #include "core/upstream.h"
 
-#define EVENTS_PER_BATCH 256
+#define EVENTS_PER_BATCH  256
 #define ACCEPTS_PER_EVENT 64
-#define ACCEPT_PAUSE_MS 100
+#define ACCEPT_PAUSE_MS	  100
 
 _Atomic uint64_t worker_conns_total;
 
 int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = h };
+	struct epoll_event ev = {.events = events, .data.ptr = h};
 	return epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
@@ -122,7 +122,7 @@ static void close_listeners(struct worker *w)
 
 static void pause_listener(struct listen_sock *ls)
 {
-	struct epoll_event ev = { .events = 0, .data.ptr = &ls->h };
+	struct epoll_event ev = {.events = 0, .data.ptr = &ls->h};
 	epoll_ctl(ls->w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
 }
 
@@ -130,7 +130,7 @@ static void resume_listeners(struct timer *t)
 {
 	struct worker *w = container_of(t, struct worker, accept_timer);
 	for (size_t i = 0; i < w->n_socks; i++) {
-		struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &w->socks[i].h };
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->socks[i].h};
 		if (w->socks[i].fd >= 0)
 			epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->socks[i].fd, &ev);
 	}
@@ -168,7 +168,8 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("worker %d: accept: %s; pausing listeners for %d ms",
 					 w->id, strerror(errno), ACCEPT_PAUSE_MS);
 				pause_listener(ls);
-				timer_add(&w->timers, &w->accept_timer, w->now_ms + ACCEPT_PAUSE_MS);
+				timer_add(&w->timers, &w->accept_timer,
+					  w->now_ms + ACCEPT_PAUSE_MS);
 			}
 			return; /* EAGAIN, or a transient error: level-triggered */
 		}
@@ -283,8 +284,7 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks,
-		size_t n_socks)
+int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks, size_t n_socks)
 {
 	memset(w, 0, sizeof(*w));
 	/* Even while asleep: the loop adds 1 before epoll_wait, so start odd. */

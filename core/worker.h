@@ -42,9 +42,9 @@ struct listener_stats {
 	_Atomic uint64_t bytes_out;
 };
 
-#define STAT_ADD(field, n)                                                                   \
-	atomic_store_explicit(&(field), atomic_load_explicit(&(field), memory_order_relaxed) + \
-						(n),                                           \
+#define STAT_ADD(field, n)                                                                         \
+	atomic_store_explicit(&(field),                                                            \
+			      atomic_load_explicit(&(field), memory_order_relaxed) + (n),          \
 			      memory_order_relaxed)
 
 /* Spare I/O buffers of one size, so a request does not pay a malloc and a
@@ -125,8 +125,7 @@ extern _Atomic uint64_t worker_conns_total;
 
 /* Main thread: set up W (epoll, doorbell, buffers) for generation G; the
  * listening sockets are given in SOCKS (W owns them afterwards). */
-int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks,
-		size_t n_socks);
+int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks, size_t n_socks);
 /* Starts W's thread; PIN: bind it to one CPU (cpu_affinity = auto). */
 int worker_start(struct worker *w, bool pin);
 void worker_send(struct worker *w, enum worker_cmd cmd);

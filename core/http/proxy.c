@@ -113,15 +113,15 @@ int http_outq_flush(struct side *s, struct outq *q, uint64_t *count)
 }
 
 void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,
-		     const void *c, size_t clen)
+		   const void *c, size_t clen)
 {
 	q->n = q->i = 0;
 	if (alen)
-		q->iov[q->n++] = (struct iovec){ (void *)a, alen };
+		q->iov[q->n++] = (struct iovec){(void *)a, alen};
 	if (blen)
-		q->iov[q->n++] = (struct iovec){ (void *)b, blen };
+		q->iov[q->n++] = (struct iovec){(void *)b, blen};
 	if (clen)
-		q->iov[q->n++] = (struct iovec){ (void *)c, clen };
+		q->iov[q->n++] = (struct iovec){(void *)c, clen};
 }
 
 /* ---- logging and counting --------------------------------------------- */

@@ -39,15 +39,15 @@ struct upstream;
 struct lb_pool;
 struct lb_server;
 
-#define HTTP_PHASES(X)                                                                       \
-	X(HP_IDLE, "idle")                                                                   \
-	X(HP_HEAD, "head")                                                                   \
-	X(HP_RESOLVE, "resolve")                                                             \
-	X(HP_CACHE_WAIT, "cache_wait")                                                       \
-	X(HP_CONNECT, "connect")                                                             \
-	X(HP_EXCHANGE, "exchange")                                                           \
-	X(HP_TUNNEL, "tunnel")                                                               \
-	X(HP_REPLY, "reply")                                                                 \
+#define HTTP_PHASES(X)                                                                             \
+	X(HP_IDLE, "idle")                                                                         \
+	X(HP_HEAD, "head")                                                                         \
+	X(HP_RESOLVE, "resolve")                                                                   \
+	X(HP_CACHE_WAIT, "cache_wait")                                                             \
+	X(HP_CONNECT, "connect")                                                                   \
+	X(HP_EXCHANGE, "exchange")                                                                 \
+	X(HP_TUNNEL, "tunnel")                                                                     \
+	X(HP_REPLY, "reply")                                                                       \
 	X(HP_LINGER, "linger")
 
 #define HP_ENUM(e, s) e,
@@ -55,7 +55,7 @@ enum http_phase { HTTP_PHASES(HP_ENUM) HP_COUNT };
 #undef HP_ENUM
 
 #define HTTP_LOG_TARGET_MAX 512
-#define HTTP_MAX_TRIES      8
+#define HTTP_MAX_TRIES	    8
 
 /* A queue of slices to write to one socket. */
 struct outq {

@@ -15,9 +15,9 @@
 #include "core/http/proxy.h"
 
 /* Bytes one pass may relay for a connection before others get their turn. */
-#define RELAY_BUDGET  (1024 * 1024)
+#define RELAY_BUDGET (1024 * 1024)
 /* Longest trailer section of a chunked body. */
-#define TRAILER_MAX   16384
+#define TRAILER_MAX 16384
 /* The response buffer: a response head must fit in it. */
 #define RESP_HEAD_MAX 65536
 

@@ -143,11 +143,11 @@ static struct lb_server *sticky_server(struct conn *c, const struct http_head *h
 
 static void copy_log_fields(struct http_conn *hc, const struct http_head *h, const char *buf)
 {
-	hc->method_len = h->method.len < sizeof(hc->method) ? (uint16_t)h->method.len
-							    : sizeof(hc->method);
+	hc->method_len =
+		h->method.len < sizeof(hc->method) ? (uint16_t)h->method.len : sizeof(hc->method);
 	memcpy(hc->method, buf + h->method.off, hc->method_len);
-	hc->target_len = h->target.len < sizeof(hc->target) ? (uint16_t)h->target.len
-							    : sizeof(hc->target);
+	hc->target_len =
+		h->target.len < sizeof(hc->target) ? (uint16_t)h->target.len : sizeof(hc->target);
 	memcpy(hc->target, buf + h->target.off, hc->target_len);
 	hc->method_id = h->method_id;
 	hc->minor = (uint8_t)h->version_minor;
@@ -208,9 +208,8 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 static void set_request_out(struct http_conn *hc)
 {
 	http_outq_set(&hc->req_out, hc->rbuf + hc->head_start, hc->head_end - hc->head_start,
-		 hc->req_extra.data, hc->req_extra.len, NULL, 0);
+		      hc->req_extra.data, hc->req_extra.len, NULL, 0);
 }
-
 
 /* A complete head H is in rbuf: check it, route it, and send it on. */
 static void begin_request(struct conn *c, const struct http_head *h)
@@ -250,9 +249,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	if (cache_http_request(c, h))
 		return; /* answered from the cache (cache_http.c) */
 	enum cfg_balance b = hc->pool->balance;
-	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING
-			  ? request_key(c, h, hc->rbuf)
-			  : 0;
+	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING ? request_key(c, h, hc->rbuf)
+								      : 0;
 	struct lb_server *sticky = sticky_server(c, h, hc->rbuf);
 	if (http_build_request_head(c, h, NULL, NULL) < 0) {
 		http_reply(c, 500, "no_memory", true);
@@ -406,7 +404,6 @@ void http_connect_server(struct conn *c)
 		}
 	}
 }
-
 
 void http_check_connect(struct conn *c)
 {

@@ -77,7 +77,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		hc->client_ka = false;
 	}
 	if (hc->resp_body == HTTP_BODY_TUNNEL) {
-		if (!(hc->upgrade && h->status == 101) ) {
+		if (!(hc->upgrade && h->status == 101)) {
 			/* A 2xx to CONNECT never happens here (CONNECT is refused
 			 * in http mode); treat other tunnels as invalid. */
 			return -1;
@@ -134,7 +134,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	if (hc->resp_body == HTTP_BODY_LENGTH || hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
 		cache_http_body(c, hc->sbuf + hc->spos, body);
 	http_outq_set(&hc->resp_out, hc->sbuf + start, end - start, hc->resp_extra.data,
-		 hc->resp_extra.len, hc->sbuf + hc->spos, body);
+		      hc->resp_extra.len, hc->sbuf + hc->spos, body);
 	hc->spos += (uint32_t)body;
 	hc->resp_started = true;
 	cache_http_response_queued(c); /* a 304 to a revalidation: the stored answer */
@@ -151,8 +151,8 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 	for (;;) {
 		if (hc->slen > hc->spos) {
 			/* A response head may fill the whole buffer. */
-			struct http_limits lim = { .max_uri_size = HTTP_DEFAULT_URI_SIZE,
-						   .max_header_size = hc->scap };
+			struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE,
+						  .max_header_size = hc->scap};
 			enum http_result r = http_parse_response(hc->sbuf + hc->spos,
 								 hc->slen - hc->spos, &lim, h);
 			if (http_is_error(r)) {
@@ -162,8 +162,8 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
 			    h->status != 101) {
 				/* An interim response (100 Continue): pass it on as is. */
-				http_outq_set(&hc->resp_out, hc->sbuf + hc->spos, h->head_len, NULL, 0,
-					 NULL, 0);
+				http_outq_set(&hc->resp_out, hc->sbuf + hc->spos, h->head_len, NULL,
+					      0, NULL, 0);
 				hc->spos += (uint32_t)h->head_len;
 				int w = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
 				if (w <= 0) {
@@ -275,7 +275,7 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
 			return 1;
 		relay_half_limit(&c->down, hc->resp_body == HTTP_BODY_LENGTH ? hc->resp_left
-									      : RELAY_UNLIMITED);
+									     : RELAY_UNLIMITED);
 		hc->down_armed = true;
 	}
 	size_t budget = RELAY_BUDGET;
