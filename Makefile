@@ -65,7 +65,7 @@ build/%: bench/%.c
 # Packages: the build and tests need these; `make bench` also the peers.
 DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
 	libc-ares-dev libcrypt-dev \
-	curl python3 openssl
+	curl python3 openssl clang-format
 DEPS_BENCH := wrk haproxy nginx-light libnginx-mod-stream squid gnuplot-nox
 
 deps:
@@ -127,7 +127,7 @@ fuzz: $(FUZZ_BIN)
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
 
-format-check:
+format-check: deps
 	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 tidy: compdb
