@@ -177,7 +177,8 @@ def test_v1_and_v2_accepted_tcp(ctx):
         _, ok = roundtrip(port, header)
         check(ok, f"echo through a {header[:12]!r}... header is wrong")
     clients, lines = log_clients(log, len(cases))
-    # Two workers each write their own lines: compare as sets, not in order.
+    # A line is written when its connection closes, and closes can finish
+    # in any order: compare as sets.
     check(sorted(clients) == sorted(want for _, want in cases), f"clients in the log {clients}")
     check(all(ln.rstrip().endswith(" -") for ln in lines), f"reasons {lines}")
 
@@ -191,7 +192,8 @@ def test_unknown_and_local_keep_peer(ctx):
     me3, ok3 = roundtrip(port, v2("1.2.3.4", "5.6.7.8", 1, 2, command=0))
     check(ok1 and ok2 and ok3, "echo after UNKNOWN/LOCAL")
     clients, _ = log_clients(log, 3)
-    check(clients == [me1, me2, me3], f"clients {clients}, want the real peers {[me1, me2, me3]}")
+    check(sorted(clients) == sorted([me1, me2, me3]),
+          f"clients {clients}, want the real peers {[me1, me2, me3]}")
 
 
 def test_missing_or_bad_header_closed(ctx):
@@ -239,7 +241,7 @@ def test_header_in_pieces_and_payload_kept(ctx):
     check(recv_exact(s, len(payload)) == payload, "payload in the header's segment")
     s.close()
     clients, _ = log_clients(log, 3)
-    check(clients == ["203.0.113.50:1234", "203.0.113.51:1235", "203.0.113.52:1236"],
+    check(sorted(clients) == ["203.0.113.50:1234", "203.0.113.51:1235", "203.0.113.52:1236"],
           f"clients {clients}")
 
 
