@@ -210,6 +210,28 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 	}
 }
 
+/* Sends the ssend bytes at spos in sbuf to the client: 1 when they are all
+ * gone, 0 when the client is full, -1 after ending the connection. */
+static int send_held(struct conn *c, struct http_conn *hc)
+{
+	while (hc->ssend) {
+		if (!c->cli.wr)
+			return 0;
+		ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
+		if (n < 0) {
+			if (n == -EAGAIN)
+				return 0;
+			hc->reason = "client_write_failed";
+			conn_close(c, CR_CLIENT_RESET);
+			return -1;
+		}
+		hc->spos += (uint32_t)n;
+		hc->ssend -= (uint32_t)n;
+		hc->bytes_out += (uint64_t)n;
+	}
+	return 1;
+}
+
 /* Relays a chunked response body through sbuf. 1 done, 0 wait, -1 ended. */
 static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 {
@@ -217,19 +239,9 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 
 	for (;;) {
 		if (hc->ssend) {
-			if (!c->cli.wr)
-				return 0;
-			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
-			if (n < 0) {
-				if (n == -EAGAIN)
-					return 0;
-				hc->reason = "client_write_failed";
-				conn_close(c, CR_CLIENT_RESET);
-				return -1;
-			}
-			hc->spos += (uint32_t)n;
-			hc->ssend -= (uint32_t)n;
-			hc->bytes_out += (uint64_t)n;
+			int r = send_held(c, hc);
+			if (r <= 0)
+				return r;
 			continue;
 		}
 		if (hc->resp_ch.state == HTTP_CHUNK_DONE)
@@ -312,19 +324,9 @@ static int relay_copied_response(struct conn *c, struct http_conn *hc)
 
 	for (;;) {
 		if (hc->ssend) {
-			if (!c->cli.wr)
-				return 0;
-			ssize_t n = io_send(&c->cli, hc->sbuf + hc->spos, hc->ssend);
-			if (n < 0) {
-				if (n == -EAGAIN)
-					return 0;
-				hc->reason = "client_write_failed";
-				conn_close(c, CR_CLIENT_RESET);
-				return -1;
-			}
-			hc->spos += (uint32_t)n;
-			hc->ssend -= (uint32_t)n;
-			hc->bytes_out += (uint64_t)n;
+			int r = send_held(c, hc);
+			if (r <= 0)
+				return r;
 			continue;
 		}
 		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
