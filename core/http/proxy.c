@@ -560,13 +560,8 @@ void http_on_timer(struct conn *c)
 		http_start_request(c);
 		break;
 	case HP_CONNECT:
-		http_server_failed(c, ETIMEDOUT, "connect to");
-		http_release_server(c, false);
-		hc->server = NULL;
-		if (http_can_retry(c))
+		if (http_connect_failed(c, ETIMEDOUT, "connect_timeout"))
 			http_connect_server(c);
-		else
-			http_reply(c, 502, "connect_timeout", false);
 		break;
 	case HP_EXCHANGE:
 		if (hc->req_done && !hc->resp_started) {

@@ -55,6 +55,10 @@ void http_start_request(struct conn *c);
 void http_server_failed(struct conn *c, int err, const char *what);
 /* Whether the pool's retries allow another server. */
 bool http_can_retry(const struct conn *c);
+/* A connect to hc->server failed with ERR: counts it for passive health and
+ * lets the server go. Returns true when another server may be tried, else
+ * answers 502 with REASON and returns false. */
+bool http_connect_failed(struct conn *c, int err, const char *reason);
 /* HP_CONNECT: the connect finished, or failed (then retries). */
 void http_check_connect(struct conn *c);
 /* A pooled connection failed before any response byte: sends the request

@@ -395,14 +395,22 @@ void http_connect_server(struct conn *c)
 				  c->w->now_ms + hc->pool->cfg->connect_timeout_ms);
 			return;
 		}
-		http_server_failed(c, err, "connect to");
-		http_release_server(c, false);
-		hc->server = NULL;
-		if (!http_can_retry(c)) {
-			http_reply(c, 502, "connect_failed", false);
+		if (!http_connect_failed(c, err, "connect_failed"))
 			return;
-		}
 	}
+}
+
+bool http_connect_failed(struct conn *c, int err, const char *reason)
+{
+	struct http_conn *hc = http_of(c);
+
+	http_server_failed(c, err, "connect to");
+	http_release_server(c, false);
+	hc->server = NULL;
+	if (http_can_retry(c))
+		return true;
+	http_reply(c, 502, reason, false);
+	return false;
 }
 
 void http_check_connect(struct conn *c)
@@ -430,14 +438,8 @@ void http_check_connect(struct conn *c)
 			http_set_phase(c, HP_EXCHANGE);
 		return;
 	}
-	http_server_failed(c, err, "connect to");
-	http_release_server(c, false);
-	hc->server = NULL;
-	if (!http_can_retry(c)) {
-		http_reply(c, 502, "connect_failed", false);
-		return;
-	}
-	http_connect_server(c);
+	if (http_connect_failed(c, err, "connect_failed"))
+		http_connect_server(c);
 }
 
 /* A pooled connection failed before any response byte: the server closed
