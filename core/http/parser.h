@@ -223,6 +223,9 @@ bool http_method_is_idempotent(enum http_method m);
 /* Header fields that concern one hop only and are never forwarded (SPEC §3). */
 bool http_header_is_hop_by_hop(const struct http_header *hd);
 
+/* Whether a[0, n) and b[0, n) are equal, ignoring ASCII case. */
+bool http_case_eq(const char *a, const char *b, size_t n);
+
 /* Whether s[0, len) equals the lowercase literal lit, ignoring ASCII case. */
 bool http_token_eq(const char *s, size_t len, const char *lit);
 
