@@ -623,23 +623,34 @@ static void head_reset(struct http_head *h, size_t head_len)
 	h->head_len = head_len;
 }
 
-enum http_result http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
-				    struct http_head *out)
+/* Finds the head, then parses its start line (a request's or a response's),
+ * its fields and its framing. */
+static enum http_result parse_head(const char *buf, size_t len, const struct http_limits *lim,
+				   bool request, struct http_head *out)
 {
 	struct limits l = resolve_limits(lim);
 	size_t start, head_len, eol;
 	enum http_result r;
 
-	r = find_head(buf, len, &l, true, &start, &head_len);
+	r = find_head(buf, len, &l, request, &start, &head_len);
 	if (r != HTTP_DONE)
 		return r;
 	head_reset(out, head_len);
 	eol = line_end(buf, start, head_len);
-	r = parse_request_line(buf, start, eol, out);
+	r = request ? parse_request_line(buf, start, eol, out)
+		    : parse_status_line(buf, start, eol, out);
 	if (r == HTTP_DONE)
 		r = parse_fields(buf, eol + 2, head_len, out);
 	if (r == HTTP_DONE)
-		r = check_framing(out, true);
+		r = check_framing(out, request);
+	return r;
+}
+
+enum http_result http_parse_request(const char *buf, size_t len, const struct http_limits *lim,
+				    struct http_head *out)
+{
+	enum http_result r = parse_head(buf, len, lim, true, out);
+
 	if (r == HTTP_DONE && out->host_count > 1)
 		r = HTTP_E_MULTIPLE_HOST;
 	if (r == HTTP_DONE && out->host_count == 0 && out->version_minor == 1)
@@ -650,19 +661,5 @@ enum http_result http_parse_request(const char *buf, size_t len, const struct ht
 enum http_result http_parse_response(const char *buf, size_t len, const struct http_limits *lim,
 				     struct http_head *out)
 {
-	struct limits l = resolve_limits(lim);
-	size_t start, head_len, eol;
-	enum http_result r;
-
-	r = find_head(buf, len, &l, false, &start, &head_len);
-	if (r != HTTP_DONE)
-		return r;
-	head_reset(out, head_len);
-	eol = line_end(buf, start, head_len);
-	r = parse_status_line(buf, start, eol, out);
-	if (r == HTTP_DONE)
-		r = parse_fields(buf, eol + 2, head_len, out);
-	if (r == HTTP_DONE)
-		r = check_framing(out, false);
-	return r;
+	return parse_head(buf, len, lim, false, out);
 }
