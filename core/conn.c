@@ -88,6 +88,15 @@ void conn_resume(struct conn *c)
 		c->ops->process(c);
 }
 
+bool conn_defer_write(struct conn *c)
+{
+	if (!c->w->in_batch)
+		return false;
+	if (list_is_empty(&c->pending_node))
+		list_add_tail(&c->w->pending, &c->pending_node);
+	return true;
+}
+
 void conn_drain(struct conn *c)
 {
 	if (c->state != CS_CLOSED && c->ops->drain)

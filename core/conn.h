@@ -81,7 +81,7 @@ struct conn {
 	const struct conn_ops *ops;
 	struct http_conn *http; /* http and forward modes */
 	struct list node; /* worker->conns, then worker->closed */
-	struct list pending_node; /* worker->pending while it has budget-limited work */
+	struct list pending_node; /* worker->pending: out of budget, or a write held back */
 	struct worker *w;
 	struct gen *gen; /* one reference held */
 	const struct cfg_listener *lc;
@@ -124,7 +124,11 @@ void conn_set_state(struct conn *c, enum conn_state s);
 /* The balancing key of the client's address (not its port): source hashing,
  * and the fallback of every hash key a request lacks (SPEC §4). */
 uint64_t conn_client_hash(const struct conn *c);
-/* Worker thread: resumes a conn that ran out of budget. */
+/* Worker thread: resumes a conn that ran out of budget or held a write back. */
 void conn_resume(struct conn *c);
+/* Worker thread: while an event batch runs, queues C to be resumed after it
+ * and returns true; the caller holds its write back until then. Otherwise
+ * returns false and the write goes out now. See worker.c on why. */
+bool conn_defer_write(struct conn *c);
 
 #endif

@@ -2,8 +2,14 @@
  * worker.c - a worker thread's event loop (see worker.h).
  *
  * The loop: sleep in epoll_wait until an event or the next timer; handle the
- * batch; resume connections that used up their budget; run due timers; free
- * what closed in the batch; flush the access log. The epoch counter is odd
+ * batch; resume the connections that used up their budget or held a write
+ * back; run due timers; free what closed in the batch; flush the access log.
+ *
+ * Writes to servers are held back to the end of the batch (conn_defer_write)
+ * because waking a peer that sleeps in epoll_wait is the dearest part of a
+ * small send on loopback, dearer still in a VM where it takes an IPI. Sent
+ * one by one between the batch's reads, the writes of a busy batch each find
+ * the server asleep again; sent together, most find it still awake. The epoch counter is odd
  * while a batch runs and even while asleep, which is all the main thread
  * needs to know when a replaced generation can no longer be seen here.
  *
@@ -264,10 +270,12 @@ static void *worker_main(void *arg)
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_acq_rel); /* odd: busy */
 		w->now_ms = clock_ms();
 		refresh_gen(w);
+		w->in_batch = true;
 		for (int i = 0; i < n; i++) {
 			struct ev_handler *h = events[i].data.ptr;
 			h->fn(h, events[i].events);
 		}
+		w->in_batch = false;
 		run_pending(w);
 		timer_wheel_advance(&w->timers, w->now_ms);
 		free_closed(w);

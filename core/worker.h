@@ -101,7 +101,7 @@ struct worker {
 
 	struct list conns; /* live connections */
 	struct list closed; /* closed this batch; freed after it */
-	struct list pending; /* ran out of budget; resumed after the batch */
+	struct list pending; /* conns resumed after the batch (conn_defer_write) */
 	struct list closed_upstreams; /* freed after the batch, like closed */
 	struct upstream_pool upstreams; /* idle http server connections */
 	struct fwd_worker *fwd; /* forward mode: resolver, origins (core/http/forward.c) */
@@ -109,6 +109,7 @@ struct worker {
 	struct buf_cache bufs[2]; /* by size: request buffers, response buffers */
 	uint64_t n_conns;
 	bool draining; /* listeners closed; each response closes its connection */
+	bool in_batch; /* handling epoll_wait's events */
 	bool swept; /* WORKER_GRACEFUL or WORKER_STOP closed the idle connections */
 
 	_Atomic uint64_t epoch; /* odd while handling events, even while asleep */

@@ -413,6 +413,8 @@ static void exchange(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
+	if (!hc->req_head_sent && conn_defer_write(c))
+		return;
 	int sent = http_send_request(c);
 	if (sent < 0 || hc->phase != HP_EXCHANGE)
 		return;
