@@ -152,7 +152,7 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	/* It carries one client's address in its PROXY header: never reuse it. */
 	if (u->server->proxy_protocol != PROXY_PROTO_NONE)
 		keepalive = 0;
-	for (struct list *n = b->next; n != b && keepalive > 0; n = n->next)
+	for (struct list *n = b->next; n != b && same < (unsigned)keepalive; n = n->next)
 		if (container_of(n, struct upstream, idle_node)->server == u->server)
 			same++;
 	if (keepalive <= 0 || same >= (unsigned)keepalive || w->draining) {
@@ -160,7 +160,10 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 		return;
 	}
 	u->gen = gen_get(g);
-	list_add_tail(b, &u->idle_node);
+	/* Last in, first out: the connection just used is the one whose
+	 * server thread is likeliest awake, and the ones at the tail are
+	 * left to time out when the load falls. */
+	list_add_head(b, &u->idle_node);
 	w->upstreams.count++;
 	timer_add(&w->timers, &u->idle_timer, w->now_ms + UPSTREAM_IDLE_TIMEOUT_MS);
 }

@@ -58,6 +58,12 @@ static inline void list_add_tail(struct list *head, struct list *n)
 	head->prev = n;
 }
 
+/* Inserts N after HEAD, i.e. at the head of the list HEAD anchors. */
+static inline void list_add_head(struct list *head, struct list *n)
+{
+	list_add_tail(head->next, n);
+}
+
 /* Unlinks N and leaves it self-linked, so unlinking twice is harmless. */
 static inline void list_del(struct list *n)
 {
