@@ -96,6 +96,8 @@ struct http_conn {
 	uint32_t head_start, head_end; /* the kept head in rbuf, for a resend */
 	struct outq req_out;
 	struct rewrite_extra req_extra;
+	char client_ip[48]; /* the client's address for X-Forwarded-For, once made */
+	uint8_t client_ip_len;
 
 	/* where it goes */
 	struct lb_pool *pool;

@@ -6,7 +6,9 @@
  */
 #include "core/http/proxy_internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -153,6 +155,22 @@ static void copy_log_fields(struct http_conn *hc, const struct http_head *h, con
 	hc->minor = (uint8_t)h->version_minor;
 }
 
+/* Writes the client's address without its port (no brackets around IPv6)
+ * to BUF. Returns its length. */
+static uint8_t format_client_ip(const struct conn *c, char *buf, size_t cap)
+{
+	const void *addr = &c->peer.in.sin_addr;
+	if (c->peer.sa.sa_family == AF_INET6)
+		addr = &c->peer.in6.sin6_addr;
+	else if (c->peer.sa.sa_family != AF_INET)
+		addr = NULL; /* a unix socket: no address */
+	if (!addr)
+		snprintf(buf, cap, "unix");
+	else if (!inet_ntop(c->peer.sa.sa_family, addr, buf, (socklen_t)cap))
+		snprintf(buf, cap, "-");
+	return (uint8_t)strlen(buf);
+}
+
 /* Builds the head that goes to the server: the kept lines of the client's
  * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
 int http_build_request_head(struct conn *c, const struct http_head *h,
@@ -161,27 +179,32 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 	struct http_conn *hc = http_of(c);
 	struct rewrite_extra *x = &hc->req_extra;
 	char *buf = hc->rbuf;
-	char addr[80];
 	int err = 0;
 
 	x->len = 0;
 	if (c->lc->forwarded_headers) {
-		err |= rewrite_add(x, "X-Forwarded-For: ");
+		static const char xff[] = "X-Forwarded-For: ";
+		err |= rewrite_put(x, xff, sizeof(xff) - 1);
 		size_t before = x->len;
 		err |= rewrite_add_joined(x, h, buf, "x-forwarded-for");
-		log_format_addr(&c->peer.sa, addr, sizeof(addr));
-		char *colon = strrchr(addr, ':');
-		if (colon)
-			*colon = '\0';
-		const char *ip = addr[0] == '[' ? addr + 1 : addr;
-		if (ip[strlen(ip) - 1] == ']')
-			((char *)ip)[strlen(ip) - 1] = '\0';
-		err |= rewrite_add(x, "%s%s\r\nX-Forwarded-Proto: %s\r\n",
-				   x->len > before ? ", " : "", ip,
-				   tls_side_is_tls(&c->cli) ? "https" : "http");
-		if (h->host.len)
-			err |= rewrite_add(x, "X-Forwarded-Host: %.*s\r\n", (int)h->host.len,
-					   buf + h->host.off);
+		if (x->len > before)
+			err |= rewrite_put(x, ", ", 2);
+		if (!hc->client_ip_len)
+			hc->client_ip_len =
+				format_client_ip(c, hc->client_ip, sizeof(hc->client_ip));
+		err |= rewrite_put(x, hc->client_ip, hc->client_ip_len);
+		static const char https[] = "\r\nX-Forwarded-Proto: https\r\n";
+		static const char http[] = "\r\nX-Forwarded-Proto: http\r\n";
+		if (tls_side_is_tls(&c->cli))
+			err |= rewrite_put(x, https, sizeof(https) - 1);
+		else
+			err |= rewrite_put(x, http, sizeof(http) - 1);
+		if (h->host.len) {
+			static const char xfh[] = "X-Forwarded-Host: ";
+			err |= rewrite_put(x, xfh, sizeof(xfh) - 1);
+			err |= rewrite_put(x, buf + h->host.off, h->host.len);
+			err |= rewrite_put(x, "\r\n", 2);
+		}
 	}
 	if (hc->upgrade)
 		err |= rewrite_add(x, "Connection: upgrade\r\n");

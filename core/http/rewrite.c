@@ -72,6 +72,23 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 	*end = dst;
 }
 
+int rewrite_put(struct rewrite_extra *x, const char *s, size_t n)
+{
+	if (x->len + n > x->cap) {
+		size_t cap = x->cap ? x->cap : 256;
+		while (cap < x->len + n)
+			cap *= 2;
+		char *d = realloc(x->data, cap);
+		if (!d)
+			return -ENOMEM;
+		x->data = d;
+		x->cap = cap;
+	}
+	memcpy(x->data + x->len, s, n);
+	x->len += n;
+	return 0;
+}
+
 int rewrite_add(struct rewrite_extra *x, const char *fmt, ...)
 {
 	for (;;) {

@@ -1182,6 +1182,22 @@ def test_forwarded_headers(ctx):
           f"X-Forwarded-Host/Proto:\n{text}")
 
 
+def test_forwarded_for_ipv6_client(ctx):
+    """An IPv6 client's address goes into X-Forwarded-For bare: no port,
+    no brackets, on every request of a kept-alive connection."""
+    b = cbackend(ctx, "b1")
+    port = free_port("::1")
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"bind": f"[::1]:{port}"}))
+    r = Reader(connect(("::1", port), timeout=15 * SCALE))
+    for _ in range(2):
+        r.send(get("/headers", headers=["X-Forwarded-For: 10.0.0.1"]))
+        m = read_response(r)
+        check(m.status == 200, f"GET /headers over IPv6: {m!r}")
+        seen = Message(*parse_head(m.body))
+        check(seen.all("x-forwarded-for") == ["10.0.0.1, ::1"], f"X-Forwarded-For from ::1: {m.body!r}")
+    r.close()
+
+
 def test_forwarded_proto_and_host_are_set_not_added(ctx):
     """X-Forwarded-Proto and -Host are *set*: a client's own values do not
     reach the server beside fulcrum's."""
