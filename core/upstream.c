@@ -12,28 +12,35 @@
 #include <sys/epoll.h>
 #include <unistd.h>
 
-static struct list *bucket(struct worker *w, const struct lb_server *s)
+static size_t bucket_of(const struct lb_server *s)
 {
 	uintptr_t h = (uintptr_t)s;
 	h ^= h >> 17;
 	h *= 0x9e3779b97f4a7c15ull;
-	return &w->upstreams.buckets[(h >> 56) & 255];
+	return (h >> 56) & 255;
+}
+
+static void idle_unlink(struct worker *w, struct upstream *u)
+{
+	list_del(&u->idle_node);
+	w->upstreams.bucket_n[bucket_of(u->server)]--;
+	w->upstreams.count--;
 }
 
 void upstream_pool_init(struct upstream_pool *up)
 {
-	for (size_t i = 0; i < 256; i++)
+	for (size_t i = 0; i < 256; i++) {
 		list_init(&up->buckets[i]);
+		up->bucket_n[i] = 0;
+	}
 	up->count = 0;
 }
 
 void upstream_close(struct upstream *u)
 {
 	struct worker *w = u->w;
-	if (!list_is_empty(&u->idle_node)) {
-		list_del(&u->idle_node);
-		w->upstreams.count--;
-	}
+	if (!list_is_empty(&u->idle_node))
+		idle_unlink(w, u);
 	timer_del(&w->timers, &u->idle_timer);
 	if (u->s.fd >= 0) {
 		io_free(&u->s);
@@ -88,13 +95,12 @@ static void on_event(struct ev_handler *h, uint32_t events)
 
 struct upstream *upstream_take_idle(struct worker *w, struct lb_server *s)
 {
-	struct list *b = bucket(w, s);
+	struct list *b = &w->upstreams.buckets[bucket_of(s)];
 	for (struct list *n = b->next; n != b; n = n->next) {
 		struct upstream *u = container_of(n, struct upstream, idle_node);
 		if (u->server != s)
 			continue;
-		list_del(&u->idle_node);
-		w->upstreams.count--;
+		idle_unlink(w, u);
 		timer_del(&w->timers, &u->idle_timer);
 		gen_put(u->gen);
 		u->gen = NULL;
@@ -140,7 +146,8 @@ fail:
 void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 {
 	struct worker *w = u->w;
-	struct list *b = bucket(w, u->server);
+	size_t i = bucket_of(u->server);
+	struct list *b = &w->upstreams.buckets[i];
 	unsigned same = 0;
 
 	/* A FIN or an error already seen makes it useless, and its edge has
@@ -152,9 +159,12 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	/* It carries one client's address in its PROXY header: never reuse it. */
 	if (u->server->proxy_protocol != PROXY_PROTO_NONE)
 		keepalive = 0;
-	for (struct list *n = b->next; n != b && same < (unsigned)keepalive; n = n->next)
-		if (container_of(n, struct upstream, idle_node)->server == u->server)
-			same++;
+	/* Count the server's idle connections only when the bucket (which
+	 * servers may share) holds enough for it to matter. */
+	if (keepalive > 0 && w->upstreams.bucket_n[i] >= (unsigned)keepalive)
+		for (struct list *n = b->next; n != b && same < (unsigned)keepalive; n = n->next)
+			if (container_of(n, struct upstream, idle_node)->server == u->server)
+				same++;
 	if (keepalive <= 0 || same >= (unsigned)keepalive || w->draining) {
 		upstream_close(u);
 		return;
@@ -164,6 +174,7 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	 * server thread is likeliest awake, and the ones at the tail are
 	 * left to time out when the load falls. */
 	list_add_head(b, &u->idle_node);
+	w->upstreams.bucket_n[i]++;
 	w->upstreams.count++;
 	timer_add(&w->timers, &u->idle_timer, w->now_ms + UPSTREAM_IDLE_TIMEOUT_MS);
 }

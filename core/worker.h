@@ -60,6 +60,7 @@ struct buf_cache {
 /* The idle http server connections of a worker, by server (upstream.c). */
 struct upstream_pool {
 	struct list buckets[256];
+	uint32_t bucket_n[256]; /* connections in each bucket */
 	uint32_t count;
 };
 

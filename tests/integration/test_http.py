@@ -1279,6 +1279,46 @@ def test_server_connections_reused(ctx):
     check(len(srv.heads) == 100, f"server saw {len(srv.heads)} requests, want 100")
 
 
+def test_pool_keepalive_caps_idle_connections(ctx):
+    """keepalive = 2: five requests at once take five server connections;
+    once they are answered only two stay open, and later requests reuse
+    them."""
+    gate = threading.Barrier(5)
+
+    def handler(r, srv):
+        first = True
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            if first:
+                gate.wait(timeout=10 * SCALE)  # all five connections in use at once
+                first = False
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"keepalive": 2}))
+    results = []
+
+    def one(i):
+        m, _, _ = roundtrip(port, get(f"/at-once{i}"), wait_close=0)
+        results.append(m.status)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20 * SCALE)
+    check(results == [200] * 5, f"five concurrent requests: {results}")
+    check(srv.accepted == 5, f"five concurrent requests used {srv.accepted} server connections")
+    wait_for(lambda: srv.active == 2, 3 * SCALE, what=f"2 idle server connections kept (open: {srv.active})")
+    for i in range(4):
+        m, _, _ = roundtrip(port, get(f"/later{i}"), wait_close=0)
+        check(m.status == 200, f"later request {i}: {m!r}")
+    check(srv.accepted == 5, f"later requests opened new server connections ({srv.accepted} in all)")
+
+
 def test_pool_keepalive_zero_no_reuse(ctx):
     srv = pyserver(ctx, ok_handler())
     port = free_port()
