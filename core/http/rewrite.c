@@ -72,18 +72,26 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 	*end = dst;
 }
 
+/* Makes room for at least NEED bytes in all. Returns 0 or -ENOMEM. */
+static int reserve(struct rewrite_extra *x, size_t need)
+{
+	if (need <= x->cap)
+		return 0;
+	size_t cap = x->cap ? x->cap : 256;
+	while (cap < need)
+		cap *= 2;
+	char *d = realloc(x->data, cap);
+	if (!d)
+		return -ENOMEM;
+	x->data = d;
+	x->cap = cap;
+	return 0;
+}
+
 int rewrite_put(struct rewrite_extra *x, const char *s, size_t n)
 {
-	if (x->len + n > x->cap) {
-		size_t cap = x->cap ? x->cap : 256;
-		while (cap < x->len + n)
-			cap *= 2;
-		char *d = realloc(x->data, cap);
-		if (!d)
-			return -ENOMEM;
-		x->data = d;
-		x->cap = cap;
-	}
+	if (reserve(x, x->len + n) < 0)
+		return -ENOMEM;
 	memcpy(x->data + x->len, s, n);
 	x->len += n;
 	return 0;
@@ -103,14 +111,9 @@ int rewrite_add(struct rewrite_extra *x, const char *fmt, ...)
 			x->len += (size_t)n;
 			return 0;
 		}
-		size_t cap = x->cap ? x->cap : 256;
-		while (cap <= x->len + (size_t)n)
-			cap *= 2;
-		char *d = realloc(x->data, cap);
-		if (!d)
+		/* vsnprintf needs room for its NUL too. */
+		if (reserve(x, x->len + (size_t)n + 1) < 0)
 			return -ENOMEM;
-		x->data = d;
-		x->cap = cap;
 	}
 }
 
