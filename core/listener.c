@@ -9,7 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int open_unix(const struct cfg_addr *a, int backlog, const char **what)
+static int open_unix(const struct cfg_addr *a, int backlog, bool check, const char **what)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -17,7 +17,14 @@ static int open_unix(const struct cfg_addr *a, int backlog, const char **what)
 		*what = "socket";
 		return -errno;
 	}
-	/* A stale socket file from an earlier run would make bind fail. */
+	/* A stale socket file from an earlier run would make bind fail; one
+	 * that a live process still accepts on is in use. */
+	if (check &&
+	    (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN)) {
+		*what = "bind";
+		errno = EADDRINUSE;
+		goto fail;
+	}
 	unlink(un->sun_path);
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		*what = "bind";
@@ -34,12 +41,44 @@ fail:;
 	return -err;
 }
 
-int listener_open(struct cfg_addr *a, int backlog, const char **what)
+/* 0 when nothing listens on A, else -errno (-EADDRINUSE). Binding without
+ * SO_REUSEPORT fails against any listener on the port, ours or another's;
+ * SO_REUSEADDR keeps sockets in TIME_WAIT from counting. */
+static int check_unused(const struct cfg_addr *a)
+{
+	int one = 1;
+	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	int err = 0;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    (a->ss.ss_family == AF_INET6 &&
+	     setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+	    bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static bool port_is_zero(const struct cfg_addr *a)
+{
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
+	return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
+}
+
+int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what)
 {
 	int one = 1;
 
 	if (a->ss.ss_family == AF_UNIX)
-		return open_unix(a, backlog, what);
+		return open_unix(a, backlog, first, what);
+	if (first && !port_is_zero(a)) {
+		*what = "bind";
+		int err = check_unused(a);
+		if (err < 0)
+			return err;
+	}
 	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		*what = "socket";

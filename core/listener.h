@@ -11,7 +11,10 @@
 
 /* Opens a non-blocking listening socket on A. When A's port is 0 the kernel
  * picks one and A is updated, so the next worker binds the same port.
- * Returns the fd or -errno; *WHAT names the failing step. */
-int listener_open(struct cfg_addr *a, int backlog, const char **what);
+ * FIRST (the first worker's socket, outside a binary upgrade) also checks
+ * that no other socket listens on A already: SO_REUSEPORT would otherwise
+ * let a second fulcrum share the port silently. Returns the fd or -errno; *WHAT names the failing
+ * step. */
+int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what);
 
 #endif

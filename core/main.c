@@ -184,6 +184,7 @@ static int open_sockets(struct cfg *cfg, int worker, int n_workers, const struct
 						       cfg->global.backlog);
 				if (ls->fd == -ENOENT)
 					ls->fd = listener_open(&lc->binds[b], cfg->global.backlog,
+							       worker == 0 && !upgrade_inherited(),
 							       &what);
 			}
 			if (ls->fd < 0) {

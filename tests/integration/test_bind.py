@@ -3,7 +3,8 @@
 import os
 import socket
 
-from harness import Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, tcp_conf
+from harness import (Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, run_fulcrum,
+                     tcp_conf)
 
 
 def test_ipv6_bind_and_server(ctx):
@@ -61,3 +62,19 @@ def test_stale_unix_socket_file(ctx):
     s = connect(path)
     check(echo_roundtrip(s, b"x"), "relay broken")
     s.close()
+
+
+def test_unix_socket_in_use_exits_2(ctx):
+    """A socket file some process still accepts on is not taken over."""
+    path = ctx.path("busy.sock")
+    busy = socket.socket(socket.AF_UNIX)
+    busy.bind(path)
+    busy.listen(1)
+    try:
+        rc, out, err = run_fulcrum(["-c", ctx.write("busy.ini", tcp_conf(0, ["a 127.0.0.1:9"],
+                                                                          bind=f"unix:{path}"))])
+        check(rc == 2, f"unix socket in use: status {rc}, stderr {err!r}")
+        check("in use" in err.lower(), f"unix socket in use: message {err!r}")
+        check(os.path.exists(path), "the busy socket file was removed")
+    finally:
+        busy.close()

@@ -143,6 +143,25 @@ def test_port_in_use_exits_2(ctx):
           f"port in use: the message names neither the port nor the cause: {err!r}")
 
 
+def test_second_instance_on_same_port_exits_2(ctx):
+    """SO_REUSEPORT would let two fulcrums share a port and split its
+    connections; the second one must refuse to start instead."""
+    port = free_port()
+    conf = _valid_conf(port, free_port())
+    ctx.fulcrum(conf)
+    rc, out, err = run_fulcrum(["-c", ctx.write("second.ini", conf)])
+    check(rc == 2, f"second instance on a used port: status {rc}, stderr {err!r}")
+    check(str(port) in err and "in use" in err.lower(),
+          f"second instance: the message names neither the port nor the cause: {err!r}")
+    with socket.socket() as busy:  # SO_REUSEPORT on the other socket too: still in use
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        port2 = free_port()
+        busy.bind(("127.0.0.1", port2))
+        busy.listen(1)
+        rc, out, err = run_fulcrum(["-c", ctx.write("third.ini", _valid_conf(port2, free_port()))])
+    check(rc == 2, f"port held by an SO_REUSEPORT listener: status {rc}, stderr {err!r}")
+
+
 def test_pidfile(ctx):
     port = free_port()
     b = ctx.backend("echo")
