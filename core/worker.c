@@ -9,9 +9,11 @@
  * because waking a peer that sleeps in epoll_wait is the dearest part of a
  * small send on loopback, dearer still in a VM where it takes an IPI. Sent
  * one by one between the batch's reads, the writes of a busy batch each find
- * the server asleep again; sent together, most find it still awake. The epoch counter is odd
- * while a batch runs and even while asleep, which is all the main thread
- * needs to know when a replaced generation can no longer be seen here.
+ * the server asleep again; sent together, most find it still awake.
+ *
+ * The epoch counter is odd while a batch runs and even while asleep, which
+ * is all the main thread needs to know when a replaced generation can no
+ * longer be seen here.
  *
  * Listening sockets are level-triggered, unlike everything else: accepting a
  * bounded number per wakeup then needs no bookkeeping to come back for the

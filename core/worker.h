@@ -102,7 +102,7 @@ struct worker {
 
 	struct list conns; /* live connections */
 	struct list closed; /* closed this batch; freed after it */
-	struct list pending; /* conns resumed after the batch (conn_defer_write) */
+	struct list pending; /* resumed after the batch: out of budget, or a write held back */
 	struct list closed_upstreams; /* freed after the batch, like closed */
 	struct upstream_pool upstreams; /* idle http server connections */
 	struct fwd_worker *fwd; /* forward mode: resolver, origins (core/http/forward.c) */
