@@ -17,8 +17,8 @@ import subprocess
 import threading
 import time
 
-from harness import (ROOT, SCALE, TestFailure, check, closed_port, connect, free_port, ini,
-                     read_lines, wait_for)
+from harness import (ROOT, SCALE, Backend, TestFailure, check, closed_port, connect, free_port,
+                     ini, read_lines, wait_for)
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -96,87 +96,30 @@ def cbackend(ctx, name="b1", args=()):
     return b
 
 
-class PyServer:
-    """A loopback TCP server running HANDLER(conn, server) in a thread per
-    connection, conn being a Reader over the accepted socket. Records the
-    connections accepted, every byte received (raw), and the request heads
-    read through read_request()."""
+class PyServer(Backend):
+    """A loopback TCP server (harness.Backend's accept loop and counters)
+    running HANDLER(conn, server) in a thread per connection, conn being a
+    Reader over the accepted socket. Records every byte received (raw) and
+    the request heads read through read_request(); what the handler raises
+    goes to errors."""
 
     def __init__(self, handler, name="py"):
         self.handler = handler
-        self.name = name
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(512)
-        self.sock.settimeout(0.1)
-        self.port = self.sock.getsockname()[1]
-        self.lock = threading.Lock()
-        self.accepted = 0
-        self.active = 0
         self.raw = bytearray()
         self.heads = []
-        self.errors = []
-        self.conns = set()
-        self.closed = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-        self.thread.start()
+        super().__init__(mode="handler", name=name)
 
-    @property
-    def addr(self):
-        return f"127.0.0.1:{self.port}"
-
-    def server_line(self, opts=""):
-        return f"{self.name} {self.addr} {opts}".rstrip()
-
-    def _loop(self):
-        while not self.closed:
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                break
-            c.settimeout(30 * SCALE)
-            with self.lock:
-                self.accepted += 1
-                self.active += 1
-                self.conns.add(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
-
-    def _serve(self, c):
+    def _mode_handler(self, c):
         try:
             self.handler(Reader(c, self), self)
         except Exception as e:  # noqa: BLE001 - a bad request from fulcrum is recorded, not raised
             if not self.closed:
                 with self.lock:
                     self.errors.append(repr(e))
-        finally:
-            with self.lock:
-                self.active -= 1
-                self.conns.discard(c)
-            try:
-                c.close()
-            except OSError:
-                pass
 
-    def received(self):
+    def raw_received(self):
         with self.lock:
             return bytes(self.raw)
-
-    def close(self):
-        self.closed = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def pyserver(ctx, handler, name="py"):
@@ -747,7 +690,7 @@ def test_request_chunked_with_extensions_and_trailers(ctx):
     m = read_response(r)
     check(m.status == 200, f"chunked body with an extension and a trailer: {m!r}")
     wait_for(lambda: srv.heads, 3 * SCALE, what="the request at the server")
-    raw = srv.received()
+    raw = srv.raw_received()
     body = raw[raw.index(b"\r\n\r\n") + 4:]
     # Whatever the framing on the way to the server, the content is intact.
     if b"chunked" in srv.heads[0].lower():
