@@ -61,6 +61,11 @@ struct hc_server {
 	bool passive_down; /* marked down by max_fails, not by checks */
 	int ok_run, fail_run; /* consecutive results, capped at rise/fall */
 	uint64_t down_ms; /* when it went down (fail_timeout counts from it) */
+
+	/* A verdict logged only once the tables carry it (announce_verdicts),
+	 * so that "UP" in the log means the server takes traffic. */
+	bool announce;
+	char why[160];
 };
 
 struct hc_pool {
@@ -70,6 +75,7 @@ struct hc_pool {
 	size_t n;
 	SSL_CTX *tls_ctx; /* http checks over TLS; NULL otherwise */
 	bool dirty; /* the up-set changed: the table needs a rebuild */
+	bool announce; /* some server holds a verdict to log */
 };
 
 /* The one health thread. The mailbox fields (under lock) are shared with
@@ -151,16 +157,17 @@ static void publish_state(struct hc_server *hs)
 static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Turns HS up or down and logs why (FMT: the reason, SPEC §6). */
+/* Turns HS up or down; why (FMT: the reason, SPEC §6) is logged after the
+ * batch's table rebuild. */
 static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
 {
-	char why[160];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
+	vsnprintf(hs->why, sizeof(hs->why), fmt, ap);
 	va_end(ap);
-	log_warn("server %s/%s %s: %s", hs->hp->pool->name, hs->srv->name, up ? "UP" : "DOWN", why);
+	hs->announce = true;
+	hs->hp->announce = true;
 	hs->up = up;
 	if (up) {
 		hs->passive_down = false;
@@ -273,9 +280,32 @@ static void on_probe_event(struct hc_server *hs, uint32_t events)
 
 /* -------------------------------------------------------------- tables -- */
 
-/* Rebuilds the tables of the pools whose up-set changed, then frees the
- * tables they replaced once no worker can still be reading them. A pool
- * whose rebuild failed (ENOMEM) stays dirty and is tried again later. */
+/* Logs the verdicts of this batch. Called once the tables are rebuilt: a
+ * test or an operator who reads "UP" may send traffic at once. */
+static void announce_verdicts(void)
+{
+	for (size_t i = 0; i < hc.n_pools; i++) {
+		struct hc_pool *hp = &hc.pools[i];
+
+		if (!hp->announce || hp->dirty) /* dirty: not rebuilt yet */
+			continue;
+		hp->announce = false;
+		for (size_t k = 0; k < hp->n; k++) {
+			struct hc_server *hs = &hp->servers[k];
+
+			if (!hs->announce)
+				continue;
+			hs->announce = false;
+			log_warn("server %s/%s %s: %s", hp->pool->name, hs->srv->name,
+				 hs->up ? "UP" : "DOWN", hs->why);
+		}
+	}
+}
+
+/* Rebuilds the tables of the pools whose up-set changed, logs the verdicts
+ * behind them, then frees the tables they replaced once no worker can still
+ * be reading them. A pool whose rebuild failed (ENOMEM) stays dirty and is
+ * tried again later. */
 static void rebuild_dirty(void)
 {
 	struct lb_table *old[64];
@@ -298,6 +328,7 @@ static void rebuild_dirty(void)
 		if (t)
 			old[n_old++] = t;
 	}
+	announce_verdicts();
 	if (n_old == 0)
 		return;
 	workers_wait_quiescent();
@@ -504,11 +535,15 @@ static void *hc_main(void *arg)
 			else
 				on_server_timer(container_of(t, struct hc_server, timer));
 		}
-		/* Records are replaced only here, after the batch: no event
-		 * above can point at a freed one. */
-		if (woken && !on_wake())
-			break;
 		rebuild_dirty();
+		/* Records are replaced only here, after the batch (and after
+		 * its verdicts are logged): no event above can point at a
+		 * freed one. */
+		if (woken) {
+			if (!on_wake())
+				break;
+			rebuild_dirty();
+		}
 	}
 	return NULL;
 }
