@@ -16,6 +16,7 @@
 #ifndef FULCRUM_LB_H
 #define FULCRUM_LB_H
 
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -95,11 +96,17 @@ static inline bool lb_server_is_usable(const struct lb_server *s)
 	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;
 }
 
+/* Effective weights are in thousandths of a configured weight, so that
+ * slow_start can ramp a weight-1 server as smoothly as a weight-100 one.
+ * Every weighted balance compares weights only with each other. */
+#define LB_WEIGHT_SCALE 1000
+
 /*
- * S's weight at NOW_MS (CLOCK_MONOTONIC ms) in a pool whose slow_start is
- * SLOW_START_MS: its weight, ramped linearly from 1 up to the full weight
- * over SLOW_START_MS after it came back up (SPEC §2 slow_start, as HAProxy's
- * slowstart). A weight of 0 stays 0; slow_start 0 means no ramp.
+ * S's weight at NOW_MS (CLOCK_MONOTONIC ms), in LB_WEIGHT_SCALE units, in a
+ * pool whose slow_start is SLOW_START_MS: its full weight, or, for
+ * SLOW_START_MS after it came back up, that weight times the elapsed share of
+ * SLOW_START_MS (SPEC §2 slow_start, as HAProxy's slowstart), never below 1
+ * unit. A weight of 0 stays 0; slow_start 0 means no ramp.
  */
 static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t slow_start_ms,
 					     uint64_t now_ms)
@@ -108,14 +115,33 @@ static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t
 	uint64_t up = atomic_load_explicit(&s->up_since_ms, memory_order_relaxed);
 	uint64_t elapsed, ramped;
 
-	if (w <= 0 || slow_start_ms == 0 || up == 0)
+	if (w <= 0)
+		return w;
+	if (w > INT_MAX / LB_WEIGHT_SCALE) /* the API and the file allow 256 */
+		w = INT_MAX / LB_WEIGHT_SCALE;
+	w *= LB_WEIGHT_SCALE;
+	if (slow_start_ms == 0 || up == 0)
 		return w;
 	/* The clock may have been read just before the health thread's. */
 	elapsed = now_ms > up ? now_ms - up : 0;
 	if (elapsed >= slow_start_ms)
 		return w;
-	ramped = (uint64_t)((unsigned __int128)w * elapsed / slow_start_ms);
+	ramped = (uint64_t)w * elapsed / slow_start_ms;
 	return ramped > 1 ? (int)ramped : 1;
+}
+
+/* Traffic's verdicts for max_fails: a failed connection or an invalid
+ * response, and a success that ends the run. The success reads before it
+ * writes, so servers that keep succeeding cost no shared cache-line writes. */
+static inline void lb_server_failed(struct lb_server *s)
+{
+	atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
+}
+
+static inline void lb_server_passed(struct lb_server *s)
+{
+	if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0)
+		atomic_store_explicit(&s->fails, 0, memory_order_relaxed);
 }
 
 static inline void lb_server_get(struct lb_server *s)

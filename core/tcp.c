@@ -59,7 +59,7 @@ static void connected(struct conn *c)
 		conn_close(c, CR_NO_MEMORY);
 		return;
 	}
-	atomic_store_explicit(&c->server->fails, 0, memory_order_relaxed);
+	lb_server_passed(c->server);
 	conn_set_state(c, CS_RELAY);
 	c->last_active_ms = c->w->now_ms;
 	arm_idle_timer(c);
@@ -67,7 +67,7 @@ static void connected(struct conn *c)
 
 static void connect_failed(struct conn *c, int err)
 {
-	atomic_fetch_add_explicit(&c->server->fails, 1, memory_order_relaxed);
+	lb_server_failed(c->server);
 	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 		 c->server->name, c->server->addr.text, strerror(err));
 	conn_release_server(c);
@@ -120,7 +120,7 @@ static void connect_next(struct conn *c)
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
-		atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
+		lb_server_failed(s);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 			 s->name, s->addr.text, strerror(-err));
 		conn_release_server(c);

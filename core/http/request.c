@@ -355,7 +355,7 @@ static void attach(struct conn *c, struct upstream *u)
 void http_server_failed(struct conn *c, int err, const char *what)
 {
 	struct http_conn *hc = http_of(c);
-	atomic_fetch_add_explicit(&hc->server->fails, 1, memory_order_relaxed);
+	lb_server_failed(hc->server);
 	log_info("http %s: %s %s/%s (%s): %s", c->lc->name, what, hc->pool->name, hc->server->name,
 		 hc->server->addr.text, strerror(err));
 }
@@ -454,11 +454,15 @@ void http_check_connect(struct conn *c)
 		err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
 	if (err == 0) {
 		hc->u->connected = true;
-		atomic_store_explicit(&hc->server->fails, 0, memory_order_relaxed);
-		if (hc->connect_tunnel)
+		/* A tunnel has nothing more to judge its server by; an exchange
+		 * clears the count only with a valid response (SPEC §4: invalid
+		 * responses count too, and the connect before each succeeds). */
+		if (hc->connect_tunnel) {
+			lb_server_passed(hc->server);
 			forward_established(c);
-		else
+		} else {
 			http_set_phase(c, HP_EXCHANGE);
+		}
 		return;
 	}
 	if (http_connect_failed(c, err, "connect_failed"))

@@ -30,7 +30,7 @@ static void response_failed(struct conn *c, int status, const char *reason)
 {
 	struct http_conn *hc = http_of(c);
 	if (hc->server && status == 502)
-		atomic_fetch_add_explicit(&hc->server->fails, 1, memory_order_relaxed);
+		lb_server_failed(hc->server);
 	if (hc->resp_started) {
 		hc->reason = reason;
 		conn_close(c, CR_SERVER_RESET);
@@ -186,6 +186,8 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					response_failed(c, 502, "bad_response");
 					return -1;
 				}
+				if (hc->server)
+					lb_server_passed(hc->server);
 				return 1;
 			}
 			if (hc->slen == hc->scap) {

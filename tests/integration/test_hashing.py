@@ -545,13 +545,14 @@ def test_backup_hashing_http(ctx):
 # --------------------------------------------------------- slow start ----
 
 
-def test_slow_start_ramps_recovered_server(ctx):
-    """Weights 100:100, slow_start 3s: b, back up, weighs 100 x elapsed / 3s
-    (at least 1) against a's 100, then its full share."""
+def _slow_start_ramps(ctx, weight):
+    """Equal weights, slow_start 3s: b, back up, weighs WEIGHT x elapsed / 3s
+    against a's WEIGHT, then takes its full share."""
     a, b = nodes(ctx, "a", "b")
     port = free_port()
     ramp_s = 3.0
-    f = ctx.fulcrum(conf(port, [a.server_line("weight=100"), b.server_line("weight=100")],
+    opts = f"weight={weight}"
+    f = ctx.fulcrum(conf(port, [a.server_line(opts), b.server_line(opts)],
                          pool=dict(FAST, balance="roundrobin", slow_start=f"{int(ramp_s * 1000)}ms")))
     c = client(ctx, port)
     cnt = collections.Counter(c.server() for _ in range(100))
@@ -568,15 +569,24 @@ def test_slow_start_ramps_recovered_server(ctx):
     while time.monotonic() < t0 + ramp_s + 0.3:
         mid[c.server()] += 1
     late = collections.Counter(c.server() for _ in range(100))
-    # Through the early window b weighed at most w against a's 100; on a
-    # quiet machine w is about 10 (a tenth of the ramp).
-    w = min(100.0, 100.0 * (t_early - t_start) / ramp_s)
+    # Through the early window b weighed at most this share of a's weight;
+    # on a quiet machine about a tenth (a tenth of the ramp).
+    frac = min(1.0, (t_early - t_start) / ramp_s)
     share = early["b"] / max(1, sum(early.values()))
-    check(sum(early.values()) >= 10 and share <= w / (100 + w) + 0.05,
-          f"b right after coming back: {dict(early)} ({share:.0%}, weight at most {w:.0f})")
+    check(sum(early.values()) >= 10 and share <= frac / (1 + frac) + 0.05,
+          f"b right after coming back: {dict(early)} ({share:.0%}, weight at most {frac:.0%})")
     mid_share = mid["b"] / max(1, sum(mid.values()))
     check(share < mid_share < 0.5, f"b during the ramp: {dict(mid)}, early {dict(early)}")
     check(late == {"a": 50, "b": 50}, f"after the ramp: {dict(late)}")
+
+
+def test_slow_start_ramps_recovered_server(ctx):
+    _slow_start_ramps(ctx, 100)
+
+
+def test_slow_start_ramps_weight_one(ctx):
+    """The default weight ramps as smoothly as a large one."""
+    _slow_start_ramps(ctx, 1)
 
 
 def test_slow_start_not_applied_to_hashing(ctx):

@@ -8,6 +8,7 @@ thread took that server out, not the retry logic.
 """
 
 import collections
+import http.client
 import re
 import signal
 import socket
@@ -30,6 +31,8 @@ class Server:
                and closes
       silent   accepts and never answers
       garbage  sends a line that is not HTTP and closes
+      badhttp  reads a request head, answers with two differing
+               Content-Length headers (an invalid response) and closes
     TLS: an ssl.SSLContext wraps every accepted connection (server side);
     the SNI names clients sent are kept in sni.
     """
@@ -124,18 +127,31 @@ class Server:
                 return
             c.sendall(b)
 
-    def _serve_http(self, c):
+    @staticmethod
+    def _read_head(c):
+        """The request head read from C, or None if C closed first."""
         head = b""
         while b"\r\n\r\n" not in head:
             b = c.recv(4096)
             if not b:
-                return
+                return None
             head += b
+        return head
+
+    def _serve_http(self, c):
+        head = self._read_head(c)
+        if head is None:
+            return
         with self.lock:
             self.heads.append(head.decode("latin-1"))
         body = self.name.encode() + b"\n"
         c.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n".encode() + body)
+
+    def _serve_badhttp(self, c):
+        if self._read_head(c) is None:
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
 
     def _serve_silent(self, c):
         while c.recv(65536):
@@ -343,7 +359,7 @@ def test_passive_max_fails_then_fail_timeout(ctx):
     # Refusals are retried on a: clients never notice while d is marked down.
     for _ in range(6):
         check(_try_name(port) == "a", "a connection failed while one server was alive")
-    down_line = r"server p/d DOWN: \d+ consecutive failed connections \(passive\)$"
+    down_line = r"server p/d DOWN: \d+ consecutive failures seen by traffic \(passive\)$"
     _wait_log(f, down_line, 2, "the passive DOWN line")
     t_down = time.monotonic()
     tried = len(re.findall(fail_line, f.stderr()))
@@ -364,6 +380,35 @@ def test_passive_max_fails_then_fail_timeout(ctx):
     f.check_fds_settled()
 
 
+def _http_status(port):
+    """(status, body) of GET / through an http listener on PORT."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5 * SCALE)
+    try:
+        c.request("GET", "/")
+        r = c.getresponse()
+        return r.status, r.read().decode(errors="replace").strip()
+    finally:
+        c.close()
+
+
+def test_passive_counts_invalid_responses(ctx):
+    """SPEC §4: invalid responses count toward max_fails like failed
+    connections, although the connect before each of them succeeds."""
+    good = _server(ctx, "good", "http", 200)
+    bad = _server(ctx, "bad", "badhttp")
+    port = free_port()
+    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
+    f = ctx.fulcrum(tcp_conf(port, [good.server_line(), bad.server_line()], pool=pool,
+                             listener={"mode": "http"}))
+    seen = collections.Counter(_http_status(port)[0] for _ in range(4))
+    check(seen == {200: 2, 502: 2}, f"round robin over good and bad: {dict(seen)}")
+    _wait_log(f, r"server p/bad DOWN: 2 consecutive failures seen by traffic \(passive\)$", 2,
+              "bad marked down by its invalid responses")
+    for _ in range(6):
+        check(_http_status(port) == (200, "good"), "a request went to the server marked down")
+    check(bad.accepted == 2, f"bad got {bad.accepted} connections, not 2")
+
+
 def test_passive_down_then_active_check_brings_back(ctx):
     """max_fails marks a server down; with an active check, its rise brings
     it back (not fail_timeout)."""
@@ -377,7 +422,7 @@ def test_passive_down_then_active_check_brings_back(ctx):
     b.stop_listening()
     for _ in range(4):
         check(_try_name(port) == "a", "a connection failed")
-    _wait_log(f, r"server p/b DOWN: \d+ consecutive failed connections \(passive\)$", 2,
+    _wait_log(f, r"server p/b DOWN: \d+ consecutive failures seen by traffic \(passive\)$", 2,
               "b's passive DOWN line")
     b.start()
     _wait_log(f, r"server p/b UP: check passed \(2/2\)$", 3, "b back up by its active check")

@@ -1,6 +1,6 @@
 /*
  * test_slow_start.c - unit tests of slow_start: lb_server_effective_weight()
- * (the linear ramp from 1 to the full weight after a recovery) and what
+ * (the linear ramp from a thousandth to the full weight after a recovery) and what
  * lb_pick makes of it (roundrobin, random, leastconn and p2c ramp a
  * recovered server up; source, maglev and ring ignore the ramp).
  * Pools are built from hand-made cfg_pool structs; no sockets.
@@ -96,13 +96,24 @@ Test(effective_weight, linear_ramp)
 {
 	struct lb_server *s = server(100, 5000);
 
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5000), 1, "at the recovery: 1");
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5005), 1, "below one unit: 1, never 0");
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5100), 10);
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 50);
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5999), 99);
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 6000), 100, "ramp over: full");
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 90000), 100);
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5000), 1, "at the recovery: 1 unit");
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5100), 10000);
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 50000);
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5999), 99900);
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 6000), 100000, "ramp over: full");
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 90000), 100000);
+	lb_server_free(s);
+}
+
+Test(effective_weight, weight_one_ramps_too)
+{
+	struct lb_server *s = server(1, 5000);
+
+	cr_expect_eq(lb_server_effective_weight(s, 20000, 5000), 1, "at the recovery: 1 unit");
+	cr_expect_eq(lb_server_effective_weight(s, 20000, 5020), 1, "below one unit: 1, never 0");
+	cr_expect_eq(lb_server_effective_weight(s, 20000, 7000), 100, "a tenth of the way");
+	cr_expect_eq(lb_server_effective_weight(s, 20000, 15000), 500);
+	cr_expect_eq(lb_server_effective_weight(s, 20000, 25000), LB_WEIGHT_SCALE, "ramp over");
 	lb_server_free(s);
 }
 
@@ -118,9 +129,10 @@ Test(effective_weight, no_ramp)
 {
 	struct lb_server *s = server(100, 0);
 
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5000), 100, "up from the start");
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5000), 100 * LB_WEIGHT_SCALE,
+		     "up from the start");
 	atomic_store(&s->up_since_ms, 5000);
-	cr_expect_eq(lb_server_effective_weight(s, 0, 5000), 100, "slow_start 0");
+	cr_expect_eq(lb_server_effective_weight(s, 0, 5000), 100 * LB_WEIGHT_SCALE, "slow_start 0");
 	lb_server_free(s);
 }
 
@@ -130,7 +142,7 @@ Test(effective_weight, zero_and_one)
 
 	cr_expect_eq(lb_server_effective_weight(z, 1000, 5500), 0, "weight 0 stays 0");
 	cr_expect_eq(lb_server_effective_weight(one, 1000, 5000), 1);
-	cr_expect_eq(lb_server_effective_weight(one, 1000, 5999), 1);
+	cr_expect_eq(lb_server_effective_weight(one, 1000, 5999), 999);
 	lb_server_free(z);
 	lb_server_free(one);
 }
@@ -139,9 +151,10 @@ Test(effective_weight, weight_changed_while_ramping)
 {
 	struct lb_server *s = server(10, 5000);
 
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 5);
-	atomic_store(&s->weight, 1000);
-	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 500, "the admin API's new weight");
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 5000);
+	atomic_store(&s->weight, 200);
+	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 100000,
+		     "the admin API's new weight");
 	lb_server_free(s);
 }
 
@@ -150,8 +163,10 @@ Test(effective_weight, large_values_do_not_overflow)
 	uint64_t day_ms = 86400000ULL;
 	struct lb_server *s = server(INT_MAX, 1);
 
-	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 50 * day_ms), INT_MAX / 2);
-	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 100 * day_ms), INT_MAX);
+	int cap = INT_MAX / LB_WEIGHT_SCALE * LB_WEIGHT_SCALE;
+
+	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 50 * day_ms), cap / 2);
+	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 100 * day_ms), cap);
 	lb_server_free(s);
 }
 
