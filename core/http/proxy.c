@@ -143,11 +143,13 @@ static void log_request(struct conn *c)
 		.listener = c->lc->name,
 		.pool = hc->pool ? hc->pool->name : NULL,
 		.server = hc->server ? hc->server->name : NULL,
-		.method = hc->method,
+		.method = hc->line_unknown ? NULL : hc->method,
 		.method_len = hc->method_len,
-		.target = hc->target,
+		.target = hc->line_unknown ? NULL : hc->target,
 		.target_len = hc->target_len,
-		.proto = hc->minor ? "HTTP/1.1" : "HTTP/1.0",
+		.proto = hc->line_unknown ? NULL
+			 : hc->minor	  ? "HTTP/1.1"
+					  : "HTTP/1.0",
 		.status = hc->status,
 		.bytes_in = hc->bytes_in,
 		.bytes_out = hc->bytes_out,
@@ -226,7 +228,8 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	hc->status = status;
 	hc->reply_close = close;
 	hc->client_ka = hc->client_ka && !close;
-	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close, headers);
+	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close,
+				     hc->method_id == HTTP_M_HEAD, headers);
 	http_outq_set(&hc->resp_out, hc->reply, n, NULL, 0, NULL, 0);
 	hc->resp_started = true;
 	http_set_phase(c, HP_REPLY);
@@ -397,9 +400,8 @@ static int read_request(struct conn *c)
 			conn_close(c, CR_NONE);
 		} else {
 			hc->reason = n == 0 ? "client_closed" : "client_reset";
-			hc->method_len = hc->method_len ? hc->method_len : 1;
-			if (hc->method[0] == '\0')
-				hc->method[0] = '-';
+			if (!hc->method_len)
+				http_note_unparsed_request(c);
 			conn_close(c, CR_CLIENT_RESET);
 		}
 		return -1;
@@ -544,13 +546,8 @@ void http_on_timer(struct conn *c)
 		conn_close(c, CR_NONE);
 		return;
 	case HP_HEAD:
-		if (!hc->method_len) {
-			hc->method_len = 1;
-			hc->method[0] = '-';
-			hc->target_len = 1;
-			hc->target[0] = '-';
-			hc->minor = 1;
-		}
+		if (!hc->method_len)
+			http_note_unparsed_request(c);
 		http_reply(c, 408, "request_timeout", true);
 		break;
 	case HP_RESOLVE:

@@ -82,6 +82,7 @@ struct http_conn {
 	char method[16];
 	char target[HTTP_LOG_TARGET_MAX];
 	uint16_t method_len, target_len;
+	bool line_unknown; /* the log has no request line: method etc. are "-" */
 	enum http_method method_id;
 	uint8_t minor;
 	bool client_ka; /* the client connection may carry another request */

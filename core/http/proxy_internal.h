@@ -51,6 +51,11 @@ void http_reply(struct conn *c, int status, const char *reason, bool close);
 void http_new_request(struct conn *c);
 /* Looks for a complete request head in rbuf and starts it. */
 void http_start_request(struct conn *c);
+/* A request that ends before its head was parsed (an error, a timeout, the
+ * client leaving): takes the log's method, target and version from rbuf when
+ * a whole request line came (else the log shows "- - -"), and the bytes
+ * received so far. */
+void http_note_unparsed_request(struct conn *c);
 /* Counts a failure of hc->server for passive health and logs WHAT failed. */
 void http_server_failed(struct conn *c, int err, const char *what);
 /* Whether the pool's retries allow another server. */

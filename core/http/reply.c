@@ -52,14 +52,19 @@ const char *http_status_text(int status)
 	}
 }
 
-size_t http_reply_format(char *buf, size_t cap, int status, bool close, const char *extra_headers)
+size_t http_reply_format(char *buf, size_t cap, int status, bool close, bool head,
+			 const char *extra_headers)
 {
 	const char *text = http_status_text(status);
+	/* A HEAD gets the head a GET would get, without the body (RFC 9110
+	 * §9.3.2): a body would put a kept-alive connection out of step. */
 	int n = snprintf(buf, cap,
 			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-			 "%s%s\r\n%d %s\n",
+			 "%s%s\r\n",
 			 status, text, strlen_text(text), close ? "Connection: close\r\n" : "",
-			 extra_headers ? extra_headers : "", status, text);
+			 extra_headers ? extra_headers : "");
+	if (n >= 0 && !head && (size_t)n < cap)
+		n += snprintf(buf + n, cap - (size_t)n, "%d %s\n", status, text);
 	if (n < 0)
 		return 0;
 	return (size_t)n < cap ? (size_t)n : cap - 1;

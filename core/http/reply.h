@@ -10,7 +10,9 @@
 #include <stddef.h>
 
 const char *http_status_text(int status);
-/* Formats a complete response into BUF; returns its length. */
-size_t http_reply_format(char *buf, size_t cap, int status, bool close, const char *extra_headers);
+/* Formats a complete response into BUF; returns its length. HEAD: the same
+ * head without the body. */
+size_t http_reply_format(char *buf, size_t cap, int status, bool close, bool head,
+			 const char *extra_headers);
 
 #endif

@@ -155,6 +155,46 @@ static void copy_log_fields(struct http_conn *hc, const struct http_head *h, con
 	hc->minor = (uint8_t)h->version_minor;
 }
 
+/* Length of the run of visible ASCII bytes (no space) at the start of P. */
+static size_t visible_run(const char *p, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len && p[i] > ' ' && p[i] < 0x7f)
+		i++;
+	return i;
+}
+
+void http_note_unparsed_request(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	const char *b = hc->rbuf;
+	size_t len = b ? hc->rlen : 0;
+	size_t m = visible_run(b, len), t = 0, v = 0;
+
+	hc->bytes_in = len;
+	if (m < len && b[m] == ' ')
+		t = visible_run(b + m + 1, len - m - 1);
+	v = m + 1 + t; /* where " HTTP/1.x" must start */
+	if (m && t && len - v >= 10 && memcmp(b + v, " HTTP/1.", 8) == 0 &&
+	    (b[v + 8] == '0' || b[v + 8] == '1') && (b[v + 9] == '\r' || b[v + 9] == '\n')) {
+		hc->method_len = m < sizeof(hc->method) ? (uint16_t)m : sizeof(hc->method);
+		memcpy(hc->method, b, hc->method_len);
+		hc->target_len = t < sizeof(hc->target) ? (uint16_t)t : sizeof(hc->target);
+		memcpy(hc->target, b + m + 1, hc->target_len);
+		hc->minor = (uint8_t)(b[v + 8] - '0');
+		if (m == 4 && memcmp(b, "HEAD", 4) == 0)
+			hc->method_id = HTTP_M_HEAD; /* its error reply has no body */
+		return;
+	}
+	hc->method_len = 1; /* a request was begun: it is logged */
+	hc->method[0] = '-';
+	hc->target_len = 1;
+	hc->target[0] = '-';
+	hc->minor = 1;
+	hc->line_unknown = true;
+}
+
 /* Writes the client's address without its port (no brackets around IPv6)
  * to BUF. Returns its length. */
 static uint8_t format_client_ip(const struct conn *c, char *buf, size_t cap)
@@ -294,6 +334,8 @@ void http_new_request(struct conn *c)
 	hc->req_start_wall_ms = wall_ms();
 	hc->method_len = hc->target_len = 0;
 	hc->method[0] = '\0';
+	hc->method_id = HTTP_M_OTHER;
+	hc->line_unknown = false;
 	hc->status = 0;
 	hc->reason = NULL;
 	hc->pool = NULL;
@@ -329,12 +371,7 @@ void http_start_request(struct conn *c)
 	if (r == HTTP_NEED_MORE)
 		return;
 	if (http_is_error(r)) {
-		hc->method_len = 1;
-		hc->method[0] = '-';
-		hc->target_len = 1;
-		hc->target[0] = '-';
-		hc->minor = 1;
-		hc->bytes_in = hc->rlen;
+		http_note_unparsed_request(c);
 		http_reply(c, http_result_status(r), http_result_name(r), true);
 		return;
 	}

@@ -1475,6 +1475,38 @@ def test_access_log_http_json(ctx):
         _check_fields(o, w, l)
 
 
+def test_access_log_unfinished_requests(ctx):
+    """A request that never completes its head is logged with the bytes that
+    came and, when a whole request line came, its method and target."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          listener={"request_timeout": "500ms"}))
+    partial = b"GET /half?x=1 HTTP/1.1\r\nHost: x\r\n"
+    garbage = b"\x16\x03\x01"
+    bad_field = b"HEAD /bad HTTP/1.1\r\nHost : x\r\n\r\n"
+    sent = {}
+    for data in (partial, garbage, bad_field):
+        r = client(port)
+        sent["%s:%d" % r.s.getsockname()[:2]] = data
+        r.send(data)
+        m = read_response(r, method="HEAD" if data is bad_field else "GET")
+        check(m.status == (400 if data is bad_field else 408), f"{data!r}: {m.status}")
+        r.close()
+    lines = access_lines(log, 3)
+    time.sleep(0.2)
+    lines = read_lines(log)
+    by_client = {l.split(" ")[1]: l for l in lines}
+    want = {partial: '"GET /half?x=1 HTTP/1.1" 408 ', garbage: '"- - -" 408 ',
+            bad_field: '"HEAD /bad HTTP/1.1" 400 '}
+    for me, data in sent.items():
+        line = by_client.get(me, "")
+        mm = LOG_RE.match(line)
+        check(mm and want[data] in line and int(mm["bytes_in"]) == len(data),
+              f"{data!r}: want {want[data]!r} and {len(data)} bytes in: {line!r} of {lines}")
+
+
 def test_access_log_one_line_per_pipelined_request(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()

@@ -330,6 +330,24 @@ def test_503_only_server_disabled(ctx):
     r.close()
 
 
+def test_error_to_head_has_no_body(ctx):
+    """fulcrum's own answer to a HEAD has the head a GET would get and no
+    body (SPEC §3: HEAD has no body), so the kept-alive connection stays in
+    step: the next answer on it starts right after that head."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line("disabled")]))
+    r = client(port)
+    r.send(b"HEAD /a HTTP/1.1\r\nHost: x\r\n\r\n" + get("/b"))
+    m = read_response(r, method="HEAD")
+    check(m.status == 503 and int(m.get("content-length", "0")) > 0,
+          f"HEAD: {m!r}")
+    m2 = read_response(r)
+    check(m2.status == 503 and m2.body == b"503 Service Unavailable\n",
+          f"the GET after it: {m2!r}")
+    r.close()
+
+
 def test_503_server_down_by_health_check(ctx):
     port = free_port()
     ctx.fulcrum(http_conf(port, [f"gone 127.0.0.1:{closed_port()}"],
