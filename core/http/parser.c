@@ -388,7 +388,9 @@ static enum http_result parse_status_line(const char *buf, size_t p, size_t e, s
 	return HTTP_DONE;
 }
 
-/* 1*DIGIT, or a list of equal ones ("5, 5"); each must fit in 63 bits. */
+/* 1*DIGIT, or a list of equal ones ("5, 5"); each must fit in 63 bits.
+ * Equal repeats are allowed (RFC 9110 §8.6) but the message is sent on
+ * with one value (see rewrite_compact). */
 static enum http_result add_content_length(const char *v, size_t n, struct http_head *h)
 {
 	size_t i = 0;
@@ -404,8 +406,11 @@ static enum http_result add_content_length(const char *v, size_t n, struct http_
 		}
 		if (i == start)
 			return HTTP_E_BAD_CONTENT_LENGTH;
-		if (h->content_length >= 0 && h->content_length != val)
-			return HTTP_E_CONFLICTING_CONTENT_LENGTH;
+		if (h->content_length >= 0) {
+			if (h->content_length != val)
+				return HTTP_E_CONFLICTING_CONTENT_LENGTH;
+			h->content_length_repeated = true;
+		}
 		h->content_length = val;
 		while (i < n && http_is_ows(v[i]))
 			i++;

@@ -176,6 +176,7 @@ struct http_head {
 
 	/* facts derived from the fields while parsing */
 	int64_t content_length; /* -1 when absent */
+	bool content_length_repeated; /* as a list or in several fields, all equal */
 	bool has_te; /* a Transfer-Encoding field is present */
 	bool chunked; /* and its last coding is chunked */
 	bool te_other; /* and it lists a coding other than chunked */

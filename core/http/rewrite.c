@@ -58,9 +58,32 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 	size_t dst = h->header_count ? h->headers[0].name.off : h->head_len - 2;
 	bool moved = false;
 
+	int last_cl = -1;
+
+	if (h->content_length_repeated)
+		for (unsigned i = 0; i < h->header_count; i++)
+			if (h->headers[i].id == HTTP_H_CONTENT_LENGTH)
+				last_cl = (int)i;
 	for (unsigned i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		size_t from = hd->name.off, to = line_end(buf, h, hd);
+		if (last_cl >= 0 && hd->id == HTTP_H_CONTENT_LENGTH) {
+			/* "5, 5" or several equal fields go on as one field with
+			 * one value (RFC 9110 §8.6), in place of the last one.
+			 * The lines it replaces held the digits twice or more,
+			 * so it fits in [dst, to). */
+			moved = true;
+			if ((int)i == last_cl) {
+				char line[48];
+				int n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
+						 (long long)h->content_length);
+				if (n > 0 && (size_t)n <= to - dst) {
+					memcpy(buf + dst, line, (size_t)n);
+					dst += (size_t)n;
+				}
+			}
+			continue;
+		}
 		if (!keep_field(buf, h, hd, o)) {
 			moved = true;
 			continue;

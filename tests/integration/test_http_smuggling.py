@@ -6,8 +6,8 @@ behind it never reaches a server."""
 import time
 
 from harness import check, free_port
-from test_http import (client, close_backends_first, http_conf, ok_handler, pyserver, read_response,
-                       wait_closed)
+from test_http import (client, close_backends_first, http_conf, ok_handler, pyserver, read_request,
+                       read_response, wait_closed)
 
 SMUG = b"GET /SMUGGLED HTTP/1.1\r\nHost: a\r\n\r\n"
 
@@ -91,6 +91,32 @@ def test_bad_content_length(ctx):
         ("CL 2^63", _post(b"Content-Length: 9223372036854775808\r\n", b"hello"), 400),
         ("CL 2^64+5", _post(b"Content-Length: 18446744073709551621\r\n", b"hello"), 400),
     ])
+
+
+def test_equal_content_lengths_go_on_as_one(ctx):
+    """RFC 9110 §8.6: a repeated Content-Length with equal values may be
+    accepted only if it is sent on as one value; the server and the client
+    each see a single field."""
+
+    def handler(r, srv):
+        while (req := read_request(r)) is not None:
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    for extra in (b"Content-Length: 5, 5\r\n", b"Content-Length: 5\r\ncontent-length: 005\r\n"):
+        r = client(port)
+        r.send(_post(extra, b"hello") + b"GET /next HTTP/1.1\r\nHost: a\r\n\r\n")
+        m = read_response(r)
+        check(m.status == 200 and m.body == b"ok" and m.all("content-length") == ["2"],
+              f"response with Content-Length: 2, 2 and 2: {m!r}")
+        m = read_response(r)
+        check(m.status == 200, f"the request after it: {m!r}")
+        r.close()
+        req = srv.heads[-2].decode("latin-1")
+        cls = [l for l in req.split("\r\n") if l.lower().startswith("content-length")]
+        check(cls == ["Content-Length: 5"], f"{extra!r}: the server got {cls}: {req!r}")
 
 
 def test_bad_transfer_encoding(ctx):
