@@ -103,8 +103,8 @@ static bool request_key(struct conn *c, const struct http_head *h, char *host, s
 		k->scope = 0;
 	} else {
 		https = tls_side_is_tls(&c->cli);
-		hs = h->host;
-		ts = h->target;
+		hs = http_request_host(h);
+		ts = h->target_form == HTTP_TARGET_ABSOLUTE ? h->path : h->target;
 		k->scope = (lb_hash(hc->pool->name, strlen(hc->pool->name)) | 1) ^ https;
 	}
 	size_t n = strip_default_port(buf + hs.off, hs.len, https);

@@ -248,31 +248,6 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 
 /* ---- the head --------------------------------------------------------- */
 
-/*
- * Turns the absolute-form request line in rbuf into origin-form, in place:
- * "GET http://h:p/x?q HTTP/1.1" becomes "GET /x?q HTTP/1.1". The path and
- * everything after it stay where they are; the method moves right, over the
- * scheme and authority, which are always longer than the "/" or "*" that may
- * have to be added (an empty path is "/", or "*" for OPTIONS, RFC 9112
- * §3.2.4).
- */
-static void origin_form(struct http_conn *hc, const struct http_head *h)
-{
-	char *buf = hc->rbuf;
-	const char *fill = "";
-
-	if (h->path.len == 0)
-		fill = h->method_id == HTTP_M_OPTIONS ? "*" : "/";
-	else if (buf[h->path.off] == '?')
-		fill = "/";
-	size_t flen = strlen(fill);
-	size_t start = h->path.off - flen - 1 - h->method.len;
-	memmove(buf + start, buf + h->method.off, h->method.len);
-	buf[start + h->method.len] = ' ';
-	memcpy(buf + start + h->method.len + 1, fill, flen);
-	hc->head_start = (uint32_t)start;
-}
-
 static int build_head(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
@@ -285,7 +260,7 @@ static int build_head(struct conn *c, const struct http_head *h)
 		 hc->rbuf + h->authority.off);
 	if (http_build_request_head(c, h, &more, lines) < 0)
 		return -ENOMEM;
-	origin_form(hc, h);
+	http_origin_form(hc, h);
 	return 0;
 }
 

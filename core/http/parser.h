@@ -218,6 +218,13 @@ enum http_body http_response_body(const struct http_head *resp, enum http_method
 /* Whether the connection may carry another message after this one. */
 bool http_is_keep_alive(const struct http_head *h);
 
+/* The host a request is for: an absolute target's authority (RFC 9112
+ * §3.2.2: the Host field is then ignored), else the Host field. */
+static inline struct http_slice http_request_host(const struct http_head *h)
+{
+	return h->target_form == HTTP_TARGET_ABSOLUTE ? h->authority : h->host;
+}
+
 /* RFC 9110 §9.2.2: safe to send again after a failure. */
 bool http_method_is_idempotent(enum http_method m);
 

@@ -56,6 +56,9 @@ void http_start_request(struct conn *c);
  * a whole request line came (else the log shows "- - -"), and the bytes
  * received so far. */
 void http_note_unparsed_request(struct conn *c);
+/* Turns the absolute-form request line of H in rbuf into origin-form, in
+ * place, and moves hc->head_start to it (call after the head is built). */
+void http_origin_form(struct http_conn *hc, const struct http_head *h);
 /* Counts a failure of hc->server for passive health and logs WHAT failed. */
 void http_server_failed(struct conn *c, int err, const char *what);
 /* Whether the pool's retries allow another server. */

@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "core/conn.h"
+#include "core/dns.h"
 #include "core/http/cache_http.h"
 #include "core/http/forward.h"
 #include "core/http/proxy_internal.h"
@@ -80,8 +82,8 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 			len = (size_t)((const char *)memchr(v, '?', len) - v);
 		break;
 	case HKEY_HOST:
-		v = buf + h->host.off;
-		len = h->host.len;
+		v = buf + http_request_host(h).off;
+		len = http_request_host(h).len;
 		break;
 	case HKEY_CLIENT_IP:
 		break;
@@ -211,6 +213,31 @@ static uint8_t format_client_ip(const struct conn *c, char *buf, size_t cap)
 	return (uint8_t)strlen(buf);
 }
 
+/*
+ * Turns the absolute-form request line in rbuf into origin-form, in place:
+ * "GET http://h:p/x?q HTTP/1.1" becomes "GET /x?q HTTP/1.1". The path and
+ * everything after it stay where they are; the method moves right, over the
+ * scheme and authority, which are always longer than the "/" or "*" that may
+ * have to be added (an empty path is "/", or "*" for OPTIONS, RFC 9112
+ * §3.2.4).
+ */
+void http_origin_form(struct http_conn *hc, const struct http_head *h)
+{
+	char *buf = hc->rbuf;
+	const char *fill = "";
+
+	if (h->path.len == 0)
+		fill = h->method_id == HTTP_M_OPTIONS ? "*" : "/";
+	else if (buf[h->path.off] == '?')
+		fill = "/";
+	size_t flen = strlen(fill);
+	size_t start = h->path.off - flen - 1 - h->method.len;
+	memmove(buf + start, buf + h->method.off, h->method.len);
+	buf[start + h->method.len] = ' ';
+	memcpy(buf + start + h->method.len + 1, fill, flen);
+	hc->head_start = (uint32_t)start;
+}
+
 /* Builds the head that goes to the server: the kept lines of the client's
  * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
 int http_build_request_head(struct conn *c, const struct http_head *h,
@@ -239,10 +266,11 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 			err |= rewrite_put(x, https, sizeof(https) - 1);
 		else
 			err |= rewrite_put(x, http, sizeof(http) - 1);
-		if (h->host.len) {
+		struct http_slice host = http_request_host(h);
+		if (host.len) {
 			static const char xfh[] = "X-Forwarded-Host: ";
 			err |= rewrite_put(x, xfh, sizeof(xfh) - 1);
-			err |= rewrite_put(x, buf + h->host.off, h->host.len);
+			err |= rewrite_put(x, buf + host.off, host.len);
 			err |= rewrite_put(x, "\r\n", 2);
 		}
 	}
@@ -274,6 +302,42 @@ static void set_request_out(struct http_conn *hc)
 		      hc->req_extra.data, hc->req_extra.len, NULL, 0);
 }
 
+/* Longest authority a Host line is built from: a DNS name and a port. */
+#define AUTHORITY_MAX (DNS_NAME_MAX + 6)
+
+/* An absolute-form target an http listener serves: http or https, with an
+ * authority that can be a host name. */
+static bool is_http_uri(const struct http_head *h, const char *buf)
+{
+	const char *t = buf + h->target.off;
+
+	if (h->authority.len > AUTHORITY_MAX)
+		return false;
+	return (h->target.len >= 7 && strncasecmp(t, "http://", 7) == 0) ||
+	       (h->target.len >= 8 && strncasecmp(t, "https://", 8) == 0);
+}
+
+/* The head for the server. An absolute-form request goes on in origin-form
+ * with a Host built from its authority (RFC 9112 §3.2.2), as nginx and
+ * HAProxy do for a reverse proxy. */
+static int build_head(struct conn *c, const struct http_head *h)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (h->target_form != HTTP_TARGET_ABSOLUTE)
+		return http_build_request_head(c, h, NULL, NULL);
+
+	struct rewrite_opts more = {.drop_host = true};
+	char lines[AUTHORITY_MAX + 16];
+
+	snprintf(lines, sizeof(lines), "Host: %.*s\r\n", (int)h->authority.len,
+		 hc->rbuf + h->authority.off);
+	if (http_build_request_head(c, h, &more, lines) < 0)
+		return -ENOMEM;
+	http_origin_form(hc, h);
+	return 0;
+}
+
 /* A complete head H is in rbuf: check it, route it, and send it on. */
 static void begin_request(struct conn *c, const struct http_head *h)
 {
@@ -294,7 +358,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		forward_begin(c, h);
 		return;
 	}
-	if (h->target_form != HTTP_TARGET_ORIGIN && h->target_form != HTTP_TARGET_ASTERISK) {
+	if (h->target_form == HTTP_TARGET_AUTHORITY ||
+	    (h->target_form == HTTP_TARGET_ABSOLUTE && !is_http_uri(h, hc->rbuf))) {
 		http_reply(c, 400, "bad_target", true);
 		return;
 	}
@@ -315,7 +380,7 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	hc->key = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING ? request_key(c, h, hc->rbuf)
 								      : 0;
 	struct lb_server *sticky = sticky_server(c, h, hc->rbuf);
-	if (http_build_request_head(c, h, NULL, NULL) < 0) {
+	if (build_head(c, h) < 0) {
 		http_reply(c, 500, "no_memory", true);
 		return;
 	}

@@ -47,15 +47,9 @@ static bool header_matches(const struct cfg_route *r, const struct http_head *h,
 	return false;
 }
 
-/* The host a request names: the authority of an absolute target, else Host. */
-static struct http_slice request_host(const struct http_head *h)
-{
-	return h->authority.len ? h->authority : h->host;
-}
-
 int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf)
 {
-	struct http_slice host = request_host(head);
+	struct http_slice host = http_request_host(head);
 
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		const struct cfg_route *r = &cfg->routes[i];

@@ -141,4 +141,36 @@ def test_route_on_another_listener_does_not_apply(ctx):
         check(got == want, f"Host b.example on listener {'one' if port == p1 else 'two'}: {got}, want {want}")
 
 
+
+
+def test_absolute_form_routed_by_its_authority(ctx):
+    """RFC 9112 §3.2.2: an http listener accepts an absolute-form target,
+    routes by its authority (the Host field is ignored) and sends the request
+    on in origin-form with Host set to that authority."""
+    port = _routing_setup(ctx)
+    r = client(port)
+    cases = [
+        (b"GET http://api.example.com/v2/users?q=1 HTTP/1.1\r\nHost: other.test\r\n\r\n", "v2"),
+        (b"GET HTTP://a.example.com:8080 HTTP/1.1\r\nHost: a.example.com\r\n\r\n", "wild"),
+        (b"GET https://nowhere.test/x?y HTTP/1.1\r\nHost: api.example.com\r\n\r\n", "def"),
+    ]
+    for req, pool in cases:
+        r.send(req)
+        m = read_response(r)
+        check(m.status == 200 and m.get("x-server") == pool, f"{req!r}: {m!r}, want pool {pool}")
+    # What the server saw: origin-form, and one Host, the authority's.
+    r.send(b"GET http://Api.Example.com:81/headers HTTP/1.1\r\nHost: x.test\r\n\r\n")
+    m = read_response(r)
+    head = m.body.decode("latin-1")
+    hosts = [l for l in head.split("\r\n") if l.lower().startswith("host:")]
+    check(head.startswith("GET /headers HTTP/1.1\r\n") and hosts == ["Host: Api.Example.com:81"],
+          f"the server got {head!r}")
+    r.close()
+    r = client(port)
+    r.send(b"GET ftp://api.example.com/ HTTP/1.1\r\nHost: api.example.com\r\n\r\n")
+    m = read_response(r)
+    check(m.status == 400, f"an ftp URI on an http listener: {m!r}")
+    r.close()
+
+
 close_backends_first(globals())
