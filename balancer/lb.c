@@ -55,6 +55,7 @@ struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index)
 		return NULL;
 	}
 	s->weight = cs->weight;
+	s->cfg_disabled = cs->disabled;
 	s->maxconn = cs->maxconn;
 	s->backup = cs->backup;
 	s->proxy_protocol = cs->proxy_protocol;

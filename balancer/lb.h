@@ -36,6 +36,7 @@ struct lb_server {
 	bool backup;
 	enum cfg_proxy_proto proxy_protocol;
 	uint32_t index; /* position in pool->servers */
+	bool cfg_disabled; /* the file said `disabled` (admin_carry_over) */
 	uint64_t name_hash; /* lb_hash(name): seeds source (rendezvous) hashing */
 
 	_Atomic int state; /* enum lb_state */

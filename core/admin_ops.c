@@ -438,10 +438,30 @@ static void copy_counter(_Atomic uint64_t *to, const _Atomic uint64_t *from)
 			      memory_order_relaxed);
 }
 
-void admin_carry_counters(struct gen *to, const struct gen *from)
+/* The admin API's changes to O, made again on S (see admin_carry_over).
+ * Whether S's state changed. */
+static bool carry_admin_changes(struct lb_server *s, const struct lb_server *o)
+{
+	if (o->cfg_disabled != s->cfg_disabled)
+		return false; /* the file changed it: the file wins */
+
+	int was = atomic_load_explicit(&o->state, memory_order_relaxed);
+	/* Drained or disabled stays so; up or down (the health thread's to
+	 * say) is in rotation, also when the API enabled a disabled server. */
+	int want = was == SRV_DRAIN || was == SRV_DISABLED ? was : SRV_UP;
+
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) == want)
+		return false;
+	atomic_store_explicit(&s->state, want, memory_order_relaxed);
+	return true;
+}
+
+void admin_carry_over(struct gen *to, const struct gen *from)
 {
 	for (size_t i = 0; i < to->cfg->n_pools; i++) {
 		struct lb_pool *pool = to->pools[i];
+		bool states = false;
+
 		for (size_t k = 0; k < pool->n_servers; k++) {
 			struct lb_server *s = pool->servers[k];
 			const struct lb_server *o = same_server(from, pool->name, s->name);
@@ -452,6 +472,14 @@ void admin_carry_counters(struct gen *to, const struct gen *from)
 			copy_counter(&s->checks_fail, &o->checks_fail);
 			for (size_t c = 0; c < 6; c++)
 				copy_counter(&s->responses[c], &o->responses[c]);
+			if (!admin_is_removed(from, o) && o->addr.text && s->addr.text &&
+			    strcmp(o->addr.text, s->addr.text) == 0)
+				states |= carry_admin_changes(s, o);
 		}
+		/* No worker sees TO yet: its table may be rebuilt and the old
+		 * one freed here. */
+		struct lb_table *old = NULL;
+		if (states && lb_pool_rebuild(pool, &old) == 0)
+			lb_table_free(old);
 	}
 }

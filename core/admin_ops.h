@@ -60,10 +60,14 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 bool admin_is_removed(const struct gen *g, const struct lb_server *s);
 
 /*
- * Reload support (main thread): copies the request and health-check
- * counters of every server of FROM into the server of the same pool and
- * name in TO, so a reload does not reset them.
+ * Reload support (main thread, before TO is published): copies the request
+ * and health-check counters of every server of FROM into the server of the
+ * same pool and name in TO, so a reload does not reset them. A server that
+ * also keeps its address keeps the state the admin API gave it (drain,
+ * disable, enable) unless the file changed its `disabled`: a drained server
+ * stays drained until it is enabled or removed (SPEC §5). Weights are the
+ * file's again.
  */
-void admin_carry_counters(struct gen *to, const struct gen *from);
+void admin_carry_over(struct gen *to, const struct gen *from);
 
 #endif

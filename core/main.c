@@ -369,9 +369,8 @@ static void apply_globals(const struct cfg *old, const struct cfg *cfg)
 }
 
 /* Reads the configuration file again and publishes it, or keeps the running
- * one. Returns the new generation number, or -1 with ERRS filled. Runtime
- * changes made through the admin API end here (SPEC §5); server health and
- * request counters carry over by pool and server name. */
+ * one. Returns the new generation number, or -1 with ERRS filled. Server
+ * health, counters and the admin API's changes carry over (admin_carry_over). */
 static long long reload(struct process *p, struct cfg_errors *errs)
 {
 	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
@@ -390,7 +389,7 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 		return -1;
 	}
 	p->generation++;
-	admin_carry_counters(g, p->gen);
+	admin_carry_over(g, p->gen);
 	apply_globals(p->gen->cfg, cfg);
 	publish(p, g);
 	stats_note_reload(true);

@@ -592,8 +592,10 @@ def test_reload_through_api(ctx):
     check(s["generation"] == 2, f"status generation {s['generation']}")
     servers = {x["name"]: x for x in s["pools"][0]["servers"]}
     check(set(servers) == {"s1", "s2", "s3"}, f"servers after reload {servers}")
-    check(servers["s1"]["state"] == "up", "a reload must reset the drain set at run time")
-    check(spread(port, 30) == {"s1": 10, "s2": 10, "s3": 10}, "traffic after reload")
+    check(servers["s1"]["state"] == "drain", "a drained server stays drained over a reload")
+    check(spread(port, 30) == {"s2": 15, "s3": 15}, "traffic after reload")
+    adm.json("POST", "/pools/p/servers/s1/enable")
+    check(spread(port, 30) == {"s1": 10, "s2": 10, "s3": 10}, "traffic after enable")
     # a bad file: 400 with FILE:LINE errors; the running configuration stays
     with open(f.conf_path, "w") as fh:
         fh.write(text + "\n[pool q]\nbalance = nonsense\nbogus_key = 1\n")
@@ -615,6 +617,31 @@ def test_reload_through_api(ctx):
     st, _, data = adm.call("POST", "/reload")
     check(st == 400 and b"restart" in data, f"listener change: {st} {data!r}")
     check(spread(port, 3), "traffic after a refused listener change")
+
+
+def test_drain_survives_reload_in_a_maglev_pool(ctx):
+    """The drained server stays out of a consistent-hash pool's table after
+    a reload, and a file that newly disables a server wins over the API."""
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs], pool={"balance": "maglev"})
+    first = spread(port, 5)
+    check(len(first) == 1, f"one client address, one server: {dict(first)}")
+    victim = next(iter(first))
+    other = "s2" if victim == "s1" else "s1"
+    adm.json("POST", f"/pools/p/servers/{victim}/drain")
+    check(spread(port, 5) == {other: 5}, "drained: its keys move")
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: adm.status()["generation"] == 2, 5 * SCALE, what="generation 2")
+    check(adm.server("p", victim)["state"] == "drain", "drain lost at reload")
+    check(spread(port, 5) == {other: 5}, "after the reload the drained server got traffic")
+    # The file now says `disabled` for the other one: that is the file's call.
+    b_other = bs[0] if other == "s1" else bs[1]
+    with open(f.conf_path, "w") as fh:
+        fh.write(f.conf_text.replace(b_other.server_line(), b_other.server_line("disabled")))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: adm.status()["generation"] == 3, 5 * SCALE, what="generation 3")
+    check(adm.server("p", other)["state"] == "disabled" and
+          adm.server("p", victim)["state"] == "drain", f"states: {adm.status()['pools']}")
 
 
 def test_sighup_reload(ctx):
