@@ -25,6 +25,7 @@
 #include "core/admin_ops.h"
 #include "core/gen.h"
 #include "core/http/parser.h"
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/upgrade.h"
 #include "core/util.h"
@@ -496,25 +497,6 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 
 /* ------------------------------------------------------------- setup -- */
 
-static int open_socket(const struct cfg_addr *a)
-{
-	int one = 1;
-	int fd = socket(a->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (a->ss.ss_family == AF_UNIX)
-		unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
-	else
-		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0 || listen(fd, 64) < 0) {
-		int err = -errno;
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
 int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 {
 	list_init(&admin.conns);
@@ -523,9 +505,15 @@ int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 	admin.epfd = epfd;
 	if (!cfg->global.admin)
 		return 0;
-	int fd = upgrade_adopt_admin(cfg->global.admin, &cfg->global.admin_addr, 64);
-	if (fd == -ENOENT)
-		fd = open_socket(&cfg->global.admin_addr);
+	int fd = upgrade_adopt_admin(cfg->global.admin, &cfg->global.admin_addr,
+				     cfg->global.backlog);
+	if (fd == -ENOENT) {
+		/* Like a traffic listener's first socket: refused when anyone
+		 * listens there already, a live unix socket included. */
+		struct cfg_addr a = cfg->global.admin_addr;
+		const char *what;
+		fd = listener_open(&a, cfg->global.backlog, true, &what);
+	}
 	if (fd < 0) {
 		fprintf(stderr, "fulcrum: admin listener %s: %s\n", cfg->global.admin,
 			strerror(-fd));

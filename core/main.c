@@ -133,23 +133,30 @@ static struct cfg *load_config(const struct options *o)
 	return cfg;
 }
 
-/* Raises the fd soft limit to the hard limit; warns when max_connections
- * (two fds each, client and server) cannot fit. */
-static void raise_fd_limit(const struct cfg *cfg)
+/* Raises the fd soft limit to the hard limit. Returns the new soft limit. */
+static rlim_t raise_fd_limit(void)
 {
 	struct rlimit rl;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
-		return;
+		return RLIM_INFINITY;
 	rl.rlim_cur = rl.rlim_max;
 	setrlimit(RLIMIT_NOFILE, &rl);
 	getrlimit(RLIMIT_NOFILE, &rl);
+	return rl.rlim_cur;
+}
+
+/* Warns when max_connections (two fds each, client and server) cannot fit
+ * in LIMIT. Only once started: a failed start says one line, its cause. */
+static void warn_fd_limit(const struct cfg *cfg, rlim_t limit)
+{
 	uint64_t need = cfg->global.max_connections * 2 + 64;
-	if (rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+
+	if (limit != RLIM_INFINITY && need > limit)
 		log_warn("max_connections = %llu needs about %llu file descriptors, but the limit "
 			 "is %llu; connections past it will fail to be accepted",
 			 (unsigned long long)cfg->global.max_connections, (unsigned long long)need,
-			 (unsigned long long)rl.rlim_cur);
+			 (unsigned long long)limit);
 }
 
 /* Opens every bind of every listener for WORKER (of N_WORKERS) into
@@ -571,7 +578,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg->global.log_level);
-	raise_fd_limit(cfg);
+	rlim_t fd_limit = raise_fd_limit();
 	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
 	if (err < 0) {
 		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
@@ -611,6 +618,7 @@ int main(int argc, char **argv)
 			strerror(-err));
 		return 2;
 	}
+	warn_fd_limit(cfg, fd_limit);
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
 		 p.n_workers, cfg->n_listeners, (unsigned long long)p.gen->number);
 	upgrade_ready();

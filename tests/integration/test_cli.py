@@ -158,8 +158,13 @@ def test_second_instance_on_same_port_exits_2(ctx):
         port2 = free_port()
         busy.bind(("127.0.0.1", port2))
         busy.listen(1)
-        rc, out, err = run_fulcrum(["-c", ctx.write("third.ini", _valid_conf(port2, free_port()))])
+        # max_connections far past any fd limit: its warning would be a
+        # second line, but a failed start says one, its cause (SPEC §1).
+        conf3 = tcp_conf(port2, [f"s1 127.0.0.1:{free_port()}"],
+                         glob={"max_connections": 100000000})
+        rc, out, err = run_fulcrum(["-c", ctx.write("third.ini", conf3)])
     check(rc == 2, f"port held by an SO_REUSEPORT listener: status {rc}, stderr {err!r}")
+    check(len(err.strip().splitlines()) == 1, f"more than the one-line cause: {err!r}")
 
 
 def test_pidfile(ctx):
