@@ -350,10 +350,42 @@ static int check_listeners(const struct cfg *old, const struct cfg *cfg, struct 
 	return 0;
 }
 
-/* The [global] settings a reload can apply; the others need a restart. */
-static void apply_globals(const struct cfg *old, const struct cfg *cfg)
+/* *DST becomes a copy of SRC (both may be NULL); kept as it was if that
+ * copy cannot be made. */
+static void copy_str(char **dst, const char *src)
 {
-	const struct cfg_global *a = &old->global, *b = &cfg->global;
+	char *c = src ? strdup(src) : NULL;
+
+	if (src && !c)
+		return;
+	free(*dst);
+	*dst = c;
+}
+
+/* The [global] settings that wait for a restart: the new generation carries
+ * the running values, so that it describes what runs and the next reload
+ * compares against it. */
+static void keep_restart_values(const struct cfg_global *run, struct cfg_global *b)
+{
+	b->workers = run->workers;
+	b->buffer_size = run->buffer_size;
+	b->pipe_size = run->pipe_size;
+	b->backlog = run->backlog;
+	b->cpu_affinity = run->cpu_affinity;
+	copy_str(&b->user, run->user);
+	copy_str(&b->admin, run->admin);
+	char *text = b->admin_addr.text;
+	b->admin_addr = run->admin_addr;
+	b->admin_addr.text = text;
+	copy_str(&b->admin_addr.text, run->admin_addr.text);
+}
+
+/* The [global] settings a reload can apply; the others need a restart and
+ * keep their running values (RUNNING: the current generation's). */
+static void apply_globals(const struct cfg *running, struct cfg *cfg)
+{
+	const struct cfg_global *a = &running->global;
+	struct cfg_global *b = &cfg->global;
 
 	log_set_level(b->log_level);
 	if (strcmp(a->access_log, b->access_log) != 0 ||
@@ -373,6 +405,7 @@ static void apply_globals(const struct cfg *old, const struct cfg *cfg)
 	    (a->admin && strcmp(a->admin, b->admin) != 0))
 		log_warn("reload: a new admin address needs a restart; the API stays on %s",
 			 a->admin ? a->admin : "(none)");
+	keep_restart_values(a, b);
 }
 
 /* Reads the configuration file again and publishes it, or keeps the running
@@ -392,6 +425,8 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 		if (cfg)
 			cfg_free(cfg);
 		stats_note_reload(false);
+		for (size_t i = 0; i < errs->len; i++)
+			log_error("%s", errs->msgs[i]);
 		log_error("reload of %s failed; the running configuration stays", p->opt.config);
 		return -1;
 	}
@@ -418,9 +453,7 @@ static void reload_on_signal(struct process *p)
 {
 	struct cfg_errors errs = {0};
 
-	if (reload(p, &errs) < 0)
-		for (size_t i = 0; i < errs.len; i++)
-			log_error("%s", errs.msgs[i]);
+	reload(p, &errs); /* logs what went wrong */
 	cfg_errors_free(&errs);
 }
 

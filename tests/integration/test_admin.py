@@ -644,6 +644,34 @@ def test_drain_survives_reload_in_a_maglev_pool(ctx):
           adm.server("p", victim)["state"] == "drain", f"states: {adm.status()['pools']}")
 
 
+def test_reload_warnings_compare_with_what_runs(ctx):
+    """Settings that wait for a restart are compared with what runs, not
+    with the last file; a failed POST /reload logs its FILE:LINE errors."""
+    bs = names(ctx, "s1")
+    f, port, adm = start(ctx, [bs[0].server_line()])
+    base = f.conf_text
+    warn = r"workers = \d+ needs a restart; \d+ keep running"
+
+    def reload_with(text, generation):
+        with open(f.conf_path, "w") as fh:
+            fh.write(text)
+        check(adm.json("POST", "/reload") == {"generation": generation}, "reload")
+
+    reload_with(base.replace("workers = 1", "workers = 2"), 2)
+    check(re.findall(warn, f.stderr()) == ["workers = 2 needs a restart; 1 keep running"],
+          f"first reload: {f.stderr()}")
+    reload_with(base, 3)  # back to what runs: nothing to warn about
+    reload_with(base.replace("workers = 1", "workers = 2"), 4)
+    check(re.findall(warn, f.stderr()) == ["workers = 2 needs a restart; 1 keep running"] * 2,
+          f"warnings: {re.findall(warn, f.stderr())}")
+    with open(f.conf_path, "w") as fh:
+        fh.write(base + "\n[pool q]\nbogus_key = 1\n")
+    st, _, _ = adm.call("POST", "/reload")
+    check(st == 400, f"bad reload: {st}")
+    wait_for(lambda: re.search(re.escape(f.conf_path) + r":\d+: .*bogus_key", f.stderr()),
+             2 * SCALE, what="the FILE:LINE error of a failed POST /reload in the log")
+
+
 def test_sighup_reload(ctx):
     bs = names(ctx, "s1", "s2")
     f, port, adm = start(ctx, [b.server_line() for b in bs])
