@@ -188,7 +188,7 @@ static void answer(struct admin_conn *ac, struct admin_reply *r, bool unauthoriz
 	if (unauthorized)
 		sbuf_puts(o, "WWW-Authenticate: Bearer realm=\"fulcrum\"\r\n");
 	sbuf_puts(o, "Cache-Control: no-store\r\nConnection: close\r\n\r\n");
-	if (r->body.len)
+	if (r->body.len && !r->head)
 		sbuf_add(o, r->body.data, r->body.len);
 	sbuf_free(&r->body);
 	ac->answered = true;
@@ -266,7 +266,7 @@ static bool method_is(const struct admin_req *q, struct admin_reply *r, const ch
 	if (strcmp(q->method, m) == 0)
 		return true;
 	admin_error(r, 405, "method not allowed");
-	r->allow = m;
+	r->allow = strcmp(m, "GET") == 0 ? "GET, HEAD" : m;
 	return false;
 }
 
@@ -282,7 +282,7 @@ static void route_pools(const struct admin_req *q, struct admin_reply *r)
 	if (q->n_seg == 4 && seg_is(q, 2, "servers")) {
 		if (strcmp(q->method, "GET") != 0 && strcmp(q->method, "DELETE") != 0) {
 			admin_error(r, 405, "method not allowed");
-			r->allow = "GET, DELETE";
+			r->allow = "GET, HEAD, DELETE";
 			return;
 		}
 		admin_server_op(r, host, q->method, q->seg[1], q->seg[3], NULL, q->body,
@@ -368,7 +368,9 @@ static void handle(struct admin_conn *ac, const struct http_head *h, size_t body
 	}
 	memcpy(method, http_slice_ptr(ac->in, h->method), h->method.len);
 	method[h->method.len] = '\0';
-	q.method = method;
+	/* HEAD is GET without the body (RFC 9110 §9.3.2). */
+	r.head = strcmp(method, "HEAD") == 0;
+	q.method = r.head ? "GET" : method;
 	q.body = ac->in + h->head_len;
 	q.body_len = body_len;
 	if (q.n_seg == 1 && seg_is(&q, 0, "healthz")) {

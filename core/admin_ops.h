@@ -33,6 +33,7 @@ struct admin_reply {
 	int status;
 	const char *content_type;
 	const char *allow; /* 405: the methods the path takes */
+	bool head; /* answering a HEAD: the GET's head without its body */
 	struct sbuf body;
 };
 

@@ -179,14 +179,24 @@ void conn_start(struct conn *c)
 	c->ops->start(c);
 }
 
+/* The server of a connection's log line: its server, or the last one tried
+ * when none could be reached. */
+static const struct lb_server *logged_server(const struct conn *c)
+{
+	if (c->server)
+		return c->server;
+	return c->n_tried ? c->tried[c->n_tried - 1] : NULL;
+}
+
 static void log_conn(struct conn *c)
 {
+	const struct lb_server *srv = logged_server(c);
 	struct log_record r = {
 		.start_wall_ms = c->start_wall_ms,
 		.client = &c->peer.sa,
 		.listener = c->lc->name,
 		.pool = c->pool ? c->pool->name : NULL,
-		.server = c->server ? c->server->name : NULL,
+		.server = srv ? srv->name : NULL,
 		.bytes_in = c->up.bytes,
 		.bytes_out = c->down.bytes,
 		.total_ms = (int64_t)(c->w->now_ms - c->start_ms),

@@ -134,15 +134,26 @@ static void count_response(struct http_conn *hc)
 	atomic_fetch_add_explicit(&hc->server->responses[cls], 1, memory_order_relaxed);
 }
 
+/* The server of a request's log line: its server, or the last one tried
+ * when none could be reached (http mode; forward mode's origins are not
+ * kept past their use). */
+static const struct lb_server *logged_server(const struct http_conn *hc)
+{
+	if (hc->server || hc->fwd || !hc->n_tried)
+		return hc->server;
+	return hc->tried[hc->n_tried - 1];
+}
+
 static void log_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
+	const struct lb_server *srv = logged_server(hc);
 	struct log_record r = {
 		.start_wall_ms = hc->req_start_wall_ms,
 		.client = &c->peer.sa,
 		.listener = c->lc->name,
 		.pool = hc->pool ? hc->pool->name : NULL,
-		.server = hc->server ? hc->server->name : NULL,
+		.server = srv ? srv->name : NULL,
 		.method = hc->line_unknown ? NULL : hc->method,
 		.method_len = hc->method_len,
 		.target = hc->line_unknown ? NULL : hc->target,

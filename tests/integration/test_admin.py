@@ -15,7 +15,7 @@ import threading
 import time
 
 from harness import (SCALE, TestFailure, check, closed_by_peer, connect, echo_roundtrip,
-                     free_port, ini, name_via, recv_line, wait_for)
+                     free_port, ini, name_via, recv_all, recv_line, wait_for)
 
 SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
 
@@ -246,6 +246,14 @@ def test_healthz_and_status_shape(ctx):
     f, port, adm = start(ctx, [bs[0].server_line("weight=2"), bs[1].server_line()])
     st, h, body = adm.call("GET", "/healthz")
     check(st == 200 and body == b"ok", f"/healthz: {st} {body!r}")
+    for path in ("/healthz", "/status", "/metrics"):
+        raw = socket.create_connection(("127.0.0.1", adm.port), timeout=5 * SCALE)
+        raw.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        got = recv_all(raw)
+        raw.close()
+        head, _, rest = got.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200 ") and b"Content-Length: " in head and rest == b"",
+              f"HEAD {path}: {got[:300]!r}")
     s = adm.status()
     check(set(s) == {"generation", "listeners", "pools"}, f"/status keys {set(s)}")
     check(s["generation"] == 1, f"generation {s['generation']}")

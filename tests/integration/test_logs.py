@@ -168,6 +168,22 @@ def test_access_log_failed_connection(ctx):
     check(m["client"] == me, f"client {m['client']!r}, want {me!r}")
     check(m["reason"] != "-", f"a failed connection logs no close reason: {line!r}")
     check(m["bytes_in"] == "0" and m["bytes_out"] == "0", f"byte counts: {line!r}")
+    check(m["target"] == "p/s1", f"the server tried is not named: {line!r}")
+
+
+def test_access_log_failed_http_request_names_the_server(ctx):
+    """A 502 for a server that refused names that server."""
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [f"s1 127.0.0.1:{closed_port()}"], glob={"access_log": log},
+                         pool={"retries": 0}, listener={"mode": "http"}))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(recv_all(s).startswith(b"HTTP/1.1 502 "), "no 502")
+    s.close()
+    line = _wait_lines(log, 1)[0]
+    m = LINE_RE.match(line)
+    check(m and m["target"] == "p/s1" and m["status"] == "502", f"line: {line!r}")
 
 
 def test_access_log_many_concurrent(ctx):
