@@ -40,6 +40,7 @@ struct lb_server {
 	uint64_t name_hash; /* lb_hash(name): seeds source (rendezvous) hashing */
 
 	_Atomic int state; /* enum lb_state */
+	_Atomic bool health_down; /* the health thread's verdict, whatever the state */
 	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
 	_Atomic int fails; /* consecutive passive failures seen by traffic */
 	_Atomic uint64_t connections_total;

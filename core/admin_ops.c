@@ -205,11 +205,12 @@ static void set_state(const struct admin_host *host, struct lb_server *s, const 
 		for (int i = 0; i < host->n_workers; i++)
 			worker_request_sweep(&host->workers[i]);
 	} else {
-		/* enable: out of the admin's hands; health applies its verdict
-		 * again within its next sample (a down server goes back down). */
+		/* enable: back to the health thread's verdict (a down server
+		 * goes back down), which it goes on applying from here. */
 		int cur = atomic_load(&s->state);
+		int want = atomic_load(&s->health_down) ? SRV_DOWN : SRV_UP;
 		while ((cur == SRV_DRAIN || cur == SRV_DISABLED) &&
-		       !atomic_compare_exchange_weak(&s->state, &cur, SRV_UP))
+		       !atomic_compare_exchange_weak(&s->state, &cur, want))
 			;
 	}
 	state_changed();

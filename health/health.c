@@ -143,6 +143,8 @@ static void publish_state(struct hc_server *hs)
 	int want = hs->up ? SRV_UP : SRV_DOWN;
 	int cur = atomic_load_explicit(&hs->srv->state, memory_order_relaxed);
 
+	/* Kept even while the admin API holds the state, for its enable. */
+	atomic_store_explicit(&hs->srv->health_down, !hs->up, memory_order_relaxed);
 	if (cur == want || (cur != SRV_UP && cur != SRV_DOWN))
 		return;
 	/* The recovery time, before the state: the weight-based balances

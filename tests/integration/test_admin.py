@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import (SCALE, TestFailure, check, closed_by_peer, connect, echo_roundtrip,
+from harness import (SCALE, TestFailure, check, closed_by_peer, closed_port, connect, echo_roundtrip,
                      free_port, ini, name_via, recv_all, recv_line, wait_for)
 
 SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
@@ -404,6 +404,20 @@ def test_drain_and_enable(ctx):
     cnt = spread(port, 30)
     check(cnt == {"s1": 10, "s2": 10, "s3": 10}, f"after enable: {cnt}")
     held.close()
+
+
+def test_enable_gives_back_the_health_verdict(ctx):
+    """Enabling a server its checks hold down answers, and shows, down at
+    once: it takes no traffic in between."""
+    good = names(ctx, "s1")[0]
+    dead = f"s2 127.0.0.1:{closed_port()}"
+    f, port, adm = start(ctx, [good.server_line(), dead],
+                         pool={"check": "tcp", "check_interval": "200ms", "fall": 1})
+    wait_for(lambda: adm.server("p", "s2")["state"] == "down", 3 * SCALE, what="s2 down")
+    adm.json("POST", "/pools/p/servers/s2/disable")
+    r = adm.json("POST", "/pools/p/servers/s2/enable")
+    check(r["state"] == "down", f"enable of a server its checks hold down: {r}")
+    check(spread(port, 6) == {"s1": 6}, "traffic right after the enable")
 
 
 def test_disable_closes_existing(ctx):
