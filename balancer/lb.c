@@ -166,6 +166,15 @@ bool lb_is_tried(const struct lb_server *s, struct lb_server *const *tried, size
 	return false;
 }
 
+bool lb_has_untried(const struct lb_pool *pool, struct lb_server *const *tried, size_t n_tried)
+{
+	for (size_t i = 0; i < pool->n_servers; i++)
+		if (lb_server_is_usable(pool->servers[i]) &&
+		    !lb_is_tried(pool->servers[i], tried, n_tried))
+			return true;
+	return false;
+}
+
 /* Per tier (0 normal, 1 backup): usable untried servers, those with weight. */
 struct tier_count {
 	size_t usable, weighted;

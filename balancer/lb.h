@@ -90,6 +90,10 @@ struct lb_worker {
 struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,
 			  struct lb_server *const *tried, size_t n_tried);
 
+/* Whether POOL has a usable server that is not among TRIED: a retry has
+ * somewhere to go. */
+bool lb_has_untried(const struct lb_pool *pool, struct lb_server *const *tried, size_t n_tried);
+
 static inline bool lb_server_is_usable(const struct lb_server *s)
 {
 	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)

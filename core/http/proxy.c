@@ -575,7 +575,8 @@ void http_on_timer(struct conn *c)
 		break;
 	case HP_EXCHANGE:
 		if (hc->req_done && !hc->resp_started) {
-			http_reply(c, 504, "server_timeout", false);
+			if (!http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
+				http_reply(c, 504, "server_timeout", false);
 			break;
 		}
 		hc->reason = hc->req_done ? "server_timeout" : "client_timeout";

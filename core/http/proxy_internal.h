@@ -72,6 +72,11 @@ void http_check_connect(struct conn *c);
 /* A pooled connection failed before any response byte: sends the request
  * again on a fresh one when that is safe. Whether it did. */
 bool http_retry_stale(struct conn *c);
+/* The server closed, reset or let server_timeout pass before any response
+ * byte: an idempotent request without a body goes to another server when
+ * retries allow and one is left (SPEC §3). ERR and WHAT go to the log.
+ * Whether it did. */
+bool http_retry_next(struct conn *c, int err, const char *what);
 /* 1 when the request is all sent, 0 to wait, -1 after ending. */
 int http_send_request(struct conn *c);
 

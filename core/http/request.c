@@ -468,6 +468,28 @@ bool http_can_retry(const struct conn *c)
 	return hc->n_tried <= (unsigned)hc->pool->cfg->retries && hc->n_tried < HTTP_MAX_TRIES;
 }
 
+bool http_retry_next(struct conn *c, int err, const char *what)
+{
+	struct http_conn *hc = http_of(c);
+
+	/* Nothing of the answer may have come, and the request must be whole
+	 * in rbuf: no body (its bytes are gone), no tunnel being set up.
+	 * Forward mode tries an origin's addresses its own way. */
+	if (hc->fwd || !hc->u || hc->resp_started || hc->slen || hc->upgrade ||
+	    hc->req_body != HTTP_BODY_NONE || !http_method_is_idempotent(hc->method_id))
+		return false;
+	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried, hc->n_tried))
+		return false;
+	http_server_failed(c, err, what);
+	http_release_server(c, false);
+	hc->server = NULL;
+	hc->req_head_sent = false;
+	hc->req_done = false;
+	c->last_active_ms = c->w->now_ms; /* the next server's own timeouts */
+	http_connect_server(c);
+	return true;
+}
+
 /* Picks a server (unless sticky already did) and gets a connection to it:
  * an idle pooled one, or a new one. */
 void http_connect_server(struct conn *c)

@@ -201,7 +201,8 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0) {
-			if (http_retry_stale(c))
+			if (http_retry_stale(c) ||
+			    http_retry_next(c, n == 0 ? EPIPE : (int)-n, "no answer from"))
 				return 0;
 			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
 			return -1;

@@ -406,6 +406,34 @@ def test_504_server_never_answers(ctx):
     check(time.monotonic() - t0 <= 3.5 * SCALE, "504 too late")
 
 
+def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
+    """SPEC §3: a server that times out (or closes without answering) is
+    retried on another server for idempotent methods; a POST with a body is
+    not (its bytes are gone): it gets the 504."""
+    def slow(r, s):
+        while read_request(r) is not None:
+            time.sleep(3 * SCALE)
+
+    def closer(r, s):
+        read_request(r)  # and close without an answer
+
+    for bad_handler, what in ((slow, "server_timeout"), (closer, "close without answer")):
+        bad = pyserver(ctx, bad_handler, name="bad")
+        good = cbackend(ctx, "good")
+        port = free_port()
+        ctx.fulcrum(http_conf(port, [bad.server_line(), good.server_line()],
+                              pool={"server_timeout": "500ms", "max_fails": 1000}))
+        t0 = time.monotonic()
+        m, _, _ = roundtrip(port, get("/first"), wait_close=0)
+        check(m.status == 200 and m.get("x-server") == "good",
+              f"{what}: GET not retried on the other server: {m!r}")
+        if bad_handler is slow:
+            check(time.monotonic() - t0 < 2.5 * SCALE, "the retry waited for the slow server")
+            post = (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+            statuses = sorted(roundtrip(port, post, wait_close=0)[0].status for _ in range(2))
+            check(statuses == [200, 504], f"POST with a body: {statuses}, want one 504")
+
+
 def test_error_bursts_leave_fulcrum_serving(ctx):
     """Many bad clients at once (malformed, oversize, cut off) do not
     disturb good ones."""
