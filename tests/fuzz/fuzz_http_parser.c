@@ -7,7 +7,10 @@
  *  - a prefix answers HTTP_NEED_MORE or exactly what the whole answers;
  *  - a head the whole parse accepts parses alike on its own, and every
  *    shorter prefix of it needs more;
- *  - every slice lies inside the head.
+ *  - every slice lies inside the head;
+ *  - the head closed up for the next hop (rewrite_compact) stays inside the
+ *    original, parses again, and frames the body alike with at most one
+ *    Content-Length.
  * Each parse of a prefix runs on its own allocation of exactly that size.
  */
 #include <stdint.h>
@@ -15,6 +18,7 @@
 #include <string.h>
 
 #include "core/http/parser.h"
+#include "core/http/rewrite.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -105,6 +109,28 @@ static bool same_head(const struct http_head *a, const struct http_head *b)
 	return true;
 }
 
+/* Closes up a copy of the DONE head H (hop-by-hop fields out, KEEP_UPGRADE
+ * or not) and parses the result, with its empty line, again. */
+static void check_compacted(parse_fn parse, const char *buf, const struct http_head *h,
+			    bool keep_upgrade)
+{
+	static struct http_head again;
+	struct rewrite_opts o = {.keep_upgrade = keep_upgrade};
+	size_t start, end;
+	char *copy = malloc(h->head_len);
+
+	if (!copy)
+		abort();
+	memcpy(copy, buf, h->head_len);
+	rewrite_compact(copy, h, &o, &start, &end);
+	CHECK(start <= end && end + 2 <= h->head_len);
+	memcpy(copy + end, "\r\n", 2);
+	CHECK(parse(copy + start, end + 2 - start, NULL, &again) == HTTP_DONE);
+	CHECK(again.content_length == h->content_length && again.chunked == h->chunked);
+	CHECK(!again.content_length_repeated);
+	free(copy);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct http_head whole_head, part_head;
@@ -138,5 +164,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK(split < whole_head.head_len);
 	part = parse_copy(parse, buf, whole_head.head_len, lim, &part_head);
 	CHECK(part == HTTP_DONE && same_head(&whole_head, &part_head));
+	check_compacted(parse, buf, &whole_head, data[1] & 1);
 	return 0;
 }
