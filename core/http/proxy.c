@@ -148,6 +148,7 @@ static void log_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 	const struct lb_server *srv = logged_server(hc);
+	const char *proto = hc->minor ? "HTTP/1.1" : "HTTP/1.0";
 	struct log_record r = {
 		.start_wall_ms = hc->req_start_wall_ms,
 		.client = &c->peer.sa,
@@ -158,9 +159,7 @@ static void log_request(struct conn *c)
 		.method_len = hc->method_len,
 		.target = hc->line_unknown ? NULL : hc->target,
 		.target_len = hc->target_len,
-		.proto = hc->line_unknown ? NULL
-			 : hc->minor	  ? "HTTP/1.1"
-					  : "HTTP/1.0",
+		.proto = hc->line_unknown ? NULL : proto,
 		.status = hc->status,
 		.bytes_in = hc->bytes_in,
 		.bytes_out = hc->bytes_out,

@@ -172,13 +172,13 @@ void http_note_unparsed_request(struct conn *c)
 	struct http_conn *hc = http_of(c);
 	const char *b = hc->rbuf;
 	size_t len = b ? hc->rlen : 0;
-	size_t m = visible_run(b, len), t = 0, v = 0;
+	size_t m = visible_run(b, len), t = 0;
 
 	hc->bytes_in = len;
 	if (m < len && b[m] == ' ')
 		t = visible_run(b + m + 1, len - m - 1);
-	v = m + 1 + t; /* where " HTTP/1.x" must start */
-	if (m && t && len - v >= 10 && memcmp(b + v, " HTTP/1.", 8) == 0 &&
+	size_t v = m + 1 + t; /* where " HTTP/1.x" and a line end must be */
+	if (m && t && v + 10 <= len && memcmp(b + v, " HTTP/1.", 8) == 0 &&
 	    (b[v + 8] == '0' || b[v + 8] == '1') && (b[v + 9] == '\r' || b[v + 9] == '\n')) {
 		hc->method_len = m < sizeof(hc->method) ? (uint16_t)m : sizeof(hc->method);
 		memcpy(hc->method, b, hc->method_len);
