@@ -154,6 +154,10 @@ static void refuse(struct worker *w, struct listen_sock *ls, int fd, const union
 		.ttfb_ms = -1,
 		.reason = close_reason_name(CR_MAX_CONNECTIONS),
 	};
+	/* What the client sent already would make close() answer with a
+	 * reset; taken out first, the client sees a plain end of stream. */
+	char junk[4096];
+	(void)recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
 	close(fd);
 	STAT_ADD(w->stats[ls->listener].refused, 1);
 	log_access(w->log, &r);
