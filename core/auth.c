@@ -6,7 +6,9 @@
  * libxcrypt with the worker's own struct crypt_data, so workers never share
  * crypt state. A bcrypt check takes a few milliseconds of the worker's time;
  * the cache makes that a cost of a user's first request per worker and
- * configuration, not of every request.
+ * configuration, not of every request. Refused credentials are remembered
+ * too (by a hash of the header value), and hashing is capped per second
+ * (AUTH_HASH_BUDGET_MS), so guessing cannot stall a worker.
  */
 #include "core/auth.h"
 
@@ -18,12 +20,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "balancer/lb.h"
 
-#define AUTH_CACHE_SLOTS 64
-#define AUTH_TOKEN_MAX	 256 /* longer base64 credentials are checked, not cached */
-#define AUTH_DECODED_MAX 768
+#define AUTH_CACHE_SLOTS   64
+#define AUTH_REFUSED_SLOTS 256
+#define AUTH_TOKEN_MAX	   256 /* longer base64 credentials are checked, not cached */
+#define AUTH_DECODED_MAX   768
 
 struct auth_user {
 	char *name;
@@ -43,9 +47,17 @@ struct auth_slot {
 	char token[AUTH_TOKEN_MAX];
 };
 
+/* A value refused recently: its lb_hash, for the db serial (0: empty). */
+struct auth_refused {
+	uint64_t serial, hash;
+};
+
 struct auth_cache {
 	struct crypt_data cd;
 	struct auth_slot slots[AUTH_CACHE_SLOTS];
+	struct auth_refused refused[AUTH_REFUSED_SLOTS];
+	uint64_t window_start_us; /* the current second of the hashing budget */
+	uint64_t spent_us; /* hashing done in it */
 };
 
 static _Atomic uint64_t next_serial = 1;
@@ -267,24 +279,49 @@ static bool same_secret(const char *a, const char *b)
 	return diff == 0;
 }
 
+static uint64_t monotonic_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* Whether AC may spend another hash in this second, starting a new second
+ * when the last one is over. */
+static bool budget_left(struct auth_cache *ac, uint64_t now_us)
+{
+	if (now_us - ac->window_start_us >= 1000000) {
+		ac->window_start_us = now_us;
+		ac->spent_us = 0;
+	}
+	return ac->spent_us < AUTH_HASH_BUDGET_MS * 1000;
+}
+
 /* Whether the decoded "user:password" in CRED is right. */
-static bool verify(struct auth_cache *ac, const struct auth_db *db, char *cred, size_t len)
+static enum auth_result verify(struct auth_cache *ac, const struct auth_db *db, char *cred,
+			       size_t len)
 {
 	char *colon = memchr(cred, ':', len);
 	const struct auth_user *u;
 
 	if (!colon || memchr(cred, '\0', len))
-		return false;
+		return AUTH_WRONG;
 	*colon = '\0';
 	cred[len] = '\0';
 	u = find_user(db, cred);
 	if (!u)
-		return false;
+		return AUTH_WRONG; /* costs nothing: no hash */
+	uint64_t t0 = monotonic_us();
+	if (!budget_left(ac, t0))
+		return AUTH_BUSY;
 	const char *h = crypt_rn(colon + 1, u->hash, &ac->cd, sizeof(ac->cd));
-	return h && same_secret(h, u->hash);
+	ac->spent_us += monotonic_us() - t0;
+	return h && same_secret(h, u->hash) ? AUTH_OK : AUTH_WRONG;
 }
 
-bool auth_check(struct auth_cache *ac, const struct auth_db *db, const char *value, size_t len)
+enum auth_result auth_check(struct auth_cache *ac, const struct auth_db *db, const char *value,
+			    size_t len)
 {
 	char cred[AUTH_DECODED_MAX + 1];
 	struct auth_slot *slot;
@@ -292,23 +329,31 @@ bool auth_check(struct auth_cache *ac, const struct auth_db *db, const char *val
 
 	if (!db || len < 6 || strncasecmp(value, "basic", 5) != 0 ||
 	    (value[5] != ' ' && value[5] != '\t'))
-		return false;
+		return AUTH_WRONG;
 	for (sp = 5; sp < len && (value[sp] == ' ' || value[sp] == '\t'); sp++)
 		;
 	value += sp;
 	len -= sp;
-	slot = &ac->slots[lb_hash(value, len) % AUTH_CACHE_SLOTS];
+	uint64_t hash = lb_hash(value, len);
+	slot = &ac->slots[hash % AUTH_CACHE_SLOTS];
 	if (slot->serial == db->serial && slot->len == len && memcmp(slot->token, value, len) == 0)
-		return true;
+		return AUTH_OK;
+	struct auth_refused *no = &ac->refused[(hash >> 8) % AUTH_REFUSED_SLOTS];
+	if (no->serial == db->serial && no->hash == hash)
+		return AUTH_WRONG; /* refused a moment ago: not hashed again */
 	int n = b64_decode(value, len, cred, AUTH_DECODED_MAX);
-	bool ok = n >= 0 && verify(ac, db, cred, (size_t)n);
+	enum auth_result r = n >= 0 ? verify(ac, db, cred, (size_t)n) : AUTH_WRONG;
 	explicit_bzero(cred, sizeof(cred));
-	if (!ok)
-		return false;
+	if (r == AUTH_WRONG) {
+		no->serial = db->serial;
+		no->hash = hash;
+	}
+	if (r != AUTH_OK)
+		return r;
 	if (len <= AUTH_TOKEN_MAX) {
 		slot->serial = db->serial;
 		slot->len = (uint16_t)len;
 		memcpy(slot->token, value, len);
 	}
-	return true;
+	return AUTH_OK;
 }

@@ -40,12 +40,23 @@ size_t auth_db_size(const struct auth_db *db);
 struct auth_cache *auth_cache_new(void);
 void auth_cache_free(struct auth_cache *ac);
 
+enum auth_result {
+	AUTH_OK,
+	AUTH_WRONG, /* malformed, unknown user, or wrong password */
+	AUTH_BUSY, /* not checked: this worker's hashing budget is spent */
+};
+
 /*
- * Whether VALUE[0, LEN), the value of a Proxy-Authorization field, carries
- * Basic credentials of a user of DB with the right password. Verified
- * credentials are remembered in AC, per DB; wrong ones are hashed every
- * time (so guessing stays as slow as the hash makes it).
+ * Checks VALUE[0, LEN), the value of a Proxy-Authorization field, for Basic
+ * credentials of a user of DB with the right password. Verified credentials
+ * are remembered in AC, per DB, and so are recently refused ones, so that
+ * neither is hashed again. Hashing new ones is capped at AUTH_HASH_BUDGET_MS
+ * per second of the worker's time: a flood of guesses must not stall the
+ * worker's other clients; past the cap the answer is AUTH_BUSY.
  */
-bool auth_check(struct auth_cache *ac, const struct auth_db *db, const char *value, size_t len);
+enum auth_result auth_check(struct auth_cache *ac, const struct auth_db *db, const char *value,
+			    size_t len);
+
+#define AUTH_HASH_BUDGET_MS 100
 
 #endif

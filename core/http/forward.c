@@ -241,8 +241,14 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 	if (!fw->auth && !(fw->auth = auth_cache_new()))
 		return "no_memory";
 	const struct http_header *hd = &h->headers[i];
-	if (!auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len))
+	switch (auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len)) {
+	case AUTH_OK:
+		break;
+	case AUTH_WRONG:
 		return "auth_failed";
+	case AUTH_BUSY:
+		return "auth_busy";
+	}
 	return NULL;
 }
 
@@ -397,10 +403,15 @@ void forward_begin(struct conn *c, const struct http_head *h)
 		return;
 	}
 	if ((why = check_auth(c, h))) {
+		/* Missing credentials are the first step of a normal exchange;
+		 * wrong ones end the connection, so guesses cannot be
+		 * pipelined on it. */
 		if (strcmp(why, "no_memory") == 0)
 			http_reply_ex(c, 500, why, true, NULL);
+		else if (strcmp(why, "auth_busy") == 0)
+			http_reply_ex(c, 503, why, true, "Retry-After: 1\r\n");
 		else
-			http_reply_ex(c, 407, why, false, AUTH_HEADER);
+			http_reply_ex(c, 407, why, strcmp(why, "auth_failed") == 0, AUTH_HEADER);
 		return;
 	}
 	if (f->tunnel && !port_allowed(lc, f->port)) {

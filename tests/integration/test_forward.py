@@ -616,10 +616,13 @@ def test_basic_auth(ctx):
     url = f"http://127.0.0.1:{b.port}/headers"
     m, closed = ask(port, proxy_get(url))
     expect_error(m, closed, 407, what="no credentials")
+    check(not closed, "a 407 for missing credentials closed the connection")
     check(m.get("proxy-authenticate") == 'Basic realm="fulcrum"', f"Proxy-Authenticate: {m!r}")
+    # Wrong credentials close the connection: guesses cannot be pipelined.
     for hdr in (basic("sha256", "wrong"), basic("nobody", "pw5"), "Bearer abc", "Basic !!!"):
-        m, _ = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {hdr}"]))
+        m, closed = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {hdr}"]))
         check(m.status == 407 and m.get("proxy-authenticate"), f"{hdr}: {m!r}")
+        expect_error(m, closed, 407, must_close=True, what=f"wrong credentials {hdr}")
     r = client(port)
     for user, pw in (("sha256", "pw5"), ("sha512", "pw6"), ("bcrypt", "pw2"), ("bcrypt", "pw2")):
         r.send(proxy_get(url, headers=[f"Proxy-Authorization: {basic(user, pw)}"]))

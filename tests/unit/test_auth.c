@@ -2,7 +2,8 @@
  * test_auth.c - unit tests of core/auth.c: htpasswd files with SHA-256,
  * SHA-512 and bcrypt entries (hashed here with libxcrypt), right and wrong
  * passwords, malformed Proxy-Authorization values, the per-worker cache
- * across reloads, and the load errors with their line numbers.
+ * (verified and refused values) across reloads, the hashing budget, and the
+ * load errors with their line numbers.
  */
 #include <criterion/criterion.h>
 
@@ -81,7 +82,7 @@ static bool check(struct auth_cache *ac, const struct auth_db *db, const char *u
 		  const char *password)
 {
 	char *v = basic(user, password);
-	bool ok = auth_check(ac, db, v, strlen(v));
+	bool ok = auth_check(ac, db, v, strlen(v)) == AUTH_OK;
 	free(v);
 	return ok;
 }
@@ -128,7 +129,7 @@ Test(auth, password_with_colons_and_scheme_case)
 	struct auth_cache *ac = auth_cache_new();
 	cr_expect(check(ac, db, "u", "a:b:c"));
 	/* "u:a:b:c" */
-	cr_expect(auth_check(ac, db, "bAsIc   dTphOmI6Yw==", 20));
+	cr_expect_eq(auth_check(ac, db, "bAsIc   dTphOmI6Yw==", 20), AUTH_OK);
 	auth_cache_free(ac);
 	auth_db_free(db);
 	free(h);
@@ -157,9 +158,10 @@ Test(auth, malformed_values_are_refused)
 		"Digest username=\"u\"",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		cr_expect(!auth_check(ac, db, bad[i], strlen(bad[i])), "accepted \"%s\"", bad[i]);
-	cr_expect(auth_check(ac, db, "Basic dTpwdw==", 14));
-	cr_expect(!auth_check(ac, NULL, "Basic dTpwdw==", 14));
+		cr_expect_eq(auth_check(ac, db, bad[i], strlen(bad[i])), AUTH_WRONG,
+			     "accepted \"%s\"", bad[i]);
+	cr_expect_eq(auth_check(ac, db, "Basic dTpwdw==", 14), AUTH_OK);
+	cr_expect_eq(auth_check(ac, NULL, "Basic dTpwdw==", 14), AUTH_WRONG);
 	auth_cache_free(ac);
 	auth_db_free(db);
 	free(h);
@@ -219,5 +221,45 @@ Test(auth, load_errors_name_the_line)
 	rc = auth_db_load("/nonexistent/htpasswd", &db, err, sizeof(err));
 	cr_expect_eq(rc, -ENOENT);
 	cr_expect(strstr(err, "cannot open"), "%s", err);
+	free(h);
+}
+
+/* (user, password) checked once: AUTH_OK, AUTH_WRONG or AUTH_BUSY. */
+static enum auth_result attempt(struct auth_cache *ac, const struct auth_db *db, const char *user,
+				const char *password)
+{
+	char *v = basic(user, password);
+	enum auth_result r = auth_check(ac, db, v, strlen(v));
+	free(v);
+	return r;
+}
+
+Test(auth, guessing_is_capped_and_refusals_remembered)
+{
+	char *h = hash_of("$5$", "right");
+	char text[512], err[256], guess[32];
+	int rc, hashed = 0;
+	enum auth_result r = AUTH_WRONG;
+
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_cache *ac = auth_cache_new();
+	cr_expect_eq(attempt(ac, db, "u", "right"), AUTH_OK, "verified, then remembered");
+	cr_expect_eq(attempt(ac, db, "u", "wrong-0"), AUTH_WRONG);
+	/* Distinct guesses are hashed until the second's budget is spent. */
+	for (int i = 1; i < 100000 && r != AUTH_BUSY; i++) {
+		snprintf(guess, sizeof(guess), "wrong-%d", i);
+		r = attempt(ac, db, "u", guess);
+		hashed += r == AUTH_WRONG;
+	}
+	cr_assert_eq(r, AUTH_BUSY, "guessing was never capped (%d guesses hashed)", hashed);
+	cr_expect_eq(attempt(ac, db, "u", "wrong-0"), AUTH_WRONG,
+		     "a refused value is answered from memory, not hashed (nor refused as busy)");
+	cr_expect_eq(attempt(ac, db, "u", "right"), AUTH_OK, "verified values still pass");
+	cr_expect_eq(attempt(ac, db, "nobody", "x"), AUTH_WRONG, "an unknown user costs no hash");
+	cr_expect_eq(attempt(ac, db, "u", "another"), AUTH_BUSY);
+	auth_cache_free(ac);
+	auth_db_free(db);
 	free(h);
 }
