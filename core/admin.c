@@ -478,8 +478,11 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		int fd = accept4(admin.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0)
 			return; /* EAGAIN, or a transient error: level-triggered */
-		struct admin_conn *ac =
-			admin.n_conns < ADMIN_MAX_CONNS ? calloc(1, sizeof(*ac)) : NULL;
+		/* Full: the oldest client makes room, so clients that open
+		 * connections and send nothing cannot lock /healthz out. */
+		if (admin.n_conns >= ADMIN_MAX_CONNS)
+			conn_end(container_of(admin.conns.next, struct admin_conn, node));
+		struct admin_conn *ac = calloc(1, sizeof(*ac));
 		if (!ac) {
 			close(fd);
 			continue;

@@ -7,7 +7,8 @@
  * a struct ev_handler as data.ptr; main_loop() calls the handler. Requests
  * are small (ADMIN_MAX_REQUEST, head and body), answered once, with
  * "Connection: close"; a client has ADMIN_TIMEOUT_MS to send its request and
- * take the answer.
+ * take the answer. Past ADMIN_MAX_CONNS clients the oldest is closed to make
+ * room for the newest.
  */
 #ifndef FULCRUM_ADMIN_H
 #define FULCRUM_ADMIN_H

@@ -666,6 +666,25 @@ def test_drain_survives_reload_in_a_maglev_pool(ctx):
           adm.server("p", victim)["state"] == "drain", f"states: {adm.status()['pools']}")
 
 
+def test_idle_admin_clients_cannot_lock_out_healthz(ctx):
+    """More silent admin connections than the API keeps: the oldest give way
+    and /healthz still answers at once."""
+    f, port, adm = start(ctx, [f"s1 127.0.0.1:{free_port()}"])
+    silent = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection(("127.0.0.1", adm.port), timeout=5 * SCALE)
+            s.sendall(b"GET /heal")
+            silent.append(s)
+        t0 = time.monotonic()
+        st, _, body = adm.call("GET", "/healthz")
+        check(st == 200 and body == b"ok", f"/healthz with 100 silent clients: {st} {body!r}")
+        check(time.monotonic() - t0 < 1.0 * SCALE, "/healthz waited")
+    finally:
+        for s in silent:
+            s.close()
+
+
 def test_reload_warnings_compare_with_what_runs(ctx):
     """Settings that wait for a restart are compared with what runs, not
     with the last file; a failed POST /reload logs its FILE:LINE errors."""
