@@ -271,7 +271,12 @@ static void finish_request(struct conn *c)
 	sbuf_put(c, hc);
 	hc->method_len = 0;
 	if (!hc->client_ka || c->w->draining) {
-		conn_close(c, CR_NONE);
+		/* A client still sending a body would get a reset on close,
+		 * which can destroy the answer in flight: drain it first. */
+		if (!hc->req_done)
+			linger(c);
+		else
+			conn_close(c, CR_NONE);
 		return;
 	}
 	/* Keep what the client pipelined after this request. */
@@ -446,6 +451,7 @@ static void exchange(struct conn *c)
 		 * body cannot be trusted to end where the server thinks. */
 		hc->client_ka = false;
 		hc->server_ka = false;
+		hc->reason = "answered_before_request_end";
 		finish_request(c);
 	}
 }

@@ -87,6 +87,10 @@ static int begin_response(struct conn *c, struct http_head *h)
 	}
 	if (c->w->draining)
 		hc->client_ka = false;
+	/* An answer before the request body ended: the client connection
+	 * ends with it (RFC 9112 §9.6), and says so. */
+	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
+		hc->client_ka = false;
 	hc->resp_left = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	if (hc->resp_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->resp_ch, TRAILER_MAX);

@@ -8,9 +8,9 @@ import threading
 import time
 
 from harness import SCALE, check, closed_port, free_port, wait_for
-from test_http import (Message, cbackend, chunk_encode, client, close_backends_first, expect_error, get,
-                       http_conf, ok_handler, parse_head, pyserver, read_chunked, read_request,
-                       read_response, roundtrip, wait_closed)
+from test_http import (Message, access_lines, cbackend, chunk_encode, client, close_backends_first,
+                       expect_error, get, http_conf, ok_handler, parse_head, pyserver, read_chunked,
+                       read_request, read_response, roundtrip, sender, wait_closed)
 
 
 def test_400_malformed(ctx):
@@ -432,6 +432,33 @@ def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
             post = (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
             statuses = sorted(roundtrip(port, post, wait_close=0)[0].status for _ in range(2))
             check(statuses == [200, 504], f"POST with a body: {statuses}, want one 504")
+
+
+def test_answer_before_request_body_ends(ctx):
+    """A server that answers while the client is still sending its body: the
+    answer says Connection: close and reaches the client whole (the rest of
+    the upload is drained, not reset), and the log gives a reason."""
+    def early(r, s):
+        r.until(b"\r\n\r\n")
+        r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nearly")
+        time.sleep(1)
+
+    srv = pyserver(ctx, early)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log}))
+    r = client(port)
+    body = b"x" * (8 << 20)
+    r.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+    t, _ = sender(r.s, body)  # more than the socket buffers take: still sending
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"early", f"the early answer: {m!r}")
+    check("close" in m.tokens("connection"), f"no Connection: close on it: {m!r}")
+    t.join(5 * SCALE)
+    r.close()
+    line = access_lines(log, 1)[0]
+    check('"POST /up HTTP/1.1" 200 ' in line and line.endswith(" answered_before_request_end"),
+          f"log line: {line!r}")
 
 
 def test_error_bursts_leave_fulcrum_serving(ctx):
