@@ -512,6 +512,16 @@ static void run(struct conn *c)
 }
 
 /* The deadline of the current phase, and what happens when it passes. */
+/* The exchange waits for the client: to send the rest of its request, or
+ * to take more of the answer (its socket is full; the server is not read
+ * meanwhile, so its silence is not its fault). */
+static bool waits_for_client(const struct conn *c)
+{
+	const struct http_conn *hc = http_of(c);
+
+	return !hc->req_done || (hc->resp_started && !c->cli.wr);
+}
+
 static uint64_t deadline(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
@@ -528,7 +538,7 @@ static uint64_t deadline(const struct conn *c)
 	case HP_CACHE_WAIT:
 		return c->last_active_ms + CACHE_HTTP_POLL_MS;
 	case HP_EXCHANGE:
-		if (hc->req_done && !hc->resp_done)
+		if (!waits_for_client(c) && !hc->resp_done)
 			return c->last_active_ms + hc->pool->cfg->server_timeout_ms;
 		return c->last_active_ms + lc->client_timeout_ms;
 	case HP_TUNNEL:
@@ -584,8 +594,13 @@ void http_on_timer(struct conn *c)
 				http_reply(c, 504, "server_timeout", false);
 			break;
 		}
-		hc->reason = hc->req_done ? "server_timeout" : "client_timeout";
-		conn_close(c, hc->req_done ? CR_SERVER_TIMEOUT : CR_CLIENT_TIMEOUT);
+		if (waits_for_client(c)) {
+			hc->reason = "client_timeout";
+			conn_close(c, CR_CLIENT_TIMEOUT);
+		} else {
+			hc->reason = "server_timeout";
+			conn_close(c, CR_SERVER_TIMEOUT);
+		}
 		return;
 	case HP_TUNNEL:
 		hc->reason = "tunnel_timeout";

@@ -165,7 +165,13 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 			}
 			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
 			    h->status != 101) {
-				/* An interim response (100 Continue): pass it on as is. */
+				/* An interim response (100 Continue): passed on as
+				 * is, but never to an HTTP/1.0 client (RFC 9110
+				 * §15.2). */
+				if (hc->minor == 0) {
+					hc->spos += (uint32_t)h->head_len;
+					continue;
+				}
 				http_outq_set(&hc->resp_out, hc->sbuf + hc->spos, h->head_len, NULL,
 					      0, NULL, 0);
 				hc->spos += (uint32_t)h->head_len;

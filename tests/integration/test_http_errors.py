@@ -461,6 +461,49 @@ def test_answer_before_request_body_ends(ctx):
           f"log line: {line!r}")
 
 
+def test_client_that_stops_reading_gets_client_timeout(ctx):
+    """A client that stops reading a long answer is the stalled side: it is
+    closed after client_timeout (not the shorter server_timeout), and the log
+    says client_timeout."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "500ms"},
+                          listener={"client_timeout": "2s"}))
+    r = client(port)
+    r.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    t0 = time.monotonic()
+    r.send(get("/?size=50000000"))
+    line = access_lines(log, 1, timeout=6)[0]
+    dt = time.monotonic() - t0
+    r.close()
+    check(line.endswith(" client_timeout"), f"log line: {line!r}")
+    check(1.8 <= dt <= 4 * SCALE, f"closed after {dt:.1f}s; client_timeout is 2s, server_timeout 0.5s")
+
+
+def test_no_interim_responses_to_http10_clients(ctx):
+    """RFC 9110 §15.2: a server's 103 Early Hints goes on to an HTTP/1.1
+    client, never to an HTTP/1.0 one, which gets only the final answer."""
+    def hints(r, s):
+        while read_request(r) is not None:
+            r.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                   b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, hints)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    for version, want_103 in ((b"1.1", True), (b"1.0", False)):
+        r = client(port)
+        r.send(b"GET / HTTP/" + version + b"\r\nHost: a\r\n\r\n")
+        first = read_response(r, keep_1xx=True)
+        got_103 = first.status == 103
+        final = read_response(r) if got_103 else first
+        r.close()
+        check(got_103 == want_103 and final.status == 200 and final.body == b"ok",
+              f"HTTP/{version.decode()}: first {first!r}, final {final!r}")
+
+
 def test_error_bursts_leave_fulcrum_serving(ctx):
     """Many bad clients at once (malformed, oversize, cut off) do not
     disturb good ones."""
