@@ -154,23 +154,19 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 	if (n <= 0) {
 		if (n == 0)
 			return 0;
-		int err = errno;
-		if (err == EAGAIN && h->pipe->len == 0) {
-			/* The socket is dry (a full pipe is flush's to sort
-			 * out). Keep no pipe while idle; if this run was small,
-			 * the bounce buffer is the cheaper path for the next. */
-			h->src->rd = false;
-			if (h->run < w->scratch_cap)
+		if (errno == EAGAIN) {
+			/* The socket is dry (or the pipe full, which flush sorts
+			 * out). Back to the cheap path for what comes next. */
+			if (h->pipe->len == 0) {
+				h->src->rd = false;
 				h->splice = false;
-			h->run = 0;
-			pipe_pool_put(&w->pipes, h->pipe);
-			h->pipe = NULL;
+				pipe_pool_put(&w->pipes, h->pipe);
+				h->pipe = NULL;
+			}
 		}
-		return -err;
+		return -errno;
 	}
 	h->pipe->len += (uint32_t)n;
-	if (h->run < UINT32_MAX - (uint32_t)n)
-		h->run += (uint32_t)n;
 	return n;
 }
 

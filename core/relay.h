@@ -7,9 +7,7 @@
  * one recv, one send, and nothing is held afterwards. As soon as a read fills
  * the bounce buffer the direction is a bulk stream and switches to splice(2)
  * through a pipe from the worker's pool, so bulk bytes never cross user
- * space. The pipe goes back to the pool whenever the source runs dry; the
- * direction returns to the bounce buffer only when that run of bytes was
- * small, so a stream that keeps coming in bulk is never copied again.
+ * space; it switches back (and returns the pipe) once the source runs dry.
  * Bytes that the destination could not take yet are kept in a buffer or the
  * pipe, and the source is not read again until they are gone.
  *
@@ -49,7 +47,6 @@ struct half {
 	uint32_t buf_off, buf_len;
 	struct pipe *pipe; /* splice mode only, and only while bytes wait */
 	bool splice; /* the source streams in bulk: use splice */
-	uint32_t run; /* bytes spliced since the source was last dry */
 	bool eof; /* the source has sent FIN */
 	bool shut; /* dst got shutdown(SHUT_WR) */
 	uint64_t left; /* bytes this direction may still move (body length);
