@@ -59,6 +59,11 @@ void http_note_unparsed_request(struct conn *c);
 /* Turns the absolute-form request line of H in rbuf into origin-form, in
  * place, and moves hc->head_start to it (call after the head is built). */
 void http_origin_form(struct http_conn *hc, const struct http_head *h);
+/* 1 when the request is all sent, 0 to wait, -1 after ending. */
+int http_send_request(struct conn *c);
+
+/* connect.c */
+
 /* Counts a failure of hc->server for passive health and logs WHAT failed. */
 void http_server_failed(struct conn *c, int err, const char *what);
 /* Whether the pool's retries allow another server. */
@@ -77,8 +82,6 @@ bool http_retry_stale(struct conn *c);
  * retries allow and one is left (SPEC §3). ERR and WHAT go to the log.
  * Whether it did. */
 bool http_retry_next(struct conn *c, int err, const char *what);
-/* 1 when the request is all sent, 0 to wait, -1 after ending. */
-int http_send_request(struct conn *c);
 
 /* response.c */
 

@@ -1,0 +1,203 @@
+/*
+ * connect.c - http mode, getting the request to a server (see proxy.h): a
+ * pooled connection or a new one, the connect's outcome, and the retries on
+ * other servers SPEC §3 allows (refused or timed-out connects; for
+ * idempotent requests without a body, also a server that closed or timed
+ * out before answering). Worker thread.
+ */
+#include "core/http/proxy_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/conn.h"
+#include "core/http/forward.h"
+#include "core/log.h"
+#include "core/pp_conn.h"
+#include "core/tls.h"
+#include "core/upstream.h"
+
+static void attach(struct conn *c, struct upstream *u)
+{
+	struct http_conn *hc = http_of(c);
+	hc->u = u;
+	u->s.c = c;
+	relay_half_init(&c->up, &c->cli, &u->s);
+	relay_half_init(&c->down, &u->s, &c->cli);
+}
+
+static void set_request_out(struct http_conn *hc)
+{
+	http_outq_set(&hc->req_out, hc->rbuf + hc->head_start, hc->head_end - hc->head_start,
+		      hc->req_extra.data, hc->req_extra.len, NULL, 0);
+}
+
+void http_server_failed(struct conn *c, int err, const char *what)
+{
+	struct http_conn *hc = http_of(c);
+	lb_server_failed(hc->server);
+	log_info("http %s: %s %s/%s (%s): %s", c->lc->name, what, hc->pool->name, hc->server->name,
+		 hc->server->addr.text, strerror(err));
+}
+
+bool http_can_retry(const struct conn *c)
+{
+	const struct http_conn *hc = http_of(c);
+	return hc->n_tried <= (unsigned)hc->pool->cfg->retries && hc->n_tried < HTTP_MAX_TRIES;
+}
+
+bool http_retry_next(struct conn *c, int err, const char *what)
+{
+	struct http_conn *hc = http_of(c);
+
+	/* Nothing of the answer may have come, and the request must be whole
+	 * in rbuf: no body (its bytes are gone), no tunnel being set up.
+	 * Forward mode tries an origin's addresses its own way. */
+	if (hc->fwd || !hc->u || hc->resp_started || hc->slen || hc->upgrade ||
+	    hc->req_body != HTTP_BODY_NONE || !http_method_is_idempotent(hc->method_id))
+		return false;
+	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried, hc->n_tried))
+		return false;
+	http_server_failed(c, err, what);
+	http_release_server(c, false);
+	hc->server = NULL;
+	hc->req_head_sent = false;
+	hc->req_done = false;
+	c->last_active_ms = c->w->now_ms; /* the next server's own timeouts */
+	http_connect_server(c);
+	return true;
+}
+
+/* Picks a server (unless sticky already did) and gets a connection to it:
+ * an idle pooled one, or a new one. */
+void http_connect_server(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	for (;;) {
+		struct lb_server *s = hc->server;
+		if (!s) {
+			struct lb_worker *lw = worker_lb(c->w, c->gen, -1);
+			for (size_t i = 0; i < c->gen->cfg->n_pools; i++)
+				if (c->gen->pools[i] == hc->pool)
+					lw = worker_lb(c->w, c->gen, (int)i);
+			s = lb_pick(hc->pool, lw, hc->key, hc->tried, hc->n_tried);
+			/* A retry moves a sticky client off the server that
+			 * failed: the answer pins it to the one that serves. */
+			if (hc->n_tried)
+				hc->set_cookie = true;
+		}
+		if (!s) {
+			if (hc->n_tried)
+				http_reply(c, 502, "connect_failed", false);
+			else
+				http_reply(c, 503, "no_server", false);
+			return;
+		}
+		hc->server = s;
+		hc->tried[hc->n_tried++] = s;
+		c->server = s;
+		c->server_held = true;
+		lb_server_get(s);
+
+		/* A tunnel's connection is its own: it never goes back to the pool,
+		 * so it does not come from there either. */
+		struct upstream *u = hc->connect_tunnel ? NULL : upstream_take_idle(c->w, s);
+		if (u) {
+			attach(c, u);
+			u->s.wr = true; /* an idle connection has room to write */
+			set_request_out(hc);
+			http_set_phase(c, HP_EXCHANGE);
+			return;
+		}
+		int err = 0;
+		u = upstream_connect(c->w, s, &err);
+		if (u) {
+			attach(c, u);
+			set_request_out(hc);
+			http_set_phase(c, HP_CONNECT);
+			timer_add(&c->w->timers, &c->timer,
+				  c->w->now_ms + hc->pool->cfg->connect_timeout_ms);
+			return;
+		}
+		if (!http_connect_failed(c, err, "connect_failed"))
+			return;
+	}
+}
+
+bool http_connect_failed(struct conn *c, int err, const char *reason)
+{
+	struct http_conn *hc = http_of(c);
+
+	http_server_failed(c, err, "connect to");
+	http_release_server(c, false);
+	hc->server = NULL;
+	if (http_can_retry(c))
+		return true;
+	http_reply(c, 502, reason, false);
+	return false;
+}
+
+void http_check_connect(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (!hc->u->s.wr)
+		return;
+	if (getsockopt(hc->u->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		err = errno;
+	if (err == 0)
+		err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
+	/* then TLS, when the pool has tls = on; forward mode's origins are plain
+	 * (https goes through CONNECT) and their pools are not the generation's */
+	if (err == 0 && !hc->fwd)
+		err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
+	if (err == 0) {
+		hc->u->connected = true;
+		/* A tunnel has nothing more to judge its server by; an exchange
+		 * clears the count only with a valid response (SPEC §4: invalid
+		 * responses count too, and the connect before each succeeds). */
+		if (hc->connect_tunnel) {
+			lb_server_passed(hc->server);
+			forward_established(c);
+		} else {
+			http_set_phase(c, HP_EXCHANGE);
+		}
+		return;
+	}
+	if (http_connect_failed(c, err, "connect_failed"))
+		http_connect_server(c);
+}
+
+/* A pooled connection failed before any response byte: the server closed
+ * it while it sat idle. Safe to send again on a fresh one when the request
+ * is idempotent and had no body. */
+bool http_retry_stale(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	if (!hc->u || !hc->u->reused || hc->slen || hc->resp_started)
+		return false;
+	if (!http_method_is_idempotent(hc->method_id) || hc->req_body != HTTP_BODY_NONE)
+		return false;
+	struct lb_server *s = hc->server;
+	http_release_server(c, false);
+	hc->n_tried--;
+	hc->server = s;
+	hc->req_head_sent = false;
+	hc->req_done = false;
+	int err = 0;
+	struct upstream *u = upstream_connect(c->w, s, &err);
+	if (!u)
+		return false;
+	c->server_held = true;
+	lb_server_get(s);
+	hc->tried[hc->n_tried++] = s;
+	attach(c, u);
+	set_request_out(hc);
+	http_set_phase(c, HP_CONNECT);
+	timer_add(&c->w->timers, &c->timer, c->w->now_ms + hc->pool->cfg->connect_timeout_ms);
+	return true;
+}
