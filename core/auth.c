@@ -20,9 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "balancer/lb.h"
+#include "core/util.h"
 
 #define AUTH_CACHE_SLOTS   64
 #define AUTH_REFUSED_SLOTS 256
@@ -279,14 +279,6 @@ static bool same_secret(const char *a, const char *b)
 	return diff == 0;
 }
 
-static uint64_t monotonic_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* Whether AC may spend another hash in this second, starting a new second
  * when the last one is over. */
 static bool budget_left(struct auth_cache *ac, uint64_t now_us)
@@ -312,11 +304,11 @@ static enum auth_result verify(struct auth_cache *ac, const struct auth_db *db, 
 	u = find_user(db, cred);
 	if (!u)
 		return AUTH_WRONG; /* costs nothing: no hash */
-	uint64_t t0 = monotonic_us();
+	uint64_t t0 = clock_us();
 	if (!budget_left(ac, t0))
 		return AUTH_BUSY;
 	const char *h = crypt_rn(colon + 1, u->hash, &ac->cd, sizeof(ac->cd));
-	ac->spent_us += monotonic_us() - t0;
+	ac->spent_us += clock_us() - t0;
 	return h && same_secret(h, u->hash) ? AUTH_OK : AUTH_WRONG;
 }
 

@@ -374,9 +374,8 @@ static void keep_restart_values(const struct cfg_global *run, struct cfg_global 
 	b->cpu_affinity = run->cpu_affinity;
 	copy_str(&b->user, run->user);
 	copy_str(&b->admin, run->admin);
-	char *text = b->admin_addr.text;
-	b->admin_addr = run->admin_addr;
-	b->admin_addr.text = text;
+	b->admin_addr.ss = run->admin_addr.ss;
+	b->admin_addr.len = run->admin_addr.len;
 	copy_str(&b->admin_addr.text, run->admin_addr.text);
 }
 
