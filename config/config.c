@@ -404,7 +404,7 @@ static void parse_file(struct cfg_loader *ld)
 	else if (rc > 0 && ld->errs->len == ld->first_err)
 		cfg_ld_err_at(ld, rc, "syntax error");
 	if (ferror(ld->file))
-		cfg_ld_err(ld, "read error");
+		cfg_ld_err(ld, "read error: %s", strerror(errno));
 }
 
 static void loader_free(struct cfg_loader *ld)
@@ -430,8 +430,11 @@ struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *
 	}
 	ld.cfg = cfg;
 	ld.file = fopen(path, "re");
-	if (!ld.file) {
-		cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
+	int err = ld.file ? cfg_check_readable(path) : -errno;
+	if (err < 0) {
+		if (ld.file)
+			fclose(ld.file);
+		cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(-err));
 		cfg_free(cfg);
 		return NULL;
 	}

@@ -340,25 +340,39 @@ static int p_check(struct cfg_loader *ld, void *obj, const char *value)
 	return rc < 0 ? -EINVAL : 0;
 }
 
-/* One option after "server = NAME HOST:PORT". 0, or -EINVAL when unknown. */
-static int server_option(struct cfg_server *srv, const char *opt)
+/* One option after "server = NAME HOST:PORT". 0, -EINVAL when unknown or
+ * bad, -EEXIST when SEEN (a mask of the kinds met so far) has its kind. */
+static int server_option(struct cfg_server *srv, const char *opt, unsigned *seen)
 {
+	enum { WEIGHT = 1, MAXCONN = 2, BACKUP = 4, DISABLED = 8, PROXY_PROTOCOL = 16 };
+	unsigned kind;
 	long long n;
 
-	if (strncmp(opt, "weight=", 7) == 0 && cfg_parse_int(opt + 7, 0, 256, &n) == 0)
+	if (strncmp(opt, "weight=", 7) == 0 && cfg_parse_int(opt + 7, 0, 256, &n) == 0) {
+		kind = WEIGHT;
 		srv->weight = (int)n;
-	else if (strncmp(opt, "maxconn=", 8) == 0 && cfg_parse_int(opt + 8, 0, INT_MAX, &n) == 0)
+	} else if (strncmp(opt, "maxconn=", 8) == 0 &&
+		   cfg_parse_int(opt + 8, 0, INT_MAX, &n) == 0) {
+		kind = MAXCONN;
 		srv->maxconn = (int)n;
-	else if (strcmp(opt, "backup") == 0)
+	} else if (strcmp(opt, "backup") == 0) {
+		kind = BACKUP;
 		srv->backup = true;
-	else if (strcmp(opt, "disabled") == 0)
+	} else if (strcmp(opt, "disabled") == 0) {
+		kind = DISABLED;
 		srv->disabled = true;
-	else if (strcmp(opt, "proxy_protocol=v1") == 0)
+	} else if (strcmp(opt, "proxy_protocol=v1") == 0) {
+		kind = PROXY_PROTOCOL;
 		srv->proxy_protocol = PROXY_PROTO_V1;
-	else if (strcmp(opt, "proxy_protocol=v2") == 0)
+	} else if (strcmp(opt, "proxy_protocol=v2") == 0) {
+		kind = PROXY_PROTOCOL;
 		srv->proxy_protocol = PROXY_PROTO_V2;
-	else
+	} else {
 		return -EINVAL;
+	}
+	if (*seen & kind)
+		return -EEXIST;
+	*seen |= kind;
 	return 0;
 }
 
@@ -438,9 +452,13 @@ static int p_server(struct cfg_loader *ld, void *obj, const char *value)
 	name = strtok_r(buf, " \t", &save);
 	addr = strtok_r(NULL, " \t", &save);
 	rc = server_identity(ld, p, &srv, name, addr);
+	unsigned seen = 0;
 	while (rc == 0 && (opt = strtok_r(NULL, " \t", &save))) {
-		rc = server_option(&srv, opt);
-		if (rc < 0)
+		rc = server_option(&srv, opt, &seen);
+		if (rc == -EEXIST)
+			cfg_ld_err(ld, "server option \"%s\" repeats an earlier one for server %s",
+				   opt, name);
+		else if (rc < 0)
 			cfg_ld_err(ld, "bad server option \"%s\" for server %s", opt, name);
 	}
 	if (rc == 0 && !(grown = cfg_grow(p->servers, p->n_servers, sizeof(*p->servers)))) {

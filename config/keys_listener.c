@@ -23,23 +23,13 @@
 
 static const char *const modes[] = {"tcp", "http", "forward", NULL};
 
-static bool is_port_zero(const struct cfg_addr *a)
-{
-	if (a->ss.ss_family == AF_INET)
-		return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
-	if (a->ss.ss_family == AF_INET6)
-		return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
-	return false;
-}
-
-/* Name of the listener already binding A, or NULL. Port 0 never collides. */
+/* Name of the listener already binding A (or an address it overlaps), or
+ * NULL. */
 static const char *bind_owner(const struct cfg *cfg, const struct cfg_addr *a)
 {
-	if (is_port_zero(a))
-		return NULL;
 	for (size_t i = 0; i < cfg->n_listeners; i++) {
 		for (size_t j = 0; j < cfg->listeners[i].n_binds; j++) {
-			if (cfg_addr_equal(&cfg->listeners[i].binds[j], a))
+			if (cfg_addr_overlaps(&cfg->listeners[i].binds[j], a))
 				return cfg->listeners[i].name;
 		}
 	}
@@ -58,7 +48,7 @@ static int l_bind(struct cfg_loader *ld, void *obj, const char *value)
 		return -EINVAL;
 	}
 	if ((owner = bind_owner(ld->cfg, &addr))) {
-		cfg_ld_err(ld, "duplicate bind \"%s\" (already in listener \"%s\")", value, owner);
+		cfg_ld_err(ld, "bind \"%s\" overlaps a bind of listener \"%s\"", value, owner);
 		cfg_addr_free(&addr);
 		return -EINVAL;
 	}

@@ -177,5 +177,9 @@ bool cfg_is_token(const char *s);
 /* 0 when PATH can be opened for reading and is not a directory, else -errno. */
 int cfg_check_readable(const char *path);
 bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b);
+/* Whether binding A and B at once must fail: the same unix path, or the
+ * same family and port with equal addresses or one of them the wildcard.
+ * Port 0 (any free port) never overlaps. */
+bool cfg_addr_overlaps(const struct cfg_addr *a, const struct cfg_addr *b);
 
 #endif

@@ -155,6 +155,29 @@ static void validate_route(struct cfg_loader *ld, size_t i)
 			      l->name);
 }
 
+/* The admin listener cannot share an address with a listener's bind. */
+static void validate_admin(struct cfg_loader *ld)
+{
+	const struct cfg *cfg = ld->cfg;
+	const struct cfg_global *g = &cfg->global;
+
+	if (!g->admin || !*g->admin)
+		return;
+	int line = cfg_key_line(ld, CFG_SEC_GLOBAL, 0, "admin");
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		const struct cfg_listener *l = &cfg->listeners[i];
+		for (size_t j = 0; j < l->n_binds; j++) {
+			if (!cfg_addr_overlaps(&g->admin_addr, &l->binds[j]))
+				continue;
+			cfg_ld_err_at(
+				ld, line > 0 ? line : cfg_key_line(ld, CFG_SEC_LISTENER, i, "bind"),
+				"admin %s%s overlaps bind %s of listener \"%s\"", g->admin,
+				line > 0 ? "" : " (the default)", l->binds[j].text, l->name);
+			return;
+		}
+	}
+}
+
 void cfg_validate(struct cfg_loader *ld, int workers_override)
 {
 	struct cfg *cfg = ld->cfg;
@@ -171,4 +194,5 @@ void cfg_validate(struct cfg_loader *ld, int workers_override)
 			      "too many listeners (at most %d)", CFG_MAX_LISTENERS);
 	for (size_t i = 0; i < cfg->n_routes; i++)
 		validate_route(ld, i);
+	validate_admin(ld);
 }

@@ -276,6 +276,31 @@ bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b)
 	return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+static bool is_any(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+}
+
+static in_port_t port_of(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)ss)->sin_port;
+	return ((const struct sockaddr_in6 *)ss)->sin6_port;
+}
+
+bool cfg_addr_overlaps(const struct cfg_addr *a, const struct cfg_addr *b)
+{
+	if (a->ss.ss_family != b->ss.ss_family)
+		return false; /* IPv6 sockets are bound IPV6_V6ONLY */
+	if (a->ss.ss_family == AF_UNIX)
+		return cfg_addr_equal(a, b);
+	if (port_of(&a->ss) == 0 || port_of(&a->ss) != port_of(&b->ss))
+		return false;
+	return is_any(&a->ss) || is_any(&b->ss) || cfg_addr_equal(a, b);
+}
+
 /* Trial division: table sizes are at most a few million, so this is quick. */
 bool cfg_is_prime(uint64_t n)
 {

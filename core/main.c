@@ -63,7 +63,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: fulcrum [-c FILE] [-t] [-w N] [-p PIDFILE] [-v] [-h]\n"
 		   "  -c FILE   configuration file (default: " DEFAULT_CONFIG ")\n"
 		   "  -t        check the configuration and exit (0 valid, 1 invalid)\n"
-		   "  -w N      override [global] workers\n"
+		   "  -w N      override [global] workers (1-1024, or auto)\n"
 		   "  -p FILE   write the master pid to FILE\n"
 		   "  -v        print the version and build features and exit\n"
 		   "  -h        print this help and exit\n");
@@ -94,6 +94,11 @@ static int parse_args(int argc, char **argv, struct options *o)
 			break;
 		case 'w': {
 			char *end;
+			if (strcmp(optarg, "auto") == 0) {
+				long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+				o->workers = cpus < 1 ? 1 : (int)(cpus > 1024 ? 1024 : cpus);
+				break;
+			}
 			long n = strtol(optarg, &end, 10);
 			if (*end || n < 1 || n > 1024) {
 				fprintf(stderr, "fulcrum: -w: bad worker count \"%s\"\n", optarg);
@@ -513,12 +518,15 @@ static void on_signals(struct process *p, struct stop_state *st)
 		case SIGHUP:
 			reload_on_signal(p);
 			break;
-		case SIGUSR1:
-			if (log_access_open(p->gen->cfg->global.access_log,
-					    p->gen->cfg->global.access_log_format) < 0)
-				log_error("SIGUSR1: cannot reopen the access log %s",
-					  p->gen->cfg->global.access_log);
+		case SIGUSR1: {
+			int err = log_access_open(p->gen->cfg->global.access_log,
+						  p->gen->cfg->global.access_log_format);
+			if (err < 0)
+				log_error("SIGUSR1: cannot reopen the access log %s (%s); "
+					  "still writing to the old one",
+					  p->gen->cfg->global.access_log, strerror(-err));
 			break;
+		}
 		case SIGUSR2:
 			if (st->stopping)
 				log_warn("SIGUSR2: already stopping; no upgrade");

@@ -346,7 +346,8 @@ class Fulcrum:
     def workers(self):
         """The worker count this process runs with (-w, [global] workers, auto)."""
         if "-w" in self.args:
-            return int(self.args[self.args.index("-w") + 1])
+            w = self.args[self.args.index("-w") + 1]
+            return os.sysconf("SC_NPROCESSORS_ONLN") if w == "auto" else int(w)
         m = re.search(r"^\s*workers\s*=\s*(\d+)\s*$", self.conf_text, re.M)
         return int(m.group(1)) if m else os.sysconf("SC_NPROCESSORS_ONLN")
 

@@ -130,6 +130,13 @@ def test_missing_config_file(ctx):
         check(path in lines[0], f"{args}: message does not name the file: {err!r}")
 
 
+def test_config_path_is_a_directory(ctx):
+    for args in (["-c", ctx.tmp], ["-t", "-c", ctx.tmp]):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 1, f"{args}: status {rc} for a directory")
+        check(f"{ctx.tmp}: cannot open: Is a directory" in err, f"{args}: stderr {err!r}")
+
+
 def test_port_in_use_exits_2(ctx):
     port = free_port()
     path = ctx.write("busy.ini", _valid_conf(port, free_port()))
@@ -202,6 +209,8 @@ def test_workers_flag(ctx):
     check(tdef - t1 == ncpu - 1, f"workers = auto on {ncpu} CPUs gives {tdef} threads, one worker {t1}")
     tauto = _threads_with(ctx, free_port(), b, [], workers="auto")
     check(tauto == tdef, f"workers = auto gives {tauto} threads, default {tdef}")
+    twauto = _threads_with(ctx, free_port(), b, ["-w", "auto"], workers=1)
+    check(twauto == tdef, f"-w auto gives {twauto} threads, default {tdef}")
 
 
 def _signal_exit(ctx, sig):
