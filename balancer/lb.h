@@ -90,6 +90,32 @@ struct lb_worker {
 struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,
 			  struct lb_server *const *tried, size_t n_tried);
 
+/* The servers one connection or request has tried (retries). The last
+ * LB_TRIED_KEEP of them are remembered for lb_pick to skip; n counts every
+ * try, so a `retries` longer than that may go back to the oldest. */
+#define LB_TRIED_KEEP 8
+struct lb_tried {
+	struct lb_server *s[LB_TRIED_KEEP];
+	uint8_t n; /* retries is at most 100 */
+};
+
+static inline void lb_tried_add(struct lb_tried *t, struct lb_server *s)
+{
+	t->s[t->n % LB_TRIED_KEEP] = s;
+	t->n++;
+}
+
+/* How many of t->s hold servers. */
+static inline size_t lb_tried_len(const struct lb_tried *t)
+{
+	return t->n < LB_TRIED_KEEP ? t->n : LB_TRIED_KEEP;
+}
+
+static inline struct lb_server *lb_tried_last(const struct lb_tried *t)
+{
+	return t->n ? t->s[(t->n - 1) % LB_TRIED_KEEP] : NULL;
+}
+
 /* Whether POOL has a usable server that is not among TRIED: a retry has
  * somewhere to go. */
 bool lb_has_untried(const struct lb_pool *pool, struct lb_server *const *tried, size_t n_tried);

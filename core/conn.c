@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "core/http/proxy.h"
@@ -75,6 +76,18 @@ void conn_side_event(struct side *s, uint32_t events)
 	if (s->io)
 		s->rd = s->wr = true;
 	c->ops->process(c);
+}
+
+bool conn_client_reset(const struct conn *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (!c->cli.hup)
+		return false;
+	if (getsockopt(c->cli.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return false;
+	return err != 0;
 }
 
 static void on_side_event(struct ev_handler *h, uint32_t events)
@@ -185,7 +198,7 @@ static const struct lb_server *logged_server(const struct conn *c)
 {
 	if (c->server)
 		return c->server;
-	return c->n_tried ? c->tried[c->n_tried - 1] : NULL;
+	return lb_tried_last(&c->tried);
 }
 
 static void log_conn(struct conn *c)
@@ -203,7 +216,7 @@ static void log_conn(struct conn *c)
 		.ttfb_ms = -1,
 		.reason = c->reason == CR_NONE ? NULL : close_reason_name(c->reason),
 	};
-	stats_conn_done(c->w, c->pool, c->n_tried);
+	stats_conn_done(c->w, c->pool, c->tried.n);
 	log_access(c->w->log, &r);
 }
 

@@ -58,8 +58,6 @@ const char *close_reason_name(enum close_reason r);
 enum conn_state { CONN_STATES(CS_ENUM) CS_COUNT };
 #undef CS_ENUM
 
-#define CONN_MAX_TRIES 8
-
 /* The client's address: IPv4, IPv6, or AF_UNIX (no address). */
 union conn_addr {
 	struct sockaddr sa;
@@ -100,8 +98,7 @@ struct conn {
 	struct lb_pool *pool;
 	struct lb_server *server; /* the last server chosen (kept for the log) */
 	bool server_held; /* c->server counts this conn in its active count */
-	struct lb_server *tried[CONN_MAX_TRIES];
-	uint8_t n_tried;
+	struct lb_tried tried;
 };
 
 /* Worker thread: takes ownership of the accepted socket FD. */
@@ -124,6 +121,10 @@ void conn_set_state(struct conn *c, enum conn_state s);
 /* The balancing key of the client's address (not its port): source hashing,
  * and the fallback of every hash key a request lacks (SPEC §4). */
 uint64_t conn_client_hash(const struct conn *c);
+/* Whether the client has reset its connection: checked while fulcrum waits
+ * on something else (a server's connect), so that the client does not hold
+ * its place, and a server slot, until then. A FIN alone is not a reset. */
+bool conn_client_reset(const struct conn *c);
 /* Worker thread: resumes a conn that ran out of budget or held a write back. */
 void conn_resume(struct conn *c);
 /* Worker thread: while an event batch runs, queues C to be resumed after it

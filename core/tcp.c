@@ -101,19 +101,19 @@ static int start_connect(struct conn *c, struct lb_server *s)
 static void connect_next(struct conn *c)
 {
 	for (;;) {
-		if (c->n_tried > (unsigned)c->pool->cfg->retries || c->n_tried >= CONN_MAX_TRIES) {
+		if (c->tried.n > (unsigned)c->pool->cfg->retries) {
 			conn_close(c, CR_CONNECT_FAILED);
 			return;
 		}
 		struct lb_worker *lw =
 			worker_lb(c->w, c->gen, (int)(c->pool->cfg - c->gen->cfg->pools));
-		struct lb_server *s =
-			lb_pick(c->pool, lw, conn_client_hash(c), c->tried, c->n_tried);
+		struct lb_server *s = lb_pick(c->pool, lw, conn_client_hash(c), c->tried.s,
+					      lb_tried_len(&c->tried));
 		if (!s) {
-			conn_close(c, c->n_tried ? CR_CONNECT_FAILED : CR_NO_SERVER);
+			conn_close(c, c->tried.n ? CR_CONNECT_FAILED : CR_NO_SERVER);
 			return;
 		}
-		c->tried[c->n_tried++] = s;
+		lb_tried_add(&c->tried, s);
 		c->server = s;
 		c->server_held = true;
 		lb_server_get(s);
@@ -203,6 +203,10 @@ static void check_connect(struct conn *c)
 void tcp_process(struct conn *c)
 {
 	if (c->state == CS_CONNECTING) {
+		if (conn_client_reset(c)) {
+			conn_close(c, CR_CLIENT_RESET);
+			return;
+		}
 		check_connect(c);
 		if (c->state != CS_RELAY)
 			return;

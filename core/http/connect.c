@@ -44,7 +44,7 @@ void http_server_failed(struct conn *c, int err, const char *what)
 bool http_can_retry(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
-	return hc->n_tried <= (unsigned)hc->pool->cfg->retries && hc->n_tried < HTTP_MAX_TRIES;
+	return hc->tried.n <= (unsigned)hc->pool->cfg->retries;
 }
 
 bool http_retry_next(struct conn *c, int err, const char *what)
@@ -57,7 +57,7 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	if (hc->fwd || !hc->u || hc->resp_started || hc->slen || hc->upgrade ||
 	    hc->req_body != HTTP_BODY_NONE || !http_method_is_idempotent(hc->method_id))
 		return false;
-	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried, hc->n_tried))
+	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried.s, lb_tried_len(&hc->tried)))
 		return false;
 	http_server_failed(c, err, what);
 	http_release_server(c, false);
@@ -82,21 +82,21 @@ void http_connect_server(struct conn *c)
 			for (size_t i = 0; i < c->gen->cfg->n_pools; i++)
 				if (c->gen->pools[i] == hc->pool)
 					lw = worker_lb(c->w, c->gen, (int)i);
-			s = lb_pick(hc->pool, lw, hc->key, hc->tried, hc->n_tried);
+			s = lb_pick(hc->pool, lw, hc->key, hc->tried.s, lb_tried_len(&hc->tried));
 			/* A retry moves a sticky client off the server that
 			 * failed: the answer pins it to the one that serves. */
-			if (hc->n_tried)
+			if (hc->tried.n)
 				hc->set_cookie = true;
 		}
 		if (!s) {
-			if (hc->n_tried)
+			if (hc->tried.n)
 				http_reply(c, 502, "connect_failed", false);
 			else
 				http_reply(c, 503, "no_server", false);
 			return;
 		}
 		hc->server = s;
-		hc->tried[hc->n_tried++] = s;
+		lb_tried_add(&hc->tried, s);
 		c->server = s;
 		c->server_held = true;
 		lb_server_get(s);
@@ -184,7 +184,7 @@ bool http_retry_stale(struct conn *c)
 		return false;
 	struct lb_server *s = hc->server;
 	http_release_server(c, false);
-	hc->n_tried--;
+	hc->tried.n--;
 	hc->server = s;
 	hc->req_head_sent = false;
 	hc->req_done = false;
@@ -194,7 +194,7 @@ bool http_retry_stale(struct conn *c)
 		return false;
 	c->server_held = true;
 	lb_server_get(s);
-	hc->tried[hc->n_tried++] = s;
+	lb_tried_add(&hc->tried, s);
 	attach(c, u);
 	set_request_out(hc);
 	http_set_phase(c, HP_CONNECT);

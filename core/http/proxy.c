@@ -139,9 +139,9 @@ static void count_response(struct http_conn *hc)
  * kept past their use). */
 static const struct lb_server *logged_server(const struct http_conn *hc)
 {
-	if (hc->server || hc->fwd || !hc->n_tried)
+	if (hc->server || hc->fwd || !hc->tried.n)
 		return hc->server;
-	return hc->tried[hc->n_tried - 1];
+	return lb_tried_last(&hc->tried);
 }
 
 static void log_request(struct conn *c)
@@ -169,7 +169,7 @@ static void log_request(struct conn *c)
 	};
 	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in);
 	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out);
-	stats_request_done(c->w, hc->pool, (uint64_t)r.total_ms, hc->n_tried);
+	stats_request_done(c->w, hc->pool, (uint64_t)r.total_ms, hc->tried.n);
 	log_access(c->w->log, &r);
 }
 
@@ -456,6 +456,18 @@ static void exchange(struct conn *c)
 	}
 }
 
+/* While a request waits on a name, another request's cache fill or a
+ * server's connect, a client that resets ends it at once rather than hold
+ * its place (and a server slot) until then. */
+static bool client_reset_while_waiting(struct conn *c)
+{
+	if (!conn_client_reset(c))
+		return false;
+	http_of(c)->reason = "client_reset";
+	conn_close(c, CR_CLIENT_RESET);
+	return true;
+}
+
 static void run(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -479,10 +491,16 @@ static void run(struct conn *c)
 			http_start_request(c);
 			break;
 		case HP_RESOLVE:
-			return; /* forward.c resumes the connection with the answer */
+			/* forward.c resumes the connection with the answer */
+			client_reset_while_waiting(c);
+			return;
 		case HP_CACHE_WAIT:
-			return; /* the timer tries again (http_on_timer) */
+			/* the timer tries again (http_on_timer) */
+			client_reset_while_waiting(c);
+			return;
 		case HP_CONNECT:
+			if (client_reset_while_waiting(c))
+				return;
 			http_check_connect(c);
 			if (hc->phase == HP_CONNECT)
 				return;

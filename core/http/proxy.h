@@ -27,6 +27,7 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
+#include "balancer/lb.h"
 #include "core/http/chunked.h"
 #include "core/http/parser.h"
 #include "core/http/rewrite.h"
@@ -55,7 +56,6 @@ enum http_phase { HTTP_PHASES(HP_ENUM) HP_COUNT };
 #undef HP_ENUM
 
 #define HTTP_LOG_TARGET_MAX 512
-#define HTTP_MAX_TRIES	    8
 
 /* A queue of slices to write to one socket. */
 struct outq {
@@ -103,8 +103,7 @@ struct http_conn {
 	/* where it goes */
 	struct lb_pool *pool;
 	struct lb_server *server;
-	struct lb_server *tried[HTTP_MAX_TRIES];
-	uint8_t n_tried;
+	struct lb_tried tried;
 	uint64_t key;
 	bool set_cookie; /* sticky: tell the client which server it got */
 

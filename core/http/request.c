@@ -399,7 +399,7 @@ void http_new_request(struct conn *c)
 	hc->reason = NULL;
 	hc->pool = NULL;
 	hc->server = NULL;
-	hc->n_tried = 0;
+	hc->tried.n = 0;
 	hc->set_cookie = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;

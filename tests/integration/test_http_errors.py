@@ -4,10 +4,11 @@ and Connection: close exactly when the connection closes."""
 
 import select
 import socket
+import struct
 import threading
 import time
 
-from harness import SCALE, check, closed_port, free_port, wait_for
+from harness import SCALE, check, closed_port, free_port, read_lines, wait_for
 from test_http import (Message, access_lines, cbackend, chunk_encode, client, close_backends_first,
                        expect_error, get, http_conf, ok_handler, parse_head, pyserver, read_chunked,
                        read_request, read_response, roundtrip, sender, wait_closed)
@@ -534,3 +535,22 @@ def test_error_bursts_leave_fulcrum_serving(ctx):
 
 
 close_backends_first(globals())
+
+
+def test_client_reset_while_connecting_is_closed_at_once(ctx):
+    """A client that sends a request and resets while the server's connect
+    is under way is closed at once and logged client_reset, not held (with
+    its server slot) until connect_timeout."""
+    bh = ctx.blackhole()
+    log = ctx.path("access.log")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [f"hole {bh.addr}"], glob={"access_log": log},
+                              pool={"connect_timeout": "10s", "retries": 0}))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.2)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 3 * SCALE,
+             what="a client_reset log line well before connect_timeout")
+    f.check_fds_settled(timeout=2 * SCALE)

@@ -1,12 +1,13 @@
 """tcp mode: relaying, half-close, concurrency, max_connections, timeouts (SPEC §3)."""
 
 import socket
+import struct
 import threading
 import time
 
 from harness import (SCALE, TestFailure, blob, check, closed_by_peer, closed_port, connect,
-                     echo_roundtrip, free_port, recv_all, recv_exact, recv_hash, recv_line, sha256,
-                     tcp_conf, wait_for)
+                     echo_roundtrip, free_port, read_lines, recv_all, recv_exact, recv_hash, recv_line,
+                     sha256, tcp_conf, wait_for)
 
 MIB = 1 << 20
 
@@ -278,6 +279,48 @@ def test_dead_server_refused_is_quick(ctx):
         t = closed_by_peer(s, 1.0 * SCALE)
         s.close()
         check(t is not None, "client not closed within 1s when every server refuses")
+
+
+def test_retries_past_eight_servers(ctx):
+    """retries = 10 with ten refusing servers ahead of a good one: each
+    client gets its eleven tries and reaches the good server (SPEC §3:
+    retried "up to `retries` times")."""
+    good = ctx.backend("name", name="good")
+    dead = [f"d{i} 127.0.0.1:{closed_port()}" for i in range(10)]
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, dead + [good.server_line()],
+                         pool={"retries": 10, "max_fails": 0}))
+    for i in range(3):
+        s = connect(_addr(port))
+        check(recv_line(s) == b"good\n", f"client {i} did not reach the 11th server")
+        s.close()
+
+
+def _reset(s):
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
+def test_client_reset_while_connecting_frees_its_place(ctx):
+    """A client that resets while the server's connect is under way is
+    closed at once and logged client_reset: it does not hold one of
+    max_connections until connect_timeout."""
+    bh = ctx.blackhole()
+    log = ctx.path("access.log")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}"],
+                             glob={"access_log": log, "max_connections": 3},
+                             pool={"connect_timeout": "10s", "retries": 0}))
+    for _ in range(3):
+        _reset(connect(_addr(port)))
+    wait_for(lambda: sum(" client_reset" in l for l in read_lines(log)) == 3, 3 * SCALE,
+             what="three client_reset log lines well before connect_timeout")
+    s = connect(_addr(port))
+    check(closed_by_peer(s, 0.5 * SCALE) is None,
+          "a new client was closed: the reset clients still hold max_connections")
+    _reset(s)
+    check(not any("max_connections" in l for l in read_lines(log)), "a client was refused")
+    f.check_fds_settled(timeout=3 * SCALE)
 
 
 def _rss_kib(pid):
