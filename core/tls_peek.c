@@ -9,6 +9,8 @@
  * re-parses of at most 16 KiB, and no buffer is held between events.
  * Edge-triggered epoll reports every segment that arrives, even though the
  * earlier ones are still unread, so waiting for the next event is enough.
+ * Bytes that are not TLS at all carry no SNI and go to the listener's pool;
+ * a ClientHello that never completes is closed at handshake_timeout.
  */
 #include "core/tls.h"
 
@@ -66,11 +68,17 @@ static void peek_step(struct conn *c)
 		else if (c->cli.hup)
 			refuse(c, "closed in the middle of a ClientHello");
 		return;
-	case TLS_HELLO_INVALID:
 	case TLS_HELLO_TOO_LARGE:
-		refuse(c,
-		       r == TLS_HELLO_INVALID ? "not a TLS ClientHello" : "ClientHello too large");
+		refuse(c, "ClientHello too large");
 		return;
+	case TLS_HELLO_INVALID:
+		/* Not TLS: no SNI, so no route matches (SPEC §2) and the
+		 * bytes go to the listener's pool, as a plain tcp listener
+		 * would send them. */
+		log_debug("tls: passthrough on %s: not a TLS ClientHello, no SNI to route by",
+			  c->lc->name);
+		hello.sni_len = 0;
+		break;
 	case TLS_HELLO_SNI:
 	case TLS_HELLO_NO_SNI:
 		break;

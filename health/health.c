@@ -219,8 +219,8 @@ static void sample_passive(struct hc_server *hs)
 
 		if (pc->max_fails > 0 && fails >= pc->max_fails) {
 			hs->ok_run = hs->fail_run = 0;
-			set_verdict(hs, false, "%d consecutive failures seen by traffic (passive)",
-				    fails);
+			set_verdict(hs, false, "%d consecutive failure%s seen by traffic (passive)",
+				    fails, fails == 1 ? "" : "s");
 			hs->passive_down = true;
 			atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
 		}

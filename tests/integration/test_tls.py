@@ -685,7 +685,9 @@ def test_garbage_hello(ctx):
         b"\x80\x2e\x01\x00\x02\x00\x15\x00\x00\x00\x10",  # SSLv2 hello
     ]
     for p in (port, pport):
-        for j in junk:
+        # The passthrough listener relays what is not TLS to its pool
+        # (test_passthrough_plain_client_uses_the_pool): only served after.
+        for j in junk if p == port else ():
             s = connect(("127.0.0.1", p))
             try:
                 s.sendall(j)
@@ -698,8 +700,35 @@ def test_garbage_hello(ctx):
         check(status == 200, f"port {p}: a good client after the garbage: {status} {err}")
     f.check_alive()
     log = f.stderr()
-    check("tls_handshake_failed" in log and "tls_bad_client_hello" in log,
+    check("tls_handshake_failed" in log,
           f"close reasons missing from the access log:\n{log[-2000:]}")
+
+
+def test_passthrough_plain_client_uses_the_pool(ctx):
+    """A tcp listener routing by SNI: a client that does not speak TLS has
+    no SNI, so no route matches and its bytes go, untouched, to the
+    listener's pool (SPEC §2 [route]: "no SNI = no match")."""
+    certs = make_certs(ctx)
+    echo = ctx.backend("echo", name="plain")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    pport = free_port()
+    conf = ini(glob_section({"access_log": "stderr"}),
+               ("pool p", {"check": "none", "server": f"s1 {echo.addr}"}),
+               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
+               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p"}),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    f = ctx.fulcrum(conf)
+    for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(3000)):
+        s = connect(("127.0.0.1", pport))
+        s.sendall(payload)
+        got = recv_exact(s, len(payload))
+        check(got == payload, f"plain bytes not relayed to the pool: {got[:40]!r}")
+        s.close()
+    status, body, err = curl(pport, "a.test", "/", cacert=certs.pem("ca"))
+    check(status == 200 and "pass" in body, f"the SNI route after plain clients: {status} {err}")
+    wait_for(lambda: f.stderr().count(" pt p/s1 ") >= 2, 3 * SCALE,
+             what="two log lines of plain clients relayed through pool p")
+    check(" 3000 3000 " in f.stderr(), "bytes of the plain client not counted in its log line")
 
 
 def _line_of(text, key):
