@@ -349,6 +349,25 @@ static bool any_matches(const struct acl_rules *rs, const struct target *t, bool
 	return false;
 }
 
+/* Whether a deny rule matches T. A connect to the unspecified address
+ * (0.0.0.0, ::) reaches this host, so such a target is denied by what
+ * denies the loopback address too. */
+static bool denied(const struct acl *a, const struct target *t, bool addr_only)
+{
+	static const uint8_t zero[16];
+
+	if (any_matches(&a->deny, t, addr_only))
+		return true;
+	if (!t->family || memcmp(t->addr, zero, t->family == AF_INET ? 4 : 16) != 0)
+		return false;
+	struct target lo = *t;
+	if (t->family == AF_INET)
+		memcpy(lo.addr, (const uint8_t[]){127, 0, 0, 1}, 4);
+	else
+		lo.addr[15] = 1;
+	return any_matches(&a->deny, &lo, addr_only);
+}
+
 bool acl_allows(const struct acl *a, const char *host, uint16_t port)
 {
 	struct target t = {.name = host, .name_len = strlen(host), .port = port};
@@ -362,7 +381,7 @@ bool acl_allows(const struct acl *a, const char *host, uint16_t port)
 		set_addr6(&t, a6);
 	else if (t.name_len && host[t.name_len - 1] == '.')
 		t.name_len--;
-	if (any_matches(&a->deny, &t, false))
+	if (denied(a, &t, false))
 		return false;
 	return a->allow.n == 0 || any_matches(&a->allow, &t, false);
 }
@@ -381,5 +400,5 @@ bool acl_denies_addr(const struct acl *a, const struct sockaddr *sa, uint16_t po
 	} else {
 		return false;
 	}
-	return any_matches(&a->deny, &t, true);
+	return denied(a, &t, true);
 }

@@ -21,7 +21,8 @@
  * pattern also matches every address the name resolves to - the caller asks
  * acl_denies_addr() for each. An IPv4-mapped IPv6 address (::ffff:a.b.c.d)
  * is matched as the IPv4 address it carries, so it cannot slip past an IPv4
- * deny.
+ * deny, and the unspecified address (0.0.0.0, ::), which connects to this
+ * host, is denied by whatever denies loopback (127.0.0.1, ::1) as well.
  *
  * Pure code: no I/O. An acl is built by the main thread and read-only after
  * that; any thread may match against it.

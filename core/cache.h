@@ -23,6 +23,7 @@
 #ifndef FULCRUM_CACHE_H
 #define FULCRUM_CACHE_H
 
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -94,6 +95,13 @@ struct cache_entry {
 	bool auth_ok; /* may answer requests with Authorization (RFC 9111 §3.5) */
 	bool pass; /* a marker: the key's last response was not storable (no head, no body) */
 	uint16_t status;
+	/* Forward mode: the origin address it came from, for the deny rules a
+	 * reload may add; sa_family 0 on http listeners. */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} origin;
 	uint64_t hash, scope;
 	uint64_t charge; /* bytes counted against the budget */
 	uint64_t stored_ms; /* monotonic clock when stored */

@@ -19,8 +19,8 @@
 /* Directives of the Cache-Control fields of one message that matter here. */
 struct cc {
 	bool any; /* at least one Cache-Control field */
-	bool no_store, no_cache, private_, public_, must_revalidate;
-	int64_t max_age, s_maxage; /* -1 when absent, -2 when present but invalid */
+	bool no_store, no_cache, private_, public_, must_revalidate, only_if_cached;
+	int64_t max_age, s_maxage, min_fresh; /* -1 when absent, -2 when present but invalid */
 };
 
 bool cache_status_is_storable(int status)
@@ -101,6 +101,12 @@ static void cc_directive(struct cc *cc, const char *el, size_t len)
 		int64_t s = directive_seconds(v, vlen);
 		if (cc->max_age == -1 || s < cc->max_age)
 			cc->max_age = s;
+	} else if (http_token_eq(el, nlen, "min-fresh")) {
+		int64_t s = directive_seconds(v, vlen);
+		if (s > cc->min_fresh)
+			cc->min_fresh = s;
+	} else if (http_token_eq(el, nlen, "only-if-cached")) {
+		cc->only_if_cached = true;
 	} else if (http_token_eq(el, nlen, "s-maxage")) {
 		int64_t s = directive_seconds(v, vlen);
 		if (cc->s_maxage == -1 || s < cc->s_maxage)
@@ -121,7 +127,7 @@ static void cc_add_field(struct cc *cc, const char *buf, const struct http_heade
 static void cc_init(struct cc *cc)
 {
 	memset(cc, 0, sizeof(*cc));
-	cc->max_age = cc->s_maxage = -1;
+	cc->max_age = cc->s_maxage = cc->min_fresh = -1;
 }
 
 static bool list_has(const char *buf, const struct http_header *hd, const char *token)
@@ -185,6 +191,9 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 		}
 	}
 	out->no_store = cc.no_store;
+	out->only_if_cached = cc.only_if_cached;
+	out->max_age_s = cc.max_age >= 0 ? cc.max_age : -1;
+	out->min_fresh_s = cc.min_fresh >= 0 ? cc.min_fresh : -1;
 	/* RFC 9111 §5.4: Pragma counts only when Cache-Control is absent. */
 	out->no_cache =
 		cc.no_cache || cc.max_age == 0 || cc.max_age == -2 || (!cc.any && pragma_no_cache);

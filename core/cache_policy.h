@@ -28,6 +28,8 @@ struct cache_req_policy {
 	bool conditional; /* If-None-Match, If-Modified-Since, If-Match, ... */
 	bool precondition; /* If-Match or If-Unmodified-Since: for the server to judge */
 	bool range; /* a Range field */
+	bool only_if_cached; /* answer from the cache or 504, never ask the server */
+	int64_t max_age_s, min_fresh_s; /* the client's limits on a stored answer; -1: none */
 	int if_none_match, if_modified_since; /* indexes of the first such fields, or -1 */
 };
 

@@ -30,6 +30,7 @@
 #include "core/cache_policy.h"
 #include "core/conn.h"
 #include "core/http/cache_fill.h"
+#include "core/http/forward.h"
 #include "core/http/proxy_internal.h"
 #include "core/tls.h"
 
@@ -313,6 +314,20 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 	return false;
 }
 
+/* The client's own limits on a stored answer (RFC 9111 §5.2.1.1 max-age,
+ * §5.2.1.3 min-fresh), in whole seconds as Age shows them. */
+static bool client_accepts(const struct cache_entry *e, const struct cache_req_policy *rp,
+			   uint64_t now_ms)
+{
+	int64_t age_ms = cache_entry_age_ms(e, now_ms);
+
+	if (rp->max_age_s >= 0 && age_ms / 1000 > rp->max_age_s)
+		return false;
+	if (rp->min_fresh_s >= 0 && (e->lifetime_ms - age_ms) / 1000 < rp->min_fresh_s)
+		return false;
+	return true;
+}
+
 bool cache_http_request(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
@@ -342,7 +357,15 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	struct cache_req rq = {.h = h, .buf = hc->rbuf};
 	bool stale = false;
 	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
-	if (e && !stale && !rp.no_cache && !e->pass) {
+	if (e && !e->pass && hc->fwd && e->origin.sa.sa_family &&
+	    forward_denies_origin(c, &e->origin.sa)) {
+		/* A reload denied where it came from since. */
+		cache_entry_put(e);
+		cache_fill_drop(hc);
+		http_reply_ex(c, 403, "denied_address", false, NULL);
+		return true;
+	}
+	if (e && !stale && !rp.no_cache && !e->pass && client_accepts(e, &rp, c->w->now_ms)) {
 		cache_fill_drop(hc); /* a wait for it is over */
 		if (rp.conditional &&
 		    cache_not_modified(&rp, h, hc->rbuf, e->head + e->etag_off, e->etag_len,
@@ -350,6 +373,14 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 		    serve_not_modified(c, e))
 			return true;
 		serve(c, e, h->method_id == HTTP_M_HEAD);
+		return true;
+	}
+	if (rp.only_if_cached) {
+		/* RFC 9111 §5.2.1.7: nothing stored will do, and the server
+		 * may not be asked. */
+		cache_entry_put(e);
+		cache_fill_drop(hc);
+		http_reply_ex(c, 504, "not_in_cache", false, NULL);
 		return true;
 	}
 	/* Stale, or the client wants it checked: ask the server whether it

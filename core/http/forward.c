@@ -241,7 +241,10 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 	if (!fw->auth && !(fw->auth = auth_cache_new()))
 		return "no_memory";
 	const struct http_header *hd = &h->headers[i];
-	switch (auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len)) {
+	enum auth_result r = auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len);
+	/* A hash can take long (bcrypt: ~100 ms): the log's times include it. */
+	c->w->now_ms = clock_ms();
+	switch (r) {
 	case AUTH_OK:
 		break;
 	case AUTH_WRONG:
@@ -289,6 +292,11 @@ static void fill_pool(struct fwd_conn *f)
 	f->pool.n_servers = n;
 	f->pool_cfg.retries = (int)n - 1;
 	f->pool_cfg.keepalive = o->listed ? FWD_KEEPALIVE : 0;
+}
+
+bool forward_denies_origin(const struct conn *c, const struct sockaddr *sa)
+{
+	return acl_denies_addr(c->lc->acl, sa, c->http->fwd->port);
 }
 
 static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_answer *a)

@@ -31,14 +31,20 @@
 #ifndef FULCRUM_HTTP_FORWARD_H
 #define FULCRUM_HTTP_FORWARD_H
 
+#include <stdbool.h>
+
 struct conn;
 struct fwd_conn;
 struct http_head;
+struct sockaddr;
 struct worker;
 
 /* A complete request head H is in the connection's read buffer (its body
  * framing already noted by the proxy): check it, and send it on or answer. */
 void forward_begin(struct conn *c, const struct http_head *h);
+/* Whether the forward listener's deny rules now refuse the origin address
+ * SA for this request's port (a cache hit fetched from there earlier). */
+bool forward_denies_origin(const struct conn *c, const struct sockaddr *sa);
 /* The connection to a CONNECT's origin is up: answer 200, then tunnel. */
 void forward_established(struct conn *c);
 /* The resolve phase's deadline (connect_timeout) has passed. */

@@ -39,6 +39,26 @@ bool http_is_keep_alive(const struct http_head *h)
 	return h->version_minor == 1 || h->conn_keep_alive;
 }
 
+bool http_client_keep_alive(const struct http_head *h, const char *buf, bool proxy)
+{
+	int i;
+
+	if (!proxy || h->conn_close || h->conn_keep_alive ||
+	    (i = http_header_find(h, buf, "proxy-connection", 0)) < 0)
+		return http_is_keep_alive(h);
+	const struct http_header *hd = &h->headers[i];
+	const char *el;
+	size_t el_len, pos = 0;
+	bool ka = h->version_minor == 1;
+	while (http_list_next(buf + hd->value.off, hd->value.len, &pos, &el, &el_len)) {
+		if (http_token_eq(el, el_len, "close"))
+			return false;
+		if (http_token_eq(el, el_len, "keep-alive"))
+			ka = true;
+	}
+	return ka;
+}
+
 bool http_method_is_idempotent(enum http_method m)
 {
 	switch (m) {

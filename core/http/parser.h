@@ -217,6 +217,10 @@ enum http_body http_response_body(const struct http_head *resp, enum http_method
 
 /* Whether the connection may carry another message after this one. */
 bool http_is_keep_alive(const struct http_head *h);
+/* The same for a client's request; PROXY (a forward listener): without a
+ * Connection field, the Proxy-Connection field older clients send instead
+ * (curl -0 -x: "Proxy-Connection: Keep-Alive") is honoured, as Squid does. */
+bool http_client_keep_alive(const struct http_head *h, const char *buf, bool proxy);
 
 /* The host a request is for: an absolute target's authority (RFC 9112
  * §3.2.2: the Host field is then ignored), else the Host field. */

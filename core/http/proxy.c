@@ -144,6 +144,18 @@ static const struct lb_server *logged_server(const struct http_conn *hc)
 	return lb_tried_last(&hc->tried);
 }
 
+/* Adds what the request moved since the last call to the listener's byte
+ * counters. */
+static void count_bytes(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in - hc->counted_in);
+	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out - hc->counted_out);
+	hc->counted_in = hc->bytes_in;
+	hc->counted_out = hc->bytes_out;
+}
+
 static void log_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -153,7 +165,7 @@ static void log_request(struct conn *c)
 		.start_wall_ms = hc->req_start_wall_ms,
 		.client = &c->peer.sa,
 		.listener = c->lc->name,
-		.pool = hc->pool ? hc->pool->name : NULL,
+		.pool = hc->pool && !hc->fwd ? hc->pool->name : NULL, /* forward: no pool */
 		.server = srv ? srv->name : NULL,
 		.method = hc->line_unknown ? NULL : hc->method,
 		.method_len = hc->method_len,
@@ -167,8 +179,7 @@ static void log_request(struct conn *c)
 		.ttfb_ms = hc->ttfb_ms,
 		.reason = hc->reason,
 	};
-	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in);
-	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out);
+	count_bytes(c);
 	stats_request_done(c->w, hc->pool, (uint64_t)r.total_ms, hc->tried.n);
 	log_access(c->w->log, &r);
 }
@@ -196,7 +207,7 @@ void http_release_server(struct conn *c, bool reuse)
 void http_conn_free(struct conn *c, struct http_conn *hc)
 {
 	if (hc->phase != HP_IDLE && hc->phase != HP_LINGER && hc->method_len) {
-		if (!hc->reason)
+		if (!hc->reason && c->reason != CR_NONE)
 			hc->reason = close_reason_name(c->reason);
 		log_request(c);
 	}
@@ -305,8 +316,10 @@ static void run_tunnel(struct conn *c)
 
 	hc->bytes_in += c->up.bytes - in;
 	hc->bytes_out += c->down.bytes - out;
-	if (c->up.bytes != in || c->down.bytes != out)
+	if (c->up.bytes != in || c->down.bytes != out) {
 		c->last_active_ms = c->w->now_ms;
+		count_bytes(c); /* a tunnel may live for hours: count as it goes */
+	}
 	if (up == RELAY_ERROR || down == RELAY_ERROR) {
 		const struct half *bad = up == RELAY_ERROR ? &c->up : &c->down;
 		bool client = (bad->err_on_src ? bad->src : bad->dst) == &c->cli;

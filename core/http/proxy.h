@@ -120,6 +120,7 @@ struct http_conn {
 	struct rewrite_extra resp_extra;
 
 	uint64_t bytes_in, bytes_out; /* this request's, heads included */
+	uint64_t counted_in, counted_out; /* of those, already in the listener's stats */
 	char reply[512]; /* a response of fulcrum's own */
 	bool reply_close;
 	const char *reason; /* why this request ended early, for the log */

@@ -341,7 +341,7 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	copy_log_fields(hc, h, hc->rbuf);
 	hc->bytes_in = h->head_len;
 	hc->rpos = (uint32_t)h->head_len;
-	hc->client_ka = http_is_keep_alive(h);
+	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD);
 	hc->req_body = http_request_body(h);
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	hc->upgrade = h->has_upgrade && h->conn_upgrade;
@@ -412,6 +412,7 @@ void http_new_request(struct conn *c)
 	hc->rsend = 0;
 	hc->ttfb_ms = -1;
 	hc->bytes_in = hc->bytes_out = 0;
+	hc->counted_in = hc->counted_out = 0;
 }
 
 /* Looks for a complete request head in rbuf and starts it. */

@@ -707,4 +707,51 @@ def test_slow_client_keeps_entry_through_eviction(ctx):
     check(is_miss(fetch(port, "/slow")), "/slow was not evicted meanwhile")
 
 
+def test_request_cache_control_limits(ctx):
+    """RFC 9111 §5.2.1: the client's max-age and min-fresh limit what the
+    cache may answer with; only-if-cached never asks the server (504)."""
+    o = Origin(ctx)
+    o.route("/rq", headers=["Cache-Control: max-age=100", "Age: 5"], body=b"rq")
+    _, port = start(ctx, o)
+    check(is_miss(fetch(port, "/rq")), "first /rq")
+    m = fetch(port, "/rq", ["Cache-Control: max-age=10"])
+    check(is_hit(m), f"max-age=10 on an entry 5 s old: {m!r}")
+    m = fetch(port, "/rq", ["Cache-Control: max-age=3"])
+    check(is_miss(m), f"max-age=3 on an entry 5 s old was answered from the cache: {m!r}")
+    m = fetch(port, "/rq", ["Cache-Control: min-fresh=10"])
+    check(is_hit(m), f"min-fresh=10 with 95 s of freshness left: {m!r}")
+    m = fetch(port, "/rq", ["Cache-Control: min-fresh=200"])
+    check(is_miss(m), f"min-fresh=200 with 95 s left was answered from the cache: {m!r}")
+    asked = o.count("/rq")
+    m = fetch(port, "/rq", ["Cache-Control: only-if-cached"])
+    check(is_hit(m), f"only-if-cached on a stored URL: {m!r}")
+    m = fetch(port, "/nothing-here", ["Cache-Control: only-if-cached"])
+    check(m.status == 504 and x_cache(m) == [], f"only-if-cached on a URL not stored: {m!r}")
+    check(o.count("/nothing-here") == 0 and o.count("/rq") == asked,
+          "only-if-cached asked the server")
+
+
+def test_forward_hit_checks_deny_after_reload(ctx):
+    """A stored response is not served once a reload denies the address it
+    came from (SPEC §2: a deny address pattern applies to every address a
+    name resolves to); the hit answers 403 as a fetch would."""
+    o = Origin(ctx)
+    o.route("/d", headers=["Cache-Control: max-age=300"], body=b"internal")
+    port = free_port()
+    g = {"workers": 1, "admin": "", "access_log": "off"}
+    listener = {"bind": f"127.0.0.1:{port}", "mode": "forward", "cache": "1m"}
+    f = ctx.fulcrum(ini(("global", g), ("listener f", listener)))
+    url = f"http://localhost:{o.srv.port}/d"
+    a = fetch(port, url, host=f"localhost:{o.srv.port}")
+    b = fetch(port, url, host=f"localhost:{o.srv.port}")
+    check(is_miss(a) and is_hit(b) and b.body == b"internal", f"{a!r} {b!r}")
+    listener["deny"] = ["127.0.0.0/8", "[::1]"]
+    with open(f.conf_path, "w") as fh:
+        fh.write(ini(("global", g), ("listener f", listener)))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: fetch(port, url, host=f"localhost:{o.srv.port}").status == 403, 3 * SCALE,
+             interval=0.05, what="403 for the stored response after the reload")
+    check(o.count("/d") == 1, f"origin asked {o.count('/d')} times")
+
+
 close_backends_first(globals())

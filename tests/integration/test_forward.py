@@ -13,6 +13,7 @@ fulcrum is pointed at with FULCRUM_DNS_SERVERS.
 
 import base64
 import ctypes
+import json
 import os
 import socket
 import ssl
@@ -20,6 +21,7 @@ import struct
 import subprocess
 import threading
 import time
+import urllib.request
 
 from harness import (SCALE, Skip, check, closed_port, connect, free_port, has_ipv6, ini,
                      read_lines, recv_all, recv_exact, wait_for)
@@ -591,7 +593,7 @@ def test_bad_acl_pattern_is_a_config_error(ctx):
 _libcrypt = None
 
 
-def crypt_hash(prefix, password):
+def crypt_hash(prefix, password, cost=None):
     """A crypt(3) hash of PASSWORD with method PREFIX, by libxcrypt."""
     global _libcrypt
     if _libcrypt is None:
@@ -600,7 +602,9 @@ def crypt_hash(prefix, password):
         _libcrypt.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
         _libcrypt.crypt.restype = ctypes.c_char_p
         _libcrypt.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-    setting = _libcrypt.crypt_gensalt(prefix.encode(), 5 if prefix.startswith("$2") else 0, None, 0)
+    if cost is None:
+        cost = 5 if prefix.startswith("$2") else 0
+    setting = _libcrypt.crypt_gensalt(prefix.encode(), cost, None, 0)
     return _libcrypt.crypt(password.encode(), setting).decode()
 
 
@@ -820,6 +824,102 @@ def test_two_workers_many_clients(ctx):
     for t in threads:
         t.join(30 * SCALE)
     check(not errors, f"{len(errors)} failures, first: {errors[:3]}")
+
+
+def test_failed_login_time_is_logged(ctx):
+    """The log's total_ms of a refused login includes the hashing (a
+    costly bcrypt entry takes tens of milliseconds)."""
+    b = cbackend(ctx, "b1")
+    log = ctx.path("access.log")
+    htpasswd = ctx.write("htpasswd", f"slow:{crypt_hash('$2y$', 'right', cost=11)}\n")
+    port = free_port()
+    start(ctx, port, listener={"auth": f"basic {htpasswd}"}, glob={"access_log": log})
+    t0 = time.monotonic()
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{b.port}/",
+                               headers=[f"Proxy-Authorization: {basic('slow', 'wrong')}"]))
+    took_ms = (time.monotonic() - t0) * 1000
+    check(m.status == 407, f"wrong password: {m!r}")
+    line = access_lines(log, 1)[0]
+    logged = int(line.split(" ")[-3])
+    check(took_ms > 20, f"bcrypt cost 11 took only {took_ms:.0f} ms: cannot tell")
+    check(logged >= took_ms / 3, f"total_ms {logged} for a login that took {took_ms:.0f} ms: {line}")
+
+
+def test_json_log_nulls_and_tunnel_bytes_counted_live(ctx):
+    """Forward lines in the JSON log have "pool": null (there is no pool)
+    and a tunnel's normal end "reason": null; the listener's byte counters
+    grow while a CONNECT tunnel is open, not only when it closes."""
+    b = cbackend(ctx, "b1")
+    echo = ctx.backend("echo")
+    log = ctx.path("access.log")
+    aport, port = free_port(), free_port()
+    start(ctx, port, listener={"connect_ports": "*"},
+          glob={"access_log": log, "access_log_format": "json", "admin": f"127.0.0.1:{aport}"})
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{b.port}/"))
+    check(m.status == 200, f"absolute-form GET: {m!r}")
+
+    def received():
+        with urllib.request.urlopen(f"http://127.0.0.1:{aport}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        for line in text.splitlines():
+            if line.startswith('fulcrum_listener_bytes_received_total{listener="f"}'):
+                return int(float(line.split()[-1]))
+        return 0
+
+    before = received()
+    r, m = connect_via(port, f"127.0.0.1:{echo.port}")
+    check(m.status == 200, f"CONNECT: {m!r}")
+    payload = b"t" * 200000
+    r.send(payload)
+    check(r.exact(len(payload)) == payload, "echo through the tunnel")
+    wait_for(lambda: received() - before >= len(payload), 3 * SCALE, interval=0.1,
+             what="tunnel bytes in the listener's counter while the tunnel is open")
+    r.close()
+    lines = [json.loads(l) for l in access_lines(log, 2)]
+    for rec in lines:
+        check(rec["pool"] is None, f"pool on a forward line: {rec}")
+    tunnel = [rec for rec in lines if rec["method"] == "CONNECT"]
+    check(len(tunnel) == 1 and tunnel[0]["reason"] is None, f"the tunnel's line: {lines}")
+
+
+def test_proxy_connection_from_clients(ctx):
+    """Without a Connection field, a forward listener honours the
+    Proxy-Connection field older clients send (curl -0 -x), as Squid does:
+    keep-alive keeps an HTTP/1.0 client's connection, close closes an
+    HTTP/1.1 one. The field itself is never forwarded."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    start(ctx, port)
+    url = f"http://127.0.0.1:{b.port}/headers"
+    r = client(port)
+    for i in range(2):
+        r.send(proxy_get(url, version="HTTP/1.0", headers=["Proxy-Connection: Keep-Alive"]))
+        m = read_response(r)
+        check(m.status == 200 and m.get("connection") == "keep-alive", f"1.0 request {i}: {m!r}")
+        _, fields = headers_seen(m)
+        check("proxy-connection" not in fields, f"Proxy-Connection reached the origin: {fields}")
+    r.close()
+    m, closed = ask(port, proxy_get(url, headers=["Proxy-Connection: close"]))
+    check(m.status == 200 and m.get("connection") == "close" and closed,
+          f"HTTP/1.1 with Proxy-Connection: close: {m!r}, closed {closed}")
+    m, closed = ask(port, proxy_get(url, version="HTTP/1.0"))
+    check(m.get("connection") == "close" and closed, f"plain HTTP/1.0: {m!r}")
+    p = curl("-0", "-x", f"http://127.0.0.1:{port}", url, url, "-v", "-o", "/dev/null")
+    check(b"Re-using existing connection" in p.stderr or b"Reusing existing connection" in p.stderr,
+          f"curl -0 -x did not keep its connection: {p.stderr[-600:]!r}")
+
+
+def test_unspecified_address_is_denied_like_loopback(ctx):
+    """A connect to 0.0.0.0 reaches this host: a deny of loopback denies it
+    too, by CONNECT and by absolute-form request."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    start(ctx, port, listener={"connect_ports": "*", "deny": ["127.0.0.0/8", "[::1]"]})
+    r, m = connect_via(port, f"0.0.0.0:{b.port}")
+    check(m.status == 403, f"CONNECT 0.0.0.0: {m!r}")
+    r.close()
+    m, _ = ask(port, proxy_get(f"http://0.0.0.0:{b.port}/"))
+    check(m.status == 403, f"GET http://0.0.0.0/: {m!r}")
 
 
 close_backends_first(globals())

@@ -282,3 +282,23 @@ Test(acl, deny_star_with_port_denies_addresses_on_that_port)
 	cr_expect(!denies(a, "1.2.3.4", 26));
 	acl_free(a);
 }
+
+Test(acl, unspecified_address_is_denied_with_loopback)
+{
+	static const char *const deny[] = {"127.0.0.0/8", "[::1]", NULL};
+	struct acl *a = make(NULL, deny);
+
+	/* connect() to 0.0.0.0 or :: reaches this host */
+	cr_expect(!acl_allows(a, "0.0.0.0", 80));
+	cr_expect(!acl_allows(a, "::", 80));
+	cr_expect(!acl_allows(a, "::ffff:0.0.0.0", 80));
+	cr_expect(denies(a, "0.0.0.0", 80));
+	cr_expect(denies(a, "::", 80));
+	cr_expect(acl_allows(a, "0.0.0.1", 80));
+	acl_free(a);
+
+	static const char *const deny_other[] = {"10.0.0.0/8", NULL};
+	a = make(NULL, deny_other);
+	cr_expect(acl_allows(a, "0.0.0.0", 80));
+	acl_free(a);
+}
