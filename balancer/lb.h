@@ -165,9 +165,18 @@ static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t
 /* Traffic's verdicts for max_fails: a failed connection or an invalid
  * response, and a success that ends the run. The success reads before it
  * writes, so servers that keep succeeding cost no shared cache-line writes. */
-static inline void lb_server_failed(struct lb_server *s)
+/* A failure seen by traffic (SPEC §4 passive health). The one that makes
+ * MAX_FAILS (0: off) in a row takes an up server out of rotation at once;
+ * the health thread then logs the verdict, publishes it and, after
+ * fail_timeout or by its checks, brings the server back. */
+static inline void lb_server_failed(struct lb_server *s, int max_fails)
 {
-	atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
+	int n = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
+	if (max_fails > 0 && n >= max_fails) {
+		int up = SRV_UP;
+		atomic_compare_exchange_strong_explicit(&s->state, &up, SRV_DOWN,
+							memory_order_relaxed, memory_order_relaxed);
+	}
 }
 
 static inline void lb_server_passed(struct lb_server *s)

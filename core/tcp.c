@@ -45,20 +45,18 @@ static void connect_next(struct conn *c);
 
 static void connect_failed(struct conn *c, int err);
 
+/* The TCP connect is up: the PROXY header, when the server wants one, goes
+ * first, then TLS starts when the pool has tls = on. */
+static int connected_tcp(struct conn *c)
+{
+	int err = pp_send_header(c, c->server, c->srv.fd);
+	if (err < 0)
+		return err;
+	return tls_server_side(&c->srv, c->gen, c->pool, c->server);
+}
+
 static void connected(struct conn *c)
 {
-	/* The PROXY header, when the server wants one, goes first. */
-	int err = pp_send_header(c, c->server, c->srv.fd);
-	if (err < 0) {
-		connect_failed(c, -err);
-		return;
-	}
-	/* TLS to the server (pool tls = on) starts inside the relay's first
-	 * read or write. */
-	if (tls_server_side(&c->srv, c->gen, c->pool, c->server) < 0) {
-		conn_close(c, CR_NO_MEMORY);
-		return;
-	}
 	lb_server_passed(c->server);
 	conn_set_state(c, CS_RELAY);
 	c->last_active_ms = c->w->now_ms;
@@ -67,7 +65,7 @@ static void connected(struct conn *c)
 
 static void connect_failed(struct conn *c, int err)
 {
-	lb_server_failed(c->server);
+	lb_server_failed(c->server, c->pool->cfg->max_fails);
 	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 		 c->server->name, c->server->addr.text, strerror(err));
 	conn_release_server(c);
@@ -120,7 +118,7 @@ static void connect_next(struct conn *c)
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
-		lb_server_failed(s);
+		lb_server_failed(s, c->pool->cfg->max_fails);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 			 s->name, s->addr.text, strerror(-err));
 		conn_release_server(c);
@@ -184,15 +182,29 @@ static void relay(struct conn *c)
 	}
 }
 
+/* Connecting is the TCP connect, the PROXY header and, with tls = on, the
+ * TLS handshake: all within connect_timeout, and a failure of any is
+ * retried on another server. */
 static void check_connect(struct conn *c)
 {
 	int err = 0;
-	socklen_t len = sizeof(err);
 
-	if (!c->srv.wr)
-		return;
-	if (getsockopt(c->srv.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-		err = errno;
+	if (!c->srv.io) { /* not yet TLS: the TCP connect is what waits */
+		socklen_t len = sizeof(err);
+		if (!c->srv.wr)
+			return;
+		if (getsockopt(c->srv.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err == 0)
+			err = -connected_tcp(c);
+	}
+	if (err == 0) {
+		int r = tls_side_handshake(&c->srv);
+		if (r == 0)
+			return; /* the handshake waits for the server */
+		if (r < 0)
+			err = -r;
+	}
 	if (err) {
 		connect_failed(c, err);
 		return;

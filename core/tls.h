@@ -83,6 +83,13 @@ int tls_server_side(struct side *s, const struct gen *g, const struct lb_pool *p
 
 bool tls_side_is_tls(const struct side *s);
 
+/* Worker: drives the handshake of S, a TLS client side to a server, so that
+ * it is part of connecting: bounded by connect_timeout and, when it fails,
+ * retried on another server like a refused connect. Returns 1 when done
+ * (or S is not TLS), 0 while it waits for the socket, -errno on failure
+ * (the reason is logged). */
+int tls_side_handshake(struct side *s);
+
 /* The server name the client asked for on TLS side S (NULL when S is not
  * TLS or the client sent none); its length in *LEN. */
 const char *tls_side_sni(const struct side *s, size_t *len);

@@ -146,6 +146,21 @@ static ssize_t tls_send(struct side *s, const void *buf, size_t len)
 	return io_fail(s, ssl, false);
 }
 
+int tls_side_handshake(struct side *s)
+{
+	if (!tls_side_is_tls(s))
+		return 1;
+	SSL *ssl = s->io_ctx;
+	if (SSL_is_init_finished(ssl))
+		return 1;
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_do_handshake(ssl) == 1)
+		return 1;
+	ssize_t r = io_fail(s, ssl, SSL_get_error(ssl, 0) == SSL_ERROR_WANT_READ);
+	return r == -EAGAIN ? 0 : (int)(r == 0 ? -ECONNRESET : r);
+}
+
 /* Sends close_notify once, if the side is in a state to. Never waits. */
 static void tls_shutdown(struct side *s)
 {

@@ -31,7 +31,6 @@ struct upstream {
 	struct worker *w;
 	struct list idle_node; /* in the worker's bucket while idle */
 	struct timer idle_timer;
-	bool connected;
 	bool reused; /* came from the idle pool: a failure may be a stale close */
 };
 

@@ -7,6 +7,7 @@
 #include "core/http/proxy_internal.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,10 +82,17 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 		if (memchr(v, '?', len))
 			len = (size_t)((const char *)memchr(v, '?', len) - v);
 		break;
-	case HKEY_HOST:
+	case HKEY_HOST: {
+		/* The host as routes see it: case and a :port do not matter. */
+		char name[256];
 		v = buf + http_request_host(h).off;
-		len = http_request_host(h).len;
-		break;
+		len = route_host_len(v, http_request_host(h).len);
+		if (len == 0 || len > sizeof(name))
+			break;
+		for (size_t k = 0; k < len; k++)
+			name[k] = (char)tolower((unsigned char)v[k]);
+		return lb_hash(name, len);
+	}
 	case HKEY_CLIENT_IP:
 		break;
 	}

@@ -6,21 +6,23 @@
 #include <string.h>
 #include <strings.h>
 
-static size_t strip_port(const char *host, size_t len)
+size_t route_host_len(const char *host, size_t len)
 {
 	if (len && host[0] == '[') {
 		const char *end = memchr(host, ']', len);
 		return end ? (size_t)(end - host) + 1 : len;
 	}
 	const char *colon = memchr(host, ':', len);
-	return colon ? (size_t)(colon - host) : len;
+	if (colon)
+		len = (size_t)(colon - host);
+	while (len && host[len - 1] == '.')
+		len--; /* "example.com." names the same host */
+	return len;
 }
 
 bool route_host_matches(const char *pattern, const char *host, size_t len)
 {
-	len = strip_port(host, len);
-	while (len && host[len - 1] == '.')
-		len--; /* "example.com." names the same host */
+	len = route_host_len(host, len);
 	if (pattern[0] == '*' && pattern[1] == '.') {
 		size_t plen = strlen(pattern + 1); /* ".suffix" */
 		return len > plen && strncasecmp(host + len - plen, pattern + 1, plen) == 0;

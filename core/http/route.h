@@ -15,6 +15,8 @@
  * matches PATTERN: exact, or "*.suffix" for any depth of subdomain but not
  * the bare domain. Case-insensitive. */
 bool route_host_matches(const char *pattern, const char *host, size_t len);
+/* The length of HOST's name: without a :port and trailing dots. */
+size_t route_host_len(const char *host, size_t len);
 
 /* The pool index for the request HEAD (in BUF) on listener LISTENER, or -1
  * when no route matches and the listener has no pool. */

@@ -18,7 +18,7 @@ import threading
 import time
 
 from harness import (SCALE, Skip, check, closed_port, connect, echo_roundtrip, free_port,
-                     name_via, recv_line, tcp_conf, wait_for)
+                     ini, name_via, recv_line, tcp_conf, wait_for)
 
 
 class Server:
@@ -359,7 +359,7 @@ def test_passive_max_fails_then_fail_timeout(ctx):
     # Refusals are retried on a: clients never notice while d is marked down.
     for _ in range(6):
         check(_try_name(port) == "a", "a connection failed while one server was alive")
-    down_line = r"server p/d DOWN: \d+ consecutive failures seen by traffic \(passive\)$"
+    down_line = r"server p/d DOWN: \d+ consecutive failures? seen by traffic \(passive\)$"
     _wait_log(f, down_line, 2, "the passive DOWN line")
     t_down = time.monotonic()
     tried = len(re.findall(fail_line, f.stderr()))
@@ -378,6 +378,28 @@ def test_passive_max_fails_then_fail_timeout(ctx):
     wait_for(lambda: len(re.findall(down_line, f.stderr(), re.M)) == 2, 2 * SCALE,
              what="d marked down again")
     f.check_fds_settled()
+
+
+def test_passive_takes_server_out_at_max_fails_exactly(ctx):
+    """SPEC §4: max_fails consecutive failures mark the server down. Back to
+    back traffic must not get past that count while the health thread has
+    not looked yet: with retries = 0, exactly max_fails clients fail."""
+    a = _server(ctx, "a")
+    dead = f"d 127.0.0.1:{closed_port()}"
+    tport, hport = free_port(), free_port()
+    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
+    ctx.fulcrum(tcp_conf(tport, [a.server_line(), dead], pool=pool))
+    names = [_try_name(tport) for _ in range(20)]
+    check(names.count("") == 2, f"tcp: {names.count('')} of 20 clients failed, want 2: {names}")
+
+    http_srv = _server(ctx, "h", kind="http")
+    conf = ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+               ("pool p", dict(pool, balance="roundrobin",
+                               server=[http_srv.server_line(), f"d 127.0.0.1:{closed_port()}"])),
+               ("listener l", {"bind": f"127.0.0.1:{hport}", "mode": "http", "pool": "p"}))
+    ctx.fulcrum(conf)
+    statuses = [_http_status(hport)[0] for _ in range(20)]
+    check(statuses.count(502) == 2, f"http: {statuses.count(502)} of 20 got 502, want 2: {statuses}")
 
 
 def _http_status(port):
@@ -422,7 +444,7 @@ def test_passive_down_then_active_check_brings_back(ctx):
     b.stop_listening()
     for _ in range(4):
         check(_try_name(port) == "a", "a connection failed")
-    _wait_log(f, r"server p/b DOWN: \d+ consecutive failures seen by traffic \(passive\)$", 2,
+    _wait_log(f, r"server p/b DOWN: \d+ consecutive failures? seen by traffic \(passive\)$", 2,
               "b's passive DOWN line")
     b.start()
     _wait_log(f, r"server p/b UP: check passed \(2/2\)$", 3, "b back up by its active check")

@@ -472,6 +472,49 @@ def test_tls_backend_verified(ctx):
           f"tcp to a TLS server: {got!r}")
 
 
+def test_server_handshake_is_part_of_connecting(ctx):
+    """TLS to servers: a handshake that stalls (a server that never
+    answers the ClientHello) or fails (a certificate for another name) is
+    a failed connect: bounded by connect_timeout and retried on the next
+    server, in http and tcp mode, so every request reaches the good one."""
+    certs = make_certs(ctx)
+    good = http_server(ctx, "good", certs.pem("a"), certs.key("a"))
+    wrong = http_server(ctx, "wrong", certs.pem("b"), certs.key("b"))
+    silent = ctx.backend("silent")
+    hport, tport, sport = free_port(), free_port(), free_port()
+    log = ctx.path("access.log")
+    tls = {"check": "none", "tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test",
+           "connect_timeout": "1s", "retries": 1, "max_fails": 0}
+    conf = ini(glob_section({"workers": 1, "access_log": log}),
+               ("pool bad", dict(tls, server=[f"wrong {wrong.addr}", f"good {good.addr}"])),
+               ("pool stall", dict(tls, server=[f"silent {silent.addr}", f"good {good.addr}"])),
+               ("listener h", {"bind": f"127.0.0.1:{hport}", "mode": "http", "pool": "bad"}),
+               ("listener t", {"bind": f"127.0.0.1:{tport}", "mode": "tcp", "pool": "bad"}),
+               ("listener s", {"bind": f"127.0.0.1:{sport}", "mode": "http", "pool": "stall",
+                               "client_timeout": "10s"}))
+    f = ctx.fulcrum(conf)
+    for i in range(4):
+        status, body = http_get(hport, f"/h{i}")
+        check(status == 200 and body.startswith("good"), f"http request {i}: {status} {body!r}")
+        s = connect(("127.0.0.1", tport))
+        s.sendall(b"GET /t HTTP/1.0\r\nHost: a\r\n\r\n")
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        s.close()
+        check(got.startswith(b"HTTP/1.") and b"good" in got, f"tcp connection {i}: {got[-80:]!r}")
+    for i in range(2):
+        t0 = time.monotonic()
+        status, body = http_get(sport, f"/s{i}")
+        took = time.monotonic() - t0
+        check(status == 200 and body.startswith("good"), f"stalled server, request {i}: {status}")
+        check(took < 3 * SCALE, f"a stalled handshake held the request {took:.1f}s")
+    check("hostname mismatch" in f.stderr(), "the failed verification is not logged")
+
+
 def test_session_reuse_to_servers(ctx):
     certs = make_certs(ctx)
     ss = s_server(ctx, certs.pem("a"), certs.key("a"))
