@@ -21,7 +21,7 @@ import threading
 import time
 
 from harness import (SCALE, Skip, TestFailure, blob, check, closed_by_peer, connect, free_port,
-                     ini, recv_exact, run_fulcrum, sha256, wait_for)
+                     ini, recv_all, recv_exact, run_fulcrum, sha256, wait_for)
 
 MIB = 1 << 20
 
@@ -461,12 +461,7 @@ def test_tls_backend_verified(ctx):
     # tcp mode: plain client, TLS to the server.
     s = connect(("127.0.0.1", ports["tcp"]))
     s.sendall(b"GET /tcp HTTP/1.0\r\nHost: a\r\n\r\n")
-    got = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
+    got = recv_all(s)
     s.close()
     check(got.startswith(b"HTTP/1.") and got.endswith(b"tlsbe xfp=None path=/tcp\n"),
           f"tcp to a TLS server: {got!r}")
@@ -498,12 +493,7 @@ def test_server_handshake_is_part_of_connecting(ctx):
         check(status == 200 and body.startswith("good"), f"http request {i}: {status} {body!r}")
         s = connect(("127.0.0.1", tport))
         s.sendall(b"GET /t HTTP/1.0\r\nHost: a\r\n\r\n")
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
+        got = recv_all(s)
         s.close()
         check(got.startswith(b"HTTP/1.") and b"good" in got, f"tcp connection {i}: {got[-80:]!r}")
     for i in range(2):
