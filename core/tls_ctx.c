@@ -178,6 +178,43 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;
 }
 
+/* The host_name of a server_name extension's body (RFC 6066 §3) into HOST,
+ * NUL-terminated. Returns false when there is none or it is malformed. */
+static bool sni_of_ext(const unsigned char *p, size_t len, char *host, size_t cap)
+{
+	if (len < 5 || (size_t)(p[0] << 8 | p[1]) != len - 2 || p[2] != 0 /* host_name */)
+		return false;
+	size_t n = (size_t)(p[3] << 8 | p[4]);
+	if (n == 0 || n >= cap || n > len - 5 || memchr(p + 5, 0, n))
+		return false;
+	memcpy(host, p + 5, n);
+	host[n] = '\0';
+	return true;
+}
+
+/* Runs first thing on a ClientHello, before OpenSSL looks for a session
+ * to resume: takes the context of the certificate the SNI asks for. Each
+ * certificate's context has its own session-id context, so a session made
+ * under one name is not resumed under another (RFC 6066 §3), which
+ * on_servername, running after that lookup, could not prevent. */
+static int on_client_hello(SSL *ssl, int *alert, void *arg)
+{
+	const struct tls_listener *tl = arg;
+	const unsigned char *ext;
+	size_t len;
+	char host[256];
+
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) ||
+	    !sni_of_ext(ext, len, host, sizeof(host)))
+		return SSL_CLIENT_HELLO_SUCCESS;
+	const struct tls_cert *tc = pick_cert(tl, host);
+	if (tc->ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, tc->ctx)) {
+		*alert = SSL_AD_INTERNAL_ERROR;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
 static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *out_len,
 		   const unsigned char *in, unsigned int in_len, void *arg)
 {
@@ -215,10 +252,13 @@ static int alpn_wire(const char *list, unsigned char *out, size_t cap)
 
 /* ---- building --------------------------------------------------------- */
 
-/* Settings every server context of listener LC shares. Returns 1 or 0. */
-static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct tls_listener *tl)
+/* Settings every server context of listener LC shares; CERT is the pair's
+ * index, which makes its session-id context its own. Returns 1 or 0. */
+static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct tls_listener *tl,
+			   size_t cert)
 {
-	size_t sid_len = strlen(lc->name);
+	char sid[SSL_MAX_SID_CTX_LENGTH + 1];
+	int sid_len = snprintf(sid, sizeof(sid), "%zu#%s", cert, lc->name);
 	if (sid_len > SSL_MAX_SID_CTX_LENGTH)
 		sid_len = SSL_MAX_SID_CTX_LENGTH;
 
@@ -233,6 +273,7 @@ static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct t
 	SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
 	SSL_CTX_set_timeout(ctx, TLS_SESSION_TIMEOUT_S);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb);
+	SSL_CTX_set_client_hello_cb(ctx, on_client_hello, tl);
 	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, tl);
 	if (tl->alpn_len)
@@ -241,7 +282,7 @@ static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct t
 									    : TLS1_2_VERSION) &&
 	       SSL_CTX_set_cipher_list(ctx,
 				       lc->tls_ciphers ? lc->tls_ciphers : TLS_DEFAULT_CIPHERS) &&
-	       SSL_CTX_set_session_id_context(ctx, (const unsigned char *)lc->name,
+	       SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid,
 					      (unsigned int)sid_len);
 }
 
@@ -253,7 +294,7 @@ static int cert_load(struct tls_cert *tc, const struct cfg_listener *lc, size_t 
 	if (!tc->ctx)
 		goto fail;
 	SSL_CTX_set_default_passwd_cb(tc->ctx, no_password);
-	if (!server_settings(tc->ctx, lc, tl) ||
+	if (!server_settings(tc->ctx, lc, tl, i) ||
 	    SSL_CTX_use_certificate_chain_file(tc->ctx, lc->tls_certs[i]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(tc->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(tc->ctx) != 1)

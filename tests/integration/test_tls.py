@@ -411,6 +411,27 @@ def test_resumption(ctx):
     _resumes(ctx, port, ["-tls1_2", "-no_ticket"])  # the session-ID cache
 
 
+def test_session_not_resumed_under_another_name(ctx):
+    """A session made for a.test offered with the SNI b.test is not resumed
+    (RFC 6066 §3): the client gets a full handshake and b.test's
+    certificate, with tickets in TLS 1.3 and 1.2 and with session IDs."""
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    ctx.fulcrum(https_conf(port, certs, be.addr))
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    for args in (["-tls1_3"], ["-tls1_2"], ["-tls1_2", "-no_ticket"]):
+        sess = ctx.path("cross.pem")
+        s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", *args, data=req)
+        out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *args,
+                       data=req)
+        check("\nReused, " in out, f"same name not resumed ({args}):\n{out[-1500:]}")
+        out = s_client(port, "-servername", "b.test", "-sess_in", sess, "-ign_eof", *args,
+                       data=req)
+        check("\nNew, " in out and "CN = b.test" in out,
+              f"a.test's session resumed for b.test ({args}):\n{out[-2000:]}")
+
+
 def test_resumption_survives_reload(ctx):
     certs = make_certs(ctx)
     be = http_server(ctx, "s")
