@@ -257,16 +257,42 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 
 /* ---- the head --------------------------------------------------------- */
 
+/* RFC 9110 §7.6.2: the Max-Forwards of an OPTIONS or TRACE request, which
+ * each intermediary decrements and, at 0, answers itself. -1 when absent,
+ * not a number, or another method. */
+static int64_t max_forwards(const struct http_head *h, const char *buf)
+{
+	if (h->method_id != HTTP_M_OPTIONS && h->method_id != HTTP_M_TRACE)
+		return -1;
+	int i = http_header_find(h, buf, "max-forwards", 0);
+	if (i < 0 || h->headers[i].value.len == 0)
+		return -1;
+	const char *v = buf + h->headers[i].value.off;
+	int64_t n = 0;
+	for (size_t k = 0; k < h->headers[i].value.len; k++) {
+		if (v[k] < '0' || v[k] > '9')
+			return -1;
+		if (n < 1000000) /* larger values need no exact count */
+			n = n * 10 + (v[k] - '0');
+	}
+	return n;
+}
+
 static int build_head(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
-	struct rewrite_opts more = {.drop_proxy_auth = true, .drop_host = true};
-	char lines[DNS_NAME_MAX + 64];
+	int64_t mf = max_forwards(h, hc->rbuf);
+	struct rewrite_opts more = {
+		.drop_proxy_auth = true, .drop_host = true, .drop_max_forwards = mf > 0};
+	char lines[DNS_NAME_MAX + 96];
 
 	/* The authority is the one the parser checked, at most a bracketed
 	 * name or address and a port: it fits. */
-	snprintf(lines, sizeof(lines), "Host: %.*s\r\n" VIA_LINE, (int)h->authority.len,
-		 hc->rbuf + h->authority.off);
+	int n = snprintf(lines, sizeof(lines), "Host: %.*s\r\n" VIA_LINE, (int)h->authority.len,
+			 hc->rbuf + h->authority.off);
+	if (mf > 0 && n > 0 && (size_t)n < sizeof(lines))
+		snprintf(lines + n, sizeof(lines) - (size_t)n, "Max-Forwards: %lld\r\n",
+			 (long long)(mf - 1));
 	if (http_build_request_head(c, h, &more, lines) < 0)
 		return -ENOMEM;
 	http_origin_form(hc, h);
@@ -437,6 +463,13 @@ void forward_begin(struct conn *c, const struct http_head *h)
 	if (!f->tunnel && lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
 	    hc->req_left > lc->max_body_size) {
 		http_reply_ex(c, 413, "body_too_large", true, NULL);
+		return;
+	}
+	if (max_forwards(h, hc->rbuf) == 0) {
+		/* The last hop: answered here. fulcrum does not reflect requests
+		 * (TRACE), as nginx does not. */
+		http_reply_ex(c, h->method_id == HTTP_M_OPTIONS ? 200 : 405, "max_forwards", false,
+			      "Allow: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS\r\n");
 		return;
 	}
 	if (!f->tunnel && cache_http_request(c, h))

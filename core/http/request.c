@@ -296,6 +296,7 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		.drop_forwarded = c->lc->forwarded_headers,
 		.drop_proxy_auth = more && more->drop_proxy_auth,
 		.drop_host = more && more->drop_host,
+		.drop_max_forwards = more && more->drop_max_forwards,
 	};
 	size_t start, end;
 	rewrite_compact(buf, h, &o, &start, &end);

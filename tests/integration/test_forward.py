@@ -922,4 +922,25 @@ def test_unspecified_address_is_denied_like_loopback(ctx):
     check(m.status == 403, f"GET http://0.0.0.0/: {m!r}")
 
 
+def test_max_forwards(ctx):
+    """RFC 9110 §7.6.2: OPTIONS and TRACE go on with Max-Forwards one less;
+    at 0 fulcrum answers them itself (OPTIONS 200 with Allow; TRACE 405,
+    fulcrum does not reflect requests). Other methods leave it alone."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    start(ctx, port)
+    url = f"http://127.0.0.1:{b.port}/headers"
+    m, _ = ask(port, proxy_get(url, method="OPTIONS", headers=["Max-Forwards: 3"]))
+    _, fields = headers_seen(m)
+    check(m.status == 200 and fields.get("max-forwards") == ["2"], f"OPTIONS, 3: {m!r} {fields}")
+    m, _ = ask(port, proxy_get(url, method="OPTIONS", headers=["Max-Forwards: 0"]))
+    check(m.status == 200 and "OPTIONS" in (m.get("allow") or ""), f"OPTIONS, 0: {m!r}")
+    check(not m.body.startswith(b"OPTIONS /headers"), f"OPTIONS at 0 reached the origin: {m!r}")
+    m, _ = ask(port, proxy_get(url, method="TRACE", headers=["Max-Forwards: 0"]))
+    check(m.status == 405 and m.get("allow"), f"TRACE, 0: {m!r}")
+    m, _ = ask(port, proxy_get(url, headers=["Max-Forwards: 0"]))
+    _, fields = headers_seen(m)
+    check(m.status == 200 and fields.get("max-forwards") == ["0"], f"GET, 0: {m!r} {fields}")
+
+
 close_backends_first(globals())
