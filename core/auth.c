@@ -122,6 +122,8 @@ static int parse_line(struct auth_db *db, char *line, int lineno, char *err, siz
 	*colon = '\0';
 	end = colon + 1 + strcspn(colon + 1, ":");
 	*end = '\0'; /* fields after the hash (comments some tools add) are ignored */
+	while (end > colon + 1 && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0'; /* and so is trailing white space */
 	if (!hash_is_usable(colon + 1)) {
 		snprintf(err, errlen,
 			 "line %d: user \"%s\": unsupported password hash (use bcrypt $2y$, "
