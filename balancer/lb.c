@@ -51,7 +51,7 @@ struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index)
 	s->addr = cs->addr;
 	s->addr.text = dup_or_null(cs->addr.text);
 	if (!s->name || (cs->addr.text && !s->addr.text)) {
-		lb_server_free(s);
+		lb_server_unref(s);
 		return NULL;
 	}
 	s->weight = cs->weight;
@@ -65,12 +65,31 @@ struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index)
 	atomic_init(&s->active, 0);
 	atomic_init(&s->fails, 0);
 	atomic_init(&s->connections_total, 0);
+	atomic_init(&s->refs, 1);
 	return s;
 }
 
-void lb_server_free(struct lb_server *s)
+struct lb_server *lb_server_ref(struct lb_server *s)
 {
-	if (!s)
+	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+	return s;
+}
+
+bool lb_server_same(const struct lb_server *new_, const struct lb_server *old)
+{
+	return new_->index == old->index && strcmp(new_->name, old->name) == 0 &&
+	       new_->addr.len == old->addr.len &&
+	       memcmp(&new_->addr.ss, &old->addr.ss, new_->addr.len) == 0 &&
+	       (new_->addr.text && old->addr.text ? strcmp(new_->addr.text, old->addr.text) == 0
+						  : new_->addr.text == old->addr.text) &&
+	       new_->maxconn == old->maxconn && new_->backup == old->backup &&
+	       new_->proxy_protocol == old->proxy_protocol &&
+	       new_->cfg_disabled == old->cfg_disabled;
+}
+
+void lb_server_unref(struct lb_server *s)
+{
+	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	free(s->name);
 	free(s->addr.text);
@@ -121,7 +140,7 @@ void lb_pool_free(struct lb_pool *pool)
 		return;
 	lb_table_free(atomic_load_explicit(&pool->table, memory_order_acquire));
 	for (size_t i = 0; i < pool->n_servers; i++)
-		lb_server_free(pool->servers[i]);
+		lb_server_unref(pool->servers[i]);
 	free(pool->servers);
 	free(pool->name);
 	free(pool);

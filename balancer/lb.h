@@ -38,6 +38,10 @@ struct lb_server {
 	uint32_t index; /* position in pool->servers */
 	bool cfg_disabled; /* the file said `disabled` (admin_carry_over) */
 	uint64_t name_hash; /* lb_hash(name): seeds source (rendezvous) hashing */
+	/* The generations whose pools list it: a reload hands an unchanged
+	 * server on to the new generation (lb_server_same), so connections of
+	 * the old one see its state and count in its gauges. */
+	_Atomic int refs;
 
 	_Atomic int state; /* enum lb_state */
 	_Atomic bool health_down; /* the health thread's verdict, whatever the state */
@@ -218,7 +222,14 @@ void lb_table_free(struct lb_table *t);
 /* One runtime server from its configuration, at position INDEX of its pool
  * (state SRV_UP, or SRV_DISABLED). NULL on allocation failure. */
 struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index);
-void lb_server_free(struct lb_server *s);
+/* Takes a reference on S for another generation's pool. */
+struct lb_server *lb_server_ref(struct lb_server *s);
+/* Drops a reference; the last one frees S. NULL is fine. */
+void lb_server_unref(struct lb_server *s);
+/* Whether NEW (just built from the file) describes OLD exactly but for its
+ * weight: same name, address, position and options. OLD may then stand for
+ * NEW in the next generation. */
+bool lb_server_same(const struct lb_server *new_, const struct lb_server *old);
 
 /* W starts empty; SEED (any value, e.g. the worker id mixed with the time)
  * seeds its random generator. */

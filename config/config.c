@@ -326,6 +326,12 @@ static char *read_line(char *str, int num, void *stream)
 		snprintf(str, (size_t)num, "\n");
 		return str;
 	}
+	if (memchr(s, '\0', (size_t)n)) {
+		/* inih would see the line end there and the rest would vanish. */
+		cfg_ld_err(ld, "NUL byte in the line");
+		snprintf(str, (size_t)num, "\n");
+		return str;
+	}
 	memcpy(str, s, (size_t)n + 1);
 	scan_header(ld, str);
 	return str;

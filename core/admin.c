@@ -304,9 +304,20 @@ static void route_pools(const struct admin_req *q, struct admin_reply *r)
 	admin_error(r, 404, "no such endpoint");
 }
 
+static bool is_healthz(const struct admin_req *q)
+{
+	return q->n_seg == 1 && seg_is(q, 0, "healthz");
+}
+
 static void route(const struct admin_req *q, struct admin_reply *r)
 {
-	if (q->n_seg == 1 && seg_is(q, 0, "metrics")) {
+	if (is_healthz(q)) {
+		if (method_is(q, r, "GET")) {
+			r->status = 200;
+			r->content_type = "text/plain";
+			sbuf_puts(&r->body, "ok");
+		}
+	} else if (q->n_seg == 1 && seg_is(q, 0, "metrics")) {
 		if (method_is(q, r, "GET"))
 			admin_metrics(r, admin.host);
 	} else if (q->n_seg == 1 && seg_is(q, 0, "status")) {
@@ -361,7 +372,10 @@ static void handle(struct admin_conn *ac, const struct http_head *h, size_t body
 	struct admin_reply r = {0};
 	char method[16];
 
-	if (h->target_form != HTTP_TARGET_ORIGIN || h->method.len >= sizeof(method) ||
+	/* Origin form, or absolute form (RFC 9112 §3.2.2: servers accept it). */
+	bool path_form = h->target_form == HTTP_TARGET_ORIGIN ||
+			 (h->target_form == HTTP_TARGET_ABSOLUTE && h->path.len > 0);
+	if (!path_form || h->method.len >= sizeof(method) ||
 	    !split_path(&q, http_slice_ptr(ac->in, h->path), h->path.len)) {
 		answer_error(ac, 400, "bad request target");
 		return;
@@ -373,17 +387,10 @@ static void handle(struct admin_conn *ac, const struct http_head *h, size_t body
 	q.method = r.head ? "GET" : method;
 	q.body = ac->in + h->head_len;
 	q.body_len = body_len;
-	if (q.n_seg == 1 && seg_is(&q, 0, "healthz")) {
-		/* No token: load balancers and orchestrators probe it. */
-		if (method_is(&q, &r, "GET")) {
-			r.status = 200;
-			r.content_type = "text/plain";
-			sbuf_puts(&r.body, "ok");
-		}
-		answer(ac, &r, false);
-		return;
-	}
-	if (!is_authorized(h, ac->in)) {
+	/* GET /healthz needs no token: load balancers and orchestrators probe
+	 * it (SPEC §5 exempts GET, and so HEAD; other methods need it). */
+	bool open = is_healthz(&q) && strcmp(q.method, "GET") == 0;
+	if (!open && !is_authorized(h, ac->in)) {
 		answer_error(ac, 401, "missing or wrong bearer token");
 		return;
 	}

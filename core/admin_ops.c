@@ -324,7 +324,11 @@ static int parse_new_server(struct admin_reply *r, const char *body, size_t len,
 		return -EINVAL;
 	}
 	memset(cs, 0, sizeof(*cs));
-	if (cfg_parse_addr(a->str, &cs->addr) < 0 || !has_port(&cs->addr)) {
+	/* An address is printable: it goes into /status, logs and metrics. */
+	bool printable = true;
+	for (const unsigned char *c = (const unsigned char *)a->str; *c; c++)
+		printable &= *c >= 0x20 && *c < 0x7f;
+	if (!printable || cfg_parse_addr(a->str, &cs->addr) < 0 || !has_port(&cs->addr)) {
 		cfg_addr_free(&cs->addr);
 		admin_error(r, 400, "bad address (HOST:PORT, [v6]:PORT or unix:/path)");
 		return -EINVAL;
@@ -408,7 +412,7 @@ out:
 		free(shell->name);
 		free(shell);
 	}
-	lb_server_free(s);
+	lb_server_unref(s);
 	cfg_addr_free(&cs.addr);
 }
 
@@ -439,7 +443,8 @@ static void copy_counter(_Atomic uint64_t *to, const _Atomic uint64_t *from)
 			      memory_order_relaxed);
 }
 
-/* The admin API's changes to O, made again on S (see admin_carry_over).
+/* The admin API's changes to O, made again on S, a server whose address or
+ * options the file changed (see admin_carry_over).
  * Whether S's state changed. */
 static bool carry_admin_changes(struct lb_server *s, const struct lb_server *o)
 {
@@ -468,6 +473,21 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 			const struct lb_server *o = same_server(from, pool->name, s->name);
 			if (!o)
 				continue;
+			if (!admin_is_removed(from, o) && lb_server_same(s, o)) {
+				/* Unchanged: the running server goes on into TO, so the
+				 * connections FROM keeps see what happens to it from now
+				 * on (drain, disable, health) and count in its gauges.
+				 * Its weight is the file's again. */
+				struct lb_server *same = (struct lb_server *)o;
+				atomic_store_explicit(
+					&same->weight,
+					atomic_load_explicit(&s->weight, memory_order_relaxed),
+					memory_order_relaxed);
+				pool->servers[k] = lb_server_ref(same);
+				lb_server_unref(s);
+				states = true;
+				continue;
+			}
 			copy_counter(&s->connections_total, &o->connections_total);
 			copy_counter(&s->checks_ok, &o->checks_ok);
 			copy_counter(&s->checks_fail, &o->checks_fail);

@@ -61,10 +61,13 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 bool admin_is_removed(const struct gen *g, const struct lb_server *s);
 
 /*
- * Reload support (main thread, before TO is published): copies the request
- * and health-check counters of every server of FROM into the server of the
- * same pool and name in TO, so a reload does not reset them. A server that
- * also keeps its address keeps the state the admin API gave it (drain,
+ * Reload support (main thread, before TO is published). A server of TO that
+ * the file describes as FROM's server of the same pool and name (address,
+ * position, options; lb_server_same) is replaced by that very server: its
+ * state, counters and in-flight count go on, and the connections FROM
+ * keeps after the reload see a later drain, disable or health verdict. Any
+ * other server of the same pool and name gets FROM's counters copied and,
+ * when it keeps its address, the state the admin API gave it (drain,
  * disable, enable) unless the file changed its `disabled`: a drained server
  * stays drained until it is enabled or removed (SPEC §5). Weights are the
  * file's again.

@@ -74,7 +74,7 @@ static void derived_free(struct gen *g)
 	free(g->shell->servers);
 	free(g->shell->name);
 	free(g->shell);
-	lb_server_free(g->added);
+	lb_server_unref(g->added);
 	free(g->pools);
 	gen_put(g->parent);
 	free(g);

@@ -128,6 +128,22 @@ static bool read_escape(struct reader *r, char *out, size_t *n, size_t cap)
 	return true;
 }
 
+/* The length of the well-formed UTF-8 sequence at P (before END; RFC 3629:
+ * no overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+	size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+	if (len == 0 || p[0] > 0xf4 || (size_t)(end - p) < len)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) ||
+	    (p[0] == 0xf0 && p[1] < 0x90) || (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return len;
+}
+
 /* A string at r->p (after whitespace) into OUT (CAP bytes, NUL-terminated). */
 static bool read_string(struct reader *r, char *out, size_t cap)
 {
@@ -142,6 +158,18 @@ static bool read_string(struct reader *r, char *out, size_t cap)
 		if (c == '\\') {
 			if (!read_escape(r, out, &n, cap))
 				return false;
+			continue;
+		}
+		if (c >= 0x80) {
+			size_t k = utf8_seq((const unsigned char *)r->p - 1,
+					    (const unsigned char *)r->end);
+			if (k == 0)
+				return err(r, "invalid UTF-8 in a string");
+			if (n + k >= cap)
+				return err(r, "string too long");
+			memcpy(out + n, r->p - 1, k);
+			n += k;
+			r->p += k - 1;
 			continue;
 		}
 		if (n + 1 >= cap)

@@ -40,7 +40,7 @@ static void origin_free(struct origin_table *t, struct origin *o)
 {
 	for (unsigned i = 0; i < o->n; i++) {
 		close_idle(t->w, o->servers[i]);
-		lb_server_free(o->servers[i]);
+		lb_server_unref(o->servers[i]);
 	}
 	free(o);
 }
@@ -137,7 +137,7 @@ static struct origin *origin_new(const char *key, size_t klen, uint64_t hash, ui
 		o->servers[o->n] = server_new(o->key, &addrs[i], port);
 		if (!o->servers[o->n]) {
 			while (o->n)
-				lb_server_free(o->servers[--o->n]);
+				lb_server_unref(o->servers[--o->n]);
 			free(o);
 			return NULL;
 		}

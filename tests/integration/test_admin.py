@@ -286,6 +286,16 @@ def test_token(ctx):
     f, port, adm = start(ctx, [bs[0].server_line()], token="s3cr3t-token")
     st, h, _ = adm.call("GET", "/healthz", token="")
     check(st == 200, f"/healthz without a token: {st}")
+    st, h, _ = adm.call("HEAD", "/healthz", token="")
+    check(st == 200, f"HEAD /healthz without a token: {st}")
+    # SPEC §5 exempts GET /healthz only.
+    st, h, _ = adm.call("POST", "/healthz", token="")
+    check(st == 401, f"POST /healthz without a token: {st}")
+    st, h, _ = adm.call("POST", "/healthz")
+    check(st == 405, f"POST /healthz with the token: {st}")
+    # RFC 9112 §3.2.2: a server accepts the absolute form.
+    st, _, _ = adm.call("GET", f"http://127.0.0.1:{adm.port}/status")
+    check(st == 200, f"absolute-form GET /status: {st}")
     for tok in ("", "wrong", "s3cr3t-toke", "s3cr3t-token-"):
         st, h, body = adm.call("GET", "/status", token=tok)
         check(st == 401, f"/status with token {tok!r}: {st}")
@@ -335,7 +345,10 @@ def test_error_statuses(ctx):
                 '{"name": "s3", "address": "no-such-host.invalid:80"}',
                 '{"name": "s3", "address": "127.0.0.1:1", "weight": -2}',
                 '{"name": "s3", "address": "127.0.0.1:1", "backup": true}',
-                '{"name": 3, "address": "127.0.0.1:1"}', 'name=s3']
+                '{"name": 3, "address": "127.0.0.1:1"}', 'name=s3',
+                '{"name": "s3", "address": "unix:/tmp/c\\u0001d"}',
+                b'{"name": "s3", "address": "unix:/tmp/\xff\xfe"}',
+                b'{"name": "s3", "address": "unix:/tmp/\xed\xa0\x80"}']
     cases += [("POST", "/pools/p/servers", b, 400) for b in bad_adds]
     cases += [("POST", "/pools/p/servers", {"name": "s1", "address": "127.0.0.1:1"}, 409)]
     for method, path, body, want in cases:
@@ -598,6 +611,48 @@ def test_metrics_retries(ctx):
     tool = check_with_promtool(adm.metrics())
     if not tool:
         print("(promtool not installed: checked with the strict reader only)")
+
+
+def test_connections_older_than_a_reload_follow_the_servers(ctx):
+    """A reload that leaves a server as it was hands the same server on:
+    connections opened before it count in its connections_active, a
+    later disable closes them (tcp), and a later drain keeps their next
+    requests off it (http keep-alive)."""
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    held = connect(("127.0.0.1", port))
+    first = recv_line(held).decode().strip()
+    check(adm.json("POST", "/reload") == {"generation": 2}, "reload")
+    check(adm.server("p", first)["connections_active"] == 1,
+          f"the held connection is not counted after the reload: {adm.server('p', first)}")
+    adm.json("POST", f"/pools/p/servers/{first}/disable")
+    check(closed_by_peer(held, 2 * SCALE) is not None,
+          "a connection from before the reload survived its server's disable")
+    held.close()
+
+    from test_http import cbackend
+    b1, b2 = cbackend(ctx, "b1"), cbackend(ctx, "b2")
+    hport, haport = free_port(), free_port()
+    h = ctx.fulcrum(conf(hport, haport, [b1.server_line(), b2.server_line()], mode="http"))
+    wait_for(lambda: _healthz(haport), 5 * SCALE, what="the admin API")
+    hadm = Admin(haport)
+    c = http.client.HTTPConnection("127.0.0.1", hport, timeout=5 * SCALE)
+
+    def served_by():
+        c.request("GET", "/")
+        r = c.getresponse()
+        r.read()
+        return r.getheader("X-Server")
+
+    check({served_by() for _ in range(2)} == {"b1", "b2"}, "round robin before the reload")
+    check(hadm.json("POST", "/reload") == {"generation": 2}, "reload")
+    hadm.json("POST", "/pools/p/servers/b1/drain")
+    got = [served_by() for _ in range(6)]
+    check(got == ["b2"] * 6, f"a keep-alive connection from before the reload ignored a drain: {got}")
+    c.close()
+    for b in (b1, b2):  # fulcrum closes its pooled connections to them
+        b.close()
+    h.check_fds_settled()
 
 
 def test_reload_through_api(ctx):

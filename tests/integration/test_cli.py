@@ -130,6 +130,15 @@ def test_missing_config_file(ctx):
         check(path in lines[0], f"{args}: message does not name the file: {err!r}")
 
 
+def test_nul_byte_in_a_line(ctx):
+    """inih would end the line at a NUL and never see the rest of it."""
+    path = ctx.path("nul.ini")
+    with open(path, "wb") as f:
+        f.write(b"[global]\nadmin =\n\x00junk = 1\n[pool p]\nserver = a 127.0.0.1:1\n")
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 1 and f"{path}:3: NUL byte in the line" in err, f"status {rc}, stderr {err!r}")
+
+
 def test_config_path_is_a_directory(ctx):
     for args in (["-c", ctx.tmp], ["-t", "-c", ctx.tmp]):
         rc, out, err = run_fulcrum(args)

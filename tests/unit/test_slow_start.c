@@ -102,7 +102,7 @@ Test(effective_weight, linear_ramp)
 	cr_expect_eq(lb_server_effective_weight(s, 1000, 5999), 99900);
 	cr_expect_eq(lb_server_effective_weight(s, 1000, 6000), 100000, "ramp over: full");
 	cr_expect_eq(lb_server_effective_weight(s, 1000, 90000), 100000);
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 Test(effective_weight, weight_one_ramps_too)
@@ -114,7 +114,7 @@ Test(effective_weight, weight_one_ramps_too)
 	cr_expect_eq(lb_server_effective_weight(s, 20000, 7000), 100, "a tenth of the way");
 	cr_expect_eq(lb_server_effective_weight(s, 20000, 15000), 500);
 	cr_expect_eq(lb_server_effective_weight(s, 20000, 25000), LB_WEIGHT_SCALE, "ramp over");
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 Test(effective_weight, clock_read_before_the_recovery)
@@ -122,7 +122,7 @@ Test(effective_weight, clock_read_before_the_recovery)
 	struct lb_server *s = server(100, 5000);
 
 	cr_expect_eq(lb_server_effective_weight(s, 1000, 4990), 1);
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 Test(effective_weight, no_ramp)
@@ -133,7 +133,7 @@ Test(effective_weight, no_ramp)
 		     "up from the start");
 	atomic_store(&s->up_since_ms, 5000);
 	cr_expect_eq(lb_server_effective_weight(s, 0, 5000), 100 * LB_WEIGHT_SCALE, "slow_start 0");
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 Test(effective_weight, zero_and_one)
@@ -143,8 +143,8 @@ Test(effective_weight, zero_and_one)
 	cr_expect_eq(lb_server_effective_weight(z, 1000, 5500), 0, "weight 0 stays 0");
 	cr_expect_eq(lb_server_effective_weight(one, 1000, 5000), 1);
 	cr_expect_eq(lb_server_effective_weight(one, 1000, 5999), 999);
-	lb_server_free(z);
-	lb_server_free(one);
+	lb_server_unref(z);
+	lb_server_unref(one);
 }
 
 Test(effective_weight, weight_changed_while_ramping)
@@ -155,7 +155,7 @@ Test(effective_weight, weight_changed_while_ramping)
 	atomic_store(&s->weight, 200);
 	cr_expect_eq(lb_server_effective_weight(s, 1000, 5500), 100000,
 		     "the admin API's new weight");
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 Test(effective_weight, large_values_do_not_overflow)
@@ -167,7 +167,7 @@ Test(effective_weight, large_values_do_not_overflow)
 
 	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 50 * day_ms), cap / 2);
 	cr_expect_eq(lb_server_effective_weight(s, 100 * day_ms, 1 + 100 * day_ms), cap);
-	lb_server_free(s);
+	lb_server_unref(s);
 }
 
 /* ---- lb_pick ------------------------------------------------------------ */
