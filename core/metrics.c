@@ -160,7 +160,7 @@ static void histogram(struct sbuf *b, const char *pool, const struct pool_totals
 	}
 	sbuf_puts(b, "fulcrum_request_duration_seconds_sum{pool=");
 	sbuf_label(b, pool);
-	sbuf_printf(b, "} %.3f\n", t->sum_ms / 1000.0);
+	sbuf_printf(b, "} %.6f\n", (double)t->sum_us / 1e6);
 	sbuf_puts(b, "fulcrum_request_duration_seconds_count{pool=");
 	sbuf_label(b, pool);
 	sbuf_printf(b, "} %llu\n", (unsigned long long)t->count);

@@ -27,17 +27,17 @@ static struct pool_stats *slot_of(struct worker *w, const struct lb_pool *pool)
 	return &w->pool_stats[pool->stats_slot];
 }
 
-void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t ms, unsigned n_tried)
+void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t us, unsigned n_tried)
 {
 	struct pool_stats *ps = slot_of(w, pool);
 	size_t b = 0;
 
 	if (!ps)
 		return;
-	while (b < STATS_BUCKETS - 1 && ms > stats_bucket_ms[b])
+	while (b < STATS_BUCKETS - 1 && us > stats_bucket_ms[b] * 1000ULL)
 		b++;
 	STAT_ADD(ps->buckets[b], 1);
-	STAT_ADD(ps->sum_ms, ms);
+	STAT_ADD(ps->sum_us, us);
 	STAT_ADD(ps->count, 1);
 	if (n_tried > 1)
 		STAT_ADD(ps->retries, n_tried - 1);
@@ -80,7 +80,7 @@ void stats_sum_pool(const struct worker *ws, int n, uint32_t slot, struct pool_t
 		for (size_t b = 0; b < STATS_BUCKETS; b++)
 			out->buckets[b] +=
 				atomic_load_explicit(&ps->buckets[b], memory_order_relaxed);
-		out->sum_ms += atomic_load_explicit(&ps->sum_ms, memory_order_relaxed);
+		out->sum_us += atomic_load_explicit(&ps->sum_us, memory_order_relaxed);
 		out->count += atomic_load_explicit(&ps->count, memory_order_relaxed);
 		out->retries += atomic_load_explicit(&ps->retries, memory_order_relaxed);
 	}

@@ -31,14 +31,14 @@ extern const uint32_t stats_bucket_ms[STATS_BUCKETS - 1];
 /* One pool's counters in one worker: 15 words, two cache lines at most. */
 struct pool_stats {
 	_Atomic uint64_t buckets[STATS_BUCKETS]; /* requests by duration, not cumulative */
-	_Atomic uint64_t sum_ms;
+	_Atomic uint64_t sum_us; /* microseconds: most requests take less than 1 ms */
 	_Atomic uint64_t count;
 	_Atomic uint64_t retries; /* servers tried after the first, per request or connection */
 } __attribute__((aligned(64)));
 
-/* Worker thread: an http request of POOL ended after MS milliseconds,
+/* Worker thread: an http request of POOL ended after US microseconds,
  * having tried N_TRIED servers. */
-void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t ms,
+void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t us,
 			unsigned n_tried);
 /* Worker thread: a tcp connection of POOL ended, having tried N_TRIED
  * servers. */
@@ -49,7 +49,7 @@ void stats_assign_slots(struct gen *g);
 /* One pool's counters summed over the workers. */
 struct pool_totals {
 	uint64_t buckets[STATS_BUCKETS];
-	uint64_t sum_ms, count, retries;
+	uint64_t sum_us, count, retries;
 };
 
 /* Main thread: sums slot SLOT over the N workers at WS into *OUT (zeros for

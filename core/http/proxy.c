@@ -180,7 +180,7 @@ static void log_request(struct conn *c)
 		.reason = hc->reason,
 	};
 	count_bytes(c);
-	stats_request_done(c->w, hc->pool, (uint64_t)r.total_ms, hc->tried.n);
+	stats_request_done(c->w, hc->pool, clock_us() - hc->req_start_us, hc->tried.n);
 	log_access(c->w->log, &r);
 }
 

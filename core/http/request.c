@@ -400,6 +400,7 @@ void http_new_request(struct conn *c)
 	hc->seq++;
 	hc->req_start_ms = c->w->now_ms;
 	hc->req_start_wall_ms = wall_ms();
+	hc->req_start_us = clock_us();
 	hc->method_len = hc->target_len = 0;
 	hc->method[0] = '\0';
 	hc->method_id = HTTP_M_OTHER;

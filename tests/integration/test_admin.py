@@ -586,6 +586,9 @@ def test_metrics_http_traffic(ctx):
     check(metric(m1, "fulcrum_request_duration_seconds_count", pool="p") == 10, "histogram count")
     check(metric(m1, "fulcrum_request_duration_seconds_bucket", pool="p", le="+Inf") == 10,
           "+Inf bucket")
+    # Sub-millisecond requests still add up: the sum is kept in microseconds.
+    total = metric(m1, "fulcrum_request_duration_seconds_sum", pool="p")
+    check(0 < total < 10, f"request_duration_seconds_sum {total} for 10 requests")
     check(metric(m1, "fulcrum_listener_connections_total", listener="l") == 10, "conn total")
     check(metric(m1, "fulcrum_listener_bytes_received_total", listener="l") > 0, "bytes in")
     check(metric(m1, "fulcrum_listener_bytes_sent_total", listener="l") > 0, "bytes out")
