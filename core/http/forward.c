@@ -325,6 +325,65 @@ bool forward_denies_origin(const struct conn *c, const struct sockaddr *sa)
 	return acl_denies_addr(c->lc->acl, sa, c->http->fwd->port);
 }
 
+/* The IPv4 address SA holds (an IPv4-mapped IPv6 one too), or false. */
+static bool ipv4_of(const struct sockaddr *sa, uint32_t *out)
+{
+	if (sa->sa_family == AF_INET) {
+		*out = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+		return true;
+	}
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	if (sa->sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(a6)) {
+		memcpy(out, a6->s6_addr + 12, 4);
+		*out = ntohl(*out);
+		return true;
+	}
+	return false;
+}
+
+/* Loopback or unspecified: this host. */
+static bool sockaddr_is_local(const struct sockaddr *sa)
+{
+	uint32_t v4;
+	if (ipv4_of(sa, &v4))
+		return v4 >> 24 == 127 || v4 == 0;
+	const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+	return sa->sa_family == AF_INET6 &&
+	       (IN6_IS_ADDR_LOOPBACK(a6) || IN6_IS_ADDR_UNSPECIFIED(a6));
+}
+
+static bool sockaddr_equal_addr(const struct sockaddr *a, const struct sockaddr *b)
+{
+	uint32_t x, y;
+	if (ipv4_of(a, &x) && ipv4_of(b, &y))
+		return x == y;
+	return a->sa_family == AF_INET6 && b->sa_family == AF_INET6 &&
+	       memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr,
+		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
+}
+
+/* Whether SA (port PORT) reaches fulcrum's own admin listener: its
+ * address, or loopback or the unspecified address when the admin listens
+ * there or on a wildcard. Proxy clients never get there, whatever the ACL
+ * says: the admin API can drain servers and reload. */
+static bool is_admin_address(const struct conn *c, const struct sockaddr *sa, uint16_t port)
+{
+	const struct cfg_addr *ad = &c->gen->cfg->global.admin_addr;
+	const struct sockaddr *as = (const struct sockaddr *)&ad->ss;
+
+	uint16_t admin_port;
+
+	if (!c->gen->cfg->global.admin || !*c->gen->cfg->global.admin)
+		return false;
+	if (as->sa_family == AF_INET)
+		admin_port = ntohs(((const struct sockaddr_in *)as)->sin_port);
+	else if (as->sa_family == AF_INET6)
+		admin_port = ntohs(((const struct sockaddr_in6 *)as)->sin6_port);
+	else
+		return false; /* a unix socket: not reachable by TCP */
+	return admin_port == port && (sockaddr_is_local(sa) || sockaddr_equal_addr(sa, as));
+}
+
 static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_answer *a)
 {
 	struct http_conn *hc = c->http;
@@ -340,6 +399,10 @@ static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_
 	for (unsigned i = 0; i < a->n; i++) {
 		if (acl_denies_addr(c->lc->acl, &a->addrs[i].sa, f->port)) {
 			http_reply_ex(c, 403, "denied_address", false, NULL);
+			return;
+		}
+		if (is_admin_address(c, &a->addrs[i].sa, f->port)) {
+			http_reply_ex(c, 403, "denied_admin", false, NULL);
 			return;
 		}
 	}

@@ -353,7 +353,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD);
 	hc->req_body = http_request_body(h);
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
-	hc->upgrade = h->has_upgrade && h->conn_upgrade;
+	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
+	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1;
 	if (hc->req_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->req_ch, TRAILER_MAX);
 

@@ -284,7 +284,7 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0) {
-			response_failed(c, 502, "server_closed");
+			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
 			return -1;
 		}
 		hc->slen = (uint32_t)n;
@@ -310,10 +310,10 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 	if (hc->resp_body == HTTP_BODY_LENGTH)
 		hc->resp_left = c->down.left;
 	if (r == RELAY_ERROR) {
-		if (c->down.err_on_src && hc->resp_body == HTTP_BODY_LENGTH)
-			response_failed(c, 502, "server_closed");
-		else if (c->down.err_on_src)
-			response_failed(c, 502, "server_reset");
+		/* The relay says EPIPE for a body cut short by a close. */
+		if (c->down.err_on_src)
+			response_failed(c, 502,
+					c->down.err == EPIPE ? "server_closed" : "server_reset");
 		else {
 			hc->reason = "client_write_failed";
 			conn_close(c, CR_CLIENT_RESET);

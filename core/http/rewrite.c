@@ -3,6 +3,7 @@
  */
 #include "core/http/rewrite.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -89,6 +90,14 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 		if (!keep_field(buf, h, hd, o)) {
 			moved = true;
 			continue;
+		}
+		if (hd->id == HTTP_H_TRANSFER_ENCODING) {
+			/* Coding names are case-insensitive (RFC 9112 §7): a
+			 * lenient peer that only knows "chunked" must frame the
+			 * body as fulcrum did, so they go on in lower case. */
+			char *v = buf + hd->value.off;
+			for (size_t k = 0; k < hd->value.len; k++)
+				v[k] = (char)tolower((unsigned char)v[k]);
 		}
 		if (moved)
 			memmove(buf + dst, buf + from, to - from);

@@ -943,4 +943,19 @@ def test_max_forwards(ctx):
     check(m.status == 200 and fields.get("max-forwards") == ["0"], f"GET, 0: {m!r} {fields}")
 
 
+def test_admin_api_is_never_a_destination(ctx):
+    """Whatever the ACL allows, proxy clients do not reach fulcrum's own
+    admin API (it drains servers and reloads): 403 denied_admin, for
+    CONNECT and absolute-form, by address and by name."""
+    aport, port = free_port(), free_port()
+    start(ctx, port, listener={"connect_ports": "*"}, glob={"admin": f"127.0.0.1:{aport}"})
+    for target in (f"127.0.0.1:{aport}", f"localhost:{aport}", f"0.0.0.0:{aport}",
+                   f"[::ffff:127.0.0.1]:{aport}"):
+        r, m = connect_via(port, target)
+        check(m.status == 403, f"CONNECT {target}: {m!r}")
+        r.close()
+        m, _ = ask(port, proxy_get(f"http://{target}/status"))
+        check(m.status == 403, f"GET http://{target}/status: {m!r}")
+
+
 close_backends_first(globals())

@@ -939,6 +939,22 @@ def test_upgrade_websocket_tunnel(ctx):
     r.close()
 
 
+def test_upgrade_ignored_in_http10(ctx):
+    """RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request, so
+    fulcrum does not pass it on; a server that answers 101 anyway gets the
+    client a 502, never a tunnel."""
+    srv = pyserver(ctx, _ws_handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(WS_REQUEST.replace(b"HTTP/1.1", b"HTTP/1.0"))
+    m = read_response(r)
+    check(m.status == 502, f"an HTTP/1.0 upgrade was tunnelled: {m!r}")
+    r.close()
+    wait_for(lambda: srv.heads, 3 * SCALE, what="the request at the server")
+    check(b"upgrade" not in srv.heads[0].lower(), f"Upgrade passed on for 1.0: {srv.heads[0]!r}")
+
+
 def test_upgrade_refused_keeps_http(ctx):
     """A server that answers an Upgrade request with a plain 200 keeps the
     connection in HTTP: the next request is parsed as one."""

@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 
-from harness import SCALE, check, closed_port, free_port, read_lines, wait_for
+from harness import SCALE, check, closed_port, free_port, read_lines, recv_all, wait_for
 from test_http import (Message, access_lines, cbackend, chunk_encode, client, close_backends_first,
                        expect_error, get, http_conf, ok_handler, parse_head, pyserver, read_chunked,
                        read_request, read_response, roundtrip, sender, wait_closed)
@@ -554,3 +554,33 @@ def test_client_reset_while_connecting_is_closed_at_once(ctx):
     wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 3 * SCALE,
              what="a client_reset log line well before connect_timeout")
     f.check_fds_settled(timeout=2 * SCALE)
+
+
+def test_server_reset_mid_body_is_logged_as_a_reset(ctx):
+    """A server that resets in the middle of a body is logged server_reset
+    (and one that closes there server_closed); the client's connection is
+    closed after the bytes that came."""
+    def handler(r, srv):
+        req = read_request(r)
+        if req is None:
+            return
+        close = "close" in req.first
+        r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"x" * 5000)
+        time.sleep(0.2)
+        if not close:
+            r.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        r.s.close()
+
+    srv = pyserver(ctx, handler)
+    log = ctx.path("access.log")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log}))
+    for path in ("/reset", "/close"):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        got = recv_all(s)
+        s.close()
+        check(got.endswith(b"x" * 5000), f"{path}: the bytes that came were not relayed")
+    lines = access_lines(log, 2)
+    check(lines[0].endswith(" server_reset"), f"a reset mid-body: {lines[0]}")
+    check(lines[1].endswith(" server_closed"), f"a close mid-body: {lines[1]}")

@@ -1,7 +1,8 @@
 /*
  * test_http_rewrite.c - closing up a parsed head in place
  * (core/http/rewrite.c: rewrite_compact): hop-by-hop fields go, and a
- * Content-Length repeated with equal values goes on as one field.
+ * Content-Length repeated with equal values goes on as one field, and
+ * transfer coding names go on in lower case.
  */
 #include <criterion/criterion.h>
 #include <string.h>
@@ -48,4 +49,14 @@ Test(rewrite, single_content_length_untouched)
 {
 	compacts_to("POST / HTTP/1.1\r\nHost: a\r\ncontent-length:  5 \r\nKeep-Alive: 1\r\n\r\n",
 		    "POST / HTTP/1.1\r\nHost: a\r\ncontent-length:  5 \r\n");
+}
+
+Test(rewrite, transfer_coding_names_go_on_in_lower_case)
+{
+	/* A lenient server that knows only "chunked" must not read the body
+	 * as something else than fulcrum framed it. */
+	compacts_to("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+		    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n");
+	compacts_to("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: GZIP, CHUNKED\r\n\r\n",
+		    "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n");
 }
