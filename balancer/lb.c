@@ -4,7 +4,9 @@
  * (one file each: roundrobin.c, leastconn.c, random.c, p2c.c, source.c,
  * maglev.c and ring.c behind table.c).
  *
- * Threads: lb_pool_new/free run on the main thread; lb_pool_rebuild on the
+ * Threads: lb_pool_new runs on the main thread, lb_pool_free and
+ * lb_server_unref on whichever thread drops a generation's last reference;
+ * lb_pool_rebuild on the
  * health thread (or the admin API), the only writer of pool->table; lb_pick
  * on any worker, reading shared state with relaxed loads and the table with
  * one acquire load.
@@ -82,8 +84,8 @@ bool lb_server_same(const struct lb_server *new_, const struct lb_server *old)
 	       memcmp(&new_->addr.ss, &old->addr.ss, new_->addr.len) == 0 &&
 	       (new_->addr.text && old->addr.text ? strcmp(new_->addr.text, old->addr.text) == 0
 						  : new_->addr.text == old->addr.text) &&
-	       new_->maxconn == old->maxconn && new_->backup == old->backup &&
-	       new_->proxy_protocol == old->proxy_protocol &&
+	       new_->maxconn == old->maxconn && new_->max_fails == old->max_fails &&
+	       new_->backup == old->backup && new_->proxy_protocol == old->proxy_protocol &&
 	       new_->cfg_disabled == old->cfg_disabled;
 }
 
@@ -115,6 +117,8 @@ struct lb_pool *lb_pool_new(const struct cfg_pool *cfg)
 		goto fail;
 	for (size_t i = 0; i < cfg->n_servers; i++) {
 		pool->servers[i] = lb_server_new(&cfg->servers[i], (uint32_t)i);
+		if (pool->servers[i])
+			pool->servers[i]->max_fails = cfg->max_fails;
 		if (!pool->servers[i])
 			goto fail;
 		pool->n_servers = i + 1;

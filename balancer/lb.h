@@ -4,11 +4,13 @@
  *
  * Threads: a struct lb_pool and its servers are built by the main thread
  * (from a cfg) and shared read-mostly by every worker, the health thread and
- * the admin API. The fields marked _Atomic are the only ones that change
- * after publication: a server's state (written by the health thread and the
- * admin API), its weight (the admin API), its active count (every worker,
- * relaxed), the published hash table. Everything else is immutable once the
- * pool is published.
+ * the admin API. A server may outlive its pool: a reload hands an unchanged
+ * server on to the next generation's pool (refs). The fields marked _Atomic
+ * are the only ones that change after publication: a server's state
+ * (written by the health thread and the admin API), its weight (the admin
+ * API, a reload), its
+ * active and failure counts (every worker, relaxed), the published hash
+ * table. Everything else is immutable once the pool is published.
  *
  * Per-worker balancing state (smooth-WRR current weights, the random
  * generator) lives in struct lb_worker, owned by one worker, never shared.
@@ -33,6 +35,7 @@ struct lb_server {
 	struct cfg_addr addr;
 	_Atomic int weight; /* the admin API may change it at run time */
 	int maxconn; /* 0 = unlimited */
+	int max_fails; /* its pool's: picks skip it from that many failures on */
 	bool backup;
 	enum cfg_proxy_proto proxy_protocol;
 	uint32_t index; /* position in pool->servers */
@@ -128,6 +131,11 @@ static inline bool lb_server_is_usable(const struct lb_server *s)
 {
 	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
 		return false;
+	/* Failures the health thread has not judged yet (it samples every
+	 * 100 ms): back-to-back traffic must not get past max_fails meanwhile. */
+	if (s->max_fails > 0 &&
+	    atomic_load_explicit(&s->fails, memory_order_relaxed) >= s->max_fails)
+		return false;
 	return s->maxconn == 0 ||
 	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;
 }
@@ -166,23 +174,17 @@ static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t
 	return ramped > 1 ? (int)ramped : 1;
 }
 
-/* Traffic's verdicts for max_fails: a failed connection or an invalid
- * response, and a success that ends the run. The success reads before it
- * writes, so servers that keep succeeding cost no shared cache-line writes. */
-/* A failure seen by traffic (SPEC §4 passive health). The one that makes
- * MAX_FAILS (0: off) in a row takes an up server out of rotation at once;
- * the health thread then logs the verdict, publishes it and, after
- * fail_timeout or by its checks, brings the server back. */
-static inline void lb_server_failed(struct lb_server *s, int max_fails)
+/* A failure seen by traffic (SPEC §4 passive health), reported to the
+ * health thread through the count. From max_fails in a row on, picks skip
+ * the server (lb_server_is_usable) until the health thread, which alone
+ * decides its state, has marked it down. */
+static inline void lb_server_failed(struct lb_server *s)
 {
-	int n = atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed) + 1;
-	if (max_fails > 0 && n >= max_fails) {
-		int up = SRV_UP;
-		atomic_compare_exchange_strong_explicit(&s->state, &up, SRV_DOWN,
-							memory_order_relaxed, memory_order_relaxed);
-	}
+	atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
 }
 
+/* A success ends the run of failures. It reads before it writes, so servers
+ * that keep succeeding cost no shared cache-line writes. */
 static inline void lb_server_passed(struct lb_server *s)
 {
 	if (atomic_load_explicit(&s->fails, memory_order_relaxed) != 0)

@@ -314,8 +314,10 @@ static char *read_line(char *str, int num, void *stream)
 	ssize_t n = getline(&ld->buf, &ld->buf_cap, ld->file);
 	const char *s = ld->buf;
 
-	if (n < 0)
+	if (n < 0) {
+		ld->read_errno = errno;
 		return NULL;
+	}
 	ld->line++;
 	if (ld->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
 		s += 3;
@@ -410,7 +412,7 @@ static void parse_file(struct cfg_loader *ld)
 	else if (rc > 0 && ld->errs->len == ld->first_err)
 		cfg_ld_err_at(ld, rc, "syntax error");
 	if (ferror(ld->file))
-		cfg_ld_err(ld, "read error: %s", strerror(errno));
+		cfg_ld_err(ld, "read error: %s", strerror(ld->read_errno));
 }
 
 static void loader_free(struct cfg_loader *ld)

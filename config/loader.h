@@ -50,6 +50,7 @@ struct cfg_loader {
 	bool oom;
 
 	FILE *file;
+	int read_errno; /* why the last read failed */
 	char *buf; /* getline buffer */
 	size_t buf_cap;
 	int line; /* number of the line inih is working on */

@@ -392,6 +392,8 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 		goto out;
 	}
 	s = lb_server_new(&cs, (uint32_t)old->n_servers);
+	if (s)
+		s->max_fails = old->cfg->max_fails;
 	shell = s ? shell_with(old, s) : NULL;
 	ng = shell ? gen_derive(g, (size_t)pi, shell, s) : NULL;
 	if (!ng) {
@@ -437,6 +439,21 @@ static const struct lb_server *same_server(const struct gen *from, const char *p
 	return any;
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return a && b ? strcmp(a, b) == 0 : a == b;
+}
+
+/* Whether connections to a pool's servers are made the same way under A and
+ * B: idle pooled connections are kept per server, so a server handed on
+ * across a reload must not hand on connections made without the TLS (or
+ * verification) the new file asks for. */
+static bool connects_alike(const struct cfg_pool *a, const struct cfg_pool *b)
+{
+	return a->tls == b->tls && a->tls_verify == b->tls_verify &&
+	       same_str(a->tls_ca, b->tls_ca) && same_str(a->tls_sni, b->tls_sni);
+}
+
 static void copy_counter(_Atomic uint64_t *to, const _Atomic uint64_t *from)
 {
 	atomic_store_explicit(to, atomic_load_explicit(from, memory_order_relaxed),
@@ -466,6 +483,8 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 {
 	for (size_t i = 0; i < to->cfg->n_pools; i++) {
 		struct lb_pool *pool = to->pools[i];
+		int fi = find_pool(from, pool->name);
+		bool alike = fi >= 0 && connects_alike(pool->cfg, from->pools[fi]->cfg);
 		bool states = false;
 
 		for (size_t k = 0; k < pool->n_servers; k++) {
@@ -473,7 +492,7 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 			const struct lb_server *o = same_server(from, pool->name, s->name);
 			if (!o)
 				continue;
-			if (!admin_is_removed(from, o) && lb_server_same(s, o)) {
+			if (alike && !admin_is_removed(from, o) && lb_server_same(s, o)) {
 				/* Unchanged: the running server goes on into TO, so the
 				 * connections FROM keeps see what happens to it from now
 				 * on (drain, disable, health) and count in its gauges.
@@ -491,7 +510,7 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 			copy_counter(&s->connections_total, &o->connections_total);
 			copy_counter(&s->checks_ok, &o->checks_ok);
 			copy_counter(&s->checks_fail, &o->checks_fail);
-			for (size_t c = 0; c < 6; c++)
+			for (size_t c = 0; c < ARRAY_SIZE(s->responses); c++)
 				copy_counter(&s->responses[c], &o->responses[c]);
 			if (!admin_is_removed(from, o) && o->addr.text && s->addr.text &&
 			    strcmp(o->addr.text, s->addr.text) == 0)

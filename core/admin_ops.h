@@ -14,8 +14,9 @@
  *  - delete: the server is drained and forgotten by the API (a tombstone):
  *    no new connection goes to it, existing ones finish, /status and
  *    /metrics no longer show it, and its name is free again.
- * All of them last until the next reload from the file, which builds every
- * server anew from the file (SPEC §5); request counters carry over by name.
+ * A reload from the file hands every server it describes as before on to
+ * the new generation, state included, and carries the counters (and the
+ * state the API set) of the others over by name (admin_carry_over).
  */
 #ifndef FULCRUM_ADMIN_OPS_H
 #define FULCRUM_ADMIN_OPS_H

@@ -20,7 +20,8 @@
 struct cc {
 	bool any; /* at least one Cache-Control field */
 	bool no_store, no_cache, private_, public_, must_revalidate, only_if_cached;
-	int64_t max_age, s_maxage, min_fresh; /* -1 when absent, -2 when present but invalid */
+	int64_t max_age, s_maxage; /* -1 when absent, -2 when present but invalid */
+	int64_t min_fresh; /* the largest valid one; -1 when none */
 };
 
 bool cache_status_is_storable(int status)

@@ -78,6 +78,26 @@ void conn_side_event(struct side *s, uint32_t events)
 	c->ops->process(c);
 }
 
+int conn_connect_step(struct conn *c, struct side *s, const struct lb_pool *pool,
+		      const struct lb_server *srv, bool tls)
+{
+	if (!s->io) { /* not yet TLS: the TCP connect is what waits */
+		int err = 0, r;
+		socklen_t len = sizeof(err);
+		if (!s->wr)
+			return 0;
+		if (getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+			err = errno;
+		if (err)
+			return -err;
+		if ((r = pp_send_header(c, srv, s->fd)) < 0)
+			return r;
+		if (tls && (r = tls_server_side(s, c->gen, pool, srv)) < 0)
+			return r;
+	}
+	return tls_side_handshake(s);
+}
+
 bool conn_client_reset(const struct conn *c)
 {
 	int err = 0;

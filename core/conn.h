@@ -92,7 +92,7 @@ struct conn {
 	enum conn_state state;
 	enum close_reason reason;
 	struct timer timer;
-	uint64_t start_ms, start_wall_ms, last_active_ms, connect_start_ms;
+	uint64_t start_ms, start_wall_ms, last_active_ms;
 	union conn_addr peer;
 
 	struct lb_pool *pool;
@@ -121,6 +121,15 @@ void conn_set_state(struct conn *c, enum conn_state s);
 /* The balancing key of the client's address (not its port): source hashing,
  * and the fallback of every hash key a request lacks (SPEC §4). */
 uint64_t conn_client_hash(const struct conn *c);
+/* One step of connecting side S to server SRV of POOL once the non-blocking
+ * connect is under way: the connect's outcome, then the PROXY header when
+ * SRV wants one, then, when TLS is allowed and the pool has tls = on, the
+ * TLS handshake (tls_side_handshake). Connecting is all of these: they share
+ * connect_timeout, and a failure of any is a failed connect. Returns 1 when
+ * all are done, 0 while one waits for the socket, -errno on failure
+ * (-ENOMEM: fulcrum's shortage, not the server's). */
+int conn_connect_step(struct conn *c, struct side *s, const struct lb_pool *pool,
+		      const struct lb_server *srv, bool tls);
 /* Whether the client has reset its connection: checked while fulcrum waits
  * on something else (a server's connect), so that the client does not hold
  * its place, and a server slot, until then. A FIN alone is not a reset. */

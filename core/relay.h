@@ -74,9 +74,5 @@ void relay_half_limit(struct half *h, uint64_t len);
 enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget);
 /* Frees the buffer and gives back (or closes) the pipe. */
 void relay_half_release(struct worker *w, struct half *h);
-static inline bool relay_half_is_idle(const struct half *h)
-{
-	return h->buf == NULL && h->pipe == NULL;
-}
 
 #endif

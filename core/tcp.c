@@ -19,7 +19,6 @@
 
 #include "core/conn.h"
 #include "core/http/route.h"
-#include "core/pp_conn.h"
 #include "core/tls.h"
 
 /* Bytes one pass may move per connection before others get their turn. */
@@ -45,16 +44,6 @@ static void connect_next(struct conn *c);
 
 static void connect_failed(struct conn *c, int err);
 
-/* The TCP connect is up: the PROXY header, when the server wants one, goes
- * first, then TLS starts when the pool has tls = on. */
-static int connected_tcp(struct conn *c)
-{
-	int err = pp_send_header(c, c->server, c->srv.fd);
-	if (err < 0)
-		return err;
-	return tls_server_side(&c->srv, c->gen, c->pool, c->server);
-}
-
 static void connected(struct conn *c)
 {
 	lb_server_passed(c->server);
@@ -65,7 +54,7 @@ static void connected(struct conn *c)
 
 static void connect_failed(struct conn *c, int err)
 {
-	lb_server_failed(c->server, c->pool->cfg->max_fails);
+	lb_server_failed(c->server);
 	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 		 c->server->name, c->server->addr.text, strerror(err));
 	conn_release_server(c);
@@ -91,7 +80,6 @@ static int start_connect(struct conn *c, struct lb_server *s)
 	if (worker_watch(c->w, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->srv.h) < 0)
 		return -errno;
 	conn_set_state(c, CS_CONNECTING);
-	c->connect_start_ms = c->w->now_ms;
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->pool->cfg->connect_timeout_ms);
 	return 0;
 }
@@ -118,7 +106,7 @@ static void connect_next(struct conn *c)
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
-		lb_server_failed(s, c->pool->cfg->max_fails);
+		lb_server_failed(s);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 			 s->name, s->addr.text, strerror(-err));
 		conn_release_server(c);
@@ -182,31 +170,19 @@ static void relay(struct conn *c)
 	}
 }
 
-/* Connecting is the TCP connect, the PROXY header and, with tls = on, the
- * TLS handshake: all within connect_timeout, and a failure of any is
- * retried on another server. */
+/* A failed step is retried on another server (conn_connect_step). */
 static void check_connect(struct conn *c)
 {
-	int err = 0;
+	int r = conn_connect_step(c, &c->srv, c->pool, c->server, true);
 
-	if (!c->srv.io) { /* not yet TLS: the TCP connect is what waits */
-		socklen_t len = sizeof(err);
-		if (!c->srv.wr)
-			return;
-		if (getsockopt(c->srv.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err == 0)
-			err = -connected_tcp(c);
+	if (r == 0)
+		return;
+	if (r == -ENOMEM) {
+		conn_close(c, CR_NO_MEMORY); /* fulcrum's shortage, not the server's fault */
+		return;
 	}
-	if (err == 0) {
-		int r = tls_side_handshake(&c->srv);
-		if (r == 0)
-			return; /* the handshake waits for the server */
-		if (r < 0)
-			err = -r;
-	}
-	if (err) {
-		connect_failed(c, err);
+	if (r < 0) {
+		connect_failed(c, -r);
 		return;
 	}
 	connected(c);

@@ -87,7 +87,7 @@ bool tls_side_is_tls(const struct side *s);
  * it is part of connecting: bounded by connect_timeout and, when it fails,
  * retried on another server like a refused connect. Returns 1 when done
  * (or S is not TLS), 0 while it waits for the socket, -errno on failure
- * (the reason is logged). */
+ * (the reason is logged, but for a server that just closed: -ECONNRESET). */
 int tls_side_handshake(struct side *s);
 
 /* The server name the client asked for on TLS side S (NULL when S is not

@@ -10,7 +10,9 @@
  * asked for) closes it, and so does an idle timer.
  *
  * Ownership: the worker that created it. An idle upstream holds a reference
- * on the generation its server belongs to, so the lb_server outlives it.
+ * on a generation that lists its server, so the lb_server outlives it (a
+ * reload may hand the server on to the next generation, only when the pool
+ * still connects to it the same way: admin_carry_over).
  */
 #ifndef FULCRUM_UPSTREAM_H
 #define FULCRUM_UPSTREAM_H

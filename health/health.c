@@ -9,9 +9,11 @@
  *
  * Invariants:
  * - The health thread keeps its own verdict per server (struct hc_server.up)
- *   and is the only writer of server->state for health reasons; it moves a
- *   state only between SRV_UP and SRV_DOWN, with a compare-and-swap, so a
- *   DRAIN or DISABLED set by the admin API is never overwritten.
+ *   and writes server->state for health reasons, only between SRV_UP and
+ *   SRV_DOWN, with a compare-and-swap, so a DRAIN or DISABLED set by the
+ *   admin API is never overwritten. Workers only report (server->fails);
+ *   their picks skip a server whose count reached max_fails until this
+ *   thread's next sample marks it down.
  * - Every server's verdict is re-applied after each check and each passive
  *   sample, so a server the admin API enables again converges to it.
  * - A table replaced by lb_pool_rebuild() is freed only after every worker
@@ -147,12 +149,6 @@ static void publish_state(struct hc_server *hs)
 	atomic_store_explicit(&hs->srv->health_down, !hs->up, memory_order_relaxed);
 	if (cur == want || (cur != SRV_UP && cur != SRV_DOWN))
 		return;
-	/* A worker took it down at max_fails (lb_server_failed): the next
-	 * sample takes that verdict over; until then it stays down. */
-	int max_fails = hs->hp->cfg->max_fails;
-	if (want == SRV_UP && max_fails > 0 &&
-	    atomic_load_explicit(&hs->srv->fails, memory_order_relaxed) >= max_fails)
-		return;
 	/* The recovery time, before the state: the weight-based balances
 	 * ramp the server up over slow_start from there. */
 	if (want == SRV_UP)
@@ -228,7 +224,6 @@ static void sample_passive(struct hc_server *hs)
 			set_verdict(hs, false, "%d consecutive failure%s seen by traffic (passive)",
 				    fails, fails == 1 ? "" : "s");
 			hs->passive_down = true;
-			hs->hp->dirty = true; /* a worker may have set the state already */
 			atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
 		}
 	} else if (hs->passive_down && pc->check == CHECK_NONE &&

@@ -40,11 +40,6 @@ int hc_sched_reserve(struct hc_sched *s, size_t n);
 int hc_sched_add(struct hc_sched *s, struct hc_timer *t, uint64_t due_ms);
 void hc_sched_del(struct hc_sched *s, struct hc_timer *t);
 
-static inline bool hc_timer_is_armed(const struct hc_timer *t)
-{
-	return t->pos != 0;
-}
-
 /* Disarms and returns the earliest timer due at NOW_MS, or NULL. */
 struct hc_timer *hc_sched_pop_due(struct hc_sched *s, uint64_t now_ms);
 

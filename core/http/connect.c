@@ -14,8 +14,6 @@
 #include "core/conn.h"
 #include "core/http/forward.h"
 #include "core/log.h"
-#include "core/pp_conn.h"
-#include "core/tls.h"
 #include "core/upstream.h"
 
 static void attach(struct conn *c, struct upstream *u)
@@ -36,7 +34,7 @@ static void set_request_out(struct http_conn *hc)
 void http_server_failed(struct conn *c, int err, const char *what)
 {
 	struct http_conn *hc = http_of(c);
-	lb_server_failed(hc->server, hc->pool->cfg->max_fails);
+	lb_server_failed(hc->server);
 	log_info("http %s: %s %s/%s (%s): %s", c->lc->name, what, hc->pool->name, hc->server->name,
 		 hc->server->addr.text, strerror(err));
 }
@@ -139,38 +137,16 @@ bool http_connect_failed(struct conn *c, int err, const char *reason)
 	return false;
 }
 
-/* Connecting is the TCP connect, the PROXY header, and the TLS handshake
- * when the pool has tls = on: all within connect_timeout, and a failure of
- * any is retried on another server. */
+/* A failed step is retried on another server (conn_connect_step).
+ * Forward mode's origins are plain: https goes through CONNECT. */
 void http_check_connect(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	const char *reason = "connect_failed";
-	int err = 0;
+	int r = conn_connect_step(c, &hc->u->s, hc->pool, hc->server, !hc->fwd);
 
-	if (!hc->u->s.io) { /* not yet TLS: the TCP connect is what waits */
-		socklen_t len = sizeof(err);
-		if (!hc->u->s.wr)
-			return;
-		if (getsockopt(hc->u->s.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-			err = errno;
-		if (err == 0)
-			err = -pp_send_header(c, hc->server, hc->u->s.fd); /* PROXY header first */
-		/* then TLS; forward mode's origins are plain (https goes through
-		 * CONNECT) and their pools are not the generation's */
-		if (err == 0 && !hc->fwd)
-			err = -tls_server_side(&hc->u->s, c->gen, hc->pool, hc->server);
-	}
-	if (err == 0) {
-		int r = tls_side_handshake(&hc->u->s);
-		if (r == 0)
-			return; /* the handshake waits for the server */
-		if (r < 0) {
-			err = -r;
-			reason = "server_tls_failed";
-		}
-	}
-	if (err == 0) {
+	if (r == 0)
+		return;
+	if (r == 1) {
 		/* A tunnel has nothing more to judge its server by; an exchange
 		 * clears the count only with a valid response (SPEC §4: invalid
 		 * responses count too, and the connect before each succeeds). */
@@ -182,7 +158,13 @@ void http_check_connect(struct conn *c)
 		}
 		return;
 	}
-	if (http_connect_failed(c, err, reason))
+	if (r == -ENOMEM) {
+		http_reply(c, 500, "no_memory", true); /* not the server's fault */
+		return;
+	}
+	/* The side is TLS once its TCP connect and PROXY header went well. */
+	const char *reason = hc->u->s.io ? "server_tls_failed" : "connect_failed";
+	if (http_connect_failed(c, -r, reason))
 		http_connect_server(c);
 }
 

@@ -362,10 +362,12 @@ static bool sockaddr_equal_addr(const struct sockaddr *a, const struct sockaddr 
 		      &((const struct sockaddr_in6 *)b)->sin6_addr, 16) == 0;
 }
 
-/* Whether SA (port PORT) reaches fulcrum's own admin listener: its
- * address, or loopback or the unspecified address when the admin listens
- * there or on a wildcard. Proxy clients never get there, whatever the ACL
- * says: the admin API can drain servers and reload. */
+/* Whether SA (port PORT) reaches fulcrum's own admin listener: its address,
+ * or, when the admin listens on loopback or a wildcard, any loopback or
+ * unspecified address (a wildcard admin is also reachable through the
+ * host's other addresses, which this does not know: README says to deny
+ * them). Proxy clients never get there, whatever the ACL says: the admin
+ * API can drain servers and reload. */
 static bool is_admin_address(const struct conn *c, const struct sockaddr *sa, uint16_t port)
 {
 	const struct cfg_addr *ad = &c->gen->cfg->global.admin_addr;
@@ -381,7 +383,8 @@ static bool is_admin_address(const struct conn *c, const struct sockaddr *sa, ui
 		admin_port = ntohs(((const struct sockaddr_in6 *)as)->sin6_port);
 	else
 		return false; /* a unix socket: not reachable by TCP */
-	return admin_port == port && (sockaddr_is_local(sa) || sockaddr_equal_addr(sa, as));
+	return admin_port == port &&
+	       (sockaddr_equal_addr(sa, as) || (sockaddr_is_local(as) && sockaddr_is_local(sa)));
 }
 
 static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_answer *a)

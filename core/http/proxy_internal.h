@@ -28,10 +28,8 @@ static inline struct http_conn *http_of(const struct conn *c)
 
 /* proxy.c */
 
-/* The request buffer (rbuf is the client's, sbuf the server's): taken when
- * bytes arrive, given back when a request is over. 0 or -ENOMEM. */
+/* The server's buffer (sbuf): taken when bytes arrive. 0 or -ENOMEM. */
 int http_sbuf_get(struct conn *c);
-void http_sbuf_put(struct conn *c, struct http_conn *hc);
 /* Writes what Q holds to S: 1 when all is written, 0 when S is full,
  * -errno on error. Adds the bytes written to *COUNT. */
 int http_outq_flush(struct side *s, struct outq *q, uint64_t *count);

@@ -30,7 +30,7 @@ static void response_failed(struct conn *c, int status, const char *reason)
 {
 	struct http_conn *hc = http_of(c);
 	if (hc->server && status == 502)
-		lb_server_failed(hc->server, hc->pool->cfg->max_fails);
+		lb_server_failed(hc->server);
 	if (hc->resp_started) {
 		hc->reason = reason;
 		conn_close(c, CR_SERVER_RESET);
@@ -177,8 +177,12 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 				hc->spos += (uint32_t)h->head_len;
 				int w = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
 				if (w <= 0) {
-					/* Rare: keep it simple and give up the exchange. */
-					response_failed(c, 502, "client_slow_interim");
+					/* Rare (the client does not take even an interim
+					 * head): give up the exchange. It is the client's
+					 * doing, not the server's, and bytes of the head
+					 * may be out: no answer can follow. */
+					hc->reason = "client_slow_interim";
+					conn_close(c, CR_CLIENT_RESET);
 					return -1;
 				}
 				continue;

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import select
+import signal
 import socket
 import subprocess
 import threading
@@ -953,6 +954,24 @@ def test_upgrade_ignored_in_http10(ctx):
     r.close()
     wait_for(lambda: srv.heads, 3 * SCALE, what="the request at the server")
     check(b"upgrade" not in srv.heads[0].lower(), f"Upgrade passed on for 1.0: {srv.heads[0]!r}")
+
+
+def test_reload_turning_tls_on_does_not_reuse_plain_connections(ctx):
+    """Idle pooled server connections were made under the old settings: a
+    reload that turns tls on for the pool must not send the next request
+    in clear text over one of them."""
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    m, _, _ = roundtrip(port, get("/"), wait_close=0)
+    check(m.status == 200 and srv.accepted == 1, f"before the reload: {m!r}")
+    with open(f.conf_path, "w") as fh:
+        fh.write(http_conf(port, [srv.server_line()], pool={"tls": "on", "tls_verify": "off"}))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    m, _, _ = roundtrip(port, get("/"), wait_close=0)
+    check(m.status == 502, f"a request after tls = on was answered in clear text: {m!r}")
+    check(srv.accepted == 2, f"the server saw {srv.accepted} connections, want a new one for TLS")
 
 
 def test_upgrade_refused_keeps_http(ctx):
