@@ -244,16 +244,29 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	/* A body the client is still sending makes the connection unusable. */
 	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
 		close = true;
-	if (c->w->draining || !hc->client_ka)
+	if (c->w->draining || !hc->client_ka || http_client_done(c))
 		close = true;
 	hc->status = status;
 	hc->reply_close = close;
 	hc->client_ka = hc->client_ka && !close;
+	/* An HTTP/1.0 client keeps its connection only when told so. */
+	char more[256];
+	snprintf(more, sizeof(more), "%s%s",
+		 !close && hc->minor == 0 ? "Connection: keep-alive\r\n" : "",
+		 headers ? headers : "");
 	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close,
-				     hc->method_id == HTTP_M_HEAD, headers);
+				     hc->method_id == HTTP_M_HEAD, more);
 	http_outq_set(&hc->resp_out, hc->reply, n, NULL, 0, NULL, 0);
 	hc->resp_started = true;
 	http_set_phase(c, HP_REPLY);
+}
+
+bool http_client_done(const struct conn *c)
+{
+	const struct http_conn *hc = http_of(c);
+
+	return c->cli.hup && (hc->req_done || hc->req_body == HTTP_BODY_NONE) &&
+	       hc->rpos >= hc->rlen;
 }
 
 void http_reply(struct conn *c, int status, const char *reason, bool close)

@@ -94,6 +94,7 @@ struct http_conn {
 	uint64_t req_body_len; /* chunked: payload bytes so far, for max_body_size */
 	struct http_chunked req_ch;
 	bool req_head_sent, req_done;
+	bool req_body_flowed; /* a byte of the request body reached the server */
 	bool up_armed, down_armed; /* c->up / c->down carry this request's body */
 	uint32_t head_start, head_end; /* the kept head in rbuf, for a resend */
 	struct outq req_out;

@@ -42,6 +42,10 @@ void http_release_server(struct conn *c, bool reuse);
 /* Answers the current request with STATUS and a short text body; CLOSE:
  * the connection closes after it. REASON goes to the access log. */
 void http_reply(struct conn *c, int status, const char *reason, bool close);
+/* Whether the client has sent its last byte (a FIN after the request, and
+ * nothing pipelined behind it): the answer to this request ends the
+ * connection, and says so with Connection: close. */
+bool http_client_done(const struct conn *c);
 
 /* request.c */
 

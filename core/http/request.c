@@ -415,7 +415,7 @@ void http_new_request(struct conn *c)
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = 0;
-	hc->req_head_sent = hc->req_done = false;
+	hc->req_head_sent = hc->req_done = hc->req_body_flowed = false;
 	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
 	hc->server_ka = false;
 	hc->up_armed = hc->down_armed = false;
@@ -471,6 +471,7 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 			}
 			hc->rpos += (uint32_t)n;
 			hc->rsend -= (uint32_t)n;
+			hc->req_body_flowed = true;
 			continue;
 		}
 		if (hc->req_ch.state == HTTP_CHUNK_DONE)
@@ -487,10 +488,11 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 			hc->bytes_in += used;
 			hc->req_body_len += data;
 			if (c->lc->max_body_size && hc->req_body_len > c->lc->max_body_size) {
-				/* Part of the body may be at the server already:
-				 * SPEC §3 says close both. */
-				if (hc->req_head_sent) {
-					hc->status = 413;
+				/* Part of the body is at the server already: SPEC
+				 * §3 says close both (no 413 goes out). Else the
+				 * client gets its 413, and the server connection,
+				 * which has a head waiting for a body, is closed. */
+				if (hc->req_body_flowed) {
 					hc->reason = "body_too_large";
 					conn_close(c, CR_CLIENT_RESET);
 					return -1;

@@ -85,7 +85,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		hc->server_ka = false;
 		hc->client_ka = false;
 	}
-	if (c->w->draining)
+	if (c->w->draining || http_client_done(c))
 		hc->client_ka = false;
 	/* An answer before the request body ended: the client connection
 	 * ends with it (RFC 9112 §9.6), and says so. */
@@ -105,10 +105,15 @@ static int begin_response(struct conn *c, struct http_head *h)
 
 	struct rewrite_opts o = {
 		.keep_upgrade = hc->upgrade && h->status == 101,
-		.drop_transfer_encoding = hc->dechunk,
+		/* also from a HEAD's answer, which has no body to decode */
+		.drop_transfer_encoding = hc->dechunk || hc->minor == 0,
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
+	/* RFC 9110 §6.2: an intermediary sends its own version, so an HTTP/1.1
+	 * client keeps its connection after an HTTP/1.0 server's answer. */
+	if (h->version_minor == 0 && memcmp(hc->sbuf + start, "HTTP/1.0", 8) == 0)
+		hc->sbuf[start + 7] = '1';
 	cache_http_response_head(c, hc->sbuf + start, end - start);
 	hc->spos = (uint32_t)h->head_len;
 

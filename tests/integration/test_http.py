@@ -974,6 +974,51 @@ def test_reload_turning_tls_on_does_not_reuse_plain_connections(ctx):
     check(srv.accepted == 2, f"the server saw {srv.accepted} connections, want a new one for TLS")
 
 
+def test_versions_and_connection_fields_towards_clients(ctx):
+    """RFC 9110 §6.2: fulcrum sends its own version, so an HTTP/1.1 client
+    keeps its connection after an HTTP/1.0 server's answer; RFC 9112 §6.1:
+    no Transfer-Encoding to an HTTP/1.0 client, HEAD included; SPEC §3:
+    Connection: close exactly when the connection will close (a client that
+    half-closed after its request), and an HTTP/1.0 client kept alive is
+    told so on fulcrum's own errors too."""
+    def old_server(r, srv):
+        while read_request(r) is not None:
+            r.send(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+
+    srv = pyserver(ctx, old_server)
+    b = cbackend(ctx, "b1")
+    port, bport, dport = free_port(), free_port(), free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    for i in range(2):
+        r.send(get("/"))
+        m = read_response(r)
+        check(m.first == "HTTP/1.1 200 OK" and m.body == b"ok", f"answer {i}: {m!r}")
+    r.close()
+
+    ctx.fulcrum(http_conf(bport, [b.server_line()]))
+    m, _, _ = roundtrip(bport, get("/chunked?size=10", method="HEAD", version="HTTP/1.0"),
+                        method="HEAD")
+    check(m.status == 200 and m.get("transfer-encoding") is None, f"HEAD from 1.0: {m!r}")
+
+    ctx.fulcrum(http_conf(dport, [f"dead 127.0.0.1:{closed_port()}"], pool={"retries": 0}))
+    r = client(dport)
+    for i in range(2):
+        r.send(get("/", version="HTTP/1.0", headers=["Connection: keep-alive"]))
+        m = read_response(r)
+        check(m.status in (502, 503) and m.get("connection") == "keep-alive",
+              f"HTTP/1.0 keep-alive error {i}: {m!r}")
+    r.close()
+    r = client(dport)
+    r.send(get("/"))
+    r.s.shutdown(socket.SHUT_WR)
+    m = read_response(r)
+    closed, _ = wait_closed(r, 2 * SCALE)
+    check(m.status in (502, 503) and m.get("connection") == "close" and closed,
+          f"after the client's FIN: {m!r}, closed {closed}")
+    r.close()
+
+
 def test_upgrade_refused_keeps_http(ctx):
     """A server that answers an Upgrade request with a plain 200 keeps the
     connection in HTTP: the next request is parsed as one."""

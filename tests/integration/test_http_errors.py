@@ -132,6 +132,12 @@ def test_413_body_too_large(ctx):
     except (EOFError, ConnectionResetError):
         pass  # closed without an answer: allowed once the body flowed
     r.close()
+    # A first chunk already over the limit: nothing of the body can have
+    # flowed, so the client gets its 413.
+    m, closed, _ = roundtrip(port, get("/big-chunk", method="POST",
+                                       headers=["Transfer-Encoding: chunked"]) +
+                             b"800\r\n" + b"z" * 2048 + b"\r\n0\r\n\r\n")
+    expect_error(m, closed, 413, must_close=True, what="a first chunk over max_body_size")
 
 
 def test_414_uri_too_long(ctx):
