@@ -482,9 +482,9 @@ static void exchange(struct conn *c)
 	}
 }
 
-/* While a request waits on a name, another request's cache fill or a
- * server's connect, a client that resets ends it at once rather than hold
- * its place (and a server slot) until then. */
+/* While a request waits on a name, another request's cache fill, a
+ * server's connect or its answer, a client that resets ends it at once
+ * rather than hold its place (and a server slot) until then. */
 static bool client_reset_while_waiting(struct conn *c)
 {
 	if (!conn_client_reset(c))
@@ -532,6 +532,10 @@ static void run(struct conn *c)
 				return;
 			break;
 		case HP_EXCHANGE:
+			/* Waiting for the answer: a client that reset is gone (a
+			 * FIN may be a half-close, as HAProxy reads it too). */
+			if (hc->req_done && !hc->resp_started && client_reset_while_waiting(c))
+				return;
 			exchange(c);
 			break;
 		case HP_TUNNEL:

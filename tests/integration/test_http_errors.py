@@ -562,6 +562,24 @@ def test_client_reset_while_connecting_is_closed_at_once(ctx):
     f.check_fds_settled(timeout=2 * SCALE)
 
 
+def test_client_reset_while_waiting_for_the_answer(ctx):
+    """A client that resets while its server thinks is gone: the request
+    ends at once (client_reset) and the server connection is let go, not
+    held until the server answers or server_timeout."""
+    srv = pyserver(ctx, lambda r, s: (read_request(r), time.sleep(5 * SCALE)))
+    log = ctx.path("access.log")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                              pool={"server_timeout": "20s"}))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 2 * SCALE,
+             what="the request ended as client_reset while the server was silent")
+
+
 def test_server_reset_mid_body_is_logged_as_a_reset(ctx):
     """A server that resets in the middle of a body is logged server_reset
     (and one that closes there server_closed); the client's connection is
