@@ -260,6 +260,8 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 /* RFC 9110 §7.6.2: the Max-Forwards of an OPTIONS or TRACE request, which
  * each intermediary decrements and, at 0, answers itself. -1 when absent,
  * not a number, or another method. */
+#define MAX_FORWARDS_CAP 1000000
+
 static int64_t max_forwards(const struct http_head *h, const char *buf)
 {
 	if (h->method_id != HTTP_M_OPTIONS && h->method_id != HTTP_M_TRACE)
@@ -272,16 +274,16 @@ static int64_t max_forwards(const struct http_head *h, const char *buf)
 	for (size_t k = 0; k < h->headers[i].value.len; k++) {
 		if (v[k] < '0' || v[k] > '9')
 			return -1;
-		if (n < 1000000) /* larger values need no exact count */
+		if (n < MAX_FORWARDS_CAP) /* larger values need no exact count */
 			n = n * 10 + (v[k] - '0');
 	}
 	return n;
 }
 
-static int build_head(struct conn *c, const struct http_head *h)
+/* MF: the request's Max-Forwards (max_forwards), decremented on the way. */
+static int build_head(struct conn *c, const struct http_head *h, int64_t mf)
 {
 	struct http_conn *hc = c->http;
-	int64_t mf = max_forwards(h, hc->rbuf);
 	struct rewrite_opts more = {
 		.drop_proxy_auth = true, .drop_host = true, .drop_max_forwards = mf > 0};
 	char lines[DNS_NAME_MAX + 96];
@@ -531,7 +533,8 @@ void forward_begin(struct conn *c, const struct http_head *h)
 		http_reply_ex(c, 413, "body_too_large", true, NULL);
 		return;
 	}
-	if (max_forwards(h, hc->rbuf) == 0) {
+	int64_t mf = max_forwards(h, hc->rbuf);
+	if (mf == 0) {
 		/* The last hop: answered here. fulcrum does not reflect requests
 		 * (TRACE), as nginx does not. */
 		http_reply_ex(c, h->method_id == HTTP_M_OPTIONS ? 200 : 405, "max_forwards", false,
@@ -540,7 +543,7 @@ void forward_begin(struct conn *c, const struct http_head *h)
 	}
 	if (!f->tunnel && cache_http_request(c, h))
 		return; /* answered from the cache (cache_http.c) */
-	if (!f->tunnel && build_head(c, h) < 0) {
+	if (!f->tunnel && build_head(c, h, mf) < 0) {
 		http_reply_ex(c, 500, "no_memory", true, NULL);
 		return;
 	}

@@ -83,8 +83,9 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 			len = (size_t)((const char *)memchr(v, '?', len) - v);
 		break;
 	case HKEY_HOST: {
-		/* The host as routes see it: case and a :port do not matter. */
-		char name[256];
+		/* The host as routes see it: case and a :port do not matter
+		 * (a longer, invalid one is hashed as sent). */
+		char name[DNS_NAME_MAX + 1];
 		v = buf + http_request_host(h).off;
 		len = route_host_len(v, http_request_host(h).len);
 		if (len == 0 || len > sizeof(name))
