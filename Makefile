@@ -113,7 +113,7 @@ FUZZ_LIB := core/http/parser.c core/http/message.c core/http/chunked.c core/http
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-std=c11 -D_GNU_SOURCE -I. $(WARN)
 
-build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB) core/http/parser.h core/http/chunked.h core/http/rewrite.h \
+build/fuzz/%: tests/fuzz/%.c tests/fuzz/fuzz.h $(FUZZ_LIB) core/http/parser.h core/http/chunked.h core/http/rewrite.h \
 		core/json.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB)

@@ -17,10 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz.h"
 #include "core/http/parser.h"
 #include "core/http/rewrite.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 typedef enum http_result (*parse_fn)(const char *, size_t, const struct http_limits *,
 				     struct http_head *);
@@ -31,12 +30,6 @@ static const struct http_limits limit_sets[4] = {
 	{16, 4096},
 	{256, 64},
 };
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			__builtin_trap();                                                          \
-	} while (0)
 
 static void check_slice(struct http_slice s, size_t head_len)
 {

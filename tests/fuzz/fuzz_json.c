@@ -11,21 +11,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz.h"
 #include "core/json.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                                                \
-	do {                                                                                       \
-		if (!(cond))                                                                       \
-			__builtin_trap();                                                          \
-	} while (0)
 
 /* An independent check of RFC 3629 well-formedness, table-free. */
 static int utf8_ok(const unsigned char *s)
 {
 	while (*s) {
-		unsigned c = *s, n = c < 0x80 ? 0 : c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 9;
+		unsigned c = *s, n = c < 0x80	 ? 0
+				     : c >= 0xf0 ? 3
+				     : c >= 0xe0 ? 2
+				     : c >= 0xc0 ? 1
+						 : 9;
 		if (n == 9)
 			return 0;
 		unsigned cp = n == 0 ? c : c & (0x3f >> n);
