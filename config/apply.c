@@ -150,6 +150,10 @@ static int set_size(struct cfg_loader *ld, const struct cfg_key_def *k, void *fi
 		cfg_ld_err(ld, "%s must be at least %lld bytes", k->name, k->lo);
 		return -EINVAL;
 	}
+	if (k->hi && bytes > (uint64_t)k->hi) {
+		cfg_ld_err(ld, "%s must be at most %lld bytes", k->name, k->hi);
+		return -EINVAL;
+	}
 	*(uint64_t *)field = bytes;
 	return 0;
 }

@@ -144,8 +144,8 @@ const struct cfg_key_def cfg_global_keys[] = {
 	CFG_K_STR(G, admin_token),
 	CFG_K_DUR(G, graceful_timeout, 0),
 	CFG_K_FN("cpu_affinity", g_cpu_affinity),
-	CFG_K_SIZE(G, "buffer_size", buffer_size, 1024),
-	CFG_K_SIZE(G, "pipe_size", pipe_size, 4096),
+	CFG_K_SIZE(G, "buffer_size", buffer_size, 1024, 64 << 20),
+	CFG_K_SIZE(G, "pipe_size", pipe_size, 4096, 0),
 	CFG_K_INT(G, backlog, 1, INT_MAX),
 	CFG_K_END,
 };
@@ -298,12 +298,23 @@ static int parse_http_check(struct cfg_loader *ld, struct cfg_pool *p, char *buf
 		return -EINVAL;
 	if (cfg_set_str(ld, &p->check_path, path) < 0)
 		return -ENOMEM;
+	bool expect_seen = false, host_seen = false;
 	while ((opt = strtok_r(NULL, " \t", &save))) {
-		if (strncmp(opt, "expect=", 7) == 0 && parse_expect(p, opt + 7) == 0)
+		bool *seen = strncmp(opt, "expect=", 7) == 0 ? &expect_seen
+			     : strncmp(opt, "host=", 5) == 0 ? &host_seen
+							     : NULL;
+		if (seen && *seen) {
+			cfg_ld_err(ld, "check option \"%s\" repeats an earlier one", opt);
+			return -EALREADY; /* reported */
+		}
+		if (strncmp(opt, "expect=", 7) == 0 && parse_expect(p, opt + 7) == 0) {
+			expect_seen = true;
 			continue;
+		}
 		if (strncmp(opt, "host=", 5) == 0 && opt[5]) {
 			if (cfg_set_str(ld, &p->check_host, opt + 5) < 0)
 				return -ENOMEM;
+			host_seen = true;
 			continue;
 		}
 		cfg_ld_err(ld, "bad check option \"%s\" (expected expect=200-399 or host=NAME)",
@@ -312,6 +323,18 @@ static int parse_http_check(struct cfg_loader *ld, struct cfg_pool *p, char *buf
 	}
 	p->check = CHECK_HTTP;
 	return 0;
+}
+
+/* tls_sni: a DNS host name (RFC 6066 §3), or empty for the default. */
+static int p_tls_sni(struct cfg_loader *ld, void *obj, const char *value)
+{
+	struct cfg_pool *p = obj;
+
+	if (*value && !cfg_is_host_name(value)) {
+		cfg_ld_err(ld, "bad tls_sni \"%s\" (expected a host name)", value);
+		return -EINVAL;
+	}
+	return cfg_set_str(ld, &p->tls_sni, value);
 }
 
 static int p_check(struct cfg_loader *ld, void *obj, const char *value)
@@ -500,7 +523,7 @@ const struct cfg_key_def cfg_pool_keys[] = {
 	CFG_K_BOOL(P, tls),
 	CFG_K_BOOL(P, tls_verify),
 	CFG_K_FN("tls_ca", p_tls_ca),
-	CFG_K_STR(P, tls_sni),
+	CFG_K_FN("tls_sni", p_tls_sni),
 	CFG_K_END,
 };
 #undef P

@@ -242,6 +242,12 @@ static int compile_acl(struct cfg_loader *ld, struct cfg_listener *l, enum acl_l
 static int l_allow(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_listener *l = obj;
+	if (*value == '\0') {
+		/* Any allow line replaces "everything is allowed"; an empty one
+		 * (a template's empty variable) must not silently keep it. */
+		cfg_ld_err(ld, "empty allow pattern");
+		return -EINVAL;
+	}
 	int rc = add_acl(ld, "allow", &l->allow, &l->n_allow, value);
 
 	return rc < 0 ? rc : compile_acl(ld, l, ACL_ALLOW, "allow", value);
@@ -384,11 +390,11 @@ const struct cfg_key_def cfg_listener_keys[] = {
 	CFG_K_DUR(L, tunnel_timeout, 1),
 	CFG_K_DUR(L, request_timeout, 1),
 	CFG_K_DUR(L, keepalive_timeout, 1),
-	CFG_K_SIZE(L, "max_uri_size", max_uri_size, 16),
-	CFG_K_SIZE(L, "max_header_size", max_header_size, 1024),
-	CFG_K_SIZE(L, "max_body_size", max_body_size, 0),
+	CFG_K_SIZE(L, "max_uri_size", max_uri_size, 16, 0),
+	CFG_K_SIZE(L, "max_header_size", max_header_size, 1024, 0),
+	CFG_K_SIZE(L, "max_body_size", max_body_size, 0, 0),
 	CFG_K_BOOL(L, forwarded_headers),
-	CFG_K_SIZE(L, "cache", cache_size, 0),
+	CFG_K_SIZE(L, "cache", cache_size, 0, 0),
 	CFG_K_FN_REPEAT("allow", l_allow),
 	CFG_K_FN_REPEAT("deny", l_deny),
 	CFG_K_FN("connect_ports", l_connect_ports),

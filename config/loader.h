@@ -110,9 +110,10 @@ struct cfg_key_def {
 	{                                                                                          \
 #key, CFG_KT_DURATION, false, offsetof(st, key##_ms), nonzero, 0, NULL, NULL       \
 	}
-#define CFG_K_SIZE(st, key, field, min)                                                            \
+/* MAX 0: no upper bound. */
+#define CFG_K_SIZE(st, key, field, min, max)                                                       \
 	{                                                                                          \
-		key, CFG_KT_SIZE, false, offsetof(st, field), min, 0, NULL, NULL                   \
+		key, CFG_KT_SIZE, false, offsetof(st, field), min, max, NULL, NULL                 \
 	}
 #define CFG_K_BOOL(st, key)                                                                        \
 	{                                                                                          \
@@ -171,6 +172,9 @@ int cfg_parse_int(const char *s, long long lo, long long hi, long long *out);
 /* Like cfg_parse_addr; on failure writes a short reason into WHY. */
 int cfg_parse_addr_why(const char *s, struct cfg_addr *out, char *why, size_t why_len);
 bool cfg_is_prime(uint64_t n);
+/* A DNS host name: dot-separated labels of letters, digits, - and _ (up to
+ * 63 bytes each, 253 in all); a trailing dot is allowed. */
+bool cfg_is_host_name(const char *s);
 /* A name of pools, listeners, routes, servers: [A-Za-z0-9_.-]+. */
 bool cfg_is_name(const char *s);
 /* An HTTP token (RFC 9110 tchar+), as header and cookie names are. */

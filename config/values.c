@@ -315,6 +315,27 @@ bool cfg_is_prime(uint64_t n)
 	return true;
 }
 
+bool cfg_is_host_name(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+
+	if (len == 0 || len > 253 || s[0] == '.' || s[0] == '-')
+		return false;
+	for (; *s; s++) {
+		if (*s == '.') {
+			if (label == 0)
+				return false; /* an empty label */
+			label = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)*s) && *s != '-' && *s != '_')
+			return false;
+		if (++label > 63)
+			return false;
+	}
+	return true;
+}
+
 bool cfg_is_name(const char *s)
 {
 	if (*s == '\0')
