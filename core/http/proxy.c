@@ -249,8 +249,9 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	hc->status = status;
 	hc->reply_close = close;
 	hc->client_ka = hc->client_ka && !close;
-	/* An HTTP/1.0 client keeps its connection only when told so. */
-	char more[256];
+	/* An HTTP/1.0 client keeps its connection only when told so. (HEADERS
+	 * are fulcrum's own short lines: what fits the reply fits here.) */
+	char more[sizeof(hc->reply)];
 	snprintf(more, sizeof(more), "%s%s",
 		 !close && hc->minor == 0 ? "Connection: keep-alive\r\n" : "",
 		 headers ? headers : "");
