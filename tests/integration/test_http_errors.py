@@ -543,6 +543,15 @@ def test_error_bursts_leave_fulcrum_serving(ctx):
 close_backends_first(globals())
 
 
+def _request_then_reset(port, path, after):
+    """Sends a GET for PATH, waits AFTER seconds, and resets the connection."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+    time.sleep(after)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+
+
 def test_client_reset_while_connecting_is_closed_at_once(ctx):
     """A client that sends a request and resets while the server's connect
     is under way is closed at once and logged client_reset, not held (with
@@ -552,11 +561,7 @@ def test_client_reset_while_connecting_is_closed_at_once(ctx):
     port = free_port()
     f = ctx.fulcrum(http_conf(port, [f"hole {bh.addr}"], glob={"access_log": log},
                               pool={"connect_timeout": "10s", "retries": 0}))
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
-    time.sleep(0.2)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    _request_then_reset(port, "/x", 0.2)
     wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 3 * SCALE,
              what="a client_reset log line well before connect_timeout")
     f.check_fds_settled(timeout=2 * SCALE)
@@ -571,11 +576,7 @@ def test_client_reset_while_waiting_for_the_answer(ctx):
     port = free_port()
     f = ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
                               pool={"server_timeout": "20s"}))
-    s = socket.create_connection(("127.0.0.1", port))
-    s.sendall(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
-    time.sleep(0.3)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    _request_then_reset(port, "/slow", 0.3)
     wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 2 * SCALE,
              what="the request ended as client_reset while the server was silent")
 
