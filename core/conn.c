@@ -75,7 +75,7 @@ void conn_side_event(struct side *s, uint32_t events)
 	 * any event may unblock either. */
 	if (s->io)
 		s->rd = s->wr = true;
-	c->ops->process(c);
+	c->ops->process(c, s);
 }
 
 int conn_connect_step(struct conn *c, struct side *s, const struct lb_pool *pool,
@@ -118,7 +118,7 @@ static void on_side_event(struct ev_handler *h, uint32_t events)
 void conn_resume(struct conn *c)
 {
 	if (c->state != CS_CLOSED)
-		c->ops->process(c);
+		c->ops->process(c, NULL);
 }
 
 bool conn_defer_write(struct conn *c)

@@ -70,7 +70,9 @@ struct http_conn;
 /* What a listener's mode does with a connection (tcp.c, http/proxy.c). */
 struct conn_ops {
 	void (*start)(struct conn *c); /* accepted */
-	void (*process)(struct conn *c); /* an event on either socket, or resumed */
+	/* An event on socket FROM, or FROM = NULL: resumed, or bytes that came
+	 * with an earlier event may be waiting. */
+	void (*process)(struct conn *c, const struct side *from);
 	void (*on_timer)(struct conn *c);
 	void (*drain)(struct conn *c); /* the worker is stopping gracefully */
 };

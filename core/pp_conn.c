@@ -25,12 +25,13 @@
 #define PP_ACCEPT_MAX 2048
 
 static void pp_process(struct conn *c);
+static void pp_event(struct conn *c, const struct side *from);
 static void pp_on_timer(struct conn *c);
 static void pp_drain(struct conn *c);
 
 static const struct conn_ops pp_ops = {
 	.start = pp_accept_start,
-	.process = pp_process,
+	.process = pp_event,
 	.on_timer = pp_on_timer,
 	.drain = pp_drain,
 };
@@ -112,7 +113,13 @@ static void pp_process(struct conn *c)
 	/* Bytes after the header came with the same event: no new edge will
 	 * announce them, so let the mode look now. */
 	if (c->state != CS_CLOSED)
-		c->ops->process(c);
+		c->ops->process(c, NULL);
+}
+
+static void pp_event(struct conn *c, const struct side *from)
+{
+	(void)from; /* only the client's socket exists yet */
+	pp_process(c);
 }
 
 static void pp_on_timer(struct conn *c)

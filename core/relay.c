@@ -103,6 +103,11 @@ static int keep(struct half *h, const char *data, size_t len)
 	return 0;
 }
 
+int relay_half_hold(struct half *h, const char *data, size_t len)
+{
+	return len ? keep(h, data, len) : 0;
+}
+
 /* One read through the bounce buffer and its write. Returns the bytes read,
  * 0 on EOF, -EAGAIN when there was nothing, another -errno on error. */
 static ssize_t copy_once(struct worker *w, struct half *h)

@@ -69,6 +69,9 @@ void relay_half_init(struct half *h, struct side *src, struct side *dst);
 /* Sets up H to move exactly LEN bytes (a body) and then stop, without
  * passing any EOF on. An EOF before that is an error (EPIPE on the source). */
 void relay_half_limit(struct half *h, uint64_t len);
+/* Queues LEN bytes already taken from H's source (for instance read past a
+ * request head) to go out before anything read later. Returns 0 or -ENOMEM. */
+int relay_half_hold(struct half *h, const char *data, size_t len);
 /* Moves bytes until EAGAIN, EOF, an error, or *BUDGET bytes; decrements
  * *BUDGET by what it moved. */
 enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget);

@@ -188,8 +188,9 @@ static void check_connect(struct conn *c)
 	connected(c);
 }
 
-void tcp_process(struct conn *c)
+void tcp_process(struct conn *c, const struct side *from)
 {
+	(void)from; /* client_timeout counts bytes either way */
 	if (c->state == CS_CONNECTING) {
 		if (conn_client_reset(c)) {
 			conn_close(c, CR_CLIENT_RESET);

@@ -6,11 +6,12 @@
 #define FULCRUM_TCP_H
 
 struct conn;
+struct side;
 
 /* Called once the client connection is accepted. */
 void tcp_start(struct conn *c);
 /* Called on every event of either socket, and to resume after a budget. */
-void tcp_process(struct conn *c);
+void tcp_process(struct conn *c, const struct side *from);
 void tcp_on_timer(struct conn *c);
 
 #endif

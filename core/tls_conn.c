@@ -223,7 +223,7 @@ static void handshake_step(struct conn *c)
 	/* Request bytes may have come with the client's Finished: no new edge
 	 * will announce them, so let the mode look now. */
 	if (c->state != CS_CLOSED)
-		c->ops->process(c);
+		c->ops->process(c, NULL);
 }
 
 static void handshake_timeout(struct conn *c)
@@ -240,9 +240,15 @@ static void handshake_drain(struct conn *c)
 	conn_close(c, CR_SHUTDOWN);
 }
 
+static void handshake_event(struct conn *c, const struct side *from)
+{
+	(void)from; /* only the client's socket exists yet */
+	handshake_step(c);
+}
+
 static const struct conn_ops handshake_ops = {
 	.start = handshake_step,
-	.process = handshake_step,
+	.process = handshake_event,
 	.on_timer = handshake_timeout,
 	.drain = handshake_drain,
 };

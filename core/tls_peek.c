@@ -110,9 +110,15 @@ static void peek_drain(struct conn *c)
 	conn_close(c, CR_SHUTDOWN);
 }
 
+static void peek_event(struct conn *c, const struct side *from)
+{
+	(void)from; /* only the client's socket exists yet */
+	peek_step(c);
+}
+
 static const struct conn_ops peek_ops = {
 	.start = peek_step,
-	.process = peek_step,
+	.process = peek_event,
 	.on_timer = peek_timeout,
 	.drain = peek_drain,
 };

@@ -353,19 +353,18 @@ static void run_tunnel(struct conn *c)
 static void enter_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	/* Bytes the client sent after its head belong to the new protocol. */
-	if (hc->rpos < hc->rlen) {
-		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
-		if (n != (ssize_t)(hc->rlen - hc->rpos)) {
-			hc->reason = "server_write_failed";
-			conn_close(c, CR_SERVER_RESET);
-			return;
-		}
-		hc->bytes_in += (uint64_t)n;
-	}
-	rbuf_put(c, hc);
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
 	relay_half_init(&c->down, &hc->u->s, &c->cli);
+	/* Bytes the client sent after its head belong to the new protocol: the
+	 * relay sends them first, as fast as the server takes them. */
+	uint32_t early = hc->rlen - hc->rpos;
+	if (relay_half_hold(&c->up, hc->rbuf + hc->rpos, early) < 0) {
+		hc->reason = "no_memory";
+		conn_close(c, CR_NO_MEMORY);
+		return;
+	}
+	hc->bytes_in += early;
+	rbuf_put(c, hc);
 	http_set_phase(c, HP_TUNNEL);
 	c->last_active_ms = c->w->now_ms;
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->lc->tunnel_timeout_ms);
@@ -676,9 +675,28 @@ void http_start(struct conn *c)
 	/* Edge-triggered: the request may be there already, or arrive later. */
 }
 
-void http_process(struct conn *c)
+/* The request is with the server (or on its way) and nothing of the answer
+ * has come: a client's bytes meanwhile (say, its next pipelined request)
+ * are no progress and must not push back connect_timeout or server_timeout. */
+static bool awaits_answer(const struct conn *c)
 {
-	c->last_active_ms = c->w->now_ms;
+	const struct http_conn *hc = http_of(c);
+
+	switch (hc->phase) {
+	case HP_RESOLVE:
+	case HP_CONNECT:
+		return true;
+	case HP_EXCHANGE:
+		return hc->req_done && !hc->resp_started;
+	default:
+		return false;
+	}
+}
+
+void http_process(struct conn *c, const struct side *from)
+{
+	if (from != &c->cli || !awaits_answer(c))
+		c->last_active_ms = c->w->now_ms;
 	run(c);
 	if (c->state != CS_CLOSED)
 		arm_timer(c);

@@ -36,6 +36,7 @@ struct cache_entry;
 struct cache_fill;
 struct conn;
 struct fwd_conn;
+struct side;
 struct upstream;
 struct lb_pool;
 struct lb_server;
@@ -137,7 +138,7 @@ struct http_conn *http_conn_new(void);
 void http_conn_free(struct conn *c, struct http_conn *hc);
 
 void http_start(struct conn *c);
-void http_process(struct conn *c);
+void http_process(struct conn *c, const struct side *from);
 void http_on_timer(struct conn *c);
 /* The worker is stopping: close the connection if it is between requests,
  * else make the current response its last. */

@@ -403,6 +403,37 @@ def test_504_server_timeout(ctx):
     check(m.status == 200 and m.body == b"abc", f"request after the late answer would have come: {m!r}")
 
 
+def test_504_not_put_off_by_a_trickling_client(ctx):
+    """server_timeout counts the server's silence: a client sending a byte of
+    its next pipelined request every 300 ms does not keep a dead exchange
+    (or its server slot) alive."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], pool={"server_timeout": "1s"}))
+    r = client(port)
+    t0 = time.monotonic()
+    r.send(get("/?ms=5000"))
+    nxt = get("/?size=2")
+    got = []
+
+    def trickle():
+        for byte in nxt[:12]:
+            time.sleep(0.3)
+            try:
+                r.s.sendall(bytes([byte]))
+            except OSError:
+                return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    got.append(read_response(r))
+    dt = time.monotonic() - t0
+    t.join()
+    check(got[0].status == 504, f"answer: {got[0]!r}")
+    check(dt <= 2.5 * SCALE, f"504 after {dt:.2f}s with server_timeout 1s: the client's bytes put it off")
+    r.close()
+
+
 def test_504_server_never_answers(ctx):
     srv = pyserver(ctx, lambda r, s: (read_request(r), time.sleep(10 * SCALE)))
     port = free_port()
