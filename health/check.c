@@ -56,12 +56,20 @@ static int build_request(struct hc_check *chk, const struct cfg_pool *pc,
 }
 
 int hc_check_init(struct hc_check *chk, const struct cfg_pool *pc, const struct cfg_addr *addr,
-		  SSL_CTX *tls_ctx)
+		  enum cfg_proxy_proto pp, SSL_CTX *tls_ctx)
 {
 	memset(chk, 0, sizeof(*chk));
 	chk->kind = pc->check;
 	chk->expect_lo = pc->check_expect_lo;
 	chk->expect_hi = pc->check_expect_hi;
+	if (pp != PROXY_PROTO_NONE) {
+		struct sockaddr none = {.sa_family = AF_UNSPEC};
+		int n = pp == PROXY_PROTO_V1 ? pp_build_v1(chk->proxy_header,
+							   sizeof(chk->proxy_header), &none, &none)
+					     : pp_build_v2(chk->proxy_header,
+							   sizeof(chk->proxy_header), &none, &none);
+		chk->proxy_header_len = n > 0 ? (size_t)n : 0;
+	}
 	if (pc->check != CHECK_HTTP)
 		return 0;
 	if (build_request(chk, pc, addr) < 0)

@@ -14,6 +14,7 @@
 #include <openssl/ssl.h>
 
 #include "config/config.h"
+#include "core/proxy_proto.h"
 
 struct hc_check {
 	enum cfg_check kind;
@@ -25,10 +26,16 @@ struct hc_check {
 	const char *tls_sni; /* SNI to send, or NULL */
 	const char *tls_name; /* what the certificate must match, or NULL (tls_verify off) */
 	char *host; /* the server's host without port or brackets, owned; NULL for unix */
+	/* Sent first on every check connection to a server that expects a PROXY
+	 * header: v1 "PROXY UNKNOWN" or a v2 LOCAL command (the check is
+	 * fulcrum's own, on behalf of no client). */
+	char proxy_header[PP_BUILD_MAX];
+	size_t proxy_header_len;
 };
 
 /*
- * Fills CHK for a server at ADDR (its text as written, HOST:PORT) of pool PC.
+ * Fills CHK for a server at ADDR (its text as written, HOST:PORT) of pool PC,
+ * which takes PROXY headers of version PP.
  * http: "GET path HTTP/1.1" with Host = the check's host= or the server's
  * HOST:PORT, Connection: close. TLS (tls = on, http checks only): SNI is
  * tls_sni, else the host when it is a name; with tls_verify the certificate
@@ -37,7 +44,7 @@ struct hc_check {
  * safe to pass to hc_check_deinit either way.
  */
 int hc_check_init(struct hc_check *chk, const struct cfg_pool *pc, const struct cfg_addr *addr,
-		  SSL_CTX *tls_ctx);
+		  enum cfg_proxy_proto pp, SSL_CTX *tls_ctx);
 void hc_check_deinit(struct hc_check *chk);
 
 /* Whether pool PC's checks speak TLS (and so need a context). */

@@ -348,7 +348,7 @@ static int server_init(struct hc_server *hs, struct hc_pool *hp, struct lb_serve
 	hs->hp = hp;
 	hs->up = true;
 	hc_probe_init(&hs->probe);
-	return hc_check_init(&hs->check, hp->cfg, &s->addr, hp->tls_ctx);
+	return hc_check_init(&hs->check, hp->cfg, &s->addr, s->proxy_protocol, hp->tls_ctx);
 }
 
 static void pools_free(struct hc_pool *pools, size_t n)

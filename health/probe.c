@@ -270,6 +270,13 @@ static bool start_tls(struct hc_probe *p, const struct hc_check *chk)
 
 static bool connected(struct hc_probe *p, const struct hc_check *chk)
 {
+	if (chk->proxy_header_len) {
+		/* A fresh socket takes a few bytes at once: short is broken. */
+		ssize_t n = send(p->fd, chk->proxy_header, chk->proxy_header_len, MSG_NOSIGNAL);
+		if (n != (ssize_t)chk->proxy_header_len)
+			return finish(p, false, "send: %s",
+				      n < 0 ? strerror(errno) : "short write");
+	}
 	if (chk->kind != CHECK_HTTP)
 		return finish(p, true, "check passed");
 	if (chk->tls)

@@ -93,7 +93,12 @@ class PPBackend:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _read_header(self, c):
-        first = recv_exact(c, 16)
+        first = b""
+        while len(first) < 16 and not first.endswith(b"\r\n"):
+            b = c.recv(16 - len(first))
+            if not b:
+                raise ConnectionError("closed before a whole header")
+            first += b
         if first.startswith(V2_SIG):
             ln = struct.unpack("!H", first[14:16])[0]
             rest = recv_exact(c, ln)
@@ -346,3 +351,24 @@ def test_server_proxy_protocol_http_not_pooled(ctx):
     check([h[2] for h in srv.headers] == [clients[0]] * 2 + [clients[1]] * 2,
           f"client ports {[h[2] for h in srv.headers]}, want {clients}")
     f.check_fds_settled()
+
+
+def test_health_checks_send_a_header_of_their_own(ctx):
+    """A server that expects PROXY headers gets one on every check connection
+    too (v1 UNKNOWN, v2 LOCAL: the check speaks for no client), so the
+    header it requires never fails its checks (tcp and http checks)."""
+    want = {"v1": (None, b"PROXY UNKNOWN"), "v2": ("v2-other", 0x20, 0x00)}
+    for kind in ("tcp", "http GET /health"):
+        for version in ("v1", "v2"):
+            srv = pp_backend(ctx, "http")
+            port = free_port()
+            f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+                                ("pool p", {"check": kind, "check_interval": "100ms",
+                                            "server": srv.server_line("s1", f"proxy_protocol={version}")}),
+                                ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http",
+                                                "pool": "p"})))
+            wait_for(lambda: len(srv.headers) >= 2, 3 * SCALE, what="two checks at the server")
+            with srv.lock:
+                got = list(srv.headers[:2])
+            check(got == [want[version]] * 2, f"{kind}, {version}: check connections began with {got}")
+            f.stop()
