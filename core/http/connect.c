@@ -88,7 +88,7 @@ void http_connect_server(struct conn *c)
 		}
 		if (!s) {
 			if (hc->tried.n)
-				http_reply(c, 502, "connect_failed", false);
+				http_reply(c, 502, hc->connect_failure, false);
 			else
 				http_reply(c, 503, "no_server", false);
 			return;
@@ -131,6 +131,7 @@ bool http_connect_failed(struct conn *c, int err, const char *reason)
 	http_server_failed(c, err, "connect to");
 	http_release_server(c, false);
 	hc->server = NULL;
+	hc->connect_failure = reason;
 	if (http_can_retry(c))
 		return true;
 	http_reply(c, 502, reason, false);
@@ -179,18 +180,17 @@ bool http_retry_stale(struct conn *c)
 	if (!http_method_is_idempotent(hc->method_id) || hc->req_body != HTTP_BODY_NONE)
 		return false;
 	struct lb_server *s = hc->server;
-	http_release_server(c, false);
-	hc->tried.n--;
-	hc->server = s;
-	hc->req_head_sent = false;
-	hc->req_done = false;
 	int err = 0;
 	struct upstream *u = upstream_connect(c->w, s, &err);
 	if (!u)
 		return false;
+	/* The same server again, on a fresh connection: not another try. */
+	http_release_server(c, false);
+	hc->server = s;
+	hc->req_head_sent = false;
+	hc->req_done = false;
 	c->server_held = true;
 	lb_server_get(s);
-	lb_tried_add(&hc->tried, s);
 	attach(c, u);
 	set_request_out(hc);
 	http_set_phase(c, HP_CONNECT);

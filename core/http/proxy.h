@@ -107,6 +107,7 @@ struct http_conn {
 	struct lb_pool *pool;
 	struct lb_server *server;
 	struct lb_tried tried;
+	const char *connect_failure; /* the last try's reason, for the 502 once none is left */
 	uint64_t key;
 	bool set_cookie; /* sticky: tell the client which server it got */
 

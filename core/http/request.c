@@ -412,6 +412,7 @@ void http_new_request(struct conn *c)
 	hc->pool = NULL;
 	hc->server = NULL;
 	hc->tried.n = 0;
+	hc->connect_failure = "connect_failed";
 	hc->set_cookie = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;

@@ -21,7 +21,7 @@ import threading
 import time
 
 from harness import (SCALE, Skip, TestFailure, blob, check, closed_by_peer, connect, free_port,
-                     ini, recv_all, recv_exact, run_fulcrum, sha256, wait_for)
+                     ini, read_lines, recv_all, recv_exact, run_fulcrum, sha256, wait_for)
 
 MIB = 1 << 20
 
@@ -524,6 +524,24 @@ def test_server_handshake_is_part_of_connecting(ctx):
         check(status == 200 and body.startswith("good"), f"stalled server, request {i}: {status}")
         check(took < 3 * SCALE, f"a stalled handshake held the request {took:.1f}s")
     check("hostname mismatch" in f.stderr(), "the failed verification is not logged")
+
+
+def test_last_tls_failure_is_the_logged_reason(ctx):
+    """With retries left but no other server to try, the 502 still names
+    what went wrong: server_tls_failed, not a generic connect_failed."""
+    certs = make_certs(ctx)
+    wrong = http_server(ctx, "wrong", certs.pem("b"), certs.key("b"))
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(ini(glob_section({"workers": 1, "access_log": log}),
+                    ("pool p", {"check": "none", "tls": "on", "tls_ca": certs.pem("ca"),
+                                "tls_sni": "a.test", "retries": 2, "max_fails": 0,
+                                "server": f"s1 {wrong.addr}"}),
+                    ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"})))
+    status, _ = http_get(port, "/x")
+    check(status == 502, f"status {status}")
+    lines = wait_for(lambda: read_lines(log), 3 * SCALE, what="the access-log line")
+    check(lines[0].endswith(" server_tls_failed"), f"log line: {lines[0]}")
 
 
 def test_session_reuse_to_servers(ctx):
