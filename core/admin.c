@@ -436,9 +436,13 @@ static void parse(struct admin_conn *ac)
 	}
 }
 
-/* Reads until EAGAIN, the request limit, or the end of the client. */
+/* Reads until EAGAIN, the request limit, or the end of the client. A client
+ * that shut its side right after a whole request (printf ... | nc -N) still
+ * gets its answer; one that left before its request was whole is ended. */
 static void read_in(struct admin_conn *ac)
 {
+	bool eof = false;
+
 	for (;;) {
 		if (ac->in_len == ac->in_cap) {
 			size_t cap = ac->in_cap ? ac->in_cap * 2 : 4096;
@@ -453,13 +457,19 @@ static void read_in(struct admin_conn *ac)
 			continue;
 		if (n < 0 && errno == EAGAIN)
 			break;
-		if (n <= 0) {
-			conn_end(ac); /* gone before its request was whole */
+		if (n == 0) {
+			eof = true;
+			break;
+		}
+		if (n < 0) {
+			conn_end(ac);
 			return;
 		}
 		ac->in_len += (size_t)n;
 	}
 	parse(ac);
+	if (eof && !ac->answered)
+		conn_end(ac);
 }
 
 static void on_conn_event(struct ev_handler *h, uint32_t events)

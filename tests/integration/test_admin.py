@@ -743,6 +743,32 @@ def test_idle_admin_clients_cannot_lock_out_healthz(ctx):
             s.close()
 
 
+def test_request_followed_by_the_clients_fin_is_answered(ctx):
+    """A client that shuts its side right behind a whole request (as
+    `printf ... | nc -N` does) still gets the answer, and the change is made."""
+    f, port, adm = start(ctx, ["s1 127.0.0.1:%d" % free_port()])
+
+    def send_and_shut(raw):
+        s = socket.create_connection(("127.0.0.1", adm.port), timeout=5 * SCALE)
+        s.sendall(raw)
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s)
+        s.close()
+        return got
+
+    for i in range(10):
+        got = send_and_shut(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"ok"), f"try {i}: {got!r}")
+    body = b'{"weight": 7}'
+    got = send_and_shut(b"PUT /pools/p/servers/s1/weight HTTP/1.0\r\nContent-Length: %d\r\n\r\n%s"
+                        % (len(body), body))
+    check(got.startswith(b"HTTP/1.1 200 "), f"PUT weight: {got!r}")
+    check(adm.server("p", "s1")["weight"] == 7, "the weight was not changed")
+    # Half a request and then the FIN: nothing to answer, the connection ends.
+    got = send_and_shut(b"GET /heal")
+    check(got == b"", f"an unfinished request was answered: {got!r}")
+
+
 def test_reload_warnings_compare_with_what_runs(ctx):
     """Settings that wait for a restart are compared with what runs, not
     with the last file; a failed POST /reload logs its FILE:LINE errors."""
