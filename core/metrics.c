@@ -112,7 +112,8 @@ static void server_metrics(struct sbuf *b, const struct gen *g)
 	size_t n;
 	struct srv_ref *refs = servers_of(g, &n, b);
 
-	family(b, "requests_total", "counter", "HTTP responses from servers, by status class.");
+	family(b, "requests_total", "counter",
+	       "HTTP answers to requests sent to servers, by status class.");
 	for (size_t i = 0; i < n; i++)
 		for (size_t c = 1; c < 6; c++) {
 			const char *kv[] = {"pool",	     refs[i].pool, "server",

@@ -126,22 +126,25 @@ void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, si
 
 /* ---- logging and counting --------------------------------------------- */
 
-static void count_response(struct http_conn *hc)
-{
-	if (!hc->server)
-		return;
-	int cls = hc->status >= 100 && hc->status < 600 ? hc->status / 100 : 0;
-	atomic_fetch_add_explicit(&hc->server->responses[cls], 1, memory_order_relaxed);
-}
-
-/* The server of a request's log line: its server, or the last one tried
- * when none could be reached (http mode; forward mode's origins are not
- * kept past their use). */
-static const struct lb_server *logged_server(const struct http_conn *hc)
+/* The server of a request's log line and counters: its server, or the last
+ * one tried when none could be reached (http mode; forward mode's origins
+ * are not kept past their use). */
+static struct lb_server *logged_server(const struct http_conn *hc)
 {
 	if (hc->server || hc->fwd || !hc->tried.n)
 		return hc->server;
 	return lb_tried_last(&hc->tried);
+}
+
+/* requests_total: a 502 after failed connects counts against the last
+ * server tried, so an outage shows in the 5xx series. */
+static void count_response(struct http_conn *hc)
+{
+	struct lb_server *s = logged_server(hc);
+	if (!s)
+		return;
+	int cls = hc->status >= 100 && hc->status < 600 ? hc->status / 100 : 0;
+	atomic_fetch_add_explicit(&s->responses[cls], 1, memory_order_relaxed);
 }
 
 /* Adds what the request moved since the last call to the listener's byte
@@ -353,6 +356,7 @@ static void run_tunnel(struct conn *c)
 static void enter_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
+	count_response(hc); /* a 101: its log line comes when the tunnel ends */
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
 	relay_half_init(&c->down, &hc->u->s, &c->cli);
 	/* Bytes the client sent after its head belong to the new protocol: the

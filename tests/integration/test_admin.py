@@ -616,6 +616,34 @@ def test_metrics_retries(ctx):
         print("(promtool not installed: checked with the strict reader only)")
 
 
+def test_requests_total_counts_failed_connects_and_upgrades(ctx):
+    """requests_total counts every answer of a server's requests: the 502s
+    of a server that cannot be reached (against the last server tried) and
+    the 101 that starts a WebSocket tunnel."""
+    from test_http import WS_REQUEST, _ws_handler, client, pyserver, read_response
+    ws = pyserver(ctx, _ws_handler)
+    dead = free_port()
+    f, port, adm = start(ctx, [f"dead 127.0.0.1:{dead}", f"ws {ws.server_line().split()[1]}"],
+                         mode="http", pool={"retries": 0, "max_fails": 100, "keepalive": 0})
+    adm.json("POST", "/pools/p/servers/ws/drain")
+    for i in range(3):
+        st, _ = http_get(port, f"/{i}")
+        check(st == 502, f"request {i} to a dead server: {st}")
+    adm.json("POST", "/pools/p/servers/ws/enable")
+    adm.json("POST", "/pools/p/servers/dead/drain")
+    for i in range(2):
+        r = client(port)
+        r.send(WS_REQUEST)
+        m = read_response(r)
+        check(m.status == 101, f"upgrade {i}: {m!r}")
+        r.close()
+    m = parse_metrics(adm.metrics())
+    got = metric(m, "fulcrum_requests_total", pool="p", server="dead", code="5xx")
+    check(got == 3, f"requests_total 5xx of the dead server: {got}")
+    got = metric(m, "fulcrum_requests_total", pool="p", server="ws", code="1xx")
+    check(got == 2, f"requests_total 1xx of the WebSocket server: {got}")
+
+
 def test_connections_older_than_a_reload_follow_the_servers(ctx):
     """A reload that leaves a server as it was hands the same server on:
     connections opened before it count in its connections_active, a
