@@ -54,6 +54,20 @@ bool admin_is_removed(const struct gen *g, const struct lb_server *s)
 	return false;
 }
 
+bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const struct lb_server *s)
+{
+	if (!admin_is_removed(g, s))
+		return true;
+	if (atomic_load_explicit(&s->active, memory_order_relaxed) == 0)
+		return false;
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		const struct lb_server *o = pool->servers[i];
+		if (o != s && strcmp(o->name, s->name) == 0 && !admin_is_removed(g, o))
+			return false;
+	}
+	return true;
+}
+
 static int remember_removed(const struct gen *g, const struct lb_server *s)
 {
 	if (removed.number != g->number) {
@@ -156,7 +170,7 @@ void admin_status(struct admin_reply *r, const struct admin_host *host)
 		sbuf_json_str(b, cfg_balance_name(pool->balance));
 		sbuf_puts(b, ", \"servers\": [");
 		for (size_t k = 0; k < pool->n_servers; k++) {
-			if (admin_is_removed(g, pool->servers[k]))
+			if (!admin_is_listed(g, pool, pool->servers[k]))
 				continue;
 			sbuf_puts(b, first ? "" : ", ");
 			server_json(b, pool->servers[k]);

@@ -27,6 +27,7 @@
 #include "core/sbuf.h"
 
 struct gen;
+struct lb_pool;
 struct lb_server;
 
 /* An answer being built: status, body and the extra header some need. */
@@ -60,6 +61,10 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 
 /* Whether S was deleted through the API in generation G (main thread). */
 bool admin_is_removed(const struct gen *g, const struct lb_server *s);
+/* Whether S of POOL shows in /status and /metrics: a deleted server does,
+ * in state drain, until its last connection ends ("drained first", SPEC
+ * §5), unless a server of the same name was added since. Main thread. */
+bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const struct lb_server *s);
 
 /*
  * Reload support (main thread, before TO is published). A server of TO that

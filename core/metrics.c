@@ -100,7 +100,7 @@ static struct srv_ref *servers_of(const struct gen *g, size_t *n, struct sbuf *b
 	}
 	for (size_t i = 0; i < g->cfg->n_pools; i++)
 		for (size_t k = 0; k < g->pools[i]->n_servers; k++)
-			if (!admin_is_removed(g, g->pools[i]->servers[k]))
+			if (admin_is_listed(g, g->pools[i], g->pools[i]->servers[k]))
 				refs[(*n)++] = (struct srv_ref){g->pools[i]->name,
 								g->pools[i]->servers[k]};
 	return refs;

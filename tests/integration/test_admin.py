@@ -540,10 +540,15 @@ def test_delete_server(ctx):
     check(cnt == {"s1": 10, "s3": 10}, f"deleted s2 got traffic: {cnt}")
     for c in held:
         check(echo_roundtrip(c, b"still\n"), f"existing connection broken ({who})")
-    check([x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s3"],
-          "deleted server still in /status")
+    # Drained first: listed as drain while its connection lasts, then gone.
+    listed = {x["name"]: x for x in adm.status()["pools"][0]["servers"]}
+    check(sorted(listed) == ["s1", "s2", "s3"] and listed["s2"]["state"] == "drain"
+          and listed["s2"]["connections_active"] == 1, f"/status while s2 drains: {listed}")
     st, _, _ = adm.call("POST", "/pools/p/servers/s2/enable")
     check(st == 404, f"enable of a deleted server: {st}")
+    held.pop(who.index("s2")).close()
+    wait_for(lambda: [x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s3"],
+             3 * SCALE, what="the deleted server to leave /status once drained")
     check('server="s2"' not in adm.metrics(), "deleted server still in /metrics")
     # the name is free again
     again = ctx.backend("name", name="s2b")
