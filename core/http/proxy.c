@@ -209,6 +209,10 @@ void http_release_server(struct conn *c, bool reuse)
 
 void http_conn_free(struct conn *c, struct http_conn *hc)
 {
+	/* A stop cut a request head short, or a connection that sent none:
+	 * logged like a client leaving then, with the reason. */
+	if (hc->phase == HP_HEAD && !hc->method_len && c->reason == CR_SHUTDOWN)
+		http_note_unparsed_request(c);
 	if (hc->phase != HP_IDLE && hc->phase != HP_LINGER && hc->method_len) {
 		if (!hc->reason && c->reason != CR_NONE)
 			hc->reason = close_reason_name(c->reason);
@@ -709,8 +713,10 @@ void http_process(struct conn *c, const struct side *from)
 void http_drain(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	if (hc->phase == HP_IDLE || (hc->phase == HP_HEAD && hc->rlen == 0))
+	if (hc->phase == HP_IDLE)
 		conn_close(c, CR_NONE);
+	else if (hc->phase == HP_HEAD && hc->rlen == 0)
+		conn_close(c, CR_SHUTDOWN); /* accepted, nothing sent yet */
 	else
 		hc->client_ka = false;
 }

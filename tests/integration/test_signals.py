@@ -191,3 +191,30 @@ def test_sighup_reload_switches_servers(ctx):
         check(name_via(("127.0.0.1", port)) == "b", "an invalid reload changed the running pool")
     check(echo_roundtrip(held, b"still a"), "open connection broken by a failed reload")
     held.close()
+
+
+def test_stop_logs_requests_it_cut_short(ctx):
+    """A stop closes http connections whose request head is unfinished, or
+    that sent nothing yet: each gets an access-log line with the reason
+    shutdown (SIGTERM after graceful_timeout, and SIGINT at once)."""
+    from harness import read_lines
+    b = ctx.backend("echo")
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        port = free_port()
+        log = ctx.path(f"access-{sig.name}.log")
+        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": log,
+                                        "graceful_timeout": "500ms"}),
+                            ("pool p", {"check": "none", "server": b.server_line()}),
+                            ("listener h", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"})))
+        part = connect(("127.0.0.1", port))
+        part.sendall(b"GET /partial HTTP/1.1\r\nHost: x\r\n")
+        empty = connect(("127.0.0.1", port))
+        time.sleep(0.2)
+        f.signal(sig)
+        check(f.wait_exit(5) == 0, f"{sig.name}: exit status")
+        lines = read_lines(log)
+        check(len(lines) == 2 and all(ln.endswith(" shutdown") for ln in lines),
+              f"{sig.name}: log lines {lines}")
+        check(any('"GET /partial HTTP/1.1"' in ln for ln in lines), f"{sig.name}: {lines}")
+        part.close()
+        empty.close()
