@@ -253,6 +253,10 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 		close = true;
 	if (c->w->draining || !hc->client_ka || http_client_done(c))
 		close = true;
+	/* A refused CONNECT: what the client sent behind it (a TLS hello, sent
+	 * optimistically) is no request, so the connection cannot go on. */
+	if (hc->method_id == HTTP_M_CONNECT)
+		close = true;
 	hc->status = status;
 	hc->reply_close = close;
 	hc->client_ka = hc->client_ka && !close;

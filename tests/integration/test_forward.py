@@ -483,8 +483,14 @@ def test_connect_ports(ctx):
     echo = ctx.backend("echo")
     port = free_port()
     f = start(ctx, port)  # default: 443 only
-    r, m = connect_via(port, f"127.0.0.1:{echo.port}")
+    r = client(port)
+    r.send(f"CONNECT 127.0.0.1:{echo.port} HTTP/1.1\r\nHost: x\r\n\r\n".encode() + b"\x16\x03\x01hello")
+    m = read_connect_response(r)
     check(m.status == 403, f"CONNECT to a port not in connect_ports: {m!r}")
+    # The bytes sent behind the CONNECT are no request: the refusal closes.
+    closed, extra = wait_closed(r, 2 * SCALE)
+    check("close" in m.tokens("connection") and closed and not extra,
+          f"after a refused CONNECT: {m!r}, closed={closed}, then {extra!r}")
     r.close()
     lo, hi = echo.port - 1, echo.port + 1
     with open(f.conf_path, "w") as fh:
