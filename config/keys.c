@@ -145,7 +145,7 @@ const struct cfg_key_def cfg_global_keys[] = {
 	CFG_K_DUR(G, graceful_timeout, 0),
 	CFG_K_FN("cpu_affinity", g_cpu_affinity),
 	CFG_K_SIZE(G, "buffer_size", buffer_size, 1024, 64 << 20),
-	CFG_K_SIZE(G, "pipe_size", pipe_size, 4096, 0),
+	CFG_K_SIZE(G, "pipe_size", pipe_size, 4096, 1 << 30),
 	CFG_K_INT(G, backlog, 1, INT_MAX),
 	CFG_K_END,
 };

@@ -54,13 +54,31 @@ void log_msg(enum cfg_log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+/* The access log's descriptor while the log is off: pointed at /dev/null
+ * rather than closed, since a worker may still write to the number it
+ * loaded, and a closed number could be reused for a client's socket. The
+ * log turned on again takes it back. */
+static int parked_fd = -1;
+
+static void park(int fd)
+{
+	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (null >= 0) {
+		dup3(null, fd, O_CLOEXEC);
+		close(null);
+	}
+	parked_fd = fd;
+}
+
 int log_access_open(const char *target, enum cfg_log_format format)
 {
 	int fd;
 
 	atomic_store(&access_format, format);
 	if (strcmp(target, "off") == 0) {
-		atomic_store(&access_fd, -1);
+		int old = atomic_exchange(&access_fd, -1);
+		if (old >= 0)
+			park(old);
 		return 0;
 	}
 	if (strcmp(target, "stderr") == 0)
@@ -73,6 +91,9 @@ int log_access_open(const char *target, enum cfg_log_format format)
 		return -errno;
 
 	int cur = atomic_load(&access_fd);
+	bool parked = cur < 0 && parked_fd >= 0;
+	if (parked)
+		cur = parked_fd;
 	if (cur < 0) {
 		atomic_store(&access_fd, fd);
 		return 0;
@@ -84,6 +105,10 @@ int log_access_open(const char *target, enum cfg_log_format format)
 		return -err;
 	}
 	close(fd);
+	if (parked) {
+		parked_fd = -1;
+		atomic_store(&access_fd, cur);
+	}
 	return 0;
 }
 

@@ -157,9 +157,10 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 	ssize_t n = splice(h->src->fd, NULL, h->pipe->wr, NULL, want,
 			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n <= 0) {
+		int err = errno; /* before pipe_pool_put's calls */
 		if (n == 0)
 			return 0;
-		if (errno == EAGAIN) {
+		if (err == EAGAIN) {
 			/* The socket is dry (or the pipe full, which flush sorts
 			 * out). Back to the cheap path for what comes next. */
 			if (h->pipe->len == 0) {
@@ -169,7 +170,7 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 				h->pipe = NULL;
 			}
 		}
-		return -errno;
+		return -err;
 	}
 	h->pipe->len += (uint32_t)n;
 	return n;

@@ -37,6 +37,8 @@
 #define EVENTS_PER_BATCH  256
 #define ACCEPTS_PER_EVENT 64
 #define ACCEPT_PAUSE_MS	  100
+/* Spreads the per-pool random seeds of workers apart (a prime). */
+#define LB_SEED_STRIDE 7919
 
 _Atomic uint64_t worker_conns_total;
 
@@ -93,15 +95,17 @@ struct lb_worker *worker_lb(struct worker *w, const struct gen *g, int pool_inde
 
 static void set_gen(struct worker *w, struct gen *g)
 {
-	for (size_t i = 0; i < w->n_lbw; i++)
-		lb_worker_deinit(&w->lbw[i]);
-	free(w->lbw);
-	w->n_lbw = 0;
-	w->lbw = calloc(g->cfg->n_pools ? g->cfg->n_pools : 1, sizeof(*w->lbw));
-	if (w->lbw) {
+	/* Without memory for the new pools' state the old one stays: picks
+	 * treat it as foreign and reset it (worker_lb). */
+	struct lb_worker *lbw = calloc(g->cfg->n_pools ? g->cfg->n_pools : 1, sizeof(*lbw));
+	if (lbw) {
+		for (size_t i = 0; i < w->n_lbw; i++)
+			lb_worker_deinit(&w->lbw[i]);
+		free(w->lbw);
+		w->lbw = lbw;
 		w->n_lbw = g->cfg->n_pools;
 		for (size_t i = 0; i < w->n_lbw; i++)
-			lb_worker_init(&w->lbw[i], (uint64_t)w->id * 7919 + i + 1);
+			lb_worker_init(&w->lbw[i], (uint64_t)w->id * LB_SEED_STRIDE + i + 1);
 	}
 	if (w->gen)
 		gen_put(w->gen);
@@ -273,7 +277,9 @@ static void *worker_main(void *arg)
 		int timeout = list_is_empty(&w->pending) ? timer_wheel_timeout_ms(&w->timers) : 0;
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_release); /* even: asleep */
 		int n = epoll_wait(w->epfd, events, EVENTS_PER_BATCH, timeout);
-		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_acq_rel); /* odd: busy */
+		/* odd: busy. seq_cst pairs with the publisher's fence: either it
+		 * sees this worker busy, or this worker sees the new generation. */
+		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
 		w->now_ms = clock_ms();
 		refresh_gen(w);
 		w->in_batch = true;

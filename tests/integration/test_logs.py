@@ -151,6 +151,29 @@ def test_access_log_reopen_on_sigusr1(ctx):
     f.check_fds_settled()
 
 
+def test_access_log_turned_off_and_on_by_reloads(ctx):
+    """Reloads that turn the access log off and on again keep one
+    descriptor for it (none leaks), and lines go where the last one says."""
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log, "workers": 2}))
+    _sink_once(port, 10)
+    _wait_lines(log, 1)
+    start = f.fd_count()
+    for i in range(3):
+        for target in ("off", log):
+            with open(f.conf_path, "w") as fh:
+                fh.write(tcp_conf(port, [b.server_line()], glob={"access_log": target, "workers": 2}))
+            gen = f.stderr().count("reloaded")
+            f.signal(signal.SIGHUP)
+            wait_for(lambda: f.stderr().count("reloaded") > gen, 3 * SCALE, what="the reload")
+            _sink_once(port, 10)
+    lines = _wait_lines(log, 4)
+    check(len(lines) == 4, f"{len(lines)} lines: the log was written while off, or lost lines")
+    check(f.fd_count() == start, f"{f.fd_count() - start} descriptors more after 3 off/on reloads")
+
+
 def test_access_log_failed_connection(ctx):
     """A connection that could not reach any server is logged too, with a
     close reason."""
