@@ -127,7 +127,7 @@ static int parse_line(struct auth_db *db, char *line, int lineno, char *err, siz
 	if (!hash_is_usable(colon + 1)) {
 		snprintf(err, errlen,
 			 "line %d: user \"%s\": unsupported password hash (use bcrypt $2y$, "
-			 "SHA-512 $6$ or SHA-256 $5$ crypt)",
+			 "SHA-512 $6$, SHA-256 $5$, yescrypt $y$ or scrypt $7$ crypt)",
 			 lineno, line);
 		return -EINVAL;
 	}
