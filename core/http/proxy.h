@@ -73,6 +73,7 @@ struct http_conn {
 	char *rbuf; /* bytes from the client: the head, body, pipelined requests */
 	uint32_t rlen, rcap;
 	uint32_t rpos; /* bytes of rbuf the current request has used up */
+	uint32_t head_seen; /* rlen when the head was last found incomplete, else 0 */
 	uint32_t rsend; /* chunked body: checked bytes at rpos not yet sent */
 	char *sbuf; /* bytes from the server */
 	uint32_t slen, scap;

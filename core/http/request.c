@@ -404,6 +404,7 @@ void http_new_request(struct conn *c)
 	hc->req_start_wall_ms = wall_ms();
 	hc->req_start_us = clock_us();
 	hc->method_len = hc->target_len = 0;
+	hc->head_seen = 0;
 	hc->method[0] = '\0';
 	hc->method_id = HTTP_M_OTHER;
 	hc->line_unknown = false;
@@ -428,6 +429,26 @@ void http_new_request(struct conn *c)
 	hc->counted_in = hc->counted_out = 0;
 }
 
+/* Whether the head, incomplete at the last look, must still be: the parser's
+ * answer to a prefix changes only with a CR or LF (a line ends, or a bare
+ * one) or a length limit, and it rescans from the start. So a client
+ * sending its head a byte per segment costs a look at each new byte, not a
+ * rescan of all it sent. */
+static bool head_still_incomplete(const struct http_conn *hc, const struct http_limits *lim)
+{
+	size_t line =
+		lim->max_uri_size < lim->max_header_size ? lim->max_uri_size : lim->max_header_size;
+	const char *fresh = hc->rbuf + hc->head_seen;
+	size_t n = hc->rlen - hc->head_seen;
+
+	if (!hc->head_seen || hc->rlen >= lim->max_header_size)
+		return false;
+	if (memchr(fresh, '\n', n) || memchr(fresh, '\r', n))
+		return false;
+	/* Within the request line's limit, or past that line already. */
+	return hc->rlen < line || memchr(hc->rbuf, '\n', hc->head_seen);
+}
+
 /* Looks for a complete request head in rbuf and starts it. */
 void http_start_request(struct conn *c)
 {
@@ -438,9 +459,10 @@ void http_start_request(struct conn *c)
 		.max_header_size = c->lc->max_header_size,
 	};
 
-	if (hc->rlen == 0)
+	if (hc->rlen == 0 || head_still_incomplete(hc, &lim))
 		return;
 	enum http_result r = http_parse_request(hc->rbuf, hc->rlen, &lim, h);
+	hc->head_seen = r == HTTP_NEED_MORE ? hc->rlen : 0;
 	if (r == HTTP_NEED_MORE)
 		return;
 	if (http_is_error(r)) {
