@@ -2,36 +2,62 @@
  * leastconn.c - least connections, weighted: the candidate with the lowest
  * (active + 1) / weight, the weighted load it would have with this
  * connection (compared by cross-multiplication, no division). With equal
- * weights that is simply the fewest active connections. Ties go round robin:
- * each pick starts its scan one server further along.
+ * weights that is simply the fewest active connections. Ties take turns:
+ * the worker's counter picks which of the tied candidates goes, so servers
+ * that are not candidates (down, disabled, backups) tilt nothing.
  *
  * Runs on one worker; `active` counts connections of all workers (relaxed
- * atomics), so the choice is pool-wide (SPEC §3).
+ * atomics), so the choice is pool-wide (SPEC §3). A count may change
+ * between the passes; the pick then takes a near-best server, which is
+ * harmless.
  */
 #include "balancer/lb.h"
 #include "balancer/algo.h"
 
+/* Compares S's load with the best so far: <0 lighter, 0 tied, >0 heavier. */
+static int compare(int64_t load, int64_t w, int64_t best_load, int64_t best_w)
+{
+	int64_t a = load * best_w, b = best_load * w;
+	return a < b ? -1 : a > b;
+}
+
+static int64_t load_of(const struct lb_server *s)
+{
+	return (int64_t)atomic_load_explicit(&s->active, memory_order_relaxed) + 1;
+}
+
 struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker *w,
 				    const struct lb_cands *c)
 {
-	struct lb_server *best = NULL;
 	int64_t best_load = 0, best_w = 1;
-	size_t n = pool->n_servers;
-	size_t start = n ? w->rr++ % n : 0;
+	size_t ties = 0;
 
-	for (size_t k = 0; k < n; k++) {
-		struct lb_server *s = pool->servers[(start + k) % n];
-		int64_t load, ew;
-
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		const struct lb_server *s = pool->servers[i];
 		if (!lb_is_cand(c, s))
 			continue;
-		load = (int64_t)atomic_load_explicit(&s->active, memory_order_relaxed) + 1;
-		ew = lb_cand_weight(c, s);
-		if (!best || load * best_w < best_load * ew) {
-			best = s;
+		int64_t load = load_of(s), ew = lb_cand_weight(c, s);
+		int cmp = ties ? compare(load, ew, best_load, best_w) : -1;
+		if (cmp < 0) {
 			best_load = load;
 			best_w = ew;
+			ties = 1;
+		} else if (cmp == 0) {
+			ties++;
 		}
 	}
-	return best;
+	if (!ties)
+		return NULL;
+	size_t turn = w->rr++ % ties;
+	struct lb_server *last = NULL;
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		struct lb_server *s = pool->servers[i];
+		if (!lb_is_cand(c, s) ||
+		    compare(load_of(s), lb_cand_weight(c, s), best_load, best_w) > 0)
+			continue;
+		if (turn-- == 0)
+			return s;
+		last = s;
+	}
+	return last;
 }

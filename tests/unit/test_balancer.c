@@ -327,6 +327,28 @@ Test(leastconn, prefers_lowest_active)
 	fx_deinit(&f);
 }
 
+Test(leastconn, ties_alternate_past_servers_that_are_not_candidates)
+{
+	/* A disabled server and a backup between and after the two that can
+	 * take traffic: with no load anywhere the picks alternate a, b, a, b. */
+	const char *spec[] = {"a:1", "x:1:d", "b:1", "y:1:b", "z:1:d"};
+	struct fixture f;
+	unsigned seen[5] = {0};
+
+	fx_init(&f, BAL_LEASTCONN, spec, 5);
+	struct lb_server *prev = NULL;
+	for (int i = 0; i < 30; i++) {
+		struct lb_server *s = pick(&f, 0);
+		cr_assert(s);
+		cr_expect_neq(s, prev, "pick %d repeated %s", i, s->name);
+		prev = s;
+		seen[s->index]++;
+	}
+	cr_expect_eq(seen[0], 15);
+	cr_expect_eq(seen[2], 15);
+	fx_deinit(&f);
+}
+
 Test(leastconn, honours_weight)
 {
 	const char *spec[] = {"a:3", "b:1"};
