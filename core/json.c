@@ -128,9 +128,7 @@ static bool read_escape(struct reader *r, char *out, size_t *n, size_t cap)
 	return true;
 }
 
-/* The length of the well-formed UTF-8 sequence at P (before END; RFC 3629:
- * no overlong forms, no surrogates, nothing past U+10FFFF), or 0. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+size_t json_utf8_len(const unsigned char *p, const unsigned char *end)
 {
 	size_t len = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
 	if (len == 0 || p[0] > 0xf4 || (size_t)(end - p) < len)
@@ -161,8 +159,8 @@ static bool read_string(struct reader *r, char *out, size_t cap)
 			continue;
 		}
 		if (c >= 0x80) {
-			size_t k = utf8_seq((const unsigned char *)r->p - 1,
-					    (const unsigned char *)r->end);
+			size_t k = json_utf8_len((const unsigned char *)r->p - 1,
+						 (const unsigned char *)r->end);
 			if (k == 0)
 				return err(r, "invalid UTF-8 in a string");
 			if (n + k >= cap)

@@ -34,6 +34,12 @@ struct json_object {
 	size_t n;
 };
 
+/* The length of the well-formed UTF-8 sequence of two to four bytes at P
+ * (before END; RFC 3629: no overlong forms, no surrogates, nothing past
+ * U+10FFFF), or 0. Writers of JSON pass such sequences as they are and
+ * escape any other byte at or above 0x80. */
+size_t json_utf8_len(const unsigned char *p, const unsigned char *end);
+
 /* Reads BUF (LEN bytes) into *OUT. Returns 0, or -EINVAL with *WHY set to a
  * short reason. */
 int json_parse_object(const char *buf, size_t len, struct json_object *out, const char **why);

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "core/util.h"
 
 static _Atomic int log_level = LOG_LVL_INFO;
@@ -154,13 +155,21 @@ void log_flush(struct log_buf *lb)
 }
 
 /* Copies S (LEN bytes) escaped for a JSON string or a quoted text field:
- * quotes, backslashes and control bytes never reach the log raw. */
+ * quotes, backslashes, control bytes and bytes that are not well-formed
+ * UTF-8 never reach the log raw; UTF-8 text (a path in another script) is
+ * kept as it is. */
 static size_t put_escaped(char *out, size_t cap, const char *s, size_t len)
 {
+	const unsigned char *end = (const unsigned char *)s + len;
 	size_t o = 0;
 	for (size_t i = 0; i < len && o + 7 < cap; i++) {
 		unsigned char ch = (unsigned char)s[i];
-		if (ch == '"' || ch == '\\') {
+		size_t k = ch >= 0x80 ? json_utf8_len((const unsigned char *)s + i, end) : 0;
+		if (k) {
+			memcpy(out + o, s + i, k); /* k <= 4 fits: o + 7 < cap */
+			o += k;
+			i += k - 1;
+		} else if (ch == '"' || ch == '\\') {
 			out[o++] = '\\';
 			out[o++] = (char)ch;
 		} else if (ch < 0x20 || ch >= 0x7f) {

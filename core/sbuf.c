@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/json.h"
+
 void sbuf_init(struct sbuf *b)
 {
 	b->data = NULL;
@@ -102,10 +104,22 @@ void sbuf_json_str(struct sbuf *b, const char *s)
 			sbuf_add(b, "\\t", 2);
 			break;
 		default:
-			if (ch < 0x20 || ch == 0x7f)
+			if (ch < 0x20 || ch == 0x7f) {
 				sbuf_printf(b, "\\u%04x", ch);
-			else
+			} else if (ch < 0x80) {
 				sbuf_add(b, s, 1);
+			} else {
+				/* A name from the file may hold any byte: only
+				 * well-formed UTF-8 goes out as it is. */
+				const unsigned char *p = (const unsigned char *)s;
+				size_t k = json_utf8_len(p, p + strnlen(s, 4));
+				if (k) {
+					sbuf_add(b, s, k);
+					s += k - 1;
+				} else {
+					sbuf_printf(b, "\\u%04x", ch);
+				}
+			}
 		}
 	}
 	sbuf_add(b, "\"", 1);

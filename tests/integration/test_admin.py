@@ -802,6 +802,26 @@ def test_request_followed_by_the_clients_fin_is_answered(ctx):
     check(got == b"", f"an unfinished request was answered: {got!r}")
 
 
+def test_status_is_utf8_json_whatever_bytes_the_file_holds(ctx):
+    """A unix socket path in the file may hold any byte: /status stays valid
+    UTF-8 JSON, other bytes escaped, UTF-8 kept."""
+    f, port, adm = start(ctx, [f"s1 127.0.0.1:{free_port()}"])
+    with open(f.conf_path, "rb") as fh:
+        text = fh.read()
+    extra = b"server = s2 unix:/tmp/\xff\xfe-\xc3\xa9.sock\n"
+    with open(f.conf_path, "wb") as fh:
+        fh.write(text.replace(b"[listener l]", extra + b"\n[listener l]", 1))
+    st, _, body = adm.call("POST", "/reload")
+    check(st == 200, f"reload: {st} {body!r}")
+    st, _, body = adm.call("GET", "/status")
+    try:
+        doc = json.loads(body.decode("utf-8"))
+    except ValueError as e:
+        raise TestFailure(f"/status is not UTF-8 JSON ({e}): {body!r}")
+    addrs = [x["address"] for x in doc["pools"][0]["servers"]]
+    check("unix:/tmp/\u00ff\u00fe-\u00e9.sock" in addrs, f"addresses {addrs!r}")
+
+
 def test_reload_warnings_compare_with_what_runs(ctx):
     """Settings that wait for a restart are compared with what runs, not
     with the last file; a failed POST /reload logs its FILE:LINE errors."""

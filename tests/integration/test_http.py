@@ -1564,6 +1564,34 @@ def test_access_log_http_json(ctx):
         _check_fields(o, w, l)
 
 
+def test_access_log_keeps_utf8_targets_and_escapes_other_bytes(ctx):
+    """A UTF-8 path is logged as text (JSON readers get the same characters
+    back); a byte that is not UTF-8 is escaped; either way a text line stays
+    one line with its fields."""
+    b = cbackend(ctx, "b1")
+    for fmt in ("json", "text"):
+        port = free_port()
+        log = ctx.path(f"access-{fmt}.log")
+        f = ctx.fulcrum(http_conf(port, [b.server_line()],
+                                  glob={"access_log": log, "access_log_format": fmt}))
+        for target in ("/caf\u00e9/\u65e5\u672c".encode(), b"/bad\xff\xfe\xc3"):
+            r = client(port)
+            r.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+            read_response(r)
+            r.close()
+        lines = access_lines(log, 2)
+        with open(log, "rb") as fh:
+            raw = fh.read()
+        raw.decode("utf-8")  # the whole log is valid UTF-8
+        if fmt == "json":
+            got = [json.loads(l)["target"] for l in lines[:2]]
+            check(got == ["/caf\u00e9/\u65e5\u672c", "/bad\u00ff\u00fe\u00c3"], f"targets {got!r}")
+        else:
+            check('"GET /caf\u00e9/\u65e5\u672c HTTP/1.1"' in lines[0], f"line {lines[0]!r}")
+            check('"GET /bad\\u00ff\\u00fe\\u00c3 HTTP/1.1"' in lines[1], f"line {lines[1]!r}")
+        f.stop()
+
+
 def test_access_log_unfinished_requests(ctx):
     """A request that never completes its head is logged with the bytes that
     came and, when a whole request line came, its method and target."""
