@@ -71,6 +71,23 @@ static void park(int fd)
 	parked_fd = fd;
 }
 
+static bool is_stream_name(const char *target)
+{
+	return strcmp(target, "off") == 0 || strcmp(target, "stderr") == 0 ||
+	       strcmp(target, "stdout") == 0;
+}
+
+int log_access_check(const char *target)
+{
+	if (is_stream_name(target))
+		return 0;
+	int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return -errno;
+	close(fd);
+	return 0;
+}
+
 int log_access_open(const char *target, enum cfg_log_format format)
 {
 	int fd;

@@ -28,6 +28,9 @@ void log_msg(enum cfg_log_level level, const char *fmt, ...) __attribute__((form
 /* Opens (or reopens, for SIGUSR1) the access log named by TARGET: "off",
  * "stderr", "stdout" or a path. Returns 0 or -errno. Main thread only. */
 int log_access_open(const char *target, enum cfg_log_format format);
+/* Whether TARGET could be opened as the access log (a reload checks before
+ * it commits). Returns 0 or -errno. */
+int log_access_check(const char *target);
 bool log_access_enabled(void);
 
 /* One access-log record; strings may be NULL for "-". */

@@ -415,12 +415,27 @@ static void apply_globals(const struct cfg *running, struct cfg *cfg)
 /* Reads the configuration file again and publishes it, or keeps the running
  * one. Returns the new generation number, or -1 with ERRS filled. Server
  * health, counters and the admin API's changes carry over (admin_carry_over). */
+/* A new access log that cannot be opened fails the reload, as a bad key
+ * would, rather than leaving the old log with a reload reported good. */
+static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct cfg_errors *errs)
+{
+	const char *target = cfg->global.access_log;
+	int r;
+
+	if (strcmp(old->global.access_log, target) == 0 || (r = log_access_check(target)) == 0)
+		return 0;
+	cfg_errors_add(errs, "%s: cannot open the access log %s: %s", cfg->path, target,
+		       strerror(-r));
+	return r;
+}
+
 static long long reload(struct process *p, struct cfg_errors *errs)
 {
 	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
 	struct gen *g = NULL;
 
-	if (cfg && check_listeners(p->gen->cfg, cfg, errs) == 0) {
+	if (cfg && check_listeners(p->gen->cfg, cfg, errs) == 0 &&
+	    check_access_log(p->gen->cfg, cfg, errs) == 0) {
 		g = gen_new(cfg, p->generation + 1);
 		if (!g)
 			cfg_errors_add(errs, "%s: out of memory", p->opt.config);

@@ -174,6 +174,23 @@ def test_access_log_turned_off_and_on_by_reloads(ctx):
     check(f.fd_count() == start, f"{f.fd_count() - start} descriptors more after 3 off/on reloads")
 
 
+def test_reload_to_an_access_log_that_cannot_open_fails(ctx):
+    """A reload naming an access log that cannot be opened is a failed
+    reload: reported so, and the running configuration (and log) stays."""
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log}))
+    with open(f.conf_path, "w") as fh:
+        fh.write(tcp_conf(port, [b.server_line()], glob={"access_log": ctx.path("no/such/dir.log")}))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "failed" in f.stderr(), 3 * SCALE, what="the reload to fail")
+    check("cannot open the access log" in f.stderr() and "reloaded" not in f.stderr(),
+          f"stderr: {f.stderr()[-400:]}")
+    _sink_once(port, 10)
+    check(len(_wait_lines(log, 1)) == 1, "the running access log stopped")
+
+
 def test_access_log_failed_connection(ctx):
     """A connection that could not reach any server is logged too, with a
     close reason."""
