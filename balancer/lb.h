@@ -8,9 +8,9 @@
  * server on to the next generation's pool (refs). The fields marked _Atomic
  * are the only ones that change after publication: a server's state
  * (written by the health thread and the admin API), its weight (the admin
- * API, a reload), its
- * active and failure counts (every worker, relaxed), the published hash
- * table. Everything else is immutable once the pool is published.
+ * API, a reload), its active and failure counts (every worker, relaxed),
+ * the published hash table. Everything else is immutable once the pool is
+ * published.
  *
  * Per-worker balancing state (smooth-WRR current weights, the random
  * generator) lives in struct lb_worker, owned by one worker, never shared.
@@ -214,9 +214,11 @@ void lb_pool_free(struct lb_pool *pool);
  * table it replaced (or NULL): workers may still be reading it, so the caller
  * frees it with lb_table_free() only once every worker has passed a
  * quiescent point. Other pools: nothing to do, *old = NULL. Returns 0 or
- * -ENOMEM (the published table is then unchanged). Called by the health
- * thread when the up-set changes. Calls for one pool must not overlap (a
- * slower build could publish an older view last): one thread rebuilds.
+ * -ENOMEM (the published table is then unchanged). Calls for one pool must
+ * not overlap (a slower build could publish an older view last), so one
+ * thread rebuilds each pool: the health thread once the pool is published
+ * (on a change of the up-set or, asked by the admin API, of a weight), the
+ * main thread before that, while no worker can see the pool yet.
  */
 int lb_pool_rebuild(struct lb_pool *pool, struct lb_table **old);
 void lb_table_free(struct lb_table *t);

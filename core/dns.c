@@ -286,14 +286,7 @@ static void dispatch(struct dns_entry *e)
 	struct dns_answer ans = e->ans;
 	struct list todo;
 
-	list_init(&todo);
-	if (list_is_empty(&e->waiters))
-		return;
-	todo.next = e->waiters.next;
-	todo.prev = e->waiters.prev;
-	todo.next->prev = &todo;
-	todo.prev->next = &todo;
-	list_init(&e->waiters);
+	list_take_all(&todo, &e->waiters);
 	while (!list_is_empty(&todo)) {
 		struct dns_wait *wt = container_of(todo.next, struct dns_wait, node);
 		list_del(&wt->node);

@@ -4,11 +4,11 @@
  *
  * The main thread builds a generation completely, then publishes it with one
  * release store into gen_current. Workers take one acquire load per event
- * batch (worker_refresh_gen) and hold a reference for every connection that
+ * batch (refresh_gen in worker.c) and hold a reference for every connection that
  * started under it, so a long tunnel keeps its generation alive across
  * reloads. Lifetime: reference counted; the main thread's reference on the
  * published generation is dropped only after every worker has passed a
- * quiescent point (see worker_wait_quiescent), so a worker never loads a
+ * quiescent point (see workers_wait_quiescent), so a worker never loads a
  * pointer whose last reference is already gone.
  *
  * A generation built from the file owns its cfg and pools. One derived at

@@ -58,6 +58,9 @@ struct half {
 
 #define RELAY_UNLIMITED UINT64_MAX
 
+/* Bytes one pass may move for a connection before others get their turn. */
+#define RELAY_BUDGET (1024 * 1024)
+
 enum relay_result {
 	RELAY_WAIT, /* nothing more to do until the next event */
 	RELAY_MORE, /* budget used up; more may be ready */

@@ -21,9 +21,6 @@
 #include "core/http/route.h"
 #include "core/tls.h"
 
-/* Bytes one pass may move per connection before others get their turn. */
-#define RELAY_BUDGET (1024 * 1024)
-
 static uint64_t idle_timeout_ms(const struct conn *c, enum close_reason *why)
 {
 	uint64_t client = c->lc->client_timeout_ms;

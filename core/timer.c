@@ -61,11 +61,7 @@ static void run_slot(struct timer_wheel *tw, unsigned slot, uint64_t now_ms)
 		tw->used[slot / 64] &= ~(1ull << (slot % 64));
 		return;
 	}
-	due.next = head->next;
-	due.prev = head->prev;
-	due.next->prev = &due;
-	due.prev->next = &due;
-	list_init(head);
+	list_take_all(&due, head);
 	tw->used[slot / 64] &= ~(1ull << (slot % 64));
 
 	while (!list_is_empty(&due)) {

@@ -72,6 +72,20 @@ static inline void list_del(struct list *n)
 	n->next = n->prev = n;
 }
 
+/* Moves every entry of FROM (in order) to the empty list TO, leaving FROM
+ * empty: the way to walk a list whose callbacks may add to it again. */
+static inline void list_take_all(struct list *to, struct list *from)
+{
+	list_init(to);
+	if (list_is_empty(from))
+		return;
+	to->next = from->next;
+	to->prev = from->prev;
+	to->next->prev = to;
+	to->prev->next = to;
+	list_init(from);
+}
+
 static inline uint64_t clock_ms(void)
 {
 	struct timespec ts;

@@ -253,14 +253,7 @@ static void run_pending(struct worker *w)
 	struct list todo;
 
 	/* Take the list: resuming may put a conn back for the next round. */
-	list_init(&todo);
-	if (list_is_empty(&w->pending))
-		return;
-	todo.next = w->pending.next;
-	todo.prev = w->pending.prev;
-	todo.next->prev = &todo;
-	todo.prev->next = &todo;
-	list_init(&w->pending);
+	list_take_all(&todo, &w->pending);
 	while (!list_is_empty(&todo)) {
 		struct conn *c = container_of(todo.next, struct conn, pending_node);
 		list_del(&c->pending_node);

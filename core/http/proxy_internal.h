@@ -14,8 +14,6 @@
 #include "core/conn.h"
 #include "core/http/proxy.h"
 
-/* Bytes one pass may relay for a connection before others get their turn. */
-#define RELAY_BUDGET (1024 * 1024)
 /* Longest trailer section of a chunked body. */
 #define TRAILER_MAX 16384
 /* The response buffer: a response head must fit in it. */
@@ -91,10 +89,13 @@ bool http_retry_next(struct conn *c, int err, const char *what);
  * ending. */
 int http_relay_response(struct conn *c);
 
+/* proxy.c */
+
 void http_set_phase(struct conn *c, enum http_phase p);
 
-/* Answers the current request with STATUS (see reply() in proxy.c);
- * HEADERS, when not NULL, are extra CRLF-terminated lines for the head. */
+/* Answers the current request with STATUS and fulcrum's own short body
+ * (http_reply is this without HEADERS); HEADERS, when not NULL, are extra
+ * CRLF-terminated lines for the head. */
 void http_reply_ex(struct conn *c, int status, const char *reason, bool close, const char *headers);
 
 /*
