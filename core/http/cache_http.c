@@ -291,7 +291,11 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 	struct http_conn *hc = c->http;
 	uint64_t since = hc->cache_fill ? hc->cache_fill->wait_since_ms : 0;
 	bool pass = stale && stale->pass;
-	int claim = pass ? -1 : cache_pending_claim(cache, k);
+	/* A request that could not take another's answer (credentials, a
+	 * range, its own conditions, no-cache) neither waits nor makes others
+	 * wait: its answer is stored if it may be, that is all. */
+	bool shares = !rp->authorized && !rp->range && !rp->conditional && !rp->no_cache;
+	int claim = pass || !shares ? -1 : cache_pending_claim(cache, k);
 
 	if (pass) {
 		cache_entry_put(stale);
@@ -305,6 +309,13 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 		hc->cache_fill->wait_since_ms = since ? since : c->w->now_ms;
 		http_set_phase(c, HP_CACHE_WAIT);
 		return true;
+	}
+	if (claim == 1 && since) {
+		/* The fill this request waited for is over and left nothing it
+		 * can use (not storable, another Vary variant): were it the next
+		 * filler, the other waiters would queue behind it one by one. */
+		cache_pending_release(cache, k);
+		claim = -1;
 	}
 	cache_fill_note(hc, cache, k, rp, stale);
 	if (hc->cache_fill)

@@ -107,6 +107,8 @@ static int begin_response(struct conn *c, struct http_head *h)
 		.keep_upgrade = hc->upgrade && h->status == 101,
 		/* also from a HEAD's answer, which has no body to decode */
 		.drop_transfer_encoding = hc->dechunk || hc->minor == 0,
+		/* a server's own X-Cache would contradict ours (a hit drops it too) */
+		.drop_x_cache = c->lc->cache_size != 0,
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);

@@ -561,15 +561,16 @@ def test_pipelined_and_keepalive_hits(ctx):
         r.close()
 
 
-def _concurrent(port, target, n):
-    """N clients ask for TARGET at the same time; returns their responses."""
+def _concurrent(port, target, n, headers=lambda i: ()):
+    """N clients ask for TARGET at the same time (client I with the header
+    lines HEADERS(I)); returns their responses."""
     out, errors = [None] * n, []
     gate = threading.Barrier(n)
 
     def one(i):
         try:
             gate.wait()
-            out[i] = fetch(port, target)
+            out[i] = fetch(port, target, headers(i))
         except Exception as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
@@ -608,6 +609,49 @@ def test_concurrent_misses_collapse(ctx):
     took = time.monotonic() - t0
     check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
     check(took < 0.9 * SCALE, f"uncacheable misses still collapsed: {took:.2f}s")
+
+
+def test_misses_that_cannot_share_an_answer_do_not_queue(ctx):
+    """Requests that could not take another's answer (credentials,
+    no-cache) and waiters whose fill left nothing for them (a server error,
+    another Vary variant) go to the origin side by side, not one at a time
+    behind each other."""
+    o = Origin(ctx)
+
+    def slow(status, more=()):
+        def body(req, n):
+            time.sleep(0.5)
+            return status, list(more), b"answer %d" % n
+        return body
+
+    o.route("/me", headers=["Cache-Control: private"], body=slow(200))
+    o.route("/err", headers=["Cache-Control: max-age=60"], body=slow(500))
+    o.route("/lang", headers=["Cache-Control: max-age=60", "Vary: Accept-Language"], body=slow(200))
+    _, port = start(ctx, o, glob={"workers": 2})
+    cases = (("/me", lambda i: [f"Authorization: Bearer u{i}"]),
+             ("/me?reload", lambda i: ["Cache-Control: no-cache"]),
+             ("/err", lambda i: ()),
+             ("/lang", lambda i: [f"Accept-Language: l{i}-{time.monotonic_ns()}"]))
+    for target, headers in cases:
+        for burst in range(2):
+            t0 = time.monotonic()
+            got = _concurrent(port, target, 5, headers)
+            took = time.monotonic() - t0
+            check(all(m.status in (200, 500) and is_miss(m) for m in got),
+                  f"{target}: {[(m.status, x_cache(m)) for m in got]}")
+            # Five 0.5 s answers: at most two rounds, never five.
+            check(took < 1.6 * SCALE, f"{target}, burst {burst}: {took:.2f}s, the misses queued")
+
+
+def test_server_x_cache_is_replaced(ctx):
+    """A server's own X-Cache (a cache in front of it) never reaches the
+    client next to fulcrum's: MISS and HIT carry one X-Cache, fulcrum's."""
+    o = Origin(ctx)
+    o.route("/x", headers=["Cache-Control: max-age=60", "X-Cache: HIT from inner"])
+    _, port = start(ctx, o)
+    a = fetch(port, "/x")
+    b = fetch(port, "/x")
+    check(x_cache(a) == ["MISS"] and x_cache(b) == ["HIT"], f"{x_cache(a)} then {x_cache(b)}")
 
 
 def test_reload_changes_the_size(ctx):
