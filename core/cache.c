@@ -250,12 +250,13 @@ static void note_value(const struct cache_entry *e, size_t at, size_t len, uint3
 	*vlen = (uint32_t)(end - s);
 }
 
-int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len)
+int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len, const char *more,
+			 size_t more_len)
 {
 	const char *p = head, *end = head + len;
 	size_t out = 0;
 
-	if (len + CACHE_HEAD_RESERVE > e->head_cap)
+	if (len + CACHE_HEAD_RESERVE > e->head_cap || more_len > CACHE_HEAD_RESERVE / 2)
 		return -ENOSPC;
 	while (p < end) {
 		const char *lf = memchr(p, '\n', (size_t)(end - p));
@@ -271,7 +272,9 @@ int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len)
 		}
 		p += n;
 	}
-	e->head_len = (uint32_t)out;
+	if (more_len)
+		memcpy(e->head + out, more, more_len);
+	e->head_len = (uint32_t)(out + more_len);
 	return 0;
 }
 

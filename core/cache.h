@@ -32,10 +32,12 @@
 #include "core/http/parser.h"
 #include "core/util.h"
 
-#define CACHE_SHARDS	   16
-#define CACHE_FIELD_MAX	   1024 /* a request field value that a Vary names, joined */
-#define CACHE_VARY_MAX	   2048 /* the Vary record of one entry */
-#define CACHE_HEAD_RESERVE 40 /* room for the Content-Length line a decoded body gets */
+#define CACHE_SHARDS	16
+#define CACHE_FIELD_MAX 1024 /* a request field value that a Vary names, joined */
+#define CACHE_VARY_MAX	2048 /* the Vary record of one entry */
+/* Room for the Content-Length line a decoded body gets, and a Date line
+ * fulcrum adds to a response that had none (RFC 9110 §6.6.1). */
+#define CACHE_HEAD_RESERVE 80
 
 struct cache;
 
@@ -188,9 +190,11 @@ struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary,
 				    size_t head_cap, uint64_t body_cap);
 
 /* Copies the head lines HEAD[0, LEN) (status line and fields with CRLFs, no
- * empty line), leaving out Age, Transfer-Encoding and X-Cache, and notes
- * where ETag and Last-Modified are. 0 or -ENOSPC. */
-int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len);
+ * empty line), leaving out Age, Transfer-Encoding and X-Cache, then the
+ * lines MORE[0, MORE_LEN) (at most 40 bytes), and notes where ETag and
+ * Last-Modified are. 0 or -ENOSPC. */
+int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len, const char *more,
+			 size_t more_len);
 
 /* Appends body bytes, growing the entry up to MAX bytes in all (it may
  * move: *EP is updated). 0, -EFBIG past MAX, or -ENOMEM. */

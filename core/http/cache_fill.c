@@ -138,7 +138,7 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	if (p.why_not)
 		goto out;
 	e = cache_entry_new(&f->key, old->vary, old->vary_len, n, old->body_len);
-	if (!e || cache_entry_set_head(e, m, n - 2) < 0 ||
+	if (!e || cache_entry_set_head(e, m, n - 2, NULL, 0) < 0 ||
 	    cache_entry_append(&e, old->body, old->body_len, UINT64_MAX) < 0) {
 		cache_entry_put(e);
 		e = NULL;
@@ -239,11 +239,13 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 						      : -1;
 }
 
-void cache_http_response_head(struct conn *c, const char *head, size_t len)
+void cache_http_response_head(struct conn *c, const char *head, size_t len, const char *more,
+			      size_t more_len)
 {
 	struct http_conn *hc = c->http;
 
-	if (cache_http_is_storing(hc) && cache_entry_set_head(hc->cache_fill->e, head, len) < 0)
+	if (cache_http_is_storing(hc) &&
+	    cache_entry_set_head(hc->cache_fill->e, head, len, more, more_len) < 0)
 		cache_fill_drop(hc);
 }
 

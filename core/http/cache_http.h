@@ -51,8 +51,11 @@ int cache_http_request_lines(struct conn *c, struct rewrite_extra *x);
  * response is stored, or, for a 304 to a revalidation, refreshes the entry. */
 void cache_http_response(struct conn *c, const struct http_head *h);
 
-/* The response head's kept lines, HEAD[0, LEN), as they go to the client. */
-void cache_http_response_head(struct conn *c, const char *head, size_t len);
+/* The response head's kept lines, HEAD[0, LEN), as they go to the client,
+ * and lines fulcrum adds that belong to the stored answer too, MORE[0,
+ * MORE_LEN) (a Date the server did not send). */
+void cache_http_response_head(struct conn *c, const char *head, size_t len, const char *more,
+			      size_t more_len);
 
 /* The response head is queued in hc->resp_out: after a 304 to a
  * revalidation, the stored response replaces it there. */

@@ -39,13 +39,33 @@ static void response_failed(struct conn *c, int status, const char *reason)
 	http_reply(c, status, reason, false);
 }
 
-static int build_response_head(struct conn *c, const struct http_head *h)
+/* RFC 9110 §6.6.1: a final response without Date gets one when it is
+ * forwarded or stored. Writes the line into LINE (DATE_LINE_MAX bytes) and
+ * returns its length, or 0 when H has a Date. */
+#define DATE_LINE_MAX 48
+static size_t date_line(const struct http_head *h, const char *buf, char *line)
+{
+	if (h->status < 200)
+		return 0;
+	for (unsigned i = 0; i < h->header_count; i++)
+		if (http_token_eq(buf + h->headers[i].name.off, h->headers[i].name.len, "date"))
+			return 0;
+	time_t now = (time_t)(wall_ms() / 1000);
+	struct tm tm;
+	gmtime_r(&now, &tm);
+	return strftime(line, DATE_LINE_MAX, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+}
+
+static int build_response_head(struct conn *c, const struct http_head *h, const char *date,
+			       size_t date_len)
 {
 	struct http_conn *hc = http_of(c);
 	struct rewrite_extra *x = &hc->resp_extra;
 	int err = 0;
 
 	x->len = 0;
+	if (date_len)
+		err |= rewrite_put(x, date, date_len);
 	if (hc->upgrade && h->status == 101)
 		err |= rewrite_add(x, "Connection: upgrade\r\n");
 	else if (!hc->client_ka)
@@ -99,7 +119,9 @@ static int begin_response(struct conn *c, struct http_head *h)
 	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
 	if (hc->dechunk)
 		hc->client_ka = false;
-	if (build_response_head(c, h) < 0)
+	char date[DATE_LINE_MAX];
+	size_t date_len = date_line(h, hc->sbuf, date);
+	if (build_response_head(c, h, date, date_len) < 0)
 		return -1;
 	cache_http_response(c, h); /* storable? (before the rewrite moves fields) */
 
@@ -116,7 +138,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	 * client keeps its connection after an HTTP/1.0 server's answer. */
 	if (h->version_minor == 0 && memcmp(hc->sbuf + start, "HTTP/1.0", 8) == 0)
 		hc->sbuf[start + 7] = '1';
-	cache_http_response_head(c, hc->sbuf + start, end - start);
+	cache_http_response_head(c, hc->sbuf + start, end - start, date, date_len);
 	hc->spos = (uint32_t)h->head_len;
 
 	/* Body bytes that came with the head go out in the same writev. */

@@ -654,6 +654,26 @@ def test_server_x_cache_is_replaced(ctx):
     check(x_cache(a) == ["MISS"] and x_cache(b) == ["HIT"], f"{x_cache(a)} then {x_cache(b)}")
 
 
+def test_response_without_date_gets_one(ctx):
+    """RFC 9110 §6.6.1: a response without Date gets one from fulcrum when
+    it is forwarded and when it is stored (a hit shows the stored one)."""
+    o = Origin(ctx)
+    o.route("/nodate", headers=["Cache-Control: max-age=60"], date=False)
+    o.route("/dated", headers=["Cache-Control: max-age=60"])
+    _, port = start(ctx, o)
+    a = fetch(port, "/nodate")
+    time.sleep(1.1)
+    b = fetch(port, "/nodate")
+    for m in (a, b):
+        dates = m.all("date")
+        check(len(dates) == 1 and email.utils.parsedate_to_datetime(dates[0]) is not None,
+              f"Date of {x_cache(m)}: {dates}")
+    check(is_miss(a) and is_hit(b) and a.all("date") == b.all("date"),
+          f"the hit's Date is not the stored one: {a.all('date')} {b.all('date')}")
+    c = fetch(port, "/dated")
+    check(len(c.all("date")) == 1, f"a server's Date is kept alone: {c.all('date')}")
+
+
 def test_reload_changes_the_size(ctx):
     o = Origin(ctx)
     o.route("/z", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"n=%d" % n)

@@ -389,7 +389,7 @@ static struct cache_entry *entry(const char *target, size_t body_len, int64_t li
 	struct cache_entry *e = cache_entry_new(&k, vary, vary_len > 0 ? (size_t)vary_len : 0,
 						strlen(head), body_len);
 	cr_assert_not_null(e);
-	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head), NULL, 0), 0);
 	char *body = calloc(1, body_len + 1);
 	cr_assert_eq(cache_entry_append(&e, body, body_len, UINT64_MAX), 0);
 	free(body);
@@ -532,7 +532,7 @@ Test(cache_store, head_filter_and_decoded_length)
 			   "X-Cache: MISS\r\nCache-Control: max-age=5\r\n";
 	struct cache_entry *e = cache_entry_new(&k, NULL, 0, strlen(head), 0);
 
-	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head), NULL, 0), 0);
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(cache_entry_append(&e, "0123456789abcdef", 16, 1 << 20), 0);
 	cache_entry_end(e, true);
@@ -580,7 +580,7 @@ Test(cache_store, validators_are_found)
 			   "00:00:00 GMT\r\n";
 	struct cache_entry *e = cache_entry_new(&k, NULL, 0, strlen(head), 0);
 
-	cr_assert_eq(cache_entry_set_head(e, head, strlen(head)), 0);
+	cr_assert_eq(cache_entry_set_head(e, head, strlen(head), NULL, 0), 0);
 	cr_assert_eq(e->etag_len, 5);
 	cr_assert_eq(memcmp(e->head + e->etag_off, "\"abc\"", 5), 0);
 	cr_assert_eq(e->lm_len, 29);
