@@ -233,10 +233,16 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					lb_server_passed(hc->server);
 				return 1;
 			}
-			if (hc->slen == hc->scap) {
+			if (hc->slen == hc->scap && hc->spos == 0) {
 				response_failed(c, 502, "response_head_too_large");
 				return -1;
 			}
+		}
+		if (hc->spos && hc->slen == hc->scap) {
+			/* Interim heads went out: their room is free again. */
+			memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
+			hc->slen -= hc->spos;
+			hc->spos = 0;
 		}
 		if (!srv->rd)
 			return 0;

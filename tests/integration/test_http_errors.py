@@ -542,6 +542,25 @@ def test_no_interim_responses_to_http10_clients(ctx):
               f"HTTP/{version.decode()}: first {first!r}, final {final!r}")
 
 
+def test_many_interim_heads_then_the_answer(ctx):
+    """Interim heads that together pass the response head buffer (64 KiB)
+    are passed on and their room reused: the final answer still comes."""
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"a" * 400 + b".css>; rel=preload\r\n\r\n"
+
+    def hints(r, s):
+        while read_request(r) is not None:
+            r.send(hint * 200 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, hints)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    m = read_response(r)
+    r.close()
+    check(m.status == 200 and m.body == b"ok", f"after {len(hint) * 200} bytes of 103s: {m!r}")
+
+
 def test_error_bursts_leave_fulcrum_serving(ctx):
     """Many bad clients at once (malformed, oversize, cut off) do not
     disturb good ones."""
