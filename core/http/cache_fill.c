@@ -204,6 +204,12 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 		not_storable(c, h->status < 500); /* a server error may pass */
 		return;
 	}
+	if (h->te_other) {
+		/* gzip and the like stay on the body, which a hit would serve
+		 * without its Transfer-Encoding: not stored. */
+		not_storable(c, true);
+		return;
+	}
 	uint64_t body_cap = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	if (body_cap + h->head_len + sizeof(struct cache_entry) > cache_max_object(f->cache)) {
 		not_storable(c, true);

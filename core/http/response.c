@@ -183,13 +183,15 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 
 	for (;;) {
 		if (hc->slen > hc->spos) {
-			/* A response head may fill the whole buffer. */
 			struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE,
-						  .max_header_size = hc->scap};
+						  .max_header_size = RESP_HEAD_MAX};
 			enum http_result r = http_parse_response(hc->sbuf + hc->spos,
 								 hc->slen - hc->spos, &lim, h);
 			if (http_is_error(r)) {
-				response_failed(c, 502, "bad_response");
+				response_failed(c, 502,
+						r == HTTP_E_HEAD_TOO_LARGE
+							? "response_head_too_large"
+							: "bad_response");
 				return -1;
 			}
 			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
@@ -233,7 +235,7 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					lb_server_passed(hc->server);
 				return 1;
 			}
-			if (hc->slen == hc->scap && hc->spos == 0) {
+			if (hc->slen - hc->spos >= RESP_HEAD_MAX) {
 				response_failed(c, 502, "response_head_too_large");
 				return -1;
 			}

@@ -18,7 +18,7 @@ import socket
 import threading
 import time
 
-from harness import SCALE, TestFailure, check, closed_port, free_port, ini, wait_for
+from harness import SCALE, TestFailure, check, closed_port, connect, free_port, ini, recv_all, wait_for
 from test_http import (Reader, access_lines, cbackend, client, close_backends_first, http_conf,
                        pyserver, read_request, read_response, roundtrip)
 
@@ -672,6 +672,25 @@ def test_response_without_date_gets_one(ctx):
           f"the hit's Date is not the stored one: {a.all('date')} {b.all('date')}")
     c = fetch(port, "/dated")
     check(len(c.all("date")) == 1, f"a server's Date is kept alone: {c.all('date')}")
+
+
+def test_other_transfer_codings_are_not_stored(ctx):
+    """A body still under a transfer coding fulcrum does not undo (gzip)
+    is passed on with its Transfer-Encoding but never stored: a hit would
+    serve it without."""
+    o = Origin(ctx)
+    o.route("/gz", headers=["Cache-Control: max-age=60", "Transfer-Encoding: gzip"],
+            body=b"\x1f\x8b pretend", framing="close")
+    _, port = start(ctx, o)
+    for i in range(2):
+        s = connect(("127.0.0.1", port))
+        s.sendall(b"GET /gz HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        got = recv_all(s)
+        s.close()
+        head = got.split(b"\r\n\r\n", 1)[0].lower()
+        check(b"\r\nx-cache: miss" in head and b"\r\ntransfer-encoding: gzip" in head,
+              f"request {i}: {head!r}")
+    check(o.count("/gz") == 2, f"origin asked {o.count('/gz')} times")
 
 
 def test_reload_changes_the_size(ctx):

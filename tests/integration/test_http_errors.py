@@ -258,6 +258,24 @@ def test_502_invalid_responses(ctx):
           + "\n  ".join(problems))
 
 
+def test_502_response_head_too_large(ctx):
+    """A response head over 64 KiB is refused with its own reason, whatever
+    buffer_size says; one just under it goes through."""
+    for size, want in ((60000, 200), (70000, 502)):
+        srv = _bad_server(ctx, b"HTTP/1.1 200 OK\r\nX-Big: " + b"b" * size +
+                          b"\r\nContent-Length: 2\r\n\r\nok")
+        port = free_port()
+        log = ctx.path(f"access-{size}.log")
+        f = ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000},
+                                  glob={"access_log": log, "buffer_size": "1m"}))
+        m, closed, _ = roundtrip(port, get("/"))
+        check(m.status == want, f"a {size}-byte field: status {m.status}, want {want}")
+        if want == 502:
+            line = access_lines(log, 1)[0]
+            check(line.endswith(" response_head_too_large"), f"log: {line}")
+        f.stop()
+
+
 def test_server_closes_mid_body(ctx):
     """The server promises 100000 bytes and closes after 10: the head may
     already be with the client, so the client connection must be closed
