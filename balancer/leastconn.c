@@ -8,8 +8,8 @@
  *
  * Runs on one worker; `active` counts connections of all workers (relaxed
  * atomics), so the choice is pool-wide (SPEC §3). A count may change
- * between the passes; the pick then takes a near-best server, which is
- * harmless.
+ * between the two passes; the pick then still takes a server, the lightest
+ * the second pass saw.
  */
 #include "balancer/lb.h"
 #include "balancer/algo.h"
@@ -48,16 +48,23 @@ struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker
 	}
 	if (!ties)
 		return NULL;
+	/* The turn-th of the tied; or, when other workers' connections
+	 * changed the loads meanwhile, the lightest this pass sees. */
 	size_t turn = w->rr++ % ties;
-	struct lb_server *last = NULL;
+	struct lb_server *lightest = NULL;
+	int64_t light_load = 0, light_w = 1;
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		struct lb_server *s = pool->servers[i];
-		if (!lb_is_cand(c, s) ||
-		    compare(load_of(s), lb_cand_weight(c, s), best_load, best_w) > 0)
+		if (!lb_is_cand(c, s))
 			continue;
-		if (turn-- == 0)
+		int64_t load = load_of(s), ew = lb_cand_weight(c, s);
+		if (compare(load, ew, best_load, best_w) <= 0 && turn-- == 0)
 			return s;
-		last = s;
+		if (!lightest || compare(load, ew, light_load, light_w) < 0) {
+			lightest = s;
+			light_load = load;
+			light_w = ew;
+		}
 	}
-	return last;
+	return lightest;
 }
