@@ -60,9 +60,19 @@ bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const stru
 		return true;
 	if (atomic_load_explicit(&s->active, memory_order_relaxed) == 0)
 		return false;
+	/* One entry per name: a live server of the name, else the newest
+	 * deleted one still draining (servers are appended as added). */
+	bool after = false;
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *o = pool->servers[i];
-		if (o != s && strcmp(o->name, s->name) == 0 && !admin_is_removed(g, o))
+		if (o == s) {
+			after = true;
+			continue;
+		}
+		if (strcmp(o->name, s->name) != 0)
+			continue;
+		if (!admin_is_removed(g, o) ||
+		    (after && atomic_load_explicit(&o->active, memory_order_relaxed) > 0))
 			return false;
 	}
 	return true;

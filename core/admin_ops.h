@@ -63,7 +63,8 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 bool admin_is_removed(const struct gen *g, const struct lb_server *s);
 /* Whether S of POOL shows in /status and /metrics: a deleted server does,
  * in state drain, until its last connection ends ("drained first", SPEC
- * §5), unless a server of the same name was added since. Main thread. */
+ * §5), unless another server of its name shows (a live one, or a newer
+ * deleted one still draining): one entry per name. Main thread. */
 bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const struct lb_server *s);
 
 /*

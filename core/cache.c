@@ -420,6 +420,19 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 	return found;
 }
 
+bool cache_has_key(struct cache *c, const struct cache_key *k, uint64_t now_ms)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+	bool has = false;
+
+	pthread_mutex_lock(&s->lock);
+	for (struct cache_entry *e = s->buckets[k->hash & (s->n_buckets - 1)]; e && !has;
+	     e = e->next)
+		has = key_equals(e, k) && cache_entry_is_fresh(e, now_ms);
+	pthread_mutex_unlock(&s->lock);
+	return has;
+}
+
 void cache_invalidate(struct cache *c, const struct cache_key *k)
 {
 	struct cache_shard *s = shard_of(c, k->hash);

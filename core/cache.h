@@ -152,6 +152,9 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 				 const struct cache_req *rq, bool authorized, uint64_t now_ms,
 				 bool *stale);
 void cache_entry_put(struct cache_entry *e);
+/* Whether anything fresh is stored for K: an answer for any Vary variant,
+ * or a pass marker. */
+bool cache_has_key(struct cache *c, const struct cache_key *k, uint64_t now_ms);
 
 /* Another reference on E, which the caller already holds one of. */
 static inline struct cache_entry *cache_entry_get(struct cache_entry *e)

@@ -171,10 +171,24 @@ void log_flush(struct log_buf *lb)
 	lb->len = 0;
 }
 
+/* The code point of the well-formed UTF-8 sequence P of K bytes when it is
+ * one a reader of the log should see escaped: C1 controls, line and
+ * paragraph separators, and the bidirectional overrides that can make a
+ * line read otherwise than it is; else 0. */
+static unsigned invisible(const unsigned char *p, size_t k)
+{
+	unsigned cp = k == 2   ? (p[0] & 0x1fu) << 6 | (p[1] & 0x3fu)
+		      : k == 3 ? (p[0] & 0x0fu) << 12 | (p[1] & 0x3fu) << 6 | (p[2] & 0x3fu)
+			       : 0;
+	bool hide = (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x2028 && cp <= 0x202e) ||
+		    (cp >= 0x2066 && cp <= 0x2069);
+	return hide ? cp : 0;
+}
+
 /* Copies S (LEN bytes) escaped for a JSON string or a quoted text field:
- * quotes, backslashes, control bytes and bytes that are not well-formed
- * UTF-8 never reach the log raw; UTF-8 text (a path in another script) is
- * kept as it is. */
+ * quotes, backslashes, control characters (C0, C1 and the invisible ones
+ * above) and bytes that are not well-formed UTF-8 never reach the log raw;
+ * UTF-8 text (a path in another script) is kept as it is. */
 static size_t put_escaped(char *out, size_t cap, const char *s, size_t len)
 {
 	const unsigned char *end = (const unsigned char *)s + len;
@@ -182,7 +196,11 @@ static size_t put_escaped(char *out, size_t cap, const char *s, size_t len)
 	for (size_t i = 0; i < len && o + 7 < cap; i++) {
 		unsigned char ch = (unsigned char)s[i];
 		size_t k = ch >= 0x80 ? json_utf8_len((const unsigned char *)s + i, end) : 0;
-		if (k) {
+		unsigned hidden = k ? invisible((const unsigned char *)s + i, k) : 0;
+		if (hidden) {
+			o += (size_t)snprintf(out + o, cap - o, "\\u%04x", hidden);
+			i += k - 1;
+		} else if (k) {
 			memcpy(out + o, s + i, k); /* k <= 4 fits: o + 7 < cap */
 			o += k;
 			i += k - 1;

@@ -412,9 +412,6 @@ static void apply_globals(const struct cfg *running, struct cfg *cfg)
 	keep_restart_values(a, b);
 }
 
-/* Reads the configuration file again and publishes it, or keeps the running
- * one. Returns the new generation number, or -1 with ERRS filled. Server
- * health, counters and the admin API's changes carry over (admin_carry_over). */
 /* A new access log that cannot be opened fails the reload, as a bad key
  * would, rather than leaving the old log with a reload reported good. */
 static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct cfg_errors *errs)
@@ -429,6 +426,9 @@ static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct
 	return r;
 }
 
+/* Reads the configuration file again and publishes it, or keeps the running
+ * one. Returns the new generation number, or -1 with ERRS filled. Server
+ * health, counters and the admin API's changes carry over (admin_carry_over). */
 static long long reload(struct process *p, struct cfg_errors *errs)
 {
 	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);

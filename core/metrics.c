@@ -84,7 +84,7 @@ struct srv_ref {
 	const struct lb_server *s;
 };
 
-/* The servers of G that the API has not removed; NULL (and *N = 0) when
+/* The servers of G that /status lists (admin_is_listed); NULL (and *N = 0) when
  * there are none or no memory (then B is marked oom). */
 static struct srv_ref *servers_of(const struct gen *g, size_t *n, struct sbuf *b)
 {

@@ -69,19 +69,19 @@ void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cac
 }
 
 /*
- * The response is not stored. MARK: it never will be, so when this request
- * fetched the key for others and was a plain GET (one client's credentials,
- * range or validators say nothing about the others' answers), a pass marker
- * lets the key's next misses go to the server at once rather than queue
- * behind each other.
+ * The response is not stored. When this request fetched the key for others
+ * and was a plain GET (one client's credentials, range or validators say
+ * nothing about the others' answers), a pass marker lets the key's waiters
+ * and next misses go to the server at once rather than queue behind each
+ * other, for MARK_MS (0: no marker).
  */
-static void not_storable(struct conn *c, bool mark)
+static void not_storable(struct conn *c, uint64_t mark_ms)
 {
 	struct http_conn *hc = c->http;
 	struct cache_fill *f = hc->cache_fill;
 
-	if (mark && f->claimed && f->plain)
-		cache_insert_pass(f->cache, &f->key, c->w->now_ms, CACHE_PASS_MS);
+	if (mark_ms && f->claimed && f->plain)
+		cache_insert_pass(f->cache, &f->key, c->w->now_ms, mark_ms);
 	cache_fill_drop(hc);
 }
 
@@ -201,24 +201,25 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 	f->stale = NULL;
 	cache_response_policy(h, hc->sbuf, f->request_wall_ms, wall_ms(), f->authorized, &p);
 	if (p.why_not || hc->resp_body == HTTP_BODY_TUNNEL) {
-		not_storable(c, h->status < 500); /* a server error may pass */
+		/* A server error may pass: its marker only lets the waiters go. */
+		not_storable(c, h->status < 500 ? CACHE_PASS_MS : CACHE_PASS_ERROR_MS);
 		return;
 	}
 	if (h->te_other) {
 		/* gzip and the like stay on the body, which a hit would serve
 		 * without its Transfer-Encoding: not stored. */
-		not_storable(c, true);
+		not_storable(c, CACHE_PASS_MS);
 		return;
 	}
 	uint64_t body_cap = hc->resp_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	if (body_cap + h->head_len + sizeof(struct cache_entry) > cache_max_object(f->cache)) {
-		not_storable(c, true);
+		not_storable(c, CACHE_PASS_MS);
 		return;
 	}
 	forwarded_fields(hc, &rq);
 	int vlen = cache_vary_build(h, hc->sbuf, &rq, vary, sizeof(vary));
 	if (vlen < 0) {
-		not_storable(c, true);
+		not_storable(c, CACHE_PASS_MS);
 		return;
 	}
 	struct cache_entry *e = cache_entry_new(&f->key, vary, (size_t)vlen, h->head_len, body_cap);
@@ -271,7 +272,7 @@ void cache_http_body(struct conn *c, const char *p, size_t n)
 	 * to the client, it is just not kept. */
 	int err = cache_entry_append(&f->e, p, n, cache_max_object(f->cache));
 	if (err == -EFBIG)
-		not_storable(c, true);
+		not_storable(c, CACHE_PASS_MS);
 	else if (err < 0 || !reserve(f))
 		cache_fill_drop(hc);
 }

@@ -17,7 +17,8 @@
 struct conn;
 struct http_conn;
 
-#define CACHE_PASS_MS 30000 /* how long a key whose response was not storable is not collapsed */
+#define CACHE_PASS_MS	    30000 /* how long a key whose response was not storable is not collapsed */
+#define CACHE_PASS_ERROR_MS 1000 /* the same after a server error, which may pass */
 
 /* A miss whose response may be stored. Owned by its http_conn, for one
  * request. */

@@ -310,10 +310,11 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 		http_set_phase(c, HP_CACHE_WAIT);
 		return true;
 	}
-	if (claim == 1 && since) {
-		/* The fill this request waited for is over and left nothing it
-		 * can use (not storable, another Vary variant): were it the next
-		 * filler, the other waiters would queue behind it one by one. */
+	if (claim == 1 && since && cache_has_key(cache, k, c->w->now_ms)) {
+		/* The fill this request waited for stored an answer for another
+		 * Vary variant: were it the next filler, the other waiters would
+		 * queue behind it one by one. (A fill whose client left stored
+		 * nothing: this request takes it over, the others wait on.) */
 		cache_pending_release(cache, k);
 		claim = -1;
 	}

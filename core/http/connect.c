@@ -60,6 +60,10 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	http_server_failed(c, err, what);
 	http_release_server(c, false);
 	hc->server = NULL;
+	hc->try_failure_status = err == ETIMEDOUT ? 504 : 502;
+	hc->try_failure = err == ETIMEDOUT ? "server_timeout"
+			  : err == EPIPE   ? "server_closed"
+					   : "server_reset";
 	hc->req_head_sent = false;
 	hc->req_done = false;
 	c->last_active_ms = c->w->now_ms; /* the next server's own timeouts */
@@ -88,7 +92,7 @@ void http_connect_server(struct conn *c)
 		}
 		if (!s) {
 			if (hc->tried.n)
-				http_reply(c, 502, hc->connect_failure, false);
+				http_reply(c, hc->try_failure_status, hc->try_failure, false);
 			else
 				http_reply(c, 503, "no_server", false);
 			return;
@@ -131,7 +135,8 @@ bool http_connect_failed(struct conn *c, int err, const char *reason)
 	http_server_failed(c, err, "connect to");
 	http_release_server(c, false);
 	hc->server = NULL;
-	hc->connect_failure = reason;
+	hc->try_failure = reason;
+	hc->try_failure_status = 502;
 	if (http_can_retry(c))
 		return true;
 	http_reply(c, 502, reason, false);

@@ -108,7 +108,10 @@ struct http_conn {
 	struct lb_pool *pool;
 	struct lb_server *server;
 	struct lb_tried tried;
-	const char *connect_failure; /* the last try's reason, for the 502 once none is left */
+	/* How the last try failed, for the answer once no server is left:
+	 * 502 with its connect or TLS reason, or 504 server_timeout. */
+	const char *try_failure;
+	int try_failure_status;
 	uint64_t key;
 	bool set_cookie; /* sticky: tell the client which server it got */
 

@@ -413,7 +413,8 @@ void http_new_request(struct conn *c)
 	hc->pool = NULL;
 	hc->server = NULL;
 	hc->tried.n = 0;
-	hc->connect_failure = "connect_failed";
+	hc->try_failure = "connect_failed";
+	hc->try_failure_status = 502;
 	hc->set_cookie = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
@@ -433,20 +434,17 @@ void http_new_request(struct conn *c)
  * answer to a prefix changes only with a CR or LF (a line ends, or a bare
  * one) or a length limit, and it rescans from the start. So a client
  * sending its head a byte per segment costs a look at each new byte, not a
- * rescan of all it sent. */
+ * rescan of all it sent (up to max_uri_size, past which every read parses). */
 static bool head_still_incomplete(const struct http_conn *hc, const struct http_limits *lim)
 {
 	size_t line =
 		lim->max_uri_size < lim->max_header_size ? lim->max_uri_size : lim->max_header_size;
-	const char *fresh = hc->rbuf + hc->head_seen;
-	size_t n = hc->rlen - hc->head_seen;
-
-	if (!hc->head_seen || hc->rlen >= lim->max_header_size)
+	if (!hc->head_seen || hc->rlen >= line)
 		return false;
-	if (memchr(fresh, '\n', n) || memchr(fresh, '\r', n))
-		return false;
-	/* Within the request line's limit, or past that line already. */
-	return hc->rlen < line || memchr(hc->rbuf, '\n', hc->head_seen);
+	/* From the last byte seen: a CR there is judged by the byte after it. */
+	const char *fresh = hc->rbuf + hc->head_seen - 1;
+	size_t n = hc->rlen - hc->head_seen + 1;
+	return !memchr(fresh, '\n', n) && !memchr(fresh, '\r', n);
 }
 
 /* Looks for a complete request head in rbuf and starts it. */

@@ -546,9 +546,24 @@ def test_delete_server(ctx):
           and listed["s2"]["connections_active"] == 1, f"/status while s2 drains: {listed}")
     st, _, _ = adm.call("POST", "/pools/p/servers/s2/enable")
     check(st == 404, f"enable of a deleted server: {st}")
+    # A new s2 while the old one drains, then deleted too with a connection
+    # of its own: still one s2 entry, in /status and in /metrics.
+    again = ctx.backend("name", name="s2b")
+    adm.json("POST", "/pools/p/servers", {"name": "s2", "address": again.addr}, want=201)
+    extra = []
+    while not extra or extra[-1][1] != "s2b":
+        c = connect(("127.0.0.1", port))
+        extra.append((c, recv_line(c).decode().strip()))
+    adm.json("DELETE", "/pools/p/servers/s2")
+    names_now = [x["name"] for x in adm.status()["pools"][0]["servers"]]
+    check(sorted(names_now) == ["s1", "s2", "s3"], f"/status with two draining s2: {names_now}")
+    text = adm.metrics()
+    check(text.count('fulcrum_server_up{pool="p",server="s2"}') == 1, "s2 twice in /metrics")
+    for c, _ in extra:
+        c.close()
     held.pop(who.index("s2")).close()
     wait_for(lambda: [x["name"] for x in adm.status()["pools"][0]["servers"]] == ["s1", "s3"],
-             3 * SCALE, what="the deleted server to leave /status once drained")
+             3 * SCALE, what="the deleted servers to leave /status once drained")
     check('server="s2"' not in adm.metrics(), "deleted server still in /metrics")
     # the name is free again
     again = ctx.backend("name", name="s2b")

@@ -15,6 +15,7 @@ import email.utils
 import hashlib
 import signal
 import socket
+import struct
 import threading
 import time
 
@@ -641,6 +642,34 @@ def test_misses_that_cannot_share_an_answer_do_not_queue(ctx):
                   f"{target}: {[(m.status, x_cache(m)) for m in got]}")
             # Five 0.5 s answers: at most two rounds, never five.
             check(took < 1.6 * SCALE, f"{target}, burst {burst}: {took:.2f}s, the misses queued")
+
+
+def test_waiters_of_a_fill_whose_client_left_do_not_stampede(ctx):
+    """The client fetching a key for others leaves: one waiter takes the
+    fetch over and the others wait on for it, so the origin sees two
+    requests, not one per waiter."""
+    o = Origin(ctx)
+
+    def slow(req, n):
+        time.sleep(0.6)
+        return b"slow %d" % n
+
+    o.route("/hot", headers=["Cache-Control: max-age=60"], body=slow)
+    _, port = start(ctx, o, glob={"workers": 2})
+    first = client(port)
+    first.send(b"GET /hot HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    wait_for(lambda: o.count("/hot") == 1, 3 * SCALE, what="the first fetch at the origin")
+    out = []
+    threads = [threading.Thread(target=lambda: out.append(fetch(port, "/hot"))) for _ in range(5)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # the five wait on the first fetch
+    first.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    first.close()  # ...whose client leaves with a reset
+    for t in threads:
+        t.join(10 * SCALE)
+    check(len(out) == 5 and all(m.status == 200 for m in out), f"{[m.status for m in out]}")
+    check(o.count("/hot") == 2, f"origin asked {o.count('/hot')} times, want 2 (no stampede)")
 
 
 def test_server_x_cache_is_replaced(ctx):

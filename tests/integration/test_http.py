@@ -1566,23 +1566,29 @@ def test_access_log_http_json(ctx):
 
 def test_access_log_keeps_utf8_targets_and_escapes_other_bytes(ctx):
     """A UTF-8 path is logged as text (JSON readers get the same characters
-    back); a byte that is not UTF-8 is escaped; either way a text line stays
-    one line with its fields."""
+    back); a byte that is not UTF-8 is escaped, and so are C1 controls and
+    bidirectional overrides; either way a text line stays one line with its
+    fields."""
     b = cbackend(ctx, "b1")
     for fmt in ("json", "text"):
         port = free_port()
         log = ctx.path(f"access-{fmt}.log")
         f = ctx.fulcrum(http_conf(port, [b.server_line()],
                                   glob={"access_log": log, "access_log_format": fmt}))
-        for target in ("/caf\u00e9/\u65e5\u672c".encode(), b"/bad\xff\xfe\xc3"):
+        for target in ("/caf\u00e9/\u65e5\u672c".encode(), b"/bad\xff\xfe\xc3",
+                       "/x\u202egpj.exe\u0085".encode()):
             r = client(port)
             r.send(b"GET " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n")
             read_response(r)
             r.close()
-        lines = access_lines(log, 2)
+        lines = access_lines(log, 3)
         with open(log, "rb") as fh:
             raw = fh.read()
         raw.decode("utf-8")  # the whole log is valid UTF-8
+        # Characters that would make a line read otherwise stay escaped.
+        check("\u202e".encode() not in raw and "\u0085".encode() not in raw,
+              f"an override or C1 control reached the log raw: {raw!r}")
+        check("\\u202egpj.exe\\u0085" in lines[2], f"line {lines[2]!r}")
         if fmt == "json":
             got = [json.loads(l)["target"] for l in lines[:2]]
             check(got == ["/caf\u00e9/\u65e5\u672c", "/bad\u00ff\u00fe\u00c3"], f"targets {got!r}")

@@ -579,6 +579,30 @@ def test_many_interim_heads_then_the_answer(ctx):
     check(m.status == 200 and m.body == b"ok", f"after {len(hint) * 200} bytes of 103s: {m!r}")
 
 
+def test_errors_found_as_the_head_trickles_in(ctx):
+    """A head sent in pieces is judged as each piece comes: a CR at the end
+    of one piece followed by a byte other than LF is a bare CR (400), and a
+    request line growing past max_uri_size behind an empty line is 414 at
+    once, not a 408 after request_timeout."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"request_timeout": "5s"}))
+    cases = (([b"GET / HTTP/1.1\r", b"X"], 400),
+             ([b"GET / HTTP/1.1\r\nHost: a\r", b"X"], 400),
+             ([b"\r\n", b"GET /" + b"a" * 4000, b"a" * 5000], 414))
+    for pieces, want in cases:
+        r = client(port)
+        t0 = time.monotonic()
+        for p in pieces:
+            r.send(p)
+            time.sleep(0.1)
+        m = read_response(r)
+        took = time.monotonic() - t0
+        r.close()
+        check(m.status == want and took < 2.5 * SCALE,
+              f"{pieces[0][:20]!r}...: status {m.status} after {took:.1f}s, want {want} at once")
+
+
 def test_error_bursts_leave_fulcrum_serving(ctx):
     """Many bad clients at once (malformed, oversize, cut off) do not
     disturb good ones."""
