@@ -394,6 +394,8 @@ struct cache_entry *cache_lookup(struct cache *c, const struct cache_key *k,
 		}
 		if (e->vary_len && !cache_vary_matches(e->vary, e->vary_len, rq))
 			continue;
+		if (e->head_only && (!rq || !rq->h || rq->h->method_id != HTTP_M_HEAD))
+			continue;
 		found = e;
 		break;
 	}

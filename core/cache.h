@@ -96,6 +96,7 @@ struct cache_entry {
 	bool linked; /* (shard lock) */
 	bool auth_ok; /* may answer requests with Authorization (RFC 9111 §3.5) */
 	bool pass; /* a marker: the key's last response was not storable (no head, no body) */
+	bool head_only; /* the answer to a HEAD, without its body: it answers HEADs only */
 	uint16_t status;
 	/* Forward mode: the origin address it came from, for the deny rules a
 	 * reload may add; sa_family 0 on http listeners. */

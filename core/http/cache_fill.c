@@ -145,6 +145,7 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 		goto out;
 	}
 	e->status = old->status;
+	e->head_only = old->head_only;
 	e->origin = old->origin;
 	e->auth_ok = p.auth_ok;
 	e->stored_ms = c->w->now_ms;
@@ -228,6 +229,7 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 		return;
 	}
 	e->status = (uint16_t)h->status;
+	e->head_only = hc->method_id == HTTP_M_HEAD;
 	if (hc->fwd && c->server)
 		memcpy(&e->origin, &c->server->addr.ss,
 		       c->server->addr.len < sizeof(e->origin) ? c->server->addr.len

@@ -403,11 +403,7 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 		cache_entry_put(e);
 		e = NULL;
 	}
-	if (h->method_id != HTTP_M_GET) {
-		cache_entry_put(e);
-		return false;
-	}
-	return miss(c, cache, &k, &rp, e);
+	return miss(c, cache, &k, &rp, e); /* GET or HEAD (SPEC: both are stored) */
 }
 
 void cache_http_end(struct conn *c)

@@ -263,12 +263,18 @@ def test_head_from_stored_get(ctx):
     finally:
         r.close()
     check(o.count("/h") == 1, f"origin asked {o.count('/h')} times")
-    # A HEAD that misses is not stored, and the GET after it is a miss.
+    # A HEAD's answer is stored too (SPEC: GET and HEAD responses), for
+    # HEADs only: the GET after it has no body to take from it and misses.
     h = fetch(port, "/h2", method="HEAD")
-    check(is_miss(h) and h.body == b"", f"{h!r}")
+    check(is_miss(h) and h.body == b"", f"first HEAD: {x_cache(h)}")
+    h = fetch(port, "/h2", method="HEAD")
+    check(is_hit(h) and h.body == b"" and h.get("content-length") == "3",
+          f"second HEAD: {x_cache(h)} {h.all('content-length')}")
+    check(o.count("/h2") == 1, f"origin asked {o.count('/h2')} times for two HEADs")
     g = fetch(port, "/h2")
-    check(is_miss(g) and g.body == b"abc", f"{g!r}")
+    check(is_miss(g) and g.body == b"abc", f"GET after HEADs: {x_cache(g)} {g.body!r}")
     check(is_hit(fetch(port, "/h2")), "GET after GET")
+    check(is_hit(fetch(port, "/h2", method="HEAD")), "HEAD after GET")
 
 
 def test_chunked_and_close_bodies_stored_decoded(ctx):
