@@ -127,14 +127,19 @@ static inline struct lb_server *lb_tried_last(const struct lb_tried *t)
  * somewhere to go. */
 bool lb_has_untried(const struct lb_pool *pool, struct lb_server *const *tried, size_t n_tried);
 
+/* Whether traffic has failed on S max_fails times in a row, which the health
+ * thread (it samples every 100 ms) has not yet judged: until it marks S down,
+ * S is treated as down, so back-to-back traffic cannot get past max_fails. */
+static inline bool lb_server_is_failing(const struct lb_server *s)
+{
+	return s->max_fails > 0 &&
+	       atomic_load_explicit(&s->fails, memory_order_relaxed) >= s->max_fails;
+}
+
 static inline bool lb_server_is_usable(const struct lb_server *s)
 {
-	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
-		return false;
-	/* Failures the health thread has not judged yet (it samples every
-	 * 100 ms): back-to-back traffic must not get past max_fails meanwhile. */
-	if (s->max_fails > 0 &&
-	    atomic_load_explicit(&s->fails, memory_order_relaxed) >= s->max_fails)
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP ||
+	    lb_server_is_failing(s))
 		return false;
 	return s->maxconn == 0 ||
 	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;

@@ -113,11 +113,12 @@ static struct lb_server *find_server(const struct lb_pool *pool, const char *nam
 }
 
 /* Whether a sticky cookie naming S is valid (SPEC §4): S is up (not down,
- * draining or disabled), and a backup only while no normal server can take
- * traffic, the same tier rule lb_pick follows. */
+ * about to be marked down, draining or disabled), and a backup only while
+ * no normal server can take traffic, the same tier rule lb_pick follows. */
 static bool sticky_is_valid(const struct lb_pool *pool, const struct lb_server *s)
 {
-	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
+	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP ||
+	    lb_server_is_failing(s))
 		return false;
 	if (!s->backup)
 		return true;

@@ -150,6 +150,20 @@ def test_failed_connect_repins(ctx):
     _pinned(c, "s1", 3)
 
 
+def test_failing_server_repins_before_marked_down(ctx):
+    """Traffic failed on the cookie's server max_fails times, and the health
+    thread has not marked it down yet: the cookie is already not valid, so
+    every answer in that window re-pins the client."""
+    f, port, ns = _start(ctx, pool={"retries": 2, "max_fails": 2, "check": "none",
+                                    "fail_timeout": "10s"})
+    c = client(ctx, port)
+    ns[1].kill()
+    for i in range(10):
+        who, pin = _ask(c, ["Cookie: SRV=s2"])
+        check(who in ("s1", "s3") and pin == who,
+              f"request {i}, s2 refusing: {who}, Set-Cookie {pin}")
+
+
 def test_backup_cookie_while_normals_up(ctx):
     """A backup takes traffic only while no normal server is up (SPEC §4):
     its cookie is not valid then; it is while the normals are down."""
