@@ -25,6 +25,7 @@
 
 #include "core/acl.h"
 #include "core/auth.h"
+#include "core/log.h"
 
 /* Longest line accepted, newline included; longer ones are an error. */
 #define CFG_MAX_LINE 4096
@@ -99,6 +100,17 @@ void cfg_ld_err_at(struct cfg_loader *ld, int line, const char *fmt, ...)
 	va_start(ap, fmt);
 	ld_verr(ld, line, fmt, ap);
 	va_end(ap);
+}
+
+void cfg_ld_warn(struct cfg_loader *ld, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s:%d: warning: %s", ld->cfg->path, ld->line, msg);
 }
 
 char *cfg_ld_strdup(struct cfg_loader *ld, const char *s)

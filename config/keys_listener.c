@@ -109,8 +109,9 @@ static int check_pair(struct cfg_loader *ld, const struct cfg_listener *l, size_
 	return -EINVAL;
 }
 
-/* A tls_cert or tls_key line: readable, loadable by OpenSSL (a certificate
- * not expired, a key without passphrase), and matching its other half. */
+/* A tls_cert or tls_key line: readable, loadable by OpenSSL (a key without
+ * passphrase), and matching its other half. An expired certificate is only
+ * warned about. */
 static int add_tls_file(struct cfg_loader *ld, struct cfg_listener *l, bool cert, const char *value)
 {
 	char why[512];
@@ -119,10 +120,13 @@ static int add_tls_file(struct cfg_loader *ld, struct cfg_listener *l, bool cert
 
 	if (rc < 0)
 		return rc;
-	if ((cert ? cfg_tls_check_cert : cfg_tls_check_key)(value, why, sizeof(why)) < 0) {
+	rc = (cert ? cfg_tls_check_cert : cfg_tls_check_key)(value, why, sizeof(why));
+	if (rc < 0) {
 		cfg_ld_err(ld, "%s", why);
 		return -EINVAL;
 	}
+	if (rc > 0)
+		cfg_ld_warn(ld, "%s", why);
 	return check_pair(ld, l, (cert ? l->n_tls_certs : l->n_tls_keys) - 1);
 }
 

@@ -77,8 +77,11 @@ int cfg_tls_check_cert(const char *path, char *why, size_t cap)
 		if (X509_cmp_current_time(not_after) < 0) {
 			char when[64];
 			format_time(not_after, when, sizeof(when));
-			rc = fail(why, cap, "tls_cert \"%s\" has expired (not after %s)", path,
-				  when);
+			snprintf(why, cap,
+				 "tls_cert \"%s\" has expired (not after %s): clients that verify "
+				 "it will refuse it",
+				 path, when);
+			rc = 1;
 		}
 	}
 	SSL_CTX_free(ctx);
@@ -95,8 +98,8 @@ int cfg_tls_check_key(const char *path, char *why, size_t cap)
 		return fail(why, cap, "cannot check tls_key \"%s\": out of memory", path);
 	if (SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM) != 1)
 		rc = fail(why, cap,
-			  "tls_key \"%s\" holds no usable PEM private key (encrypted keys are not "
-			  "supported)",
+			  "tls_key \"%s\" holds no usable private key (an unencrypted PEM key is "
+			  "needed)",
 			  path);
 	SSL_CTX_free(ctx);
 	ERR_clear_error();

@@ -2,10 +2,11 @@
  * tls_files.h - checks of TLS files and settings at configuration load (and
  * so at -t and at reload): certificates and keys are loaded with OpenSSL
  * exactly as the listeners will load them, so a missing, unreadable,
- * malformed, expired or mismatched one is a FILE:LINE error instead of a
- * failure later.
+ * malformed or mismatched one is a FILE:LINE error instead of a failure
+ * later.
  *
- * Each check returns 0, or -1 with a one-line reason in WHY (CAP bytes).
+ * Each check returns 0, or -1 with a one-line reason in WHY (CAP bytes);
+ * cfg_tls_check_cert may also return 1 with a warning in WHY.
  * Main thread (cfg_load); they keep no state.
  */
 #ifndef FULCRUM_CONFIG_TLS_FILES_H
@@ -13,7 +14,9 @@
 
 #include <stddef.h>
 
-/* PATH holds a PEM certificate (and its chain) that has not expired. */
+/* PATH holds a PEM certificate (and its chain). An expired one is served
+ * all the same, as nginx and HAProxy do (a restart after the renewal job
+ * failed must not take the whole site down): 1 and a warning. */
 int cfg_tls_check_cert(const char *path, char *why, size_t cap);
 /* PATH holds a PEM private key that needs no passphrase. */
 int cfg_tls_check_key(const char *path, char *why, size_t cap);

@@ -826,9 +826,8 @@ def test_bad_certificates_at_check(ctx):
         ("missing cert", os.path.join(d, "nope.pem"), certs.key("a"), "cannot read tls_cert"),
         ("missing key", certs.pem("a"), os.path.join(d, "nope.key"), "cannot read tls_key"),
         ("mismatched key", certs.pem("a"), certs.key("b"), "does not match"),
-        ("expired", os.path.join(d, "expired.pem"), certs.key("a"), "has expired"),
         ("not PEM", os.path.join(d, "junk.pem"), certs.key("a"), "no usable PEM certificate"),
-        ("encrypted key", certs.pem("a"), os.path.join(d, "enc.key"), "no usable PEM private key"),
+        ("encrypted key", certs.pem("a"), os.path.join(d, "enc.key"), "no usable private key"),
     ]
     if os.geteuid() != 0:  # root reads anything
         cases.append(("unreadable", unreadable, certs.key("a"), "cannot read tls_cert"))
@@ -872,6 +871,38 @@ def test_bad_certificates_at_check(ctx):
     path = ctx.write("good.ini", text)
     rc, out, err = run_fulcrum(["-t", "-c", path])
     check(rc == 0, f"valid TLS configuration refused: {err}")
+
+
+def test_expired_certificate_warned_and_served(ctx):
+    """An expired certificate is not a configuration error (nginx and HAProxy
+    load one too; a restart after a failed renewal must not take the site
+    down): -t passes with a FILE:LINE warning, and the listener serves it."""
+    certs = make_certs(ctx)
+    d = certs.dir
+    _openssl("x509", "-req", "-in", "a.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "expired.pem", "-days", "-1", cwd=d)
+    expired = os.path.join(d, "expired.pem")
+    be = http_server(ctx, "s")
+    port = free_port()
+    text = ini(glob_section(),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                               "tls_cert": expired, "tls_key": certs.key("a")}))
+    path = ctx.write("expired.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    want = f"{path}:{_line_of(text, 'tls_cert')}: warning: "
+    check(rc == 0 and want in err and "has expired" in err, f"-t: {rc} {err}")
+    f = ctx.fulcrum(text)
+    check(f":{_line_of(text, 'tls_cert')}: warning: " in f.stderr(),
+          f"no start-up warning: {f.stderr()}")
+    out = s_client(port, "-servername", "a.test", "-showcerts")
+    p = subprocess.run(["openssl", "x509", "-noout", "-serial"], input=out.encode(),
+                       capture_output=True)
+    served = p.stdout.decode().strip()
+    p = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", expired],
+                       capture_output=True)
+    check(served and served == p.stdout.decode().strip(),
+          f"served {served!r}, not the expired certificate")
 
 
 def test_reload_renewed_and_broken_certificates(ctx):
