@@ -29,6 +29,7 @@
 #include <strings.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "core/log.h"
@@ -252,16 +253,9 @@ static int alpn_wire(const char *list, unsigned char *out, size_t cap)
 
 /* ---- building --------------------------------------------------------- */
 
-/* Settings every server context of listener LC shares; CERT is the pair's
- * index, which makes its session-id context its own. Returns 1 or 0. */
-static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct tls_listener *tl,
-			   size_t cert)
+/* Settings every server context of listener LC shares. Returns 1 or 0. */
+static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct tls_listener *tl)
 {
-	char sid[SSL_MAX_SID_CTX_LENGTH + 1];
-	int sid_len = snprintf(sid, sizeof(sid), "%zu#%s", cert, lc->name);
-	if (sid_len > SSL_MAX_SID_CTX_LENGTH)
-		sid_len = SSL_MAX_SID_CTX_LENGTH;
-
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
 					 SSL_OP_NO_COMPRESSION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -281,9 +275,29 @@ static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct t
 	return SSL_CTX_set_min_proto_version(ctx, lc->tls_min_version == 13 ? TLS1_3_VERSION
 									    : TLS1_2_VERSION) &&
 	       SSL_CTX_set_cipher_list(ctx,
-				       lc->tls_ciphers ? lc->tls_ciphers : TLS_DEFAULT_CIPHERS) &&
-	       SSL_CTX_set_session_id_context(ctx, (const unsigned char *)sid,
-					      (unsigned int)sid_len);
+				       lc->tls_ciphers ? lc->tls_ciphers : TLS_DEFAULT_CIPHERS);
+}
+
+/*
+ * Gives CTX, which holds pair CERT of listener LC, a session-id context of
+ * its own: a digest of the listener, the pair's place and the certificate
+ * itself. OpenSSL resumes a session (by id or ticket) only in the context
+ * it was made in, so a session is never resumed under another pair, nor
+ * under a renewed certificate after a reload. Returns 1 or 0.
+ */
+static int bind_sessions(SSL_CTX *ctx, const struct cfg_listener *lc, size_t cert)
+{
+	unsigned char in[256 + EVP_MAX_MD_SIZE], sid[EVP_MAX_MD_SIZE];
+	unsigned int cert_len = 0, sid_len = 0;
+	int n = snprintf((char *)in, 256, "%zu#%s", cert, lc->name);
+	size_t len = n < 256 ? (size_t)n : 255;
+
+	if (X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), in + len, &cert_len) != 1 ||
+	    EVP_Digest(in, len + cert_len, sid, &sid_len, EVP_sha256(), NULL) != 1)
+		return 0;
+	if (sid_len > SSL_MAX_SID_CTX_LENGTH)
+		sid_len = SSL_MAX_SID_CTX_LENGTH;
+	return SSL_CTX_set_session_id_context(ctx, sid, sid_len);
 }
 
 /* Pair I of listener LC into TC. Returns 0 or -1 (logged). */
@@ -294,10 +308,10 @@ static int cert_load(struct tls_cert *tc, const struct cfg_listener *lc, size_t 
 	if (!tc->ctx)
 		goto fail;
 	SSL_CTX_set_default_passwd_cb(tc->ctx, no_password);
-	if (!server_settings(tc->ctx, lc, tl, i) ||
+	if (!server_settings(tc->ctx, lc, tl) ||
 	    SSL_CTX_use_certificate_chain_file(tc->ctx, lc->tls_certs[i]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(tc->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(tc->ctx) != 1)
+	    SSL_CTX_check_private_key(tc->ctx) != 1 || !bind_sessions(tc->ctx, lc, i))
 		goto fail;
 	if (read_names(tc) < 0) {
 		log_error("listener %s: out of memory reading the names of %s", lc->name,

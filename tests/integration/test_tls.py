@@ -932,6 +932,8 @@ def test_reload_renewed_and_broken_certificates(ctx):
 
     first = serial()
     check(first == file_serial(certs.pem("a")), f"serving {first}")
+    sess = ctx.path("session.pem")
+    req = b"GET / HTTP/1.0\r\n\r\n"
     # Renewal: a new certificate for the same key.
     _openssl("x509", "-req", "-in", "a.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
              "-CAcreateserial", "-out", "renewed.pem", "-days", "2", "-extfile", "a.ext", cwd=d)
@@ -940,6 +942,21 @@ def test_reload_renewed_and_broken_certificates(ctx):
     wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
     renewed = file_serial(os.path.join(d, "renewed.pem"))
     wait_for(lambda: serial() == renewed, 5 * SCALE, what="the renewed certificate to be served")
+    # A session made under the old certificate is not resumed under the new
+    # one (the client would go on trusting the certificate it saw first).
+    for args in (("-tls1_2",), ("-tls1_3",)):
+        s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", *args,
+                 data=req)
+        shutil.copy(certs.pem("a"), live_pem)
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: serial() == first, 5 * SCALE, what="the first certificate again")
+        out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *args,
+                       data=req)
+        check("\nNew, " in out, f"{args}: session of the renewed certificate resumed "
+              f"under the first:\n{out[-1500:]}")
+        shutil.copy(os.path.join(d, "renewed.pem"), live_pem)
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: serial() == renewed, 5 * SCALE, what="the renewed certificate again")
     # A broken renewal (the key no longer matches): the reload is refused
     # with FILE:LINE and the running certificate stays.
     shutil.copy(certs.key("b"), live_key)
