@@ -79,12 +79,30 @@ static void print_version(void)
 	printf(" splice epoll SO_REUSEPORT\n");
 }
 
+/* -w's value: 1 to 1024 workers, or auto (one per online CPU). Returns the
+ * count, or -1. */
+static int parse_workers(const char *arg)
+{
+	char *end;
+
+	if (strcmp(arg, "auto") == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		return cpus < 1 ? 1 : (int)(cpus > 1024 ? 1024 : cpus);
+	}
+	long n = strtol(arg, &end, 10);
+	return *end || end == arg || n < 1 || n > 1024 ? -1 : (int)n;
+}
+
+/* Reads the command line into O. -v and -h answer (and exit) whatever else
+ * is there; a bad command line gets one line on stderr and -1. */
 static int parse_args(int argc, char **argv, struct options *o)
 {
+	const char *workers = NULL;
 	int ch;
 
 	o->config = DEFAULT_CONFIG;
-	while ((ch = getopt(argc, argv, "c:tw:p:vh")) != -1) {
+	opterr = 0; /* our own one-line messages */
+	while ((ch = getopt(argc, argv, ":c:tw:p:vh")) != -1) {
 		switch (ch) {
 		case 'c':
 			o->config = optarg;
@@ -92,21 +110,9 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 't':
 			o->check_only = true;
 			break;
-		case 'w': {
-			char *end;
-			if (strcmp(optarg, "auto") == 0) {
-				long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-				o->workers = cpus < 1 ? 1 : (int)(cpus > 1024 ? 1024 : cpus);
-				break;
-			}
-			long n = strtol(optarg, &end, 10);
-			if (*end || n < 1 || n > 1024) {
-				fprintf(stderr, "fulcrum: -w: bad worker count \"%s\"\n", optarg);
-				return -1;
-			}
-			o->workers = (int)n;
+		case 'w':
+			workers = optarg;
 			break;
-		}
 		case 'p':
 			o->pidfile = optarg;
 			break;
@@ -116,14 +122,28 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'h':
 			usage(stdout);
 			exit(0);
+		case ':':
+			fprintf(stderr, "fulcrum: option -%c needs a value (see fulcrum -h)\n",
+				optopt);
+			return -1;
 		default:
-			usage(stderr);
+			fprintf(stderr, "fulcrum: unknown option -%c (see fulcrum -h)\n", optopt);
 			return -1;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "fulcrum: unexpected argument \"%s\"\n", argv[optind]);
+		fprintf(stderr, "fulcrum: unexpected argument \"%s\" (see fulcrum -h)\n",
+			argv[optind]);
 		return -1;
+	}
+	if (workers) {
+		o->workers = parse_workers(workers);
+		if (o->workers < 0) {
+			fprintf(stderr,
+				"fulcrum: -w: bad worker count \"%s\" (1 to 1024, or auto)\n",
+				workers);
+			return -1;
+		}
 	}
 	return 0;
 }

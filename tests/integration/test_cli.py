@@ -30,9 +30,16 @@ def test_help(ctx):
 
 
 def test_unknown_option(ctx):
-    rc, out, err = run_fulcrum(["-Z"])
-    check(rc != 0, "an unknown option exits 0")
-    check(err.strip(), "an unknown option prints nothing on stderr")
+    """A bad command line: exit 1 and one line on stderr that names it."""
+    for args, names in ((["-Z"], "-Z"), (["-c"], "-c"), (["-t", "-p"], "-p"),
+                        (["-w", "0"], '"0"'), (["stray"], '"stray"')):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 1, f"{args}: exit status {rc}")
+        lines = err.strip().splitlines()
+        check(len(lines) == 1 and names in lines[0], f"{args}: stderr {err!r}")
+    # -v and -h answer whatever else the line holds.
+    rc, out, err = run_fulcrum(["-w", "0", "-v"])
+    check(rc == 0 and "fulcrum" in out, f"-w 0 -v: {rc} {out!r} {err!r}")
 
 
 def _valid_conf(port, backend_port):
