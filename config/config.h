@@ -34,6 +34,7 @@ struct cfg_global {
 	uint64_t max_connections;
 	enum cfg_log_level log_level;
 	char *access_log; /* "off", "stderr", "stdout" or a path */
+	int access_log_line; /* where it was set, 0 for the default */
 	enum cfg_log_format access_log_format;
 	char *user; /* NULL when empty */
 	char *admin; /* NULL when empty (disabled) */

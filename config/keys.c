@@ -87,6 +87,7 @@ static int g_access_log(struct cfg_loader *ld, void *obj, const char *value)
 		cfg_ld_err(ld, "empty access_log (expected off, stderr, stdout or a path)");
 		return -EINVAL;
 	}
+	g->access_log_line = ld->line;
 	return cfg_set_str(ld, &g->access_log, value);
 }
 

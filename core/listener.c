@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -23,6 +24,14 @@ static int open_unix(const struct cfg_addr *a, int backlog, bool check, const ch
 	    (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN)) {
 		*what = "bind";
 		errno = EADDRINUSE;
+		goto fail;
+	}
+	/* Only a socket file is ours to replace: never a file of another kind
+	 * that happens to sit at the path. */
+	struct stat st;
+	if (lstat(un->sun_path, &st) == 0 && !S_ISSOCK(st.st_mode)) {
+		*what = "bind";
+		errno = EEXIST;
 		goto fail;
 	}
 	unlink(un->sun_path);

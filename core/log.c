@@ -6,11 +6,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,11 +83,32 @@ int log_access_check(const char *target)
 {
 	if (is_stream_name(target))
 		return 0;
-	int fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-	if (fd < 0)
+	int fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	if (errno != ENOENT)
 		return -errno;
-	close(fd);
-	return 0;
+	/* It would be created: its directory must exist and let us. */
+	char dir[PATH_MAX];
+	const char *slash = strrchr(target, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", slash == target ? 1 : (int)(slash - target),
+			 target);
+	return access(dir, W_OK | X_OK) < 0 ? -errno : 0;
+}
+
+int log_access_chown(uid_t uid, gid_t gid)
+{
+	int fd = atomic_load(&access_fd);
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return 0;
+	return fchown(fd, uid, gid) < 0 ? -errno : 0;
 }
 
 int log_access_open(const char *target, enum cfg_log_format format)

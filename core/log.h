@@ -10,6 +10,7 @@
 #ifndef FULCRUM_LOG_H
 #define FULCRUM_LOG_H
 
+#include <sys/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,9 +29,13 @@ void log_msg(enum cfg_log_level level, const char *fmt, ...) __attribute__((form
 /* Opens (or reopens, for SIGUSR1) the access log named by TARGET: "off",
  * "stderr", "stdout" or a path. Returns 0 or -errno. Main thread only. */
 int log_access_open(const char *target, enum cfg_log_format format);
-/* Whether TARGET could be opened as the access log (a reload checks before
- * it commits). Returns 0 or -errno. */
+/* Whether TARGET could be opened as the access log (-t, and a reload before
+ * it commits), without creating it. Returns 0 or -errno. */
 int log_access_check(const char *target);
+/* Gives the access log file, when there is one, to UID:GID: the user that
+ * start-up is about to become, who reopens it on SIGUSR1. Returns 0 or
+ * -errno. */
+int log_access_chown(uid_t uid, gid_t gid);
 bool log_access_enabled(void);
 
 /* One access-log record; strings may be NULL for "-". */

@@ -233,13 +233,21 @@ static int open_sockets(struct cfg *cfg, int worker, int n_workers, const struct
 
 static int drop_privileges(const char *user)
 {
-	if (!user || geteuid() != 0)
+	if (!user)
 		return 0;
+	if (geteuid() != 0) {
+		log_warn("user = %s ignored: fulcrum was not started as root", user);
+		return 0;
+	}
 	struct passwd *pw = getpwnam(user);
 	if (!pw) {
 		fprintf(stderr, "fulcrum: user \"%s\" does not exist\n", user);
 		return -1;
 	}
+	int err = log_access_chown(pw->pw_uid, pw->pw_gid);
+	if (err < 0)
+		log_warn("cannot give the access log to user %s: %s; SIGUSR1 may not reopen it",
+			 user, strerror(-err));
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		fprintf(stderr, "fulcrum: cannot switch to user \"%s\": %s\n", user,
 			strerror(errno));
@@ -441,8 +449,8 @@ static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct
 
 	if (strcmp(old->global.access_log, target) == 0 || (r = log_access_check(target)) == 0)
 		return 0;
-	cfg_errors_add(errs, "%s: cannot open the access log %s: %s", cfg->path, target,
-		       strerror(-r));
+	cfg_errors_add(errs, "%s:%d: cannot open the access log %s: %s", cfg->path,
+		       cfg->global.access_log_line, target, strerror(-r));
 	return r;
 }
 
@@ -647,6 +655,13 @@ int main(int argc, char **argv)
 	struct cfg *cfg = load_config(&p.opt);
 	if (!cfg)
 		return 1;
+	int err = log_access_check(cfg->global.access_log);
+	if (err < 0) {
+		fprintf(stderr, "%s:%d: cannot open the access log %s: %s\n", cfg->path,
+			cfg->global.access_log_line, cfg->global.access_log, strerror(-err));
+		cfg_free(cfg);
+		return 1;
+	}
 	if (p.opt.check_only) {
 		printf("%s: configuration is valid\n", p.opt.config);
 		cfg_free(cfg);
@@ -654,7 +669,7 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg->global.log_level);
 	rlim_t fd_limit = raise_fd_limit();
-	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
+	err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
 	if (err < 0) {
 		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
 			strerror(-err));

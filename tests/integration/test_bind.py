@@ -78,3 +78,16 @@ def test_unix_socket_in_use_exits_2(ctx):
         check(os.path.exists(path), "the busy socket file was removed")
     finally:
         busy.close()
+
+
+def test_unix_bind_keeps_a_regular_file(ctx):
+    """Only a socket file is replaced: a regular file at the path is left
+    alone and start-up fails (exit 2) naming the bind."""
+    path = ctx.path("data.sock")
+    with open(path, "w") as f:
+        f.write("important\n")
+    rc, out, err = run_fulcrum(["-c", ctx.write("reg.ini", tcp_conf(0, ["a 127.0.0.1:9"],
+                                                                     bind=f"unix:{path}"))])
+    check(rc == 2 and path in err, f"a regular file at the bind path: status {rc}, {err!r}")
+    with open(path) as f:
+        check(f.read() == "important\n", "the regular file was replaced")

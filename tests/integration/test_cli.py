@@ -127,6 +127,24 @@ def test_start_with_bad_config_exits_1(ctx):
     check(f"{path}:{_line_of(text, 'no_such_key')}:" in err, f"stderr: {err!r}")
 
 
+def test_unwritable_access_log(ctx):
+    """An access_log path that cannot be written is a FILE:LINE error for -t
+    and at start-up alike (exit 1), and -t creates nothing."""
+    g, p, l = _base_sections(free_port(), free_port())
+    g["access_log"] = ctx.path("no-such-dir/access.log")
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    path = ctx.write("log.ini", text)
+    want = f"{path}:{_line_of(text, 'access_log')}: cannot open the access log"
+    for args in (["-t", "-c", path], ["-c", path]):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 1 and want in err, f"{args}: status {rc}, stderr {err!r}")
+    g["access_log"] = ctx.path("new-access.log")
+    path = ctx.write("log.ini", ini(("global", g), ("pool p", p), ("listener l", l)))
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 0, f"a log file to be created: status {rc}, stderr {err!r}")
+    check(not os.path.exists(g["access_log"]), "-t created the access log")
+
+
 def test_missing_config_file(ctx):
     path = ctx.path("does-not-exist.ini")
     for args in (["-c", path], ["-t", "-c", path]):

@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 
-from harness import (SCALE, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
+from harness import (SCALE, Skip, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
                      read_lines, recv_all, recv_exact, sha256, tcp_conf, wait_for)
 
 LINE_RE = re.compile(
@@ -149,6 +149,31 @@ def test_access_log_reopen_on_sigusr1(ctx):
     old = read_lines(log + ".1")
     check(len(old) == 1, f"rotated file holds {old}")
     f.check_fds_settled()
+
+
+def test_access_log_given_to_user(ctx):
+    """Started as root with user = nobody, fulcrum hands its access log to
+    that user, so a SIGUSR1 after the drop can still reopen it."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to drop privileges")
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    logdir = ctx.path("logs")
+    os.mkdir(logdir)
+    os.chmod(ctx.tmp, 0o711)  # nobody passes through to the log
+    b = ctx.backend("sink", name="s1")
+    port = free_port()
+    log = os.path.join(logdir, "access.log")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log,
+                                                             "user": "nobody"}))
+    st = os.stat(log)
+    check((st.st_uid, st.st_gid) == (nobody.pw_uid, nobody.pw_gid),
+          f"access log owned by {st.st_uid}:{st.st_gid}")
+    f.signal(signal.SIGUSR1)
+    me = _sink_once(port, 10)
+    lines = _wait_lines(log, 1)
+    check(len(lines) == 1 and f" {me} " in lines[0], f"log after the reopen: {lines}")
+    check("cannot reopen" not in f.stderr(), f"reopen failed: {f.stderr()}")
 
 
 def test_access_log_turned_off_and_on_by_reloads(ctx):
