@@ -40,7 +40,10 @@
 #define DNS_MAX_TTL_S	   3600
 #define DNS_NEG_TTL_MS	   5000
 #define DNS_TRY_TIMEOUT_MS 1000 /* first try; c-ares doubles it for each retry round */
-#define DNS_TRIES	   2
+#define DNS_TRIES                                                                                  \
+	4 /* tries at 0, 1, 3 and 7 s, answers taken until 15 s: the                               \
+	   * caller's connect_timeout, not c-ares, decides when to                                 \
+	   * stop waiting */
 
 struct dns_entry {
 	struct list hnode; /* in d->buckets */

@@ -123,13 +123,15 @@ def headers_seen(m):
 
 class FakeDNS:
     """A UDP DNS server on 127.0.0.1: A and AAAA records from RECORDS
-    (name -> list of addresses, with TTL), NXDOMAIN for other names, and no
-    answer at all for names in DROP. Counts the queries per name."""
+    (name -> list of addresses, with TTL), NXDOMAIN for other names, no
+    answer at all for names in DROP, and answers only after LATE[name]
+    seconds for those. Counts the queries per name."""
 
-    def __init__(self, records=None, ttl=60, drop=()):
+    def __init__(self, records=None, ttl=60, drop=(), late=None):
         self.records = {k.lower(): v for k, v in (records or {}).items()}
         self.ttl = ttl
         self.drop = {d.lower() for d in drop}
+        self.late = {k.lower(): v for k, v in (late or {}).items()}
         self.queries = {}
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -157,16 +159,24 @@ class FakeDNS:
             except OSError:
                 return
             try:
-                out = self._answer(data)
+                out, delay = self._answer(data)
             except (IndexError, struct.error, UnicodeDecodeError):
                 continue
-            if out:
+            if out and delay:
+                threading.Timer(delay, self._send_late, (out, peer)).start()
+            elif out:
                 self.sock.sendto(out, peer)
+
+    def _send_late(self, out, peer):
+        try:
+            self.sock.sendto(out, peer)
+        except OSError:
+            pass
 
     def _answer(self, q):
         qid, _flags, qd = struct.unpack("!HHH", q[:6])
         if qd != 1:
-            return None
+            return None, 0
         i, labels = 12, []
         while q[i]:
             labels.append(q[i + 1:i + 1 + q[i]].decode())
@@ -177,7 +187,7 @@ class FakeDNS:
         with self.lock:
             self.queries[name] = self.queries.get(name, 0) + 1
         if name in self.drop:
-            return None
+            return None, 0
         answers = []
         if name in self.records:
             for a in self.records[name]:
@@ -190,7 +200,7 @@ class FakeDNS:
         else:
             rcode = 3
         head = struct.pack("!HHHHHH", qid, 0x8180 | rcode, 1, len(answers), 0, 0)
-        return head + question + b"".join(answers)
+        return head + question + b"".join(answers), self.late.get(name, 0)
 
     def close(self):
         self.closed = True
@@ -744,6 +754,20 @@ def test_resolve_timeout_is_504_and_does_not_block(ctx):
     slow.send(proxy_get(f"http://fast.fwd.test:{srv.port}/"))
     check(read_response(slow).status == 200, "the connection after a resolve timeout")
     slow.close()
+
+
+def test_slow_resolver_within_connect_timeout(ctx):
+    """A resolver that answers after 3.3 s (past the resolver library's
+    own give-up point with few retries) is waited for while connect_timeout
+    (10 s) has not passed: the README says it covers resolving too."""
+    srv = pyserver(ctx, ok_handler())
+    dns = fake_dns(ctx, records={"late.fwd.test": ["127.0.0.1"]}, late={"late.fwd.test": 3.3})
+    port = free_port()
+    start(ctx, port, dns=dns, listener={"connect_timeout": "10s"})
+    t0 = time.monotonic()
+    m, _ = ask(port, proxy_get(f"http://late.fwd.test:{srv.port}/"))
+    took = time.monotonic() - t0
+    check(m.status == 200 and took > 3, f"slow resolver: {m!r} after {took:.1f}s")
 
 
 def test_dns_cache_honours_ttl(ctx):
