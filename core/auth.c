@@ -1,25 +1,36 @@
 /*
  * auth.c - htpasswd files and Basic credential checks (see auth.h).
  *
- * auth_db_load runs on the main thread at configuration load; auth_check on
- * workers, each with its own auth_cache. Hashing uses crypt_rn() from
- * libxcrypt with the worker's own struct crypt_data, so workers never share
- * crypt state. A bcrypt check takes a few milliseconds of the worker's time;
- * the cache makes that a cost of a user's first request per worker and
+ * auth_db_load runs on the main thread at configuration load; auth_check and
+ * auth_collect on workers, each with its own auth_cache; the hasher thread
+ * runs crypt_rn() from libxcrypt with its own struct crypt_data.
+ *
+ * A job carries everything the hash needs (the password and a copy of the
+ * stored hash: a reload may free the db meanwhile). Workers push jobs onto
+ * one lock-free stack and ring the hasher's eventfd; the hasher takes the
+ * whole stack at once, hashes in arrival order, and pushes each finished
+ * job onto its cache's stack and rings that worker's doorbell. A job's
+ * owner field is the worker's alone: the hasher never reads it.
+ *
+ * The cache makes a hash a cost of a user's first request per worker and
  * configuration, not of every request. Refused credentials are remembered
- * too (by a hash of the header value), and hashing is capped per second
- * (AUTH_HASH_BUDGET_MS), so guessing cannot stall a worker.
+ * too (by a hash of the header value), so a client repeating a wrong
+ * password costs no hash either.
  */
 #include "core/auth.h"
 
 #include <crypt.h>
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include "balancer/lb.h"
 #include "core/util.h"
@@ -53,12 +64,36 @@ struct auth_refused {
 };
 
 struct auth_cache {
-	struct crypt_data cd;
 	struct auth_slot slots[AUTH_CACHE_SLOTS];
 	struct auth_refused refused[AUTH_REFUSED_SLOTS];
-	uint64_t window_start_us; /* the current second of the hashing budget */
-	uint64_t spent_us; /* hashing done in it */
+	int wake_fd; /* the worker's doorbell */
+	size_t outstanding; /* jobs handed out and not yet collected */
+	_Atomic(struct auth_job *) done; /* pushed by the hasher */
 };
+
+struct auth_job {
+	struct auth_job *next;
+	struct auth_cache *ac;
+	void *owner; /* the worker's: NULL once cancelled */
+	uint64_t serial, hash; /* for the caches: the db's serial, the value's lb_hash */
+	uint16_t len; /* of token; 0 when the value is too long to remember */
+	char token[AUTH_TOKEN_MAX];
+	char *stored; /* the user's hash string, a copy */
+	const char *password; /* within cred */
+	char cred[AUTH_DECODED_MAX + 1];
+	bool ok;
+};
+
+/* The hasher thread: one for the process, started by the first job. */
+static struct {
+	pthread_once_t once;
+	int fd; /* eventfd, blocking: rung for every job */
+	bool running;
+	_Atomic(struct auth_job *) jobs;
+	_Atomic int queued;
+} hasher = {.once = PTHREAD_ONCE_INIT, .fd = -1};
+
+static void hasher_start(void);
 
 static _Atomic uint64_t next_serial = 1;
 
@@ -194,19 +229,168 @@ int auth_db_load(const char *path, struct auth_db **out, char *err, size_t errle
 		return rc;
 	}
 	db->serial = atomic_fetch_add(&next_serial, 1);
+	/* The hasher starts with the first file, on the main thread: its
+	 * eventfd and thread are part of the process from then on. */
+	pthread_once(&hasher.once, hasher_start);
 	*out = db;
 	return 0;
 }
 
 /* ---- checking --------------------------------------------------------- */
 
-struct auth_cache *auth_cache_new(void)
+static void push(_Atomic(struct auth_job *) *stack, struct auth_job *j)
 {
-	return calloc(1, sizeof(struct auth_cache));
+	j->next = atomic_load_explicit(stack, memory_order_relaxed);
+	while (!atomic_compare_exchange_weak_explicit(stack, &j->next, j, memory_order_release,
+						      memory_order_relaxed))
+		;
+}
+
+/* The whole stack, oldest first. */
+static struct auth_job *take_all(_Atomic(struct auth_job *) *stack)
+{
+	struct auth_job *j = atomic_exchange_explicit(stack, NULL, memory_order_acquire),
+			*fifo = NULL;
+
+	while (j) {
+		struct auth_job *next = j->next;
+		j->next = fifo;
+		fifo = j;
+		j = next;
+	}
+	return fifo;
+}
+
+static void ring(int fd)
+{
+	uint64_t one = 1;
+	ssize_t n = write(fd, &one, sizeof(one));
+	(void)n; /* a full counter still wakes the reader */
+}
+
+static void free_job(struct auth_job *j)
+{
+	explicit_bzero(j->cred, sizeof(j->cred));
+	free(j->stored);
+	free(j);
+}
+
+/* Compares two NUL-terminated strings in time that depends on their
+ * lengths only. */
+static bool same_secret(const char *a, const char *b)
+{
+	size_t len = strlen(a);
+	unsigned char diff = 0;
+
+	if (len != strlen(b))
+		return false;
+	for (size_t i = 0; i < len; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return diff == 0;
+}
+
+static void *hasher_main(void *arg)
+{
+	struct crypt_data *cd = arg;
+
+	for (;;) {
+		uint64_t v;
+		if (read(hasher.fd, &v, sizeof(v)) < 0 && errno != EINTR)
+			return NULL;
+		for (struct auth_job *j = take_all(&hasher.jobs), *next; j; j = next) {
+			next = j->next;
+			const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
+			j->ok = h && same_secret(h, j->stored);
+			explicit_bzero(j->cred, sizeof(j->cred));
+			explicit_bzero(cd, sizeof(*cd));
+			atomic_fetch_sub_explicit(&hasher.queued, 1, memory_order_relaxed);
+			int fd = j->ac->wake_fd; /* j is the worker's once pushed */
+			push(&j->ac->done, j);
+			ring(fd);
+		}
+	}
+}
+
+static void hasher_start(void)
+{
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	pthread_attr_t attr;
+	pthread_t t;
+
+	hasher.fd = eventfd(0, EFD_CLOEXEC);
+	if (!cd || hasher.fd < 0 || pthread_attr_init(&attr) != 0) {
+		free(cd);
+		return;
+	}
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Signals are the main thread's (signalfd): block them all here. */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	hasher.running = pthread_create(&t, &attr, hasher_main, cd) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (!hasher.running)
+		free(cd);
+}
+
+struct auth_cache *auth_cache_new(int wake_fd)
+{
+	struct auth_cache *ac = calloc(1, sizeof(struct auth_cache));
+
+	if (ac)
+		ac->wake_fd = wake_fd;
+	return ac;
+}
+
+/* Records job J's verdict in its cache. */
+static void remember(struct auth_cache *ac, const struct auth_job *j)
+{
+	if (!j->ok) {
+		struct auth_refused *no = &ac->refused[(j->hash >> 8) % AUTH_REFUSED_SLOTS];
+		no->serial = j->serial;
+		no->hash = j->hash;
+	} else if (j->len) {
+		struct auth_slot *slot = &ac->slots[j->hash % AUTH_CACHE_SLOTS];
+		slot->serial = j->serial;
+		slot->len = j->len;
+		memcpy(slot->token, j->token, j->len);
+	}
+}
+
+void auth_collect(struct auth_cache *ac, void (*done)(void *owner, enum auth_result r))
+{
+	for (struct auth_job *j = take_all(&ac->done), *next; j; j = next) {
+		next = j->next;
+		ac->outstanding--;
+		remember(ac, j);
+		if (j->owner)
+			done(j->owner, j->ok ? AUTH_OK : AUTH_WRONG);
+		free_job(j);
+	}
+}
+
+void auth_cancel(struct auth_job *job)
+{
+	job->owner = NULL;
+}
+
+static void forget(void *owner, enum auth_result r)
+{
+	(void)owner;
+	(void)r;
 }
 
 void auth_cache_free(struct auth_cache *ac)
 {
+	if (!ac)
+		return;
+	/* The hasher still holds these jobs and will push them here. */
+	while (ac->outstanding) {
+		auth_collect(ac, forget);
+		if (ac->outstanding)
+			usleep(1000);
+	}
 	free(ac);
 }
 
@@ -267,58 +451,58 @@ static const struct auth_user *find_user(const struct auth_db *db, const char *n
 	return NULL;
 }
 
-/* Compares two NUL-terminated strings in time that depends on their
- * lengths only. */
-static bool same_secret(const char *a, const char *b)
+/* Hands the decoded "user:password" in CRED to the hasher, or answers at
+ * once for a malformed one or an unknown user (which cost no hash). */
+static enum auth_result submit(struct auth_cache *ac, const struct auth_db *db, const char *cred,
+			       size_t len, const char *value, size_t value_len, uint64_t hash,
+			       void *owner, struct auth_job **out)
 {
-	size_t len = strlen(a);
-	unsigned char diff = 0;
-
-	if (len != strlen(b))
-		return false;
-	for (size_t i = 0; i < len; i++)
-		diff |= (unsigned char)(a[i] ^ b[i]);
-	return diff == 0;
-}
-
-/* Whether AC may spend another hash in this second, starting a new second
- * when the last one is over. */
-static bool budget_left(struct auth_cache *ac, uint64_t now_us)
-{
-	if (now_us - ac->window_start_us >= 1000000) {
-		ac->window_start_us = now_us;
-		ac->spent_us = 0;
-	}
-	return ac->spent_us < AUTH_HASH_BUDGET_MS * 1000;
-}
-
-/* Whether the decoded "user:password" in CRED is right. */
-static enum auth_result verify(struct auth_cache *ac, const struct auth_db *db, char *cred,
-			       size_t len)
-{
-	char *colon = memchr(cred, ':', len);
-	const struct auth_user *u;
+	const char *colon = memchr(cred, ':', len);
+	char name[AUTH_DECODED_MAX + 1];
 
 	if (!colon || memchr(cred, '\0', len))
 		return AUTH_WRONG;
-	*colon = '\0';
-	cred[len] = '\0';
-	u = find_user(db, cred);
+	memcpy(name, cred, (size_t)(colon - cred));
+	name[colon - cred] = '\0';
+	const struct auth_user *u = find_user(db, name);
 	if (!u)
-		return AUTH_WRONG; /* costs nothing: no hash */
-	uint64_t t0 = clock_us();
-	if (!budget_left(ac, t0))
+		return AUTH_WRONG;
+	pthread_once(&hasher.once, hasher_start);
+	if (!hasher.running)
 		return AUTH_BUSY;
-	const char *h = crypt_rn(colon + 1, u->hash, &ac->cd, sizeof(ac->cd));
-	ac->spent_us += clock_us() - t0;
-	return h && same_secret(h, u->hash) ? AUTH_OK : AUTH_WRONG;
+	if (atomic_fetch_add_explicit(&hasher.queued, 1, memory_order_relaxed) >= AUTH_QUEUE_MAX) {
+		atomic_fetch_sub_explicit(&hasher.queued, 1, memory_order_relaxed);
+		return AUTH_BUSY;
+	}
+	struct auth_job *j = calloc(1, sizeof(*j));
+	if (!j || !(j->stored = strdup(u->hash))) {
+		free(j);
+		atomic_fetch_sub_explicit(&hasher.queued, 1, memory_order_relaxed);
+		return AUTH_BUSY;
+	}
+	j->ac = ac;
+	j->owner = owner;
+	j->serial = db->serial;
+	j->hash = hash;
+	if (value_len <= AUTH_TOKEN_MAX) {
+		j->len = (uint16_t)value_len;
+		memcpy(j->token, value, value_len);
+	}
+	memcpy(j->cred, cred, len);
+	j->cred[len] = '\0';
+	j->password = j->cred + (colon - cred) + 1;
+	ac->outstanding++;
+	*out = j;
+	push(&hasher.jobs, j);
+	ring(hasher.fd);
+	return AUTH_PENDING;
 }
 
 enum auth_result auth_check(struct auth_cache *ac, const struct auth_db *db, const char *value,
-			    size_t len)
+			    size_t len, void *owner, struct auth_job **job)
 {
 	char cred[AUTH_DECODED_MAX + 1];
-	struct auth_slot *slot;
+	const struct auth_slot *slot;
 	size_t sp = 0;
 
 	if (!db || len < 6 || strncasecmp(value, "basic", 5) != 0 ||
@@ -332,22 +516,17 @@ enum auth_result auth_check(struct auth_cache *ac, const struct auth_db *db, con
 	slot = &ac->slots[hash % AUTH_CACHE_SLOTS];
 	if (slot->serial == db->serial && slot->len == len && memcmp(slot->token, value, len) == 0)
 		return AUTH_OK;
-	struct auth_refused *no = &ac->refused[(hash >> 8) % AUTH_REFUSED_SLOTS];
+	const struct auth_refused *no = &ac->refused[(hash >> 8) % AUTH_REFUSED_SLOTS];
 	if (no->serial == db->serial && no->hash == hash)
 		return AUTH_WRONG; /* refused a moment ago: not hashed again */
 	int n = b64_decode(value, len, cred, AUTH_DECODED_MAX);
-	enum auth_result r = n >= 0 ? verify(ac, db, cred, (size_t)n) : AUTH_WRONG;
+	enum auth_result r =
+		n >= 0 ? submit(ac, db, cred, (size_t)n, value, len, hash, owner, job) : AUTH_WRONG;
 	explicit_bzero(cred, sizeof(cred));
 	if (r == AUTH_WRONG) {
-		no->serial = db->serial;
-		no->hash = hash;
+		struct auth_refused *w = &ac->refused[(hash >> 8) % AUTH_REFUSED_SLOTS];
+		w->serial = db->serial;
+		w->hash = hash;
 	}
-	if (r != AUTH_OK)
-		return r;
-	if (len <= AUTH_TOKEN_MAX) {
-		slot->serial = db->serial;
-		slot->len = (uint16_t)len;
-		memcpy(slot->token, value, len);
-	}
-	return AUTH_OK;
+	return r;
 }

@@ -72,8 +72,11 @@ struct dns {
 	struct list buckets[DNS_BUCKETS];
 	struct list lru; /* least recently used first */
 	size_t n_entries;
+	size_t n_waiting; /* waits linked to pending entries */
 	struct list socks;
 };
+
+static void arm_timer(struct dns *d);
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_status;
@@ -87,11 +90,23 @@ void dns_wait_init(struct dns_wait *wt, dns_cb *cb)
 {
 	list_init(&wt->node);
 	wt->cb = cb;
+	wt->d = NULL;
 }
 
 void dns_cancel(struct dns_wait *wt)
 {
+	struct dns *d = wt->d;
+
+	if (list_is_empty(&wt->node))
+		return;
 	list_del(&wt->node);
+	/* Nobody waits for any answer any more: end c-ares's retries (up to
+	 * 15 s) now, so its sockets close with the last query. The entries
+	 * get a failure, which is not remembered. */
+	if (--d->n_waiting == 0) {
+		ares_cancel(d->ch);
+		arm_timer(d);
+	}
 }
 
 /* ---- sockets and the timer -------------------------------------------- */
@@ -293,6 +308,7 @@ static void dispatch(struct dns_entry *e)
 	while (!list_is_empty(&todo)) {
 		struct dns_wait *wt = container_of(todo.next, struct dns_wait, node);
 		list_del(&wt->node);
+		wt->d->n_waiting--;
 		wt->cb(wt, &ans);
 	}
 }
@@ -333,6 +349,8 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 		list_add_tail(&d->lru, &e->lru);
 		if (e->pending) {
 			list_add_tail(&e->waiters, &wt->node);
+			wt->d = d;
+			d->n_waiting++;
 			return 0;
 		}
 		if (d->w->now_ms < e->expire_ms) {
@@ -343,6 +361,8 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 		return -ENOMEM;
 	}
 	list_add_tail(&e->waiters, &wt->node);
+	wt->d = d;
+	d->n_waiting++;
 	e->pending = e->sync = true;
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -355,6 +375,7 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 	/* Answered at once (/etc/hosts, or an immediate failure): nobody else
 	 * can have joined. */
 	list_del(&wt->node);
+	d->n_waiting--;
 	*ans = e->ans;
 	return 1;
 }

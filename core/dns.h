@@ -55,6 +55,7 @@ typedef void dns_cb(struct dns_wait *wt, const struct dns_answer *ans);
 struct dns_wait {
 	struct list node; /* in the pending query's list; self-linked when idle */
 	dns_cb *cb;
+	struct dns *d; /* the resolver it waits on, while linked */
 };
 
 void dns_wait_init(struct dns_wait *wt, dns_cb *cb);

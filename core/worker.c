@@ -208,6 +208,7 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	(void)events;
 	while (read(w->wake_fd, &v, sizeof(v)) == sizeof(v))
 		;
+	forward_collect(w); /* the doorbell also rings for verdicts on credentials */
 	if (atomic_exchange(&w->sweep, false))
 		conn_sweep_disabled(w);
 	int cmd = atomic_load(&w->cmd);

@@ -50,6 +50,9 @@ struct fwd_worker {
 struct fwd_conn {
 	struct conn *c;
 	struct dns_wait wait; /* linked while the connection is in RESOLVE */
+	struct auth_job *auth_job; /* the hasher's, while the connection is in AUTH */
+	enum auth_result verdict; /* the hasher's, for the request it was asked for */
+	bool has_verdict;
 	struct origin *origin; /* held, of the last request */
 	struct cfg_pool pool_cfg; /* the listener's timeouts for the proxy */
 	struct lb_pool pool; /* the origin's usable addresses */
@@ -125,6 +128,8 @@ void forward_conn_free(struct fwd_conn *f)
 	if (!f)
 		return;
 	dns_cancel(&f->wait);
+	if (f->auth_job)
+		auth_cancel(f->auth_job);
 	drop_origin(f);
 	free(f);
 }
@@ -238,12 +243,16 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 		return NULL;
 	if (i < 0)
 		return "auth_required";
-	if (!fw->auth && !(fw->auth = auth_cache_new()))
+	if (!fw->auth && !(fw->auth = auth_cache_new(c->w->wake_fd)))
 		return "no_memory";
+	struct fwd_conn *f = c->http->fwd;
 	const struct http_header *hd = &h->headers[i];
-	enum auth_result r = auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len);
-	/* A hash can take long (bcrypt: ~100 ms): the log's times include it. */
-	c->w->now_ms = clock_ms();
+	enum auth_result r = f->verdict;
+	if (f->has_verdict)
+		f->has_verdict = false; /* the hasher's answer to this very request */
+	else
+		r = auth_check(fw->auth, c->lc->auth, buf + hd->value.off, hd->value.len, c,
+			       &f->auth_job);
 	switch (r) {
 	case AUTH_OK:
 		break;
@@ -251,6 +260,8 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 		return "auth_failed";
 	case AUTH_BUSY:
 		return "auth_busy";
+	case AUTH_PENDING:
+		return "auth_pending";
 	}
 	return NULL;
 }
@@ -465,6 +476,36 @@ void forward_on_timer(struct conn *c)
 	http_reply_ex(c, 504, "resolve_timeout", false, NULL);
 }
 
+/* The hasher's verdict on connection OWNER's credentials: its request is
+ * looked at again from the start, and check_auth takes the verdict. */
+static void on_auth(void *owner, enum auth_result r)
+{
+	struct conn *c = owner;
+	struct fwd_conn *f = c->http->fwd;
+
+	f->auth_job = NULL;
+	f->verdict = r;
+	f->has_verdict = true;
+	http_set_phase(c, HP_HEAD);
+	http_start_request(c);
+	conn_resume(c);
+}
+
+void forward_collect(struct worker *w)
+{
+	if (w->fwd && w->fwd->auth)
+		auth_collect(w->fwd->auth, on_auth);
+}
+
+void forward_auth_timeout(struct conn *c)
+{
+	struct fwd_conn *f = c->http->fwd;
+
+	auth_cancel(f->auth_job);
+	f->auth_job = NULL;
+	http_reply_ex(c, 503, "auth_busy", true, "Retry-After: 1\r\n");
+}
+
 void forward_established(struct conn *c)
 {
 	static const char ok[] = "HTTP/1.1 200 Connection Established\r\n\r\n";
@@ -508,7 +549,9 @@ void forward_begin(struct conn *c, const struct http_head *h)
 		/* Missing credentials are the first step of a normal exchange;
 		 * wrong ones end the connection, so guesses cannot be
 		 * pipelined on it. */
-		if (strcmp(why, "no_memory") == 0)
+		if (strcmp(why, "auth_pending") == 0)
+			http_set_phase(c, HP_AUTH); /* on_auth resumes it */
+		else if (strcmp(why, "no_memory") == 0)
 			http_reply_ex(c, 500, why, true, NULL);
 		else if (strcmp(why, "auth_busy") == 0)
 			http_reply_ex(c, 503, why, true, "Retry-After: 1\r\n");

@@ -49,6 +49,11 @@ bool forward_denies_origin(const struct conn *c, const struct sockaddr *sa);
 void forward_established(struct conn *c);
 /* The resolve phase's deadline (connect_timeout) has passed. */
 void forward_on_timer(struct conn *c);
+/* Worker thread, when its doorbell rang: verdicts of the credential hasher
+ * (auth.h) resume the connections that waited in AUTH. */
+void forward_collect(struct worker *w);
+/* request_timeout passed in AUTH: 503, and the verdict goes to the cache. */
+void forward_auth_timeout(struct conn *c);
 /* Frees a connection's forward state (NULL is fine); a pending lookup is
  * cancelled. */
 void forward_conn_free(struct fwd_conn *f);

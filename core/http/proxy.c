@@ -528,6 +528,7 @@ static void run(struct conn *c)
 				http_new_request(c);
 			http_start_request(c);
 			break;
+		case HP_AUTH:
 		case HP_RESOLVE:
 			/* forward.c resumes the connection with the answer */
 			client_reset_while_waiting(c);
@@ -591,6 +592,7 @@ static uint64_t deadline(const struct conn *c)
 	case HP_IDLE:
 		return c->last_active_ms + lc->keepalive_timeout_ms;
 	case HP_HEAD:
+	case HP_AUTH:
 		return hc->req_start_ms + lc->request_timeout_ms;
 	case HP_RESOLVE:
 	case HP_CONNECT:
@@ -635,6 +637,9 @@ void http_on_timer(struct conn *c)
 		if (!hc->method_len)
 			http_note_unparsed_request(c);
 		http_reply(c, 408, "request_timeout", true);
+		break;
+	case HP_AUTH:
+		forward_auth_timeout(c);
 		break;
 	case HP_RESOLVE:
 		forward_on_timer(c);

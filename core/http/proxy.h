@@ -44,6 +44,7 @@ struct lb_server;
 #define HTTP_PHASES(X)                                                                             \
 	X(HP_IDLE, "idle")                                                                         \
 	X(HP_HEAD, "head")                                                                         \
+	X(HP_AUTH, "auth")                                                                         \
 	X(HP_RESOLVE, "resolve")                                                                   \
 	X(HP_CACHE_WAIT, "cache_wait")                                                             \
 	X(HP_CONNECT, "connect")                                                                   \

@@ -678,6 +678,36 @@ def test_basic_auth(ctx):
     check(m.status == 407, f"a removed user still works after the reload: {m!r}")
 
 
+def test_slow_hashes_do_not_stall_or_refuse(ctx):
+    """bcrypt at cost 12 (Python bcrypt's default) takes about a quarter of
+    a second: a wrong password and then the right one both get their answer
+    (407, then 200, never a 503), and while a hash runs the worker serves
+    other clients at once."""
+    b = cbackend(ctx, "b1")
+    slow = crypt_hash("$2b$", "right", cost=12)
+    htpasswd = ctx.write("htpasswd", f"slow:{slow}\n")
+    port = free_port()
+    start(ctx, port, glob={"workers": 1}, listener={"auth": f"basic {htpasswd}"})
+    url = f"http://127.0.0.1:{b.port}/headers"
+    m, closed = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'wrong')}"]))
+    check(m.status == 407, f"wrong password: {m!r}")
+    m, _ = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'right')}"]))
+    check(m.status == 200, f"the right password straight after a wrong one: {m!r}")
+    hashing = client(port)
+    t0 = time.monotonic()
+    hashing.send(proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'guess')}"]))
+    time.sleep(0.02)  # the hash has started
+    other = client(port)
+    other.send(proxy_get(url))
+    m = read_response(other)
+    took = time.monotonic() - t0
+    other.close()
+    check(m.status == 407 and took < 0.15 * SCALE,
+          f"a client without credentials waited {took:.3f}s behind a hash: {m!r}")
+    check(read_response(hashing).status == 407, "the guess was not refused")
+    hashing.close()
+
+
 def test_bad_htpasswd_is_a_config_error(ctx):
     from harness import run_fulcrum
     htpasswd = ctx.write("htpasswd", f"ok:{crypt_hash('$6$', 'x')}\nmd5:$apr1$abc$defghijklmnopqrstuvw\n")
