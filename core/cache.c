@@ -18,7 +18,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MIN_SHARD_BYTES (4u << 20) /* a cache this small per shard gets fewer shards */
 #define INITIAL_BUCKETS 256
 #define INITIAL_BODY	16384 /* first body capacity when the length is unknown */
 
@@ -57,9 +56,7 @@ static struct cache_shard *shard_of(struct cache *c, uint64_t hash)
 
 struct cache *cache_new(uint64_t budget)
 {
-	unsigned n = 1;
-	while (n < CACHE_SHARDS && budget / (n * 2) >= MIN_SHARD_BYTES)
-		n *= 2;
+	unsigned n = CACHE_SHARDS;
 
 	struct cache *c =
 		aligned_alloc(CACHE_LINE, (sizeof(*c) + n * sizeof(c->shards[0]) + CACHE_LINE - 1) /

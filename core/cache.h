@@ -5,12 +5,15 @@
  *
  * One struct cache serves one listener (cache = SIZE) and is shared by every
  * worker, so SIZE is the listener's whole budget and a response fetched by
- * one worker is a hit on all of them. It is cut into up to CACHE_SHARDS
- * shards by key hash, each with its own mutex, hash table, LRU list and
- * share of the budget; a lock is held only for a lookup or an insert (no
- * I/O, no allocation but a rare table growth), never while bytes are
- * written. A small cache has one shard, so its LRU order is exact; a large
- * one is LRU within each shard. The largest object is one shard's budget.
+ * one worker is a hit on all of them. It has one mutex, hash table and LRU
+ * list, so the LRU order is exact over the whole budget and an object may
+ * take all of it (SPEC: "within the size budget, least recently used go
+ * first"), as nginx's and HAProxy's caches keep one lock too. The lock is
+ * held only for a lookup or an insert (no I/O, no allocation but a rare
+ * table growth), never while bytes are written. The store is written as
+ * CACHE_SHARDS shards by key hash, each a share of the budget: should lock
+ * contention on many cores ever outweigh exact LRU, a split is this
+ * constant.
  *
  * Entries are immutable once inserted. A reader holds a reference
  * (cache_lookup .. cache_entry_put) for as long as it writes from the entry,
@@ -32,7 +35,7 @@
 #include "core/http/parser.h"
 #include "core/util.h"
 
-#define CACHE_SHARDS	16
+#define CACHE_SHARDS	1 /* a power of two */
 #define CACHE_FIELD_MAX 1024 /* a request field value that a Vary names, joined */
 #define CACHE_VARY_MAX	2048 /* the Vary record of one entry */
 /* Room for the Content-Length line a decoded body gets, and a Date line

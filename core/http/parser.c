@@ -406,10 +406,13 @@ static enum http_result add_content_length(const char *v, size_t n, struct http_
 		}
 		if (i == start)
 			return HTTP_E_BAD_CONTENT_LENGTH;
+		if (v[start] == '0' && i - start > 1)
+			h->content_length_recast =
+				true; /* "007": a lenient peer might read octal */
 		if (h->content_length >= 0) {
 			if (h->content_length != val)
 				return HTTP_E_CONFLICTING_CONTENT_LENGTH;
-			h->content_length_repeated = true;
+			h->content_length_recast = true;
 		}
 		h->content_length = val;
 		while (i < n && http_is_ows(v[i]))

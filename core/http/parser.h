@@ -176,7 +176,9 @@ struct http_head {
 
 	/* facts derived from the fields while parsing */
 	int64_t content_length; /* -1 when absent */
-	bool content_length_repeated; /* as a list or in several fields, all equal */
+	bool content_length_recast; /* repeated (as a list or in several fields, all
+				       equal) or with leading zeros: forwarded as
+				       one field with the plain number */
 	bool has_te; /* a Transfer-Encoding field is present */
 	bool chunked; /* and its last coding is chunked */
 	bool te_other; /* and it lists a coding other than chunked */

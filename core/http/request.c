@@ -286,6 +286,10 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 	}
 	if (hc->upgrade)
 		err |= rewrite_add(x, "Connection: upgrade\r\n");
+	else if (c->lc->mode == MODE_HTTP && hc->pool && hc->pool->cfg->keepalive == 0)
+		/* The connection will not be kept: the server may close at once
+		 * after its answer, as nginx tells it without upstream keepalive. */
+		err |= rewrite_add(x, "Connection: close\r\n");
 	if (lines)
 		err |= rewrite_add(x, "%s", lines);
 	err |= cache_http_request_lines(c, x); /* a revalidation's validators */
@@ -500,16 +504,25 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 		if (hc->req_ch.state == HTTP_CHUNK_DONE)
 			return 1;
 		if (hc->rpos < hc->rlen) {
-			size_t used = 0, data = 0;
-			enum http_result r = http_chunked_feed(&hc->req_ch, hc->rbuf + hc->rpos,
-							       hc->rlen - hc->rpos, &used, &data);
-			if (http_is_error(r)) {
-				http_reply(c, 400, http_result_name(r), true);
-				return -1;
+			/* Check all that is buffered before any of it goes: a body
+			 * whose buffered chunks already pass max_body_size gets its
+			 * 413 before a byte reaches the server. */
+			size_t off = hc->rpos;
+			while (off < hc->rlen && hc->req_ch.state != HTTP_CHUNK_DONE) {
+				size_t used = 0, data = 0;
+				enum http_result r = http_chunked_feed(
+					&hc->req_ch, hc->rbuf + off, hc->rlen - off, &used, &data);
+				if (http_is_error(r)) {
+					http_reply(c, 400, http_result_name(r), true);
+					return -1;
+				}
+				off += used;
+				hc->bytes_in += used;
+				hc->req_body_len += data;
+				if (used == 0)
+					break;
 			}
-			hc->rsend = (uint32_t)used;
-			hc->bytes_in += used;
-			hc->req_body_len += data;
+			hc->rsend = (uint32_t)(off - hc->rpos);
 			if (c->lc->max_body_size && hc->req_body_len > c->lc->max_body_size) {
 				/* Part of the body is at the server already: SPEC
 				 * §3 says close both (no 413 goes out). Else the

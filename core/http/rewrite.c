@@ -65,7 +65,7 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 
 	int last_cl = -1;
 
-	if (h->content_length_repeated)
+	if (h->content_length_recast)
 		for (unsigned i = 0; i < h->header_count; i++)
 			if (h->headers[i].id == HTTP_H_CONTENT_LENGTH)
 				last_cl = (int)i;
@@ -73,10 +73,10 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 		const struct http_header *hd = &h->headers[i];
 		size_t from = hd->name.off, to = line_end(buf, h, hd);
 		if (last_cl >= 0 && hd->id == HTTP_H_CONTENT_LENGTH) {
-			/* "5, 5" or several equal fields go on as one field with
-			 * one value (RFC 9110 §8.6), in place of the last one.
-			 * The lines it replaces held the digits twice or more,
-			 * so it fits in [dst, to). */
+			/* "5, 5", several equal fields or "005" go on as one
+			 * field with the plain number (RFC 9110 §8.6), in place
+			 * of the last one. The lines it replaces held more
+			 * digits, so it fits in [dst, to). */
 			moved = true;
 			if ((int)i == last_cl) {
 				char line[48];

@@ -120,7 +120,7 @@ static void check_compacted(parse_fn parse, const char *buf, const struct http_h
 	memcpy(copy + end, "\r\n", 2);
 	CHECK(parse(copy + start, end + 2 - start, NULL, &again) == HTTP_DONE);
 	CHECK(again.content_length == h->content_length && again.chunked == h->chunked);
-	CHECK(!again.content_length_repeated);
+	CHECK(!again.content_length_recast);
 	free(copy);
 }
 

@@ -325,16 +325,42 @@ def test_large_body_through_build_backend(ctx):
     c = fetch(port, big)
     check(is_miss(a) and is_hit(c), f"{a.headers} {c.headers}")
     check(len(a.body) == 1 << 20 and a.body == c.body, "the 1 MiB bodies differ")
-    # Over the largest object (16m has 4 shards: 4 MiB each): never stored.
-    huge = "/x?size=5000000&maxage=60"
+    # The budget is one: a 5 MB object in a 16m cache is stored...
+    a = fetch(port, "/x?size=5000000&maxage=60")
+    c = fetch(port, "/x?size=5000000&maxage=60")
+    check(is_miss(a) and is_hit(c) and c.body == a.body, f"5 MB in 16m: {c.headers}")
+    # ...and one over the whole budget never is.
+    huge = "/x?size=17000000&maxage=60"
     for _ in range(2):
         m = fetch(port, huge)
-        check(is_miss(m) and len(m.body) == 5000000, f"{m.headers}")
+        check(is_miss(m) and len(m.body) == 17000000, f"{m.headers}")
     # build/backend's chunked answer.
     a = fetch(port, "/chunked?maxage=60")
     c = fetch(port, "/chunked?maxage=60")
     check(is_miss(a) and is_hit(c) and a.body == c.body and c.get("content-length"),
           f"{a!r} {c!r}")
+
+
+def test_lru_over_the_whole_budget(ctx):
+    """A 16m cache keeps objects until 16 MiB is passed, then lets the least
+    recently used go first: one budget, one LRU order (SPEC §3)."""
+    b = cbackend(ctx)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"cache": "16m"}))
+    url = [f"/x?size=2500000&maxage=60&n={i}" for i in range(8)]
+    for u in url[:6]:  # 15 MB
+        check(is_miss(fetch(port, u)), f"{u} was cached before it was asked for")
+    for u in url[:6]:
+        check(is_hit(fetch(port, u)), f"{u} evicted while the cache was under its budget")
+    check(is_hit(fetch(port, url[0])), "touching the first object")
+    check(is_miss(fetch(port, url[6])), "a new object")  # 17.5 MB: something goes
+    gone = [u for u in url[:6] if not is_hit(fetch_only_cached(port, u))]
+    check(gone == [url[1]], f"evicted {gone}, not the least recently used {url[1]}")
+
+
+def fetch_only_cached(port, target):
+    """GET TARGET with only-if-cached: a hit, or fulcrum's 504."""
+    return fetch(port, target, headers=["Cache-Control: only-if-cached"])
 
 
 def test_lru_eviction_small_budget(ctx):

@@ -1363,6 +1363,10 @@ def test_pool_keepalive_zero_no_reuse(ctx):
     r.close()
     wait_for(lambda: srv.accepted == 5, 2 * SCALE, what=f"5 server connections with keepalive = 0 "
                                                        f"(got {srv.accepted})")
+    # The server is told so: it may close after each answer.
+    heads = srv.raw_received().split(b"\r\n\r\n")
+    told = [h for h in heads if b"GET /" in h and b"\r\nConnection: close" in h]
+    check(len(told) == 5, f"{len(told)} of 5 requests told the server Connection: close")
 
 
 def test_pooled_connection_closed_while_idle(ctx):

@@ -138,6 +138,13 @@ def test_413_body_too_large(ctx):
                                        headers=["Transfer-Encoding: chunked"]) +
                              b"800\r\n" + b"z" * 2048 + b"\r\n0\r\n\r\n")
     expect_error(m, closed, 413, must_close=True, what="a first chunk over max_body_size")
+    # Small chunks that pass the limit together, all sent at once: none of
+    # them goes to the server, and the client gets its 413.
+    m, closed, _ = roundtrip(port, get("/many-chunks", method="POST",
+                                       headers=["Transfer-Encoding: chunked"]) +
+                             chunk_encode(b"w" * 1100, sizes=(500,)))
+    expect_error(m, closed, 413, must_close=True, what="buffered chunks over max_body_size")
+    check(b"w" * 100 not in srv.raw_received(), "chunks over max_body_size reached the server")
 
 
 def test_414_uri_too_long(ctx):
