@@ -133,6 +133,12 @@ static int set_duration(struct cfg_loader *ld, const struct cfg_key_def *k, void
 		cfg_ld_err(ld, "%s must be more than 0", k->name);
 		return -EINVAL;
 	}
+	/* Deadlines are now + duration in milliseconds: a bound keeps that sum
+	 * far from wrapping, and no timeout needs more. */
+	if (ms > CFG_DURATION_MAX_MS) {
+		cfg_ld_err(ld, "%s \"%s\" is over 365 days", k->name, value);
+		return -EINVAL;
+	}
 	*(uint64_t *)field = ms;
 	return 0;
 }

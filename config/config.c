@@ -312,6 +312,15 @@ static void scan_header(struct cfg_loader *ld, const char *line)
 		len--;
 	memcpy(title, s, len);
 	title[len] = '\0';
+	/* After the ']' only a comment may follow, which inih would drop
+	 * whatever it said. */
+	const char *rest = end + 1 + strspn(end + 1, " \t\r\n");
+	if (*rest && *rest != '#' && *rest != ';') {
+		cfg_ld_err(ld, "text after the section header: \"%.*s\"",
+			   (int)strcspn(rest, "\r\n"), rest);
+		ld->sec = CFG_SEC_BAD;
+		return;
+	}
 	open_section(ld, title);
 }
 

@@ -108,7 +108,8 @@ struct cfg_pool {
 
 enum cfg_mode { MODE_TCP, MODE_HTTP, MODE_FORWARD };
 
-#define CFG_MAX_LISTENERS 256
+#define CFG_MAX_LISTENERS   256
+#define CFG_DURATION_MAX_MS (365ULL * 24 * 3600 * 1000) /* the longest duration a key takes */
 
 struct acl;
 struct auth_db;

@@ -294,13 +294,14 @@ static int parse_port_list(struct cfg_loader *ld, struct cfg_listener *l, char *
 			   const char *value)
 {
 	struct cfg_port_range *grown;
-	char *save = NULL, *item;
+	char *item, *rest = buf;
 
 	free(l->connect_ports);
 	l->connect_ports = NULL;
 	l->n_connect_ports = 0;
 	l->connect_ports_any = false;
-	for (item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+	/* strsep, not strtok: "443,,80" has an empty item, which is an error. */
+	while ((item = strsep(&rest, ","))) {
 		struct cfg_port_range r;
 
 		if (strspn(item, " \t*") == strlen(item) && strchr(item, '*')) {

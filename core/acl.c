@@ -159,9 +159,16 @@ static int parse_name(const char *s, struct acl_rule *r, const char **why)
 		len--;
 	if (len == 0 || len > ACL_NAME_MAX || s[0] == '.')
 		return -EINVAL;
-	for (size_t i = 0; i < len; i++)
+	for (size_t i = 0; i < len; i++) {
 		if (!is_name_char((unsigned char)s[i]))
 			return -EINVAL;
+		/* Labels are not empty and neither start nor end with '-'
+		 * (RFC 1123 §2.1); one '*' stands for any run. */
+		bool starts = i == 0 || s[i - 1] == '.', ends = i + 1 == len || s[i + 1] == '.';
+		if ((s[i] == '.' && starts) || (s[i] == '-' && (starts || ends)) ||
+		    (s[i] == '*' && i + 1 < len && s[i + 1] == '*'))
+			return -EINVAL;
+	}
 	r->name = malloc(len + 1);
 	if (!r->name)
 		return -ENOMEM;

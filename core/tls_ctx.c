@@ -325,16 +325,88 @@ fail:
 	return -1;
 }
 
+/* A bit for the type of the private key CTX serves with (tls_cert.key_types). */
+static unsigned key_bit(SSL_CTX *ctx)
+{
+	EVP_PKEY *k = SSL_CTX_get0_privatekey(ctx);
+
+	switch (k ? EVP_PKEY_get_base_id(k) : EVP_PKEY_NONE) {
+	case EVP_PKEY_RSA:
+		return 1u << 0;
+	case EVP_PKEY_RSA_PSS:
+		return 1u << 1;
+	case EVP_PKEY_EC:
+		return 1u << 2;
+	case EVP_PKEY_ED25519:
+		return 1u << 3;
+	case EVP_PKEY_ED448:
+		return 1u << 4;
+	default:
+		return 1u << 5;
+	}
+}
+
+/* Whether A and B cover the same names (as sets). */
+static bool same_names(const struct tls_cert *a, const struct tls_cert *b)
+{
+	if (a->n_names != b->n_names)
+		return false;
+	for (size_t i = 0; i < a->n_names; i++) {
+		size_t j = 0;
+		while (j < b->n_names && strcmp(a->names[i], b->names[j]) != 0)
+			j++;
+		if (j == b->n_names)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The earlier pair that NEW (just loaded) should join, or NULL: one with the
+ * same names and a key of another type, say an RSA and an ECDSA certificate
+ * for one site. Both then serve from one context and OpenSSL picks, per
+ * handshake, the one whose signature the client supports, as nginx and
+ * HAProxy do with several certificates for a name.
+ */
+static struct tls_cert *twin_of(struct tls_listener *tl, const struct tls_cert *new)
+{
+	for (size_t j = 0; j + 1 < tl->n_certs; j++) {
+		struct tls_cert *tc = &tl->certs[j];
+		if (same_names(tc, new) && !(tc->key_types & key_bit(new->ctx)))
+			return tc;
+	}
+	return NULL;
+}
+
+/* Adds pair I of LC to TWIN's context. Returns 0 or -1 (logged). */
+static int join_twin(struct tls_cert *twin, const struct cfg_listener *lc, size_t i)
+{
+	if (SSL_CTX_use_certificate_chain_file(twin->ctx, lc->tls_certs[i]) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(twin->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(twin->ctx) != 1 || !bind_sessions(twin->ctx, lc, i)) {
+		log_error("listener %s: cannot use tls_cert %s with tls_key %s: %s", lc->name,
+			  lc->tls_certs[i], lc->tls_keys[i], tls_error_reason());
+		return -1;
+	}
+	twin->key_types |= key_bit(twin->ctx);
+	return 0;
+}
+
+static void cert_free(struct tls_cert *tc)
+{
+	SSL_CTX_free(tc->ctx);
+	for (size_t j = 0; j < tc->n_names; j++)
+		free(tc->names[j]);
+	free(tc->names);
+	memset(tc, 0, sizeof(*tc));
+}
+
 static void listener_free(struct tls_listener *tl)
 {
 	if (!tl)
 		return;
-	for (size_t i = 0; i < tl->n_certs; i++) {
-		SSL_CTX_free(tl->certs[i].ctx);
-		for (size_t j = 0; j < tl->certs[i].n_names; j++)
-			free(tl->certs[i].names[j]);
-		free(tl->certs[i].names);
-	}
+	for (size_t i = 0; i < tl->n_certs; i++)
+		cert_free(&tl->certs[i]);
 	free(tl->certs);
 	free(tl);
 }
@@ -354,9 +426,16 @@ static struct tls_listener *listener_new(const struct cfg_listener *lc)
 	if (!tl->certs)
 		goto fail;
 	for (size_t i = 0; i < lc->n_tls_certs && i < lc->n_tls_keys; i++) {
-		tl->n_certs++;
-		if (cert_load(&tl->certs[i], lc, i, tl) < 0)
+		struct tls_cert *tc = &tl->certs[tl->n_certs++], *twin;
+		if (cert_load(tc, lc, i, tl) < 0)
 			goto fail;
+		tc->key_types = key_bit(tc->ctx);
+		if ((twin = twin_of(tl, tc))) {
+			cert_free(tc);
+			tl->n_certs--;
+			if (join_twin(twin, lc, i) < 0)
+				goto fail;
+		}
 	}
 	if (tl->n_certs == 0)
 		goto fail;

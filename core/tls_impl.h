@@ -35,9 +35,10 @@
 
 /* One tls_cert/tls_key pair of a listener, and the names it answers to. */
 struct tls_cert {
-	SSL_CTX *ctx;
+	SSL_CTX *ctx; /* one certificate per key type (RSA, ECDSA...) for the same names */
 	char **names; /* lower-cased DNS names from the certificate; "*.x" wildcards */
 	size_t n_names;
+	unsigned key_types; /* a bit per key type held (key_bit in tls_ctx.c) */
 };
 
 /* A terminating listener: certs[0] is the default. */

@@ -36,7 +36,6 @@
 #include "core/stats.h"
 
 #define FWD_KEEPALIVE 8 /* idle pooled connections per origin address per worker */
-#define VIA_LINE      "Via: 1.1 fulcrum\r\n"
 #define AUTH_HEADER   "Proxy-Authenticate: Basic realm=\"fulcrum\"\r\n"
 
 /* A worker's forward state; made on first use, freed with the worker. */
@@ -295,13 +294,15 @@ static int64_t max_forwards(const struct http_head *h, const char *buf)
 static int build_head(struct conn *c, const struct http_head *h, int64_t mf)
 {
 	struct http_conn *hc = c->http;
-	struct rewrite_opts more = {
-		.drop_proxy_auth = true, .drop_host = true, .drop_max_forwards = mf > 0};
+	struct rewrite_opts more = {.drop_proxy_auth = true,
+				    .drop_host = true,
+				    .drop_max_forwards = mf > 0,
+				    .via = true};
 	char lines[DNS_NAME_MAX + 96];
 
 	/* The authority is the one the parser checked, at most a bracketed
 	 * name or address and a port: it fits. */
-	int n = snprintf(lines, sizeof(lines), "Host: %.*s\r\n" VIA_LINE, (int)h->authority.len,
+	int n = snprintf(lines, sizeof(lines), "Host: %.*s\r\n", (int)h->authority.len,
 			 hc->rbuf + h->authority.off);
 	if (mf > 0 && n > 0 && (size_t)n < sizeof(lines))
 		snprintf(lines + n, sizeof(lines) - (size_t)n, "Max-Forwards: %lld\r\n",

@@ -39,7 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_HEADERS	 100 /* more fields in one head is 431 */
+#define HTTP_MAX_HEADERS	 1000 /* more fields in one head is 431 (502 from a server) */
 #define HTTP_MAX_EMPTY_LINES	 4 /* empty lines skipped before a request line */
 #define HTTP_DEFAULT_URI_SIZE	 8192
 #define HTTP_DEFAULT_HEADER_SIZE 16384

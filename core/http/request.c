@@ -292,6 +292,16 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		err |= rewrite_add(x, "Connection: close\r\n");
 	if (lines)
 		err |= rewrite_add(x, "%s", lines);
+	if (more && more->via) {
+		/* One field: the hops before, then this one (RFC 9110 §7.6.3).
+		 * An origin that reads only one Via field sees them all. */
+		err |= rewrite_put(x, "Via: ", 5);
+		size_t before = x->len;
+		err |= rewrite_add_joined(x, h, buf, "via");
+		if (x->len > before)
+			err |= rewrite_put(x, ", ", 2);
+		err |= rewrite_add(x, "1.1 fulcrum\r\n");
+	}
 	err |= cache_http_request_lines(c, x); /* a revalidation's validators */
 	err |= rewrite_add(x, "\r\n");
 	if (err)
@@ -303,6 +313,7 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		.drop_proxy_auth = more && more->drop_proxy_auth,
 		.drop_host = more && more->drop_host,
 		.drop_max_forwards = more && more->drop_max_forwards,
+		.via = more && more->via,
 	};
 	size_t start, end;
 	rewrite_compact(buf, h, &o, &start, &end);

@@ -38,6 +38,8 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 		return false;
 	if (o->drop_x_cache && http_token_eq(buf + hd->name.off, hd->name.len, "x-cache"))
 		return false;
+	if (o->via && http_token_eq(buf + hd->name.off, hd->name.len, "via"))
+		return false;
 	/* Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1),
 	 * but never the ones that frame or address the message: dropping those
 	 * on a client's say-so would let it desynchronise the server. */

@@ -22,6 +22,7 @@ struct rewrite_opts {
 	bool drop_host; /* Host: forward mode writes the absolute URI's authority instead */
 	bool drop_max_forwards; /* Max-Forwards: forward mode writes it decremented */
 	bool drop_x_cache; /* X-Cache: a caching listener writes its own */
+	bool via; /* Via: forward mode writes one field, the old ones and its own */
 };
 
 /*

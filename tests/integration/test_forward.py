@@ -295,6 +295,11 @@ def test_absolute_form_sent_in_origin_form_with_via(ctx):
     for gone in ("proxy-authorization", "proxy-connection", "x-hop", "x-forwarded-for",
                  "x-forwarded-proto", "x-forwarded-host"):
         check(gone not in f, f"{gone} reached the origin: {f}")
+    # Earlier hops and this one in one field, in order (RFC 9110 §7.6.3).
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{b.port}/headers",
+                               headers=["Via: 1.0 first", "Via: 1.1 second"]))
+    _, f = headers_seen(m)
+    check(f.get("via") == ["1.0 first, 1.1 second, 1.1 fulcrum"], f"Via at the origin: {f.get('via')}")
 
 
 def test_curl_through_the_proxy(ctx):

@@ -873,6 +873,31 @@ def test_bad_certificates_at_check(ctx):
     check(rc == 0, f"valid TLS configuration refused: {err}")
 
 
+def test_rsa_and_ecdsa_certificates_for_one_name(ctx):
+    """Two pairs for the same names, one RSA and one ECDSA: each client gets
+    the one whose signatures it supports (as nginx and HAProxy do), whatever
+    the order of the lines."""
+    certs = make_certs(ctx)
+    _leaf(certs.dir, "arsa", "a.test", "DNS:a.test", kind="rsa")
+    be = http_server(ctx, "s")
+    for order in (("a", "arsa"), ("arsa", "a")):
+        port = free_port()
+        f = ctx.fulcrum(ini(glob_section(),
+                            ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+                            ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http",
+                                            "pool": "p",
+                                            "tls_cert": [certs.pem(n) for n in order],
+                                            "tls_key": [certs.key(n) for n in order]})))
+        for args, bits in ((("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256"), "256"),
+                           (("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"), "2048"),
+                           (("-tls1_3", "-sigalgs", "ecdsa_secp256r1_sha256"), "256"),
+                           (("-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256"), "2048")):
+            out = s_client(port, "-servername", "a.test", *args)
+            check(f"Server public key is {bits} bit" in out,
+                  f"{order} {args}: want the {bits}-bit key:\n{out[-1500:]}")
+        f.stop()
+
+
 def test_expired_certificate_warned_and_served(ctx):
     """An expired certificate is not a configuration error (nginx and HAProxy
     load one too; a restart after a failed renewal must not take the site

@@ -111,6 +111,10 @@ Test(acl, invalid_patterns_are_refused_with_a_reason)
 		"10.0.0.0/",
 		"host:*-5",
 		"a:b:c:d:e:f:g:h:i",
+		"**.example.com",
+		"-bad.com",
+		"bad-.example.com",
+		"a..example.com",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct acl *a = acl_new();

@@ -404,7 +404,7 @@ static size_t build_fields(char *buf, size_t cap, unsigned int count)
 Test(http_parser, header_count)
 {
 	static struct http_head h;
-	static char buf[4096];
+	static char buf[HTTP_MAX_HEADERS * 16];
 	size_t n;
 
 	n = build_fields(buf, sizeof(buf), HTTP_MAX_HEADERS);
