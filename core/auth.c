@@ -10,7 +10,11 @@
  * one lock-free stack and ring the hasher's eventfd; the hasher takes the
  * whole stack at once, hashes in arrival order, and pushes each finished
  * job onto its cache's stack and rings that worker's doorbell. A job's
- * owner field is the worker's alone: the hasher never reads it.
+ * owner field is the worker's alone: the hasher never reads it; a job whose
+ * owner left is marked cancelled and is not hashed. A cache counts the jobs
+ * the hasher still holds (in_hasher), which it drops only after its last
+ * touch of the cache (the doorbell included), so auth_cache_free, which
+ * waits for that count, never frees a cache or closes a doorbell under it.
  *
  * The cache makes a hash a cost of a user's first request per worker and
  * configuration, not of every request. Refused credentials are remembered
@@ -33,6 +37,7 @@
 #include <unistd.h>
 
 #include "balancer/lb.h"
+#include "core/log.h"
 #include "core/util.h"
 
 #define AUTH_CACHE_SLOTS   64
@@ -68,6 +73,7 @@ struct auth_cache {
 	struct auth_refused refused[AUTH_REFUSED_SLOTS];
 	int wake_fd; /* the worker's doorbell */
 	size_t outstanding; /* jobs handed out and not yet collected */
+	_Atomic size_t in_hasher; /* jobs the hasher has not let go of */
 	_Atomic(struct auth_job *) done; /* pushed by the hasher */
 };
 
@@ -75,6 +81,8 @@ struct auth_job {
 	struct auth_job *next;
 	struct auth_cache *ac;
 	void *owner; /* the worker's: NULL once cancelled */
+	_Atomic bool cancelled; /* set with owner = NULL: the hasher skips it */
+	bool hashed; /* the hasher ran it: ok is a verdict */
 	uint64_t serial, hash; /* for the caches: the db's serial, the value's lb_hash */
 	uint16_t len; /* of token; 0 when the value is too long to remember */
 	char token[AUTH_TOKEN_MAX];
@@ -299,14 +307,19 @@ static void *hasher_main(void *arg)
 			return NULL;
 		for (struct auth_job *j = take_all(&hasher.jobs), *next; j; j = next) {
 			next = j->next;
-			const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
-			j->ok = h && same_secret(h, j->stored);
+			if (!atomic_load_explicit(&j->cancelled, memory_order_relaxed)) {
+				const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
+				j->ok = h && same_secret(h, j->stored);
+				j->hashed = true;
+				explicit_bzero(cd, sizeof(*cd));
+			}
 			explicit_bzero(j->cred, sizeof(j->cred));
-			explicit_bzero(cd, sizeof(*cd));
 			atomic_fetch_sub_explicit(&hasher.queued, 1, memory_order_relaxed);
-			int fd = j->ac->wake_fd; /* j is the worker's once pushed */
-			push(&j->ac->done, j);
-			ring(fd);
+			/* j is the worker's once pushed: nothing of it after. */
+			struct auth_cache *ac = j->ac;
+			push(&ac->done, j);
+			ring(ac->wake_fd);
+			atomic_fetch_sub_explicit(&ac->in_hasher, 1, memory_order_release);
 		}
 	}
 }
@@ -332,6 +345,8 @@ static void hasher_start(void)
 	pthread_attr_destroy(&attr);
 	if (!hasher.running)
 		free(cd);
+	if (!hasher.running)
+		log_error("cannot start the password hasher thread: new credentials get 503");
 }
 
 struct auth_cache *auth_cache_new(int wake_fd)
@@ -346,6 +361,8 @@ struct auth_cache *auth_cache_new(int wake_fd)
 /* Records job J's verdict in its cache. */
 static void remember(struct auth_cache *ac, const struct auth_job *j)
 {
+	if (!j->hashed)
+		return; /* cancelled: no verdict */
 	if (!j->ok) {
 		struct auth_refused *no = &ac->refused[(j->hash >> 8) % AUTH_REFUSED_SLOTS];
 		no->serial = j->serial;
@@ -373,6 +390,7 @@ void auth_collect(struct auth_cache *ac, void (*done)(void *owner, enum auth_res
 void auth_cancel(struct auth_job *job)
 {
 	job->owner = NULL;
+	atomic_store_explicit(&job->cancelled, true, memory_order_relaxed);
 }
 
 static void forget(void *owner, enum auth_result r)
@@ -385,10 +403,11 @@ void auth_cache_free(struct auth_cache *ac)
 {
 	if (!ac)
 		return;
-	/* The hasher still holds these jobs and will push them here. */
-	while (ac->outstanding) {
+	/* The hasher still holds these jobs (cancelled, as their connections
+	 * have closed: at most the one it is hashing takes time). */
+	while (ac->outstanding || atomic_load_explicit(&ac->in_hasher, memory_order_acquire)) {
 		auth_collect(ac, forget);
-		if (ac->outstanding)
+		if (ac->outstanding || atomic_load_explicit(&ac->in_hasher, memory_order_acquire))
 			usleep(1000);
 	}
 	free(ac);
@@ -492,6 +511,7 @@ static enum auth_result submit(struct auth_cache *ac, const struct auth_db *db, 
 	j->cred[len] = '\0';
 	j->password = j->cred + (colon - cred) + 1;
 	ac->outstanding++;
+	atomic_fetch_add_explicit(&ac->in_hasher, 1, memory_order_relaxed);
 	*out = j;
 	push(&hasher.jobs, j);
 	ring(hasher.fd);

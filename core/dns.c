@@ -40,10 +40,10 @@
 #define DNS_MAX_TTL_S	   3600
 #define DNS_NEG_TTL_MS	   5000
 #define DNS_TRY_TIMEOUT_MS 1000 /* first try; c-ares doubles it for each retry round */
-#define DNS_TRIES                                                                                  \
-	4 /* tries at 0, 1, 3 and 7 s, answers taken until 15 s: the                               \
-	   * caller's connect_timeout, not c-ares, decides when to                                 \
-	   * stop waiting */
+/* Tries at 0, 1, 3 and 7 s (per name server), answers taken until 15 s: the
+ * caller's connect_timeout, not c-ares, decides when to stop waiting, and a
+ * query nobody waits for any more is cancelled (on_timer). */
+#define DNS_TRIES 4
 
 struct dns_entry {
 	struct list hnode; /* in d->buckets */
@@ -76,8 +76,6 @@ struct dns {
 	struct list socks;
 };
 
-static void arm_timer(struct dns *d);
-
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
 static int lib_status;
 
@@ -100,13 +98,8 @@ void dns_cancel(struct dns_wait *wt)
 	if (list_is_empty(&wt->node))
 		return;
 	list_del(&wt->node);
-	/* Nobody waits for any answer any more: end c-ares's retries (up to
-	 * 15 s) now, so its sockets close with the last query. The entries
-	 * get a failure, which is not remembered. */
-	if (--d->n_waiting == 0) {
-		ares_cancel(d->ch);
-		arm_timer(d);
-	}
+	if (--d->n_waiting == 0)
+		timer_add(&d->w->timers, &d->timer, d->w->now_ms); /* on_timer cancels */
 }
 
 /* ---- sockets and the timer -------------------------------------------- */
@@ -120,14 +113,22 @@ static void arm_timer(struct dns *d)
 		return;
 	}
 	uint64_t ms = (uint64_t)tv.tv_sec * 1000 + ((uint64_t)tv.tv_usec + 999) / 1000;
-	timer_add(&d->w->timers, &d->timer, d->w->now_ms + ms);
+	/* Queries nobody waits for: on_timer cancels them at the next turn. */
+	timer_add(&d->w->timers, &d->timer, d->w->now_ms + (d->n_waiting ? ms : 0));
 }
 
 static void on_timer(struct timer *t)
 {
 	struct dns *d = container_of(t, struct dns, timer);
 
-	ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+	/* Nobody waits for any answer: end c-ares's retries (15 s and more)
+	 * now, so its sockets close with the last query. The entries get a
+	 * failure, which is not remembered. Here, not in dns_cancel or a
+	 * dispatch, since c-ares may be on the stack there. */
+	if (d->n_waiting == 0)
+		ares_cancel(d->ch);
+	else
+		ares_process_fd(d->ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 	arm_timer(d);
 }
 
@@ -308,7 +309,8 @@ static void dispatch(struct dns_entry *e)
 	while (!list_is_empty(&todo)) {
 		struct dns_wait *wt = container_of(todo.next, struct dns_wait, node);
 		list_del(&wt->node);
-		wt->d->n_waiting--;
+		if (--wt->d->n_waiting == 0) /* on_timer cancels what is left */
+			timer_add(&wt->d->w->timers, &wt->d->timer, wt->d->w->now_ms);
 		wt->cb(wt, &ans);
 	}
 }

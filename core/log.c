@@ -101,14 +101,16 @@ int log_access_check(const char *target)
 	return access(dir, W_OK | X_OK) < 0 ? -errno : 0;
 }
 
-int log_access_chown(uid_t uid, gid_t gid)
+int log_access_chown(uid_t uid)
 {
 	int fd = atomic_load(&access_fd);
 	struct stat st;
 
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	/* Only a file root owns (fulcrum made it, or root did) changes hands,
+	 * and only its owner, as nginx does: a group logrotate set stays. */
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0)
 		return 0;
-	return fchown(fd, uid, gid) < 0 ? -errno : 0;
+	return fchown(fd, uid, (gid_t)-1) < 0 ? -errno : 0;
 }
 
 int log_access_open(const char *target, enum cfg_log_format format)

@@ -32,10 +32,10 @@ int log_access_open(const char *target, enum cfg_log_format format);
 /* Whether TARGET could be opened as the access log (-t, and a reload before
  * it commits), without creating it. Returns 0 or -errno. */
 int log_access_check(const char *target);
-/* Gives the access log file, when there is one, to UID:GID: the user that
- * start-up is about to become, who reopens it on SIGUSR1. Returns 0 or
- * -errno. */
-int log_access_chown(uid_t uid, gid_t gid);
+/* Gives the access log file, when there is one and root owns it, to UID:
+ * the user that start-up is about to become, who reopens it on SIGUSR1.
+ * Its group stays. Returns 0 or -errno. */
+int log_access_chown(uid_t uid);
 bool log_access_enabled(void);
 
 /* One access-log record; strings may be NULL for "-". */

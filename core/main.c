@@ -93,6 +93,34 @@ static int parse_workers(const char *arg)
 	return *end || end == arg || n < 1 || n > 1024 ? -1 : (int)n;
 }
 
+/* -v or -h (or --version, --help) anywhere on the command line, but as the
+ * value of -c, -w or -p: answered, and the process exits 0. Another long
+ * option: one line on stderr and -1 (getopt would see "-" and letters). */
+static int answer_version_or_help(int argc, char **argv)
+{
+	const char *unknown = NULL;
+
+	for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "-c") == 0 || strcmp(a, "-w") == 0 || strcmp(a, "-p") == 0) {
+			i++;
+		} else if (strcmp(a, "-v") == 0 || strcmp(a, "--version") == 0) {
+			print_version();
+			exit(0);
+		} else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			exit(0);
+		} else if (strncmp(a, "--", 2) == 0 && !unknown) {
+			unknown = a;
+		}
+	}
+	if (unknown) {
+		fprintf(stderr, "fulcrum: unknown option %s (see fulcrum -h)\n", unknown);
+		return -1;
+	}
+	return 0;
+}
+
 /* Reads the command line into O. -v and -h answer (and exit) whatever else
  * is there; a bad command line gets one line on stderr and -1. */
 static int parse_args(int argc, char **argv, struct options *o)
@@ -100,6 +128,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 	const char *workers = NULL;
 	int ch;
 
+	if (answer_version_or_help(argc, argv) < 0)
+		return -1;
 	o->config = DEFAULT_CONFIG;
 	opterr = 0; /* our own one-line messages */
 	while ((ch = getopt(argc, argv, ":c:tw:p:vh")) != -1) {
@@ -244,7 +274,7 @@ static int drop_privileges(const char *user)
 		fprintf(stderr, "fulcrum: user \"%s\" does not exist\n", user);
 		return -1;
 	}
-	int err = log_access_chown(pw->pw_uid, pw->pw_gid);
+	int err = log_access_chown(pw->pw_uid);
 	if (err < 0)
 		log_warn("cannot give the access log to user %s: %s; SIGUSR1 may not reopen it",
 			 user, strerror(-err));

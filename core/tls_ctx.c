@@ -279,21 +279,30 @@ static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct t
 }
 
 /*
- * Gives CTX, which holds pair CERT of listener LC, a session-id context of
- * its own: a digest of the listener, the pair's place and the certificate
- * itself. OpenSSL resumes a session (by id or ticket) only in the context
- * it was made in, so a session is never resumed under another pair, nor
- * under a renewed certificate after a reload. Returns 1 or 0.
+ * Gives CTX, which serves listener LC, a session-id context of its own: a
+ * digest of the listener's name and of every certificate CTX holds (two,
+ * for an RSA and an ECDSA pair of the same names). OpenSSL resumes a
+ * session (by id or ticket) only in the context it was made in, so a
+ * session is never resumed under another pair, nor after a reload renewed
+ * any certificate of its context. Returns 1 or 0.
  */
-static int bind_sessions(SSL_CTX *ctx, const struct cfg_listener *lc, size_t cert)
+static int bind_sessions(SSL_CTX *ctx, const struct cfg_listener *lc)
 {
-	unsigned char in[256 + EVP_MAX_MD_SIZE], sid[EVP_MAX_MD_SIZE];
-	unsigned int cert_len = 0, sid_len = 0;
-	int n = snprintf((char *)in, 256, "%zu#%s", cert, lc->name);
-	size_t len = n < 256 ? (size_t)n : 255;
+	unsigned char sid[EVP_MAX_MD_SIZE], md[EVP_MAX_MD_SIZE];
+	unsigned int sid_len = 0, md_len = 0;
+	EVP_MD_CTX *d = EVP_MD_CTX_new();
+	int ok = d && EVP_DigestInit_ex(d, EVP_sha256(), NULL) &&
+		 EVP_DigestUpdate(d, lc->name, strlen(lc->name) + 1);
 
-	if (X509_digest(SSL_CTX_get0_certificate(ctx), EVP_sha256(), in + len, &cert_len) != 1 ||
-	    EVP_Digest(in, len + cert_len, sid, &sid_len, EVP_sha256(), NULL) != 1)
+	for (int r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_FIRST); ok && r;
+	     r = SSL_CTX_set_current_cert(ctx, SSL_CERT_SET_NEXT)) {
+		X509 *x = SSL_CTX_get0_certificate(ctx);
+		ok = x && X509_digest(x, EVP_sha256(), md, &md_len) == 1 &&
+		     EVP_DigestUpdate(d, md, md_len);
+	}
+	ok = ok && EVP_DigestFinal_ex(d, sid, &sid_len);
+	EVP_MD_CTX_free(d);
+	if (!ok)
 		return 0;
 	if (sid_len > SSL_MAX_SID_CTX_LENGTH)
 		sid_len = SSL_MAX_SID_CTX_LENGTH;
@@ -311,7 +320,7 @@ static int cert_load(struct tls_cert *tc, const struct cfg_listener *lc, size_t 
 	if (!server_settings(tc->ctx, lc, tl) ||
 	    SSL_CTX_use_certificate_chain_file(tc->ctx, lc->tls_certs[i]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(tc->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(tc->ctx) != 1 || !bind_sessions(tc->ctx, lc, i))
+	    SSL_CTX_check_private_key(tc->ctx) != 1 || !bind_sessions(tc->ctx, lc))
 		goto fail;
 	if (read_names(tc) < 0) {
 		log_error("listener %s: out of memory reading the names of %s", lc->name,
@@ -383,7 +392,7 @@ static int join_twin(struct tls_cert *twin, const struct cfg_listener *lc, size_
 {
 	if (SSL_CTX_use_certificate_chain_file(twin->ctx, lc->tls_certs[i]) != 1 ||
 	    SSL_CTX_use_PrivateKey_file(twin->ctx, lc->tls_keys[i], SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(twin->ctx) != 1 || !bind_sessions(twin->ctx, lc, i)) {
+	    SSL_CTX_check_private_key(twin->ctx) != 1 || !bind_sessions(twin->ctx, lc)) {
 		log_error("listener %s: cannot use tls_cert %s with tls_key %s: %s", lc->name,
 			  lc->tls_certs[i], lc->tls_keys[i], tls_error_reason());
 		return -1;

@@ -132,6 +132,8 @@ bool http_list_next(const char *val, size_t len, size_t *pos, const char **elem,
 
 bool http_connection_lists(const struct http_head *h, const char *buf, const char *name, size_t len)
 {
+	if (h->conn_options == 0)
+		return false; /* only close, keep-alive or upgrade: no field named */
 	for (unsigned int i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		const char *el;

@@ -511,12 +511,16 @@ static void add_connection(const char *v, size_t n, struct http_head *h)
 	size_t el_len, pos = 0;
 
 	while (http_list_next(v, n, &pos, &el, &el_len)) {
+		if (h->conn_tokens < UINT16_MAX)
+			h->conn_tokens++;
 		if (http_token_eq(el, el_len, "close"))
 			h->conn_close = true;
 		else if (http_token_eq(el, el_len, "keep-alive"))
 			h->conn_keep_alive = true;
 		else if (http_token_eq(el, el_len, "upgrade"))
 			h->conn_upgrade = true;
+		else if (h->conn_options < UINT16_MAX)
+			h->conn_options++;
 	}
 }
 
@@ -538,7 +542,8 @@ static enum http_result apply_field(const char *buf, const struct http_header *h
 		return is_authority(v, n, false, true) ? HTTP_DONE : HTTP_E_BAD_HOST;
 	case HTTP_H_CONNECTION:
 		add_connection(v, n, h);
-		return HTTP_DONE;
+		return h->conn_tokens > HTTP_MAX_CONNECTION_TOKENS ? HTTP_E_TOO_MANY_HEADERS
+								   : HTTP_DONE;
 	case HTTP_H_UPGRADE:
 		h->has_upgrade = true;
 		return HTTP_DONE;

@@ -39,10 +39,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HTTP_MAX_HEADERS	 1000 /* more fields in one head is 431 (502 from a server) */
-#define HTTP_MAX_EMPTY_LINES	 4 /* empty lines skipped before a request line */
-#define HTTP_DEFAULT_URI_SIZE	 8192
-#define HTTP_DEFAULT_HEADER_SIZE 16384
+#define HTTP_MAX_HEADERS 1000 /* more fields in one head is 431 (502 from a server) */
+/* More Connection tokens is 431 too: each names a field to drop, looked up
+ * for every field, so this bounds that work. */
+#define HTTP_MAX_CONNECTION_TOKENS 64
+#define HTTP_MAX_EMPTY_LINES	   4 /* empty lines skipped before a request line */
+#define HTTP_DEFAULT_URI_SIZE	   8192
+#define HTTP_DEFAULT_HEADER_SIZE   16384
 
 /*
  * What a parse (or a chunked-body step, see chunked.h) came to. Values from
@@ -182,6 +185,8 @@ struct http_head {
 	bool has_te; /* a Transfer-Encoding field is present */
 	bool chunked; /* and its last coding is chunked */
 	bool te_other; /* and it lists a coding other than chunked */
+	uint16_t conn_tokens; /* Connection tokens, all fields together */
+	uint16_t conn_options; /* of them, other than close, keep-alive and upgrade */
 	bool conn_close; /* Connection lists these tokens */
 	bool conn_keep_alive;
 	bool conn_upgrade;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 static bool is_forwarded(const struct http_header *hd, const char *buf)
 {
 	const char *n = buf + hd->name.off;
@@ -84,6 +86,7 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 				char line[48];
 				int n = snprintf(line, sizeof(line), "Content-Length: %lld\r\n",
 						 (long long)h->content_length);
+				BUG_ON(n <= 0 || (size_t)n > to - dst); /* never drop framing */
 				if (n > 0 && (size_t)n <= to - dst) {
 					memcpy(buf + dst, line, (size_t)n);
 					dst += (size_t)n;

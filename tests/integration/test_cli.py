@@ -37,9 +37,16 @@ def test_unknown_option(ctx):
         check(rc == 1, f"{args}: exit status {rc}")
         lines = err.strip().splitlines()
         check(len(lines) == 1 and names in lines[0], f"{args}: stderr {err!r}")
-    # -v and -h answer whatever else the line holds.
-    rc, out, err = run_fulcrum(["-w", "0", "-v"])
-    check(rc == 0 and "fulcrum" in out, f"-w 0 -v: {rc} {out!r} {err!r}")
+    # -v and -h answer whatever else the line holds, long forms too.
+    for args in (["-w", "0", "-v"], ["-Z", "-v"], ["--version"], ["--bogus", "-v"]):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 0 and "fulcrum" in out and not err, f"{args}: {rc} {out!r} {err!r}")
+    for args in (["-x", "-h"], ["--help"]):
+        rc, out, err = run_fulcrum(args)
+        check(rc == 0 and "usage" in out and not err, f"{args}: {rc} {out!r} {err!r}")
+    rc, out, err = run_fulcrum(["--bogus"])
+    check(rc == 1 and err.strip() == "fulcrum: unknown option --bogus (see fulcrum -h)",
+          f"--bogus: {rc} {err!r}")
 
 
 def _valid_conf(port, backend_port):

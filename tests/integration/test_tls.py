@@ -896,6 +896,30 @@ def test_rsa_and_ecdsa_certificates_for_one_name(ctx):
             check(f"Server public key is {bits} bit" in out,
                   f"{order} {args}: want the {bits}-bit key:\n{out[-1500:]}")
         f.stop()
+    # Renewing either certificate ends the sessions of the pair: the RSA
+    # one renewed, an RSA session from before is not resumed.
+    d = certs.dir
+    live = os.path.join(d, "live-rsa.pem")
+    shutil.copy(certs.pem("arsa"), live)
+    port = free_port()
+    f = ctx.fulcrum(ini(glob_section(),
+                        ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+                        ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                                        "tls_cert": [live, certs.pem("a")],
+                                        "tls_key": [certs.key("arsa"), certs.key("a")]})))
+    sess = ctx.path("rsa-session.pem")
+    rsa = ("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", *rsa, data=req)
+    out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *rsa, data=req)
+    check("\nReused, " in out, f"the RSA session is not resumed at all:\n{out[-1500:]}")
+    _openssl("x509", "-req", "-in", "arsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "live-rsa.pem", "-days", "2", "-extfile", "arsa.ext",
+             cwd=d)
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *rsa, data=req)
+    check("\nNew, " in out, f"an RSA session resumed after the RSA renewal:\n{out[-1500:]}")
 
 
 def test_expired_certificate_warned_and_served(ctx):

@@ -316,3 +316,33 @@ Test(auth, guessing_queues_no_further_and_refusals_are_remembered)
 	auth_db_free(db);
 	free(h);
 }
+
+Test(auth, cancelled_jobs_are_not_hashed_nor_remembered)
+{
+	char *h = hash_of("$2y$", "right");
+	char text[512], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_cache *ac = new_cache();
+	enum auth_result verdict = AUTH_PENDING;
+	char *v = basic("u", "wrong");
+	struct auth_job *job = NULL;
+	cr_assert_eq(auth_check(ac, db, v, strlen(v), &verdict, &job), AUTH_PENDING);
+	auth_cancel(job); /* the connection closed */
+	/* Its owner hears nothing, and no refusal is remembered: the same value
+	 * is handed over again rather than answered from memory. */
+	struct auth_job *again = NULL;
+	enum auth_result later = AUTH_PENDING;
+	cr_expect_eq(auth_check(ac, db, v, strlen(v), &later, &again), AUTH_PENDING);
+	auth_cancel(again);
+	cr_expect_eq(settle(ac, db, "Basic dTpyaWdodA==", 18), AUTH_OK); /* "u:right" */
+	auth_cache_free(ac); /* returns: waits only for what the hasher holds */
+	cr_expect(verdict == AUTH_PENDING && later == AUTH_PENDING,
+		  "a cancelled job's owner was called back");
+	free(v);
+	auth_db_free(db);
+	free(h);
+}

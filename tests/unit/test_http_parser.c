@@ -416,6 +416,32 @@ Test(http_parser, header_count)
 	cr_expect_eq(http_result_status(HTTP_E_TOO_MANY_HEADERS), 431);
 }
 
+Test(http_parser, connection_tokens_are_bounded)
+{
+	static struct http_head h;
+	static char buf[4096];
+	size_t n;
+
+	for (int count = HTTP_MAX_CONNECTION_TOKENS; count <= HTTP_MAX_CONNECTION_TOKENS + 1;
+	     count++) {
+		n = (size_t)snprintf(buf, sizeof(buf),
+				     "GET / HTTP/1.1\r\nHost: a\r\nConnection: close");
+		for (int i = 1; i < count; i++)
+			n += (size_t)snprintf(buf + n, sizeof(buf) - n, "%sx-%d",
+					      i % 2 ? ", " : "\r\nConnection: ", i);
+		n += (size_t)snprintf(buf + n, sizeof(buf) - n, "\r\n\r\n");
+		enum http_result r = http_parse_request(buf, n, NULL, &h);
+		if (count <= HTTP_MAX_CONNECTION_TOKENS) {
+			cr_expect_eq(r, HTTP_DONE, "%d tokens", count);
+			cr_expect_eq(h.conn_tokens, count);
+			cr_expect_eq(h.conn_options, count - 1);
+			cr_expect(h.conn_close);
+		} else {
+			cr_expect_eq(r, HTTP_E_TOO_MANY_HEADERS, "%d tokens", count);
+		}
+	}
+}
+
 static bool slice_is(const char *buf, struct http_slice s, const char *want)
 {
 	return s.len == strlen(want) && memcmp(buf + s.off, want, s.len) == 0;
