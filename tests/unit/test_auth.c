@@ -93,6 +93,20 @@ static struct auth_cache *new_cache(void)
 	return ac;
 }
 
+/* A db of one user, "u", whose PASSWORD is hashed with METHOD. */
+static struct auth_db *one_user(const char *method, const char *password)
+{
+	char *h = hash_of(method, password);
+	char text[512], err[256];
+	int rc;
+
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	free(h);
+	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	return db;
+}
+
 static void got(void *owner, enum auth_result r)
 {
 	*(enum auth_result *)owner = r;
@@ -284,14 +298,10 @@ static enum auth_result hand_over(struct auth_cache *ac, const struct auth_db *d
 
 Test(auth, guessing_queues_no_further_and_refusals_are_remembered)
 {
-	char *h = hash_of("$2y$", "right");
-	char text[512], err[256], guess[32];
-	int rc, busy = 0;
+	char guess[32];
+	int busy = 0;
 	enum auth_result verdicts[2 * AUTH_QUEUE_MAX];
-
-	snprintf(text, sizeof(text), "u:%s\n", h);
-	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
-	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_db *db = one_user("$2y$", "right");
 	struct auth_cache *ac = new_cache();
 	cr_expect_eq(attempt(ac, db, "u", "right"), AUTH_OK, "verified");
 	cr_expect_eq(attempt(ac, db, "u", "wrong-0"), AUTH_WRONG, "refused");
@@ -314,18 +324,11 @@ Test(auth, guessing_queues_no_further_and_refusals_are_remembered)
 		cr_expect(verdicts[i] == AUTH_PENDING || verdicts[i] == AUTH_WRONG,
 			  "guess %d: verdict %d", i, verdicts[i]);
 	auth_db_free(db);
-	free(h);
 }
 
 Test(auth, cancelled_jobs_are_not_hashed_nor_remembered)
 {
-	char *h = hash_of("$2y$", "right");
-	char text[512], err[256];
-	int rc;
-
-	snprintf(text, sizeof(text), "u:%s\n", h);
-	struct auth_db *db = load_text(text, &rc, err, sizeof(err));
-	cr_assert_eq(rc, 0, "%s", err);
+	struct auth_db *db = one_user("$2y$", "right");
 	struct auth_cache *ac = new_cache();
 	enum auth_result verdict = AUTH_PENDING;
 	char *v = basic("u", "wrong");
@@ -344,5 +347,4 @@ Test(auth, cancelled_jobs_are_not_hashed_nor_remembered)
 		  "a cancelled job's owner was called back");
 	free(v);
 	auth_db_free(db);
-	free(h);
 }
