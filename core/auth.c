@@ -83,6 +83,7 @@ struct auth_job {
 	void *owner; /* the worker's: NULL once cancelled */
 	_Atomic bool cancelled; /* set with owner = NULL: the hasher skips it */
 	bool hashed; /* the hasher ran it: ok is a verdict */
+	bool unknown; /* no such user: hashed for the time it takes, refused */
 	uint64_t serial, hash; /* for the caches: the db's serial, the value's lb_hash */
 	uint16_t len; /* of token; 0 when the value is too long to remember */
 	char token[AUTH_TOKEN_MAX];
@@ -309,7 +310,7 @@ static void *hasher_main(void *arg)
 			next = j->next;
 			if (!atomic_load_explicit(&j->cancelled, memory_order_relaxed)) {
 				const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
-				j->ok = h && same_secret(h, j->stored);
+				j->ok = h && same_secret(h, j->stored) && !j->unknown;
 				j->hashed = true;
 				explicit_bzero(cd, sizeof(*cd));
 			}
@@ -484,8 +485,13 @@ static enum auth_result submit(struct auth_cache *ac, const struct auth_db *db, 
 	memcpy(name, cred, (size_t)(colon - cred));
 	name[colon - cred] = '\0';
 	const struct auth_user *u = find_user(db, name);
-	if (!u)
+	/* An unknown user is hashed too, against another user's hash, and
+	 * refused: answering at once would tell which names exist. */
+	bool unknown = !u;
+	if (unknown && db->n == 0)
 		return AUTH_WRONG;
+	if (unknown)
+		u = &db->users[0];
 	pthread_once(&hasher.once, hasher_start);
 	if (!hasher.running)
 		return AUTH_BUSY;
@@ -501,6 +507,7 @@ static enum auth_result submit(struct auth_cache *ac, const struct auth_db *db, 
 	}
 	j->ac = ac;
 	j->owner = owner;
+	j->unknown = unknown;
 	j->serial = db->serial;
 	j->hash = hash;
 	if (value_len <= AUTH_TOKEN_MAX) {
