@@ -334,6 +334,7 @@ static void hasher_start(void)
 	hasher.fd = eventfd(0, EFD_CLOEXEC);
 	if (!cd || hasher.fd < 0 || pthread_attr_init(&attr) != 0) {
 		free(cd);
+		log_error("cannot start the password hasher thread: new credentials get 503");
 		return;
 	}
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -344,10 +345,10 @@ static void hasher_start(void)
 	hasher.running = pthread_create(&t, &attr, hasher_main, cd) == 0;
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	if (!hasher.running)
+	if (!hasher.running) {
 		free(cd);
-	if (!hasher.running)
 		log_error("cannot start the password hasher thread: new credentials get 503");
+	}
 }
 
 struct auth_cache *auth_cache_new(int wake_fd)
