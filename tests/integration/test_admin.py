@@ -599,6 +599,10 @@ def test_metrics_http_traffic(ctx):
     for _ in range(10):
         st, body = http_get(port)
         check(st in (200, 404), f"status {st}")
+    # A request is counted as it ends, which may be just after its client
+    # read the answer.
+    wait_for(lambda: metric(parse_metrics(adm.metrics()), "fulcrum_request_duration_seconds_count",
+                            pool="p") == 10, 5 * SCALE, what="10 requests counted")
     m1 = parse_metrics(adm.metrics())
     ok = metric(m1, "fulcrum_requests_total", pool="p", server="h1", code="2xx")
     nf = metric(m1, "fulcrum_requests_total", pool="p", server="h2", code="4xx")
