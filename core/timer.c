@@ -86,9 +86,11 @@ void timer_wheel_advance(struct timer_wheel *tw, uint64_t now_ms)
 	tw->now_ms = now_ms;
 	while (tw->tick <= now_tick && n++ < TW_SLOTS) {
 		unsigned slot = tw->tick & TW_MASK;
+		/* Past this slot before its callbacks run: a timer they arm for
+		 * now lands in the next slot, not in this one a lap away. */
+		tw->tick++;
 		if (tw->used[slot / 64] & (1ull << (slot % 64)))
 			run_slot(tw, slot, now_ms);
-		tw->tick++;
 	}
 	/* After a jump of more than a lap every slot has been visited once;
 	 * the timers left are not due. */

@@ -286,10 +286,12 @@ static void *worker_main(void *arg)
 		timer_wheel_advance(&w->timers, w->now_ms);
 		free_closed(w);
 		upstream_free_closed(w);
-		log_flush(w->log);
 		/* With no connection left, give back the spare pipes' fds. */
 		if (w->n_conns == 0 && w->pipes.n_free)
 			pipe_pool_deinit(&w->pipes);
+		/* Last: once a connection's line is in the log, everything it
+		 * held is closed. */
+		log_flush(w->log);
 		if (w->draining && w->n_conns == 0)
 			break;
 	}

@@ -13,6 +13,7 @@ struct probe {
 	uint64_t fired_at;
 	struct timer_wheel *tw; /* for callbacks that re-arm */
 	uint64_t rearm_ms; /* 0: do not re-arm */
+	struct timer *then; /* armed for now when this one fires */
 };
 
 static uint64_t now;
@@ -26,6 +27,8 @@ static void on_fire(struct timer *t)
 		timer_add(p->tw, &p->t, now + p->rearm_ms);
 		p->rearm_ms = 0;
 	}
+	if (p->then)
+		timer_add(p->tw, p->then, now);
 }
 
 /* Advances the wheel one millisecond at a time up to TO. */
@@ -152,4 +155,26 @@ Test(timer, past_deadline_fires_on_next_advance)
 	cr_expect_eq(timer_wheel_timeout_ms(&tw), 0);
 	timer_wheel_advance(&tw, now);
 	cr_expect_eq(a.fired, 1);
+}
+
+/* A timer armed for "now" by a callback that runs when now is exactly on a
+ * tick boundary fires on the next advance, not a lap (8 s) later: the slot
+ * being run is not the one it lands in. */
+Test(timer, armed_for_now_inside_a_callback_on_a_tick_boundary)
+{
+	struct probe a = {.tw = &tw}, b = {0};
+	uint64_t start = now;
+
+	cr_assert_eq(start % TW_TICK_MS, 0);
+	timer_init(&a.t, on_fire);
+	timer_init(&b.t, on_fire);
+	a.then = &b.t;
+	timer_add(&tw, &a.t, start + TW_TICK_MS);
+	run_to(&tw, start + TW_TICK_MS);
+	cr_expect_eq(a.fired, 1);
+	cr_expect_eq(b.fired, 0);
+	int t = timer_wheel_timeout_ms(&tw);
+	cr_expect(t >= 0 && t <= TW_TICK_MS, "sleep of %d ms for a due timer", t);
+	run_to(&tw, start + 2 * TW_TICK_MS);
+	cr_expect_eq(b.fired, 1, "the timer armed for now waited for a later lap");
 }
