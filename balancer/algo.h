@@ -59,20 +59,26 @@ static inline bool lb_is_cand(const struct lb_cands *c, const struct lb_server *
 }
 
 /*
- * Bounded-load consistent hashing: a server may take one more connection
- * only while active + 1 <= ceil(factor/100 * (load + 1) * weight / weight_up),
- * load being the active connections of the tier's up servers and weight_up
- * their total effective weight. With equal weights that is SPEC §4's
- * ceil(factor/100 * (total load + 1) / servers up).
+ * Bounded-load consistent hashing (SPEC §4): a server may take one more
+ * connection only while active + 1 <= ceil(factor/100 * (load + 1) / up),
+ * load being the active connections of the tier's up servers and up their
+ * number (servers of weight 0, which take nothing, not counted). Weights
+ * shape which keys a server gets, not its cap.
  */
 struct lb_bound {
 	uint64_t num; /* factor * (load + 1) */
-	uint64_t den; /* 100 * weight_up */
+	uint64_t den; /* 100 * servers up */
 };
 
 void lb_bound_init(struct lb_bound *b, const struct lb_pool *pool, const struct lb_cands *c,
 		   int factor);
-bool lb_bound_admits(const struct lb_bound *b, const struct lb_cands *c, const struct lb_server *s);
+bool lb_bound_admits(const struct lb_bound *b, const struct lb_server *s);
+
+/* A candidate other than SKIP (may be NULL), each drawn with probability
+ * weight / TOTAL, TOTAL being the candidates' weight without SKIP's. */
+struct lb_server *lb_weighted_draw(const struct lb_pool *pool, struct lb_worker *w,
+				   const struct lb_cands *c, const struct lb_server *skip,
+				   uint64_t total);
 
 /* xorshift64*: STATE must not be 0. */
 uint64_t lb_rng_next(uint64_t *state);

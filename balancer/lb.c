@@ -254,29 +254,28 @@ size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_s
 void lb_bound_init(struct lb_bound *b, const struct lb_pool *pool, const struct lb_cands *c,
 		   int factor)
 {
-	uint64_t load = 0, weight_up = 0;
+	uint64_t load = 0, up = 0;
 
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *s = pool->servers[i];
 		int active = atomic_load_explicit(&s->active, memory_order_relaxed);
 
-		if (s->backup != c->backup ||
+		if (s->backup != c->backup || lb_cand_weight(c, s) <= 0 ||
 		    atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
 			continue;
 		load += active > 0 ? (uint64_t)active : 0;
-		weight_up += lb_cand_weight(c, s) > 0 ? (uint64_t)lb_cand_weight(c, s) : 0;
+		up++;
 	}
 	b->num = (uint64_t)factor * (load + 1);
-	b->den = 100 * (weight_up ? weight_up : 1);
+	b->den = 100 * (up ? up : 1);
 }
 
-bool lb_bound_admits(const struct lb_bound *b, const struct lb_cands *c, const struct lb_server *s)
+bool lb_bound_admits(const struct lb_bound *b, const struct lb_server *s)
 {
-	unsigned __int128 cap =
-		((unsigned __int128)b->num * (uint64_t)lb_cand_weight(c, s) + b->den - 1) / b->den;
+	uint64_t cap = (b->num + b->den - 1) / b->den;
 	int active = atomic_load_explicit(&s->active, memory_order_relaxed);
 
-	return (unsigned __int128)(active > 0 ? active : 0) + 1 <= cap;
+	return (uint64_t)(active > 0 ? active : 0) + 1 <= cap;
 }
 
 struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,

@@ -80,7 +80,7 @@ struct lb_worker {
 	int64_t *cw; /* smooth-WRR current weight per server */
 	size_t n;
 	uint64_t rng; /* xorshift state, never 0 */
-	uint32_t rr; /* leastconn: rotates the scan start so ties take turns */
+	uint32_t rr; /* leastconn: whose turn it is among tied servers */
 };
 
 /*

@@ -1,10 +1,11 @@
 /*
  * leastconn.c - least connections, weighted: the candidate with the lowest
- * (active + 1) / weight, the weighted load it would have with this
- * connection (compared by cross-multiplication, no division). With equal
- * weights that is simply the fewest active connections. Ties take turns:
- * the worker's counter picks which of the tied candidates goes, so servers
- * that are not candidates (down, disabled, backups) tilt nothing.
+ * active / weight (compared by cross-multiplication, no division). With
+ * equal weights that is simply the fewest active connections. Ties take
+ * weighted turns, as in nginx: the worker's counter walks the tied
+ * candidates' weights, so idle servers of weights 3 and 1 get three
+ * connections and one in turn, and servers that are not candidates (down,
+ * disabled, backups) tilt nothing.
  *
  * Runs on one worker; `active` counts connections of all workers (relaxed
  * atomics), so the choice is pool-wide (SPEC §3). A count may change
@@ -23,13 +24,16 @@ static int compare(int64_t load, int64_t w, int64_t best_load, int64_t best_w)
 
 static int64_t load_of(const struct lb_server *s)
 {
-	return (int64_t)atomic_load_explicit(&s->active, memory_order_relaxed) + 1;
+	int active = atomic_load_explicit(&s->active, memory_order_relaxed);
+
+	return active > 0 ? active : 0;
 }
 
 struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker *w,
 				    const struct lb_cands *c)
 {
 	int64_t best_load = 0, best_w = 1;
+	uint64_t tied_weight = 0;
 	size_t ties = 0;
 
 	for (size_t i = 0; i < pool->n_servers; i++) {
@@ -42,15 +46,19 @@ struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker
 			best_load = load;
 			best_w = ew;
 			ties = 1;
+			tied_weight = (uint64_t)ew;
 		} else if (cmp == 0) {
 			ties++;
+			tied_weight += (uint64_t)ew;
 		}
 	}
 	if (!ties)
 		return NULL;
-	/* The turn-th of the tied; or, when other workers' connections
+	/* The tied server whose share of the tied weight holds this turn, a
+	 * turn being one unit of weight (LB_WEIGHT_SCALE: weights 1 and 1
+	 * alternate, 3 and 1 go a a a b); or, when other workers' connections
 	 * changed the loads meanwhile, the lightest this pass sees. */
-	size_t turn = w->rr++ % ties;
+	uint64_t turn = (uint64_t)w->rr++ * LB_WEIGHT_SCALE % tied_weight;
 	struct lb_server *lightest = NULL;
 	int64_t light_load = 0, light_w = 1;
 	for (size_t i = 0; i < pool->n_servers; i++) {
@@ -58,8 +66,11 @@ struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker
 		if (!lb_is_cand(c, s))
 			continue;
 		int64_t load = load_of(s), ew = lb_cand_weight(c, s);
-		if (compare(load, ew, best_load, best_w) <= 0 && turn-- == 0)
-			return s;
+		if (compare(load, ew, best_load, best_w) <= 0) {
+			if (turn < (uint64_t)ew)
+				return s;
+			turn -= (uint64_t)ew;
+		}
 		if (!lightest || compare(load, ew, light_load, light_w) < 0) {
 			lightest = s;
 			light_load = load;

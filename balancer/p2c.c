@@ -1,54 +1,33 @@
 /*
- * p2c.c - power of two choices (Mitzenmacher): draw two distinct candidates
- * at random and take the less loaded one, load being (active + 1) / weight,
- * the weighted load the server would have with this connection. On a tie the
- * heavier server wins, then the first drawn.
+ * p2c.c - power of two choices (Mitzenmacher): draw two distinct candidates,
+ * each with probability proportional to its weight (as HAProxy's
+ * random(2)), and take the less loaded one, load being active / weight. On
+ * a tie the first drawn wins, so idle servers share by weight.
  *
  * Runs on one worker; `active` is read relaxed, as counted by all workers.
  */
 #include "balancer/lb.h"
 #include "balancer/algo.h"
 
-/* The candidate at rank K (0-based, in server order), or NULL. */
-static struct lb_server *nth_cand(const struct lb_pool *pool, const struct lb_cands *c, size_t k)
-{
-	for (size_t i = 0; i < pool->n_servers; i++) {
-		struct lb_server *s = pool->servers[i];
-
-		if (lb_is_cand(c, s) && k-- == 0)
-			return s;
-	}
-	return NULL;
-}
-
 /* True when A is strictly less loaded than B, weights considered. */
 static bool less_loaded(const struct lb_cands *c, const struct lb_server *a,
 			const struct lb_server *b)
 {
-	int64_t la = (int64_t)atomic_load_explicit(&a->active, memory_order_relaxed) + 1;
-	int64_t lb = (int64_t)atomic_load_explicit(&b->active, memory_order_relaxed) + 1;
+	int la = atomic_load_explicit(&a->active, memory_order_relaxed);
+	int lb = atomic_load_explicit(&b->active, memory_order_relaxed);
 	int64_t wa = lb_cand_weight(c, a), wb = lb_cand_weight(c, b);
 
-	if (la * wb != lb * wa)
-		return la * wb < lb * wa;
-	return wa > wb;
+	return (int64_t)(la > 0 ? la : 0) * wb < (int64_t)(lb > 0 ? lb : 0) * wa;
 }
 
 struct lb_server *lb_p2c_pick(const struct lb_pool *pool, struct lb_worker *w,
 			      const struct lb_cands *c)
 {
-	struct lb_server *a, *b;
-	size_t i, j;
+	uint64_t total = (uint64_t)(c->weight > 0 ? c->weight : 1);
+	struct lb_server *a = lb_weighted_draw(pool, w, c, NULL, total), *b;
 
-	if (c->n <= 1)
-		return nth_cand(pool, c, 0);
-	i = lb_rng_next(&w->rng) % c->n;
-	j = lb_rng_next(&w->rng) % (c->n - 1);
-	if (j >= i)
-		j++;
-	a = nth_cand(pool, c, i);
-	b = nth_cand(pool, c, j);
-	if (!a || !b)
-		return a ? a : nth_cand(pool, c, 0);
-	return less_loaded(c, b, a) ? b : a;
+	if (!a || c->n <= 1)
+		return a;
+	b = lb_weighted_draw(pool, w, c, a, total - (uint64_t)lb_cand_weight(c, a));
+	return b && less_loaded(c, b, a) ? b : a;
 }

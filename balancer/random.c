@@ -22,18 +22,18 @@ uint64_t lb_rng_next(uint64_t *state)
 	return x * 0x2545F4914F6CDD1DULL;
 }
 
-/* Each candidate with probability weight / total weight. */
-struct lb_server *lb_random_pick(const struct lb_pool *pool, struct lb_worker *w,
-				 const struct lb_cands *c)
+struct lb_server *lb_weighted_draw(const struct lb_pool *pool, struct lb_worker *w,
+				   const struct lb_cands *c, const struct lb_server *skip,
+				   uint64_t total)
 {
 	struct lb_server *last = NULL;
-	uint64_t r = lb_rng_next(&w->rng) % (uint64_t)(c->weight > 0 ? c->weight : 1);
+	uint64_t r = lb_rng_next(&w->rng) % (total ? total : 1);
 
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		struct lb_server *s = pool->servers[i];
 		uint64_t ew;
 
-		if (!lb_is_cand(c, s))
+		if (s == skip || !lb_is_cand(c, s))
 			continue;
 		ew = (uint64_t)lb_cand_weight(c, s);
 		if (r < ew)
@@ -43,4 +43,11 @@ struct lb_server *lb_random_pick(const struct lb_pool *pool, struct lb_worker *w
 	}
 	/* A server left the set since lb_cands_init counted it. */
 	return last;
+}
+
+/* Each candidate with probability weight / total weight. */
+struct lb_server *lb_random_pick(const struct lb_pool *pool, struct lb_worker *w,
+				 const struct lb_cands *c)
+{
+	return lb_weighted_draw(pool, w, c, NULL, (uint64_t)(c->weight > 0 ? c->weight : 1));
 }

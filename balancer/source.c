@@ -72,7 +72,7 @@ struct lb_server *lb_hrw_pick(const struct lb_pool *pool, const struct lb_cands 
 			best = s;
 			best_score = score;
 		}
-		if (b && lb_bound_admits(b, c, s) && (!best_in || score > best_in_score)) {
+		if (b && lb_bound_admits(b, s) && (!best_in || score > best_in_score)) {
 			best_in = s;
 			best_in_score = score;
 		}

@@ -146,7 +146,7 @@ static struct lb_server *table_walk(const struct lb_table *t, const struct lb_po
 		if (idx != rejected) {
 			struct lb_server *s = pool->servers[idx];
 
-			if (lb_is_cand(c, s) && (!b || lb_bound_admits(b, c, s)))
+			if (lb_is_cand(c, s) && (!b || lb_bound_admits(b, s)))
 				return s;
 			rejected = idx;
 		}

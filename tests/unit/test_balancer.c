@@ -412,6 +412,35 @@ Test(p2c, less_loaded_of_two_wins)
 	fx_deinit(&f);
 }
 
+/* Idle servers (every request over before the next, as sequential
+ * keep-alive traffic is) tie at no load: leastconn and p2c then share by
+ * weight, as nginx's least_conn and HAProxy's random(2) do, instead of
+ * sending everything to the heaviest server. */
+Test(all, idle_servers_share_by_weight)
+{
+	static const enum cfg_balance kinds[] = {BAL_LEASTCONN, BAL_P2C};
+	const char *spec[] = {"a:3", "b:2", "c:1"};
+	const int n = 6000;
+
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		unsigned counts[3] = {0, 0, 0};
+		struct fixture f;
+
+		fx_init(&f, kinds[k], spec, 3);
+		for (int i = 0; i < n; i++)
+			counts[pick(&f, 0)->index]++;
+		cr_log_info("%s idle 3:2:1: %u %u %u", kinds[k] == BAL_P2C ? "p2c" : "leastconn",
+			    counts[0], counts[1], counts[2]);
+		for (int i = 0; i < 3; i++) {
+			double want = n * (3 - i) / 6.0;
+			cr_expect(counts[i] > want * 0.9 && counts[i] < want * 1.1,
+				  "%s server %d: %u of %d, want about %.0f",
+				  kinds[k] == BAL_P2C ? "p2c" : "leastconn", i, counts[i], n, want);
+		}
+		fx_deinit(&f);
+	}
+}
+
 Test(source, stable_and_spread)
 {
 	const char *spec[] = {"a:1", "b:1", "c:1", "d:1"};

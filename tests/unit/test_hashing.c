@@ -350,6 +350,37 @@ Test(bounded, ring_factor_125)
 	cr_expect_leq(simulate_bounded(BAL_RING, 125), 1.0);
 }
 
+/* The cap is per server up, whatever the weights (SPEC §4): with weights
+ * 3 and 1 and factor 100, four connections for one key held open go to its
+ * server, the other, its server, the other, for every key and both kinds. */
+Test(bounded, cap_ignores_weights)
+{
+	static const enum cfg_balance kinds[] = {BAL_MAGLEV, BAL_RING};
+	const int weights[] = {3, 1};
+
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		struct hpool h;
+
+		hp_init(&h, kinds[k], 2, weights, NULL, 100);
+		for (uint64_t key = 0; key < 20; key++) {
+			struct lb_server *got[4];
+
+			for (int i = 0; i < 4; i++) {
+				got[i] = lb_pick(h.pool, NULL, key_of(key), NULL, 0);
+				cr_assert_not_null(got[i]);
+				lb_server_get(got[i]);
+			}
+			cr_expect(got[0] != got[1] && got[0] == got[2] && got[1] == got[3],
+				  "%s key %lu: %s %s %s %s",
+				  kinds[k] == BAL_RING ? "ring" : "maglev", (unsigned long)key,
+				  got[0]->name, got[1]->name, got[2]->name, got[3]->name);
+			for (int i = 0; i < 4; i++)
+				lb_server_put(got[i]);
+		}
+		hp_deinit(&h);
+	}
+}
+
 Test(bounded, off_keeps_hot_key_on_one_server)
 {
 	struct hpool h;
