@@ -28,6 +28,7 @@
 	X(CR_SERVER_TIMEOUT, "server_timeout")                                                     \
 	X(CR_CONNECT_TIMEOUT, "connect_timeout")                                                   \
 	X(CR_CONNECT_FAILED, "connect_failed")                                                     \
+	X(CR_SERVER_TLS, "server_tls_failed")                                                      \
 	X(CR_NO_SERVER, "no_server")                                                               \
 	X(CR_CLIENT_RESET, "client_reset")                                                         \
 	X(CR_SERVER_RESET, "server_reset")                                                         \
@@ -92,7 +93,7 @@ struct conn {
 	struct half down; /* server -> client */
 
 	enum conn_state state;
-	enum close_reason reason;
+	enum close_reason reason; /* while connecting: why the last try failed */
 	struct timer timer;
 	uint64_t start_ms, start_wall_ms, last_active_ms;
 	union conn_addr peer;

@@ -51,6 +51,10 @@ static void connected(struct conn *c)
 
 static void connect_failed(struct conn *c, int err)
 {
+	/* The side is TLS once its TCP connect and PROXY header went well. */
+	c->reason = err == ETIMEDOUT ? CR_CONNECT_TIMEOUT
+		    : c->srv.io	     ? CR_SERVER_TLS
+				     : CR_CONNECT_FAILED;
 	lb_server_failed(c->server);
 	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 		 c->server->name, c->server->addr.text, strerror(err));
@@ -85,7 +89,7 @@ static void connect_next(struct conn *c)
 {
 	for (;;) {
 		if (c->tried.n > (unsigned)c->pool->cfg->retries) {
-			conn_close(c, CR_CONNECT_FAILED);
+			conn_close(c, c->reason);
 			return;
 		}
 		struct lb_worker *lw =
@@ -93,7 +97,7 @@ static void connect_next(struct conn *c)
 		struct lb_server *s = lb_pick(c->pool, lw, conn_client_hash(c), c->tried.s,
 					      lb_tried_len(&c->tried));
 		if (!s) {
-			conn_close(c, c->tried.n ? CR_CONNECT_FAILED : CR_NO_SERVER);
+			conn_close(c, c->tried.n ? c->reason : CR_NO_SERVER);
 			return;
 		}
 		lb_tried_add(&c->tried, s);
@@ -103,6 +107,7 @@ static void connect_next(struct conn *c)
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
+		c->reason = CR_CONNECT_FAILED;
 		lb_server_failed(s);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 			 s->name, s->addr.text, strerror(-err));

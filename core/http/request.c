@@ -167,12 +167,13 @@ static void copy_log_fields(struct http_conn *hc, const struct http_head *h, con
 	hc->minor = (uint8_t)h->version_minor;
 }
 
-/* Length of the run of visible ASCII bytes (no space) at the start of P. */
-static size_t visible_run(const char *p, size_t len)
+/* Length of the word at the start of P: bytes up to a space or a line end.
+ * Control bytes and non-ASCII ones belong to it: the log escapes them. */
+static size_t word_run(const char *p, size_t len)
 {
 	size_t i = 0;
 
-	while (i < len && p[i] > ' ' && p[i] < 0x7f)
+	while (i < len && p[i] != ' ' && p[i] != '\r' && p[i] != '\n')
 		i++;
 	return i;
 }
@@ -182,11 +183,11 @@ void http_note_unparsed_request(struct conn *c)
 	struct http_conn *hc = http_of(c);
 	const char *b = hc->rbuf;
 	size_t len = b ? hc->rlen : 0;
-	size_t m = visible_run(b, len), t = 0;
+	size_t m = word_run(b, len), t = 0;
 
 	hc->bytes_in = len;
 	if (m < len && b[m] == ' ')
-		t = visible_run(b + m + 1, len - m - 1);
+		t = word_run(b + m + 1, len - m - 1);
 	size_t v = m + 1 + t; /* where " HTTP/1.x" and a line end must be */
 	if (m && t && v + 10 <= len && memcmp(b + v, " HTTP/1.", 8) == 0 &&
 	    (b[v + 8] == '0' || b[v + 8] == '1') && (b[v + 9] == '\r' || b[v + 9] == '\n')) {

@@ -1602,6 +1602,24 @@ def test_access_log_keeps_utf8_targets_and_escapes_other_bytes(ctx):
         f.stop()
 
 
+def test_access_log_escapes_a_refused_request_line(ctx):
+    """A request line refused for a control byte in its target or method
+    (400) is still logged with its method and target, the bytes escaped."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    for line in (b"GET /a\x01b\x1b[31m HTTP/1.1", b"G\x7fT / HTTP/1.1"):
+        r = client(port)
+        r.send(line + b"\r\nHost: x\r\n\r\n")
+        m = read_response(r)
+        r.close()
+        check(m.status == 400, f"{line!r}: {m!r}")
+    lines = access_lines(log, 2)
+    check('"GET /a\\u0001b\\u001b[31m HTTP/1.1" 400 ' in lines[0], f"line {lines[0]!r}")
+    check('"G\\u007fT / HTTP/1.1" 400 ' in lines[1], f"line {lines[1]!r}")
+
+
 def test_access_log_unfinished_requests(ctx):
     """A request that never completes its head is logged with the bytes that
     came and, when a whole request line came, its method and target."""

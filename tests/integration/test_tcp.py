@@ -251,13 +251,17 @@ def test_connect_timeout(ctx):
     connect_timeout and (with retries) the next server is used."""
     bh = ctx.blackhole()
     port = free_port()
-    ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}"],
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}"], glob={"access_log": log},
                          pool={"connect_timeout": "500ms", "retries": 0}))
     s = connect(_addr(port))
     t = closed_by_peer(s, 3 * SCALE)
     s.close()
     check(t is not None, "client not closed after the connect timeout")
     check(t >= 0.4, f"client closed after {t:.2f}s, before connect_timeout = 500ms")
+    # The log says why, as http mode does: not a refusal but a timeout.
+    line = wait_for(lambda: read_lines(log), 2 * SCALE, what="the access-log line")[0]
+    check(line.endswith(" connect_timeout"), f"reason for a connect timeout: {line!r}")
 
     good = ctx.backend("name", name="good")
     port2 = free_port()

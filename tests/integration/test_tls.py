@@ -450,7 +450,7 @@ def test_tls_backend_verified(ctx):
     certs = make_certs(ctx)
     tb = http_server(ctx, "tlsbe", certs.pem("a"), certs.key("a"))
     ipb = http_server(ctx, "ipbe", certs.pem("ip"), certs.key("ip"))
-    ports = {k: free_port() for k in ("ok", "badca", "noverify", "wrongname", "ip", "tcp")}
+    ports = {k: free_port() for k in ("ok", "badca", "noverify", "wrongname", "ip", "tcp", "tcpbad")}
     pools = {
         "ok": {"tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test", "server": f"s1 {tb.addr}"},
         "badca": {"tls": "on", "tls_ca": certs.pem("other"), "tls_sni": "a.test",
@@ -461,7 +461,8 @@ def test_tls_backend_verified(ctx):
                       "server": f"s1 {tb.addr}"},
         "ip": {"tls": "on", "tls_ca": certs.pem("ca"), "server": f"s1 {ipb.addr}"},
     }
-    sections = [glob_section()]
+    log = ctx.path("access.log")
+    sections = [glob_section({"access_log": log})]
     for name, p in pools.items():
         sections.append((f"pool {name}", dict({"check": "none", "retries": 0}, **p)))
     for name in pools:
@@ -469,6 +470,8 @@ def test_tls_backend_verified(ctx):
                                               "pool": name}))
     sections.append(("listener tcp", {"bind": f"127.0.0.1:{ports['tcp']}", "mode": "tcp",
                                       "pool": "ok"}))
+    sections.append(("listener tcpbad", {"bind": f"127.0.0.1:{ports['tcpbad']}", "mode": "tcp",
+                                         "pool": "badca"}))
     f = ctx.fulcrum(ini(*sections))
     for name, want in (("ok", 200), ("noverify", 200), ("ip", 200), ("badca", 502),
                        ("wrongname", 502)):
@@ -486,6 +489,18 @@ def test_tls_backend_verified(ctx):
     s.close()
     check(got.startswith(b"HTTP/1.") and got.endswith(b"tlsbe xfp=None path=/tcp\n"),
           f"tcp to a TLS server: {got!r}")
+    # tcp mode, a server that fails verification: closed, and the log says
+    # why as http mode's does.
+    s = connect(("127.0.0.1", ports["tcpbad"]))
+    check(closed_by_peer(s, 3 * SCALE) is not None, "tcp client kept after a failed verification")
+    s.close()
+    wait_for(lambda: any(" tcpbad badca/s1 " in l for l in read_lines(log)), 3 * SCALE,
+             what="the tcp line")
+    line = [l for l in read_lines(log) if " tcpbad badca/s1 " in l][0]
+    check(line.endswith(" server_tls_failed"), f"tcp reason for a failed verification: {line!r}")
+    http_lines = [l for l in read_lines(log) if " badca badca/s1 " in l]
+    check(http_lines and all(l.endswith(" server_tls_failed") for l in http_lines),
+          f"http lines for the same failure: {http_lines!r}")
 
 
 def test_server_handshake_is_part_of_connecting(ctx):
