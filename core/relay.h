@@ -80,5 +80,10 @@ int relay_half_hold(struct half *h, const char *data, size_t len);
 enum relay_result relay_half(struct worker *w, struct half *h, size_t *budget);
 /* Frees the buffer and gives back (or closes) the pipe. */
 void relay_half_release(struct worker *w, struct half *h);
+/* Bytes read from H's source that its destination has not taken yet. */
+static inline uint64_t relay_half_pending(const struct half *h)
+{
+	return (uint64_t)h->buf_len + (h->pipe ? h->pipe->len : 0);
+}
 
 #endif

@@ -283,6 +283,49 @@ def test_dead_server_refused_is_quick(ctx):
         t = closed_by_peer(s, 1.0 * SCALE)
         s.close()
         check(t is not None, "client not closed within 1s when every server refuses")
+    # A client that spoke first gets a clean close too, not a reset: what
+    # it sent is read and dropped before the close.
+    for _ in range(3):
+        s = connect(_addr(port))
+        s.sendall(b"ping\n" * 100)
+        s.settimeout(2 * SCALE)
+        try:
+            got = s.recv(1024)
+        except ConnectionResetError:
+            raise TestFailure("a client that had sent bytes was reset, not closed")
+        finally:
+            s.close()
+        check(got == b"", f"got {got!r} instead of a close")
+
+
+def test_bytes_out_counts_what_the_client_was_sent(ctx):
+    """A client that reads nothing and is closed at client_timeout: the
+    log's BYTES_OUT is what reached it (SPEC §6 "sent to"), not what was
+    read from the server for it and dropped with the connection."""
+    data = blob(32 * MIB, seed=5)
+    b = ctx.backend("source", data=data)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log},
+                         listener={"client_timeout": "1s"}))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(_addr(port))
+    line = wait_for(lambda: read_lines(log), 5 * SCALE, what="the client_timeout line")[0]
+    s.settimeout(2 * SCALE)
+    got = 0
+    try:
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += len(chunk)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    fields = line.split()
+    check(fields[-1] == "client_timeout", f"reason: {line!r}")
+    check(int(fields[-4]) == got, f"BYTES_OUT {fields[-4]}, the client got {got}: {line!r}")
 
 
 def test_retries_past_eight_servers(ctx):
