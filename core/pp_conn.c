@@ -143,6 +143,14 @@ int pp_send_header(const struct conn *c, const struct lb_server *s, int fd)
 		return 0;
 	if (getsockname(c->cli.fd, (struct sockaddr *)&local, &len) < 0)
 		local.ss_family = AF_UNSPEC;
+	/* An IP client (from a PROXY header) on a unix-socket listener: the
+	 * header still carries its address, with an unspecified destination
+	 * of its family rather than none at all (which would be UNKNOWN). */
+	if (local.ss_family != AF_INET && local.ss_family != AF_INET6 &&
+	    (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6)) {
+		memset(&local, 0, sizeof(local));
+		local.ss_family = c->peer.sa.sa_family;
+	}
 	if (s->proxy_protocol == PROXY_PROTO_V1)
 		n = pp_build_v1(buf, sizeof(buf), &c->peer.sa, (struct sockaddr *)&local);
 	else

@@ -112,7 +112,8 @@ static enum pp_result parse_v1_line(const char *p, const char *end, struct pp_in
 
 static enum pp_result parse_v1(const char *buf, size_t len, struct pp_info *info)
 {
-	size_t lim = len < PP_V1_MAX ? len : PP_V1_MAX;
+	/* The CR may be at most at PP_V1_MAX - 2: its LF ends the 107th byte. */
+	size_t lim = len < PP_V1_MAX - 1 ? len : PP_V1_MAX - 1;
 
 	info->version = 1;
 	for (size_t i = sizeof(v1_prefix) - 1; i < lim; i++) {
@@ -127,7 +128,7 @@ static enum pp_result parse_v1(const char *buf, size_t len, struct pp_info *info
 		info->len = i + 2;
 		return parse_v1_line(buf + sizeof(v1_prefix) - 1, buf + i, info);
 	}
-	if (len >= PP_V1_MAX)
+	if (len >= PP_V1_MAX - 1)
 		return fail(info, "no CRLF within 107 bytes");
 	return PP_MORE;
 }
@@ -156,6 +157,10 @@ static enum pp_result parse_v2(const char *buf, size_t len, struct pp_info *info
 	if (len < info->len)
 		return PP_MORE;
 	const unsigned char *a = b + PP_V2_HEAD;
+	/* A PROXY command carries the whole address block of its family. */
+	static const size_t family_len[] = {0, 12, 36, 216};
+	if (cmd == 1 && alen < family_len[family])
+		return fail(info, "v2 header too short for its address family");
 	if (cmd == 0 || proto != 1 || (family != 1 && family != 2)) {
 		info->local = true; /* LOCAL, UNSPEC, datagrams, unix sockets */
 		return PP_DONE;
@@ -163,8 +168,6 @@ static enum pp_result parse_v2(const char *buf, size_t len, struct pp_info *info
 	if (family == 1) {
 		struct sockaddr_in *s = (struct sockaddr_in *)&info->src;
 		struct sockaddr_in *d = (struct sockaddr_in *)&info->dst;
-		if (alen < 12)
-			return fail(info, "v2 header too short for IPv4 addresses");
 		memset(&info->src, 0, sizeof(info->src));
 		memset(&info->dst, 0, sizeof(info->dst));
 		s->sin_family = d->sin_family = AF_INET;
@@ -176,8 +179,6 @@ static enum pp_result parse_v2(const char *buf, size_t len, struct pp_info *info
 	}
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&info->src;
 	struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&info->dst;
-	if (alen < 36)
-		return fail(info, "v2 header too short for IPv6 addresses");
 	memset(&info->src, 0, sizeof(info->src));
 	memset(&info->dst, 0, sizeof(info->dst));
 	s6->sin6_family = d6->sin6_family = AF_INET6;

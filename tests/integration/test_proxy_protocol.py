@@ -325,6 +325,30 @@ def test_address_carried_through_tiers(ctx):
     check(srv.headers[0][:3] == ("v2", "198.51.100.7", 4444), f"header {srv.headers}")
 
 
+def test_address_carried_from_a_unix_socket_listener(ctx):
+    """A PROXY header accepted on a unix-socket listener: the client address
+    it gave still goes on to the server (the destination, which a unix
+    socket has none of, as the unspecified address of its family)."""
+    for version in ("v1", "v2"):
+        srv = pp_backend(ctx)
+        path = ctx.path(f"l-{version}.sock")
+        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+                            ("pool p", {"check": "none",
+                                        "server": srv.server_line("s1", f"proxy_protocol={version}")}),
+                            ("listener l", {"bind": f"unix:{path}", "mode": "tcp", "pool": "p",
+                                            "proxy_protocol": "accept"})))
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(3 * SCALE)
+        s.connect(path)
+        s.sendall(v1("198.51.100.7", "192.0.2.10", 4444, 443) + b"tiers\n")
+        check(recv_exact(s, 6) == b"tiers\n", f"{version}: payload")
+        s.close()
+        wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
+        check(srv.headers[0] == (version, "198.51.100.7", 4444, "0.0.0.0", 0),
+              f"{version}: header {srv.headers}")
+        f.stop()
+
+
 def test_server_proxy_protocol_http_not_pooled(ctx):
     srv = pp_backend(ctx, "http")
     port = free_port()

@@ -58,6 +58,21 @@ static const struct row rows[] = {
 	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
 	 "xxxxxxxxxxxxxxxxxxxxx\r\n",
 	 0, PP_ERROR, false, NULL, NULL},
+	/* The longest v1 header is 107 bytes, its CRLF included. */
+	{"v1 107 bytes",
+	 "PROXY UNKNOWN "
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxx\r\n",
+	 0, PP_DONE, true, NULL, NULL},
+	{"v1 108 bytes",
+	 "PROXY UNKNOWN "
+	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+	 "xxxxxxxxxxxxxxxx\r\n",
+	 0, PP_ERROR, false, NULL, NULL},
+	{"v2 unix too short",
+	 V2SIG "\x21\x31\x00\x05"
+	       "abcde",
+	 21, PP_ERROR, false, NULL, NULL},
 	{"http instead", "GET / HTTP/1.1\r\n\r\n", 0, PP_ERROR, false, NULL, NULL},
 	{"v2 tcp4",
 	 V2SIG "\x21\x11\x00\x0c"
@@ -267,4 +282,19 @@ Test(proxy_proto, build_unknown)
 	cr_assert_eq(pp_parse(buf, 16, &info), PP_DONE);
 	cr_assert(info.local);
 	cr_assert_eq(pp_build_v1(buf, 10, &un, &un), -ENOSPC);
+}
+
+/* A v2 PROXY header of the unix family carries two 108-byte paths: it is
+ * taken (as a local connection, no address to use) at its full length. */
+Test(proxy_proto, v2_unix_full_length)
+{
+	char buf[16 + 216];
+	struct pp_info info;
+
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, V2SIG "\x21\x31\x00\xd8", 16);
+	cr_assert_eq(pp_parse(buf, sizeof(buf), &info), PP_DONE, "%s",
+		     info.error ? info.error : "-");
+	cr_assert(info.local);
+	cr_assert_eq(info.len, sizeof(buf));
 }
