@@ -108,7 +108,7 @@ static int g_admin(struct cfg_loader *ld, void *obj, const char *value)
 	struct cfg_addr addr = {0};
 	char why[256];
 
-	if (*value && cfg_parse_addr_why(value, &addr, why, sizeof(why)) < 0) {
+	if (*value && cfg_parse_bind_why(value, &addr, why, sizeof(why)) < 0) {
 		cfg_ld_err(ld, "bad address \"%s\" for admin: %s", value, why);
 		return -EINVAL;
 	}

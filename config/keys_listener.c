@@ -43,7 +43,7 @@ static int l_bind(struct cfg_loader *ld, void *obj, const char *value)
 	const char *owner;
 	char why[256];
 
-	if (cfg_parse_addr_why(value, &addr, why, sizeof(why)) < 0) {
+	if (cfg_parse_bind_why(value, &addr, why, sizeof(why)) < 0) {
 		cfg_ld_err(ld, "bad address \"%s\" for bind: %s", value, why);
 		return -EINVAL;
 	}

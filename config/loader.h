@@ -175,6 +175,9 @@ int cfg_parse_bool(const char *s, bool *out);
 int cfg_parse_int(const char *s, long long lo, long long hi, long long *out);
 /* Like cfg_parse_addr; on failure writes a short reason into WHY. */
 int cfg_parse_addr_why(const char *s, struct cfg_addr *out, char *why, size_t why_len);
+/* The same for an address to listen on, which may also be "*:PORT" (every
+ * IPv4 address, as 0.0.0.0:PORT). */
+int cfg_parse_bind_why(const char *s, struct cfg_addr *out, char *why, size_t why_len);
 bool cfg_is_prime(uint64_t n);
 /* A DNS host name: dot-separated labels of letters, digits, - and _ (up to
  * 63 bytes each, 253 in all); a trailing dot is allowed. */

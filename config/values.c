@@ -257,6 +257,31 @@ int cfg_parse_addr_why(const char *s, struct cfg_addr *out, char *why, size_t wh
 	return 0;
 }
 
+int cfg_parse_bind_why(const char *s, struct cfg_addr *out, char *why, size_t why_len)
+{
+	char any[64];
+
+	if (strncmp(s, "*:", 2) != 0)
+		return cfg_parse_addr_why(s, out, why, why_len);
+	/* HAProxy's spelling of every IPv4 address; the text stays as written. */
+	if (snprintf(any, sizeof(any), "0.0.0.0:%s", s + 2) >= (int)sizeof(any)) {
+		snprintf(why, why_len, "bad port \"%s\"", s + 2);
+		return -EINVAL;
+	}
+	int rc = cfg_parse_addr_why(any, out, why, why_len);
+	if (rc < 0)
+		return rc;
+	char *text = strdup(s);
+	if (!text) {
+		cfg_addr_free(out);
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	free(out->text);
+	out->text = text;
+	return 0;
+}
+
 int cfg_parse_addr(const char *s, struct cfg_addr *out)
 {
 	char why[256];

@@ -51,6 +51,19 @@ def test_any_address_bind(ctx):
     check(name_via(("127.0.0.1", port)) == "any", "0.0.0.0 bind does not relay on loopback")
 
 
+def test_star_bind_is_every_ipv4_address(ctx):
+    """HAProxy's "*:PORT" spelling, for listeners and the admin API."""
+    import json
+    import urllib.request
+    b = ctx.backend("name", name="star")
+    port, admin = free_port(), free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], bind=f"*:{port}", glob={"admin": f"*:{admin}"}))
+    check(name_via(("127.0.0.1", port)) == "star", "*:PORT bind does not relay on loopback")
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=3) as r:
+        status = json.loads(r.read())
+    check(status["listeners"][0]["binds"] == [f"*:{port}"], f"binds as written: {status}")
+
+
 def test_stale_unix_socket_file(ctx):
     """A socket file left by an earlier run does not stop start-up."""
     b = ctx.backend("echo")
