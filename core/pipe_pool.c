@@ -7,11 +7,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-void pipe_pool_init(struct pipe_pool *pp, size_t size, size_t max_free)
+void pipe_pool_init(struct pipe_pool *pp, size_t size)
 {
+	size_t spare = PIPE_POOL_SPARE_BYTES / (size ? size : 1);
+
 	pp->free = NULL;
 	pp->n_free = 0;
-	pp->max_free = max_free;
+	pp->max_free = spare < 1 ? 1 : spare > PIPE_POOL_SPARE_MAX ? PIPE_POOL_SPARE_MAX : spare;
 	pp->size = size;
 	pp->in_use = 0;
 }

@@ -29,7 +29,14 @@ struct pipe_pool {
 	size_t in_use;
 };
 
-void pipe_pool_init(struct pipe_pool *pp, size_t size, size_t max_free);
+/* Spare pipes are kept up to PIPE_POOL_SPARE_BYTES of capacity (at most
+ * PIPE_POOL_SPARE_MAX pipes): Linux counts a pipe's capacity, used or not,
+ * against an unprivileged user's pipe allowance (fs.pipe-user-pages-soft,
+ * 64 MiB), past which new pipes get two pages. */
+#define PIPE_POOL_SPARE_BYTES (16u << 20)
+#define PIPE_POOL_SPARE_MAX   64u
+
+void pipe_pool_init(struct pipe_pool *pp, size_t size);
 void pipe_pool_deinit(struct pipe_pool *pp);
 /* An empty pipe, or NULL (out of fds or memory). */
 struct pipe *pipe_pool_get(struct pipe_pool *pp);

@@ -316,7 +316,7 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 	w->now_ms = clock_ms();
 	timer_wheel_init(&w->timers, w->now_ms);
 	timer_init(&w->accept_timer, resume_listeners);
-	pipe_pool_init(&w->pipes, g->cfg->global.pipe_size, 64);
+	pipe_pool_init(&w->pipes, g->cfg->global.pipe_size);
 	w->scratch_cap = g->cfg->global.buffer_size;
 	w->scratch = malloc(w->scratch_cap);
 	w->log = calloc(1, sizeof(*w->log));
