@@ -385,15 +385,16 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		http_reply(c, 400, "bad_target", true);
 		return;
 	}
-	if (lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
-	    hc->req_left > lc->max_body_size) {
-		http_reply(c, 413, "body_too_large", true);
-		return;
-	}
 	int pool = route_http(c->gen->cfg, (int)c->listener, h, hc->rbuf);
 	hc->pool = gen_pool(c->gen, pool);
 	if (!hc->pool) {
 		http_reply(c, 404, "no_route", false);
+		return;
+	}
+	/* After routing, so the log names the pool, as for a chunked body. */
+	if (lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
+	    hc->req_left > lc->max_body_size) {
+		http_reply(c, 413, "body_too_large", true);
 		return;
 	}
 	if (cache_http_request(c, h))

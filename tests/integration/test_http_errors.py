@@ -111,10 +111,15 @@ def test_keepalive_timeout_closes_idle_client(ctx):
 def test_413_body_too_large(ctx):
     srv = pyserver(ctx, ok_handler())
     port = free_port()
-    ctx.fulcrum(http_conf(port, [srv.server_line()], listener={"max_body_size": "1k"}))
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], listener={"max_body_size": "1k"},
+                          glob={"access_log": log}))
     m, closed, extra = roundtrip(port, get("/up", method="POST", body=b"x" * 5000))
     expect_error(m, closed, 413, must_close=True, what="Content-Length 5000 over max_body_size 1k")
     check(b"/up" not in srv.raw_received(), "a request with a declared body over max_body_size reached the server")
+    # Logged with the pool it was routed to, as a chunked one is.
+    line = wait_for(lambda: read_lines(log), 2 * SCALE, what="the 413 line")[0]
+    check(' p/- "POST /up HTTP/1.1" 413 ' in line, f"413 line: {line!r}")
     # Exactly the limit passes.
     m, _, _ = roundtrip(port, get("/fits", method="POST", body=b"y" * 1024), wait_close=0)
     check(m.status == 200, f"a 1024-byte body with max_body_size = 1k: {m!r}")
