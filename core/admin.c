@@ -25,6 +25,7 @@
 #include "core/admin_ops.h"
 #include "core/gen.h"
 #include "core/http/parser.h"
+#include "core/http/reply.h"
 #include "core/listener.h"
 #include "core/log.h"
 #include "core/upgrade.h"
@@ -180,9 +181,11 @@ static void answer(struct admin_conn *ac, struct admin_reply *r, bool unauthoriz
 		sbuf_free(&r->body);
 		admin_error(r, 500, "out of memory");
 	}
-	sbuf_printf(o, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n", r->status,
-		    status_text(r->status), r->content_type ? r->content_type : "application/json",
-		    r->body.len);
+	char date[HTTP_DATE_SIZE];
+	http_date_now(date);
+	sbuf_printf(o, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n",
+		    r->status, status_text(r->status), date,
+		    r->content_type ? r->content_type : "application/json", r->body.len);
 	if (r->allow)
 		sbuf_printf(o, "Allow: %s\r\n", r->allow);
 	if (unauthorized)

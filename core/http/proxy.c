@@ -266,8 +266,10 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	snprintf(more, sizeof(more), "%s%s",
 		 !close && hc->minor == 0 ? "Connection: keep-alive\r\n" : "",
 		 headers ? headers : "");
+	char date[HTTP_DATE_SIZE];
+	http_date_now(date);
 	size_t n = http_reply_format(hc->reply, sizeof(hc->reply), status, close,
-				     hc->method_id == HTTP_M_HEAD, more);
+				     hc->method_id == HTTP_M_HEAD, date, more);
 	http_outq_set(&hc->resp_out, hc->reply, n, NULL, 0, NULL, 0);
 	hc->resp_started = true;
 	http_set_phase(c, HP_REPLY);

@@ -1,10 +1,12 @@
 /*
- * reply.c - fulcrum's own responses (see reply.h). Pure formatting.
+ * reply.c - fulcrum's own responses (see reply.h). Formatting only, and the
+ * clock for their Date field.
  */
 #include "core/http/reply.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 /* The body is "STATUS TEXT\n". */
 static size_t strlen_text(const char *text)
@@ -52,17 +54,31 @@ const char *http_status_text(int status)
 	}
 }
 
-size_t http_reply_format(char *buf, size_t cap, int status, bool close, bool head,
+void http_date_now(char out[HTTP_DATE_SIZE])
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	/* strftime's %a and %b follow the locale; fulcrum never sets one, so
+	 * they are the C locale's English names the field needs. */
+	if (!gmtime_r(&now, &tm) ||
+	    strftime(out, HTTP_DATE_SIZE, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		out[0] = '\0';
+}
+
+size_t http_reply_format(char *buf, size_t cap, int status, bool close, bool head, const char *date,
 			 const char *extra_headers)
 {
 	const char *text = http_status_text(status);
 	/* A HEAD gets the head a GET would get, without the body (RFC 9110
 	 * §9.3.2): a body would put a kept-alive connection out of step. */
-	int n = snprintf(buf, cap,
-			 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-			 "%s%s\r\n",
-			 status, text, strlen_text(text), close ? "Connection: close\r\n" : "",
-			 extra_headers ? extra_headers : "");
+	int n = snprintf(
+		buf, cap,
+		"HTTP/1.1 %d %s\r\n%s%s%sContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+		"%s%s\r\n",
+		status, text, date && *date ? "Date: " : "", date ? date : "",
+		date && *date ? "\r\n" : "", strlen_text(text),
+		close ? "Connection: close\r\n" : "", extra_headers ? extra_headers : "");
 	if (n >= 0 && !head && (size_t)n < cap)
 		n += snprintf(buf + n, cap - (size_t)n, "%d %s\n", status, text);
 	if (n < 0)
