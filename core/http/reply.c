@@ -56,14 +56,21 @@ const char *http_status_text(int status)
 
 void http_date_now(char out[HTTP_DATE_SIZE])
 {
+	/* Formatted once a second per thread. strftime's %a and %b follow the
+	 * locale; fulcrum never sets one, so they are the C locale's English
+	 * names the field needs. */
+	static _Thread_local char cached[HTTP_DATE_SIZE];
+	static _Thread_local time_t cached_sec;
 	time_t now = time(NULL);
 	struct tm tm;
 
-	/* strftime's %a and %b follow the locale; fulcrum never sets one, so
-	 * they are the C locale's English names the field needs. */
-	if (!gmtime_r(&now, &tm) ||
-	    strftime(out, HTTP_DATE_SIZE, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
-		out[0] = '\0';
+	if (now != cached_sec || !cached[0]) {
+		if (!gmtime_r(&now, &tm) ||
+		    strftime(cached, sizeof(cached), "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+			cached[0] = '\0';
+		cached_sec = now;
+	}
+	memcpy(out, cached, HTTP_DATE_SIZE);
 }
 
 size_t http_reply_format(char *buf, size_t cap, int status, bool close, bool head, const char *date,

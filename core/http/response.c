@@ -50,20 +50,9 @@ static size_t date_line(const struct http_head *h, const char *buf, char *line)
 	for (unsigned i = 0; i < h->header_count; i++)
 		if (http_token_eq(buf + h->headers[i].name.off, h->headers[i].name.len, "date"))
 			return 0;
-	/* Formatted once a second per worker thread. */
-	static _Thread_local char cached[DATE_LINE_MAX];
-	static _Thread_local size_t cached_len;
-	static _Thread_local time_t cached_sec;
-	time_t now = (time_t)(wall_ms() / 1000);
-	if (now != cached_sec || !cached_len) {
-		struct tm tm;
-		gmtime_r(&now, &tm);
-		cached_len = strftime(cached, sizeof(cached), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n",
-				      &tm);
-		cached_sec = now;
-	}
-	memcpy(line, cached, cached_len);
-	return cached_len;
+	char date[HTTP_DATE_SIZE];
+	http_date_now(date);
+	return date[0] ? (size_t)snprintf(line, DATE_LINE_MAX, "Date: %s\r\n", date) : 0;
 }
 
 static int build_response_head(struct conn *c, const struct http_head *h, const char *date,
