@@ -140,13 +140,30 @@ static bool is_name_char(unsigned char ch)
 	return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
 }
 
+/* Digits and dots with a part that starts with 0, as "0177.0.0.1": read as
+ * octal by inet_aton, curl and browsers, as decimal by inet_pton, and a
+ * name by RFC 3986. Refused rather than guessed at. */
+static bool ambiguous_ipv4(const char *host, size_t len)
+{
+	bool zero_led = false;
+
+	for (size_t i = 0; i < len; i++) {
+		if (host[i] != '.' && !isdigit((unsigned char)host[i]))
+			return false;
+		if (host[i] == '0' && (i == 0 || host[i - 1] == '.') && i + 1 < len &&
+		    host[i + 1] != '.')
+			zero_led = true;
+	}
+	return zero_led;
+}
+
 /* Copies HOST[0, LEN) into f->host and classifies it. BRACKETED: it was in
  * [ ], so it must be an IPv6 address (zone identifiers are not taken). */
 static int set_host(struct fwd_conn *f, const char *host, size_t len, bool bracketed)
 {
 	uint8_t a4[4];
 
-	if (len == 0 || len > DNS_NAME_MAX)
+	if (len == 0 || len > DNS_NAME_MAX || (!bracketed && ambiguous_ipv4(host, len)))
 		return -EINVAL;
 	memcpy(f->host, host, len);
 	f->host[len] = '\0';

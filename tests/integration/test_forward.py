@@ -345,9 +345,15 @@ def test_origin_form_and_bad_targets_get_400(ctx):
     start(ctx, port)
     m, closed = ask(port, b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n")
     expect_error(m, closed, 400, what="origin-form on a forward listener")
-    for target in ("https://example.com/", "ftp://example.com/", "http://exa%41mple.com/", "http://a..b/"):
+    # Dotted quads with a zero-led part are octal to curl and inet_aton and
+    # decimal to inet_pton: refused, never guessed at.
+    for target in ("https://example.com/", "ftp://example.com/", "http://exa%41mple.com/", "http://a..b/",
+                   "http://0177.0.0.1/", "http://127.0.0.01/"):
         m, closed = ask(port, proxy_get(target, host="example.com"))
         expect_error(m, closed, 400, what=target)
+    r, m = connect_via(port, "0177.0.0.1:443")
+    check(m.status == 400, f"CONNECT to 0177.0.0.1: {m!r}")
+    r.close()
 
 
 def test_request_body_is_forwarded(ctx):
