@@ -575,14 +575,17 @@ static void run(struct conn *c)
 }
 
 /* The deadline of the current phase, and what happens when it passes. */
-/* The exchange waits for the client: to send the rest of its request, or
- * to take more of the answer (its socket is full; the server is not read
- * meanwhile, so its silence is not its fault). */
+/* The exchange waits for the client: to send the rest of its request
+ * (unless the server's socket is full, so it is the server that does not
+ * read it), or to take more of the answer (its socket is full; the server
+ * is not read meanwhile, so its silence is not its fault). */
 static bool waits_for_client(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
 
-	return !hc->req_done || (hc->resp_started && !c->cli.wr);
+	if (!hc->req_done)
+		return !hc->u || hc->u->s.wr;
+	return hc->resp_started && !c->cli.wr;
 }
 
 static uint64_t deadline(const struct conn *c)
@@ -664,6 +667,10 @@ void http_on_timer(struct conn *c)
 		if (waits_for_client(c)) {
 			hc->reason = "client_timeout";
 			conn_close(c, CR_CLIENT_TIMEOUT);
+		} else if (!hc->resp_started) {
+			/* A server that stopped reading the request body. */
+			http_reply(c, 504, "server_timeout", true);
+			break;
 		} else {
 			hc->reason = "server_timeout";
 			conn_close(c, CR_SERVER_TIMEOUT);

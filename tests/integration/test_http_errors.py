@@ -455,6 +455,34 @@ def test_504_server_timeout(ctx):
     check(m.status == 200 and m.body == b"abc", f"request after the late answer would have come: {m!r}")
 
 
+def test_504_when_the_server_stops_reading_the_body(ctx):
+    """A server that reads the head and then no more of a large body: once
+    its socket is full, fulcrum waits for the server, so server_timeout
+    (not client_timeout) runs and the client gets its 504."""
+    def head_only(r, srv):
+        r.until(b"\r\n\r\n")
+        time.sleep(6 * SCALE)
+
+    srv = pyserver(ctx, head_only)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "1s", "keepalive": 0},
+                          listener={"client_timeout": "20s"}))
+    r = client(port)
+    t0 = time.monotonic()
+    body = b"x" * (32 << 20)
+    r.send(get("/up", method="POST", headers=[f"Content-Length: {len(body)}"]))
+    sender(r.s, body)
+    m = read_response(r, "POST")
+    took = time.monotonic() - t0
+    r.close()
+    check(m.status == 504, f"a server that stopped reading: {m!r}")
+    check(took < 5 * SCALE, f"504 after {took:.1f}s with server_timeout = 1s")
+    line = access_lines(log, 1)[0]
+    check(line.endswith(" server_timeout"), f"reason: {line!r}")
+
+
 def test_504_not_put_off_by_a_trickling_client(ctx):
     """server_timeout counts the server's silence: a client sending a byte of
     its next pipelined request every 300 ms does not keep a dead exchange
