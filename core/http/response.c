@@ -174,7 +174,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 }
 
 /* Reads and parses response heads until a final one is queued. Returns 1
- * when it is, 0 to wait, -1 after ending. 1xx heads pass through as read. */
+ * when it is, 0 to wait, -1 after ending. 1xx heads go on as they come. */
 static int read_response_head(struct conn *c, struct http_conn *hc)
 {
 	struct http_head *h = &c->w->head;
@@ -195,15 +195,19 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 			}
 			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
 			    h->status != 101) {
-				/* An interim response (100 Continue): passed on as
-				 * is, but never to an HTTP/1.0 client (RFC 9110
-				 * §15.2). */
+				/* An interim response (100 Continue, 103 Early
+				 * Hints): passed on without its hop-by-hop fields,
+				 * but never to an HTTP/1.0 client (RFC 9110 §15.2). */
 				if (hc->minor == 0) {
 					hc->spos += (uint32_t)h->head_len;
 					continue;
 				}
-				http_outq_set(&hc->resp_out, hc->sbuf + hc->spos, h->head_len, NULL,
-					      0, NULL, 0);
+				static const struct rewrite_opts interim = {0};
+				char *head = hc->sbuf + hc->spos;
+				size_t start, end;
+				rewrite_compact(head, h, &interim, &start, &end);
+				http_outq_set(&hc->resp_out, head + start, end - start, "\r\n", 2,
+					      NULL, 0);
 				hc->spos += (uint32_t)h->head_len;
 				int w = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
 				if (w <= 0) {

@@ -605,7 +605,8 @@ def test_no_interim_responses_to_http10_clients(ctx):
     client, never to an HTTP/1.0 one, which gets only the final answer."""
     def hints(r, s):
         while read_request(r) is not None:
-            r.send(b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+            r.send(b"HTTP/1.1 103 Early Hints\r\nConnection: X-Secret, keep-alive\r\n"
+                   b"X-Secret: internal\r\nKeep-Alive: timeout=5\r\nLink: </a.css>; rel=preload\r\n\r\n"
                    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
 
     srv = pyserver(ctx, hints)
@@ -620,6 +621,9 @@ def test_no_interim_responses_to_http10_clients(ctx):
         r.close()
         check(got_103 == want_103 and final.status == 200 and final.body == b"ok",
               f"HTTP/{version.decode()}: first {first!r}, final {final!r}")
+        if got_103:
+            # SPEC §3: hop-by-hop fields are not forwarded, 1xx heads included.
+            check(first.names() == {"link"}, f"the 103 kept hop-by-hop fields: {first.headers!r}")
 
 
 def test_many_interim_heads_then_the_answer(ctx):
