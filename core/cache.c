@@ -468,6 +468,18 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 		return;
 	}
 	struct cache_entry **head = &s->buckets[e->hash & (s->n_buckets - 1)];
+	/* The answer to a HEAD that went to the server (the client asked for
+	 * no-cache, or the entry was stale) does not replace a stored GET,
+	 * whose body it lacks (RFC 9111 §4.3.5 would merge its fields; it is
+	 * dropped instead, and the GET revalidates when it must). */
+	for (struct cache_entry *o = *head; e->head_only && o; o = o->next) {
+		if (key_equals(o, &k) && !o->pass && !o->head_only && o->vary_len == e->vary_len &&
+		    memcmp(o->vary, e->vary, e->vary_len) == 0) {
+			pthread_mutex_unlock(&s->lock);
+			cache_entry_put(e);
+			return;
+		}
+	}
 	for (struct cache_entry *o = *head, *next; o; o = next) {
 		next = o->next;
 		if (key_equals(o, &k) &&

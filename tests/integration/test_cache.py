@@ -275,6 +275,13 @@ def test_head_from_stored_get(ctx):
     check(is_miss(g) and g.body == b"abc", f"GET after HEADs: {x_cache(g)} {g.body!r}")
     check(is_hit(fetch(port, "/h2")), "GET after GET")
     check(is_hit(fetch(port, "/h2", method="HEAD")), "HEAD after GET")
+    # A HEAD that goes to the server anyway (no-cache) does not replace the
+    # stored GET: the next GET is still a hit, with its body.
+    n = o.count("/h2")
+    h = fetch(port, "/h2", method="HEAD", headers=["Cache-Control: no-cache"])
+    check(h.status == 200 and o.count("/h2") == n + 1, f"no-cache HEAD: {h!r}")
+    g = fetch(port, "/h2")
+    check(is_hit(g) and g.body == b"abc", f"GET after a HEAD to the server: {x_cache(g)} {g.body!r}")
 
 
 def test_chunked_and_close_bodies_stored_decoded(ctx):
