@@ -32,8 +32,12 @@ static int64_t load_of(const struct lb_server *s)
 struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker *w,
 				    const struct lb_cands *c)
 {
+	/* A turn is one unit of weight: LB_WEIGHT_SCALE, or 1 in a tier
+	 * whose servers all have weight 0 (each counts as 1 then). */
+	uint64_t unit = c->unweighted ? 1 : LB_WEIGHT_SCALE;
 	int64_t best_load = 0, best_w = 1;
 	uint64_t tied_weight = 0;
+	bool whole_units = true; /* every tied weight is a whole number of units */
 	size_t ties = 0;
 
 	for (size_t i = 0; i < pool->n_servers; i++) {
@@ -47,18 +51,22 @@ struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker
 			best_w = ew;
 			ties = 1;
 			tied_weight = (uint64_t)ew;
+			whole_units = (uint64_t)ew % unit == 0;
 		} else if (cmp == 0) {
 			ties++;
 			tied_weight += (uint64_t)ew;
+			whole_units = whole_units && (uint64_t)ew % unit == 0;
 		}
 	}
 	if (!ties)
 		return NULL;
-	/* The tied server whose share of the tied weight holds this turn, a
-	 * turn being one unit of weight (LB_WEIGHT_SCALE: weights 1 and 1
-	 * alternate, 3 and 1 go a a a b); or, when other workers' connections
-	 * changed the loads meanwhile, the lightest this pass sees. */
-	uint64_t turn = (uint64_t)w->rr++ * LB_WEIGHT_SCALE % tied_weight;
+	/* The tied server whose share of the tied weight holds this turn:
+	 * weights 1 and 1 alternate, 3 and 1 go a a a b. A weight part way
+	 * through slow start is no whole number of turns: a weighted draw
+	 * then. Either way, when other workers' connections changed the
+	 * loads meanwhile, the lightest this pass sees. */
+	uint64_t turn = whole_units ? (uint64_t)w->rr++ * unit % tied_weight
+				    : lb_rng_next(&w->rng) % tied_weight;
 	struct lb_server *lightest = NULL;
 	int64_t light_load = 0, light_w = 1;
 	for (size_t i = 0; i < pool->n_servers; i++) {

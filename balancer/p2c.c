@@ -28,6 +28,9 @@ struct lb_server *lb_p2c_pick(const struct lb_pool *pool, struct lb_worker *w,
 
 	if (!a || c->n <= 1)
 		return a;
-	b = lb_weighted_draw(pool, w, c, a, total - (uint64_t)lb_cand_weight(c, a));
+	/* (A weight the admin API raised since lb_cands_init may pass the
+	 * total: the draw then takes 0 as 1.) */
+	uint64_t wa = (uint64_t)lb_cand_weight(c, a);
+	b = lb_weighted_draw(pool, w, c, a, total > wa ? total - wa : 0);
 	return b && less_loaded(c, b, a) ? b : a;
 }

@@ -441,6 +441,22 @@ Test(all, idle_servers_share_by_weight)
 	}
 }
 
+/* A tier whose servers all have weight 0 shares equally: idle ties still
+ * take turns. */
+Test(leastconn, weight_zero_tier_takes_turns)
+{
+	const char *spec[] = {"a:0", "b:0", "c:0", "d:0"};
+	unsigned counts[4] = {0, 0, 0, 0};
+	struct fixture f;
+
+	fx_init(&f, BAL_LEASTCONN, spec, 4);
+	for (int i = 0; i < 400; i++)
+		counts[pick(&f, 0)->index]++;
+	for (int i = 0; i < 4; i++)
+		cr_expect_eq(counts[i], 100, "server %d: %u of 400", i, counts[i]);
+	fx_deinit(&f);
+}
+
 Test(source, stable_and_spread)
 {
 	const char *spec[] = {"a:1", "b:1", "c:1", "d:1"};
