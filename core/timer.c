@@ -81,10 +81,14 @@ static void run_slot(struct timer_wheel *tw, unsigned slot, uint64_t now_ms)
 void timer_wheel_advance(struct timer_wheel *tw, uint64_t now_ms)
 {
 	uint64_t now_tick = now_ms / TW_TICK_MS;
-	unsigned n = 0;
 
 	tw->now_ms = now_ms;
-	while (tw->tick <= now_tick && n++ < TW_SLOTS) {
+	/* More than a lap behind (the process was stopped, say): the last lap
+	 * of slots holds every timer, so start there. Each slot is visited
+	 * once and the loop ends past now, as after a short advance. */
+	if (now_tick >= tw->tick && now_tick - tw->tick >= TW_SLOTS)
+		tw->tick = now_tick - TW_SLOTS + 1;
+	while (tw->tick <= now_tick) {
 		unsigned slot = tw->tick & TW_MASK;
 		/* Past this slot before its callbacks run: a timer they arm for
 		 * now lands in the next slot, not in this one a lap away. */
@@ -92,10 +96,6 @@ void timer_wheel_advance(struct timer_wheel *tw, uint64_t now_ms)
 		if (tw->used[slot / 64] & (1ull << (slot % 64)))
 			run_slot(tw, slot, now_ms);
 	}
-	/* After a jump of more than a lap every slot has been visited once;
-	 * the timers left are not due. */
-	if (tw->tick <= now_tick)
-		tw->tick = now_tick + 1;
 }
 
 int timer_wheel_timeout_ms(const struct timer_wheel *tw)

@@ -178,3 +178,22 @@ Test(timer, armed_for_now_inside_a_callback_on_a_tick_boundary)
 	run_to(&tw, start + 2 * TW_TICK_MS);
 	cr_expect_eq(b.fired, 1, "the timer armed for now waited for a later lap");
 }
+
+/* The same after a jump of more than a lap (a stopped process): the timer
+ * that fires in the catch-up arms one for now, which fires on the next
+ * advance. */
+Test(timer, armed_for_now_inside_a_callback_after_a_long_stall)
+{
+	struct probe a = {.tw = &tw}, b = {0};
+	uint64_t start = now;
+
+	timer_init(&a.t, on_fire);
+	timer_init(&b.t, on_fire);
+	a.then = &b.t;
+	timer_add(&tw, &a.t, start + 20000);
+	now = start + 20000; /* 2.4 laps at once */
+	timer_wheel_advance(&tw, now);
+	cr_expect_eq(a.fired, 1);
+	run_to(&tw, now + 2 * TW_TICK_MS);
+	cr_expect_eq(b.fired, 1, "the timer armed for now waited for a later lap");
+}
