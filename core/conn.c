@@ -291,7 +291,8 @@ void conn_close(struct conn *c, enum close_reason reason)
 	c->cli.fd = -1;
 	conn_release_server(c);
 	/* BYTES_OUT counts what the client was sent, not what was read for it. */
-	c->down.bytes -= relay_half_pending(&c->down);
+	uint64_t unsent = relay_half_pending(&c->down);
+	c->down.bytes -= unsent;
 	relay_half_release(w, &c->up);
 	relay_half_release(w, &c->down);
 	timer_del(&w->timers, &c->timer);
@@ -303,9 +304,10 @@ void conn_close(struct conn *c, enum close_reason reason)
 	STAT_ADD(w->stats[c->listener].active, -1);
 	if (c->http) {
 		/* http logs requests, not connections. */
-		http_conn_free(c, c->http);
+		http_conn_free(c, c->http, unsent);
 		c->http = NULL;
 	} else {
+		STAT_ADD(w->stats[c->listener].bytes_out, -unsent);
 		log_conn(c);
 	}
 }

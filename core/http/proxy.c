@@ -207,8 +207,11 @@ void http_release_server(struct conn *c, bool reuse)
 	relay_half_release(c->w, &c->down);
 }
 
-void http_conn_free(struct conn *c, struct http_conn *hc)
+void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 {
+	/* BYTES_OUT is what the client was sent: UNSENT bytes read from the
+	 * server for it went with the connection. */
+	hc->bytes_out -= unsent < hc->bytes_out ? unsent : hc->bytes_out;
 	/* A stop cut a request head short, or a connection that sent none:
 	 * logged like a client leaving then, with the reason. */
 	if (hc->phase == HP_HEAD && !hc->method_len && c->reason == CR_SHUTDOWN)
@@ -574,6 +577,14 @@ static void run(struct conn *c)
 	}
 }
 
+/* The server's socket has room for the rest of the request, if any. */
+static bool server_takes_request(const struct conn *c)
+{
+	const struct http_conn *hc = http_of(c);
+
+	return !hc->u || hc->u->s.wr;
+}
+
 /* The deadline of the current phase, and what happens when it passes. */
 /* The exchange waits for the client: to send the rest of its request
  * (unless the server's socket is full, so it is the server that does not
@@ -583,9 +594,9 @@ static bool waits_for_client(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
 
-	if (!hc->req_done)
-		return !hc->u || hc->u->s.wr;
-	return hc->resp_started && !c->cli.wr;
+	if (hc->resp_started && !c->cli.wr)
+		return true;
+	return !hc->req_done && server_takes_request(c);
 }
 
 static uint64_t deadline(const struct conn *c)
@@ -713,7 +724,9 @@ static bool awaits_answer(const struct conn *c)
 	case HP_CONNECT:
 		return true;
 	case HP_EXCHANGE:
-		return hc->req_done && !hc->resp_started;
+		/* Also while the server leaves the body unread: bytes a
+		 * client trickles into its socket meanwhile are not read. */
+		return (hc->req_done || !server_takes_request(c)) && !hc->resp_started;
 	default:
 		return false;
 	}

@@ -140,8 +140,10 @@ struct http_conn {
 };
 
 struct http_conn *http_conn_new(void);
-/* Frees what HC holds; the upstream is closed, not pooled. */
-void http_conn_free(struct conn *c, struct http_conn *hc);
+/* Logs the request under way and frees what HC holds; the upstream is
+ * closed, not pooled. UNSENT: bytes read for the client that it was never
+ * sent (they leave BYTES_OUT). */
+void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent);
 
 void http_start(struct conn *c);
 void http_process(struct conn *c, const struct side *from);

@@ -276,3 +276,44 @@ def test_access_log_many_concurrent(ctx):
     check(len(lines) == 200, f"200 connections, {len(lines)} lines")
     sizes = sorted(int(LINE_RE.match(l)["bytes_in"]) for l in lines if LINE_RE.match(l))
     check(sizes == list(range(1, 201)), f"lines malformed or byte counts wrong: {len(sizes)} parsed")
+
+
+def test_http_bytes_out_counts_what_the_client_was_sent(ctx):
+    """An http download to a client that stops reading, closed at
+    client_timeout: BYTES_OUT is what reached the client, not what was read
+    from the server for it."""
+    from test_http import http_conf, pyserver
+
+    body = b"y" * (32 << 20)
+
+    def big(r, srv):
+        r.until(b"\r\n\r\n")
+        try:
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        except OSError:
+            pass
+
+    srv = pyserver(ctx, big)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          listener={"client_timeout": "1s"}))
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+    line = _wait_lines(log, 1, timeout=6)[0]
+    s.settimeout(2 * SCALE)
+    got = 0
+    try:
+        while True:
+            chunk = s.recv(1 << 16)
+            if not chunk:
+                break
+            got += len(chunk)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    m = LINE_RE.match(line)
+    check(m, f"bad line: {line!r}")
+    check(int(m["bytes_out"]) == got, f"BYTES_OUT {m['bytes_out']}, the client got {got}: {line!r}")
