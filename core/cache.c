@@ -447,6 +447,14 @@ void cache_invalidate(struct cache *c, const struct cache_key *k)
 	pthread_mutex_unlock(&s->lock);
 }
 
+/* A and B carry the same ETag and Last-Modified (or neither). */
+static bool same_validators(const struct cache_entry *a, const struct cache_entry *b)
+{
+	return a->etag_len == b->etag_len && a->lm_len == b->lm_len &&
+	       memcmp(a->head + a->etag_off, b->head + b->etag_off, a->etag_len) == 0 &&
+	       memcmp(a->head + a->lm_off, b->head + b->lm_off, a->lm_len) == 0;
+}
+
 void cache_insert(struct cache *c, struct cache_entry *e)
 {
 	struct cache_shard *s = shard_of(c, e->hash);
@@ -469,12 +477,13 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 	}
 	struct cache_entry **head = &s->buckets[e->hash & (s->n_buckets - 1)];
 	/* The answer to a HEAD that went to the server (the client asked for
-	 * no-cache, or the entry was stale) does not replace a stored GET,
-	 * whose body it lacks (RFC 9111 §4.3.5 would merge its fields; it is
-	 * dropped instead, and the GET revalidates when it must). */
+	 * no-cache, or the entry was stale) does not replace a stored GET with
+	 * the same validators, whose body it lacks: it is dropped (RFC 9111
+	 * §4.3.5 would merge its fields). New validators mean the stored body
+	 * is out of date: then the GET goes, below. */
 	for (struct cache_entry *o = *head; e->head_only && o; o = o->next) {
 		if (key_equals(o, &k) && !o->pass && !o->head_only && o->vary_len == e->vary_len &&
-		    memcmp(o->vary, e->vary, e->vary_len) == 0) {
+		    memcmp(o->vary, e->vary, e->vary_len) == 0 && same_validators(o, e)) {
 			pthread_mutex_unlock(&s->lock);
 			cache_entry_put(e);
 			return;

@@ -282,6 +282,14 @@ def test_head_from_stored_get(ctx):
     check(h.status == 200 and o.count("/h2") == n + 1, f"no-cache HEAD: {h!r}")
     g = fetch(port, "/h2")
     check(is_hit(g) and g.body == b"abc", f"GET after a HEAD to the server: {x_cache(g)} {g.body!r}")
+    # Unless that HEAD's answer shows new validators: the stored body is
+    # out of date then, and the next GET fetches the new one.
+    o.route("/h3", headers=["Cache-Control: max-age=60", 'ETag: "a"'], body=b"old")
+    check(fetch(port, "/h3").body == b"old" and is_hit(fetch(port, "/h3")), "/h3 stored")
+    o.route("/h3", headers=["Cache-Control: max-age=60", 'ETag: "b"'], body=b"new")
+    fetch(port, "/h3", method="HEAD", headers=["Cache-Control: no-cache"])
+    g = fetch(port, "/h3")
+    check(g.body == b"new", f"GET after a HEAD with a new ETag: {x_cache(g)} {g.body!r}")
 
 
 def test_chunked_and_close_bodies_stored_decoded(ctx):
