@@ -9,11 +9,9 @@
 
 void pipe_pool_init(struct pipe_pool *pp, size_t size)
 {
-	size_t spare = PIPE_POOL_SPARE_BYTES / (size ? size : 1);
-
 	pp->free = NULL;
 	pp->n_free = 0;
-	pp->max_free = spare < 1 ? 1 : spare > PIPE_POOL_SPARE_MAX ? PIPE_POOL_SPARE_MAX : spare;
+	pp->free_bytes = 0;
 	pp->size = size;
 	pp->in_use = 0;
 }
@@ -33,6 +31,7 @@ void pipe_pool_deinit(struct pipe_pool *pp)
 		pipe_destroy(p);
 	}
 	pp->n_free = 0;
+	pp->free_bytes = 0;
 }
 
 struct pipe *pipe_pool_get(struct pipe_pool *pp)
@@ -41,6 +40,7 @@ struct pipe *pipe_pool_get(struct pipe_pool *pp)
 	if (p) {
 		pp->free = p->next;
 		pp->n_free--;
+		pp->free_bytes -= p->cap;
 		pp->in_use++;
 		return p;
 	}
@@ -70,11 +70,15 @@ struct pipe *pipe_pool_get(struct pipe_pool *pp)
 void pipe_pool_put(struct pipe_pool *pp, struct pipe *p)
 {
 	pp->in_use--;
-	if (p->len != 0 || pp->n_free >= pp->max_free) {
+	/* Sized by what the pipes really hold (the system may have capped
+	 * pipe_size); one spare is kept whatever its size. */
+	if (p->len != 0 || pp->n_free >= PIPE_POOL_SPARE_MAX ||
+	    (pp->n_free && pp->free_bytes + p->cap > PIPE_POOL_SPARE_BYTES)) {
 		pipe_destroy(p);
 		return;
 	}
 	p->next = pp->free;
 	pp->free = p;
 	pp->n_free++;
+	pp->free_bytes += p->cap;
 }

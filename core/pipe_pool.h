@@ -24,15 +24,16 @@ struct pipe {
 struct pipe_pool {
 	struct pipe *free;
 	size_t n_free;
-	size_t max_free;
+	size_t free_bytes; /* the spares' capacity */
 	size_t size; /* requested capacity */
 	size_t in_use;
 };
 
-/* Spare pipes are kept up to PIPE_POOL_SPARE_BYTES of capacity (at most
- * PIPE_POOL_SPARE_MAX pipes): Linux counts a pipe's capacity, used or not,
- * against an unprivileged user's pipe allowance (fs.pipe-user-pages-soft,
- * 64 MiB), past which new pipes get two pages. */
+/* Spare pipes are kept up to PIPE_POOL_SPARE_BYTES of capacity, or one
+ * pipe if it is larger (at most PIPE_POOL_SPARE_MAX pipes): Linux counts a
+ * pipe's capacity, used or not, against an unprivileged user's pipe
+ * allowance (fs.pipe-user-pages-soft, 64 MiB), past which new pipes get
+ * two pages. */
 #define PIPE_POOL_SPARE_BYTES (16u << 20)
 #define PIPE_POOL_SPARE_MAX   64u
 
