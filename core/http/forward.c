@@ -140,21 +140,24 @@ static bool is_name_char(unsigned char ch)
 	return isalnum(ch) || ch == '-' || ch == '.' || ch == '_';
 }
 
-/* Digits and dots with a part that starts with 0, as "0177.0.0.1": read as
- * octal by inet_aton, curl and browsers, as decimal by inet_pton, and a
- * name by RFC 3986. Refused rather than guessed at. */
-static bool ambiguous_ipv4(const char *host, size_t len)
+/* Digits and dots that are not a plain dotted quad: "0177.0.0.1" (octal
+ * 127 to curl and inet_aton, decimal 177 to c-ares), "127.1" or
+ * "2130706433" (127.0.0.1 to inet_aton). No DNS name ends in a numeric
+ * label, so these can only be addresses read differently by different
+ * clients: refused rather than guessed at. HOST is NUL-terminated. */
+static bool ambiguous_ipv4(const char *host)
 {
+	uint8_t a4[4];
 	bool zero_led = false;
 
-	for (size_t i = 0; i < len; i++) {
+	for (size_t i = 0; host[i]; i++) {
 		if (host[i] != '.' && !isdigit((unsigned char)host[i]))
 			return false;
-		if (host[i] == '0' && (i == 0 || host[i - 1] == '.') && i + 1 < len &&
+		if (host[i] == '0' && (i == 0 || host[i - 1] == '.') && host[i + 1] &&
 		    host[i + 1] != '.')
 			zero_led = true;
 	}
-	return zero_led;
+	return zero_led || inet_pton(AF_INET, host, a4) != 1;
 }
 
 /* Copies HOST[0, LEN) into f->host and classifies it. BRACKETED: it was in
@@ -163,10 +166,12 @@ static int set_host(struct fwd_conn *f, const char *host, size_t len, bool brack
 {
 	uint8_t a4[4];
 
-	if (len == 0 || len > DNS_NAME_MAX || (!bracketed && ambiguous_ipv4(host, len)))
+	if (len == 0 || len > DNS_NAME_MAX)
 		return -EINVAL;
 	memcpy(f->host, host, len);
 	f->host[len] = '\0';
+	if (!bracketed && ambiguous_ipv4(f->host))
+		return -EINVAL;
 	memset(&f->literal_addr, 0, sizeof(f->literal_addr));
 	if (bracketed) {
 		f->literal_addr.in6.sin6_family = AF_INET6;

@@ -3,7 +3,7 @@
 import os
 import socket
 
-from harness import (Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, run_fulcrum,
+from harness import (SCALE, Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, run_fulcrum,
                      tcp_conf)
 
 
@@ -59,7 +59,7 @@ def test_star_bind_is_every_ipv4_address(ctx):
     port, admin = free_port(), free_port()
     ctx.fulcrum(tcp_conf(port, [b.server_line()], bind=f"*:{port}", glob={"admin": f"*:{admin}"}))
     check(name_via(("127.0.0.1", port)) == "star", "*:PORT bind does not relay on loopback")
-    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=3) as r:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/status", timeout=3 * SCALE) as r:
         status = json.loads(r.read())
     check(status["listeners"][0]["binds"] == [f"*:{port}"], f"binds as written: {status}")
 

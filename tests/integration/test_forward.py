@@ -345,10 +345,11 @@ def test_origin_form_and_bad_targets_get_400(ctx):
     start(ctx, port)
     m, closed = ask(port, b"GET /index.html HTTP/1.1\r\nHost: example.com\r\n\r\n")
     expect_error(m, closed, 400, what="origin-form on a forward listener")
-    # Dotted quads with a zero-led part are octal to curl and inet_aton and
-    # decimal to inet_pton: refused, never guessed at.
+    # Numeric hosts that are not plain dotted quads are addresses to curl
+    # and inet_aton (0177 octal, 127.1, 2130706433), read otherwise by
+    # c-ares, and no DNS name: refused, never guessed at.
     for target in ("https://example.com/", "ftp://example.com/", "http://exa%41mple.com/", "http://a..b/",
-                   "http://0177.0.0.1/", "http://127.0.0.01/"):
+                   "http://0177.0.0.1/", "http://127.0.0.01/", "http://127.1/", "http://2130706433/"):
         m, closed = ask(port, proxy_get(target, host="example.com"))
         expect_error(m, closed, 400, what=target)
     r, m = connect_via(port, "0177.0.0.1:443")
