@@ -673,6 +673,22 @@ def recv_all(s):
         buf += b
 
 
+def recv_count(s, timeout):
+    """Reads until EOF, a reset or TIMEOUT seconds of silence; returns how
+    many bytes came."""
+    s.settimeout(timeout)
+    n = 0
+    try:
+        while True:
+            b = s.recv(262144)
+            if not b:
+                break
+            n += len(b)
+    except (ConnectionResetError, socket.timeout):
+        pass
+    return n
+
+
 def recv_hash(s):
     """Reads until EOF; returns (count, sha256 hex)."""
     h, n = hashlib.sha256(), 0

@@ -9,7 +9,7 @@ import socket
 import time
 
 from harness import (SCALE, Skip, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
-                     read_lines, recv_all, recv_exact, sha256, tcp_conf, TestFailure, wait_for)
+                     read_lines, recv_all, recv_count, recv_exact, sha256, tcp_conf, TestFailure, wait_for)
 
 LINE_RE = re.compile(
     r'^(?P<time>\S+) (?P<client>\S+) (?P<listener>\S+) (?P<target>\S+) '
@@ -303,16 +303,7 @@ def test_http_bytes_out_counts_what_the_client_was_sent(ctx):
     s.connect(("127.0.0.1", port))
     s.sendall(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
     line = _wait_lines(log, 1, timeout=6)[0]
-    s.settimeout(2 * SCALE)
-    got = 0
-    try:
-        while True:
-            chunk = s.recv(1 << 16)
-            if not chunk:
-                break
-            got += len(chunk)
-    except (ConnectionResetError, socket.timeout):
-        pass
+    got = recv_count(s, 2 * SCALE)
     s.close()
     m = LINE_RE.match(line)
     check(m, f"bad line: {line!r}")
