@@ -251,6 +251,17 @@ static int alpn_wire(const char *list, unsigned char *out, size_t cap)
 	return (int)len;
 }
 
+/* Whether the ALPN wire list W (LEN bytes) names NAME. */
+static bool alpn_has(const unsigned char *w, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (size_t i = 0; i < len; i += 1 + w[i])
+		if (w[i] == n && i + 1 + n <= len && memcmp(w + i + 1, name, n) == 0)
+			return true;
+	return false;
+}
+
 /* ---- building --------------------------------------------------------- */
 
 /* Settings every server context of listener LC shares. Returns 1 or 0. */
@@ -431,6 +442,14 @@ static struct tls_listener *listener_new(const struct cfg_listener *lc)
 		goto fail;
 	}
 	tl->alpn_len = (size_t)n;
+	/* An http listener serves HTTP/1.0 too (SPEC §3): a client that offers
+	 * only "http/1.0" (curl --http1.0) gets it, after the listed ones, as
+	 * nginx's list has it. */
+	if (lc->mode != MODE_TCP && alpn_has(tl->alpn, tl->alpn_len, "http/1.1") &&
+	    !alpn_has(tl->alpn, tl->alpn_len, "http/1.0") && tl->alpn_len + 9 <= sizeof(tl->alpn)) {
+		memcpy(tl->alpn + tl->alpn_len, "\x08http/1.0", 9);
+		tl->alpn_len += 9;
+	}
 	tl->certs = calloc(lc->n_tls_certs, sizeof(*tl->certs));
 	if (!tl->certs)
 		goto fail;

@@ -353,6 +353,11 @@ def test_alpn(ctx):
     check("no application protocol" in out, f"unknown protocols not refused:\n{out[-1500:]}")
     status, body, err = curl(port, "a.test", "/", cacert=certs.pem("ca"), extra=["--http2"])
     check(status == 200, f"curl --http2 (offers h2 and http/1.1): {status} {err}")
+    # An http listener serves HTTP/1.0: curl --http1.0 offers only http/1.0.
+    out = s_client(port, "-servername", "a.test", "-alpn", "http/1.0")
+    check("ALPN protocol: http/1.0" in out, f"http/1.0 alone was not taken:\n{out[-1500:]}")
+    status, body, err = curl(port, "a.test", "/", cacert=certs.pem("ca"), extra=["--http1.0"])
+    check(status == 200, f"curl --http1.0: {status} {err}")
 
 
 def test_old_versions_refused(ctx):
