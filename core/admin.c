@@ -64,6 +64,7 @@ static struct {
 	struct list conns, closed;
 	size_t n_conns;
 	struct http_head head; /* parse results, used within one call */
+	bool stopping; /* /healthz says 503 */
 } admin = {.fd = -1, .epfd = -1};
 
 /* A request as the router sees it: method, decoded path segments, body. */
@@ -105,6 +106,8 @@ static const char *status_text(int status)
 		return "Request Header Fields Too Large";
 	case 501:
 		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
 	case 505:
 		return "HTTP Version Not Supported";
 	default:
@@ -316,9 +319,10 @@ static void route(const struct admin_req *q, struct admin_reply *r)
 {
 	if (is_healthz(q)) {
 		if (method_is(q, r, "GET")) {
-			r->status = 200;
+			/* SPEC §5: "ok" while the process serves. */
+			r->status = admin.stopping ? 503 : 200;
 			r->content_type = "text/plain";
-			sbuf_puts(&r->body, "ok");
+			sbuf_puts(&r->body, admin.stopping ? "stopping" : "ok");
 		}
 	} else if (q->n_seg == 1 && seg_is(q, 0, "metrics")) {
 		if (method_is(q, r, "GET"))
@@ -599,6 +603,11 @@ void admin_tick(void)
 int admin_listen_fd(void)
 {
 	return admin.fd;
+}
+
+void admin_set_stopping(void)
+{
+	admin.stopping = true;
 }
 
 void admin_release(void)

@@ -55,5 +55,8 @@ int admin_listen_fd(void);
  * leaves its socket file, now the new process's, in place. The clients
  * being answered carry on. */
 void admin_release(void);
+/* The process is stopping (SIGTERM, SIGINT): /healthz answers 503 from
+ * now on, so a load balancer in front stops sending traffic here. */
+void admin_set_stopping(void);
 
 #endif

@@ -448,6 +448,7 @@ static void on_signals(struct process *p, struct stop_state *st)
 		switch (si.ssi_signo) {
 		case SIGTERM:
 			log_info("SIGTERM: stopping gracefully");
+			admin_set_stopping();
 			stop_all(p, WORKER_GRACEFUL);
 			st->stopping = true;
 			st->deadline_ms = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
@@ -455,6 +456,7 @@ static void on_signals(struct process *p, struct stop_state *st)
 			break;
 		case SIGINT:
 			log_info("SIGINT: stopping now");
+			admin_set_stopping();
 			stop_all(p, WORKER_STOP);
 			st->stopping = true;
 			st->deadline_ms = 0;

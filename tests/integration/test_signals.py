@@ -91,6 +91,35 @@ def test_sigterm_graceful_finishes_transfers(ctx):
           f"({t_exit - t_term:.2f}s after SIGTERM)")
 
 
+def test_healthz_says_503_while_stopping(ctx):
+    """SPEC §5: /healthz is 200 "ok" while the process serves; once SIGTERM
+    closed the listeners (connections still draining) it is 503, so a load
+    balancer in front stops sending traffic."""
+    import urllib.error
+    import urllib.request
+    echo = ctx.backend("echo")
+    port, admin = free_port(), free_port()
+    f = ctx.fulcrum(tcp_conf(port, [echo.server_line()],
+                             glob={"admin": f"127.0.0.1:{admin}", "graceful_timeout": "5s"}))
+
+    def healthz():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/healthz", timeout=3 * SCALE) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+
+    check(healthz() == (200, b"ok"), f"/healthz while serving: {healthz()}")
+    held = connect(("127.0.0.1", port))
+    check(echo_roundtrip(held, b"x"), "relay")
+    f.signal(signal.SIGTERM)
+    wait_for(lambda: _refused(port), 1.0 * SCALE, interval=0.05, what="the listener to close")
+    got = healthz()
+    check(got[0] == 503, f"/healthz while stopping: {got}")
+    held.close()
+    check(f.wait_exit(6) == 0, "exit status after the drain")
+
+
 def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
     b = ctx.backend("echo")
     port = free_port()
