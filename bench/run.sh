@@ -550,7 +550,7 @@ scn_forward_connect() {
 
 scn_cache_hit() {
 	scn_defaults
-	S_MODE=cache S_PATH="/cached?maxage=3600" S_WORKERS=1
+	S_MODE=cache S_PATH="/cached?maxage=3600" S_WORKERS="1 2"
 	S_DESC="wrk -t2 -c64 GET of one URL answered with Cache-Control: max-age=3600 (14-byte body), cache warmed first (fulcrum cache = 64m, nginx proxy_cache, HAProxy cache); direct is the backend itself"
 }
 
