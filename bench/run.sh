@@ -641,8 +641,18 @@ measure_load() {
 	local scheme=$S_SCHEME metric cpu=NA url
 	[ "$3" = direct ] && scheme=http
 	url="$scheme://127.0.0.1:$TARGET_PORT$S_PATH"
-	# the cache scenario measures hits: one request fills the cache first
-	[ "$S_MODE" = cache ] && curl -ks -o /dev/null "$url"
+	# the cache scenario measures hits: one request fills the cache first,
+	# and the next must say it was a hit where the proxy tells (fulcrum's
+	# X-Cache, nginx's $upstream_cache_status in X-Cache)
+	if [ "$S_MODE" = cache ]; then
+		curl -ks -o /dev/null "$url"
+		case $3 in
+		fulcrum | nginx)
+			curl -ks -D - -o /dev/null "$url" | grep -qi '^X-Cache: HIT' ||
+				log "  $3: WARNING: the warmed URL is not answered from the cache"
+			;;
+		esac
+	fi
 	if [ "$S_ENV" = "$NORESUME_ENV" ] && [ ! -f "$TMP/noresume.so" ]; then
 		L_FAIL="no $TMP/noresume.so (needs cc): wrk would resume TLS sessions"
 	elif [ "$S_KIND" = tunnel ]; then
