@@ -4,8 +4,8 @@
  *
  * Parsing is strict: v1 must be "PROXY" SP proto SP src SP dst SP sport SP
  * dport CRLF with single spaces, addresses inet_pton accepts for the named
- * family and ports 0..65535 without leading zeros; a bare CR or LF, or no
- * CRLF within 107 bytes, is an error. v2 must carry version 2, the LOCAL or
+ * family and ports 0..65535 without leading zeros; a bare CR or LF, a NUL,
+ * or no CRLF within 107 bytes, is an error. v2 must carry version 2, the LOCAL or
  * PROXY command and a known family; its length field decides where it ends.
  */
 #include "core/proxy_proto.h"
@@ -119,6 +119,8 @@ static enum pp_result parse_v1(const char *buf, size_t len, struct pp_info *info
 	for (size_t i = sizeof(v1_prefix) - 1; i < lim; i++) {
 		if (buf[i] == '\n')
 			return fail(info, "bare LF in v1 header");
+		if (buf[i] == '\0') /* the fields' parsers would stop at it */
+			return fail(info, "NUL in v1 header");
 		if (buf[i] != '\r')
 			continue;
 		if (i + 1 == len)

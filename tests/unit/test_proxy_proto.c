@@ -53,6 +53,11 @@ static const struct row rows[] = {
 	{"v1 bare LF", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n", 0, PP_ERROR, false, NULL, NULL},
 	{"v1 bare CR", "PROXY TCP4 1.2.3.4\r5.6.7.8 1 2\r\n", 0, PP_ERROR, false, NULL, NULL},
 	{"v1 lower case", "proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 0, PP_ERROR, false, NULL, NULL},
+	/* A NUL would end a field early for inet_pton and the port parser. */
+	{"v1 NUL in an address", "PROXY TCP4 1.2.3.4\0garbage 5.6.7.8 1 2\r\n", 40, PP_ERROR, false,
+	 NULL, NULL},
+	{"v1 NUL after the port", "PROXY TCP4 1.2.3.4 5.6.7.8 1 2\0zzz\r\n", 36, PP_ERROR, false,
+	 NULL, NULL},
 	{"v1 no CRLF in 107 bytes",
 	 "PROXY UNKNOWN "
 	 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
