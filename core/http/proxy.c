@@ -518,6 +518,7 @@ static void run(struct conn *c)
 	for (int guard = 0; c->state != CS_CLOSED; guard++) {
 		enum http_phase before = hc->phase;
 		uint32_t seq = hc->seq;
+		unsigned tries = hc->tried.n;
 		if (guard == 64) {
 			/* Many pipelined requests: let other connections run. */
 			if (list_is_empty(&c->pending_node))
@@ -570,9 +571,12 @@ static void run(struct conn *c)
 		}
 		if (c->state == CS_CLOSED)
 			return; /* conn_close freed hc */
-		/* Go on while something changed: the phase, or a pipelined
-		 * request that started in the same phase. */
-		if (hc->phase == before && hc->seq == seq && before != HP_HEAD)
+		/* Go on while something changed: the phase, a pipelined
+		 * request that started in the same phase, or a retry that
+		 * went straight to another server's idle connection (no
+		 * connect will announce that one). */
+		if (hc->phase == before && hc->seq == seq && hc->tried.n == tries &&
+		    before != HP_HEAD)
 			return;
 	}
 }

@@ -552,6 +552,33 @@ def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
             check(statuses == [200, 504], f"POST with a body: {statuses}, want one 504")
 
 
+def test_retry_onto_a_pooled_connection_is_sent_at_once(ctx):
+    """A GET whose server closes without answering is retried on the other
+    server's idle pooled connection, and goes out at once: no connect's
+    event is there to start it."""
+    def closer(r, s):
+        read_request(r)  # and close without an answer
+
+    bad = pyserver(ctx, closer, name="bad")
+    good = cbackend(ctx, "good")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [bad.server_line(), good.server_line()],
+                          glob={"workers": 1, "access_log": log},
+                          pool={"max_fails": 1000}))
+    # Round robin alternates bad, good: the first request's retry leaves a
+    # pooled connection to good, which the third request's retry takes.
+    for i in range(4):
+        r = client(port, timeout=3 * SCALE)
+        r.send(get(f"/r{i}"))
+        m = read_response(r)
+        r.close()
+        check(m is not None and m.status == 200 and m.get("x-server") == "good",
+              f"request {i}: {m!r}")
+    lines = access_lines(log, 4)
+    check(all(" 200 " in line for line in lines), f"log: {lines!r}")
+
+
 def test_answer_before_request_body_ends(ctx):
     """A server that answers while the client is still sending its body: the
     answer says Connection: close and reaches the client whole (the rest of
