@@ -536,7 +536,12 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 					break;
 			}
 			hc->rsend = (uint32_t)(off - hc->rpos);
-			if (c->lc->max_body_size && hc->req_body_len > c->lc->max_body_size) {
+			/* A chunk's size line says how much is coming: a body
+			 * it takes past the limit is refused before its data. */
+			uint64_t declared = hc->req_body_len;
+			if (hc->req_ch.state == HTTP_CHUNK_DATA)
+				declared += hc->req_ch.left;
+			if (c->lc->max_body_size && declared > c->lc->max_body_size) {
 				/* Part of the body is at the server already: SPEC
 				 * §3 says close both (no 413 goes out). Else the
 				 * client gets its 413, and the server connection,

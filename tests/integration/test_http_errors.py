@@ -167,6 +167,16 @@ def test_413_body_too_large(ctx):
                              chunk_encode(b"w" * 1100, sizes=(500,)))
     expect_error(m, closed, 413, must_close=True, what="buffered chunks over max_body_size")
     check(b"w" * 100 not in srv.raw_received(), "chunks over max_body_size reached the server")
+    # A chunk size line over the limit, its data still to come: the size
+    # says enough, so the 413 goes out before any of that chunk is sent on.
+    r = client(port)
+    r.send(get("/declared", method="POST", headers=["Transfer-Encoding: chunked"]) +
+           b"1388\r\n" + b"d" * 100)
+    m = read_response(r)
+    closed, _ = wait_closed(r, 1.5 * SCALE)
+    r.close()
+    expect_error(m, closed, 413, must_close=True, what="a chunk size line over max_body_size")
+    check(b"1388" not in srv.raw_received(), "the chunk over max_body_size reached the server")
 
 
 def test_414_uri_too_long(ctx):
