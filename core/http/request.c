@@ -264,7 +264,10 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		static const char xff[] = "X-Forwarded-For: ";
 		err |= rewrite_put(x, xff, sizeof(xff) - 1);
 		size_t before = x->len;
-		err |= rewrite_add_joined(x, h, buf, "x-forwarded-for");
+		/* A hop-by-hop one (named by Connection) ends at this hop. */
+		static const char xff_name[] = "x-forwarded-for";
+		if (!http_connection_lists(h, buf, xff_name, sizeof(xff_name) - 1))
+			err |= rewrite_add_joined(x, h, buf, xff_name);
 		if (x->len > before)
 			err |= rewrite_put(x, ", ", 2);
 		if (!hc->client_ip_len)

@@ -1210,6 +1210,10 @@ def test_forwarded_headers(ctx):
     check(seen.all("x-forwarded-host") == ["www.example.com:81"], f"X-Forwarded-Host:\n{text}")
     seen, text = _seen_by_server(port, [])
     check(seen.all("x-forwarded-for") == ["127.0.0.1"], f"X-Forwarded-For without one from the client:\n{text}")
+    # Named by Connection, the client's field is hop-by-hop: it ends here.
+    seen, text = _seen_by_server(port, ["X-Forwarded-For: 6.6.6.6", "Connection: X-Forwarded-For"])
+    check(seen.all("x-forwarded-for") == ["127.0.0.1"],
+          f"X-Forwarded-For named by Connection went on:\n{text}")
     check(seen.all("x-forwarded-host") == ["www.example.com:81"] and seen.all("x-forwarded-proto") == ["http"],
           f"X-Forwarded-Host/Proto:\n{text}")
 
