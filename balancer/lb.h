@@ -47,6 +47,9 @@ struct lb_server {
 	_Atomic int refs;
 
 	_Atomic int state; /* enum lb_state */
+	/* Deleted through the admin API: it drains and is never checked or
+	 * handed on to a new generation again. Set once, by the main thread. */
+	_Atomic bool removed;
 	_Atomic bool health_down; /* the health thread's verdict, whatever the state */
 	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
 	_Atomic int fails; /* consecutive passive failures seen by traffic */

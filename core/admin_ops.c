@@ -288,6 +288,7 @@ void admin_server_op(struct admin_reply *r, const struct admin_host *host, const
 			return;
 		}
 		atomic_store(&s->state, SRV_DRAIN);
+		atomic_store(&s->removed, true);
 		state_changed();
 		log_info("admin: %s/%s removed", pool, server);
 	}

@@ -212,9 +212,19 @@ static void record_result(struct hc_server *hs, bool ok, const char *reason)
 /* Passive health: max_fails consecutive failures seen by the workers take an
  * up server down; with check = none, fail_timeout later it is tried again
  * (with an active check, its rise brings it back). */
+/* A server deleted through the admin API is left alone: no checks, no
+ * verdicts. */
+static bool is_removed(const struct hc_server *hs)
+{
+	return atomic_load_explicit(&hs->srv->removed, memory_order_relaxed);
+}
+
 static void sample_passive(struct hc_server *hs)
 {
 	const struct cfg_pool *pc = hs->hp->cfg;
+
+	if (is_removed(hs))
+		return;
 
 	if (hs->up) {
 		int fails = atomic_load_explicit(&hs->srv->fails, memory_order_relaxed);
@@ -248,6 +258,8 @@ static void check_end(struct hc_server *hs)
 {
 	uint64_t next = hs->check_start_ms + jittered(hs->hp->cfg->check_interval_ms);
 
+	if (is_removed(hs))
+		return; /* and its timer stays unarmed */
 	record_result(hs, hs->probe.ok, hs->probe.reason);
 	if (next <= hc.now_ms)
 		next = hc.now_ms + 1;
@@ -256,6 +268,8 @@ static void check_end(struct hc_server *hs)
 
 static void check_begin(struct hc_server *hs)
 {
+	if (is_removed(hs))
+		return; /* and its timer stays unarmed */
 	hs->check_start_ms = hc.now_ms;
 	if (hc_probe_start(&hs->probe, &hs->check, &hs->srv->addr, hc.epfd, hs)) {
 		check_end(hs);

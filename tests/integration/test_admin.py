@@ -574,6 +574,35 @@ def test_delete_server(ctx):
         c.close()
 
 
+def test_deleted_server_is_no_longer_checked(ctx):
+    """A server deleted through the API is gone for the health thread too:
+    no more probes of its address, no more UP/DOWN lines about it."""
+    b = ctx.backend("name", name="s1")
+    f, port, adm = start(ctx, [b.server_line()],
+                         pool={"check": "tcp", "check_interval": "100ms", "fall": 1, "rise": 1})
+    gone = closed_port()
+    adm.json("POST", "/pools/p/servers", {"name": "gone", "address": f"127.0.0.1:{gone}"}, want=201)
+    wait_for(lambda: "p/gone DOWN" in f.stderr(), 3 * SCALE, what="the added server's first check")
+    adm.json("DELETE", "/pools/p/servers/gone")
+    # A listener on its address now would bring it UP, were it still checked.
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind(("127.0.0.1", gone))
+    srv.listen(8)
+    srv.settimeout(0.2)
+    probes = 0
+    deadline = time.monotonic() + 1.0 * SCALE
+    while time.monotonic() < deadline:
+        try:
+            srv.accept()[0].close()
+            probes += 1
+        except socket.timeout:
+            pass
+    srv.close()
+    check(probes == 0, f"{probes} health probes reached the deleted server")
+    check("p/gone UP" not in f.stderr(), f"the deleted server came UP: {f.stderr()}")
+
+
 def test_metrics_http_traffic(ctx):
     b1, b2 = HttpBackend("h1"), HttpBackend("h2", status=404)
     ctx.backends += [b1, b2]
