@@ -85,6 +85,12 @@ static void not_storable(struct conn *c, uint64_t mark_ms)
 	cache_fill_drop(hc);
 }
 
+void cache_http_failed(struct conn *c)
+{
+	if (c->http->cache_fill)
+		not_storable(c, CACHE_PASS_ERROR_MS);
+}
+
 int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)
 {
 	struct cache_fill *f = c->http->cache_fill;

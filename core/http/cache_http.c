@@ -310,6 +310,13 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 		http_set_phase(c, HP_CACHE_WAIT);
 		return true;
 	}
+	if (claim == 1 && hc->method_id == HTTP_M_HEAD) {
+		/* What a HEAD stores answers HEADs only: the GETs it would
+		 * hold up would all go to the server after it anyway. It
+		 * waits on a GET's fill, but makes nobody wait on its own. */
+		cache_pending_release(cache, k);
+		claim = -1;
+	}
 	if (claim == 1 && since && cache_has_key(cache, k, c->w->now_ms)) {
 		/* The fill this request waited for stored an answer for another
 		 * Vary variant: were it the next filler, the other waiters would

@@ -246,6 +246,8 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 
 	hc->reason = reason;
 	hc->connect_tunnel = false;
+	if (status >= 500)
+		cache_http_failed(c);
 	http_release_server(c, false);
 	if (hc->resp_started) {
 		conn_close(c, CR_SERVER_RESET);

@@ -69,6 +69,9 @@ class Origin:
             path = target.split("?")[0]
             status, headers, body, framing, date = self.routes.get(
                 path, (404, ["Cache-Control: no-store"], b"no route at the origin\n", "length", True))
+            if framing == "drop":  # BODY: seconds to wait before closing unanswered
+                time.sleep(body)
+                return
             if callable(body):
                 body = body(req, n)
                 if isinstance(body, tuple):  # (status, more headers, body)
@@ -689,6 +692,51 @@ def test_misses_that_cannot_share_an_answer_do_not_queue(ctx):
                   f"{target}: {[(m.status, x_cache(m)) for m in got]}")
             # Five 0.5 s answers: at most two rounds, never five.
             check(took < 1.6 * SCALE, f"{target}, burst {burst}: {took:.2f}s, the misses queued")
+
+
+def test_waiters_go_together_after_fulcrums_own_502(ctx):
+    """The fill fails with no answer to pass on (the origin closes): fulcrum
+    answers 502 itself, and the key's waiters then go to the origin side by
+    side, as after an origin's own 500, not one at a time."""
+    o = Origin(ctx)
+    o.route("/gone", body=0.5, framing="drop")
+    port = free_port()
+    # keepalive = 0: a close on a pooled connection would be retried on a
+    # fresh one; max_fails: the origin stays up through the bursts.
+    ctx.fulcrum(http_conf(port, [o.server_line()], glob={"workers": 2},
+                          pool={"keepalive": 0, "max_fails": 1000}, listener={"cache": "1m"}))
+    for burst in range(2):
+        t0 = time.monotonic()
+        got = _concurrent(port, "/gone", 5)
+        took = time.monotonic() - t0
+        check(all(m.status == 502 for m in got), f"burst {burst}: {[m.status for m in got]}")
+        # Five 0.5 s failures: two rounds at most, never five.
+        check(took < 1.6 * SCALE, f"burst {burst}: {took:.2f}s, the waiters queued")
+
+
+def test_head_miss_does_not_hold_up_gets(ctx):
+    """A HEAD's answer is stored for HEADs only: a GET of the same URL
+    does not wait for it, it goes to the origin at once."""
+    o = Origin(ctx)
+    seen = []
+
+    def slow(req, n):
+        seen.append((req.first.split(" ")[0], time.monotonic()))
+        time.sleep(1.0)
+        return b"body %d" % n
+
+    o.route("/h", headers=["Cache-Control: max-age=60"], body=slow)
+    _, port = start(ctx, o)
+    head = threading.Thread(target=lambda: fetch(port, "/h", method="HEAD"))
+    head.start()
+    wait_for(lambda: seen, 3 * SCALE, what="the HEAD at the origin")
+    m = fetch(port, "/h")
+    head.join(5 * SCALE)
+    check(m.status == 200 and m.body.startswith(b"body"), f"GET: {m!r}")
+    methods = [s[0] for s in seen]
+    check(methods == ["HEAD", "GET"], f"origin saw {methods}")
+    lag = seen[1][1] - seen[0][1]
+    check(lag < 0.9, f"the GET reached the origin {lag:.2f}s after the HEAD: it waited for it")
 
 
 def test_waiters_of_a_fill_whose_client_left_do_not_stampede(ctx):
