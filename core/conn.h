@@ -36,6 +36,7 @@
 	X(CR_SHUTDOWN, "shutdown")                                                                 \
 	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                                 \
 	X(CR_NO_MEMORY, "no_memory")                                                               \
+	X(CR_OUT_OF_RESOURCES, "out_of_resources")                                                 \
 	X(CR_INTERNAL, "internal_error")                                                           \
 	X(CR_REQUEST_ERROR, "request_error")                                                       \
 	X(CR_PROXY_PROTOCOL, "proxy_protocol")                                                     \

@@ -107,6 +107,15 @@ static void connect_next(struct conn *c)
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
+		if (err_out_of_resources(-err)) {
+			/* Not the server's doing, and every other would fail
+			 * the same way. */
+			log_info("tcp %s: connect to %s/%s: %s", c->lc->name, c->pool->name,
+				 s->name, strerror(-err));
+			conn_release_server(c);
+			conn_close(c, CR_OUT_OF_RESOURCES);
+			return;
+		}
 		c->reason = CR_CONNECT_FAILED;
 		lb_server_failed(s);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,

@@ -5,6 +5,8 @@
 #ifndef FULCRUM_UTIL_H
 #define FULCRUM_UTIL_H
 
+#include <errno.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +36,14 @@
 			fprintf(stderr, "BUG at %s:%d: %s\n", __FILE__, __LINE__, #cond);          \
 	} while (0)
 #endif
+
+/* Whether ERR says this host ran short (descriptors, memory, socket
+ * buffers, local ports for a connect), not that a peer failed. */
+static inline bool err_out_of_resources(int err)
+{
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
+	       err == EADDRNOTAVAIL;
+}
 
 struct list {
 	struct list *next, *prev;

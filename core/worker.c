@@ -179,8 +179,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		socklen_t len = sizeof(peer);
 		int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
+			if (err_out_of_resources(errno)) {
 				log_warn("worker %d: accept: %s; pausing listeners for %d ms",
 					 w->id, strerror(errno), ACCEPT_PAUSE_MS);
 				pause_listener(ls);

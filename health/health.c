@@ -209,9 +209,6 @@ static void record_result(struct hc_server *hs, bool ok, const char *reason)
 	publish_state(hs);
 }
 
-/* Passive health: max_fails consecutive failures seen by the workers take an
- * up server down; with check = none, fail_timeout later it is tried again
- * (with an active check, its rise brings it back). */
 /* A server deleted through the admin API is left alone: no checks, no
  * verdicts. */
 static bool is_removed(const struct hc_server *hs)
@@ -219,6 +216,9 @@ static bool is_removed(const struct hc_server *hs)
 	return atomic_load_explicit(&hs->srv->removed, memory_order_relaxed);
 }
 
+/* Passive health: max_fails consecutive failures seen by the workers take an
+ * up server down; with check = none, fail_timeout later it is tried again
+ * (with an active check, its rise brings it back). */
 static void sample_passive(struct hc_server *hs)
 {
 	const struct cfg_pool *pc = hs->hp->cfg;
@@ -260,7 +260,11 @@ static void check_end(struct hc_server *hs)
 
 	if (is_removed(hs))
 		return; /* and its timer stays unarmed */
-	record_result(hs, hs->probe.ok, hs->probe.reason);
+	if (hs->probe.no_verdict)
+		log_debug("server %s/%s not checked: %s", hs->hp->pool->name, hs->srv->name,
+			  hs->probe.reason);
+	else
+		record_result(hs, hs->probe.ok, hs->probe.reason);
 	if (next <= hc.now_ms)
 		next = hc.now_ms + 1;
 	arm(&hs->timer, next);

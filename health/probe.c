@@ -27,6 +27,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "core/util.h"
+
 /* Drained bytes land here; nobody reads them. One thread uses it. */
 static char drain_buf[16384];
 
@@ -290,12 +292,16 @@ bool hc_probe_start(struct hc_probe *p, const struct hc_check *chk, const struct
 {
 	hc_probe_init(p);
 	p->fd = socket(addr->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (p->fd < 0)
+	if (p->fd < 0) {
+		p->no_verdict = err_out_of_resources(errno);
 		return finish(p, false, "socket: %s", strerror(errno));
+	}
 	p->state = PROBE_CONNECTING;
 	int rc = connect(p->fd, (const struct sockaddr *)&addr->ss, addr->len);
-	if (rc < 0 && errno != EINPROGRESS)
+	if (rc < 0 && errno != EINPROGRESS) {
+		p->no_verdict = err_out_of_resources(errno);
 		return fail_connect(p, errno);
+	}
 	struct epoll_event ev = {
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 		.data.ptr = ptr,

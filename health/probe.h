@@ -47,6 +47,7 @@ struct hc_probe {
 	size_t got; /* bytes of the answer in line[] */
 	size_t drained; /* bytes read and dropped after line[] */
 	bool ok; /* the verdict, valid once state is DRAINING or IDLE again */
+	bool no_verdict; /* this host ran short (fds, memory, ports): says nothing */
 	char line[HC_STATUS_CAP];
 	char reason[HC_REASON_CAP]; /* why it failed, or "check passed" */
 };

@@ -115,6 +115,16 @@ void http_connect_server(struct conn *c)
 		}
 		int err = 0;
 		u = upstream_connect(c->w, s, &err);
+		if (!u && err_out_of_resources(err)) {
+			/* This host ran short, not the server: no failure to
+			 * count against it, and no other would do better. */
+			log_info("http %s: connect to %s/%s: %s", c->lc->name, hc->pool->name,
+				 s->name, strerror(err));
+			http_release_server(c, false);
+			hc->server = NULL;
+			http_reply(c, 503, "out_of_resources", false);
+			return;
+		}
 		if (u) {
 			attach(c, u);
 			set_request_out(hc);

@@ -804,3 +804,36 @@ def test_server_reset_mid_body_is_logged_as_a_reset(ctx):
     lines = access_lines(log, 2)
     check(lines[0].endswith(" server_reset"), f"a reset mid-body: {lines[0]}")
     check(lines[1].endswith(" server_closed"), f"a close mid-body: {lines[1]}")
+
+
+def test_out_of_fds_gets_503_without_blaming_the_server(ctx):
+    """A connect fulcrum cannot start for want of descriptors is answered
+    503 out_of_resources, and does not count against the server."""
+    import resource
+
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                              pool={"max_fails": 1, "keepalive": 0}))
+    limits = resource.prlimit(f.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(f.pid, resource.RLIMIT_NOFILE, (max(f.fds()) + 2, limits[1]))
+    clients, answer = [], None
+    try:
+        for _ in range(10):
+            r = client(port)
+            clients.append(r)
+            r.send(get("/"))
+            m = read_response(r)
+            if m.status != 200:
+                answer = m
+                break
+    finally:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, limits)
+    for r in clients:
+        r.close()
+    check(answer is not None and answer.status == 503, f"answer without descriptors: {answer!r}")
+    wait_for(lambda: any(" 503 " in l and l.endswith(" out_of_resources") for l in read_lines(log)),
+             2 * SCALE, what="the 503 out_of_resources line")
+    m, _, _ = roundtrip(port, get("/again"), wait_close=0)
+    check(m.status == 200, f"after descriptors came back: {m!r}")

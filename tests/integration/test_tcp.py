@@ -449,3 +449,43 @@ def test_client_leaves_while_connecting(ctx):
             s.sendall(b"early bytes")
         s.close()
     f.check_fds_settled(timeout=3)
+
+
+def test_out_of_fds_is_not_held_against_the_server(ctx):
+    """When fulcrum runs out of descriptors, a connect it cannot even start
+    is its own shortage: the client is closed with reason out_of_resources,
+    and neither traffic (max_fails) nor the health checks take the healthy
+    server down, so it serves at once when descriptors are free again."""
+    import resource
+
+    b = ctx.backend("echo")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": log},
+                             pool={"check": "tcp", "check_interval": "100ms", "fall": 1,
+                                   "rise": 1, "max_fails": 1}))
+    limits = resource.prlimit(f.pid, resource.RLIMIT_NOFILE)
+    top = max(f.fds())
+    resource.prlimit(f.pid, resource.RLIMIT_NOFILE, (top + 4, limits[1]))
+    clients = []
+    try:
+        for _ in range(20):
+            s = connect(_addr(port))
+            clients.append(s)
+            try:
+                echo_roundtrip(s, b"x")
+            except (OSError, TestFailure):
+                break  # closed: no descriptor left for its server
+        wait_for(lambda: any(l.endswith(" out_of_resources") for l in read_lines(log)),
+                 3 * SCALE, what="a connection closed for want of descriptors")
+        time.sleep(0.5)  # five health-check intervals, starved of descriptors too
+    finally:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, limits)
+        for s in clients:
+            s.close()
+    check(" DOWN" not in f.stderr(), f"the server was taken down: {f.stderr()}")
+    s = connect(_addr(port))
+    check(echo_roundtrip(s, b"served again"), "no answer once descriptors were free")
+    s.close()
+    check(not any(l.endswith(" no_server") for l in read_lines(log)),
+          f"clients turned away with no_server: {read_lines(log)}")
