@@ -192,12 +192,29 @@ bool tls_conn_terminates(const struct conn *c)
 	return listener_of(c) != NULL;
 }
 
-void tls_drain_socket(int fd)
+uint64_t tls_drain_socket(int fd)
 {
 	char buf[4096];
-	for (int i = 0; i < 16; i++)
-		if (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) <= 0 && errno != EINTR)
-			return;
+	uint64_t total = 0;
+	for (int i = 0; i < 16; i++) {
+		ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n > 0)
+			total += (uint64_t)n;
+		else if (n == 0 || errno != EINTR)
+			break;
+	}
+	return total;
+}
+
+/* A handshake that failed: the log counts the bytes that went each way on
+ * the wire (the hello, the alert), since none went through TLS. */
+static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason)
+{
+	SSL_set_quiet_shutdown(ssl, 1);
+	ERR_clear_error();
+	c->up.bytes = BIO_number_read(SSL_get_rbio(ssl)) + tls_drain_socket(c->cli.fd);
+	c->down.bytes = BIO_number_written(SSL_get_wbio(ssl));
+	conn_close(c, reason);
 }
 
 static void handshake_step(struct conn *c)
@@ -212,10 +229,7 @@ static void handshake_step(struct conn *c)
 		if (ssl_err == SSL_ERROR_WANT_READ || ssl_err == SSL_ERROR_WANT_WRITE)
 			return; /* the next event on the socket resumes it */
 		report(&c->cli, ssl, ssl_err, errno ? errno : ECONNRESET);
-		SSL_set_quiet_shutdown(ssl, 1);
-		ERR_clear_error();
-		tls_drain_socket(c->cli.fd);
-		conn_close(c, CR_TLS_HANDSHAKE);
+		close_handshake(c, ssl, CR_TLS_HANDSHAKE);
 		return;
 	}
 	timer_del(&c->w->timers, &c->timer);
@@ -230,9 +244,7 @@ static void handshake_timeout(struct conn *c)
 {
 	log_debug("tls: client connection on %s: no handshake within %llu ms", c->lc->name,
 		  (unsigned long long)c->lc->handshake_timeout_ms);
-	SSL_set_quiet_shutdown(c->cli.io_ctx, 1);
-	tls_drain_socket(c->cli.fd);
-	conn_close(c, CR_TLS_TIMEOUT);
+	close_handshake(c, c->cli.io_ctx, CR_TLS_TIMEOUT);
 }
 
 static void handshake_drain(struct conn *c)

@@ -89,8 +89,8 @@ int tls_session_cache_init(void);
 
 /* Reads and drops what FD holds now (a bounded amount), so that closing it
  * sends a FIN rather than a reset and the peer can read our last words
- * (an alert). Never blocks. */
-void tls_drain_socket(int fd);
+ * (an alert). Never blocks. Returns the bytes dropped. */
+uint64_t tls_drain_socket(int fd);
 
 /* The most recent reason in this thread's OpenSSL error queue (a static
  * string), or "unknown error"; empties the queue. */

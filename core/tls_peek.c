@@ -38,7 +38,7 @@ bool tls_peek_wanted(const struct conn *c)
 static void refuse(struct conn *c, const char *why)
 {
 	log_debug("tls: passthrough on %s: %s", c->lc->name, why);
-	tls_drain_socket(c->cli.fd);
+	c->up.bytes += tls_drain_socket(c->cli.fd);
 	conn_close(c, CR_TLS_BAD_HELLO);
 }
 
@@ -101,7 +101,7 @@ static void peek_timeout(struct conn *c)
 {
 	log_debug("tls: passthrough on %s: no ClientHello within %llu ms", c->lc->name,
 		  (unsigned long long)c->lc->handshake_timeout_ms);
-	tls_drain_socket(c->cli.fd);
+	c->up.bytes += tls_drain_socket(c->cli.fd);
 	conn_close(c, CR_TLS_TIMEOUT);
 }
 

@@ -12,6 +12,7 @@ TLS), openssl s_server -www and the harness's echo backends.
 
 import http.server
 import os
+import re
 import shutil
 import signal
 import socket
@@ -794,6 +795,14 @@ def test_garbage_hello(ctx):
     log = f.stderr()
     check("tls_handshake_failed" in log,
           f"close reasons missing from the access log:\n{log[-2000:]}")
+    # A failed handshake's line counts the bytes that came and the alerts
+    # that went: the 3000 random bytes, the plain request.
+    counts = [(int(i), int(o)) for i, o in
+              re.findall(r'" - (\d+) (\d+) \d+ - tls_handshake_(?:failed|timeout)', log)]
+    check(any(i == 3000 for i, _ in counts),
+          f"no line with the 3000 bytes received: {counts}")
+    check(any(i == len(junk[0]) for i, _ in counts) and any(o > 0 for _, o in counts),
+          f"no line with the plain request's {len(junk[0])} bytes, or none with an alert: {counts}")
 
 
 def test_passthrough_plain_client_uses_the_pool(ctx):
