@@ -206,14 +206,17 @@ uint64_t tls_drain_socket(int fd)
 	return total;
 }
 
-/* A handshake that failed: the log counts the bytes that went each way on
- * the wire (the hello, the alert), since none went through TLS. */
+/* A handshake that failed: nothing went through TLS, so the log counts the
+ * bytes that went each way on the wire (the client's hello, fulcrum's
+ * handshake messages and alert). The socket is plain from here on, and
+ * what conn_close drains from it counts too. */
 static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason)
 {
 	SSL_set_quiet_shutdown(ssl, 1);
 	ERR_clear_error();
-	c->up.bytes = BIO_number_read(SSL_get_rbio(ssl)) + tls_drain_socket(c->cli.fd);
+	c->up.bytes = BIO_number_read(SSL_get_rbio(ssl));
 	c->down.bytes = BIO_number_written(SSL_get_wbio(ssl));
+	io_free(&c->cli);
 	conn_close(c, reason);
 }
 

@@ -37,12 +37,12 @@
 	} while (0)
 #endif
 
-/* Whether ERR says this host ran short (descriptors, memory, socket
- * buffers, local ports for a connect), not that a peer failed. */
+/* Whether ERR says this whole host ran short (descriptors, memory, socket
+ * buffers), not that a peer failed: no other peer would fare better.
+ * (EADDRNOTAVAIL is not one: local ports run out per destination.) */
 static inline bool err_out_of_resources(int err)
 {
-	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM ||
-	       err == EADDRNOTAVAIL;
+	return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
 }
 
 struct list {

@@ -397,6 +397,10 @@ static const struct hc_server *find_old(const struct hc_pool *hp, const struct l
 		for (size_t k = 0; k < op->n; k++) {
 			const struct lb_server *os = op->servers[k].srv;
 
+			/* A deleted server's verdict froze when its checks
+			 * stopped: one re-added in its place starts afresh. */
+			if (os != s && atomic_load_explicit(&os->removed, memory_order_relaxed))
+				continue;
 			if (strcmp(os->name, s->name) == 0 && os->addr.text && s->addr.text &&
 			    strcmp(os->addr.text, s->addr.text) == 0)
 				return &op->servers[k];

@@ -306,8 +306,10 @@ bool hc_probe_start(struct hc_probe *p, const struct hc_check *chk, const struct
 		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
 		.data.ptr = ptr,
 	};
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0)
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0) {
+		p->no_verdict = err_out_of_resources(errno);
 		return finish(p, false, "epoll_ctl: %s", strerror(errno));
+	}
 	if (rc == 0)
 		return connected(p, chk);
 	return false;

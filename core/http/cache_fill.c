@@ -87,7 +87,11 @@ static void not_storable(struct conn *c, uint64_t mark_ms)
 
 void cache_http_failed(struct conn *c)
 {
-	if (c->http->cache_fill)
+	struct cache_fill *f = c->http->cache_fill;
+
+	/* A stale entry being revalidated stays: a marker would replace it,
+	 * and the next request would fetch it whole. */
+	if (f && !f->stale)
 		not_storable(c, CACHE_PASS_ERROR_MS);
 }
 

@@ -68,9 +68,9 @@ bool cache_http_is_storing(const struct http_conn *hc);
 /* Body bytes (payload only: chunked framing removed) as they pass. */
 void cache_http_body(struct conn *c, const char *p, size_t n);
 
-/* The exchange failed without a response to pass on (fulcrum answers 5xx
- * itself): a miss it was filling for others lets them go to the server at
- * once, as after a server's own error, rather than one by one. */
+/* The exchange failed without a response to pass on (fulcrum answers 502
+ * or 504 itself): a miss it was filling for others lets them go to the
+ * server at once, as after a server's own error, rather than one by one. */
 void cache_http_failed(struct conn *c);
 
 /* The request is over: a complete response is stored; a cache entry the

@@ -25,6 +25,24 @@ static void attach(struct conn *c, struct upstream *u)
 	relay_half_init(&c->down, &u->s, &c->cli);
 }
 
+/* A connect that could not even start: this host is out of descriptors or
+ * memory, not the server at fault. Nothing counts against it (no failure,
+ * no 5xx in its series), and no other server would fare better. */
+static void out_of_resources(struct conn *c, int err)
+{
+	struct http_conn *hc = http_of(c);
+
+	log_info("http %s: connect to %s/%s: %s", c->lc->name, hc->pool->name, hc->server->name,
+		 strerror(err));
+	http_release_server(c, false);
+	hc->server = NULL;
+	hc->host_short = true;
+	if (err == ENOMEM)
+		http_reply(c, 500, "no_memory", false);
+	else
+		http_reply(c, 503, "out_of_resources", false);
+}
+
 static void set_request_out(struct http_conn *hc)
 {
 	http_outq_set(&hc->req_out, hc->rbuf + hc->head_start, hc->head_end - hc->head_start,
@@ -116,13 +134,7 @@ void http_connect_server(struct conn *c)
 		int err = 0;
 		u = upstream_connect(c->w, s, &err);
 		if (!u && err_out_of_resources(err)) {
-			/* This host ran short, not the server: no failure to
-			 * count against it, and no other would do better. */
-			log_info("http %s: connect to %s/%s: %s", c->lc->name, hc->pool->name,
-				 s->name, strerror(err));
-			http_release_server(c, false);
-			hc->server = NULL;
-			http_reply(c, 503, "out_of_resources", false);
+			out_of_resources(c, err);
 			return;
 		}
 		if (u) {
@@ -197,6 +209,10 @@ bool http_retry_stale(struct conn *c)
 	struct lb_server *s = hc->server;
 	int err = 0;
 	struct upstream *u = upstream_connect(c->w, s, &err);
+	if (!u && err_out_of_resources(err)) {
+		out_of_resources(c, err);
+		return true;
+	}
 	if (!u)
 		return false;
 	/* The same server again, on a fresh connection: not another try. */

@@ -131,7 +131,7 @@ void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, si
  * are not kept past their use). */
 static struct lb_server *logged_server(const struct http_conn *hc)
 {
-	if (hc->server || hc->fwd || !hc->tried.n)
+	if (hc->server || hc->fwd || !hc->tried.n || hc->host_short)
 		return hc->server;
 	return lb_tried_last(&hc->tried);
 }
@@ -246,7 +246,7 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 
 	hc->reason = reason;
 	hc->connect_tunnel = false;
-	if (status >= 500)
+	if (status == 502 || status == 504)
 		cache_http_failed(c);
 	http_release_server(c, false);
 	if (hc->resp_started) {

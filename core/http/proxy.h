@@ -115,6 +115,7 @@ struct http_conn {
 	int try_failure_status;
 	uint64_t key;
 	bool set_cookie; /* sticky: tell the client which server it got */
+	bool host_short; /* the answer is fulcrum's own shortage: no server's */
 
 	/* the response */
 	int status;

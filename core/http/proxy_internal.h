@@ -75,7 +75,8 @@ bool http_connect_failed(struct conn *c, int err, const char *reason);
 /* HP_CONNECT: the connect finished, or failed (then retries). */
 void http_check_connect(struct conn *c);
 /* A pooled connection failed before any response byte: sends the request
- * again on a fresh one when that is safe. Whether it did. */
+ * again on a fresh one when that is safe. Whether it did (or, with no
+ * descriptor left for a fresh one, answered the client itself). */
 bool http_retry_stale(struct conn *c);
 /* The server closed, reset or let server_timeout pass before any response
  * byte: an idempotent request without a body goes to another server when

@@ -249,6 +249,17 @@ void http_origin_form(struct http_conn *hc, const struct http_head *h)
 	hc->head_start = (uint32_t)start;
 }
 
+/* The values of the client's NAME fields (X-Forwarded-For, Via), joined,
+ * to which fulcrum appends its own hop; none when the client's Connection
+ * names the field, which makes it hop-by-hop: it ends here. */
+static int add_previous_hops(struct rewrite_extra *x, const struct http_head *h, const char *buf,
+			     const char *name)
+{
+	if (http_connection_lists(h, buf, name, strlen(name)))
+		return 0;
+	return rewrite_add_joined(x, h, buf, name);
+}
+
 /* Builds the head that goes to the server: the kept lines of the client's
  * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
 int http_build_request_head(struct conn *c, const struct http_head *h,
@@ -264,10 +275,7 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		static const char xff[] = "X-Forwarded-For: ";
 		err |= rewrite_put(x, xff, sizeof(xff) - 1);
 		size_t before = x->len;
-		/* A hop-by-hop one (named by Connection) ends at this hop. */
-		static const char xff_name[] = "x-forwarded-for";
-		if (!http_connection_lists(h, buf, xff_name, sizeof(xff_name) - 1))
-			err |= rewrite_add_joined(x, h, buf, xff_name);
+		err |= add_previous_hops(x, h, buf, "x-forwarded-for");
 		if (x->len > before)
 			err |= rewrite_put(x, ", ", 2);
 		if (!hc->client_ip_len)
@@ -301,7 +309,7 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		 * An origin that reads only one Via field sees them all. */
 		err |= rewrite_put(x, "Via: ", 5);
 		size_t before = x->len;
-		err |= rewrite_add_joined(x, h, buf, "via");
+		err |= add_previous_hops(x, h, buf, "via");
 		if (x->len > before)
 			err |= rewrite_put(x, ", ", 2);
 		err |= rewrite_add(x, "1.1 fulcrum\r\n");
@@ -437,6 +445,7 @@ void http_new_request(struct conn *c)
 	hc->try_failure = "connect_failed";
 	hc->try_failure_status = 502;
 	hc->set_cookie = false;
+	hc->host_short = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = 0;

@@ -699,7 +699,7 @@ def test_waiters_go_together_after_fulcrums_own_502(ctx):
     answers 502 itself, and the key's waiters then go to the origin side by
     side, as after an origin's own 500, not one at a time."""
     o = Origin(ctx)
-    o.route("/gone", body=0.5, framing="drop")
+    o.route("/gone", body=0.5 * SCALE, framing="drop")
     port = free_port()
     # keepalive = 0: a close on a pooled connection would be retried on a
     # fresh one; max_fails: the origin stays up through the bursts.
@@ -710,7 +710,7 @@ def test_waiters_go_together_after_fulcrums_own_502(ctx):
         got = _concurrent(port, "/gone", 5)
         took = time.monotonic() - t0
         check(all(m.status == 502 for m in got), f"burst {burst}: {[m.status for m in got]}")
-        # Five 0.5 s failures: two rounds at most, never five.
+        # Five failures of 0.5 s (times SCALE): two rounds, never five.
         check(took < 1.6 * SCALE, f"burst {burst}: {took:.2f}s, the waiters queued")
 
 

@@ -300,6 +300,11 @@ def test_absolute_form_sent_in_origin_form_with_via(ctx):
                                headers=["Via: 1.0 first", "Via: 1.1 second"]))
     _, f = headers_seen(m)
     check(f.get("via") == ["1.0 first, 1.1 second, 1.1 fulcrum"], f"Via at the origin: {f.get('via')}")
+    # Named by Connection, the client's Via is hop-by-hop: it ends here.
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{b.port}/headers",
+                               headers=["Via: 1.0 first", "Connection: Via"]))
+    _, f = headers_seen(m)
+    check(f.get("via") == ["1.1 fulcrum"], f"Via named by Connection went on: {f.get('via')}")
 
 
 def test_curl_through_the_proxy(ctx):

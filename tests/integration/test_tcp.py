@@ -478,7 +478,10 @@ def test_out_of_fds_is_not_held_against_the_server(ctx):
                 break  # closed: no descriptor left for its server
         wait_for(lambda: any(l.endswith(" out_of_resources") for l in read_lines(log)),
                  3 * SCALE, what="a connection closed for want of descriptors")
-        time.sleep(0.5)  # five health-check intervals, starved of descriptors too
+        # Not one descriptor left, for the health checks either, through
+        # several of their intervals (fall = 1).
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, (max(f.fds()) + 1, limits[1]))
+        time.sleep(0.6 * SCALE)
     finally:
         resource.prlimit(f.pid, resource.RLIMIT_NOFILE, limits)
         for s in clients:
