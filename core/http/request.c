@@ -379,7 +379,9 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	copy_log_fields(hc, h, hc->rbuf);
 	hc->bytes_in = h->head_len;
 	hc->rpos = (uint32_t)h->head_len;
-	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD);
+	/* Still on an older generation (take_current_gen): the last request. */
+	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD) &&
+			c->gen == c->w->gen;
 	hc->req_body = http_request_body(h);
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
@@ -423,9 +425,29 @@ static void begin_request(struct conn *c, const struct http_head *h)
 }
 
 /* Forgets the last request: the connection starts reading a new one. */
+/* A reload applies from the next request of a kept-alive connection on:
+ * its routes, pools, ACLs and credentials, as Squid re-checks a request
+ * after a reconfigure. Only a listener whose mode changed cannot be taken
+ * over: its connection ends after this request. */
+static void take_current_gen(struct conn *c)
+{
+	struct gen *g = c->w->gen;
+
+	if (c->gen == g)
+		return;
+	const struct cfg_listener *lc = &g->cfg->listeners[c->listener];
+	if (lc->mode != c->lc->mode)
+		return;
+	gen_put(c->gen);
+	c->gen = gen_get(g);
+	c->lc = lc;
+}
+
 void http_new_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
+
+	take_current_gen(c);
 
 	http_set_phase(c, HP_HEAD);
 	hc->seq++;

@@ -1035,4 +1035,28 @@ def test_admin_api_is_never_a_destination(ctx):
         check(m.status == 403, f"GET http://{target}/status: {m!r}")
 
 
+def test_reload_applies_to_the_next_request_of_a_kept_alive_connection(ctx):
+    """A reload that denies a destination applies to the requests that come
+    after it on connections opened before, as Squid re-checks them: a
+    client cannot keep using what the new file forbids by keeping its
+    connection alive."""
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    f = start(ctx, port)
+    r = client(port)
+    r.send(proxy_get(f"http://127.0.0.1:{srv.port}/before"))
+    m = read_response(r)
+    check(m.status == 200, f"before the reload: {m!r}")
+    with open(f.conf_path, "w") as fh:
+        fh.write(fwd_conf(port, {"deny": "127.0.0.1"}))
+    f.signal(__import__("signal").SIGHUP)
+    wait_for(lambda: ask(port, proxy_get(f"http://127.0.0.1:{srv.port}/new"))[0].status == 403,
+             3 * SCALE, interval=0.05, what="the reload's deny on new connections")
+    r.send(proxy_get(f"http://127.0.0.1:{srv.port}/after"))
+    m = read_response(r)
+    r.close()
+    check(m.status == 403, f"the kept-alive connection after the reload: {m!r}")
+
+
 close_backends_first(globals())
+
