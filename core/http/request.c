@@ -436,8 +436,9 @@ static void take_current_gen(struct conn *c)
 	if (c->gen == g)
 		return;
 	const struct cfg_listener *lc = &g->cfg->listeners[c->listener];
-	if (lc->mode != c->lc->mode)
+	if (lc->mode != c->lc->mode || c->server_held)
 		return;
+	c->server = NULL; /* the last request's, which the old generation owns */
 	gen_put(c->gen);
 	c->gen = gen_get(g);
 	c->lc = lc;
