@@ -377,21 +377,26 @@ static bool put(char *out, size_t cap, size_t *at, const char *p, size_t n)
 }
 
 size_t cache_merge_head(const char *stored, size_t len, const struct http_head *not_modified,
-			const char *buf, char *out, size_t cap)
+			const char *buf, const char *date, char *out, size_t cap)
 {
 	const struct http_head *h = not_modified;
 	const char *p = stored, *end = stored + len;
 	size_t at = 0;
+	bool dated = replaced_by_304(h, buf, "date", 4);
 
 	while (p < end) {
 		const char *lf = memchr(p, '\n', (size_t)(end - p));
 		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
 		const char *colon = p == stored ? NULL : memchr(p, ':', n);
-		if (!colon || !replaced_by_304(h, buf, p, (size_t)(colon - p)))
+		bool old_date = colon && !dated && colon - p == 4 && strncasecmp(p, "date", 4) == 0;
+		if (!colon || !(replaced_by_304(h, buf, p, (size_t)(colon - p)) || old_date))
 			if (!put(out, cap, &at, p, n))
 				return 0;
 		p += n;
 	}
+	if (!dated && (!put(out, cap, &at, "Date: ", 6) ||
+		       !put(out, cap, &at, date, strlen(date)) || !put(out, cap, &at, "\r\n", 2)))
+		return 0;
 	for (unsigned i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		if (not_taken_from_304(h, buf, hd))

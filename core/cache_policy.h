@@ -69,12 +69,14 @@ void cache_response_policy(const struct http_head *resp, const char *buf, uint64
  * lines, each with its CRLF, no empty line) updated by a 304 NOT_MODIFIED
  * parsed from BUF: each field of the 304 replaces the stored fields of its
  * name, except Content-Length, Transfer-Encoding, X-Cache and hop-by-hop
- * fields, which are not taken from it. Writes the new head to OUT with the
- * empty line that ends it and returns its length, or 0 when it needs more
- * than CAP bytes.
+ * fields, which are not taken from it. A 304 without Date gets DATE (an
+ * HTTP-date: now), as RFC 9110 §6.6.1 has a recipient with a clock add it,
+ * so the stored Date, and the age worked out from it, are not the old
+ * answer's. Writes the new head to OUT with the empty line that ends it and
+ * returns its length, or 0 when it needs more than CAP bytes.
  */
 size_t cache_merge_head(const char *stored, size_t len, const struct http_head *not_modified,
-			const char *buf, char *out, size_t cap);
+			const char *buf, const char *date, char *out, size_t cap);
 
 /* Whether STATUS may be stored (SPEC §3: 200, 203, 204, 300, 301, 404, 410). */
 bool cache_status_is_storable(int status);

@@ -22,6 +22,7 @@
 #include "core/conn.h"
 #include "core/http/cache_http.h"
 #include "core/http/proxy_internal.h"
+#include "core/http/reply.h"
 
 void cache_fill_drop(struct http_conn *hc)
 {
@@ -134,13 +135,17 @@ static bool reserve(struct cache_fill *f)
 static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 				   const struct cache_entry *old, const struct http_head *h)
 {
-	size_t cap = old->head_len + h->head_len + 2 * h->header_count + 2;
+	char date[HTTP_DATE_SIZE];
+	size_t cap = old->head_len + h->head_len + 2 * h->header_count + sizeof("Date: \r\n") +
+		     sizeof(date) + 2;
 	char *m = malloc(cap);
 	struct http_head mh;
 	struct cache_resp_policy p;
 	struct cache_entry *e = NULL;
 
-	size_t n = m ? cache_merge_head(old->head, old->head_len, h, c->http->sbuf, m, cap) : 0;
+	http_date_now(date);
+	size_t n =
+		m ? cache_merge_head(old->head, old->head_len, h, c->http->sbuf, date, m, cap) : 0;
 	struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE, .max_header_size = n + 1};
 	if (n == 0 || http_parse_response(m, n, &lim, &mh) != HTTP_DONE)
 		goto out;

@@ -475,6 +475,28 @@ def test_revalidation_with_etag(ctx):
           lines[2])
 
 
+def test_revalidation_by_a_304_without_date(ctx):
+    """A 304 without Date refreshes the entry as well: fulcrum dates it
+    (RFC 9110 §6.6.1), so the stored answer is fresh again for its max-age
+    rather than aged from the first answer's Date."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get("if-none-match") == '"v1"':
+            return 304, [f"X-Checked: {n}"], b""
+        return 200, ["Date: " + email.utils.formatdate(usegmt=True)], b"full body %d" % n
+
+    o.route("/nd", headers=["Cache-Control: max-age=2", 'ETag: "v1"'], body=answer, date=False)
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/nd")
+    time.sleep(2.3)
+    m = fetch(port, "/nd")
+    check(is_hit(m) and m.all("x-checked") == ["2"], f"revalidated answer: {m!r}")
+    n = fetch(port, "/nd")
+    check(is_hit(n) and int(n.get("age")) <= 1, f"the refreshed entry is not fresh: {n!r}")
+    check(o.count("/nd") == 2, f"origin asked {o.count('/nd')} times, want 2")
+
+
 def test_revalidation_with_last_modified_and_change(ctx):
     lm = "Sat, 01 Jan 2000 00:00:00 GMT"
     o = _conditional_origin(ctx, "Last-Modified", lm, "if-modified-since")

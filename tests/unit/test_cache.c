@@ -596,13 +596,42 @@ Test(cache_policy, merge_head_with_304)
 			 "Content-Length: 0\r\nConnection: close, x-hop\r\nX-Hop: 1\r\n"
 			 "X-Cache: HIT\r\nX-Two:c\r\nX-New: 2\r\n\r\n";
 	const char *want = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nETag: \"a\"\r\nX-Old: 1\r\n"
+			   "Date: Sat, 28 Nov 2026 21:00:00 GMT\r\n"
 			   "Cache-Control: max-age=60\r\nX-Two: c\r\nX-New: 2\r\n\r\n";
+	const char *now = "Sat, 28 Nov 2026 21:00:00 GMT";
 	char out[512];
 
-	size_t n = cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, out, sizeof(out));
+	size_t n =
+		cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, now, out, sizeof(out));
 	cr_assert_eq(n, strlen(want), "%.*s", (int)n, out);
 	cr_assert_eq(memcmp(out, want, n), 0, "%.*s", (int)n, out);
-	cr_assert_eq(cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, out, 40), 0);
+	cr_assert_eq(cache_merge_head(stored, strlen(stored), parse_resp(nm), nm, now, out, 40), 0);
+}
+
+Test(cache_policy, merge_head_dates_a_304_without_date)
+{
+	const char *stored = "HTTP/1.1 200 OK\r\nDate: Sat, 28 Nov 2026 20:00:00 GMT\r\n"
+			     "Cache-Control: max-age=2\r\n";
+	const char *now = "Sat, 28 Nov 2026 21:00:00 GMT";
+	const char *bare = "HTTP/1.1 304 Not Modified\r\nETag: \"b\"\r\n\r\n";
+	const char *dated =
+		"HTTP/1.1 304 Not Modified\r\nDate: Sat, 28 Nov 2026 20:30:00 GMT\r\n\r\n";
+	char out[512];
+
+	/* No Date in the 304: the old one goes, now comes. */
+	size_t n = cache_merge_head(stored, strlen(stored), parse_resp(bare), bare, now, out,
+				    sizeof(out));
+	const char *want = "HTTP/1.1 200 OK\r\nCache-Control: max-age=2\r\n"
+			   "Date: Sat, 28 Nov 2026 21:00:00 GMT\r\nETag: \"b\"\r\n\r\n";
+	cr_assert_eq(n, strlen(want), "%.*s", (int)n, out);
+	cr_assert_eq(memcmp(out, want, n), 0, "%.*s", (int)n, out);
+	/* The 304's own Date wins over now. */
+	n = cache_merge_head(stored, strlen(stored), parse_resp(dated), dated, now, out,
+			     sizeof(out));
+	want = "HTTP/1.1 200 OK\r\nCache-Control: max-age=2\r\n"
+	       "Date: Sat, 28 Nov 2026 20:30:00 GMT\r\n\r\n";
+	cr_assert_eq(n, strlen(want), "%.*s", (int)n, out);
+	cr_assert_eq(memcmp(out, want, n), 0, "%.*s", (int)n, out);
 }
 
 Test(cache_store, fill_reservations_are_bounded_by_the_budget)
