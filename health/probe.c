@@ -253,8 +253,10 @@ static bool start_tls(struct hc_probe *p, const struct hc_check *chk)
 	if (!chk->tls_ctx)
 		return finish(p, false, "TLS for checks is not set up");
 	p->ssl = SSL_new(chk->tls_ctx);
-	if (!p->ssl || !SSL_set_fd(p->ssl, p->fd))
+	if (!p->ssl || !SSL_set_fd(p->ssl, p->fd)) {
+		p->no_verdict = true; /* out of memory here: nothing the server did */
 		return finish(p, false, "TLS: %s", tls_error());
+	}
 	if (chk->tls_sni && !SSL_set_tlsext_host_name(p->ssl, chk->tls_sni))
 		return finish(p, false, "TLS SNI: %s", tls_error());
 	if (chk->tls_name) {
