@@ -423,6 +423,12 @@ static void carry_over(struct hc_server *hs, const struct hc_server *old)
 	atomic_store_explicit(&hs->srv->up_since_ms,
 			      atomic_load_explicit(&old->srv->up_since_ms, memory_order_relaxed),
 			      memory_order_relaxed);
+	/* Down by active checks that the new file turned off: nothing would
+	 * ever bring it back (fail_timeout is for what traffic saw). */
+	if (!hs->up && !hs->passive_down && pc->check == CHECK_NONE) {
+		set_verdict(hs, true, "active checks turned off (check = none)");
+		return;
+	}
 	publish_state(hs);
 }
 

@@ -470,6 +470,25 @@ def test_reload_keeps_health(ctx):
     f.check_fds_settled()
 
 
+def test_reload_turning_checks_off_brings_their_down_server_back(ctx):
+    """A server taken down by active checks, then a reload to check =
+    none: nothing would ever check it again, so it is back in rotation
+    (fail_timeout is for what traffic saw, SPEC §4)."""
+    a, b = _server(ctx, "a"), _server(ctx, "b")
+    port = free_port()
+    pool = dict(FAST, check="http GET /")  # a name server's answer is no HTTP: both DOWN
+    f = ctx.fulcrum(tcp_conf(port, [a.server_line(), b.server_line()], pool=pool))
+    _wait_log(f, r"server p/b DOWN", 3, "b DOWN")
+    _wait_log(f, r"server p/a DOWN", 3, "a DOWN")
+    with open(f.conf_path, "w") as fh:
+        fh.write(tcp_conf(port, [a.server_line(), b.server_line()], pool=dict(FAST, check="none")))
+    f.signal(signal.SIGHUP)
+    _wait_log(f, r"server p/b UP: active checks turned off", 3, "b back UP after the reload")
+    _wait_log(f, r"server p/a UP: active checks turned off", 3, "a back UP after the reload")
+    cnt = _spread(port, 10)
+    check(cnt == {"a": 5, "b": 5}, f"after the reload b got no traffic: {dict(cnt)}")
+
+
 def test_maglev_pool_follows_health(ctx):
     """A maglev pool: its table is rebuilt when a server goes down and again
     when it comes back; keys of the live servers stay where they were."""
