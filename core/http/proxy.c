@@ -127,11 +127,11 @@ void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, si
 /* ---- logging and counting --------------------------------------------- */
 
 /* The server of a request's log line and counters: its server, or the last
- * one tried when none could be reached (http mode; forward mode's origins
- * are not kept past their use). */
+ * one tried when none could be reached (forward mode: the origin's
+ * "host:port", which the connection holds until its next request). */
 static struct lb_server *logged_server(const struct http_conn *hc)
 {
-	if (hc->server || hc->fwd || !hc->tried.n || hc->host_short)
+	if (hc->server || !hc->tried.n || hc->host_short)
 		return hc->server;
 	return lb_tried_last(&hc->tried);
 }

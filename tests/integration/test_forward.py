@@ -742,13 +742,17 @@ def test_bad_htpasswd_is_a_config_error(ctx):
 def test_502_for_unreachable_and_unknown_origins(ctx):
     dns = fake_dns(ctx, records={})
     port = free_port()
-    start(ctx, port, dns=dns, listener={"connect_ports": "*"})
+    log = ctx.path("access.log")
+    start(ctx, port, dns=dns, listener={"connect_ports": "*"}, glob={"access_log": log})
     dead = closed_port()
     m, closed = ask(port, proxy_get(f"http://127.0.0.1:{dead}/"))
     expect_error(m, closed, 502, what="closed port")
     r, m = connect_via(port, f"127.0.0.1:{dead}")
     check(m.status == 502, f"CONNECT to a closed port: {m!r}")
     r.close()
+    # Their log lines name the origin that could not be reached.
+    lines = access_lines(log, 2)
+    check(all(f" -/127.0.0.1:{dead} " in l and " 502 " in l for l in lines), f"log: {lines}")
     m, closed = ask(port, proxy_get("http://nosuch.fwd.test/"))
     expect_error(m, closed, 502, what="unknown name")
     # the client connection stays usable after fulcrum's own 502
