@@ -42,6 +42,21 @@ static void refuse(struct conn *c, const char *why)
 	conn_close(c, CR_TLS_BAD_HELLO);
 }
 
+/* Picks the pool by SNI (none: the listener's) and starts relaying. */
+static void route_and_start(struct conn *c, const char *sni, size_t sni_len)
+{
+	c->pool = gen_pool(c->gen, route_sni(c->gen->cfg, (int)c->listener, sni, sni_len));
+	if (!c->pool) {
+		conn_close(c, CR_NO_SERVER);
+		return;
+	}
+	timer_del(&c->w->timers, &c->timer);
+	/* What the client sent is still unread in the socket and no new edge
+	 * will say so: the relay must read it first thing. */
+	c->cli.rd = true;
+	conn_start(c);
+}
+
 static void peek_step(struct conn *c)
 {
 	unsigned char buf[TLS_HELLO_MAX];
@@ -83,26 +98,17 @@ static void peek_step(struct conn *c)
 	case TLS_HELLO_NO_SNI:
 		break;
 	}
-	int pool = route_sni(c->gen->cfg, (int)c->listener, hello.sni_len ? hello.sni : NULL,
-			     hello.sni_len);
-	c->pool = gen_pool(c->gen, pool);
-	if (!c->pool) {
-		conn_close(c, CR_NO_SERVER);
-		return;
-	}
-	timer_del(&c->w->timers, &c->timer);
-	/* The hello is still unread in the socket and no new edge will say
-	 * so: the relay must read it first thing. */
-	c->cli.rd = true;
-	conn_start(c);
+	route_and_start(c, hello.sni_len ? hello.sni : NULL, hello.sni_len);
 }
 
+/* No whole ClientHello within handshake_timeout (a protocol whose server
+ * speaks first, say): no SNI, so the listener's pool, as nginx's preread
+ * and HAProxy's inspect-delay fall through to their default. */
 static void peek_timeout(struct conn *c)
 {
-	log_debug("tls: passthrough on %s: no ClientHello within %llu ms", c->lc->name,
-		  (unsigned long long)c->lc->handshake_timeout_ms);
-	c->up.bytes += tls_drain_socket(c->cli.fd);
-	conn_close(c, CR_TLS_TIMEOUT);
+	log_debug("tls: passthrough on %s: no ClientHello within %llu ms: no SNI to route by",
+		  c->lc->name, (unsigned long long)c->lc->handshake_timeout_ms);
+	route_and_start(c, NULL, 0);
 }
 
 static void peek_drain(struct conn *c)

@@ -22,7 +22,8 @@ import threading
 import time
 
 from harness import (SCALE, Skip, TestFailure, blob, check, closed_by_peer, connect, free_port,
-                     ini, read_lines, recv_all, recv_exact, run_fulcrum, sha256, wait_for)
+                     ini, read_lines, recv_all, recv_exact, recv_line, run_fulcrum, sha256,
+                     wait_for)
 
 MIB = 1 << 20
 
@@ -750,9 +751,36 @@ def test_handshake_timeout(ctx):
         return run
 
     _stalled_clients_closed(ctx, port, served(port))
+    # Passthrough: no ClientHello in time is no SNI, and this listener has
+    # no pool of its own for that.
     _stalled_clients_closed(ctx, pport, served(pport))
-    wait_for(lambda: f.stderr().count("tls_handshake_timeout") >= 4, 3 * SCALE,
-             what="tls_handshake_timeout in the access log")
+    wait_for(lambda: f.stderr().count("tls_handshake_timeout") >= 2 and
+             f.stderr().count(" no_server") >= 2, 3 * SCALE,
+             what="tls_handshake_timeout and no_server in the access log")
+
+
+def test_passthrough_silent_client_goes_to_the_pool(ctx):
+    """A client that sends no ClientHello within handshake_timeout has no
+    SNI: it goes to the listener's pool (a protocol whose server speaks
+    first), as nginx's preread and HAProxy's inspect-delay fall through."""
+    certs = make_certs(ctx)
+    first = ctx.backend("name", name="speaks-first")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    pport = free_port()
+    conf = ini(glob_section({"access_log": "stderr"}),
+               ("pool p", {"check": "none", "server": f"s1 {first.addr}"}),
+               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
+               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p",
+                                "handshake_timeout": "500ms"}),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    ctx.fulcrum(conf)
+    s = connect(("127.0.0.1", pport), timeout=5 * SCALE)
+    t0 = time.monotonic()
+    line = recv_line(s)
+    took = time.monotonic() - t0
+    s.close()
+    check(line == b"speaks-first\n", f"the silent client got {line!r}")
+    check(0.4 <= took <= 2 * SCALE, f"connected to the pool after {took:.2f}s, want about 0.5s")
 
 
 def test_garbage_hello(ctx):
