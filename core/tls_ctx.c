@@ -278,6 +278,7 @@ static int server_settings(SSL_CTX *ctx, const struct cfg_listener *lc, struct t
 	SSL_CTX_sess_set_cache_size(ctx, TLS_SESSION_CACHE_SIZE);
 	SSL_CTX_set_timeout(ctx, TLS_SESSION_TIMEOUT_S);
 	SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, tls_ticket_key_cb);
+	SSL_CTX_set_session_ticket_cb(ctx, NULL, tls_ticket_decrypted_cb, NULL);
 	SSL_CTX_set_client_hello_cb(ctx, on_client_hello, tl);
 	SSL_CTX_set_tlsext_servername_callback(ctx, on_servername);
 	SSL_CTX_set_tlsext_servername_arg(ctx, tl);

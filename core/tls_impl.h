@@ -76,6 +76,10 @@ const struct tls_gen *tls_of(const struct gen *g);
 
 /* tls_ticket.c: the session-ticket key callback of every server context
  * (SSL_CTX_set_tlsext_ticket_key_evp_cb). */
+/* After a ticket is opened: sessions whose cipher the listener no longer
+ * offers (a reload narrowed tls_ciphers) are not resumed. */
+int tls_ticket_decrypted_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *key_name,
+			    size_t key_name_len, SSL_TICKET_STATUS status, void *arg);
 int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 		      EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc);
 /* Fills the process-wide ticket secret. 0 or -1. */

@@ -118,6 +118,38 @@ static int open_ticket(uint64_t now, const unsigned char key_name[16], unsigned 
 	return rc;
 }
 
+/* Whether SSL's context still offers CIPHER. */
+static bool offered(const SSL *ssl, const SSL_CIPHER *cipher)
+{
+	STACK_OF(SSL_CIPHER) *list = SSL_get_ciphers(ssl);
+	uint32_t id = SSL_CIPHER_get_id(cipher);
+
+	for (int i = 0; i < sk_SSL_CIPHER_num(list); i++)
+		if (SSL_CIPHER_get_id(sk_SSL_CIPHER_value(list, i)) == id)
+			return true;
+	return false;
+}
+
+int tls_ticket_decrypted_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *key_name,
+			    size_t key_name_len, SSL_TICKET_STATUS status, void *arg)
+{
+	(void)key_name;
+	(void)key_name_len;
+	(void)arg;
+	switch (status) {
+	case SSL_TICKET_SUCCESS:
+	case SSL_TICKET_SUCCESS_RENEW:
+		/* Tickets outlive reloads: one whose cipher the listener's
+		 * tls_ciphers no longer allow gets a full handshake. */
+		if (!offered(ssl, SSL_SESSION_get0_cipher(session)))
+			return SSL_TICKET_RETURN_IGNORE_RENEW;
+		return status == SSL_TICKET_SUCCESS ? SSL_TICKET_RETURN_USE
+						    : SSL_TICKET_RETURN_USE_RENEW;
+	default:
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	}
+}
+
 int tls_ticket_key_cb(SSL *ssl, unsigned char key_name[16], unsigned char *iv,
 		      EVP_CIPHER_CTX *cipher, EVP_MAC_CTX *mac, int enc)
 {

@@ -453,6 +453,31 @@ def test_resumption_survives_reload(ctx):
     check("\nReused, " in out, f"ticket not accepted after a reload:\n{out[-1500:]}")
 
 
+def test_reload_narrowing_ciphers_ends_resumption_with_a_removed_one(ctx):
+    """Tickets survive reloads, but a TLS 1.2 session whose cipher the new
+    tls_ciphers no longer allow is not resumed: the client gets a full
+    handshake with an allowed cipher."""
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port = free_port()
+    aes = "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES256-GCM-SHA384"
+    chacha = "ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-CHACHA20-POLY1305"
+    f = ctx.fulcrum(https_conf(port, certs, be.addr, tls_ciphers=aes))
+    sess = ctx.path("session.pem")
+    req = b"GET / HTTP/1.0\r\n\r\n"
+    both = ["-tls1_2", "-cipher", f"{aes}:{chacha}"]
+    s_client(port, "-servername", "a.test", "-sess_out", sess, "-ign_eof", *both, data=req)
+    out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *both, data=req)
+    check("\nReused, " in out, f"not resumed before the reload:\n{out[-1500:]}")
+    with open(f.conf_path, "w") as fh:
+        fh.write(https_conf(port, certs, be.addr, tls_ciphers=chacha))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    out = s_client(port, "-servername", "a.test", "-sess_in", sess, "-ign_eof", *both, data=req)
+    check("\nNew, " in out and "CHACHA20" in out,
+          f"a session with a cipher the reload removed was resumed:\n{out[-1500:]}")
+
+
 def test_tls_backend_verified(ctx):
     certs = make_certs(ctx)
     tb = http_server(ctx, "tlsbe", certs.pem("a"), certs.key("a"))
