@@ -24,6 +24,7 @@ struct cfg_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char *text; /* as written in the file, e.g. "127.0.0.1:8080" */
+	int line; /* of a listener's bind line; 0 elsewhere */
 };
 
 enum cfg_log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };

@@ -58,6 +58,7 @@ static int l_bind(struct cfg_loader *ld, void *obj, const char *value)
 		cfg_addr_free(&addr);
 		return -ENOMEM;
 	}
+	addr.line = ld->line;
 	l->binds = binds;
 	l->binds[l->n_binds++] = addr;
 	return 0;

@@ -268,15 +268,19 @@ static int check_listeners(const struct cfg *old, const struct cfg *cfg, struct 
 		const struct cfg_listener *a = i < old->n_listeners ? &old->listeners[i] : NULL;
 		const struct cfg_listener *b = i < cfg->n_listeners ? &cfg->listeners[i] : NULL;
 		bool same = a && b && strcmp(a->name, b->name) == 0 && a->n_binds == b->n_binds;
-		for (size_t k = 0; same && k < a->n_binds; k++)
+		int line = b ? b->line : 0; /* the bind that differs, when one does */
+		for (size_t k = 0; same && k < a->n_binds; k++) {
 			same = strcmp(a->binds[k].text, b->binds[k].text) == 0;
+			if (!same && b->binds[k].line)
+				line = b->binds[k].line;
+		}
 		if (same)
 			continue;
 		if (b)
 			cfg_errors_add(errs,
 				       "%s:%d: listener %s: adding, removing, reordering or "
 				       "rebinding listeners needs a restart",
-				       cfg->path, b->line, b->name);
+				       cfg->path, line, b->name);
 		else
 			cfg_errors_add(errs, "%s: listener %s: removing a listener needs a restart",
 				       cfg->path, a->name);
