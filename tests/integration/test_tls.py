@@ -784,6 +784,17 @@ def test_handshake_timeout(ctx):
              what="tls_handshake_timeout and no_server in the access log")
 
 
+def _passthrough_conf(pport, plain_addr, pass_addr, **listener):
+    """A tcp listener on PPORT routing SNI a.test to PASS_ADDR (pool pa);
+    everything else goes to its pool p, PLAIN_ADDR."""
+    return ini(glob_section({"access_log": "stderr"}),
+               ("pool p", {"check": "none", "server": f"s1 {plain_addr}"}),
+               ("pool pa", {"check": "none", "server": f"s1 {pass_addr}"}),
+               ("listener pt", dict({"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p"},
+                                    **listener)),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+
+
 def test_passthrough_silent_client_goes_to_the_pool(ctx):
     """A client that sends no ClientHello within handshake_timeout has no
     SNI: it goes to the listener's pool (a protocol whose server speaks
@@ -792,12 +803,7 @@ def test_passthrough_silent_client_goes_to_the_pool(ctx):
     first = ctx.backend("name", name="speaks-first")
     sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
     pport = free_port()
-    conf = ini(glob_section({"access_log": "stderr"}),
-               ("pool p", {"check": "none", "server": f"s1 {first.addr}"}),
-               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
-               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p",
-                                "handshake_timeout": "500ms"}),
-               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    conf = _passthrough_conf(pport, first.addr, sa.addr, handshake_timeout="500ms")
     ctx.fulcrum(conf)
     s = connect(("127.0.0.1", pport), timeout=5 * SCALE)
     t0 = time.monotonic()
@@ -866,11 +872,7 @@ def test_passthrough_plain_client_uses_the_pool(ctx):
     echo = ctx.backend("echo", name="plain")
     sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
     pport = free_port()
-    conf = ini(glob_section({"access_log": "stderr"}),
-               ("pool p", {"check": "none", "server": f"s1 {echo.addr}"}),
-               ("pool pa", {"check": "none", "server": f"s1 {sa.addr}"}),
-               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p"}),
-               ("route ra", {"listener": "pt", "host": "a.test", "pool": "pa"}))
+    conf = _passthrough_conf(pport, echo.addr, sa.addr)
     f = ctx.fulcrum(conf)
     for payload in (b"GET / HTTP/1.0\r\n\r\n", os.urandom(3000)):
         s = connect(("127.0.0.1", pport))
