@@ -81,6 +81,10 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 		len = h->path.len;
 		if (memchr(v, '?', len))
 			len = (size_t)((const char *)memchr(v, '?', len) - v);
+		if (len == 0) { /* "http://x" asks for "/" */
+			v = "/";
+			len = 1;
+		}
 		break;
 	case HKEY_HOST: {
 		/* The host as routes see it: case and a :port do not matter

@@ -30,10 +30,18 @@ bool route_host_matches(const char *pattern, const char *host, size_t len)
 	return strlen(pattern) == len && strncasecmp(pattern, host, len) == 0;
 }
 
+/* PREFIX starts with "/" (the config sees to it). An absolute-form target
+ * with an empty path asks for "/" (RFC 9112 §3.2.4): "http://x?q" is matched,
+ * as it is forwarded, as "/?q". */
 static bool path_matches(const char *prefix, const struct http_head *h, const char *buf)
 {
+	const char *path = buf + h->path.off;
+	size_t len = h->path.len;
+
+	if (len == 0 || path[0] == '?')
+		prefix++; /* the implied "/" */
 	size_t plen = strlen(prefix);
-	return h->path.len >= plen && memcmp(buf + h->path.off, prefix, plen) == 0;
+	return len >= plen && memcmp(path, prefix, plen) == 0;
 }
 
 static bool header_matches(const struct cfg_route *r, const struct http_head *h, const char *buf)

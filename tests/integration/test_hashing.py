@@ -320,6 +320,16 @@ def _path_and_uri(ctx, balance):
         check(len(got) == 1, f"{balance} path: /item/{i} with queries went to {got}")
         by_path[i] = got.pop()
     check(len(set(by_path.values())) == 3, f"{balance} path: spread {collections.Counter(by_path.values())}")
+    # An absolute-form target with an empty path asks for "/" (RFC 9112
+    # §3.2.4): it is hashed as "/", not taken for a missing key (which would
+    # hash the client's address), from whichever address the client comes.
+    root = cp.server("/")
+    for i in range(2, 10):
+        c = Client(port_path, f"127.0.0.{i}")
+        for t in ("http://example.com", "http://example.com?q=1"):
+            got = c.server(t)
+            check(got == root, f"{balance} path: {t} from 127.0.0.{i} went to {got}, / to {root}")
+        c.close()
     # uri: the query counts: one path with many queries spreads, and each
     # whole target is stable.
     by_uri = {}

@@ -143,6 +143,35 @@ def test_route_on_another_listener_does_not_apply(ctx):
 
 
 
+def test_route_host_with_a_trailing_dot_and_an_empty_absolute_path(ctx):
+    """A pattern written with a trailing dot names the same host as without
+    it; an absolute-form target with an empty path is routed as "/" (RFC
+    9112 §3.2.4), as it is forwarded."""
+    a, b = cbackend(ctx, "a"), cbackend(ctx, "b")
+    port = free_port()
+    ctx.fulcrum(ini(
+        ("global", {"workers": 1, "admin": "", "access_log": "off"}),
+        ("pool pa", {"check": "none", "server": a.server_line()}),
+        ("pool pb", {"check": "none", "server": b.server_line()}),
+        ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http"}),
+        ("route dotted", {"listener": "l", "host": "api.example.com.", "pool": "pa"}),
+        ("route wild", {"listener": "l", "host": "*.Wild.Example.", "pool": "pa"}),
+        ("route root", {"listener": "l", "path_prefix": "/", "pool": "pb"}),
+    ))
+    r = client(port)
+    for host in ("api.example.com", "API.example.com.", "api.example.com:80", "x.wild.example",
+                 "x.y.wild.example."):
+        got = _served_by(r, host)
+        check(got == "a", f"Host {host!r} against routes written with a trailing dot: {got}")
+    check(_served_by(r, "wild.example") == "b", "the bare domain of a *. route written with a dot")
+    for target in ("http://other.test", "http://other.test?q=1", "http://other.test:80"):
+        r.send(f"GET {target} HTTP/1.1\r\nHost: other.test\r\n\r\n".encode())
+        m = read_response(r)
+        check(m.status == 200 and m.get("x-server") == "b",
+              f"GET {target}: {m!r}, want the path_prefix / route")
+    r.close()
+
+
 def test_absolute_form_routed_by_its_authority(ctx):
     """RFC 9112 §3.2.2: an http listener accepts an absolute-form target,
     routes by its authority (the Host field is ignored) and sends the request
