@@ -54,7 +54,7 @@ $(B)/%.o: %.c
 
 $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcriterion $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(PKG_LIBS) -lcriterion $(LDLIBS)
 
 # Bench and test helpers (light backend, idle-connection prober) are plain
 # programs: always optimised, never sanitized.
