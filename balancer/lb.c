@@ -64,7 +64,8 @@ struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index)
 	s->index = index;
 	s->name_hash = lb_hash(s->name, strlen(s->name));
 	atomic_init(&s->state, cs->disabled ? SRV_DISABLED : SRV_UP);
-	atomic_init(&s->active, 0);
+	atomic_init(&s->own_active, 0);
+	s->active = &s->own_active;
 	atomic_init(&s->fails, 0);
 	atomic_init(&s->connections_total, 0);
 	atomic_init(&s->refs, 1);
@@ -93,9 +94,19 @@ void lb_server_unref(struct lb_server *s)
 {
 	if (!s || atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
 		return;
+	lb_server_unref(s->load_owner);
 	free(s->name);
 	free(s->addr.text);
 	free(s);
+}
+
+void lb_server_share_load(struct lb_server *new_, struct lb_server *old)
+{
+	struct lb_server *owner = old->load_owner ? old->load_owner : old;
+
+	lb_server_unref(new_->load_owner);
+	new_->load_owner = lb_server_ref(owner);
+	new_->active = &owner->own_active;
 }
 
 static bool balance_uses_table(enum cfg_balance b)
@@ -258,7 +269,7 @@ void lb_bound_init(struct lb_bound *b, const struct lb_pool *pool, const struct 
 
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *s = pool->servers[i];
-		int active = atomic_load_explicit(&s->active, memory_order_relaxed);
+		int active = atomic_load_explicit(s->active, memory_order_relaxed);
 
 		if (s->backup != c->backup || lb_cand_weight(c, s) <= 0 ||
 		    atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP)
@@ -273,7 +284,7 @@ void lb_bound_init(struct lb_bound *b, const struct lb_pool *pool, const struct 
 bool lb_bound_admits(const struct lb_bound *b, const struct lb_server *s)
 {
 	uint64_t cap = (b->num + b->den - 1) / b->den;
-	int active = atomic_load_explicit(&s->active, memory_order_relaxed);
+	int active = atomic_load_explicit(s->active, memory_order_relaxed);
 
 	return (uint64_t)(active > 0 ? active : 0) + 1 <= cap;
 }

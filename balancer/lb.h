@@ -51,7 +51,13 @@ struct lb_server {
 	 * handed on to a new generation again. Set once, by the main thread. */
 	_Atomic bool removed;
 	_Atomic bool health_down; /* the health thread's verdict, whatever the state */
-	_Atomic int active; /* connections (tcp) or requests (http) in flight, all workers */
+	/* Connections (tcp) or requests (http) in flight, all workers: points
+	 * at own_active, or at the count of the server it took over from at a
+	 * reload (load_owner, lb_server_share_load), so that connections of the
+	 * old generation still count against maxconn and in leastconn. */
+	_Atomic int *active;
+	_Atomic int own_active;
+	struct lb_server *load_owner; /* a ref, or NULL */
 	_Atomic int fails; /* consecutive passive failures seen by traffic */
 	_Atomic uint64_t connections_total;
 	_Atomic uint64_t checks_ok; /* active health checks passed (health thread writes) */
@@ -145,7 +151,7 @@ static inline bool lb_server_is_usable(const struct lb_server *s)
 	    lb_server_is_failing(s))
 		return false;
 	return s->maxconn == 0 ||
-	       atomic_load_explicit(&s->active, memory_order_relaxed) < s->maxconn;
+	       atomic_load_explicit(s->active, memory_order_relaxed) < s->maxconn;
 }
 
 /* Effective weights are in thousandths of a configured weight, so that
@@ -201,13 +207,13 @@ static inline void lb_server_passed(struct lb_server *s)
 
 static inline void lb_server_get(struct lb_server *s)
 {
-	atomic_fetch_add_explicit(&s->active, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(s->active, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&s->connections_total, 1, memory_order_relaxed);
 }
 
 static inline void lb_server_put(struct lb_server *s)
 {
-	atomic_fetch_sub_explicit(&s->active, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(s->active, 1, memory_order_relaxed);
 }
 
 /* Builds the runtime pool for CFG (servers start SRV_UP, or SRV_DISABLED).
@@ -242,6 +248,9 @@ void lb_server_unref(struct lb_server *s);
  * weight: same name, address, position and options. OLD may then stand for
  * NEW in the next generation. */
 bool lb_server_same(const struct lb_server *new_, const struct lb_server *old);
+/* NEW (not published yet) is OLD with other options or another position in
+ * the file: the same backend. NEW counts its load where OLD does. */
+void lb_server_share_load(struct lb_server *new_, struct lb_server *old);
 
 /* W starts empty; SEED (any value, e.g. the worker id mixed with the time)
  * seeds its random generator. */

@@ -24,7 +24,7 @@ static int compare(int64_t load, int64_t w, int64_t best_load, int64_t best_w)
 
 static int64_t load_of(const struct lb_server *s)
 {
-	int active = atomic_load_explicit(&s->active, memory_order_relaxed);
+	int active = atomic_load_explicit(s->active, memory_order_relaxed);
 
 	return active > 0 ? active : 0;
 }

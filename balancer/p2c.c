@@ -13,8 +13,8 @@
 static bool less_loaded(const struct lb_cands *c, const struct lb_server *a,
 			const struct lb_server *b)
 {
-	int la = atomic_load_explicit(&a->active, memory_order_relaxed);
-	int lb = atomic_load_explicit(&b->active, memory_order_relaxed);
+	int la = atomic_load_explicit(a->active, memory_order_relaxed);
+	int lb = atomic_load_explicit(b->active, memory_order_relaxed);
 	int64_t wa = lb_cand_weight(c, a), wb = lb_cand_weight(c, b);
 
 	return (int64_t)(la > 0 ? la : 0) * wb < (int64_t)(lb > 0 ? lb : 0) * wa;

@@ -58,7 +58,7 @@ bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const stru
 {
 	if (!admin_is_removed(g, s))
 		return true;
-	if (atomic_load_explicit(&s->active, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(s->active, memory_order_relaxed) == 0)
 		return false;
 	/* One entry per name: a live server of the name, else the newest
 	 * deleted one still draining (servers are appended as added). */
@@ -72,7 +72,7 @@ bool admin_is_listed(const struct gen *g, const struct lb_pool *pool, const stru
 		if (strcmp(o->name, s->name) != 0)
 			continue;
 		if (!admin_is_removed(g, o) ||
-		    (after && atomic_load_explicit(&o->active, memory_order_relaxed) > 0))
+		    (after && atomic_load_explicit(o->active, memory_order_relaxed) > 0))
 			return false;
 	}
 	return true;
@@ -127,7 +127,7 @@ static void server_json(struct sbuf *b, const struct lb_server *s)
 	sbuf_json_str(b, lb_state_name(atomic_load_explicit(&s->state, memory_order_relaxed)));
 	sbuf_printf(b, ", \"weight\": %d, \"connections_active\": %d, \"requests_total\": %llu}",
 		    atomic_load_explicit(&s->weight, memory_order_relaxed),
-		    atomic_load_explicit(&s->active, memory_order_relaxed),
+		    atomic_load_explicit(s->active, memory_order_relaxed),
 		    (unsigned long long)atomic_load_explicit(&s->connections_total,
 							     memory_order_relaxed));
 }
@@ -538,8 +538,13 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 			for (size_t c = 0; c < ARRAY_SIZE(s->responses); c++)
 				copy_counter(&s->responses[c], &o->responses[c]);
 			if (!admin_is_removed(from, o) && o->addr.text && s->addr.text &&
-			    strcmp(o->addr.text, s->addr.text) == 0)
+			    strcmp(o->addr.text, s->addr.text) == 0) {
+				/* The same backend with other options: FROM's
+				 * connections to it still count against its
+				 * maxconn and in leastconn. */
+				lb_server_share_load(s, (struct lb_server *)o);
 				states |= carry_admin_changes(s, o);
+			}
 		}
 		/* No worker sees TO yet: its table may be rebuilt and the old
 		 * one freed here. */

@@ -129,7 +129,7 @@ static void server_metrics(struct sbuf *b, const struct gen *g)
 	       "Connections (tcp) or requests (http) with the server now.");
 	for (size_t i = 0; i < n; i++) {
 		const char *kv[] = {"pool", refs[i].pool, "server", refs[i].s->name};
-		int active = atomic_load(&refs[i].s->active);
+		int active = atomic_load(refs[i].s->active);
 		sample(b, "server_connections_active", kv, 4, active > 0 ? (unsigned)active : 0);
 	}
 	family(b, "health_checks_total", "counter", "Active health checks, by result.");

@@ -747,6 +747,48 @@ def test_connections_older_than_a_reload_follow_the_servers(ctx):
     h.check_fds_settled()
 
 
+def test_maxconn_counts_connections_from_before_a_reload(ctx):
+    """maxconn caps a server's active connections; a reload that changes
+    the server's options (maxconn itself here) or its place in the file
+    still counts the connections opened before it."""
+    bs = names(ctx, "s1")
+    f, port, adm = start(ctx, [bs[0].server_line("maxconn=1")])
+
+    def opens():
+        s = connect(("127.0.0.1", port))
+        try:
+            return s, recv_line(s).decode().strip() == "s1"
+        except OSError:
+            return s, False
+
+    def refused(what):
+        s = connect(("127.0.0.1", port))
+        check(closed_by_peer(s, 2 * SCALE) is not None, f"{what} was not closed")
+        s.close()
+
+    held, ok = opens()
+    check(ok, "the first connection")
+    refused("a second connection past maxconn=1")
+
+    def reload_to(servers, generation):
+        with open(f.conf_path, "w") as fh:
+            fh.write(conf(port, adm.port, servers))
+        check(adm.json("POST", "/reload") == {"generation": generation}, "reload")
+        check(adm.server("p", "s1")["connections_active"] == generation - 1,
+              f"after reload {generation}: {adm.server('p', 's1')}")
+
+    reload_to([bs[0].server_line("maxconn=2")], 2)
+    second, ok = opens()
+    check(ok, "a second connection under maxconn=2")
+    refused("a third connection past maxconn=2, one of them from before the reload")
+    reload_to([f"x 127.0.0.1:{closed_port()} disabled", bs[0].server_line("maxconn=2")], 3)
+    refused("a third connection past maxconn=2 after the server moved down the file")
+    for s in (held, second):
+        s.close()
+    wait_for(lambda: adm.server("p", "s1")["connections_active"] == 0, 3 * SCALE,
+             what="connections_active back to 0")
+
+
 def test_reload_through_api(ctx):
     bs = names(ctx, "s1", "s2", "s3")
     f, port, adm = start(ctx, [b.server_line() for b in bs[:2]])

@@ -307,16 +307,16 @@ Test(leastconn, prefers_lowest_active)
 	struct fixture f;
 
 	fx_init(&f, BAL_LEASTCONN, spec, 3);
-	atomic_store(&srv(&f, 0)->active, 5);
-	atomic_store(&srv(&f, 1)->active, 2);
-	atomic_store(&srv(&f, 2)->active, 7);
+	atomic_store(srv(&f, 0)->active, 5);
+	atomic_store(srv(&f, 1)->active, 2);
+	atomic_store(srv(&f, 2)->active, 7);
 	cr_expect_str_eq(pick(&f, 0)->name, "b");
 	/* Taking connections as picked evens the loads out: a and b reach 7. */
 	for (int i = 0; i < 7; i++)
 		lb_server_get(pick(&f, 0));
-	cr_expect_eq(atomic_load(&srv(&f, 0)->active), 7);
-	cr_expect_eq(atomic_load(&srv(&f, 1)->active), 7);
-	cr_expect_eq(atomic_load(&srv(&f, 2)->active), 7);
+	cr_expect_eq(atomic_load(srv(&f, 0)->active), 7);
+	cr_expect_eq(atomic_load(srv(&f, 1)->active), 7);
+	cr_expect_eq(atomic_load(srv(&f, 2)->active), 7);
 	/* Equal loads: ties rotate instead of always taking the first. */
 	unsigned seen[3] = {0, 0, 0};
 
@@ -357,10 +357,10 @@ Test(leastconn, honours_weight)
 	fx_init(&f, BAL_LEASTCONN, spec, 2);
 	for (int i = 0; i < 400; i++)
 		lb_server_get(pick(&f, 0));
-	cr_log_info("leastconn 3:1 after 400: %d:%d", atomic_load(&srv(&f, 0)->active),
-		    atomic_load(&srv(&f, 1)->active));
-	cr_expect_eq(atomic_load(&srv(&f, 0)->active), 300);
-	cr_expect_eq(atomic_load(&srv(&f, 1)->active), 100);
+	cr_log_info("leastconn 3:1 after 400: %d:%d", atomic_load(srv(&f, 0)->active),
+		    atomic_load(srv(&f, 1)->active));
+	cr_expect_eq(atomic_load(srv(&f, 0)->active), 300);
+	cr_expect_eq(atomic_load(srv(&f, 1)->active), 100);
 	fx_deinit(&f);
 }
 
@@ -406,7 +406,7 @@ Test(p2c, less_loaded_of_two_wins)
 	struct fixture f;
 
 	fx_init(&f, BAL_P2C, spec, 2);
-	atomic_store(&srv(&f, 0)->active, 3);
+	atomic_store(srv(&f, 0)->active, 3);
 	for (int i = 0; i < 100; i++)
 		cr_assert_str_eq(pick(&f, 0)->name, "b");
 	fx_deinit(&f);

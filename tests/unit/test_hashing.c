@@ -296,7 +296,7 @@ static long bound_of(const struct hpool *h, int factor)
 	long total = 0, up = 0;
 
 	for (size_t i = 0; i < h->pool->n_servers; i++) {
-		total += atomic_load(&h->pool->servers[i]->active);
+		total += atomic_load(h->pool->servers[i]->active);
 		up += atomic_load(&h->pool->servers[i]->state) == SRV_UP;
 	}
 	return (factor * (total + 1) + 100 * up - 1) / (100 * up);
@@ -326,10 +326,10 @@ static double simulate_bounded(enum cfg_balance bal, int factor)
 		lb_server_get(s);
 		open[i % OPEN] = s;
 		counts[s->index]++;
-		cr_assert_leq(atomic_load(&s->active), bound, "step %lu: %s has %d > bound %ld",
-			      (unsigned long)i, s->name, atomic_load(&s->active), bound);
-		if ((double)atomic_load(&s->active) / bound > worst)
-			worst = (double)atomic_load(&s->active) / bound;
+		cr_assert_leq(atomic_load(s->active), bound, "step %lu: %s has %d > bound %ld",
+			      (unsigned long)i, s->name, atomic_load(s->active), bound);
+		if ((double)atomic_load(s->active) / bound > worst)
+			worst = (double)atomic_load(s->active) / bound;
 	}
 	cr_log_info("%s bounded %d%%, half the keys one hot key: picks max/mean %.3f, worst "
 		    "active/bound %.3f",

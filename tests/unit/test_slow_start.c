@@ -76,7 +76,7 @@ static unsigned picks_of_b(struct fixture *f, unsigned n)
 		lb_server_get(s);
 	}
 	for (size_t i = 0; i < 2; i++)
-		atomic_store(&f->pool->servers[i]->active, 0);
+		atomic_store(f->pool->servers[i]->active, 0);
 	return b;
 }
 
