@@ -110,6 +110,10 @@ static struct lb_server *find_server(const struct lb_pool *pool, const char *nam
 {
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		struct lb_server *s = pool->servers[i];
+		/* A server deleted through the API drains in the list; a new one
+		 * may already carry its name. */
+		if (atomic_load_explicit(&s->removed, memory_order_relaxed))
+			continue;
 		if (strlen(s->name) == len && memcmp(s->name, name, len) == 0)
 			return s;
 	}

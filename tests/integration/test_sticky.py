@@ -120,6 +120,25 @@ def test_drained_server_repinned(ctx):
     check(who != "s1" and pin == who, f"s1 disabled: answered by {who}, Set-Cookie {pin}")
 
 
+def test_cookie_names_a_server_deleted_and_added_again(ctx):
+    """A server deleted through the API and added again under its name (at
+    another address here) is the one a cookie with that name pins to."""
+    admin_port = free_port()
+    f, port, ns = _start(ctx, names=("s1", "s2"), glob={"admin": f"127.0.0.1:{admin_port}"})
+    adm = Admin(admin_port)
+    new = nodes(ctx, "new")[0]
+    c = client(ctx, port)
+    _pinned(c, "s2", 3)
+    adm.json("DELETE", "/pools/p/servers/s2")
+    adm.json("POST", "/pools/p/servers", {"name": "s2", "address": new.addr}, want=201)
+    for _ in range(6):
+        m = c.ask(headers=["Cookie: SRV=s2"])
+        check(m.status == 200 and m.get("x-server") == "new" and not m.all("set-cookie"),
+              f"cookie SRV=s2 after s2 was deleted and added again: {m!r}, "
+              f"Set-Cookie {m.all('set-cookie')}")
+    _pinned(c, "s1", 3)
+
+
 def test_dead_server_repinned_and_back(ctx):
     f, port, ns = _start(ctx, pool=FAST)
     c = client(ctx, port)
