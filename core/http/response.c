@@ -234,8 +234,6 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					response_failed(c, 502, "bad_response");
 					return -1;
 				}
-				if (hc->server)
-					lb_server_passed(hc->server);
 				return 1;
 			}
 			if (hc->slen - hc->spos >= RESP_HEAD_MAX) {
@@ -416,6 +414,15 @@ static int relay_copied_response(struct conn *c, struct http_conn *hc)
 	}
 }
 
+/* The server gave a whole, valid response (or its 101): that ends its run
+ * of passive failures (SPEC §4). A response cut short or broken midway
+ * counts as one (response_failed). */
+static void server_answered(struct http_conn *hc)
+{
+	if (hc->server)
+		lb_server_passed(hc->server);
+}
+
 /* Returns 1 when the response has all gone to the client, 0 to wait. */
 int http_relay_response(struct conn *c)
 {
@@ -442,8 +449,10 @@ int http_relay_response(struct conn *c)
 		if (r == 0)
 			return 0;
 		hc->resp_head_sent = true;
-		if (hc->resp_body == HTTP_BODY_TUNNEL)
+		if (hc->resp_body == HTTP_BODY_TUNNEL) {
+			server_answered(hc);
 			return 1;
+		}
 	}
 	int r = 1;
 	switch (hc->resp_body) {
@@ -458,7 +467,9 @@ int http_relay_response(struct conn *c)
 	default:
 		break;
 	}
-	if (r == 1)
+	if (r == 1) {
 		hc->resp_done = true;
+		server_answered(hc);
+	}
 	return r;
 }

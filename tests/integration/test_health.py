@@ -33,6 +33,9 @@ class Server:
       garbage  sends a line that is not HTTP and closes
       badhttp  reads a request head, answers with two differing
                Content-Length headers (an invalid response) and closes
+      cuthttp  reads a request head, answers 200 with Content-Length: 100,
+               sends 3 bytes of the body and closes
+      cutchunk the same with a chunked body cut inside its first chunk
     TLS: an ssl.SSLContext wraps every accepted connection (server side);
     the SNI names clients sent are kept in sni.
     """
@@ -152,6 +155,16 @@ class Server:
         if self._read_head(c) is None:
             return
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
+
+    def _serve_cuthttp(self, c):
+        if self._read_head(c) is None:
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+
+    def _serve_cutchunk(self, c):
+        if self._read_head(c) is None:
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nabc")
 
     def _serve_silent(self, c):
         while c.recv(65536):
@@ -413,22 +426,44 @@ def _http_status(port):
         c.close()
 
 
-def test_passive_counts_invalid_responses(ctx):
-    """SPEC §4: invalid responses count toward max_fails like failed
-    connections, although the connect before each of them succeeds."""
+def _passive_counts(ctx, kind):
     good = _server(ctx, "good", "http", 200)
-    bad = _server(ctx, "bad", "badhttp")
+    bad = _server(ctx, "bad", kind)
     port = free_port()
     pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
     f = ctx.fulcrum(tcp_conf(port, [good.server_line(), bad.server_line()], pool=pool,
                              listener={"mode": "http"}))
-    seen = collections.Counter(_http_status(port)[0] for _ in range(4))
-    check(seen == {200: 2, 502: 2}, f"round robin over good and bad: {dict(seen)}")
+
+    def status():
+        try:
+            return _http_status(port)[0]
+        except http.client.IncompleteRead:
+            return "cut"
+
+    seen = collections.Counter(status() for _ in range(4))
+    want = {200: 2, 502 if kind == "badhttp" else "cut": 2}
+    check(seen == want, f"{kind}: round robin over good and bad: {dict(seen)}")
     _wait_log(f, r"server p/bad DOWN: 2 consecutive failures seen by traffic \(passive\)$", 2,
-              "bad marked down by its invalid responses")
+              f"bad marked down by its {kind} responses")
     for _ in range(6):
         check(_http_status(port) == (200, "good"), "a request went to the server marked down")
     check(bad.accepted == 2, f"bad got {bad.accepted} connections, not 2")
+
+
+def test_passive_counts_invalid_responses(ctx):
+    """SPEC §4: invalid responses count toward max_fails like failed
+    connections, although the connect before each of them succeeds."""
+    _passive_counts(ctx, "badhttp")
+
+
+def test_passive_counts_responses_cut_short(ctx):
+    """A response whose body the server cuts short is a failure too: only
+    a whole response ends a server's run of failures."""
+    _passive_counts(ctx, "cuthttp")
+
+
+def test_passive_counts_chunked_responses_cut_short(ctx):
+    _passive_counts(ctx, "cutchunk")
 
 
 def test_passive_down_then_active_check_brings_back(ctx):
