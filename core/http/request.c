@@ -81,8 +81,8 @@ static uint64_t request_key(const struct conn *c, const struct http_head *h, con
 		len = h->path.len;
 		if (memchr(v, '?', len))
 			len = (size_t)((const char *)memchr(v, '?', len) - v);
-		if (len == 0) { /* "http://x" asks for "/" */
-			v = "/";
+		if (len == 0 && route_path_implies_slash(h, buf)) {
+			v = "/"; /* "http://x" asks for "/" */
 			len = 1;
 		}
 		break;

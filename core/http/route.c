@@ -30,18 +30,23 @@ bool route_host_matches(const char *pattern, const char *host, size_t len)
 	return strlen(pattern) == len && strncasecmp(pattern, host, len) == 0;
 }
 
-/* PREFIX starts with "/" (the config sees to it). An absolute-form target
- * with an empty path asks for "/" (RFC 9112 §3.2.4): "http://x?q" is matched,
- * as it is forwarded, as "/?q". */
+bool route_path_implies_slash(const struct http_head *h, const char *buf)
+{
+	if (h->target_form != HTTP_TARGET_ABSOLUTE)
+		return false;
+	if (h->path.len == 0)
+		return h->method_id != HTTP_M_OPTIONS;
+	return buf[h->path.off] == '?';
+}
+
+/* PREFIX starts with "/" (the config sees to it). The path is matched as it
+ * is forwarded: "http://x?q" as "/?q". */
 static bool path_matches(const char *prefix, const struct http_head *h, const char *buf)
 {
-	const char *path = buf + h->path.off;
-	size_t len = h->path.len;
-
-	if (len == 0 || path[0] == '?')
-		prefix++; /* the implied "/" */
+	if (route_path_implies_slash(h, buf))
+		prefix++;
 	size_t plen = strlen(prefix);
-	return len >= plen && memcmp(path, prefix, plen) == 0;
+	return h->path.len >= plen && memcmp(buf + h->path.off, prefix, plen) == 0;
 }
 
 static bool header_matches(const struct cfg_route *r, const struct http_head *h, const char *buf)

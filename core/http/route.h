@@ -18,6 +18,11 @@ bool route_host_matches(const char *pattern, const char *host, size_t len);
 /* The length of HOST's name: without a :port and trailing dots. */
 size_t route_host_len(const char *host, size_t len);
 
+/* Whether the request H goes to the server with a "/" in front of its path:
+ * an absolute-form target with an empty path ("http://x", "http://x?q") asks
+ * for "/" (RFC 9112 §3.2.4), but for an OPTIONS ("OPTIONS *"). */
+bool route_path_implies_slash(const struct http_head *h, const char *buf);
+
 /* The pool index for the request HEAD (in BUF) on listener LISTENER, or -1
  * when no route matches and the listener has no pool. */
 int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf);

@@ -169,6 +169,11 @@ def test_route_host_with_a_trailing_dot_and_an_empty_absolute_path(ctx):
         m = read_response(r)
         check(m.status == 200 and m.get("x-server") == "b",
               f"GET {target}: {m!r}, want the path_prefix / route")
+    # OPTIONS * (also as OPTIONS http://x, forwarded as OPTIONS *) has no path.
+    for target in ("*", "http://other.test"):
+        r.send(f"OPTIONS {target} HTTP/1.1\r\nHost: other.test\r\n\r\n".encode())
+        m = read_response(r)
+        check(m.status == 404, f"OPTIONS {target} matched a path_prefix route: {m!r}")
     r.close()
 
 
