@@ -5,7 +5,9 @@
  * Threads: a struct lb_pool and its servers are built by the main thread
  * (from a cfg) and shared read-mostly by every worker, the health thread and
  * the admin API. A server may outlive its pool: a reload hands an unchanged
- * server on to the next generation's pool (refs). The fields marked _Atomic
+ * server on to the next generation's pool (refs), and a changed one that
+ * is the same backend keeps its predecessor alive for its count of active
+ * connections (load_owner). The fields marked _Atomic
  * are the only ones that change after publication: a server's state
  * (written by the health thread and the admin API), its weight (the admin
  * API, a reload), its active and failure counts (every worker, relaxed),

@@ -207,8 +207,23 @@ void http_release_server(struct conn *c, bool reuse)
 	relay_half_release(c->w, &c->down);
 }
 
+/* A response was under way when the connection ended. The server's run of
+ * passive failures (SPEC §4) ends if the client gave up on a good answer,
+ * and grows if the server stalled mid-body (one that closed or broke the
+ * framing was counted by response_failed). */
+static void judge_unfinished_response(const struct conn *c, const struct http_conn *hc)
+{
+	if (!hc->server || !hc->resp_started || hc->resp_done)
+		return;
+	if (c->reason == CR_SERVER_TIMEOUT)
+		lb_server_failed(hc->server);
+	else if (c->reason == CR_CLIENT_TIMEOUT || c->reason == CR_CLIENT_RESET)
+		lb_server_passed(hc->server);
+}
+
 void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 {
+	judge_unfinished_response(c, hc);
 	/* BYTES_OUT is what the client was sent: UNSENT bytes read from the
 	 * server for it went with the connection. */
 	hc->bytes_out -= unsent < hc->bytes_out ? unsent : hc->bytes_out;

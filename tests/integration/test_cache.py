@@ -102,11 +102,11 @@ class Origin:
                 return
 
 
-def start(ctx, origin, cache="1m", glob=None, listener=None):
+def start(ctx, origin, cache="1m", glob=None, listener=None, pool=None):
     port = free_port()
     l = {"cache": cache}
     l.update(listener or {})
-    f = ctx.fulcrum(http_conf(port, [origin.server_line()], glob=glob, listener=l))
+    f = ctx.fulcrum(http_conf(port, [origin.server_line()], glob=glob, listener=l, pool=pool))
     return f, port
 
 
@@ -318,7 +318,8 @@ def test_broken_bodies_are_not_stored(ctx):
     o.route("/bad2", headers=te, body=[b"5\r\nhello\r\n", b"zz\r\n"], framing="raw")
     o.route("/short", headers=["Cache-Control: max-age=60", "Content-Length: 100"],
             body=[b"x" * 10, b"y" * 10], framing="raw")
-    _, port = start(ctx, o)
+    # Six broken answers in a row: past max_fails, the origin would be down.
+    _, port = start(ctx, o, pool={"max_fails": 0})
     for t in ("/bad1", "/bad2", "/short"):
         for i in range(2):
             r = client(port)

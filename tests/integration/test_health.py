@@ -36,6 +36,9 @@ class Server:
       cuthttp  reads a request head, answers 200 with Content-Length: 100,
                sends 3 bytes of the body and closes
       cutchunk the same with a chunked body cut inside its first chunk
+      stallhttp the same as cuthttp, but the connection stays open, silent
+      badbig   on odd connections as badhttp; on even ones a valid 200 with a
+               body of 64 MiB, sent until the reader goes away
     TLS: an ssl.SSLContext wraps every accepted connection (server side);
     the SNI names clients sent are kept in sni.
     """
@@ -165,6 +168,24 @@ class Server:
         if self._read_head(c) is None:
             return
         c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nabc")
+
+    def _serve_stallhttp(self, c):
+        if self._read_head(c) is None:
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        while c.recv(65536):
+            pass
+
+    def _serve_badbig(self, c):
+        if self.accepted % 2:
+            self._serve_badhttp(c)
+            return
+        if self._read_head(c) is None:
+            return
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 67108864\r\n\r\n")
+        chunk = b"x" * 65536
+        for _ in range(1024):
+            c.sendall(chunk)
 
     def _serve_silent(self, c):
         while c.recv(65536):
@@ -426,11 +447,11 @@ def _http_status(port):
         c.close()
 
 
-def _passive_counts(ctx, kind):
+def _passive_counts(ctx, kind, pool=None):
     good = _server(ctx, "good", "http", 200)
     bad = _server(ctx, "bad", kind)
     port = free_port()
-    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
+    pool = dict({"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}, **(pool or {}))
     f = ctx.fulcrum(tcp_conf(port, [good.server_line(), bad.server_line()], pool=pool,
                              listener={"mode": "http"}))
 
@@ -464,6 +485,30 @@ def test_passive_counts_responses_cut_short(ctx):
 
 def test_passive_counts_chunked_responses_cut_short(ctx):
     _passive_counts(ctx, "cutchunk")
+
+
+def test_passive_counts_responses_stalled_midway(ctx):
+    _passive_counts(ctx, "stallhttp", pool={"server_timeout": "300ms"})
+
+
+def test_passive_count_ends_when_the_client_gives_up_on_a_good_response(ctx):
+    """A client that leaves in the middle of a valid response is no fault
+    of the server's: like a whole response, it ends the run of failures."""
+    bad = _server(ctx, "bad", "badbig")
+    port = free_port()
+    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
+    f = ctx.fulcrum(tcp_conf(port, [bad.server_line()], pool=pool,
+                             glob={"access_log": "stderr"}, listener={"mode": "http"}))
+    for i in range(3):
+        check(_http_status(port)[0] == 502, f"round {i}: the invalid response")
+        s = connect(("127.0.0.1", port))
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(s.recv(4096).startswith(b"HTTP/1.1 200"), f"round {i}: the good response's head")
+        s.close()  # with unread bytes: a reset
+        wait_for(lambda: len(re.findall(r'"GET /big HTTP/1\.1" 200 .* client_', f.stderr())) == i + 1,
+                 2 * SCALE, what=f"round {i}: the log line of the response the client left")
+    check(not _log_has(f, r"server p/bad DOWN"), f"bad was marked down: {f.stderr()[-600:]}")
+    check(_http_status(port)[0] == 502, "bad still takes requests")
 
 
 def test_passive_down_then_active_check_brings_back(ctx):
