@@ -29,6 +29,8 @@
 
 /* Longest line accepted, newline included; longer ones are an error. */
 #define CFG_MAX_LINE 4096
+/* A configuration file is small; past this it is something else. */
+#define CFG_MAX_FILE (16 << 20)
 
 static void errs_vadd(struct cfg_errors *errs, const char *prefix, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
@@ -327,35 +329,54 @@ static void scan_header(struct cfg_loader *ld, const char *line)
 /*
  * inih's line reader (fgets-like): hands inih one whole line of the file,
  * counts it, and opens the section when it is a header. A line longer than
- * NUM is reported and replaced by an empty one.
+ * NUM is reported and replaced by an empty one; a file that goes on past
+ * CFG_MAX_FILE bytes (/dev/zero, a log given by mistake) is reported and
+ * read no further.
  */
 static char *read_line(char *str, int num, void *stream)
 {
 	struct cfg_loader *ld = stream;
-	ssize_t n = getline(&ld->buf, &ld->buf_cap, ld->file);
-	const char *s = ld->buf;
+	size_t n = 0, len = 0; /* bytes kept in STR; bytes in the line */
+	int ch = EOF;
 
-	if (n < 0) {
+	while (len == 0 || str[n - 1] != '\n') {
+		ch = getc_unlocked(ld->file);
+		if (ch == EOF)
+			break;
+		if (++ld->bytes > CFG_MAX_FILE) {
+			ld->line++;
+			cfg_ld_err(ld, "the file goes on past %d MiB: not a configuration file",
+				   CFG_MAX_FILE >> 20);
+			return NULL;
+		}
+		len++;
+		if (n + 1 < (size_t)num)
+			str[n++] = (char)ch;
+		else if (ch == '\n')
+			break;
+	}
+	if (len == 0) {
 		ld->read_errno = errno;
 		return NULL;
 	}
+	str[n] = '\0';
 	ld->line++;
-	if (ld->line == 1 && n >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
-		s += 3;
+	if (ld->line == 1 && n >= 3 && memcmp(str, "\xEF\xBB\xBF", 3) == 0) {
+		memmove(str, str + 3, n - 2);
 		n -= 3;
+		len -= 3;
 	}
-	if (n >= num) {
+	if (len >= (size_t)num) {
 		cfg_ld_err(ld, "line longer than %d characters", num - 2);
 		snprintf(str, (size_t)num, "\n");
 		return str;
 	}
-	if (memchr(s, '\0', (size_t)n)) {
+	if (memchr(str, '\0', n)) {
 		/* inih would see the line end there and the rest would vanish. */
 		cfg_ld_err(ld, "NUL byte in the line");
 		snprintf(str, (size_t)num, "\n");
 		return str;
 	}
-	memcpy(str, s, (size_t)n + 1);
 	scan_header(ld, str);
 	return str;
 }
@@ -444,7 +465,6 @@ static void loader_free(struct cfg_loader *ld)
 	free(ld->pool_keys);
 	free(ld->listener_keys);
 	free(ld->route_keys);
-	free(ld->buf);
 }
 
 struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *errs)

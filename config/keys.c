@@ -295,7 +295,8 @@ static int parse_http_check(struct cfg_loader *ld, struct cfg_pool *p, char *buf
 	char *path = strtok_r(NULL, " \t", &save);
 	char *opt;
 
-	if (!method || strcmp(method, "GET") != 0 || !path || path[0] != '/')
+	if (!method || strcmp(method, "GET") != 0 || !path || path[0] != '/' ||
+	    !cfg_is_visible(path))
 		return -EINVAL;
 	if (cfg_set_str(ld, &p->check_path, path) < 0)
 		return -ENOMEM;
@@ -312,7 +313,7 @@ static int parse_http_check(struct cfg_loader *ld, struct cfg_pool *p, char *buf
 			expect_seen = true;
 			continue;
 		}
-		if (strncmp(opt, "host=", 5) == 0 && opt[5]) {
+		if (strncmp(opt, "host=", 5) == 0 && opt[5] && cfg_is_visible(opt + 5)) {
 			if (cfg_set_str(ld, &p->check_host, opt + 5) < 0)
 				return -ENOMEM;
 			host_seen = true;

@@ -490,11 +490,9 @@ static int r_path_prefix(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_route *r = obj;
 
-	for (const char *c = value; *c; c++) {
-		if ((unsigned char)*c <= ' ' || *c == 0x7f) {
-			cfg_ld_err(ld, "bad path_prefix \"%s\" (no blanks or controls)", value);
-			return -EINVAL;
-		}
+	if (!cfg_is_visible(value)) {
+		cfg_ld_err(ld, "bad path_prefix \"%s\" (no blanks or controls)", value);
+		return -EINVAL;
 	}
 	if (value[0] != '/') {
 		cfg_ld_err(ld, "bad path_prefix \"%s\" (must start with /)", value);
@@ -521,8 +519,8 @@ static int r_header(struct cfg_loader *ld, void *obj, const char *value)
 		ld->oom = true;
 		return -ENOMEM;
 	}
-	ok = cfg_is_token(name);
 	v = colon + 1 + strspn(colon + 1, " \t");
+	ok = cfg_is_token(name) && cfg_is_field_value(v);
 	if (!ok) {
 		cfg_ld_err(ld, "bad header \"%s\" (expected NAME: VALUE)", value);
 		free(name);

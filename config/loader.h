@@ -51,8 +51,7 @@ struct cfg_loader {
 
 	FILE *file;
 	int read_errno; /* why the last read failed */
-	char *buf; /* getline buffer */
-	size_t buf_cap;
+	size_t bytes; /* read so far: a file may not be endless (CFG_MAX_FILE) */
 	int line; /* number of the line inih is working on */
 
 	enum cfg_sec sec; /* the section the current line belongs to */
@@ -186,6 +185,10 @@ bool cfg_is_host_name(const char *s);
 bool cfg_is_name(const char *s);
 /* An HTTP token (RFC 9110 tchar+), as header and cookie names are. */
 bool cfg_is_token(const char *s);
+/* No blanks, no control bytes: what a request-target or Host may hold. */
+bool cfg_is_visible(const char *s);
+/* An HTTP field value (RFC 9110 §5.5): no control bytes but HTAB. */
+bool cfg_is_field_value(const char *s);
 /* 0 when PATH can be opened for reading and is not a directory, else -errno. */
 int cfg_check_readable(const char *path);
 bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b);

@@ -184,7 +184,10 @@ int cfg_tls_check_alpn(const char *list, char *why, size_t cap)
 		p = after + 1;
 	}
 	if (total > 255) {
-		snprintf(why, cap, "alpn \"%s\" is too long (255 bytes at most)", list);
+		snprintf(why, cap,
+			 "alpn \"%s\" is too long (the names, each with a length byte, "
+			 "take 255 bytes at most)",
+			 list);
 		return -1;
 	}
 	return 0;

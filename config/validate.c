@@ -88,9 +88,10 @@ static void validate_tls_files(struct cfg_loader *ld, size_t i)
 
 	if (l->n_tls_certs == l->n_tls_keys)
 		return;
-	line = cfg_key_line(ld, CFG_SEC_LISTENER, i, "tls_key");
-	if (line == 0)
-		line = cfg_key_line(ld, CFG_SEC_LISTENER, i, "tls_cert");
+	/* At the last line of the kind in excess: the one left without a pair
+	 * when lines were added at the end. */
+	line = cfg_key_line(ld, CFG_SEC_LISTENER, i,
+			    l->n_tls_certs > l->n_tls_keys ? "tls_cert" : "tls_key");
 	cfg_ld_err_at(ld, line,
 		      "listener \"%s\" has %zu tls_cert and %zu tls_key lines; they go in pairs",
 		      l->name, l->n_tls_certs, l->n_tls_keys);

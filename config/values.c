@@ -383,6 +383,24 @@ bool cfg_is_token(const char *s)
 	return true;
 }
 
+bool cfg_is_visible(const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s <= ' ' || *s == 0x7f)
+			return false;
+	}
+	return true;
+}
+
+bool cfg_is_field_value(const char *s)
+{
+	for (; *s; s++) {
+		if (((unsigned char)*s < ' ' && *s != '\t') || *s == 0x7f)
+			return false;
+	}
+	return true;
+}
+
 int cfg_check_readable(const char *path)
 {
 	struct stat st;

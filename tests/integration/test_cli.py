@@ -171,6 +171,16 @@ def test_nul_byte_in_a_line(ctx):
     check(rc == 1 and f"{path}:3: NUL byte in the line" in err, f"status {rc}, stderr {err!r}")
 
 
+def test_config_that_never_ends(ctx):
+    """A file that is not a configuration (an endless device, a huge log)
+    is refused after 16 MiB with FILE:LINE, not read into memory to the end;
+    -t and a real start alike."""
+    for args in (["-t", "-c", "/dev/zero"], ["-c", "/dev/zero"]):
+        rc, out, err = run_fulcrum(args, timeout=20)
+        check(rc == 1 and "/dev/zero:1: the file goes on past 16 MiB" in err,
+              f"{args}: status {rc}, stderr {err[:300]!r}")
+
+
 def test_config_path_is_a_directory(ctx):
     for args in (["-c", ctx.tmp], ["-t", "-c", ctx.tmp]):
         rc, out, err = run_fulcrum(args)

@@ -703,6 +703,8 @@ static const struct bad_case bad_cases[] = {
 	{MIN_POOL "tls_sni = a..b\n", 3, "bad tls_sni"},
 	{MIN_POOL "check = http GET /h expect=399-200\n", 3, "bad check option"},
 	{MIN_POOL "check = http GET /h timeout=1\n", 3, "bad check option \"timeout=1\""},
+	{MIN_POOL "check = http GET /h\x01X-Inj:1\n", 3, "bad check"},
+	{MIN_POOL "check = http GET /h host=a\x7f\n", 3, "bad check option \"host=a"},
 	{MIN_POOL "tls_ca = /no/such/ca.pem\n", 3, "cannot read tls_ca"},
 	{MIN_POOL "rise = 0\n", 3, "bad number \"0\" for rise"},
 	{MIN_POOL "rise = 2\nrise = 3\n", 4, "duplicate key \"rise\" (already set at line 3)"},
@@ -743,7 +745,13 @@ static const struct bad_case bad_cases[] = {
 	 "cannot read tls_cert \"/no/cert.pem\""},
 	{MIN_POOL "[listener l]\nbind = 127.0.0.1:1\ntls_cert = /etc/hostname\n"
 		  "tls_cert = /etc/hostname\ntls_key = /etc/hostname\n",
+	 6, "2 tls_cert and 1 tls_key"},
+	{MIN_POOL "[listener l]\nbind = 127.0.0.1:1\ntls_cert = /etc/hostname\n"
+		  "tls_key = /etc/hostname\ntls_cert = /etc/hostname\n",
 	 7, "2 tls_cert and 1 tls_key"},
+	{MIN_POOL "[listener l]\nbind = 127.0.0.1:1\ntls_cert = /etc/hostname\n"
+		  "tls_key = /etc/hostname\ntls_key = /etc/hostname\n",
+	 7, "1 tls_cert and 2 tls_key"},
 	{MIN_POOL "[listener l]\nbind = 127.0.0.1:1\ntls_min_version = 1.1\n", 5,
 	 "bad tls_min_version"},
 	{MIN_POOL "[listener l]\nbind = 127.0.0.1:1\nproxy_protocol = v2\n", 5,
@@ -769,6 +777,8 @@ static const struct bad_case bad_cases[] = {
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\npath_prefix = api\n", 9,
 	 "bad path_prefix"},
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\nheader = X-Canary\n", 9,
+	 "bad header"},
+	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\nheader = X-A: 1\x01\n", 9,
 	 "bad header"},
 	{MIN_POOL "[listener t]\nbind = 127.0.0.1:1\nmode = tcp\n[route r]\nlistener = t\n"
 		  "pool = p\npath_prefix = /x\n",
