@@ -541,8 +541,13 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 			    strcmp(o->addr.text, s->addr.text) == 0) {
 				/* The same backend with other options: FROM's
 				 * connections to it still count against its
-				 * maxconn and in leastconn. */
+				 * maxconn and in leastconn, and its run of
+				 * passive failures goes on. */
 				lb_server_share_load(s, (struct lb_server *)o);
+				atomic_store_explicit(
+					&s->fails,
+					atomic_load_explicit(&o->fails, memory_order_relaxed),
+					memory_order_relaxed);
 				states |= carry_admin_changes(s, o);
 			}
 		}

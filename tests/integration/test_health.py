@@ -483,6 +483,31 @@ def test_passive_counts_responses_cut_short(ctx):
     _passive_counts(ctx, "cuthttp")
 
 
+def test_passive_run_goes_on_across_a_reload_that_changes_the_server(ctx):
+    """A reload that changes a server's options but not its address keeps
+    its run of passive failures: reloads do not buy a failing server more
+    tries."""
+    bad = _server(ctx, "bad", "badhttp")
+    spare = _server(ctx, "spare", "http", 200)
+    port = free_port()
+    pool = {"check": "none", "max_fails": 2, "fail_timeout": "1h", "retries": 0}
+
+    def text(opts):
+        return tcp_conf(port, [bad.server_line(opts), spare.server_line("backup")], pool=pool,
+                        listener={"mode": "http"})
+
+    f = ctx.fulcrum(text(""))
+    check(_http_status(port)[0] == 502, "the first invalid response")
+    with open(f.conf_path, "w") as fh:
+        fh.write(text("maxconn=5"))
+    f.signal(signal.SIGHUP)
+    _wait_log(f, r"reloaded .*: generation 2$", 3, "the reload")
+    check(_http_status(port)[0] == 502, "the second invalid response")
+    _wait_log(f, r"server p/bad DOWN: 2 consecutive failures seen by traffic \(passive\)$", 2,
+              "bad marked down by failures on both sides of a reload")
+    check(_http_status(port) == (200, "spare"), "the backup after bad went down")
+
+
 def test_passive_counts_chunked_responses_cut_short(ctx):
     _passive_counts(ctx, "cutchunk")
 
