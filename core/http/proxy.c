@@ -9,9 +9,10 @@
  * length go through relay_half, which splices bulk; chunked bodies go
  * through the buffers, checked by the chunked decoder on their way.
  *
- * This file holds a connection's life: its buffers, the phases and the
- * loop that runs them, timers, replies, tunnels and the end of a request.
- * request.c reads, routes and sends requests; response.c relays responses.
+ * This file holds a connection's life: the phases and the loop that runs
+ * them, timers, replies, tunnels and the end of a request. request.c reads,
+ * routes and sends requests; response.c relays responses; buffers.c lends
+ * the buffers and writes out queued bytes.
  */
 #include "core/http/proxy.h"
 
@@ -40,88 +41,6 @@ static void run(struct conn *c);
 struct http_conn *http_conn_new(void)
 {
 	return calloc(1, sizeof(struct http_conn));
-}
-
-/* ---- buffers ---------------------------------------------------------- */
-
-static int rbuf_get(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	if (hc->rbuf)
-		return 0;
-	size_t cap = c->w->scratch_cap;
-	if (cap < c->lc->max_header_size + 1024)
-		cap = c->lc->max_header_size + 1024;
-	hc->rbuf = worker_buf_get(c->w, cap);
-	if (!hc->rbuf)
-		return -ENOMEM;
-	hc->rcap = (uint32_t)cap;
-	hc->rlen = hc->rpos = hc->rsend = 0;
-	return 0;
-}
-
-static void rbuf_put(struct conn *c, struct http_conn *hc)
-{
-	worker_buf_put(c->w, hc->rbuf, hc->rcap);
-	hc->rbuf = NULL;
-	hc->rlen = hc->rcap = hc->rpos = hc->rsend = 0;
-}
-
-int http_sbuf_get(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	if (hc->sbuf)
-		return 0;
-	size_t cap = c->w->scratch_cap < RESP_HEAD_MAX ? RESP_HEAD_MAX : c->w->scratch_cap;
-	hc->sbuf = worker_buf_get(c->w, cap);
-	if (!hc->sbuf)
-		return -ENOMEM;
-	hc->scap = (uint32_t)cap;
-	hc->slen = hc->spos = hc->ssend = 0;
-	return 0;
-}
-
-static void sbuf_put(struct conn *c, struct http_conn *hc)
-{
-	worker_buf_put(c->w, hc->sbuf, hc->scap);
-	hc->sbuf = NULL;
-	hc->slen = hc->scap = hc->spos = hc->ssend = 0;
-}
-
-/* Writes what Q holds to S. Returns 1 when all is written, 0 when S is full,
- * -errno on error. Adds the bytes written to *COUNT. */
-int http_outq_flush(struct side *s, struct outq *q, uint64_t *count)
-{
-	while (q->i < q->n) {
-		if (!s->wr)
-			return 0;
-		ssize_t n = io_sendv(s, &q->iov[q->i], q->n - q->i);
-		if (n < 0)
-			return n == -EAGAIN ? 0 : (int)n;
-		*count += (uint64_t)n;
-		while (n > 0 && q->i < q->n) {
-			struct iovec *v = &q->iov[q->i];
-			size_t k = (size_t)n < v->iov_len ? (size_t)n : v->iov_len;
-			v->iov_base = (char *)v->iov_base + k;
-			v->iov_len -= k;
-			n -= (ssize_t)k;
-			if (v->iov_len == 0)
-				q->i++;
-		}
-	}
-	return 1;
-}
-
-void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,
-		   const void *c, size_t clen)
-{
-	q->n = q->i = 0;
-	if (alen)
-		q->iov[q->n++] = (struct iovec){(void *)a, alen};
-	if (blen)
-		q->iov[q->n++] = (struct iovec){(void *)b, blen};
-	if (clen)
-		q->iov[q->n++] = (struct iovec){(void *)c, clen};
 }
 
 /* ---- logging and counting --------------------------------------------- */
@@ -239,8 +158,8 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 	http_release_server(c, false);
 	forward_conn_free(hc->fwd);
 	cache_http_free(hc);
-	rbuf_put(c, hc);
-	sbuf_put(c, hc);
+	http_rbuf_put(c, hc);
+	http_sbuf_put(c, hc);
 	free(hc->req_extra.data);
 	free(hc->resp_extra.data);
 	free(hc);
@@ -326,7 +245,7 @@ static void finish_request(struct conn *c)
 	count_response(hc);
 	log_request(c);
 	http_release_server(c, reuse);
-	sbuf_put(c, hc);
+	http_sbuf_put(c, hc);
 	hc->method_len = 0;
 	if (!hc->client_ka || c->w->draining) {
 		/* A client still sending a body would get a reset on close,
@@ -346,7 +265,7 @@ static void finish_request(struct conn *c)
 		http_start_request(c);
 		return;
 	}
-	rbuf_put(c, hc);
+	http_rbuf_put(c, hc);
 	http_set_phase(c, HP_IDLE);
 	c->last_active_ms = c->w->now_ms;
 }
@@ -398,7 +317,7 @@ static void enter_tunnel(struct conn *c)
 		return;
 	}
 	hc->bytes_in += early;
-	rbuf_put(c, hc);
+	http_rbuf_put(c, hc);
 	http_set_phase(c, HP_TUNNEL);
 	c->last_active_ms = c->w->now_ms;
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->lc->tunnel_timeout_ms);
@@ -457,7 +376,7 @@ static int read_request(struct conn *c)
 
 	if (!c->cli.rd)
 		return 0;
-	if (rbuf_get(c) < 0) {
+	if (http_rbuf_get(c) < 0) {
 		conn_close(c, CR_NO_MEMORY);
 		return -1;
 	}
@@ -466,7 +385,7 @@ static int read_request(struct conn *c)
 	ssize_t n = io_recv(&c->cli, hc->rbuf + hc->rlen, hc->rcap - hc->rlen);
 	if (n == -EAGAIN) {
 		if (hc->rlen == 0 && hc->phase == HP_IDLE)
-			rbuf_put(c, hc);
+			http_rbuf_put(c, hc);
 		return 0;
 	}
 	if (n <= 0) {

@@ -24,16 +24,24 @@ static inline struct http_conn *http_of(const struct conn *c)
 	return c->http;
 }
 
-/* proxy.c */
+/* buffers.c */
 
+/* The client's buffer (rbuf), big enough for max_header_size: taken when a
+ * request starts. 0 or -ENOMEM. */
+int http_rbuf_get(struct conn *c);
+void http_rbuf_put(struct conn *c, struct http_conn *hc);
 /* The server's buffer (sbuf): taken when bytes arrive. 0 or -ENOMEM. */
 int http_sbuf_get(struct conn *c);
+void http_sbuf_put(struct conn *c, struct http_conn *hc);
 /* Writes what Q holds to S: 1 when all is written, 0 when S is full,
  * -errno on error. Adds the bytes written to *COUNT. */
 int http_outq_flush(struct side *s, struct outq *q, uint64_t *count);
 /* Sets Q to the (up to three) non-empty slices given. */
 void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,
 		   const void *c, size_t clen);
+
+/* proxy.c */
+
 /* Gives back the server connection (to the idle pool when REUSE) and the
  * server's active count. */
 void http_release_server(struct conn *c, bool reuse);
