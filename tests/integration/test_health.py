@@ -117,7 +117,10 @@ class Server:
         try:
             if self.tls:
                 c = self.tls.wrap_socket(c, server_side=True)
-            getattr(self, "_serve_" + self.kind)(c)
+            if self.kind in self.CANNED:
+                self._serve_canned(c, self.kind)
+            else:
+                getattr(self, "_serve_" + self.kind)(c)
         except (OSError, ssl.SSLError):
             pass
         finally:
@@ -154,31 +157,26 @@ class Server:
         c.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n".encode() + body)
 
-    def _serve_badhttp(self, c):
-        if self._read_head(c) is None:
-            return
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy")
+    # Kinds that read a request head and send a fixed answer, and whether
+    # they then hold the connection open instead of closing it.
+    CANNED = {
+        "badhttp": (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxy", False),
+        "cuthttp": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", False),
+        "cutchunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nabc", False),
+        "stallhttp": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", True),
+    }
 
-    def _serve_cuthttp(self, c):
+    def _serve_canned(self, c, kind):
         if self._read_head(c) is None:
             return
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
-
-    def _serve_cutchunk(self, c):
-        if self._read_head(c) is None:
-            return
-        c.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nabc")
-
-    def _serve_stallhttp(self, c):
-        if self._read_head(c) is None:
-            return
-        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
-        while c.recv(65536):
+        answer, hold = self.CANNED[kind]
+        c.sendall(answer)
+        while hold and c.recv(65536):
             pass
 
     def _serve_badbig(self, c):
         if self.accepted % 2:
-            self._serve_badhttp(c)
+            self._serve_canned(c, "badhttp")
             return
         if self._read_head(c) is None:
             return
