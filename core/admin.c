@@ -629,7 +629,7 @@ void admin_close(void)
 		close(admin.fd);
 	admin.fd = -1;
 	if (admin.unix_path)
-		unlink(admin.unix_path);
+		log_unlink(admin.unix_path, "admin socket");
 	free(admin.unix_path);
 	admin.unix_path = NULL;
 	if (!admin.conns.next)

@@ -57,6 +57,12 @@ void log_msg(enum cfg_log_level level, const char *fmt, ...)
 	(void)w;
 }
 
+void log_unlink(const char *path, const char *what)
+{
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("cannot remove the %s %s: %s", what, path, strerror(errno));
+}
+
 /* The access log's descriptor while the log is off: pointed at /dev/null
  * rather than closed, since a worker may still write to the number it
  * loaded, and a closed number could be reused for a client's socket. The

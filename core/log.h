@@ -26,6 +26,11 @@ void log_msg(enum cfg_log_level level, const char *fmt, ...) __attribute__((form
 #define log_info(...)  log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 
+/* Removes PATH, a file fulcrum made (WHAT says which), at exit; a failure
+ * other than its being gone is a warning, not silence: after `user =` the
+ * directory may not be ours to write any more. */
+void log_unlink(const char *path, const char *what);
+
 /* Opens (or reopens, for SIGUSR1) the access log named by TARGET: "off",
  * "stderr", "stdout" or a path. Returns 0 or -errno. Main thread only. */
 int log_access_open(const char *target, enum cfg_log_format format);

@@ -236,7 +236,8 @@ static void remove_unix_sockets(const struct cfg *cfg)
 		for (size_t b = 0; b < cfg->listeners[i].n_binds; b++) {
 			const struct cfg_addr *a = &cfg->listeners[i].binds[b];
 			if (a->ss.ss_family == AF_UNIX)
-				unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
+				log_unlink(((const struct sockaddr_un *)&a->ss)->sun_path,
+					   "socket");
 		}
 }
 
@@ -451,6 +452,13 @@ static void on_signals(struct process *p, struct stop_state *st)
 	while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGTERM:
+			/* A stop under way keeps its deadline: a supervisor that
+			 * repeats SIGTERM must not put the exit off. Only a binary
+			 * upgrade's hand-off gives way to a graceful stop now. */
+			if (st->stopping && !st->handoff_ms) {
+				log_info("SIGTERM: already stopping");
+				break;
+			}
 			log_info("SIGTERM: stopping gracefully");
 			admin_set_stopping();
 			stop_all(p, WORKER_GRACEFUL);
@@ -634,7 +642,7 @@ int main(int argc, char **argv)
 	if (!upgrade_handed_over()) {
 		remove_unix_sockets(p.gen->cfg);
 		if (p.opt.pidfile)
-			unlink(p.opt.pidfile);
+			log_unlink(p.opt.pidfile, "pid file");
 	}
 	free(p.workers);
 	gen_put(p.gen);

@@ -234,6 +234,29 @@ static void linger(struct conn *c)
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
 }
 
+/* The connection closes after an answer (a stop, or Connection: close)
+ * with more requests pipelined behind it. They go unanswered, as RFC 9112
+ * §9.6 lets them, but not unlogged: one line with what came of them. Line
+ * ends alone (a client's CRLF after a body) are no request. */
+static void log_unanswered(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	size_t i = hc->rpos;
+
+	while (hc->rbuf && i < hc->rlen && (hc->rbuf[i] == '\r' || hc->rbuf[i] == '\n'))
+		i++;
+	if (!hc->rbuf || i >= hc->rlen)
+		return;
+	memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
+	hc->rlen -= hc->rpos;
+	hc->rpos = 0;
+	http_new_request(c);
+	http_note_unparsed_request(c);
+	hc->reason = c->w->draining ? "shutdown" : "unanswered_pipelined";
+	log_request(c);
+	hc->method_len = 0;
+}
+
 /* The current request is over: log it, pool the server connection if it is
  * clean, and either wait for the next request or close. */
 static void finish_request(struct conn *c)
@@ -250,10 +273,12 @@ static void finish_request(struct conn *c)
 	if (!hc->client_ka || c->w->draining) {
 		/* A client still sending a body would get a reset on close,
 		 * which can destroy the answer in flight: drain it first. */
-		if (!hc->req_done)
+		if (!hc->req_done) {
 			linger(c);
-		else
+		} else {
+			log_unanswered(c);
 			conn_close(c, CR_NONE);
+		}
 		return;
 	}
 	/* Keep what the client pipelined after this request. */

@@ -6,7 +6,7 @@ import signal
 import socket
 import time
 
-from harness import (SANITIZED, SCALE, check, connect, echo_roundtrip, free_port, ini,
+from harness import (SANITIZED, SCALE, Skip, check, connect, echo_roundtrip, free_port, ini,
                      run_fulcrum, tcp_conf, wait_for)
 
 
@@ -233,6 +233,24 @@ def test_pidfile(ctx):
     wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(), 2 * SCALE, what="pid file")
     got = open(pidfile).read().strip()
     check(got == str(f.pid), f"pid file holds {got!r}, pid is {f.pid}")
+
+
+def test_pidfile_left_behind_is_reported(ctx):
+    """With `user =`, the pid file may sit where the dropped user cannot
+    remove it: the exit says so instead of leaving it silently."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to drop privileges")
+    rootonly = ctx.path("rootonly")
+    os.mkdir(rootonly, 0o700)
+    pidfile = os.path.join(rootonly, "fulcrum.pid")
+    port = free_port()
+    b = ctx.backend("echo")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"user": "nobody"}),
+                    args=["-p", pidfile])
+    f.stop()
+    check(os.path.exists(pidfile), "the pid file went, though nobody cannot remove it")
+    check(f"cannot remove the pid file {pidfile}: Permission denied" in f.stderr(),
+          f"no warning for the pid file left behind: {f.stderr()[-500:]}")
 
 
 def _threads_with(ctx, port, backend, args, workers=None):

@@ -1678,4 +1678,40 @@ def test_access_log_one_line_per_pipelined_request(ctx):
               f"bytes of pipelined request {i} (want {len(q)} in, {m.raw_len} out): {match[0]}")
 
 
+
+def test_sigterm_finishes_the_request_in_flight(ctx):
+    """SPEC §1 SIGTERM: idle keep-alive connections close at once; a request
+    in flight is answered, with Connection: close. What the client pipelined
+    behind it goes unanswered (RFC 9112 §9.6) but is logged with the reason
+    shutdown, since nothing is dropped silently."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(http_conf(port, [b.server_line()],
+                              glob={"access_log": log, "graceful_timeout": "10s"}))
+    idle = client(port)
+    idle.send(get("/?size=1"))
+    check(read_response(idle).status == 200, "the first request")
+    busy = client(port)
+    busy.send(get("/?ms=800") + get("/second") + b"\r\n")
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    closed, extra = wait_closed(idle, 1.0 * SCALE)
+    check(closed and not extra, f"the idle connection was not closed at once: {extra!r}")
+    m = read_response(busy)
+    check(m.status == 200 and "close" in m.tokens("connection"),
+          f"the request in flight: {m!r}")
+    closed, extra = wait_closed(busy, 1.0 * SCALE)
+    check(closed and not extra, f"the pipelined request was answered: {extra!r}")
+    check(f.wait_exit(3) == 0, "exit status after the drain")
+    check(time.monotonic() - t0 < 3.0 * SCALE, "the stop waited on graceful_timeout")
+    lines = read_lines(log)
+    check(len(lines) == 3 and '"GET /?ms=800 HTTP/1.1" 200 ' in lines[1]
+          and lines[1].endswith(" -"), f"access log: {lines}")
+    want = len(get("/second")) + 2
+    check(f'"GET /second HTTP/1.1" - {want} 0 ' in lines[2] and lines[2].endswith(" shutdown"),
+          f"the unanswered request's line: {lines[2] if len(lines) > 2 else lines}")
+
+
 close_backends_first(globals())

@@ -136,6 +136,31 @@ def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
     s.close()
 
 
+def test_sigterm_repeated_keeps_the_first_deadline(ctx):
+    """SPEC §1: tunnels and tcp connections run up to graceful_timeout after
+    SIGTERM. A supervisor that sends SIGTERM again must not move that
+    deadline."""
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": "1500ms"}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"hi"), "relay does not work")
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    rc = None
+    for _ in range(10):  # one more SIGTERM every 0.3 s, up to 3 s
+        time.sleep(0.3)
+        if f.proc.poll() is not None:
+            break
+        f.signal(signal.SIGTERM)
+    rc = f.wait_exit(3)
+    dt = time.monotonic() - t0
+    check(rc == 0, f"exit status {rc}")
+    check(dt < 1.5 + 0.6 * SCALE, f"exited {dt:.2f}s after the first SIGTERM: "
+          "a repeated SIGTERM pushed graceful_timeout = 1.5s back")
+    s.close()
+
+
 def test_sigterm_without_connections_is_quick(ctx):
     b = ctx.backend("echo")
     port = free_port()
