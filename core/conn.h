@@ -31,6 +31,7 @@
 	X(CR_SERVER_TLS, "server_tls_failed")                                                      \
 	X(CR_NO_SERVER, "no_server")                                                               \
 	X(CR_CLIENT_RESET, "client_reset")                                                         \
+	X(CR_CLIENT_CLOSED, "client_closed")                                                       \
 	X(CR_SERVER_RESET, "server_reset")                                                         \
 	X(CR_MAX_CONNECTIONS, "max_connections")                                                   \
 	X(CR_SHUTDOWN, "shutdown")                                                                 \

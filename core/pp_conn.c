@@ -84,8 +84,14 @@ static void pp_process(struct conn *c)
 		c->cli.rd = false;
 		return;
 	}
-	if (n <= 0) {
-		refuse(c, n == 0 ? "closed before a whole PROXY header" : strerror(errno));
+	if (n == 0) {
+		/* Not a byte came (a port probe, a load balancer's tcp check):
+		 * no PROXY error, the client just left. */
+		conn_close(c, CR_CLIENT_CLOSED);
+		return;
+	}
+	if (n < 0) {
+		refuse(c, strerror(errno));
 		return;
 	}
 	switch (pp_parse(buf, (size_t)n, &info)) {

@@ -231,7 +231,14 @@ static void handshake_step(struct conn *c)
 		int ssl_err = SSL_get_error(ssl, r);
 		if (ssl_err == SSL_ERROR_WANT_READ || ssl_err == SSL_ERROR_WANT_WRITE)
 			return; /* the next event on the socket resumes it */
-		report(&c->cli, ssl, ssl_err, errno ? errno : ECONNRESET);
+		int err = errno;
+		if (BIO_number_read(SSL_get_rbio(ssl)) == 0) {
+			/* Not a byte came: a port probe, no TLS failure. */
+			close_handshake(c, ssl,
+					err == ECONNRESET ? CR_CLIENT_RESET : CR_CLIENT_CLOSED);
+			return;
+		}
+		report(&c->cli, ssl, ssl_err, err ? err : ECONNRESET);
 		close_handshake(c, ssl, CR_TLS_HANDSHAKE);
 		return;
 	}

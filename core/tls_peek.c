@@ -9,8 +9,9 @@
  * re-parses of at most 16 KiB, and no buffer is held between events.
  * Edge-triggered epoll reports every segment that arrives, even though the
  * earlier ones are still unread, so waiting for the next event is enough.
- * Bytes that are not TLS at all carry no SNI and go to the listener's pool;
- * a ClientHello that never completes is closed at handshake_timeout.
+ * Bytes that are not TLS at all carry no SNI and go to the listener's pool,
+ * and so does a ClientHello that is still not whole at handshake_timeout or
+ * when the client's FIN comes; one over TLS_HELLO_MAX is closed.
  */
 #include "core/tls.h"
 
@@ -72,16 +73,21 @@ static void peek_step(struct conn *c)
 		return;
 	}
 	if (n == 0) {
-		refuse(c, "closed before a ClientHello");
+		conn_close(c, CR_CLIENT_CLOSED); /* not a byte came */
 		return;
 	}
 	enum tls_hello_result r = tls_hello_parse(buf, (size_t)n, sizeof(buf), &hello);
 	switch (r) {
 	case TLS_HELLO_NEED_MORE:
-		if ((size_t)n == sizeof(buf))
+		if ((size_t)n == sizeof(buf)) {
 			refuse(c, "ClientHello too large");
-		else if (c->cli.hup)
-			refuse(c, "closed in the middle of a ClientHello");
+		} else if (c->cli.hup) {
+			/* No more is coming: as at handshake_timeout, what came
+			 * goes to the listener's pool, and the FIN after it. */
+			log_debug("tls: passthrough on %s: half a ClientHello, then a FIN",
+				  c->lc->name);
+			route_and_start(c, NULL, 0);
+		}
 		return;
 	case TLS_HELLO_TOO_LARGE:
 		refuse(c, "ClientHello too large");

@@ -226,6 +226,23 @@ def test_missing_or_bad_header_closed(ctx):
     check("PROXY" in f.stderr(), "no logged reason in the error log")
 
 
+def test_connection_without_a_byte_is_no_header_error(ctx):
+    """A port probe (a load balancer's tcp check) on an accepting listener,
+    tcp or http, sends nothing and closes: logged like any client that left
+    without a byte (`client_closed`), not as a PROXY protocol error."""
+    b = ctx.backend("echo")
+    for mode in ("tcp", "http"):
+        port, log = free_port(), ctx.path(f"access-{mode}.log")
+        f = ctx.fulcrum(conf(port, [b.server_line()], log, mode=mode))
+        s = connect(("127.0.0.1", port))
+        time.sleep(0.05)
+        s.close()
+        _, lines = log_clients(log, 1)
+        check(lines[0].endswith(" client_closed"), f"{mode}: {lines}")
+        check("PROXY" not in f.stderr(), f"{mode}: a PROXY error for a probe: {f.stderr()}")
+    check(b.accepted == 0, f"the server got {b.accepted} connections")
+
+
 def test_header_in_pieces_and_payload_kept(ctx):
     b = ctx.backend("echo")
     port, log = free_port(), ctx.path("access.log")

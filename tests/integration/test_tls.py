@@ -887,6 +887,59 @@ def test_passthrough_plain_client_uses_the_pool(ctx):
     check(" 3000 3000 " in f.stderr(), "bytes of the plain client not counted in its log line")
 
 
+def test_passthrough_half_a_hello_then_fin_goes_to_the_pool(ctx):
+    """A client that sends part of a ClientHello and then its FIN will send
+    no more: like one still incomplete at handshake_timeout, it has no SNI,
+    so its bytes and the FIN go to the listener's pool at once."""
+    certs = make_certs(ctx)
+    echo = ctx.backend("echo", name="plain")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    pport = free_port()
+    f = ctx.fulcrum(_passthrough_conf(pport, echo.addr, sa.addr, handshake_timeout="10s"))
+    out = ssl.MemoryBIO()
+    tls = ssl.create_default_context().wrap_bio(ssl.MemoryBIO(), out, server_hostname="a.test")
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = out.read()
+    check(len(hello) > 100, f"no ClientHello made: {len(hello)} bytes")
+    # Cut before the name: a hello whose SNI has come is routed by it.
+    for cut in (1, 5, 50, hello.index(b"a.test")):
+        s = connect(("127.0.0.1", pport))
+        t0 = time.monotonic()
+        s.sendall(hello[:cut])
+        s.shutdown(socket.SHUT_WR)
+        got = recv_all(s)
+        s.close()
+        check(got == hello[:cut], f"{cut} bytes of a hello and a FIN: got back {len(got)} bytes")
+        check(time.monotonic() - t0 < 2 * SCALE, "the FIN waited for handshake_timeout")
+    check("tls_bad_client_hello" not in f.stderr(), f"refused: {f.stderr()[-800:]}")
+
+
+def test_connection_without_a_byte_is_no_tls_error(ctx):
+    """A port probe on a TLS listener, terminating or routing by SNI, is
+    logged as a client that left without a byte, not a TLS failure."""
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port, pport = free_port(), free_port()
+    conf = ini(glob_section({"access_log": "stderr", "workers": 1}),
+               ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+               ("listener l", terminating_listener(port, certs)),
+               ("listener pt", {"bind": f"127.0.0.1:{pport}", "mode": "tcp", "pool": "p"}),
+               ("route ra", {"listener": "pt", "host": "a.test", "pool": "p"}))
+    f = ctx.fulcrum(conf)
+    for p in (port, pport):
+        s = connect(("127.0.0.1", p))
+        time.sleep(0.05)
+        s.close()
+    lines = wait_for(lambda: (lambda ls: ls if len(ls) >= 2 else None)(
+        [ln for ln in f.stderr().splitlines() if '"- - -"' in ln]), 3 * SCALE,
+        what="two access-log lines")
+    check(all(re.search(r'"- - -" - 0 0 \d+ - client_closed$', ln) for ln in lines),
+          f"lines: {lines}")
+
+
 def _line_of(text, key):
     for i, line in enumerate(text.splitlines(), 1):
         if line.startswith(f"{key} ="):
