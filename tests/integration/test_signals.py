@@ -120,12 +120,18 @@ def test_healthz_says_503_while_stopping(ctx):
     check(f.wait_exit(6) == 0, "exit status after the drain")
 
 
-def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
+def _one_idle_tunnel(ctx, graceful):
+    """fulcrum with GRACEFUL and one tcp connection through it, idle."""
     b = ctx.backend("echo")
     port = free_port()
-    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": "1500ms"}))
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": graceful}))
     s = connect(("127.0.0.1", port))
     check(echo_roundtrip(s, b"hi"), "relay does not work")
+    return f, s
+
+
+def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
+    f, s = _one_idle_tunnel(ctx, "1500ms")
     t0 = time.monotonic()
     f.signal(signal.SIGTERM)
     rc = f.wait_exit(1.5 + 3)
@@ -140,14 +146,9 @@ def test_sigterm_repeated_keeps_the_first_deadline(ctx):
     """SPEC §1: tunnels and tcp connections run up to graceful_timeout after
     SIGTERM. A supervisor that sends SIGTERM again must not move that
     deadline."""
-    b = ctx.backend("echo")
-    port = free_port()
-    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"graceful_timeout": "1500ms"}))
-    s = connect(("127.0.0.1", port))
-    check(echo_roundtrip(s, b"hi"), "relay does not work")
+    f, s = _one_idle_tunnel(ctx, "1500ms")
     t0 = time.monotonic()
     f.signal(signal.SIGTERM)
-    rc = None
     for _ in range(10):  # one more SIGTERM every 0.3 s, up to 3 s
         time.sleep(0.3)
         if f.proc.poll() is not None:
