@@ -15,7 +15,8 @@
 
 #include <stdlib.h>
 
-/* (Re)sizes W's current weights for POOL, all zero. 0 or -ENOMEM. */
+/* (Re)sizes W's current weights for POOL, all zero. 0, or -1 without
+ * memory. */
 static int rr_attach(struct lb_worker *w, const struct lb_pool *pool)
 {
 	if (w->pool == pool && w->n == pool->n_servers && w->cw)

@@ -55,13 +55,12 @@ void upstream_close(struct upstream *u)
 	list_add_tail(&w->closed_upstreams, &u->idle_node);
 }
 
-void upstream_pool_deinit(struct worker *w, struct upstream_pool *up)
+void upstream_pool_deinit(struct upstream_pool *up)
 {
 	for (size_t i = 0; i < 256; i++)
 		while (!list_is_empty(&up->buckets[i]))
 			upstream_close(
 				container_of(up->buckets[i].next, struct upstream, idle_node));
-	upstream_free_closed(w);
 }
 
 void upstream_free_closed(struct worker *w)

@@ -37,8 +37,9 @@ struct upstream {
 };
 
 void upstream_pool_init(struct upstream_pool *up);
-/* Closes every idle upstream. */
-void upstream_pool_deinit(struct worker *w, struct upstream_pool *up);
+/* Closes every idle upstream; the memory goes with the batch's closed ones
+ * (upstream_free_closed), as events of this batch may still name them. */
+void upstream_pool_deinit(struct upstream_pool *up);
 
 /* An idle connection to S, detached from the pool, or NULL. */
 struct upstream *upstream_take_idle(struct worker *w, struct lb_server *s);

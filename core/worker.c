@@ -89,8 +89,8 @@ struct lb_worker *worker_lb(struct worker *w, const struct gen *g, int pool_inde
 	if (g == w->gen && (size_t)pool_index < w->n_lbw)
 		return &w->lbw[pool_index];
 	/* A connection from an older generation retrying: its pool is not
-	 * ours. Borrow slot 0's generator; lb_pick resets foreign state. */
-	return w->n_lbw ? &w->lbw[0] : NULL;
+	 * one of gen's. */
+	return &w->foreign_lbw;
 }
 
 static void set_gen(struct worker *w, struct gen *g)
@@ -222,7 +222,7 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	if (cmd == WORKER_HANDOFF)
 		return;
 	w->swept = true;
-	upstream_pool_deinit(w, &w->upstreams);
+	upstream_pool_deinit(&w->upstreams);
 	if (cmd == WORKER_STOP) {
 		while (!list_is_empty(&w->conns)) {
 			struct conn *c = container_of(w->conns.next, struct conn, node);
@@ -324,6 +324,7 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 	if (!w->scratch || !w->log || w->epfd < 0 || w->wake_fd < 0)
 		return -ENOMEM;
 	set_gen(w, g);
+	lb_worker_init(&w->foreign_lbw, (uint64_t)w->id * LB_SEED_STRIDE);
 	w->wake_h.fn = on_wake;
 	int err = worker_watch(w, w->wake_fd, EPOLLIN | EPOLLET, &w->wake_h);
 	for (size_t i = 0; !err && i < n_socks; i++) {
@@ -415,9 +416,11 @@ void worker_deinit(struct worker *w)
 	for (size_t i = 0; i < w->n_lbw; i++)
 		lb_worker_deinit(&w->lbw[i]);
 	free(w->lbw);
+	lb_worker_deinit(&w->foreign_lbw);
 	if (w->gen)
 		gen_put(w->gen);
-	upstream_pool_deinit(w, &w->upstreams);
+	upstream_pool_deinit(&w->upstreams);
+	upstream_free_closed(w);
 	forward_worker_free(w);
 	buf_caches_free(w);
 	pipe_pool_deinit(&w->pipes);

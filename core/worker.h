@@ -91,6 +91,10 @@ struct worker {
 	struct gen *gen; /* this worker's snapshot, one reference held */
 	struct lb_worker *lbw; /* per pool of gen */
 	size_t n_lbw;
+	/* For connections of older generations that retry: their pools are
+	 * not gen's (there may be none), so they share this one, reset
+	 * whenever the pool it serves changes. */
+	struct lb_worker foreign_lbw;
 
 	struct timer_wheel timers;
 	struct timer accept_timer; /* resumes listeners paused on EMFILE */

@@ -1,5 +1,6 @@
 """tcp mode: relaying, half-close, concurrency, max_connections, timeouts (SPEC §3)."""
 
+import signal
 import socket
 import struct
 import threading
@@ -7,7 +8,7 @@ import time
 
 from harness import (SCALE, TestFailure, blob, check, closed_by_peer, closed_port, connect,
                      echo_roundtrip, free_port, read_lines, recv_all, recv_count, recv_exact, recv_hash, recv_line,
-                     sha256, tcp_conf, wait_for)
+                     ini, sha256, tcp_conf, wait_for)
 
 MIB = 1 << 20
 
@@ -244,6 +245,27 @@ def test_client_timeout_not_while_active(ctx):
     n, h = recv_hash(s)
     s.close()
     check(h == sha256(data), f"slow download cut at {n} of {len(data)} bytes")
+
+
+def test_retry_after_a_reload_that_removed_every_pool(ctx):
+    """A connection still connecting when a reload leaves no pool at all
+    (the listener turned forward) retries in its own generation's pool:
+    the retry must find balancing state to use, not crash."""
+    bh = ctx.blackhole()
+    good = ctx.backend("name", name="good")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}", good.server_line()],
+                             pool={"connect_timeout": "700ms", "retries": 1}))
+    s = connect(_addr(port))  # round robin: the first goes to the hole
+    time.sleep(0.2)
+    with open(f.conf_path, "w") as fh:
+        fh.write(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+                     ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "forward"})))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 3 * SCALE, what="the reload")
+    check(recv_line(s) == b"good\n", "the retry after the reload did not reach the good server")
+    s.close()
+    f.check_alive()
 
 
 def test_connect_timeout(ctx):
