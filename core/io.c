@@ -33,6 +33,19 @@ ssize_t io_recv(struct side *s, void *buf, size_t cap)
 	}
 }
 
+bool io_unread(const struct side *s)
+{
+	char b;
+
+	if (s->io && s->io->pending(s))
+		return true;
+	ssize_t n;
+	do
+		n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n >= 0 || errno != EAGAIN;
+}
+
 ssize_t io_send(struct side *s, const void *buf, size_t len)
 {
 	if (s->io)

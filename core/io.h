@@ -31,6 +31,9 @@ struct io_ops {
 	void (*shutdown)(struct side *s);
 	/* Frees the layer's state; the caller closes the fd afterwards. */
 	void (*free)(struct side *s);
+	/* Whether the layer holds bytes taken from the socket but not yet
+	 * returned by recv (TLS: a record read ahead). */
+	bool (*pending)(const struct side *s);
 };
 
 /* Reads into BUF. Returns the bytes read (> 0), 0 at EOF, -EAGAIN when there
@@ -45,5 +48,9 @@ ssize_t io_sendv(struct side *s, const struct iovec *iov, int n);
 void io_shutdown(struct side *s);
 /* Frees the side's I/O layer, if any. */
 void io_free(struct side *s);
+/* Whether S still has bytes, or a FIN, to read now: the layer's own or the
+ * socket's (one recv with MSG_PEEK). For a socket about to wait idle, whose
+ * waiting bytes no new edge would announce. */
+bool io_unread(const struct side *s);
 
 #endif

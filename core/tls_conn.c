@@ -43,12 +43,14 @@ static ssize_t tls_recv(struct side *s, void *buf, size_t cap);
 static ssize_t tls_send(struct side *s, const void *buf, size_t len);
 static void tls_shutdown(struct side *s);
 static void tls_free(struct side *s);
+static bool tls_pending(const struct side *s);
 
 static const struct io_ops tls_io_ops = {
 	.recv = tls_recv,
 	.send = tls_send,
 	.shutdown = tls_shutdown,
 	.free = tls_free,
+	.pending = tls_pending,
 };
 
 bool tls_side_is_tls(const struct side *s)
@@ -177,6 +179,12 @@ static void tls_free(struct side *s)
 {
 	tls_shutdown(s);
 	SSL_free(s->io_ctx);
+}
+
+static bool tls_pending(const struct side *s)
+{
+	const SSL *ssl = s->io_ctx;
+	return SSL_pending(ssl) > 0 || SSL_has_pending(ssl);
 }
 
 /* ---- the handshake stage of terminating listeners ---------------------- */

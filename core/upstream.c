@@ -153,6 +153,12 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	 * passed: no event would come to tell the idle pool. */
 	if (u->s.hup)
 		keepalive = 0;
+	/* Bytes the server sent past its response may wait in the socket,
+	 * their edge gone with the last read, when that read did not prove the
+	 * socket dry (rd still set: a read stopped at the body's length). No
+	 * event would tell; the next request would take them for its answer. */
+	if (keepalive > 0 && u->s.rd && io_unread(&u->s))
+		keepalive = 0;
 	u->s.c = NULL;
 	u->s.rd = u->s.wr = u->s.hup = false;
 	/* It carries one client's address in its PROXY header: never reuse it. */

@@ -331,6 +331,8 @@ static void enter_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 	count_response(hc); /* a 101: its log line comes when the tunnel ends */
+	relay_half_release(c->w, &c->up); /* the body's, if it left anything */
+	relay_half_release(c->w, &c->down);
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
 	relay_half_init(&c->down, &hc->u->s, &c->cli);
 	/* Bytes the client sent after its head belong to the new protocol: the

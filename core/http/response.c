@@ -101,6 +101,10 @@ static int begin_response(struct conn *c, struct http_head *h)
 			 * in http mode); treat other tunnels as invalid. */
 			return -1;
 		}
+		/* A switch while the request body is still coming: what the
+		 * client sends next cannot be both body and tunnel. */
+		if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
+			return -1;
 		hc->server_ka = false;
 		hc->client_ka = false;
 	}

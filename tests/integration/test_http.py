@@ -1044,6 +1044,33 @@ def test_upgrade_refused_keeps_http(ctx):
     r.close()
 
 
+def test_101_before_the_request_body_ended_is_refused(ctx):
+    """A server that switches protocols while the client's request body is
+    still coming (it did not read it) breaks the exchange: the bytes still
+    to come cannot be both body and tunnel. The client gets a 502 and a
+    close, and nothing the body held (a splice pipe) stays behind."""
+
+    def handler(r, srv):
+        r.until(b"\r\n\r\n")
+        r.send(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\n\r\n")
+        time.sleep(1.0)
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    for _ in range(3):
+        r = client(port)
+        r.send(b"POST /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+               b"Upgrade: websocket\r\nContent-Length: 1000000\r\n\r\n")
+        r.send(b"b" * 300000)  # enough to switch the body to splice
+        m = read_response(r)
+        closed, _ = wait_closed(r, 2.0 * SCALE)
+        r.close()
+        check(m.status == 502 and closed, f"a 101 before the body's end: {m!r}, closed {closed}")
+    f.check_fds_settled()
+
+
 # ---------------------------------------------------------- robustness ----
 
 
@@ -1386,6 +1413,52 @@ def test_pooled_connection_closed_while_idle(ctx):
         check(m.status == 200 and m.body == b"ok", f"request {i} after the server closed the idle connection: {m!r}")
         time.sleep(0.3)
     r.close()
+
+
+def test_bytes_past_a_response_never_reach_the_next_client(ctx):
+    """A server that sends bytes past its response's end (a second,
+    unasked-for response in the same segment as the last body bytes) must
+    not have them read as the answer to the next request, another client's,
+    sent over the pooled connection: such a connection is not reused. Bodies
+    that end in the bounce buffer, in splice mode, and through the cache's
+    copy (a storable answer) all meet the same check."""
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            path = req.first.split(" ")[1]
+            if not path.startswith("/evil"):
+                body = b"clean " + path.encode()
+                r.send(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+                continue
+            size = int(path.split("/")[-1])
+            body = b"e" * size
+            r.send(b"HTTP/1.1 200 OK\r\nCache-Control: max-age=%d\r\nContent-Length: %d\r\n\r\n"
+                   % (60 if "cached" in path else 0, size) + body[:-5])
+            time.sleep(0.2)
+            r.send(body[-5:] + b"HTTP/1.1 200 OK\r\nX-Injected: yes\r\n"
+                   b"Content-Length: 4\r\n\r\nEVIL")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"keepalive": 4},
+                          listener={"cache": "16m"}))
+    for size, kind in ((10, "plain"), (100000, "plain"), (3 * MIB, "plain"),
+                       (10, "cached"), (100000, "cached")):
+        a = client(port)
+        a.send(get(f"/evil/{kind}/{size}"))
+        m = read_response(a)
+        check(m.status == 200 and len(m.body) == size, f"the {size}-byte answer: {m!r}")
+        a.close()
+        b = client(port)
+        b.send(get(f"/next-{kind}-{size}"))
+        m = read_response(b)
+        b.close()
+        check(m.get("x-injected") is None and m.body == f"clean /next-{kind}-{size}".encode(),
+              f"after a {size}-byte {kind} body, the next client got the server's extra "
+              f"bytes: {m!r}")
 
 
 def test_pooled_connection_closed_race(ctx):
