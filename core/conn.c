@@ -121,12 +121,17 @@ void conn_resume(struct conn *c)
 		c->ops->process(c, NULL);
 }
 
+void conn_queue_resume(struct conn *c)
+{
+	if (list_is_empty(&c->pending_node))
+		list_add_tail(&c->w->pending, &c->pending_node);
+}
+
 bool conn_defer_write(struct conn *c)
 {
 	if (!c->w->in_batch)
 		return false;
-	if (list_is_empty(&c->pending_node))
-		list_add_tail(&c->w->pending, &c->pending_node);
+	conn_queue_resume(c);
 	return true;
 }
 

@@ -141,6 +141,10 @@ int conn_connect_step(struct conn *c, struct side *s, const struct lb_pool *pool
 bool conn_client_reset(const struct conn *c);
 /* Worker thread: resumes a conn that ran out of budget or held a write back. */
 void conn_resume(struct conn *c);
+/* Queues C to run again after this batch's events (worker->pending): its
+ * budget ran out with bytes still ready, or a write waits for the batch's
+ * end. Once only, however often it is asked. */
+void conn_queue_resume(struct conn *c);
 /* Worker thread: while an event batch runs, queues C to be resumed after it
  * and returns true; the caller holds its write back until then. Otherwise
  * returns false and the write goes out now. See worker.c on why. */

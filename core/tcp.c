@@ -176,8 +176,7 @@ static void relay(struct conn *c)
 		return;
 	}
 	if (up == RELAY_MORE || down == RELAY_MORE) {
-		if (list_is_empty(&c->pending_node))
-			list_add_tail(&w->pending, &c->pending_node);
+		conn_queue_resume(c);
 	}
 }
 

@@ -128,8 +128,9 @@ static uint64_t jittered(uint64_t interval_ms)
 	return interval_ms - spread + next_random() % (2 * spread + 1);
 }
 
-/* Arms T. The heap has room for every timer of the generation (reserved on
- * adoption), so this fails only if that reservation failed. */
+/* Arms T. The heap grows as it needs to, so this fails only without
+ * memory; the timer then stays unarmed until a generation's adoption arms
+ * its servers again, and the error log says so. */
 static void arm(struct hc_timer *t, uint64_t due_ms)
 {
 	if (hc_sched_add(&hc.sched, t, due_ms) < 0)

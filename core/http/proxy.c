@@ -323,8 +323,8 @@ static void run_tunnel(struct conn *c)
 		conn_close(c, CR_NONE);
 		return;
 	}
-	if ((up == RELAY_MORE || down == RELAY_MORE) && list_is_empty(&c->pending_node))
-		list_add_tail(&c->w->pending, &c->pending_node);
+	if (up == RELAY_MORE || down == RELAY_MORE)
+		conn_queue_resume(c);
 }
 
 static void enter_tunnel(struct conn *c)
@@ -484,8 +484,7 @@ static void run(struct conn *c)
 		unsigned tries = hc->tried.n;
 		if (guard == 64) {
 			/* Many pipelined requests: let other connections run. */
-			if (list_is_empty(&c->pending_node))
-				list_add_tail(&c->w->pending, &c->pending_node);
+			conn_queue_resume(c);
 			return;
 		}
 		switch (hc->phase) {
@@ -552,7 +551,6 @@ static bool server_takes_request(const struct conn *c)
 	return !hc->u || hc->u->s.wr;
 }
 
-/* The deadline of the current phase, and what happens when it passes. */
 /* The exchange waits for the client: to send the rest of its request
  * (unless the server's socket is full, so it is the server that does not
  * read it), or to take more of the answer (its socket is full; the server
@@ -566,6 +564,7 @@ static bool waits_for_client(const struct conn *c)
 	return !hc->req_done && server_takes_request(c);
 }
 
+/* The deadline of the current phase, and what happens when it passes. */
 static uint64_t deadline(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);

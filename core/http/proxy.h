@@ -5,6 +5,8 @@
  * A connection is in one phase at a time:
  *   IDLE     keep-alive, between requests; holds no buffer
  *   HEAD     reading a request head (request_timeout runs)
+ *   AUTH     forward mode with `auth`: waiting for the hasher thread's
+ *            verdict on the client's credentials
  *   RESOLVE  forward mode: waiting for the origin's name to resolve
  *   CACHE_WAIT waiting for another request's fetch of the same cacheable
  *            response (cache_http.h); then the request starts again

@@ -432,7 +432,6 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	http_connect_server(c);
 }
 
-/* Forgets the last request: the connection starts reading a new one. */
 /* A reload applies from the next request of a kept-alive connection on:
  * its routes, pools, ACLs and credentials, as Squid re-checks a request
  * after a reconfigure. Only a listener whose mode changed cannot be taken
@@ -656,8 +655,8 @@ static int send_length(struct conn *c, struct http_conn *hc)
 		}
 		return -1;
 	}
-	if (r == RELAY_MORE && list_is_empty(&c->pending_node))
-		list_add_tail(&c->w->pending, &c->pending_node);
+	if (r == RELAY_MORE)
+		conn_queue_resume(c);
 	return r == RELAY_DONE ? 1 : 0;
 }
 

@@ -366,8 +366,8 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 		}
 		return -1;
 	}
-	if (r == RELAY_MORE && list_is_empty(&c->pending_node))
-		list_add_tail(&c->w->pending, &c->pending_node);
+	if (r == RELAY_MORE)
+		conn_queue_resume(c);
 	return r == RELAY_DONE ? 1 : 0;
 }
 
@@ -391,8 +391,7 @@ static int relay_copied_response(struct conn *c, struct http_conn *hc)
 		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
 			return 1;
 		if (budget == 0) {
-			if (list_is_empty(&c->pending_node))
-				list_add_tail(&c->w->pending, &c->pending_node);
+			conn_queue_resume(c);
 			return 0;
 		}
 		hc->spos = hc->slen = 0;
