@@ -286,7 +286,7 @@ void conn_close(struct conn *c, enum close_reason reason)
 
 	if (c->state == CS_CLOSED)
 		return;
-	c->state = CS_CLOSED;
+	conn_set_state(c, CS_CLOSED);
 	c->reason = reason;
 	/* http answers and lingers on its own; a reset client has nothing. */
 	if (!c->http && reason != CR_NONE && reason != CR_CLIENT_RESET)
