@@ -119,6 +119,7 @@ class HttpServer:
                 super().setup()
                 with outer.lock:
                     outer.conns.add(self.connection)
+                    outer.accepted += 1
 
             def finish(self):
                 with outer.lock:
@@ -150,6 +151,7 @@ class HttpServer:
 
         self.lock = threading.Lock()
         self.requests = 0
+        self.accepted = 0
         self.conns = set()
         self.server = Server(("127.0.0.1", 0), Handler)
         if cert:
@@ -606,6 +608,25 @@ def test_session_reuse_to_servers(ctx):
         check(status == 200, f"status {status}: {body[-500:]!r}")
         seen.append("Reused" if "\nReused, " in body else "New" if "\nNew, " in body else "?")
     check(seen[0] == "New" and seen[1:] == ["Reused"] * 3, f"sessions to the server: {seen}")
+
+
+def test_tls_server_connections_are_pooled(ctx):
+    """With tls = on, a server connection goes back to the pool after a clean
+    response like a plain one (nothing left in the TLS layer): five
+    requests from five clients take one connection."""
+    certs = make_certs(ctx)
+    srv = http_server(ctx, "s", certs.pem("a"), certs.key("a"), keepalive=True)
+    port = free_port()
+    conf = ini(glob_section({"workers": 1}),
+               ("pool p", {"check": "none", "keepalive": 4, "server": f"s1 {srv.addr}",
+                           "tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"}))
+    ctx.fulcrum(conf)
+    for i in range(5):
+        status, body = http_get(port, f"/{i}")
+        check(status == 200 and f"path=/{i}" in body, f"request {i}: {status} {body!r}")
+    check(srv.accepted == 1, f"{srv.accepted} TLS connections to the server for 5 requests")
+    srv.close()  # the pooled connection goes when the server closes it
 
 
 def test_tcp_termination_both_ways(ctx):
