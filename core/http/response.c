@@ -134,6 +134,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 		.drop_transfer_encoding = hc->dechunk || hc->minor == 0,
 		/* a server's own X-Cache would contradict ours (a hit drops it too) */
 		.drop_x_cache = c->lc->cache_size != 0,
+		.drop_framing = h->status == 204,
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
@@ -206,7 +207,7 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					hc->spos += (uint32_t)h->head_len;
 					continue;
 				}
-				static const struct rewrite_opts interim = {0};
+				static const struct rewrite_opts interim = {.drop_framing = true};
 				char *head = hc->sbuf + hc->spos;
 				size_t start, end;
 				rewrite_compact(head, h, &interim, &start, &end);

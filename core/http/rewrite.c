@@ -34,6 +34,9 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 		return false;
 	if (o->drop_transfer_encoding && hd->id == HTTP_H_TRANSFER_ENCODING)
 		return false;
+	if (o->drop_framing &&
+	    (hd->id == HTTP_H_CONTENT_LENGTH || hd->id == HTTP_H_TRANSFER_ENCODING))
+		return false;
 	if (o->drop_host && hd->id == HTTP_H_HOST)
 		return false;
 	if (o->drop_max_forwards && http_token_eq(buf + hd->name.off, hd->name.len, "max-forwards"))
@@ -76,7 +79,7 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 	for (unsigned i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		size_t from = hd->name.off, to = line_end(buf, h, hd);
-		if (last_cl >= 0 && hd->id == HTTP_H_CONTENT_LENGTH) {
+		if (last_cl >= 0 && hd->id == HTTP_H_CONTENT_LENGTH && !o->drop_framing) {
 			/* "5, 5", several equal fields or "005" go on as one
 			 * field with the plain number (RFC 9110 §8.6), in place
 			 * of the last one. The lines it replaces held more

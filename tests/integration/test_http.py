@@ -790,6 +790,41 @@ def test_204_304_from_a_server_sending_bytes_after(ctx):
     r.close()
 
 
+def test_204_goes_on_without_framing_fields(ctx):
+    """A 204 has no body and must not frame one (RFC 9110 §8.6, RFC 9112
+    §6.1): a server's Content-Length or Transfer-Encoding on it is dropped,
+    so a lenient client does not wait for a body; a 304 keeps its
+    Content-Length, which describes the representation."""
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            path = req.first.split(" ")[1]
+            if path == "/204-length":
+                r.send(b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\nX-N: 1\r\n\r\n")
+            elif path == "/204-chunked":
+                r.send(b"HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\nX-N: 2\r\n\r\n")
+            else:
+                r.send(b"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nX-N: 3\r\n\r\n")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    r = client(port)
+    for path, n in (("/204-length", "1"), ("/204-chunked", "2")):
+        r.send(get(path))
+        m = read_response(r)
+        check(m.status == 204 and m.get("x-n") == n and
+              not {"content-length", "transfer-encoding"} & m.names(),
+              f"{path}: framing fields went on: {m!r}")
+    r.send(get("/304"))
+    m = read_response(r)
+    check(m.status == 304 and m.get("content-length") == "10", f"/304: {m!r}")
+    r.close()
+
+
 def test_expect_100_continue(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()
