@@ -129,8 +129,10 @@ static bool reserve(struct cache_fill *f)
 /*
  * A copy of OLD refreshed by the 304 H (RFC 9111 §4.3.4): its head updated
  * with the 304's fields and its freshness worked out again from the result.
- * Returns it inserted in the cache, with a reference for the caller, or
- * NULL (the caller then answers with OLD, which the 304 confirmed).
+ * Returns it with a reference for the caller, or NULL (the caller then
+ * answers with OLD, which the 304 confirmed). The copy replaces OLD in the
+ * cache, unless the updated head forbids storing (no-store, Vary: * ...):
+ * then OLD goes too, and the copy only answers this request.
  */
 static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 				   const struct cache_entry *old, const struct http_head *h)
@@ -150,8 +152,6 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	if (n == 0 || http_parse_response(m, n, &lim, &mh) != HTTP_DONE)
 		goto out;
 	cache_response_policy(&mh, m, f->request_wall_ms, wall_ms(), f->authorized, &p);
-	if (p.why_not)
-		goto out;
 	e = cache_entry_new(&f->key, old->vary, old->vary_len, n, old->body_len);
 	if (!e || cache_entry_set_head(e, m, n - 2, NULL, 0) < 0 ||
 	    cache_entry_append(&e, old->body, old->body_len, UINT64_MAX) < 0) {
@@ -167,7 +167,10 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	e->initial_age_ms = p.initial_age_s * 1000;
 	e->lifetime_ms = p.lifetime_s * 1000;
 	cache_entry_end(e, false);
-	cache_insert(f->cache, cache_entry_get(e));
+	if (p.why_not)
+		cache_invalidate(f->cache, &f->key);
+	else
+		cache_insert(f->cache, cache_entry_get(e));
 out:
 	free(m);
 	return e;

@@ -498,6 +498,37 @@ def test_revalidation_by_a_304_without_date(ctx):
     check(o.count("/nd") == 2, f"origin asked {o.count('/nd')} times, want 2")
 
 
+def test_revalidation_by_a_304_that_forbids_storing(ctx):
+    """RFC 9111 §4.3.4: a 304 updates the stored head. When the updated head
+    forbids storing (no-store, Vary: *), the request still gets the stored
+    body with the new head, but the entry goes: the next request is a plain
+    miss, not one more revalidation of an answer served stale."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get("if-none-match") == '"v1"':
+            return 304, [f"X-Checked: {n}", BAD_304[req.first.split(" ")[1]]], b""
+        return 200, ["Cache-Control: max-age=1"], b"full body %d" % n
+
+    BAD_304 = {"/ns": "Cache-Control: max-age=60, no-store", "/vs": "Vary: *"}
+    for path in BAD_304:
+        o.route(path, headers=['ETag: "v1"'], body=answer)
+    _, port = start(ctx, o)
+    for path in BAD_304:
+        expect_miss_then_hit(port, o, path)
+    time.sleep(1.3)
+    for path, field in BAD_304.items():
+        m = fetch(port, path)
+        check(m.status == 200 and m.body == b"full body 1" and m.all("x-checked") == ["2"],
+              f"{path}: the revalidated answer: {m!r}")
+        name, value = field.split(": ")
+        check(m.get(name) == value, f"{path}: the head was not updated from the 304: {m!r}")
+        n = fetch(port, path)
+        check(is_miss(n) and n.body == b"full body 3", f"{path}: still served from the cache: {n!r}")
+        check(b"If-None-Match" not in o.srv.heads[-1],
+              f"{path}: revalidated again: {o.srv.heads[-1]!r}")
+
+
 def test_revalidation_with_last_modified_and_change(ctx):
     lm = "Sat, 01 Jan 2000 00:00:00 GMT"
     o = _conditional_origin(ctx, "Last-Modified", lm, "if-modified-since")
