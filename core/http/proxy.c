@@ -12,7 +12,7 @@
  * This file holds a connection's life: the phases and the loop that runs
  * them, timers, replies, tunnels and the end of a request. request.c reads,
  * routes and sends requests; response.c relays responses; buffers.c lends
- * the buffers and writes out queued bytes.
+ * the buffers and writes out queued bytes; account.c logs and counts.
  */
 #include "core/http/proxy.h"
 
@@ -30,7 +30,6 @@
 #include "core/http/reply.h"
 #include "core/http/route.h"
 #include "core/pp_conn.h"
-#include "core/stats.h"
 #include "core/tls.h"
 #include "core/upstream.h"
 
@@ -41,69 +40,6 @@ static void run(struct conn *c);
 struct http_conn *http_conn_new(void)
 {
 	return calloc(1, sizeof(struct http_conn));
-}
-
-/* ---- logging and counting --------------------------------------------- */
-
-/* The server of a request's log line and counters: its server, or the last
- * one tried when none could be reached (forward mode: the origin's
- * "host:port", which the connection holds until its next request). */
-static struct lb_server *logged_server(const struct http_conn *hc)
-{
-	if (hc->server || !hc->tried.n || hc->host_short)
-		return hc->server;
-	return lb_tried_last(&hc->tried);
-}
-
-/* requests_total: a 502 after failed connects counts against the last
- * server tried, so an outage shows in the 5xx series. */
-static void count_response(struct http_conn *hc)
-{
-	struct lb_server *s = logged_server(hc);
-	if (!s)
-		return;
-	int cls = hc->status >= 100 && hc->status < 600 ? hc->status / 100 : 0;
-	atomic_fetch_add_explicit(&s->responses[cls], 1, memory_order_relaxed);
-}
-
-/* Adds what the request moved since the last call to the listener's byte
- * counters. */
-static void count_bytes(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-
-	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in - hc->counted_in);
-	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out - hc->counted_out);
-	hc->counted_in = hc->bytes_in;
-	hc->counted_out = hc->bytes_out;
-}
-
-static void log_request(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	const struct lb_server *srv = logged_server(hc);
-	const char *proto = hc->minor ? "HTTP/1.1" : "HTTP/1.0";
-	struct log_record r = {
-		.start_wall_ms = hc->req_start_wall_ms,
-		.client = &c->peer.sa,
-		.listener = c->lc->name,
-		.pool = hc->pool && !hc->fwd ? hc->pool->name : NULL, /* forward: no pool */
-		.server = srv ? srv->name : NULL,
-		.method = hc->line_unknown ? NULL : hc->method,
-		.method_len = hc->method_len,
-		.target = hc->line_unknown ? NULL : hc->target,
-		.target_len = hc->target_len,
-		.proto = hc->line_unknown ? NULL : proto,
-		.status = hc->status,
-		.bytes_in = hc->bytes_in,
-		.bytes_out = hc->bytes_out,
-		.total_ms = (int64_t)(c->w->now_ms - hc->req_start_ms),
-		.ttfb_ms = hc->ttfb_ms,
-		.reason = hc->reason,
-	};
-	count_bytes(c);
-	stats_request_done(c->w, hc->pool, clock_us() - hc->req_start_us, hc->tried.n);
-	log_access(c->w->log, &r);
 }
 
 /* ---- ending things ---------------------------------------------------- */
@@ -153,7 +89,7 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 	if (hc->phase != HP_IDLE && hc->phase != HP_LINGER && hc->method_len) {
 		if (!hc->reason && c->reason != CR_NONE)
 			hc->reason = close_reason_name(c->reason);
-		log_request(c);
+		http_log_request(c);
 	}
 	http_release_server(c, false);
 	forward_conn_free(hc->fwd);
@@ -253,7 +189,7 @@ static void log_unanswered(struct conn *c)
 	http_new_request(c);
 	http_note_unparsed_request(c);
 	hc->reason = c->w->draining ? "shutdown" : "unanswered_pipelined";
-	log_request(c);
+	http_log_request(c);
 	hc->method_len = 0;
 }
 
@@ -265,8 +201,8 @@ static void finish_request(struct conn *c)
 	bool reuse = hc->server_ka && hc->req_done && hc->resp_done && hc->slen == hc->spos;
 
 	cache_http_end(c); /* stores a complete response, lets a hit's entry go */
-	count_response(hc);
-	log_request(c);
+	http_count_response(hc);
+	http_log_request(c);
 	http_release_server(c, reuse);
 	http_sbuf_put(c, hc);
 	hc->method_len = 0;
@@ -309,7 +245,7 @@ static void run_tunnel(struct conn *c)
 	hc->bytes_out += c->down.bytes - out;
 	if (c->up.bytes != in || c->down.bytes != out) {
 		c->last_active_ms = c->w->now_ms;
-		count_bytes(c); /* a tunnel may live for hours: count as it goes */
+		http_count_bytes(c); /* a tunnel may live for hours: count as it goes */
 	}
 	if (up == RELAY_ERROR || down == RELAY_ERROR) {
 		const struct half *bad = up == RELAY_ERROR ? &c->up : &c->down;
@@ -330,7 +266,7 @@ static void run_tunnel(struct conn *c)
 static void enter_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	count_response(hc); /* a 101: its log line comes when the tunnel ends */
+	http_count_response(hc); /* a 101: its log line comes when the tunnel ends */
 	relay_half_release(c->w, &c->up); /* the body's, if it left anything */
 	relay_half_release(c->w, &c->down);
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
@@ -369,8 +305,8 @@ static void run_reply(struct conn *c)
 		return;
 	}
 	if (hc->reply_close) {
-		count_response(hc);
-		log_request(c);
+		http_count_response(hc);
+		http_log_request(c);
 		hc->method_len = 0;
 		linger(c);
 		return;

@@ -40,6 +40,18 @@ int http_outq_flush(struct side *s, struct outq *q, uint64_t *count);
 void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,
 		   const void *c, size_t clen);
 
+/* account.c */
+
+/* Counts the response in its server's requests_total (a 502 after failed
+ * connects: the last server tried's). */
+void http_count_response(struct http_conn *hc);
+/* Adds what the request moved since the last call to the listener's byte
+ * counters. */
+void http_count_bytes(struct conn *c);
+/* Writes the request's access-log line, and counts its bytes, duration and
+ * retries. */
+void http_log_request(struct conn *c);
+
 /* proxy.c */
 
 /* Gives back the server connection (to the idle pool when REUSE) and the
