@@ -30,6 +30,7 @@ struct lb_table {
 	uint32_t *slot; /* server index (into pool->servers) per position */
 	uint64_t *hash; /* ring only: point hashes, ascending; NULL for maglev */
 	uint32_t *members; /* indexes of the servers entered, sorted by name */
+	int *weights; /* each member's weight, as read once at the build */
 	size_t n_members;
 	bool unweighted; /* every member has weight 0: each counts as 1 */
 };
@@ -44,10 +45,10 @@ struct lb_table {
  */
 struct lb_table *lb_table_build(const struct lb_pool *pool);
 
-/* Effective weight of a member of T. */
-static inline int lb_table_weight(const struct lb_table *t, const struct lb_server *s)
+/* Effective weight of T's member I (at least 1). */
+static inline int lb_table_weight(const struct lb_table *t, size_t i)
 {
-	return t->unweighted ? 1 : s->weight;
+	return t->unweighted ? 1 : t->weights[i];
 }
 
 /* Fill T->slot (and T->size) for the members already in T. 0 or -ENOMEM. */

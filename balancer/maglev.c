@@ -100,7 +100,7 @@ int lb_maglev_fill(struct lb_table *t, const struct lb_pool *pool, uint32_t m)
 		const struct lb_server *s = pool->servers[t->members[i]];
 
 		perm_seed(&perms[i], s, m);
-		perms[i].turns = (uint32_t)lb_table_weight(t, s);
+		perms[i].turns = (uint32_t)lb_table_weight(t, i);
 		g = gcd_u32(g, perms[i].turns);
 	}
 	for (size_t i = 0; i < t->n_members; i++)

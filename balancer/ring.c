@@ -33,19 +33,20 @@ static int point_cmp(const void *a, const void *b, void *arg)
 	return strcmp(pool->servers[pa->server]->name, pool->servers[pb->server]->name);
 }
 
-static size_t ring_points(const struct lb_table *t, const struct lb_pool *pool)
+static size_t ring_points(const struct lb_table *t)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < t->n_members; i++)
-		n += (size_t)lb_table_weight(t, pool->servers[t->members[i]]) * LB_RING_POINTS;
+		n += (size_t)lb_table_weight(t, i) * LB_RING_POINTS;
 	return n;
 }
 
-/* Appends S's points at PTS; returns how many. */
-static size_t server_points(struct point *pts, const struct lb_table *t, const struct lb_server *s)
+/* Appends the points of T's member I, server S, at PTS; returns how many. */
+static size_t server_points(struct point *pts, const struct lb_table *t, size_t i_member,
+			    const struct lb_server *s)
 {
-	size_t n = (size_t)lb_table_weight(t, s) * LB_RING_POINTS;
+	size_t n = (size_t)lb_table_weight(t, i_member) * LB_RING_POINTS;
 	char buf[512];
 
 	for (size_t i = 0; i < n; i++) {
@@ -63,7 +64,7 @@ static size_t server_points(struct point *pts, const struct lb_table *t, const s
 
 int lb_ring_fill(struct lb_table *t, const struct lb_pool *pool)
 {
-	size_t n = ring_points(t, pool), k = 0;
+	size_t n = ring_points(t), k = 0;
 	struct point *pts;
 
 	t->kind = BAL_RING;
@@ -80,7 +81,7 @@ int lb_ring_fill(struct lb_table *t, const struct lb_pool *pool)
 		return -ENOMEM;
 	}
 	for (size_t i = 0; i < t->n_members; i++)
-		k += server_points(pts + k, t, pool->servers[t->members[i]]);
+		k += server_points(pts + k, t, i, pool->servers[t->members[i]]);
 	qsort_r(pts, n, sizeof(*pts), point_cmp, (void *)pool);
 	for (size_t i = 0; i < n; i++) {
 		t->hash[i] = pts[i].hash;

@@ -45,13 +45,19 @@ void lb_table_free(struct lb_table *t)
 	free(t->slot);
 	free(t->hash);
 	free(t->members);
+	free(t->weights);
 	free(t);
 }
+
+struct member {
+	uint32_t index;
+	int weight;
+};
 
 static int member_cmp(const void *a, const void *b, void *arg)
 {
 	const struct lb_pool *pool = arg;
-	uint32_t ia = *(const uint32_t *)a, ib = *(const uint32_t *)b;
+	uint32_t ia = ((const struct member *)a)->index, ib = ((const struct member *)b)->index;
 	int r = strcmp(pool->servers[ia]->name, pool->servers[ib]->name);
 
 	if (r)
@@ -59,37 +65,66 @@ static int member_cmp(const void *a, const void *b, void *arg)
 	return ia < ib ? -1 : ia > ib;
 }
 
-static bool is_up(const struct lb_server *s)
+/* Sorts T's members by name, their weights with them. 0 or -ENOMEM. */
+static int sort_members(struct lb_table *t, const struct lb_pool *pool)
 {
-	return atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_UP;
+	struct member *m = malloc((t->n_members ? t->n_members : 1) * sizeof(*m));
+
+	if (!m)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->n_members; i++)
+		m[i] = (struct member){t->members[i], t->weights[i]};
+	qsort_r(m, t->n_members, sizeof(*m), member_cmp, (void *)pool);
+	for (size_t i = 0; i < t->n_members; i++) {
+		t->members[i] = m[i].index;
+		t->weights[i] = m[i].weight;
+	}
+	free(m);
+	return 0;
 }
 
 /* Chooses the members (the up normal servers, else the up backups; weight 0
- * only when all have it) and sorts them by name. 0 or -ENOMEM. */
+ * only when all have it) and sorts them by name. Each server's state and
+ * weight are read once: the admin API and the health thread change them
+ * while this runs, and the counts that size the arrays must be the ones
+ * that fill them. 0 or -ENOMEM. */
 static int table_members(struct lb_table *t, const struct lb_pool *pool)
 {
+	size_t n = pool->n_servers ? pool->n_servers : 1;
+	int *weight = malloc(n * sizeof(*weight)); /* -1: not up */
 	size_t up[2] = {0, 0}, weighted[2] = {0, 0};
 	bool backup;
 
-	for (size_t i = 0; i < pool->n_servers; i++) {
-		const struct lb_server *s = pool->servers[i];
-
-		up[s->backup] += is_up(s);
-		weighted[s->backup] += is_up(s) && s->weight > 0;
-	}
-	backup = up[0] == 0;
-	t->unweighted = weighted[backup] == 0;
-	t->members = malloc((up[backup] ? up[backup] : 1) * sizeof(*t->members));
-	if (!t->members)
+	if (!weight)
 		return -ENOMEM;
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *s = pool->servers[i];
 
-		if (s->backup == backup && is_up(s) && lb_table_weight(t, s) > 0)
-			t->members[t->n_members++] = (uint32_t)i;
+		weight[i] = atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_UP
+				    ? atomic_load_explicit(&s->weight, memory_order_relaxed)
+				    : -1;
+		up[s->backup] += weight[i] >= 0;
+		weighted[s->backup] += weight[i] > 0;
 	}
-	qsort_r(t->members, t->n_members, sizeof(*t->members), member_cmp, (void *)pool);
-	return 0;
+	backup = up[0] == 0;
+	t->unweighted = weighted[backup] == 0;
+	n = up[backup] ? up[backup] : 1;
+	t->members = malloc(n * sizeof(*t->members));
+	t->weights = malloc(n * sizeof(*t->weights));
+	if (!t->members || !t->weights) {
+		free(weight);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		const struct lb_server *s = pool->servers[i];
+
+		if (s->backup == backup && (t->unweighted ? weight[i] >= 0 : weight[i] > 0)) {
+			t->members[t->n_members] = (uint32_t)i;
+			t->weights[t->n_members++] = weight[i];
+		}
+	}
+	free(weight);
+	return sort_members(t, pool);
 }
 
 struct lb_table *lb_table_build(const struct lb_pool *pool)

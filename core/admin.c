@@ -65,7 +65,13 @@ static struct {
 	size_t n_conns;
 	struct http_head head; /* parse results, used within one call */
 	bool stopping; /* /healthz says 503 */
+	uint64_t paused_until_ms; /* out of descriptors: accepting resumes then; 0 = not paused */
 } admin = {.fd = -1, .epfd = -1};
+
+/* Out of descriptors, the listening socket stays readable and, being
+ * level-triggered, would wake the main loop at once forever: it leaves the
+ * epoll set for a while instead, as the workers' listeners do. */
+#define ADMIN_EMFILE_PAUSE_MS 100
 
 /* A request as the router sees it: method, decoded path segments, body. */
 struct admin_req {
@@ -500,6 +506,13 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	(void)events;
 	for (;;) {
 		int fd = accept4(admin.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			if (epoll_ctl(admin.epfd, EPOLL_CTL_DEL, admin.fd, NULL) == 0)
+				admin.paused_until_ms = clock_ms() + ADMIN_EMFILE_PAUSE_MS;
+			log_warn("admin: out of file descriptors; not accepting for %d ms",
+				 ADMIN_EMFILE_PAUSE_MS);
+			return;
+		}
 		if (fd < 0)
 			return; /* EAGAIN, or a transient error: level-triggered */
 		/* Full: the oldest client makes room, so clients that open
@@ -566,7 +579,8 @@ int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 
 int admin_timeout_ms(void)
 {
-	uint64_t now = clock_ms(), next = UINT64_MAX;
+	uint64_t now = clock_ms(),
+		 next = admin.paused_until_ms ? admin.paused_until_ms : UINT64_MAX;
 
 	for (struct list *n = admin.conns.next; n && n != &admin.conns; n = n->next) {
 		const struct admin_conn *ac = container_of(n, struct admin_conn, node);
@@ -584,6 +598,12 @@ void admin_tick(void)
 
 	if (!admin.conns.next)
 		return; /* never opened */
+	if (admin.paused_until_ms && now >= admin.paused_until_ms) {
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &admin.h};
+		admin.paused_until_ms = 0;
+		if (admin.fd >= 0 && epoll_ctl(admin.epfd, EPOLL_CTL_ADD, admin.fd, &ev) < 0)
+			log_error("admin: cannot watch the listener again: %s", strerror(errno));
+	}
 	for (struct list *n = admin.conns.next, *next; n != &admin.conns; n = next) {
 		struct admin_conn *ac = container_of(n, struct admin_conn, node);
 		next = n->next;

@@ -14,7 +14,7 @@ import subprocess
 import threading
 import time
 
-from harness import (SCALE, TestFailure, check, closed_by_peer, closed_port, connect, echo_roundtrip,
+from harness import (SCALE, Skip, TestFailure, check, closed_by_peer, closed_port, connect, echo_roundtrip,
                      free_port, ini, name_via, recv_all, recv_line, wait_for)
 
 SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
@@ -491,6 +491,71 @@ def test_weight_change_maglev(ctx):
     adm.json("POST", "/pools/p/servers/a/drain")
     adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 1})
     wait_for(lambda: spread(port, 5) == {"b": 5}, 5 * SCALE, what="maglev table with b only")
+
+
+def test_weight_and_state_changes_while_tables_are_rebuilt(ctx):
+    """The health thread rebuilds a ring or maglev table from the servers'
+    weights and states while the admin API changes them. A weight raised or
+    a server enabled between the build's sizing and its filling must not
+    write past the table (a heap overflow that the ASan run of the suite
+    sees at once). Large rings make each build take long enough to race."""
+    good = ctx.backend("name", name="s01")
+    dead = closed_port()
+    for balance, what in (("ring", "weight"), ("maglev", "state")):
+        servers = [good.server_line("weight=256")] + \
+            [f"s{i:02d} 127.0.0.1:{dead} weight=256" for i in range(2, 20)] + \
+            [f"s20 127.0.0.1:{dead} weight=1"]
+        f, port, adm = start(ctx, servers, pool={"balance": balance, "max_fails": 0})
+        for rnd in range(6):
+            adm.json("PUT", "/pools/p/servers/s02/weight", {"weight": 255 - rnd % 2})
+            time.sleep(0.01 * (rnd % 3))
+            if what == "weight":
+                adm.json("PUT", "/pools/p/servers/s20/weight", {"weight": 256})
+                time.sleep(0.2)
+                adm.json("PUT", "/pools/p/servers/s20/weight", {"weight": 1})
+            else:
+                adm.json("POST", "/pools/p/servers/s20/drain")
+                time.sleep(0.2)
+                adm.json("POST", "/pools/p/servers/s20/enable")
+            time.sleep(0.2)
+        f.check_alive()
+        check(adm.status()["generation"] >= 1, f"{balance}: /status after the changes")
+        f.stop()
+
+
+def test_admin_out_of_descriptors_does_not_spin(ctx):
+    """With every descriptor in use, the admin listener pauses like the
+    workers' listeners instead of waking the main loop at once for ever;
+    once descriptors are free again it answers."""
+    import shutil
+    import subprocess
+    if not shutil.which("prlimit"):
+        raise Skip("prlimit is not installed")
+    b = ctx.backend("silent")
+    # Clients that owe a PROXY header hold one descriptor each, and keep it.
+    f, port, adm = start(ctx, [b.server_line()], listener={"proxy_protocol": "accept"})
+    subprocess.run(["prlimit", f"--pid={f.pid}", "--nofile=64:64"], check=True)
+    clients = []
+    try:
+        for _ in range(70):  # past the limit: the rest wait in the backlog
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        time.sleep(0.3)
+        socket.create_connection(("127.0.0.1", adm.port), timeout=2).close()
+
+        def main_thread_ticks():
+            with open(f"/proc/{f.pid}/task/{f.pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])
+
+        t0 = main_thread_ticks()
+        time.sleep(1.0)
+        used = main_thread_ticks() - t0
+        check(used < 30, f"the main thread used {used} ticks of 100 while out of descriptors")
+    finally:
+        for c in clients:
+            c.close()
+    wait_for(lambda: _healthz(adm.port), 5 * SCALE, what="the admin API after descriptors freed")
+    check("admin: out of file descriptors" in f.stderr(), "no warning about the admin pause")
 
 
 def test_add_server(ctx):
