@@ -489,13 +489,25 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 			return;
 		}
 	}
+	struct cache_entry *oldest = NULL;
+	unsigned variants = 0;
 	for (struct cache_entry *o = *head, *next; o; o = next) {
 		next = o->next;
-		if (key_equals(o, &k) &&
-		    ((o->pass && !e->pass) ||
-		     (o->vary_len == e->vary_len && memcmp(o->vary, e->vary, e->vary_len) == 0)))
+		if (!key_equals(o, &k))
+			continue;
+		if ((o->pass && !e->pass) ||
+		    (o->vary_len == e->vary_len && memcmp(o->vary, e->vary, e->vary_len) == 0)) {
 			unlink_entry(s, o);
+		} else if (!o->pass) {
+			variants++;
+			oldest = o; /* new entries go to the chain's head, so near enough */
+		}
 	}
+	/* Each lookup of the key walks its variants under the lock: a client
+	 * sending a new value of a Vary field with every request must not make
+	 * that walk as long as it likes. */
+	if (variants >= CACHE_MAX_VARIANTS && oldest)
+		unlink_entry(s, oldest);
 	while (s->bytes + e->charge > s->budget && !list_is_empty(&s->lru))
 		unlink_entry(s, container_of(s->lru.next, struct cache_entry, lru));
 	chain_add(head, e);

@@ -35,9 +35,10 @@
 #include "core/http/parser.h"
 #include "core/util.h"
 
-#define CACHE_SHARDS	1 /* a power of two */
-#define CACHE_FIELD_MAX 1024 /* a request field value that a Vary names, joined */
-#define CACHE_VARY_MAX	2048 /* the Vary record of one entry */
+#define CACHE_SHARDS	   1 /* a power of two */
+#define CACHE_FIELD_MAX	   1024 /* a request field value that a Vary names, joined */
+#define CACHE_VARY_MAX	   2048 /* the Vary record of one entry */
+#define CACHE_MAX_VARIANTS 32 /* entries kept per key (Vary); a new one beyond drops an old one */
 /* Room for the Content-Length line a decoded body gets, and a Date line
  * fulcrum adds to a response that had none (RFC 9110 §6.6.1). */
 #define CACHE_HEAD_RESERVE 80

@@ -525,6 +525,33 @@ Test(cache_store, variants_replace_and_invalidate)
 	cache_free(c);
 }
 
+Test(cache_store, variants_per_key_are_bounded)
+{
+	/* A client sending a new value of the Vary field every time cannot
+	 * grow the key's chain, which every lookup walks under the lock. */
+	struct cache *c = cache_new(64 << 20);
+	const char *resp = "HTTP/1.1 200 OK\r\nVary: Accept-Language\r\n\r\n";
+	struct cache_key k = key_of("example.com", "/v");
+	uint64_t bytes, n;
+	char req[128], v[256];
+
+	for (int i = 0; i < 3 * CACHE_MAX_VARIANTS; i++) {
+		snprintf(req, sizeof(req),
+			 "GET / HTTP/1.1\r\nHost: a\r\nAccept-Language: x%d\r\n\r\n", i);
+		int nv = vary_of(resp, req, v, sizeof(v));
+		cr_assert_gt(nv, 0);
+		cache_insert(c, entry("/v", 10, 60000, 0, v, nv));
+	}
+	cache_usage(c, &bytes, &n);
+	cr_assert_eq(n, CACHE_MAX_VARIANTS);
+	/* The newest variant is one of those kept. */
+	struct cache_req rq = {.h = parse_req(req), .buf = req};
+	struct cache_entry *e = cache_lookup(c, &k, &rq, false, 1, NULL);
+	cr_assert_not_null(e);
+	cache_entry_put(e);
+	cache_free(c);
+}
+
 Test(cache_store, head_filter_and_decoded_length)
 {
 	struct cache_key k = key_of("example.com", "/c");
