@@ -52,6 +52,9 @@ struct fwd_conn {
 	struct auth_job *auth_job; /* the hasher's, while the connection is in AUTH */
 	enum auth_result verdict; /* the hasher's, for the request it was asked for */
 	bool has_verdict;
+	/* The request (http_conn seq + 1; 0 = none) whose credentials passed:
+	 * one that starts again (a cache waiter polling) is not hashed again. */
+	uint32_t auth_passed;
 	struct origin *origin; /* held, of the last request */
 	struct cfg_pool pool_cfg; /* the listener's timeouts for the proxy */
 	struct lb_pool pool; /* the origin's usable addresses */
@@ -267,6 +270,8 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 	if (!fw->auth && !(fw->auth = auth_cache_new(c->w->wake_fd)))
 		return "no_memory";
 	struct fwd_conn *f = c->http->fwd;
+	if (f->auth_passed == c->http->seq + 1)
+		return NULL;
 	const struct http_header *hd = &h->headers[i];
 	enum auth_result r = f->verdict;
 	if (f->has_verdict)
@@ -276,6 +281,7 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 			       &f->auth_job);
 	switch (r) {
 	case AUTH_OK:
+		f->auth_passed = c->http->seq + 1;
 		break;
 	case AUTH_WRONG:
 		return "auth_failed";

@@ -695,6 +695,38 @@ def test_basic_auth(ctx):
     check(m.status == 407, f"a removed user still works after the reload: {m!r}")
 
 
+def test_cache_waiters_are_not_hashed_again(ctx):
+    """Requests collapsed behind one cache fill look in the cache again
+    every few milliseconds; their credentials were checked once and are
+    not hashed again at each look (a long password is past the verdict
+    cache, so each look would cost a hash on the one hasher thread)."""
+    b = cbackend(ctx, "b1")
+    pw = "p" * 300
+    htpasswd = ctx.write("htpasswd", f"long:{crypt_hash('$5$', pw, 20000)}\n")
+    port = free_port()
+    f = start(ctx, port, listener={"auth": f"basic {htpasswd}", "cache": "1m"})
+    url = f"http://127.0.0.1:{b.port}/slow?ms=1500&maxage=60"
+    req = proxy_get(url, headers=[f"Proxy-Authorization: {basic('long', pw)}"])
+
+    def cpu_ticks():
+        with open(f"/proc/{f.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    t0 = cpu_ticks()
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(ask(port, req)[0].status))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15 * SCALE)
+    used = cpu_ticks() - t0
+    check(got == [200] * 4, f"answers: {got}")
+    # One hash per request (a few tens of ms each), not one per look.
+    check(used < 80, f"{used} CPU ticks for 4 collapsed requests: credentials hashed again")
+
+
 def test_slow_hashes_do_not_stall_or_refuse(ctx):
     """bcrypt at cost 12 (Python bcrypt's default) takes about a quarter of
     a second: a wrong password and then the right one both get their answer
