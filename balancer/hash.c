@@ -10,6 +10,7 @@
 #include "balancer/algo.h"
 
 #include <stdint.h>
+#include <sys/random.h>
 
 #define P1 0x9E3779B185EBCA87ULL
 #define P2 0xC2B2AE3D27D4EB4FULL
@@ -106,6 +107,23 @@ uint64_t lb_hash_seeded(const void *data, size_t len, uint64_t seed)
 uint64_t lb_hash(const void *data, size_t len)
 {
 	return lb_hash_seeded(data, len, 0);
+}
+
+/* Written once by lb_hash_local_seed() before any worker starts; a fixed odd
+ * value until then (unit tests, `-t`). */
+static uint64_t local_seed = P4;
+
+void lb_hash_local_seed(void)
+{
+	uint64_t s;
+
+	if (getrandom(&s, sizeof(s), GRND_NONBLOCK) == (ssize_t)sizeof(s))
+		local_seed = s;
+}
+
+uint64_t lb_hash_local(const void *data, size_t len)
+{
+	return lb_hash_seeded(data, len, local_seed);
 }
 
 uint64_t lb_mix64(uint64_t x)

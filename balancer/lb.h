@@ -263,4 +263,12 @@ void lb_worker_deinit(struct lb_worker *w);
  * across processes and hosts: two fulcrum instances agree on it. */
 uint64_t lb_hash(const void *data, size_t len);
 
+/* 64-bit hash for this process's own tables keyed by what clients send
+ * (cache keys, host names, credentials). Its seed comes from getrandom(2) at
+ * lb_hash_local_seed(), called once at start, so keys that share a bucket
+ * cannot be worked out offline to grow one chain. Differs between processes:
+ * never use it for a server pick. */
+uint64_t lb_hash_local(const void *data, size_t len);
+void lb_hash_local_seed(void);
+
 #endif

@@ -540,7 +540,7 @@ enum auth_result auth_check(struct auth_cache *ac, const struct auth_db *db, con
 		;
 	value += sp;
 	len -= sp;
-	uint64_t hash = lb_hash(value, len);
+	uint64_t hash = lb_hash_local(value, len);
 	slot = &ac->slots[hash % AUTH_CACHE_SLOTS];
 	if (slot->serial == db->serial && slot->len == len && memcmp(slot->token, value, len) == 0)
 		return AUTH_OK;

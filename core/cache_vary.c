@@ -22,8 +22,8 @@
 void cache_key_hash(struct cache_key *k)
 {
 	/* Odd multipliers keep each part's bits apart (XXH64's primes). */
-	k->hash = lb_hash(k->target, k->target_len) ^
-		  lb_hash(k->host, k->host_len) * UINT64_C(0x9E3779B185EBCA87) ^
+	k->hash = lb_hash_local(k->target, k->target_len) ^
+		  lb_hash_local(k->host, k->host_len) * UINT64_C(0x9E3779B185EBCA87) ^
 		  k->scope * UINT64_C(0xC2B2AE3D27D4EB4F);
 }
 

@@ -344,7 +344,7 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 	}
 	for (size_t i = 0; i <= len; i++)
 		key[i] = (char)tolower((unsigned char)name[i]);
-	uint64_t hash = lb_hash(key, len);
+	uint64_t hash = lb_hash_local(key, len);
 	struct dns_entry *e = entry_find(d, key, hash);
 	if (e) {
 		list_del(&e->lru);

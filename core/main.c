@@ -26,6 +26,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "balancer/lb.h"
 #include "core/admin.h"
 #include "core/admin_ops.h"
 #include "core/cli.h"
@@ -592,6 +593,7 @@ int main(int argc, char **argv)
 		cfg_free(cfg);
 		return 2;
 	}
+	lb_hash_local_seed();
 	p.gen = gen_new(cfg, ++p.generation);
 	if (!p.gen) {
 		fprintf(stderr, "fulcrum: out of memory\n");

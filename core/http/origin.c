@@ -168,7 +168,7 @@ struct origin *origin_get(struct origin_table *t, const char *host, uint16_t por
 	int klen = snprintf(key, sizeof(key), strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
 	if (klen < 0 || (size_t)klen >= sizeof(key))
 		return NULL; /* callers pass names of DNS_NAME_MAX bytes at most */
-	uint64_t hash = lb_hash(key, (size_t)klen);
+	uint64_t hash = lb_hash_local(key, (size_t)klen);
 	struct list *b = &t->buckets[hash % ORIGIN_BUCKETS];
 	struct origin *o = NULL;
 

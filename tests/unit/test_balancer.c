@@ -528,3 +528,19 @@ Test(hash, xxh64_vectors_and_names)
 	cr_expect_str_eq(lb_state_name(SRV_DRAIN), "drain");
 	cr_expect_str_eq(lb_state_name(SRV_DISABLED), "disabled");
 }
+
+Test(hash, local_hash_is_seeded_at_start)
+{
+	const char key[] = "www.example.com";
+	uint64_t fixed = lb_hash_local(key, sizeof(key) - 1);
+
+	cr_expect_eq(lb_hash_local(key, sizeof(key) - 1), fixed, "the same seed, the same hash");
+	lb_hash_local_seed();
+	uint64_t first = lb_hash_local(key, sizeof(key) - 1);
+	lb_hash_local_seed();
+	uint64_t second = lb_hash_local(key, sizeof(key) - 1);
+	/* Two draws of 64 random bits agree with probability 2^-64. */
+	cr_expect_neq(first, fixed);
+	cr_expect_neq(second, first);
+	cr_expect_neq(lb_hash(key, sizeof(key) - 1), second, "server picks keep the fixed hash");
+}
