@@ -577,7 +577,12 @@ void http_on_timer(struct conn *c)
 				http_reply(c, 504, "server_timeout", false);
 			break;
 		}
-		if (waits_for_client(c)) {
+		if (waits_for_client(c) && !hc->resp_started) {
+			/* A request body that stopped coming: 408, as nginx's
+			 * client_body_timeout; the server's half goes. */
+			http_reply(c, 408, "client_timeout", true);
+			break;
+		} else if (waits_for_client(c)) {
 			hc->reason = "client_timeout";
 			conn_close(c, CR_CLIENT_TIMEOUT);
 		} else if (!hc->resp_started) {

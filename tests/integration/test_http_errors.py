@@ -493,6 +493,45 @@ def test_504_when_the_server_stops_reading_the_body(ctx):
     check(line.endswith(" server_timeout"), f"reason: {line!r}")
 
 
+def test_408_when_the_request_body_stops_coming(ctx):
+    """A client that sends 3 of a body's 10 bytes and then nothing gets 408
+    with Connection: close after client_timeout (nginx's
+    client_body_timeout answers 408 too), not a silent close; the server's
+    connection, with half a request on it, is closed."""
+    server_saw = []
+
+    def half_body(r, srv):
+        r.until(b"\r\n\r\n")
+        got = r.exact(3)
+        try:
+            r.exact(1)
+            server_saw.append(("more", got))
+        except (EOFError, OSError):
+            server_saw.append(("closed", got))
+
+    srv = pyserver(ctx, half_body)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "20s"},
+                          listener={"client_timeout": "1s"}))
+    for _ in range(2):
+        r = client(port)
+        t0 = time.monotonic()
+        r.send(get("/up", method="POST", headers=["Content-Length: 10"]) + b"abc")
+        m = read_response(r, "POST")
+        took = time.monotonic() - t0
+        closed, extra = wait_closed(r, 3 * SCALE)
+        r.close()
+        check(not extra, f"bytes after the 408: {extra!r}")
+        expect_error(m, closed, 408, must_close=True, what="a body that stopped coming")
+        check(0.8 <= took < 4 * SCALE, f"408 after {took:.1f}s with client_timeout = 1s")
+    wait_for(lambda: len(server_saw) == 2, 3 * SCALE, what="the server's connections to close")
+    check(server_saw == [("closed", b"abc")] * 2, f"the server saw: {server_saw!r}")
+    for line in access_lines(log, 2):
+        check(" 408 " in line and line.endswith(" client_timeout"), f"log line: {line!r}")
+
+
 def test_504_not_put_off_by_a_trickling_client(ctx):
     """server_timeout counts the server's silence: a client sending a byte of
     its next pipelined request every 300 ms does not keep a dead exchange
