@@ -31,7 +31,6 @@ struct lb_cands {
 	struct lb_server *const *tried;
 	size_t n_tried;
 	bool backup; /* the tier in use */
-	bool unweighted; /* the whole tier has weight 0 */
 	size_t n; /* candidates */
 	int64_t weight; /* sum of their effective weights */
 	uint64_t slow_start_ms; /* the pool's slow_start, 0 for the hashing balances */
@@ -44,11 +43,11 @@ size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_s
 
 bool lb_is_tried(const struct lb_server *s, struct lb_server *const *tried, size_t n_tried);
 
-/* S's weight for this pick: 1 when the whole tier is unweighted, else its
- * weight, ramped up after a recovery by slow_start. */
+/* S's weight for this pick: its weight, ramped up after a recovery by
+ * slow_start. 0 takes nothing. */
 static inline int lb_cand_weight(const struct lb_cands *c, const struct lb_server *s)
 {
-	return c->unweighted ? 1 : lb_server_effective_weight(s, c->slow_start_ms, c->now_ms);
+	return lb_server_effective_weight(s, c->slow_start_ms, c->now_ms);
 }
 
 static inline bool lb_is_cand(const struct lb_cands *c, const struct lb_server *s)

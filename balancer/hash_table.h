@@ -32,13 +32,12 @@ struct lb_table {
 	uint32_t *members; /* indexes of the servers entered, sorted by name */
 	int *weights; /* each member's weight, as read once at the build */
 	size_t n_members;
-	bool unweighted; /* every member has weight 0: each counts as 1 */
 };
 
 /*
  * Builds the table for POOL's kind (maglev or ring) from the servers that are
  * SRV_UP now: the normal servers, or the backups when no normal server is up.
- * Servers with weight 0 enter only when all of them have weight 0. A table
+ * Servers with weight 0 never enter. A table
  * with no member (nothing up) is valid and empty. Returns NULL on allocation
  * failure or when the pool does not balance by maglev or ring; the caller
  * owns the result (lb_table_free).
@@ -48,7 +47,7 @@ struct lb_table *lb_table_build(const struct lb_pool *pool);
 /* Effective weight of T's member I (at least 1). */
 static inline int lb_table_weight(const struct lb_table *t, size_t i)
 {
-	return t->unweighted ? 1 : t->weights[i];
+	return t->weights[i];
 }
 
 /* Fill T->slot (and T->size) for the members already in T. 0 or -ENOMEM. */

@@ -209,9 +209,10 @@ bool lb_has_untried(const struct lb_pool *pool, struct lb_server *const *tried, 
 	return false;
 }
 
-/* Per tier (0 normal, 1 backup): usable untried servers, those with weight. */
+/* Per tier (0 normal, 1 backup): usable untried servers with a weight, and
+ * the sum of those weights. */
 struct tier_count {
-	size_t usable, weighted;
+	size_t n;
 	int64_t weight;
 };
 
@@ -232,7 +233,7 @@ static uint64_t monotonic_ms(void)
 size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_server *const *tried,
 		     size_t n_tried)
 {
-	struct tier_count tc[2] = {{0, 0, 0}, {0, 0, 0}};
+	struct tier_count tc[2] = {{0, 0}, {0, 0}};
 
 	c->slow_start_ms =
 		pool->cfg && balance_uses_slow_start(pool->balance) ? pool->cfg->slow_start_ms : 0;
@@ -245,20 +246,19 @@ size_t lb_cands_init(struct lb_cands *c, const struct lb_pool *pool, struct lb_s
 		struct tier_count *t = &tc[s->backup];
 		int w = lb_server_effective_weight(s, c->slow_start_ms, c->now_ms);
 
-		t->usable++;
+		/* Weight 0 takes no new traffic, as in HAProxy. */
 		if (w > 0) {
-			t->weighted++;
+			t->n++;
 			t->weight += w;
 		}
 	}
-	const struct tier_count *t = &tc[tc[0].usable == 0];
+	const struct tier_count *t = &tc[tc[0].n == 0];
 
 	c->tried = tried;
 	c->n_tried = n_tried;
-	c->backup = tc[0].usable == 0;
-	c->unweighted = t->weighted == 0;
-	c->n = c->unweighted ? t->usable : t->weighted;
-	c->weight = c->unweighted ? (int64_t)t->usable : t->weight;
+	c->backup = tc[0].n == 0;
+	c->n = t->n;
+	c->weight = t->weight;
 	return c->n;
 }
 

@@ -32,9 +32,8 @@ static int64_t load_of(const struct lb_server *s)
 struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker *w,
 				    const struct lb_cands *c)
 {
-	/* A turn is one unit of weight: LB_WEIGHT_SCALE, or 1 in a tier
-	 * whose servers all have weight 0 (each counts as 1 then). */
-	uint64_t unit = c->unweighted ? 1 : LB_WEIGHT_SCALE;
+	/* A turn is one unit of weight. */
+	const uint64_t unit = LB_WEIGHT_SCALE;
 	int64_t best_load = 0, best_w = 1;
 	uint64_t tied_weight = 0;
 	bool whole_units = true; /* every tied weight is a whole number of units */

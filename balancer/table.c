@@ -83,8 +83,8 @@ static int sort_members(struct lb_table *t, const struct lb_pool *pool)
 	return 0;
 }
 
-/* Chooses the members (the up normal servers, else the up backups; weight 0
- * only when all have it) and sorts them by name. Each server's state and
+/* Chooses the members (the up normal servers with a weight, else the up
+ * backups with one) and sorts them by name. Each server's state and
  * weight are read once: the admin API and the health thread change them
  * while this runs, and the counts that size the arrays must be the ones
  * that fill them. 0 or -ENOMEM. */
@@ -92,7 +92,7 @@ static int table_members(struct lb_table *t, const struct lb_pool *pool)
 {
 	size_t n = pool->n_servers ? pool->n_servers : 1;
 	int *weight = malloc(n * sizeof(*weight)); /* -1: not up */
-	size_t up[2] = {0, 0}, weighted[2] = {0, 0};
+	size_t weighted[2] = {0, 0};
 	bool backup;
 
 	if (!weight)
@@ -103,12 +103,10 @@ static int table_members(struct lb_table *t, const struct lb_pool *pool)
 		weight[i] = atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_UP
 				    ? atomic_load_explicit(&s->weight, memory_order_relaxed)
 				    : -1;
-		up[s->backup] += weight[i] >= 0;
 		weighted[s->backup] += weight[i] > 0;
 	}
-	backup = up[0] == 0;
-	t->unweighted = weighted[backup] == 0;
-	n = up[backup] ? up[backup] : 1;
+	backup = weighted[0] == 0;
+	n = weighted[backup] ? weighted[backup] : 1;
 	t->members = malloc(n * sizeof(*t->members));
 	t->weights = malloc(n * sizeof(*t->weights));
 	if (!t->members || !t->weights) {
@@ -118,7 +116,7 @@ static int table_members(struct lb_table *t, const struct lb_pool *pool)
 	for (size_t i = 0; i < pool->n_servers; i++) {
 		const struct lb_server *s = pool->servers[i];
 
-		if (s->backup == backup && (t->unweighted ? weight[i] >= 0 : weight[i] > 0)) {
+		if (s->backup == backup && weight[i] > 0) {
 			t->members[t->n_members] = (uint32_t)i;
 			t->weights[t->n_members++] = weight[i];
 		}

@@ -44,14 +44,16 @@ static int parse_digits(const char **p, uint64_t *out)
 	return 0;
 }
 
-/* "250ms", "2s", "1m", "1h"; a bare number is seconds. */
+/* "250ms", "2s", "1m", "1h", "1d" (as HAProxy and nginx take it); a bare
+ * number is seconds. */
 int cfg_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
 	static const struct {
 		const char *suffix;
 		uint64_t ms;
 	} units[] = {
-		{"", 1000}, {"ms", 1}, {"s", 1000}, {"m", 60 * 1000}, {"h", 3600 * 1000},
+		{"", 1000},	  {"ms", 1},	      {"s", 1000},
+		{"m", 60 * 1000}, {"h", 3600 * 1000}, {"d", 86400 * 1000},
 	};
 	uint64_t v;
 

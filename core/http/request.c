@@ -122,7 +122,8 @@ static struct lb_server *find_server(const struct lb_pool *pool, const char *nam
 
 /* Whether a sticky cookie naming S is valid (SPEC §4): S is up (not down,
  * about to be marked down, draining or disabled), and a backup only while
- * no normal server can take traffic, the same tier rule lb_pick follows. */
+ * no normal server can take traffic (usable, weight above 0), the same
+ * tier rule lb_pick follows. A weight-0 server keeps its cookie's clients. */
 static bool sticky_is_valid(const struct lb_pool *pool, const struct lb_server *s)
 {
 	if (atomic_load_explicit(&s->state, memory_order_relaxed) != SRV_UP ||
@@ -131,7 +132,8 @@ static bool sticky_is_valid(const struct lb_pool *pool, const struct lb_server *
 	if (!s->backup)
 		return true;
 	for (size_t i = 0; i < pool->n_servers; i++)
-		if (!pool->servers[i]->backup && lb_server_is_usable(pool->servers[i]))
+		if (!pool->servers[i]->backup && lb_server_is_usable(pool->servers[i]) &&
+		    atomic_load_explicit(&pool->servers[i]->weight, memory_order_relaxed) > 0)
 			return false;
 	return true;
 }

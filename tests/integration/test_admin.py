@@ -480,6 +480,16 @@ def test_weight_change_spread(ctx):
     adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 0})
     check(spread(port, 10) == {"a": 10}, "weight 0 still gets traffic")
     check(adm.server("p", "b")["weight"] == 0, "status weight")
+    # As in HAProxy, weight 0 takes no new traffic even when it is all
+    # that is left: with its peer out of rotation a connection is closed.
+    adm.json("POST", "/pools/p/servers/a/disable")
+    s = connect(("127.0.0.1", port))
+    s.settimeout(3 * SCALE)
+    got = s.recv(100)
+    s.close()
+    check(got == b"", f"weight 0 with its peer disabled answered {got!r}")
+    adm.json("PUT", "/pools/p/servers/b/weight", {"weight": 1})
+    check(spread(port, 4) == {"b": 4}, "weight 1 again")
 
 
 def test_weight_change_maglev(ctx):

@@ -276,27 +276,40 @@ Test(all, backup_after_every_normal_tried)
 	}
 }
 
-Test(all, zero_weight_gets_nothing_unless_all_zero)
+/* What the health thread does after a change of state, for the hashers. */
+static void rebuild_if_table(struct fixture *f)
 {
-	const char *spec[] = {"a:0", "b:1"};
+	struct lb_table *old;
+
+	if (f->pool->balance == BAL_MAGLEV || f->pool->balance == BAL_RING) {
+		cr_assert_eq(lb_pool_rebuild(f->pool, &old), 0);
+		lb_table_free(old);
+	}
+}
+
+/* Weight 0 takes no new traffic, as in HAProxy: not when its peers are
+ * down, and not in place of the backups. */
+Test(all, zero_weight_gets_nothing)
+{
+	const char *spec[] = {"a:0", "b:1", "c:1:b"};
 	unsigned counts[MAX_SRV];
 
 	for (size_t k = 0; k < N_ALGOS; k++) {
 		struct fixture f;
 		const char *name = algo_name(all_algos[k]);
 
-		fx_init(&f, all_algos[k], spec, 2);
+		fx_init(&f, all_algos[k], spec, 3);
 		count_picks(&f, 1000, counts);
 		cr_expect_eq(counts[0], 0, "%s: weight 0 picked", name);
+		cr_expect_eq(counts[1], 1000, "%s: b got %u", name, counts[1]);
 		set_state(&f, 1, SRV_DOWN);
-		if (all_algos[k] == BAL_MAGLEV || all_algos[k] == BAL_RING) {
-			struct lb_table *old;
-
-			cr_assert_eq(lb_pool_rebuild(f.pool, &old), 0);
-			lb_table_free(old);
-		}
+		rebuild_if_table(&f);
 		count_picks(&f, 1000, counts);
-		cr_expect_eq(counts[0], 1000, "%s: the only server left has weight 0", name);
+		cr_expect_eq(counts[0], 0, "%s: weight 0 picked when its peer is down", name);
+		cr_expect_eq(counts[2], 1000, "%s: the backup got %u", name, counts[2]);
+		set_state(&f, 2, SRV_DOWN);
+		rebuild_if_table(&f);
+		cr_expect_null(pick(&f, 7), "%s: only weight 0 is left: no pick", name);
 		fx_deinit(&f);
 	}
 }
@@ -439,22 +452,6 @@ Test(all, idle_servers_share_by_weight)
 		}
 		fx_deinit(&f);
 	}
-}
-
-/* A tier whose servers all have weight 0 shares equally: idle ties still
- * take turns. */
-Test(leastconn, weight_zero_tier_takes_turns)
-{
-	const char *spec[] = {"a:0", "b:0", "c:0", "d:0"};
-	unsigned counts[4] = {0, 0, 0, 0};
-	struct fixture f;
-
-	fx_init(&f, BAL_LEASTCONN, spec, 4);
-	for (int i = 0; i < 400; i++)
-		counts[pick(&f, 0)->index]++;
-	for (int i = 0; i < 4; i++)
-		cr_expect_eq(counts[i], 100, "server %d: %u of 400", i, counts[i]);
-	fx_deinit(&f);
 }
 
 Test(source, stable_and_spread)
