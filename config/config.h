@@ -163,6 +163,9 @@ struct cfg_listener {
 	struct auth_db *auth; /* auth_file, loaded (core/auth.h); NULL when off */
 	uint64_t connect_timeout_ms; /* forward mode */
 	uint64_t server_timeout_ms; /* forward mode */
+	/* Set by gen_new: where the listener's counters and cache live, kept
+	 * by name for the process's life (core/stats.h). */
+	uint32_t slot;
 };
 
 struct cfg_route {

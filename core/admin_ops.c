@@ -132,12 +132,13 @@ static void server_json(struct sbuf *b, const struct lb_server *s)
 							     memory_order_relaxed));
 }
 
-static uint64_t listener_active(const struct admin_host *host, size_t listener)
+/* SLOT: the listener's (cfg_listener.slot). */
+static uint64_t listener_active(const struct admin_host *host, uint32_t slot)
 {
 	uint64_t sum = 0;
 
-	for (int i = 0; i < host->n_workers && listener < MAX_LISTENERS; i++)
-		sum += atomic_load_explicit(&host->workers[i].stats[listener].active,
+	for (int i = 0; i < host->n_workers && slot < MAX_LISTENERS; i++)
+		sum += atomic_load_explicit(&host->workers[i].stats[slot].active,
 					    memory_order_relaxed);
 	return sum;
 }
@@ -157,7 +158,7 @@ static void listeners_json(struct sbuf *b, const struct admin_host *host, const 
 			sbuf_json_str(b, lc->binds[k].text);
 		}
 		sbuf_printf(b, "], \"connections_active\": %llu}",
-			    (unsigned long long)listener_active(host, i));
+			    (unsigned long long)listener_active(host, lc->slot));
 	}
 	sbuf_puts(b, "]");
 }

@@ -155,7 +155,7 @@ void conn_side_init(struct conn *c, struct side *s, int fd)
 	s->c = c;
 }
 
-void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer)
+void conn_accept(struct worker *w, uint32_t listener, int fd, const union conn_addr *peer)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -167,8 +167,8 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 	c->w = w;
 	c->ops = &tcp_ops;
 	c->gen = gen_get(w->gen);
-	c->listener = ls->listener;
-	c->lc = &c->gen->cfg->listeners[ls->listener];
+	c->listener = listener;
+	c->lc = &c->gen->cfg->listeners[listener];
 	c->peer = *peer;
 	c->start_ms = c->last_active_ms = w->now_ms;
 	c->start_wall_ms = wall_ms();
@@ -180,8 +180,8 @@ void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union c
 	conn_side_init(c, &c->srv, -1);
 	relay_half_init(&c->up, &c->cli, &c->srv);
 	relay_half_init(&c->down, &c->srv, &c->cli);
-	STAT_ADD(w->stats[c->listener].active, 1);
-	STAT_ADD(w->stats[c->listener].total, 1);
+	STAT_ADD(w->stats[c->lc->slot].active, 1);
+	STAT_ADD(w->stats[c->lc->slot].total, 1);
 
 	if (peer->sa.sa_family != AF_UNIX) {
 		int one = 1;
@@ -306,13 +306,13 @@ void conn_close(struct conn *c, enum close_reason reason)
 	list_add_tail(&w->closed, &c->node);
 	w->n_conns--;
 	atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
-	STAT_ADD(w->stats[c->listener].active, -1);
+	STAT_ADD(w->stats[c->lc->slot].active, -1);
 	if (c->http) {
 		/* http logs requests, not connections. */
 		http_conn_free(c, c->http, unsent);
 		c->http = NULL;
 	} else {
-		STAT_ADD(w->stats[c->listener].bytes_out, -unsent);
+		STAT_ADD(w->stats[c->lc->slot].bytes_out, -unsent);
 		log_conn(c);
 	}
 }

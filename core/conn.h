@@ -107,7 +107,7 @@ struct conn {
 };
 
 /* Worker thread: takes ownership of the accepted socket FD. */
-void conn_accept(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer);
+void conn_accept(struct worker *w, uint32_t listener, int fd, const union conn_addr *peer);
 /* Hands an accepted connection to its listener's mode (after the PROXY
  * header, when the listener takes one). */
 void conn_start(struct conn *c);

@@ -6,6 +6,7 @@
 #include "core/gen.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "core/stats.h"
 #include "core/tls.h"
@@ -29,15 +30,18 @@ struct gen *gen_new(struct cfg *cfg, uint64_t number)
 			goto fail;
 	}
 	g->tls = tls_gen_new(cfg);
-	if (!g->tls)
+	if (!g->tls || stats_assign_slots(g) < 0)
 		goto fail;
-	stats_assign_slots(g);
+	memset(g->listener_at, -1, sizeof(g->listener_at));
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		g->listener_at[cfg->listeners[i].slot] = (int16_t)i;
 	return g;
 fail:
 	/* The caller still owns cfg on failure. */
 	for (size_t i = 0; g->pools && i < cfg->n_pools; i++)
 		if (g->pools[i])
 			lb_pool_free(g->pools[i]);
+	tls_gen_free(g->tls);
 	free(g->pools);
 	free(g);
 	return NULL;
@@ -60,6 +64,7 @@ struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
 		g->pools[i] = i == index ? shell : parent->pools[i];
 	g->cfg = parent->cfg;
 	g->number = parent->number;
+	memcpy(g->listener_at, parent->listener_at, sizeof(g->listener_at));
 	atomic_init(&g->refs, 1);
 	g->parent = gen_get(parent);
 	g->shell = shell;

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -69,11 +70,37 @@ static int check_unused(const struct cfg_addr *a)
 	return err;
 }
 
-static bool port_is_zero(const struct cfg_addr *a)
+bool listener_bound_at(const struct sockaddr_storage *ss, const struct cfg_addr *a)
+{
+	if (ss->ss_family != a->ss.ss_family)
+		return false;
+	switch (ss->ss_family) {
+	case AF_INET: {
+		const struct sockaddr_in *x = (const void *)ss, *y = (const void *)&a->ss;
+		return x->sin_addr.s_addr == y->sin_addr.s_addr &&
+		       (y->sin_port == 0 || x->sin_port == y->sin_port);
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *x = (const void *)ss, *y = (const void *)&a->ss;
+		return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
+		       (y->sin6_port == 0 || x->sin6_port == y->sin6_port);
+	}
+	case AF_UNIX: {
+		const struct sockaddr_un *x = (const void *)ss, *y = (const void *)&a->ss;
+		return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
+	}
+	default:
+		return false;
+	}
+}
+
+bool listener_any_port(const struct cfg_addr *a)
 {
 	if (a->ss.ss_family == AF_INET)
 		return ((const struct sockaddr_in *)&a->ss)->sin_port == 0;
-	return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
+	if (a->ss.ss_family == AF_INET6)
+		return ((const struct sockaddr_in6 *)&a->ss)->sin6_port == 0;
+	return false;
 }
 
 int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what)
@@ -82,7 +109,7 @@ int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what
 
 	if (a->ss.ss_family == AF_UNIX)
 		return open_unix(a, backlog, first, what);
-	if (first && !port_is_zero(a)) {
+	if (first && !listener_any_port(a)) {
 		*what = "bind";
 		int err = check_unused(a);
 		if (err < 0)

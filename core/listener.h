@@ -1,8 +1,9 @@
 /*
  * listener.h - opening listening sockets. The main thread opens one socket
  * per bind per worker (SO_REUSEPORT, so the kernel spreads connections over
- * the workers) before any worker starts, so a bind failure is a start-up
- * error (exit 2) and nothing binds after privileges are dropped.
+ * the workers): at start-up, where a bind failure is a start-up error (exit
+ * 2), and at a reload that brings a new address (core/binds.h), where it
+ * fails the reload.
  */
 #ifndef FULCRUM_LISTENER_H
 #define FULCRUM_LISTENER_H
@@ -16,5 +17,10 @@
  * let a second fulcrum share the port silently. Returns the fd or -errno; *WHAT names the failing
  * step. */
 int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what);
+
+/* Whether A asks for any port (an IP address with port 0). */
+bool listener_any_port(const struct cfg_addr *a);
+/* Whether a socket bound at SS is where A says (any port when A's is 0). */
+bool listener_bound_at(const struct sockaddr_storage *ss, const struct cfg_addr *a);
 
 #endif

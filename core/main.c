@@ -29,6 +29,8 @@
 #include "balancer/lb.h"
 #include "core/admin.h"
 #include "core/admin_ops.h"
+#include "core/binds.h"
+#include "core/http/cache_http.h"
 #include "core/cli.h"
 #include "core/gen.h"
 #include "core/listener.h"
@@ -85,53 +87,6 @@ static void warn_fd_limit(const struct cfg *cfg, rlim_t limit)
 			 "is %llu; connections past it will fail to be accepted",
 			 (unsigned long long)cfg->global.max_connections, (unsigned long long)need,
 			 (unsigned long long)limit);
-}
-
-/* Opens every bind of every listener for WORKER (of N_WORKERS) into
- * *SOCKS. Unix sockets have no SO_REUSEPORT: workers after the first share
- * worker 0's socket (FIRST) through a dup. After a binary upgrade the
- * sockets the old process handed over are adopted instead (upgrade.h). */
-static int open_sockets(struct cfg *cfg, int worker, int n_workers, const struct listen_sock *first,
-			struct listen_sock **socks, size_t *n)
-{
-	size_t total = upgrade_surplus(cfg, worker, n_workers, NULL);
-	for (size_t i = 0; i < cfg->n_listeners; i++)
-		total += cfg->listeners[i].n_binds;
-	*socks = calloc(total ? total : 1, sizeof(**socks));
-	*n = 0;
-	if (!*socks)
-		return -ENOMEM;
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		struct cfg_listener *lc = &cfg->listeners[i];
-		for (size_t b = 0; b < lc->n_binds; b++) {
-			const char *what = "";
-			struct listen_sock *ls = &(*socks)[(*n)++];
-			ls->listener = (uint32_t)i;
-			ls->bind = (uint32_t)b;
-			if (first && lc->binds[b].ss.ss_family == AF_UNIX) {
-				what = "dup";
-				ls->fd = fcntl(first[*n - 1].fd, F_DUPFD_CLOEXEC, 0);
-				if (ls->fd < 0)
-					ls->fd = -errno;
-			} else {
-				what = "adopt";
-				ls->fd = upgrade_adopt(lc->name, &lc->binds[b], worker,
-						       cfg->global.backlog);
-				if (ls->fd == -ENOENT)
-					ls->fd = listener_open(&lc->binds[b], cfg->global.backlog,
-							       worker == 0 && !upgrade_inherited(),
-							       &what);
-			}
-			if (ls->fd < 0) {
-				fprintf(stderr, "fulcrum: listener %s: %s %s: %s\n", lc->name, what,
-					lc->binds[b].text, strerror(-ls->fd));
-				ls->fd = -1;
-				return -1;
-			}
-		}
-	}
-	*n += upgrade_surplus(cfg, worker, n_workers, *socks + *n);
-	return 0;
 }
 
 static int drop_privileges(const char *user)
@@ -202,28 +157,19 @@ static int start_workers(struct process *p)
 	if (!p->workers)
 		return -ENOMEM;
 	for (int i = 0; i < p->n_workers; i++) {
-		struct listen_sock *socks;
-		size_t n;
-		const struct listen_sock *first = i ? p->workers[0].socks : NULL;
-		if (open_sockets(cfg, i, p->n_workers, first, &socks, &n) < 0) {
-			for (size_t k = 0; k < n; k++)
-				if (socks[k].fd >= 0)
-					close(socks[k].fd);
-			free(socks);
-			return -1;
-		}
 		p->n_ready = i + 1;
-		if (worker_init(&p->workers[i], i, p->gen, socks, n) < 0) {
+		if (worker_init(&p->workers[i], i, p->gen) < 0) {
 			fprintf(stderr, "fulcrum: cannot set up worker %d\n", i);
 			return -1;
 		}
 	}
-	return 0;
+	return binds_open(cfg, p->workers, p->n_workers);
 }
 
 /* Start-up failed before any worker ran: free what start_workers built. */
 static void discard_workers(struct process *p)
 {
+	binds_free();
 	for (int i = 0; i < p->n_ready; i++)
 		worker_deinit(&p->workers[i]);
 	free(p->workers);
@@ -257,38 +203,6 @@ static void publish(struct process *p, struct gen *g)
 	for (int i = 0; i < p->n_workers; i++)
 		worker_wait_quiescent(&p->workers[i]);
 	gen_put(old);
-}
-
-/* Workers count listener traffic by position and hold their listening
- * sockets from start-up: a reload may change everything about a listener
- * but its name, position and binds. 0, or -EINVAL with ERRS filled. */
-static int check_listeners(const struct cfg *old, const struct cfg *cfg, struct cfg_errors *errs)
-{
-	size_t n = old->n_listeners > cfg->n_listeners ? old->n_listeners : cfg->n_listeners;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct cfg_listener *a = i < old->n_listeners ? &old->listeners[i] : NULL;
-		const struct cfg_listener *b = i < cfg->n_listeners ? &cfg->listeners[i] : NULL;
-		bool same = a && b && strcmp(a->name, b->name) == 0 && a->n_binds == b->n_binds;
-		int line = b ? b->line : 0; /* the bind that differs, when one does */
-		for (size_t k = 0; same && k < a->n_binds; k++) {
-			same = strcmp(a->binds[k].text, b->binds[k].text) == 0;
-			if (!same && b->binds[k].line)
-				line = b->binds[k].line;
-		}
-		if (same)
-			continue;
-		if (b)
-			cfg_errors_add(errs,
-				       "%s:%d: listener %s: adding, removing, reordering or "
-				       "rebinding listeners needs a restart",
-				       cfg->path, line, b->name);
-		else
-			cfg_errors_add(errs, "%s: listener %s: removing a listener needs a restart",
-				       cfg->path, a->name);
-		return -EINVAL;
-	}
-	return 0;
 }
 
 /* *DST becomes a copy of SRC (both may be NULL); kept as it was if that
@@ -370,11 +284,20 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
 	struct gen *g = NULL;
 
-	if (cfg && check_listeners(p->gen->cfg, cfg, errs) == 0 &&
-	    check_access_log(p->gen->cfg, cfg, errs) == 0) {
+	if (cfg && !stats_listener_names_fit(cfg)) {
+		cfg_errors_add(errs,
+			       "%s: more than %d listener names since start-up; a restart "
+			       "forgets the old ones",
+			       p->opt.config, STATS_LISTENER_SLOTS);
+	} else if (cfg && check_access_log(p->gen->cfg, cfg, errs) == 0) {
 		g = gen_new(cfg, p->generation + 1);
 		if (!g)
 			cfg_errors_add(errs, "%s: out of memory", p->opt.config);
+		cfg = g ? NULL : cfg;
+	}
+	if (g && binds_prepare(g->cfg, errs) < 0) {
+		gen_put(g); /* and its cfg */
+		g = NULL;
 	}
 	if (!g) {
 		if (cfg)
@@ -387,8 +310,10 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	}
 	p->generation++;
 	admin_carry_over(g, p->gen);
-	apply_globals(p->gen->cfg, cfg);
+	apply_globals(p->gen->cfg, g->cfg);
 	publish(p, g);
+	binds_commit();
+	cache_http_drop_orphans(g);
 	stats_note_reload(true);
 	log_info("reloaded %s: generation %llu", p->opt.config, (unsigned long long)g->number);
 	return (long long)g->number;
@@ -433,10 +358,26 @@ static bool all_exited(const struct process *p)
 	return true;
 }
 
+/* Every command but WORKER_RUN closes the listeners: the workers stop
+ * accepting at once, and the sockets close once they moved past them. */
 static void stop_all(struct process *p, enum worker_cmd cmd)
 {
 	for (int i = 0; i < p->n_workers; i++)
 		worker_send(&p->workers[i], cmd);
+	binds_drop_all();
+}
+
+static void begin_upgrade(struct process *p)
+{
+	struct upgrade_sock *socks;
+	long n = binds_list(&socks);
+
+	if (n < 0) {
+		log_error("upgrade: out of memory");
+		return;
+	}
+	upgrade_begin(p->gen->cfg, socks, (size_t)n, admin_listen_fd(), p->epfd);
+	free(socks);
 }
 
 /* Where main_loop stands in a shutdown. */
@@ -491,8 +432,7 @@ static void on_signals(struct process *p, struct stop_state *st)
 			if (st->stopping)
 				log_warn("SIGUSR2: already stopping; no upgrade");
 			else
-				upgrade_begin(p->gen->cfg, p->workers, p->n_workers,
-					      admin_listen_fd(), p->epfd);
+				begin_upgrade(p);
 			break;
 		}
 	}
@@ -536,6 +476,9 @@ static void main_loop(struct process *p)
 		int timeout = earliest_ms(admin_timeout_ms(), upgrade_timeout_ms());
 		if (st.stopping && (timeout < 0 || timeout > 50))
 			timeout = 50;
+		/* Dropped listening sockets close as soon as their worker lets go. */
+		if (binds_collect())
+			timeout = earliest_ms(timeout, 2);
 		int n = epoll_wait(p->epfd, evs, 16, timeout);
 		if (st.stopping && all_exited(p))
 			return;
@@ -636,10 +579,11 @@ int main(int argc, char **argv)
 	admin_close();
 	hc_stop();
 	workers_register(NULL, 0);
-	for (int i = 0; i < p.n_workers; i++) {
+	for (int i = 0; i < p.n_workers; i++)
 		worker_join(&p.workers[i]);
+	binds_free();
+	for (int i = 0; i < p.n_workers; i++)
 		worker_deinit(&p.workers[i]);
-	}
 	/* After an upgrade they are the new process's. */
 	if (!upgrade_handed_over()) {
 		remove_unix_sockets(p.gen->cfg);

@@ -39,12 +39,13 @@ static void sample(struct sbuf *b, const char *name, const char *const *kv, size
 /* The listener counters; FIELD picks one of struct listener_stats. */
 enum lfield { L_ACTIVE, L_TOTAL, L_REFUSED, L_IN, L_OUT };
 
-static uint64_t listener_sum(const struct admin_host *host, size_t li, enum lfield f)
+/* SLOT: the listener's (cfg_listener.slot). */
+static uint64_t listener_sum(const struct admin_host *host, uint32_t slot, enum lfield f)
 {
 	uint64_t sum = 0;
 
-	for (int i = 0; i < host->n_workers && li < MAX_LISTENERS; i++) {
-		const struct listener_stats *st = &host->workers[i].stats[li];
+	for (int i = 0; i < host->n_workers && slot < MAX_LISTENERS; i++) {
+		const struct listener_stats *st = &host->workers[i].stats[slot];
 		const _Atomic uint64_t *p = f == L_ACTIVE    ? &st->active
 					    : f == L_TOTAL   ? &st->total
 					    : f == L_REFUSED ? &st->refused
@@ -73,7 +74,8 @@ static void listener_metrics(struct sbuf *b, const struct admin_host *host, cons
 		family(b, defs[d].name, defs[d].type, defs[d].help);
 		for (size_t i = 0; i < cfg->n_listeners; i++) {
 			const char *kv[] = {"listener", cfg->listeners[i].name};
-			sample(b, defs[d].name, kv, 2, listener_sum(host, i, defs[d].f));
+			sample(b, defs[d].name, kv, 2,
+			       listener_sum(host, cfg->listeners[i].slot, defs[d].f));
 		}
 	}
 }

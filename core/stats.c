@@ -7,6 +7,7 @@
  */
 #include "core/stats.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,8 +17,15 @@
 const uint32_t stats_bucket_ms[STATS_BUCKETS - 1] = {5,	  10,	25,   50,   100,  250,
 						     500, 1000, 2500, 5000, 10000};
 
-static char *slot_names[STATS_POOL_SLOTS];
-static uint32_t n_slots;
+/* Names by slot: pools', listeners'. */
+struct slot_table {
+	char **names;
+	uint32_t n, cap;
+};
+
+static char *pool_names[STATS_POOL_SLOTS], *listener_names[STATS_LISTENER_SLOTS];
+static struct slot_table pool_slots = {pool_names, 0, STATS_POOL_SLOTS};
+static struct slot_table listener_slots = {listener_names, 0, STATS_LISTENER_SLOTS};
 static uint64_t reloads_ok, reloads_error;
 
 static struct pool_stats *slot_of(struct worker *w, const struct lb_pool *pool)
@@ -51,23 +59,46 @@ void stats_conn_done(struct worker *w, const struct lb_pool *pool, unsigned n_tr
 		STAT_ADD(ps->retries, n_tried - 1);
 }
 
-static uint32_t slot_for(const char *name)
+static uint32_t slot_find(const struct slot_table *t, const char *name)
 {
-	for (uint32_t i = 0; i < n_slots; i++)
-		if (strcmp(slot_names[i], name) == 0)
+	for (uint32_t i = 0; i < t->n; i++)
+		if (strcmp(t->names[i], name) == 0)
 			return i;
-	if (n_slots == STATS_POOL_SLOTS)
-		return STATS_NO_SLOT;
-	slot_names[n_slots] = strdup(name);
-	if (!slot_names[n_slots])
-		return STATS_NO_SLOT;
-	return n_slots++;
+	return STATS_NO_SLOT;
 }
 
-void stats_assign_slots(struct gen *g)
+static uint32_t slot_for(struct slot_table *t, const char *name)
+{
+	uint32_t i = slot_find(t, name);
+
+	if (i != STATS_NO_SLOT || t->n == t->cap)
+		return i;
+	t->names[t->n] = strdup(name);
+	if (!t->names[t->n])
+		return STATS_NO_SLOT;
+	return t->n++;
+}
+
+int stats_assign_slots(struct gen *g)
 {
 	for (size_t i = 0; i < g->cfg->n_pools; i++)
-		g->pools[i]->stats_slot = slot_for(g->pools[i]->name);
+		g->pools[i]->stats_slot = slot_for(&pool_slots, g->pools[i]->name);
+	for (size_t i = 0; i < g->cfg->n_listeners; i++) {
+		struct cfg_listener *lc = &g->cfg->listeners[i];
+		lc->slot = slot_for(&listener_slots, lc->name);
+		if (lc->slot == STATS_NO_SLOT)
+			return -ENOSPC;
+	}
+	return 0;
+}
+
+bool stats_listener_names_fit(const struct cfg *cfg)
+{
+	uint32_t fresh = 0;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		fresh += slot_find(&listener_slots, cfg->listeners[i].name) == STATS_NO_SLOT;
+	return listener_slots.n + fresh <= listener_slots.cap;
 }
 
 void stats_sum_pool(const struct worker *ws, int n, uint32_t slot, struct pool_totals *out)
@@ -101,7 +132,11 @@ uint64_t stats_reloads(bool ok)
 
 void stats_deinit(void)
 {
-	for (uint32_t i = 0; i < n_slots; i++)
-		free(slot_names[i]);
-	n_slots = 0;
+	struct slot_table *tables[] = {&pool_slots, &listener_slots};
+
+	for (size_t t = 0; t < 2; t++) {
+		for (uint32_t i = 0; i < tables[t]->n; i++)
+			free(tables[t]->names[i]);
+		tables[t]->n = 0;
+	}
 }

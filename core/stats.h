@@ -6,8 +6,11 @@
  * per pool name: the main thread gives each pool name a slot the first time a
  * generation carries it (stats_assign_slots) and keeps it for the process's
  * life, so counters survive reloads and pools keep their series when the
- * file reorders them. A worker writes only its own slots (relaxed stores, no
- * locked instruction); the main thread sums them when /metrics is read.
+ * file reorders them. Listeners get slots the same way, by name, for their
+ * counters (struct worker.stats) and their cache: a reload may add, remove
+ * or reorder listeners, and a connection keeps counting where it started. A worker writes only its
+ * own slots (relaxed stores, no locked instruction); the main thread sums them when /metrics is
+ * read.
  */
 #ifndef FULCRUM_STATS_H
 #define FULCRUM_STATS_H
@@ -16,6 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+struct cfg;
 struct gen;
 struct lb_pool;
 struct worker;
@@ -44,8 +48,17 @@ void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t u
  * servers. */
 void stats_conn_done(struct worker *w, const struct lb_pool *pool, unsigned n_tried);
 
-/* Main thread: gives every pool of G its slot (pool->stats_slot). */
-void stats_assign_slots(struct gen *g);
+/* Distinct listener names a process can serve; a reload that would make
+ * more fails (stats_listener_names_fit). */
+#define STATS_LISTENER_SLOTS 256
+
+/* Main thread: gives every pool of G its slot (pool->stats_slot) and every
+ * listener its own (cfg_listener.slot). -ENOSPC when a listener found none
+ * (check with stats_listener_names_fit first). */
+int stats_assign_slots(struct gen *g);
+/* Main thread: whether CFG's listener names, with the ones seen before,
+ * fit in STATS_LISTENER_SLOTS. */
+bool stats_listener_names_fit(const struct cfg *cfg);
 /* One pool's counters summed over the workers. */
 struct pool_totals {
 	uint64_t buckets[STATS_BUCKETS];

@@ -164,8 +164,8 @@ static void relay(struct conn *c)
 
 	if (c->up.bytes != in || c->down.bytes != out) {
 		c->last_active_ms = w->now_ms;
-		STAT_ADD(w->stats[c->listener].bytes_in, c->up.bytes - in);
-		STAT_ADD(w->stats[c->listener].bytes_out, c->down.bytes - out);
+		STAT_ADD(w->stats[c->lc->slot].bytes_in, c->up.bytes - in);
+		STAT_ADD(w->stats[c->lc->slot].bytes_out, c->down.bytes - out);
 	}
 	if (up == RELAY_ERROR || down == RELAY_ERROR) {
 		conn_close(c, error_reason(c, up == RELAY_ERROR ? &c->up : &c->down));

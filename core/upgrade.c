@@ -30,10 +30,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/listener.h"
 #include "core/log.h"
 #include "core/sbuf.h"
 #include "core/util.h"
-#include "core/worker.h"
+#include "core/worker.h" /* struct ev_handler */
 
 /* A socket handed over to this process, until it is adopted or closed. */
 struct inherited {
@@ -234,30 +235,6 @@ bool upgrade_inherited(void)
 	return in.active;
 }
 
-static bool same_addr(const struct sockaddr_storage *ss, const struct cfg_addr *a)
-{
-	if (ss->ss_family != a->ss.ss_family)
-		return false;
-	switch (ss->ss_family) {
-	case AF_INET: {
-		const struct sockaddr_in *x = (const void *)ss, *y = (const void *)&a->ss;
-		return x->sin_addr.s_addr == y->sin_addr.s_addr &&
-		       (y->sin_port == 0 || x->sin_port == y->sin_port);
-	}
-	case AF_INET6: {
-		const struct sockaddr_in6 *x = (const void *)ss, *y = (const void *)&a->ss;
-		return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
-		       (y->sin6_port == 0 || x->sin6_port == y->sin6_port);
-	}
-	case AF_UNIX: {
-		const struct sockaddr_un *x = (const void *)ss, *y = (const void *)&a->ss;
-		return strncmp(x->sun_path, y->sun_path, sizeof(x->sun_path)) == 0;
-	}
-	default:
-		return false;
-	}
-}
-
 /* Adopts E for A: checks that it is bound where A says (A takes its
  * address when its port is 0), applies BACKLOG, makes it non-blocking.
  * Returns the fd, or -ENOENT when E is bound elsewhere, or -errno. */
@@ -268,7 +245,7 @@ static int claim(struct inherited *e, struct cfg_addr *a, int backlog)
 
 	if (getsockname(e->fd, (struct sockaddr *)&ss, &len) < 0)
 		return -errno;
-	if (!same_addr(&ss, a)) {
+	if (!listener_bound_at(&ss, a)) {
 		log_warn("upgrade: the socket handed over for %s is bound elsewhere; not adopted",
 			 a->text ? a->text : e->addr);
 		return -ENOENT;
@@ -295,46 +272,21 @@ int upgrade_adopt(const char *listener, struct cfg_addr *a, int worker, int back
 	return -ENOENT;
 }
 
-static bool find_bind(const struct cfg *cfg, const struct inherited *e, uint32_t *l, uint32_t *b)
+int upgrade_adopt_surplus(const char *listener, struct cfg_addr *a, int worker, int n_workers,
+			  int backlog)
 {
-	for (size_t i = 0; i < cfg->n_listeners; i++) {
-		const struct cfg_listener *lc = &cfg->listeners[i];
-		if (strcmp(lc->name, e->listener) != 0)
-			continue;
-		for (size_t k = 0; k < lc->n_binds; k++)
-			if (strcmp(lc->binds[k].text, e->addr) == 0) {
-				*l = (uint32_t)i;
-				*b = (uint32_t)k;
-				return true;
-			}
-	}
-	return false;
-}
-
-size_t upgrade_surplus(const struct cfg *cfg, int worker, int n_workers, struct listen_sock *out)
-{
-	size_t n = 0;
-
+	/* A unix listener's entries past the first are duplicates of its one
+	 * socket, which worker 0 adopted: nothing is queued in them. */
+	if (a->ss.ss_family == AF_UNIX)
+		return -ENOENT;
 	for (size_t i = 0; i < in.n; i++) {
 		struct inherited *e = &in.v[i];
-		uint32_t l, b;
-		if (e->kind != 'L' || e->used || e->idx < n_workers ||
-		    e->idx % n_workers != worker || !find_bind(cfg, e, &l, &b))
-			continue;
-		/* A unix listener's entries past the first are duplicates of
-		 * it, which worker 0 adopted: nothing is queued in them. */
-		struct cfg_addr *a = &cfg->listeners[l].binds[b];
-		if (a->ss.ss_family == AF_UNIX)
-			continue;
-		if (!out) {
-			n++;
-			continue;
-		}
-		int fd = claim(e, a, cfg->global.backlog);
-		if (fd >= 0)
-			out[n++] = (struct listen_sock){.fd = fd, .listener = l, .bind = b};
+		if (e->kind == 'L' && !e->used && e->idx >= n_workers &&
+		    e->idx % n_workers == worker && strcmp(e->listener, listener) == 0 &&
+		    strcmp(e->addr, a->text) == 0)
+			return claim(e, a, backlog);
 	}
-	return n;
+	return -ENOENT;
 }
 
 int upgrade_adopt_admin(const char *text, const struct cfg_addr *a, int backlog)
@@ -416,31 +368,23 @@ static void handover_free(struct handover *h)
 	sbuf_free(&h->env);
 }
 
-static int build_handover(struct handover *h, const struct cfg *cfg, const struct worker *ws,
-			  int n_workers, int admin_fd, int ready_fd)
+static int build_handover(struct handover *h, const struct cfg *cfg,
+			  const struct upgrade_sock *socks, size_t n_socks, int admin_fd,
+			  int ready_fd)
 {
-	h->cap_fds = 2;
-	for (int i = 0; i < n_workers; i++)
-		h->cap_fds += ws[i].n_socks;
+	h->cap_fds = 2 + n_socks;
 	h->fds = calloc(h->cap_fds, sizeof(*h->fds));
 	if (!h->fds)
 		return -ENOMEM;
 	sbuf_puts(&h->env, UPGRADE_ENV "=1");
 	int err = hand(h, 'R', ready_fd);
-	for (int i = 0; i < n_workers && !err; i++)
-		for (size_t k = 0; k < ws[i].n_socks && !err; k++) {
-			const struct listen_sock *ls = &ws[i].socks[k];
-			const struct cfg_listener *lc = &cfg->listeners[ls->listener];
-			/* Workers after the first hold duplicates of a unix
-			 * listener's one socket. */
-			if (ls->fd < 0 || (i > 0 && lc->binds[ls->bind].ss.ss_family == AF_UNIX))
-				continue;
-			err = hand(h, 'L', ls->fd);
-			sbuf_add(&h->env, ",", 1);
-			add_escaped(&h->env, lc->name);
-			sbuf_add(&h->env, ",", 1);
-			add_escaped(&h->env, lc->binds[ls->bind].text);
-		}
+	for (size_t i = 0; i < n_socks && !err; i++) {
+		err = hand(h, 'L', socks[i].fd);
+		sbuf_add(&h->env, ",", 1);
+		add_escaped(&h->env, socks[i].listener);
+		sbuf_add(&h->env, ",", 1);
+		add_escaped(&h->env, socks[i].bind);
+	}
 	if (!err && admin_fd >= 0) {
 		err = hand(h, 'A', admin_fd);
 		sbuf_add(&h->env, ",", 1);
@@ -526,8 +470,8 @@ static void on_pipe(struct ev_handler *h, uint32_t events)
 	up.outcome = UPGRADE_FAILED;
 }
 
-int upgrade_begin(const struct cfg *cfg, const struct worker *ws, int n_workers, int admin_fd,
-		  int epfd)
+int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_t n_socks,
+		  int admin_fd, int epfd)
 {
 	struct handover h = {.fds = NULL};
 	int pipefd[2];
@@ -547,7 +491,7 @@ int upgrade_begin(const struct cfg *cfg, const struct worker *ws, int n_workers,
 		return err;
 	}
 	sbuf_init(&h.env);
-	int err = build_handover(&h, cfg, ws, n_workers, admin_fd, pipefd[1]);
+	int err = build_handover(&h, cfg, socks, n_socks, admin_fd, pipefd[1]);
 	close(pipefd[1]);
 	char **env = err ? NULL : child_environ(h.env.data);
 	if (!err && !env)

@@ -29,9 +29,6 @@
 
 #include "config/config.h"
 
-struct worker;
-struct listen_sock;
-
 #define UPGRADE_ENV "FULCRUM_INHERIT"
 /* How long the old process waits for the new one to say it runs before it
  * kills it and keeps serving. */
@@ -64,10 +61,11 @@ bool upgrade_inherited(void);
 int upgrade_adopt(const char *listener, struct cfg_addr *a, int worker, int backlog);
 /* Sockets handed over that no worker adopted because the old process ran
  * more workers: WORKER (of N_WORKERS) takes its share of them too, so the
- * connections queued in them are accepted rather than reset. With OUT
- * NULL returns how many there are; else fills OUT (fd, listener, bind)
- * and returns how many it filled. */
-size_t upgrade_surplus(const struct cfg *cfg, int worker, int n_workers, struct listen_sock *out);
+ * connections queued in them are accepted rather than reset. Returns the
+ * next one of bind A of LISTENER for WORKER, as upgrade_adopt does, or
+ * -ENOENT when none is left. */
+int upgrade_adopt_surplus(const char *listener, struct cfg_addr *a, int worker, int n_workers,
+			  int backlog);
 /* The admin listener handed over for the admin address TEXT (parsed into
  * A), given BACKLOG; or -ENOENT when there is none. */
 int upgrade_adopt_admin(const char *text, const struct cfg_addr *a, int backlog);
@@ -80,13 +78,20 @@ void upgrade_ready(void);
 
 /* --- the old process ---------------------------------------------------- */
 
-/* Main thread, on SIGUSR2: starts the new process, handing it the
- * listening sockets of WS (N_WORKERS of them; their listener and bind
- * indexes refer to CFG) and ADMIN_FD (-1: none), and watches its pipe in
- * EPFD (registered with data.ptr at a struct ev_handler). Returns 0, or
- * -errno after logging why; the running process carries on either way. */
-int upgrade_begin(const struct cfg *cfg, const struct worker *ws, int n_workers, int admin_fd,
-		  int epfd);
+/* A listening socket to hand over: its listener's name and its bind as
+ * written (unix listeners: one socket, not every worker's duplicate). */
+struct upgrade_sock {
+	const char *listener, *bind;
+	int fd;
+};
+
+/* Main thread, on SIGUSR2: starts the new process, handing it SOCKS (in
+ * worker order within each bind) and ADMIN_FD (-1: none) on CFG's admin
+ * address, and watches its pipe in EPFD (registered with data.ptr at a
+ * struct ev_handler). Returns 0, or -errno after logging why; the running
+ * process carries on either way. */
+int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_t n_socks,
+		  int admin_fd, int epfd);
 
 enum upgrade_outcome {
 	UPGRADE_NONE, /* none started, or still waiting */

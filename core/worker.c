@@ -18,6 +18,8 @@
  * Listening sockets are level-triggered, unlike everything else: accepting a
  * bounded number per wakeup then needs no bookkeeping to come back for the
  * rest, and on EMFILE the listener is paused for a moment rather than spun on.
+ * The main thread adds and drops them (core/binds.c): a listening socket
+ * names its listener by slot, which the worker looks up in its generation.
  */
 #include "core/worker.h"
 
@@ -119,38 +121,39 @@ static void refresh_gen(struct worker *w)
 		set_gen(w, g);
 }
 
-static void close_listeners(struct worker *w)
+static void pause_listener(struct listen_sock *ls)
 {
-	for (size_t i = 0; i < w->n_socks; i++) {
-		if (w->socks[i].fd >= 0) {
-			/* After a binary upgrade the socket lives on in the new
-			 * process, and so would its registration here. */
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->socks[i].fd, NULL);
-			close(w->socks[i].fd);
-			w->socks[i].fd = -1;
-		}
+	struct worker *w = ls->w;
+	struct epoll_event ev = {.events = 0, .data.ptr = &ls->h};
+
+	epoll_ctl(w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
+	if (!ls->paused) {
+		ls->paused = true;
+		ls->paused_next = w->paused;
+		w->paused = ls;
 	}
 }
 
-static void pause_listener(struct listen_sock *ls)
-{
-	struct epoll_event ev = {.events = 0, .data.ptr = &ls->h};
-	epoll_ctl(ls->w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
-}
-
+/* A listener the main thread dropped meanwhile (live false) is left alone:
+ * its fd may be closed already. */
 static void resume_listeners(struct timer *t)
 {
 	struct worker *w = container_of(t, struct worker, accept_timer);
-	for (size_t i = 0; i < w->n_socks; i++) {
-		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &w->socks[i].h};
-		if (w->socks[i].fd >= 0)
-			epoll_ctl(w->epfd, EPOLL_CTL_MOD, w->socks[i].fd, &ev);
+
+	while (w->paused) {
+		struct listen_sock *ls = w->paused;
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ls->h};
+
+		w->paused = ls->paused_next;
+		ls->paused = false;
+		if (atomic_load(&ls->live))
+			epoll_ctl(w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
 	}
 }
 
-static void refuse(struct worker *w, struct listen_sock *ls, int fd, const union conn_addr *peer)
+static void refuse(struct worker *w, const struct cfg_listener *lc, int fd,
+		   const union conn_addr *peer)
 {
-	const struct cfg_listener *lc = &w->gen->cfg->listeners[ls->listener];
 	struct log_record r = {
 		.start_wall_ms = wall_ms(),
 		.client = &peer->sa,
@@ -163,7 +166,7 @@ static void refuse(struct worker *w, struct listen_sock *ls, int fd, const union
 	char junk[4096];
 	(void)recv(fd, junk, sizeof(junk), MSG_DONTWAIT);
 	close(fd);
-	STAT_ADD(w->stats[ls->listener].refused, 1);
+	STAT_ADD(w->stats[lc->slot].refused, 1);
 	log_access(w->log, &r);
 }
 
@@ -172,8 +175,13 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	struct listen_sock *ls = container_of(h, struct listen_sock, h);
 	struct worker *w = ls->w;
 	uint64_t max = w->gen->cfg->global.max_connections;
+	/* Only while a reload is published and its sockets not yet swapped
+	 * can a live socket's listener be missing from the generation. */
+	int li = gen_listener(w->gen, atomic_load_explicit(&ls->slot, memory_order_relaxed));
 	(void)events;
 
+	if (li < 0 || !atomic_load(&ls->live))
+		return;
 	for (int i = 0; i < ACCEPTS_PER_EVENT && !w->draining; i++) {
 		union conn_addr peer;
 		socklen_t len = sizeof(peer);
@@ -193,10 +201,10 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		if (atomic_fetch_add_explicit(&worker_conns_total, 1, memory_order_relaxed) >=
 		    max) {
 			atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
-			refuse(w, ls, fd, &peer);
+			refuse(w, &w->gen->cfg->listeners[li], fd, &peer);
 			continue;
 		}
-		conn_accept(w, ls, fd, &peer);
+		conn_accept(w, (uint32_t)li, fd, &peer);
 	}
 }
 
@@ -213,8 +221,8 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	int cmd = atomic_load(&w->cmd);
 	if (cmd == WORKER_RUN || (w->swept && cmd == WORKER_GRACEFUL))
 		return;
+	/* The main thread drops the listening sockets (binds_drop_all). */
 	w->draining = true;
-	close_listeners(w);
 	timer_del(&w->timers, &w->accept_timer);
 	/* Hand-off: every response from now on closes its connection, so
 	 * clients move to the new process as they go; what is still here at
@@ -299,14 +307,12 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks, size_t n_socks)
+int worker_init(struct worker *w, int id, struct gen *g)
 {
 	memset(w, 0, sizeof(*w));
 	/* Even while asleep: the loop adds 1 before epoll_wait, so start odd. */
 	atomic_init(&w->epoch, 1);
 	w->id = id;
-	w->socks = socks;
-	w->n_socks = n_socks;
 	list_init(&w->conns);
 	list_init(&w->closed);
 	list_init(&w->pending);
@@ -326,13 +332,32 @@ int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *soc
 	set_gen(w, g);
 	lb_worker_init(&w->foreign_lbw, (uint64_t)w->id * LB_SEED_STRIDE);
 	w->wake_h.fn = on_wake;
-	int err = worker_watch(w, w->wake_fd, EPOLLIN | EPOLLET, &w->wake_h);
-	for (size_t i = 0; !err && i < n_socks; i++) {
-		socks[i].w = w;
-		socks[i].h.fn = on_accept;
-		err = worker_watch(w, socks[i].fd, EPOLLIN, &socks[i].h);
-	}
-	return err;
+	return worker_watch(w, w->wake_fd, EPOLLIN | EPOLLET, &w->wake_h);
+}
+
+int worker_listen(struct worker *w, struct listen_sock *ls, uint32_t slot)
+{
+	ls->w = w;
+	ls->h.fn = on_accept;
+	atomic_store(&ls->slot, slot);
+	atomic_store(&ls->live, true);
+	return worker_watch(w, ls->fd, EPOLLIN, &ls->h);
+}
+
+uint64_t worker_unlisten(struct worker *w, struct listen_sock *ls)
+{
+	atomic_store(&ls->live, false);
+	epoll_ctl(w->epfd, EPOLL_CTL_DEL, ls->fd, NULL);
+	/* Even: asleep, or just back from an epoll_wait whose events may still
+	 * name LS; past the batch that follows, it is gone. Odd: in a batch
+	 * that may hold an event of LS; past its end. */
+	uint64_t e = atomic_load(&w->epoch);
+	return e % 2 == 0 ? e + 2 : e + 1;
+}
+
+bool worker_past(struct worker *w, uint64_t epoch)
+{
+	return atomic_load(&w->epoch) >= epoch || atomic_load(&w->exited);
 }
 
 int worker_start(struct worker *w, bool pin)
@@ -357,20 +382,23 @@ int worker_start(struct worker *w, bool pin)
 	return 0;
 }
 
-void worker_send(struct worker *w, enum worker_cmd cmd)
+void worker_poke(struct worker *w)
 {
 	uint64_t one = 1;
-	atomic_store(&w->cmd, cmd);
 	ssize_t n = write(w->wake_fd, &one, sizeof(one));
 	(void)n;
 }
 
+void worker_send(struct worker *w, enum worker_cmd cmd)
+{
+	atomic_store(&w->cmd, cmd);
+	worker_poke(w);
+}
+
 void worker_request_sweep(struct worker *w)
 {
-	uint64_t one = 1;
 	atomic_store(&w->sweep, true);
-	ssize_t n = write(w->wake_fd, &one, sizeof(one));
-	(void)n;
+	worker_poke(w);
 }
 
 void worker_wait_quiescent(struct worker *w)
@@ -411,8 +439,6 @@ void worker_join(struct worker *w)
 
 void worker_deinit(struct worker *w)
 {
-	close_listeners(w);
-	free(w->socks);
 	for (size_t i = 0; i < w->n_lbw; i++)
 		lb_worker_deinit(&w->lbw[i]);
 	free(w->lbw);

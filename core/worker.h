@@ -64,12 +64,21 @@ struct upstream_pool {
 	uint32_t count;
 };
 
+/* One listening socket of one worker. The main thread opens it, registers
+ * it in the worker's epoll and, once the worker can no longer be using it,
+ * closes it (core/binds.h); the worker only accepts from it. */
 struct listen_sock {
 	struct ev_handler h;
 	int fd;
-	uint32_t listener; /* index into the generation's cfg->listeners */
-	uint32_t bind; /* index into that listener's binds */
+	_Atomic uint32_t slot; /* the listener it serves, by cfg_listener.slot */
+	_Atomic bool live; /* cleared before a reload or a stop drops it */
 	struct worker *w;
+	/* The worker's: its listeners paused on EMFILE. */
+	struct listen_sock *paused_next;
+	bool paused;
+	/* The main thread's (core/binds.c). */
+	struct listen_sock *next;
+	uint64_t close_after; /* dropped: the worker's epoch once it is done with it */
 };
 
 /* WORKER_HANDOFF (a binary upgrade, core/upgrade.h): close the listeners,
@@ -85,8 +94,7 @@ struct worker {
 	int wake_fd; /* eventfd: the main thread's doorbell */
 	struct ev_handler wake_h;
 
-	struct listen_sock *socks;
-	size_t n_socks;
+	struct listen_sock *paused; /* listeners paused on EMFILE, until accept_timer */
 
 	struct gen *gen; /* this worker's snapshot, one reference held */
 	struct lb_worker *lbw; /* per pool of gen */
@@ -122,6 +130,7 @@ struct worker {
 	_Atomic bool exited;
 	_Atomic bool sweep; /* set by the admin API: close connections to disabled servers */
 
+	/* By cfg_listener.slot. */
 	struct listener_stats stats[MAX_LISTENERS] __attribute__((aligned(CACHE_LINE)));
 	struct pool_stats pool_stats[STATS_POOL_SLOTS]; /* by pool->stats_slot */
 };
@@ -129,9 +138,18 @@ struct worker {
 /* Connections across all workers, for max_connections. */
 extern _Atomic uint64_t worker_conns_total;
 
-/* Main thread: set up W (epoll, doorbell, buffers) for generation G; the
- * listening sockets are given in SOCKS (W owns them afterwards). */
-int worker_init(struct worker *w, int id, struct gen *g, struct listen_sock *socks, size_t n_socks);
+/* Main thread: set up W (epoll, doorbell, buffers) for generation G. */
+int worker_init(struct worker *w, int id, struct gen *g);
+/* Main thread: LS (its fd open) becomes one of W's listening sockets,
+ * serving the listener of slot SLOT; 0 or -errno. */
+int worker_listen(struct worker *w, struct listen_sock *ls, uint32_t slot);
+/* Main thread: LS is no longer W's to accept from (its fd stays open).
+ * Returns the epoch of W past which W no longer touches it. */
+uint64_t worker_unlisten(struct worker *w, struct listen_sock *ls);
+/* Whether W has run past EPOCH (as worker_unlisten gave it), or exited. */
+bool worker_past(struct worker *w, uint64_t epoch);
+/* Main thread: wakes W, so that it runs a batch. */
+void worker_poke(struct worker *w);
 /* Starts W's thread; PIN: bind it to one CPU (cpu_affinity = auto). */
 int worker_start(struct worker *w, bool pin);
 void worker_send(struct worker *w, enum worker_cmd cmd);

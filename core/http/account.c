@@ -35,8 +35,8 @@ void http_count_bytes(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
-	STAT_ADD(c->w->stats[c->listener].bytes_in, hc->bytes_in - hc->counted_in);
-	STAT_ADD(c->w->stats[c->listener].bytes_out, hc->bytes_out - hc->counted_out);
+	STAT_ADD(c->w->stats[c->lc->slot].bytes_in, hc->bytes_in - hc->counted_in);
+	STAT_ADD(c->w->stats[c->lc->slot].bytes_out, hc->bytes_out - hc->counted_out);
 	hc->counted_in = hc->bytes_in;
 	hc->counted_out = hc->bytes_out;
 }

@@ -44,14 +44,14 @@ static _Atomic uint64_t budget_gen[MAX_LISTENERS]; /* the generation that set th
  * applied by the first request of the newer generation. */
 static struct cache *cache_of(struct conn *c)
 {
-	_Atomic(struct cache *) *slot = &caches[c->listener];
+	_Atomic(struct cache *) *slot = &caches[c->lc->slot];
 	struct cache *k = atomic_load_explicit(slot, memory_order_acquire);
 
 	if (likely(k)) {
 		uint64_t g = c->gen->number;
 		if (unlikely(cache_budget(k) != c->lc->cache_size) &&
-		    g > atomic_load_explicit(&budget_gen[c->listener], memory_order_relaxed)) {
-			atomic_store_explicit(&budget_gen[c->listener], g, memory_order_relaxed);
+		    g > atomic_load_explicit(&budget_gen[c->lc->slot], memory_order_relaxed)) {
+			atomic_store_explicit(&budget_gen[c->lc->slot], g, memory_order_relaxed);
 			cache_set_budget(k, c->lc->cache_size);
 		}
 		return c->lc->cache_size ? k : NULL;
@@ -68,6 +68,18 @@ static struct cache *cache_of(struct conn *c)
 		k = none;
 	}
 	return k;
+}
+
+void cache_http_drop_orphans(const struct gen *g)
+{
+	for (uint32_t slot = 0; slot < MAX_LISTENERS; slot++) {
+		struct cache *k = atomic_load_explicit(&caches[slot], memory_order_acquire);
+		if (!k || gen_listener(g, slot) >= 0)
+			continue;
+		/* Connections of older generations size it no more (cache_of). */
+		atomic_store_explicit(&budget_gen[slot], g->number, memory_order_relaxed);
+		cache_set_budget(k, 0);
+	}
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -270,7 +282,7 @@ static bool method_is_safe(enum http_method m)
  * only a miss). */
 static void invalidate(struct conn *c, const struct http_head *h)
 {
-	struct cache *cache = atomic_load_explicit(&caches[c->listener], memory_order_acquire);
+	struct cache *cache = atomic_load_explicit(&caches[c->lc->slot], memory_order_acquire);
 	struct cache_key k;
 	char host[HOST_MAX];
 

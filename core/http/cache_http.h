@@ -15,7 +15,8 @@
  * a complete response. Every response from a server on such a listener
  * gets X-Cache: MISS; fulcrum's own errors get neither.
  *
- * Thread: the worker owning the connection.
+ * Thread: the worker owning the connection (cache_http_drop_orphans: the
+ * main thread).
  */
 #ifndef FULCRUM_HTTP_CACHE_HTTP_H
 #define FULCRUM_HTTP_CACHE_HTTP_H
@@ -30,6 +31,7 @@
 #define CACHE_HTTP_WAIT_MS 5000
 
 struct conn;
+struct gen;
 struct http_conn;
 struct http_head;
 struct rewrite_extra;
@@ -79,5 +81,10 @@ void cache_http_end(struct conn *c);
 
 /* The connection is closing: drops whatever the cache state of HC holds. */
 void cache_http_free(struct http_conn *hc);
+
+/* Main thread, once G is published: empties the caches of listeners G no
+ * longer has (a reload removed or renamed them), which no request of G
+ * will size again. Connections of theirs still running find them empty. */
+void cache_http_drop_orphans(const struct gen *g);
 
 #endif

@@ -436,21 +436,22 @@ static void begin_request(struct conn *c, const struct http_head *h)
 
 /* A reload applies from the next request of a kept-alive connection on:
  * its routes, pools, ACLs and credentials, as Squid re-checks a request
- * after a reconfigure. Only a listener whose mode changed cannot be taken
- * over: its connection ends after this request. */
+ * after a reconfigure. A listener the reload removed, or whose mode
+ * changed, cannot be taken over: its connection ends after this request. */
 static void take_current_gen(struct conn *c)
 {
 	struct gen *g = c->w->gen;
 
 	if (c->gen == g)
 		return;
-	const struct cfg_listener *lc = &g->cfg->listeners[c->listener];
-	if (lc->mode != c->lc->mode || c->server_held)
+	int li = gen_listener(g, c->lc->slot);
+	if (li < 0 || g->cfg->listeners[li].mode != c->lc->mode || c->server_held)
 		return;
 	c->server = NULL; /* the last request's, which the old generation owns */
 	gen_put(c->gen);
 	c->gen = gen_get(g);
-	c->lc = lc;
+	c->listener = (uint32_t)li;
+	c->lc = &g->cfg->listeners[li];
 }
 
 void http_new_request(struct conn *c)

@@ -700,6 +700,18 @@ def recv_hash(s):
         n += len(b)
 
 
+def refused(port):
+    """True once a connection to 127.0.0.1:PORT is refused (nothing listens)."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    s.close()
+    return False
+
+
 def closed_by_peer(s, timeout):
     """Waits up to TIMEOUT seconds for EOF or a reset on S; any data is
     skipped. Returns the seconds it took, or None if still open."""

@@ -7,7 +7,7 @@ import threading
 import time
 
 from harness import (SCALE, blob, check, closed_by_peer, connect, echo_roundtrip,
-                     free_port, ini, name_via, sha256, tcp_conf, wait_for)
+                     free_port, ini, name_via, refused, sha256, tcp_conf, wait_for)
 
 MIB = 1 << 20
 
@@ -40,17 +40,6 @@ class Download(threading.Thread):
         self.sock.close()
 
 
-def _refused(port):
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    s.close()
-    return False
-
-
 def _two_listeners(p1, b1, p2, b2, graceful):
     """Listener l on P1 to pool p (B1), listener le on P2 to pool e (B2)."""
     conf = tcp_conf(p1, [b1.server_line()], glob={"workers": 2, "graceful_timeout": graceful})
@@ -71,7 +60,7 @@ def test_sigterm_graceful_finishes_transfers(ctx):
 
     t_term = time.monotonic()
     f.signal(signal.SIGTERM)
-    wait_for(lambda: _refused(p1) and _refused(p2), 1.0 * SCALE, interval=0.05,
+    wait_for(lambda: refused(p1) and refused(p2), 1.0 * SCALE, interval=0.05,
              what="listeners to close after SIGTERM")
     # The open connections keep working both ways while draining.
     for _ in range(5):
@@ -113,7 +102,7 @@ def test_healthz_says_503_while_stopping(ctx):
     held = connect(("127.0.0.1", port))
     check(echo_roundtrip(held, b"x"), "relay")
     f.signal(signal.SIGTERM)
-    wait_for(lambda: _refused(port), 1.0 * SCALE, interval=0.05, what="the listener to close")
+    wait_for(lambda: refused(port), 1.0 * SCALE, interval=0.05, what="the listener to close")
     got = healthz()
     check(got[0] == 503, f"/healthz while stopping: {got}")
     held.close()

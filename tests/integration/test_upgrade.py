@@ -26,7 +26,7 @@ import threading
 import time
 
 from harness import (SCALE, Fulcrum, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
-                     check, connect, free_port, ini, recv_exact, wait_for)
+                     check, connect, echo_roundtrip, free_port, ini, recv_exact, wait_for)
 from test_http import cbackend, close_backends_first
 
 PR_SET_CHILD_SUBREAPER = 36
@@ -488,6 +488,42 @@ def test_upgrade_to_fewer_then_more_workers(ctx):
     load.stop()
     check(len(_listeners_of(third.pid, site.http_port)) == 3,
           "the three http sockets did not all reach the third process")
+
+
+def test_upgrade_after_reloads_that_changed_listeners(ctx):
+    """A reload adds a listener and renames another, moving it from its
+    port to a unix path; the upgrade that follows hands the new process
+    what runs now (the added listener's very sockets), not what the process
+    started with."""
+    site = Site(ctx)
+    old = site.f
+    load = Load(site.http_port)
+    load.wait_more(50, "requests before")
+    extra = free_port()
+    text = site.conf().replace("[listener t]", "[listener moved]") + \
+        f"\n[listener extra]\nbind = 127.0.0.1:{extra}\nmode = tcp\npool = e\n"
+    text = text.replace(f"bind = 127.0.0.1:{site.tcp_port}\n", "bind = unix:" +
+                        site.ctx.path("moved.sock") + "\n")
+    site.rewrite(text)
+    old.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in old.stderr(), 5 * SCALE, what="the reload")
+    inodes = _listeners_of(old.pid, extra)
+    check(len(inodes) == 2, f"{len(inodes)} sockets on the added listener, not one per worker")
+    check(not _listeners_of(old.pid, site.tcp_port), "the dropped bind still listens")
+    tunnel = Tunnel(("127.0.0.1", extra))
+    new = site.upgrade(old, text)
+    check(_listeners_of(new.pid, extra) == inodes,
+          "the new process does not hold the added listener's sockets")
+    check(not _listeners_of(new.pid, site.tcp_port), "the new process listens on the dropped bind")
+    load.wait_more(200, "requests after the upgrade")
+    tunnel.still_carries("through the added listener, after the upgrade")
+    tunnel.close()
+    _exit_status_soon(old, 10)
+    load.stop()
+    s = connect(("127.0.0.1", extra))
+    check(echo_roundtrip(s, b"new process"), "the added listener in the new process")
+    s.close()
+    new.check_alive()
 
 
 def test_failed_upgrade_keeps_serving(ctx):

@@ -166,23 +166,16 @@ Test(upgrade, surplus_goes_round_the_fewer_workers)
 
 	struct cfg_addr bind;
 	set_addr(&bind, text, port);
-	struct cfg_listener lc = {.name = name, .binds = &bind, .n_binds = 1};
-	struct cfg cfg = {.listeners = &lc, .n_listeners = 1};
-	cfg.global.backlog = 16;
 
 	/* Two workers now: s0 and s1 adopted, s2 and s4 to worker 0, s3 to 1. */
-	cr_assert_eq(upgrade_adopt("web", &bind, 0, 16), s[0]);
-	cr_assert_eq(upgrade_adopt("web", &bind, 1, 16), s[1]);
-	cr_assert_eq(upgrade_surplus(&cfg, 0, 2, NULL), 2);
-	cr_assert_eq(upgrade_surplus(&cfg, 1, 2, NULL), 1);
-	struct listen_sock out[2];
-	cr_assert_eq(upgrade_surplus(&cfg, 0, 2, out), 2);
-	cr_assert_eq(out[0].fd, s[2]);
-	cr_assert_eq(out[1].fd, s[4]);
-	cr_assert_eq(out[1].listener, 0);
-	cr_assert_eq(out[1].bind, 0);
-	cr_assert_eq(upgrade_surplus(&cfg, 1, 2, out), 1);
-	cr_assert_eq(out[0].fd, s[3]);
+	cr_assert_eq(upgrade_adopt(name, &bind, 0, 16), s[0]);
+	cr_assert_eq(upgrade_adopt(name, &bind, 1, 16), s[1]);
+	cr_assert_eq(upgrade_adopt_surplus(name, &bind, 0, 2, 16), s[2]);
+	cr_assert_eq(upgrade_adopt_surplus(name, &bind, 0, 2, 16), s[4]);
+	cr_assert_eq(upgrade_adopt_surplus(name, &bind, 0, 2, 16), -ENOENT);
+	cr_assert_eq(upgrade_adopt_surplus("other", &bind, 1, 2, 16), -ENOENT);
+	cr_assert_eq(upgrade_adopt_surplus(name, &bind, 1, 2, 16), s[3]);
+	cr_assert_eq(upgrade_adopt_surplus(name, &bind, 1, 2, 16), -ENOENT);
 	upgrade_close_unused();
 	for (int i = 0; i < 5; i++)
 		cr_assert(is_open(s[i]), "socket %d closed: its queue would be reset", i);

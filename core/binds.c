@@ -1,0 +1,363 @@
+/*
+ * binds.c - the listening sockets of every worker, across reloads (see
+ * binds.h). Main thread only, so the registry needs no lock; what the
+ * workers read of a socket (its slot and live flag) is atomic.
+ */
+#include "core/binds.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "core/listener.h"
+#include "core/log.h"
+#include "core/worker.h"
+
+/* How long a reload waits for the sockets a recent one dropped to close. */
+#define SETTLE_MS 200
+
+/* One bind address: its socket on every worker. */
+struct bound {
+	struct cfg_addr addr; /* as bound: a port 0 is the one the kernel chose */
+	char *listener; /* the name of the listener it serves */
+	uint32_t slot; /* that listener's slot */
+	struct listen_sock *socks, **tail; /* in worker order, linked by next */
+	const struct cfg_listener *next_lc; /* binds_prepare: its listener in the new file */
+	struct bound *next;
+};
+
+static struct {
+	struct worker *ws;
+	int n;
+	struct bound *live; /* in service */
+	struct bound *fresh; /* bound by binds_prepare, not yet in service */
+	struct listen_sock *dropped; /* out of the epolls; fd open until worker_past */
+	struct listen_sock *closed; /* freed at exit */
+} reg;
+
+static struct bound *bound_new(const struct cfg_listener *lc, const struct cfg_addr *a)
+{
+	struct bound *b = calloc(1, sizeof(*b));
+
+	if (!b)
+		return NULL;
+	b->tail = &b->socks;
+	b->addr = *a;
+	b->addr.text = strdup(a->text);
+	b->listener = strdup(lc->name);
+	b->slot = lc->slot;
+	if (!b->addr.text || !b->listener) {
+		free(b->addr.text);
+		free(b->listener);
+		free(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* Frees B and its sockets, closing them (they are in no epoll). */
+static void bound_free(struct bound *b)
+{
+	while (b->socks) {
+		struct listen_sock *ls = b->socks;
+		b->socks = ls->next;
+		close(ls->fd);
+		free(ls);
+	}
+	free(b->addr.text);
+	free(b->listener);
+	free(b);
+}
+
+static int add_sock(struct bound *b, int fd, int worker)
+{
+	struct listen_sock *ls = calloc(1, sizeof(*ls));
+
+	if (!ls) {
+		close(fd);
+		return -ENOMEM;
+	}
+	ls->fd = fd;
+	ls->w = &reg.ws[worker];
+	*b->tail = ls;
+	b->tail = &ls->next;
+	return 0;
+}
+
+/* Opens B's socket for every worker at A (A takes the port the kernel
+ * chose for a port 0). STARTUP: adopt what a binary upgrade handed over
+ * first. 0, or -errno with *WHAT naming the step. */
+static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg_addr *a,
+		      int backlog, bool startup, const char **what)
+{
+	for (int w = 0; w < reg.n; w++) {
+		int fd, err;
+
+		if (w > 0 && a->ss.ss_family == AF_UNIX) {
+			/* No SO_REUSEPORT for unix sockets: one, shared. */
+			*what = "dup";
+			fd = fcntl(b->socks->fd, F_DUPFD_CLOEXEC, 0);
+			if (fd < 0)
+				return -errno;
+		} else {
+			*what = "adopt";
+			fd = startup ? upgrade_adopt(lc->name, a, w, backlog) : -ENOENT;
+			if (fd == -ENOENT)
+				fd = listener_open(a, backlog, w == 0 && !(startup && upgrade_inherited()),
+						   what);
+			if (fd < 0)
+				return fd;
+		}
+		if ((err = add_sock(b, fd, w)) < 0)
+			return err;
+		while (startup &&
+		       (fd = upgrade_adopt_surplus(lc->name, a, w, reg.n, backlog)) >= 0)
+			if ((err = add_sock(b, fd, w)) < 0)
+				return err;
+	}
+	b->addr.ss = a->ss;
+	b->addr.len = a->len;
+	return 0;
+}
+
+static void start_serving(struct bound *b)
+{
+	for (struct listen_sock *ls = b->socks; ls; ls = ls->next) {
+		int err = worker_listen(ls->w, ls, b->slot);
+		if (err < 0)
+			log_error("listener %s: cannot watch %s on worker %d: %s", b->listener,
+				  b->addr.text, ls->w->id, strerror(-err));
+	}
+}
+
+int binds_open(struct cfg *cfg, struct worker *ws, int n)
+{
+	reg.ws = ws;
+	reg.n = n;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct cfg_listener *lc = &cfg->listeners[i];
+		for (size_t k = 0; k < lc->n_binds; k++) {
+			const char *what = "bind";
+			struct bound *b = bound_new(lc, &lc->binds[k]);
+			int err = b ? open_bound(b, lc, &lc->binds[k], cfg->global.backlog, true,
+						 &what)
+				    : -ENOMEM;
+			if (err < 0) {
+				fprintf(stderr, "fulcrum: listener %s: %s %s: %s\n", lc->name, what,
+					lc->binds[k].text, strerror(-err));
+				if (b)
+					bound_free(b);
+				return -1;
+			}
+			start_serving(b);
+			b->next = reg.live;
+			reg.live = b;
+		}
+	}
+	return 0;
+}
+
+static void poke_all(void)
+{
+	for (int i = 0; i < reg.n; i++)
+		worker_poke(&reg.ws[i]);
+}
+
+/* The running bind that A names: the same text, or (a port given) the
+ * same address written another way. */
+static struct bound *find_live(const struct cfg_addr *a)
+{
+	for (struct bound *b = reg.live; b; b = b->next)
+		if (strcmp(b->addr.text, a->text) == 0)
+			return b;
+	for (struct bound *b = reg.live; b && !listener_any_port(a); b = b->next)
+		if (listener_bound_at(&b->addr.ss, a))
+			return b;
+	return NULL;
+}
+
+/* Sockets a recent reload dropped still listen until their workers let go
+ * (a batch or so): one on an address this reload binds again would make
+ * that bind fail. Gives them up to SETTLE_MS. */
+static void settle(void)
+{
+	for (int waited = 0; binds_collect() && waited < SETTLE_MS; waited++) {
+		poke_all();
+		usleep(1000);
+	}
+}
+
+int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
+{
+	settle();
+	for (struct bound *b = reg.live; b; b = b->next)
+		b->next_lc = NULL;
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		struct cfg_listener *lc = &cfg->listeners[i];
+		for (size_t k = 0; k < lc->n_binds; k++) {
+			struct cfg_addr *a = &lc->binds[k];
+			struct bound *b = find_live(a);
+			const char *what = "bind";
+
+			if (b) {
+				b->next_lc = lc;
+				a->ss = b->addr.ss; /* a port 0 stays the one bound */
+				a->len = b->addr.len;
+				continue;
+			}
+			b = bound_new(lc, a);
+			int err = b ? open_bound(b, lc, a, cfg->global.backlog, false, &what)
+				    : -ENOMEM;
+			if (err < 0) {
+				cfg_errors_add(errs, "%s:%d: listener %s: cannot %s %s: %s",
+					       cfg->path, a->line, lc->name, what, a->text,
+					       strerror(-err));
+				if (b)
+					bound_free(b);
+				binds_abort();
+				return -1;
+			}
+			b->next_lc = lc;
+			b->next = reg.fresh;
+			reg.fresh = b;
+		}
+	}
+	return 0;
+}
+
+void binds_abort(void)
+{
+	while (reg.fresh) {
+		struct bound *b = reg.fresh;
+		reg.fresh = b->next;
+		bound_free(b);
+	}
+}
+
+/* Takes B's sockets out of the workers' epolls, to be closed by
+ * binds_collect, and frees B. */
+static void drop_bound(struct bound *b)
+{
+	while (b->socks) {
+		struct listen_sock *ls = b->socks;
+		b->socks = ls->next;
+		ls->close_after = worker_unlisten(ls->w, ls);
+		ls->next = reg.dropped;
+		reg.dropped = ls;
+	}
+	bound_free(b);
+}
+
+void binds_commit(void)
+{
+	for (struct bound **pp = &reg.live; *pp;) {
+		struct bound *b = *pp;
+		const struct cfg_listener *lc = b->next_lc;
+
+		if (!lc) {
+			*pp = b->next;
+			log_info("listener %s: no longer listening on %s", b->listener,
+				 b->addr.text);
+			if (b->addr.ss.ss_family == AF_UNIX && !upgrade_handed_over())
+				log_unlink(((const struct sockaddr_un *)&b->addr.ss)->sun_path,
+					   "socket");
+			drop_bound(b);
+			continue;
+		}
+		if (strcmp(b->listener, lc->name) != 0) {
+			char *name = strdup(lc->name);
+			if (name) {
+				log_info("listener %s: %s moves to listener %s", b->listener,
+					 b->addr.text, name);
+				free(b->listener);
+				b->listener = name;
+			}
+		}
+		b->slot = lc->slot;
+		for (struct listen_sock *ls = b->socks; ls; ls = ls->next)
+			atomic_store(&ls->slot, b->slot);
+		pp = &b->next;
+	}
+	while (reg.fresh) {
+		struct bound *b = reg.fresh;
+		reg.fresh = b->next;
+		start_serving(b);
+		log_info("listener %s: listening on %s", b->listener, b->addr.text);
+		b->next = reg.live;
+		reg.live = b;
+	}
+	poke_all();
+}
+
+void binds_drop_all(void)
+{
+	while (reg.live) {
+		struct bound *b = reg.live;
+		reg.live = b->next;
+		drop_bound(b); /* a unix file stays: see main's exit */
+	}
+	poke_all();
+}
+
+bool binds_collect(void)
+{
+	for (struct listen_sock **pp = &reg.dropped; *pp;) {
+		struct listen_sock *ls = *pp;
+		if (!worker_past(ls->w, ls->close_after)) {
+			pp = &ls->next;
+			continue;
+		}
+		*pp = ls->next;
+		close(ls->fd);
+		ls->next = reg.closed;
+		reg.closed = ls;
+	}
+	return reg.dropped != NULL;
+}
+
+long binds_list(struct upgrade_sock **out)
+{
+	size_t n = 0, k = 0;
+
+	*out = NULL;
+	for (const struct bound *b = reg.live; b; b = b->next)
+		for (const struct listen_sock *ls = b->socks; ls; ls = ls->next)
+			n++;
+	if (!n)
+		return 0;
+	*out = calloc(n, sizeof(**out));
+	if (!*out)
+		return -1;
+	for (const struct bound *b = reg.live; b; b = b->next)
+		for (const struct listen_sock *ls = b->socks; ls; ls = ls->next) {
+			/* A unix bind's other sockets are duplicates of the first. */
+			if (ls != b->socks && b->addr.ss.ss_family == AF_UNIX)
+				continue;
+			(*out)[k++] = (struct upgrade_sock){b->listener, b->addr.text, ls->fd};
+		}
+	return (long)k;
+}
+
+void binds_free(void)
+{
+	binds_abort();
+	while (reg.live) {
+		struct bound *b = reg.live;
+		reg.live = b->next;
+		bound_free(b);
+	}
+	struct listen_sock *lists[] = {reg.dropped, reg.closed};
+	for (size_t i = 0; i < 2; i++)
+		while (lists[i]) {
+			struct listen_sock *ls = lists[i];
+			lists[i] = ls->next;
+			if (i == 0)
+				close(ls->fd);
+			free(ls);
+		}
+	reg.dropped = reg.closed = NULL;
+}
