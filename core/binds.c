@@ -107,15 +107,15 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 			*what = "adopt";
 			fd = startup ? upgrade_adopt(lc->name, a, w, backlog) : -ENOENT;
 			if (fd == -ENOENT)
-				fd = listener_open(a, backlog, w == 0 && !(startup && upgrade_inherited()),
+				fd = listener_open(a, backlog,
+						   w == 0 && !(startup && upgrade_inherited()),
 						   what);
 			if (fd < 0)
 				return fd;
 		}
 		if ((err = add_sock(b, fd, w)) < 0)
 			return err;
-		while (startup &&
-		       (fd = upgrade_adopt_surplus(lc->name, a, w, reg.n, backlog)) >= 0)
+		while (startup && (fd = upgrade_adopt_surplus(lc->name, a, w, reg.n, backlog)) >= 0)
 			if ((err = add_sock(b, fd, w)) < 0)
 				return err;
 	}

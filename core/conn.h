@@ -89,6 +89,7 @@ struct conn {
 	struct gen *gen; /* one reference held */
 	const struct cfg_listener *lc;
 	uint32_t listener; /* index of lc in gen->cfg->listeners */
+	uint32_t ttfb_ms; /* tcp mode: 1 + ms to the server's first byte; 0 = none yet */
 
 	struct side cli, srv;
 	struct half up; /* client -> server */

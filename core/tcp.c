@@ -163,6 +163,10 @@ static void relay(struct conn *c)
 	enum relay_result down = relay_half(w, &c->down, &budget);
 
 	if (c->up.bytes != in || c->down.bytes != out) {
+		if (out == 0 && c->down.bytes && !c->ttfb_ms) {
+			uint64_t ms = w->now_ms - c->start_ms;
+			c->ttfb_ms = ms < UINT32_MAX ? (uint32_t)ms + 1 : UINT32_MAX;
+		}
 		c->last_active_ms = w->now_ms;
 		STAT_ADD(w->stats[c->lc->slot].bytes_in, c->up.bytes - in);
 		STAT_ADD(w->stats[c->lc->slot].bytes_out, c->down.bytes - out);

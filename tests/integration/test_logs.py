@@ -9,7 +9,9 @@ import socket
 import time
 
 from harness import (SCALE, Skip, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
-                     read_lines, recv_all, recv_count, recv_exact, sha256, tcp_conf, TestFailure, wait_for)
+                     read_lines, recv_all, recv_count, recv_exact, recv_line, sha256, tcp_conf, TestFailure,
+                     wait_for)
+from test_http import pyserver
 
 LINE_RE = re.compile(
     r'^(?P<time>\S+) (?P<client>\S+) (?P<listener>\S+) (?P<target>\S+) '
@@ -57,7 +59,9 @@ def _check_text_line(line, me, size):
     check(int(m["bytes_in"]) == size, f"bytes_in {m['bytes_in']}, want {size}: {line!r}")
     check(int(m["bytes_out"]) == 64, f"bytes_out {m['bytes_out']}, want 64: {line!r}")
     check(float(m["total_ms"]) < 10000, f"total_ms {m['total_ms']}: {line!r}")
-    check(m["ttfb_ms"] == "-" or re.match(r"^\d+(\.\d+)?$", m["ttfb_ms"]), f"ttfb_ms: {line!r}")
+    # The sink answered 64 bytes: the time to the first of them.
+    check(re.match(r"^\d+$", m["ttfb_ms"]) and int(m["ttfb_ms"]) <= float(m["total_ms"]),
+          f"ttfb_ms of a connection the server answered: {line!r}")
     check(m["reason"] == "-", f"reason {m['reason']!r} for a normal end: {line!r}")
 
 
@@ -114,6 +118,37 @@ def test_access_log_json(ctx):
     check(obj["bytes_in"] == 1234 and obj["bytes_out"] == 64, f"byte counts wrong: {lines[0]!r}")
     check(isinstance(obj["total_ms"], (int, float)), f"total_ms not a number: {lines[0]!r}")
     check(obj["reason"] in ("-", None, ""), f"reason for a normal end: {lines[0]!r}")
+
+
+def test_tcp_ttfb_is_the_servers_first_byte(ctx):
+    """TTFB_MS on a tcp line: the time to the server's first byte, here
+    held back 300 ms after the client's; `-` when the server sent nothing."""
+    def late(r, srv):
+        r.until(b"\n")
+        time.sleep(0.3)
+        r.s.sendall(b"late\n")
+        r.until(b"\n")
+
+    late_srv = pyserver(ctx, late)
+    silent = ctx.backend("silent", name="quiet")
+    port, port2 = free_port(), free_port()
+    log, log2 = ctx.path("a.log"), ctx.path("b.log")
+    ctx.fulcrum(tcp_conf(port, [late_srv.server_line()], glob={"access_log": log}))
+    ctx.fulcrum(tcp_conf(port2, [silent.server_line()], glob={"access_log": log2}))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"hi\n")
+    check(recv_line(s) == b"late\n", "the late answer")
+    s.sendall(b"bye\n")
+    s.close()
+    s = connect(("127.0.0.1", port2))
+    s.sendall(b"hi\n")
+    time.sleep(0.1)
+    s.close()
+    m = LINE_RE.match(_wait_lines(log, 1)[0])
+    check(m and m["ttfb_ms"].isdigit() and 250 <= int(m["ttfb_ms"]) <= int(m["total_ms"]),
+          f"ttfb of an answer 300 ms late: {m and m.group(0)!r}")
+    m = LINE_RE.match(_wait_lines(log2, 1)[0])
+    check(m and m["ttfb_ms"] == "-", f"ttfb of a silent server: {m and m.group(0)!r}")
 
 
 def test_access_log_reason_on_timeout(ctx):
