@@ -216,16 +216,16 @@ static size_t line_end(const char *buf, size_t p, size_t head_len)
 	return (size_t)(cr - buf);
 }
 
-/* "HTTP/1.0" or "HTTP/1.1" exactly: s has 8 bytes. */
+/* "HTTP/1.D": s has 8 bytes. A minor version above 1 is taken for 1.1,
+ * the highest this end speaks (RFC 9112 §2.3); the proxy passes it on
+ * written as 1.1. */
 static enum http_result parse_version(const char *s, int *minor)
 {
 	if (memcmp(s, "HTTP/", 5) != 0 || !is_digit(s[5]) || s[6] != '.' || !is_digit(s[7]))
 		return HTTP_E_BAD_VERSION;
 	if (s[5] != '1')
 		return HTTP_E_UNSUPPORTED_VERSION;
-	if (s[7] != '0' && s[7] != '1')
-		return HTTP_E_BAD_VERSION;
-	*minor = s[7] - '0';
+	*minor = s[7] == '0' ? 0 : 1;
 	return HTTP_DONE;
 }
 

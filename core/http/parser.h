@@ -160,7 +160,7 @@ struct http_header {
  */
 struct http_head {
 	size_t head_len; /* bytes from buf[0] to the end of the empty line */
-	int version_minor; /* 0 or 1 */
+	int version_minor; /* 0 or 1 (1.2 and up count as 1) */
 
 	/* requests */
 	struct http_slice method;

@@ -387,6 +387,10 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	const struct cfg_listener *lc = c->lc;
 
 	copy_log_fields(hc, h, hc->rbuf);
+	/* HTTP/1.2 and up go on as what they are taken for (parse_version). */
+	char *minor = hc->rbuf + h->target.off + h->target.len + sizeof(" HTTP/1.") - 1;
+	if (*minor > '1')
+		*minor = '1';
 	hc->bytes_in = h->head_len;
 	hc->rpos = (uint32_t)h->head_len;
 	/* Still on an older generation (take_current_gen): the last request. */

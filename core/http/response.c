@@ -139,8 +139,9 @@ static int begin_response(struct conn *c, struct http_head *h)
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
 	/* RFC 9110 §6.2: an intermediary sends its own version, so an HTTP/1.1
-	 * client keeps its connection after an HTTP/1.0 server's answer. */
-	if (h->version_minor == 0 && memcmp(hc->sbuf + start, "HTTP/1.0", 8) == 0)
+	 * client keeps its connection after an HTTP/1.0 server's answer (and
+	 * an HTTP/1.2 one's is 1.1 too, as parse_version takes it). */
+	if (memcmp(hc->sbuf + start, "HTTP/1.", 7) == 0)
 		hc->sbuf[start + 7] = '1';
 	cache_http_response_head(c, hc->sbuf + start, end - start, date, date_len);
 	hc->spos = (uint32_t)h->head_len;

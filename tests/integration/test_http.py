@@ -1009,6 +1009,36 @@ def test_reload_turning_tls_on_does_not_reuse_plain_connections(ctx):
     check(srv.accepted == 2, f"the server saw {srv.accepted} connections, want a new one for TLS")
 
 
+def test_higher_minor_versions_are_taken_for_1_1(ctx):
+    """RFC 9112 §2.3: HTTP/1.2 and up are taken for 1.1, the highest fulcrum
+    speaks, and passed on written as HTTP/1.1 in both directions (nginx
+    does the same); HTTP/2.0 in a request line gets 505."""
+    seen = []
+
+    def future_server(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            seen.append(req.first)
+            r.send(b"HTTP/1.3 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, future_server)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    for i in range(2):  # keep-alive, as 1.1
+        r.send(get("/next", version="HTTP/1.2"))
+        m = read_response(r)
+        check(m.first == "HTTP/1.1 200 OK" and m.body == b"ok", f"answer {i}: {m!r}")
+    r.close()
+    check(seen == ["GET /next HTTP/1.1"] * 2, f"the server saw {seen!r}")
+    m, closed, _ = roundtrip(port, get("/", version="HTTP/1.2", host=None))
+    expect_error(m, closed, 400, must_close=True, what="HTTP/1.2 without Host")
+    m, closed, _ = roundtrip(port, get("/", version="HTTP/2.0"))
+    expect_error(m, closed, 505, must_close=True, what="HTTP/2.0")
+
+
 def test_versions_and_connection_fields_towards_clients(ctx):
     """RFC 9110 §6.2: fulcrum sends its own version, so an HTTP/1.1 client
     keeps its connection after an HTTP/1.0 server's answer; RFC 9112 §6.1:
