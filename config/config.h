@@ -25,6 +25,10 @@ struct cfg_addr {
 	socklen_t len;
 	char *text; /* as written in the file, e.g. "127.0.0.1:8080" */
 	int line; /* of a listener's bind line; 0 elsewhere */
+	/* A listener's bind: the id of its sockets (core/binds.h), set before
+	 * the generation is published; the same for as long as the address
+	 * stays in the file, whichever listener has it. */
+	uint32_t bind_id;
 };
 
 enum cfg_log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };

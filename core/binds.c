@@ -1,7 +1,8 @@
 /*
  * binds.c - the listening sockets of every worker, across reloads (see
- * binds.h). Main thread only, so the registry needs no lock; what the
- * workers read of a socket (its slot and live flag) is atomic.
+ * binds.h). Main thread only, so the registry needs no lock. A worker
+ * reads a socket's fd and bind id, set before it is in the worker's epoll
+ * and never changed, and its live and paused flags, which are atomic.
  */
 #include "core/binds.h"
 
@@ -24,9 +25,11 @@
 struct bound {
 	struct cfg_addr addr; /* as bound: a port 0 is the one the kernel chose */
 	char *listener; /* the name of the listener it serves */
-	uint32_t slot; /* that listener's slot */
+	uint32_t id; /* cfg_addr.bind_id of the binds it serves, in every generation */
 	struct listen_sock *socks, **tail; /* in worker order, linked by next */
-	const struct cfg_listener *next_lc; /* binds_prepare: its listener in the new file */
+	/* binds_prepare: its listener in the new file, and how that writes it. */
+	const struct cfg_listener *next_lc;
+	const char *next_text;
 	struct bound *next;
 };
 
@@ -36,7 +39,8 @@ static struct {
 	struct bound *live; /* in service */
 	struct bound *fresh; /* bound by binds_prepare, not yet in service */
 	struct listen_sock *dropped; /* out of the epolls; fd open until worker_past */
-	struct listen_sock *closed; /* freed at exit */
+	struct listen_sock *closed; /* closed; freed once out of their worker's paused list */
+	uint32_t next_id;
 } reg;
 
 static struct bound *bound_new(const struct cfg_listener *lc, const struct cfg_addr *a)
@@ -49,7 +53,7 @@ static struct bound *bound_new(const struct cfg_listener *lc, const struct cfg_a
 	b->addr = *a;
 	b->addr.text = strdup(a->text);
 	b->listener = strdup(lc->name);
-	b->slot = lc->slot;
+	b->id = ++reg.next_id;
 	if (!b->addr.text || !b->listener) {
 		free(b->addr.text);
 		free(b->listener);
@@ -82,6 +86,7 @@ static int add_sock(struct bound *b, int fd, int worker)
 		return -ENOMEM;
 	}
 	ls->fd = fd;
+	ls->bind = b->id;
 	ls->w = &reg.ws[worker];
 	*b->tail = ls;
 	b->tail = &ls->next;
@@ -127,7 +132,7 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 static void start_serving(struct bound *b)
 {
 	for (struct listen_sock *ls = b->socks; ls; ls = ls->next) {
-		int err = worker_listen(ls->w, ls, b->slot);
+		int err = worker_listen(ls->w, ls);
 		if (err < 0)
 			log_error("listener %s: cannot watch %s on worker %d: %s", b->listener,
 				  b->addr.text, ls->w->id, strerror(-err));
@@ -153,6 +158,7 @@ int binds_open(struct cfg *cfg, struct worker *ws, int n)
 					bound_free(b);
 				return -1;
 			}
+			lc->binds[k].bind_id = b->id;
 			start_serving(b);
 			b->next = reg.live;
 			reg.live = b;
@@ -161,21 +167,33 @@ int binds_open(struct cfg *cfg, struct worker *ws, int n)
 	return 0;
 }
 
+/* *DST becomes a copy of SRC; kept as it was without memory for one. */
+static void replace_str(char **dst, const char *src)
+{
+	char *c;
+
+	if (strcmp(*dst, src) == 0 || !(c = strdup(src)))
+		return;
+	free(*dst);
+	*dst = c;
+}
+
 static void poke_all(void)
 {
 	for (int i = 0; i < reg.n; i++)
 		worker_poke(&reg.ws[i]);
 }
 
-/* The running bind that A names: the same text, or (a port given) the
- * same address written another way. */
+/* The running bind that A names and no other bind of the new file took:
+ * the same text, or (a port given) the same address written another way.
+ * (Two listeners may both ask for any port of one address.) */
 static struct bound *find_live(const struct cfg_addr *a)
 {
 	for (struct bound *b = reg.live; b; b = b->next)
-		if (strcmp(b->addr.text, a->text) == 0)
+		if (!b->next_lc && strcmp(b->addr.text, a->text) == 0)
 			return b;
 	for (struct bound *b = reg.live; b && !listener_any_port(a); b = b->next)
-		if (listener_bound_at(&b->addr.ss, a))
+		if (!b->next_lc && listener_bound_at(&b->addr.ss, a))
 			return b;
 	return NULL;
 }
@@ -205,8 +223,10 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 
 			if (b) {
 				b->next_lc = lc;
+				b->next_text = a->text;
 				a->ss = b->addr.ss; /* a port 0 stays the one bound */
 				a->len = b->addr.len;
+				a->bind_id = b->id;
 				continue;
 			}
 			b = bound_new(lc, a);
@@ -222,6 +242,7 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 				return -1;
 			}
 			b->next_lc = lc;
+			a->bind_id = b->id;
 			b->next = reg.fresh;
 			reg.fresh = b;
 		}
@@ -229,11 +250,18 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 	return 0;
 }
 
+static void unlink_unix(const struct bound *b)
+{
+	if (b->addr.ss.ss_family == AF_UNIX && !upgrade_handed_over())
+		log_unlink(((const struct sockaddr_un *)&b->addr.ss)->sun_path, "socket");
+}
+
 void binds_abort(void)
 {
 	while (reg.fresh) {
 		struct bound *b = reg.fresh;
 		reg.fresh = b->next;
+		unlink_unix(b); /* bound by this failed reload */
 		bound_free(b);
 	}
 }
@@ -262,24 +290,17 @@ void binds_commit(void)
 			*pp = b->next;
 			log_info("listener %s: no longer listening on %s", b->listener,
 				 b->addr.text);
-			if (b->addr.ss.ss_family == AF_UNIX && !upgrade_handed_over())
-				log_unlink(((const struct sockaddr_un *)&b->addr.ss)->sun_path,
-					   "socket");
+			unlink_unix(b);
 			drop_bound(b);
 			continue;
 		}
-		if (strcmp(b->listener, lc->name) != 0) {
-			char *name = strdup(lc->name);
-			if (name) {
-				log_info("listener %s: %s moves to listener %s", b->listener,
-					 b->addr.text, name);
-				free(b->listener);
-				b->listener = name;
-			}
-		}
-		b->slot = lc->slot;
-		for (struct listen_sock *ls = b->socks; ls; ls = ls->next)
-			atomic_store(&ls->slot, b->slot);
+		/* Named as the running file does: a binary upgrade hands the
+		 * sockets over by listener name and bind text. */
+		if (strcmp(b->listener, lc->name) != 0)
+			log_info("listener %s: %s moves to listener %s", b->listener, b->addr.text,
+				 lc->name);
+		replace_str(&b->listener, lc->name);
+		replace_str(&b->addr.text, b->next_text);
 		pp = &b->next;
 	}
 	while (reg.fresh) {
@@ -316,7 +337,18 @@ bool binds_collect(void)
 		ls->next = reg.closed;
 		reg.closed = ls;
 	}
-	return reg.dropped != NULL;
+	/* A worker that paused a socket on EMFILE holds it in its list until
+	 * the pause ends; it cannot pause it again, out of its epoll. */
+	for (struct listen_sock **pp = &reg.closed; *pp;) {
+		struct listen_sock *ls = *pp;
+		if (atomic_load(&ls->paused)) {
+			pp = &ls->next;
+			continue;
+		}
+		*pp = ls->next;
+		free(ls);
+	}
+	return reg.dropped || reg.closed;
 }
 
 long binds_list(struct upgrade_sock **out)
@@ -331,7 +363,7 @@ long binds_list(struct upgrade_sock **out)
 		return 0;
 	*out = calloc(n, sizeof(**out));
 	if (!*out)
-		return -1;
+		return -ENOMEM;
 	for (const struct bound *b = reg.live; b; b = b->next)
 		for (const struct listen_sock *ls = b->socks; ls; ls = ls->next) {
 			/* A unix bind's other sockets are duplicates of the first. */
@@ -350,14 +382,15 @@ void binds_free(void)
 		reg.live = b->next;
 		bound_free(b);
 	}
-	struct listen_sock *lists[] = {reg.dropped, reg.closed};
-	for (size_t i = 0; i < 2; i++)
-		while (lists[i]) {
-			struct listen_sock *ls = lists[i];
-			lists[i] = ls->next;
-			if (i == 0)
-				close(ls->fd);
-			free(ls);
-		}
-	reg.dropped = reg.closed = NULL;
+	while (reg.dropped) {
+		struct listen_sock *ls = reg.dropped;
+		reg.dropped = ls->next;
+		close(ls->fd);
+		free(ls);
+	}
+	while (reg.closed) {
+		struct listen_sock *ls = reg.closed;
+		reg.closed = ls->next;
+		free(ls);
+	}
 }

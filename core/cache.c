@@ -110,7 +110,7 @@ void cache_set_budget(struct cache *c, uint64_t budget)
 {
 	if (atomic_load_explicit(&c->budget, memory_order_relaxed) == budget)
 		return;
-	atomic_store_explicit(&c->budget, budget, memory_order_relaxed);
+	atomic_store_explicit(&c->budget, budget, memory_order_release);
 	for (unsigned i = 0; i < c->n_shards; i++) {
 		struct cache_shard *s = &c->shards[i];
 		pthread_mutex_lock(&s->lock);
@@ -123,7 +123,7 @@ void cache_set_budget(struct cache *c, uint64_t budget)
 
 uint64_t cache_budget(const struct cache *c)
 {
-	return atomic_load_explicit(&c->budget, memory_order_relaxed);
+	return atomic_load_explicit(&c->budget, memory_order_acquire);
 }
 
 uint64_t cache_max_object(const struct cache *c)

@@ -155,7 +155,8 @@ void conn_side_init(struct conn *c, struct side *s, int fd)
 	s->c = c;
 }
 
-void conn_accept(struct worker *w, uint32_t listener, int fd, const union conn_addr *peer)
+void conn_accept(struct worker *w, uint32_t listener, uint32_t bind, int fd,
+		 const union conn_addr *peer)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -168,6 +169,7 @@ void conn_accept(struct worker *w, uint32_t listener, int fd, const union conn_a
 	c->ops = &tcp_ops;
 	c->gen = gen_get(w->gen);
 	c->listener = listener;
+	c->bind = bind;
 	c->lc = &c->gen->cfg->listeners[listener];
 	c->peer = *peer;
 	c->start_ms = c->last_active_ms = w->now_ms;

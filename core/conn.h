@@ -89,6 +89,7 @@ struct conn {
 	struct gen *gen; /* one reference held */
 	const struct cfg_listener *lc;
 	uint32_t listener; /* index of lc in gen->cfg->listeners */
+	uint32_t bind; /* the id of the bind it came in on (cfg_addr.bind_id) */
 	uint32_t ttfb_ms; /* tcp mode: 1 + ms to the server's first byte; 0 = none yet */
 
 	struct side cli, srv;
@@ -107,8 +108,10 @@ struct conn {
 	struct lb_tried tried;
 };
 
-/* Worker thread: takes ownership of the accepted socket FD. */
-void conn_accept(struct worker *w, uint32_t listener, int fd, const union conn_addr *peer);
+/* Worker thread: takes ownership of FD, accepted on bind BIND of listener
+ * LISTENER (an index into the worker's generation). */
+void conn_accept(struct worker *w, uint32_t listener, uint32_t bind, int fd,
+		 const union conn_addr *peer);
 /* Hands an accepted connection to its listener's mode (after the PROXY
  * header, when the listener takes one). */
 void conn_start(struct conn *c);

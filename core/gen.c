@@ -6,7 +6,6 @@
 #include "core/gen.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #include "core/stats.h"
 #include "core/tls.h"
@@ -32,9 +31,6 @@ struct gen *gen_new(struct cfg *cfg, uint64_t number)
 	g->tls = tls_gen_new(cfg);
 	if (!g->tls || stats_assign_slots(g) < 0)
 		goto fail;
-	memset(g->listener_at, -1, sizeof(g->listener_at));
-	for (size_t i = 0; i < cfg->n_listeners; i++)
-		g->listener_at[cfg->listeners[i].slot] = (int16_t)i;
 	return g;
 fail:
 	/* The caller still owns cfg on failure. */
@@ -64,12 +60,22 @@ struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
 		g->pools[i] = i == index ? shell : parent->pools[i];
 	g->cfg = parent->cfg;
 	g->number = parent->number;
-	memcpy(g->listener_at, parent->listener_at, sizeof(g->listener_at));
 	atomic_init(&g->refs, 1);
 	g->parent = gen_get(parent);
 	g->shell = shell;
 	g->added = added;
 	return g;
+}
+
+int gen_listener_of_bind(const struct gen *g, uint32_t bind_id)
+{
+	const struct cfg *cfg = g->cfg;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		for (size_t k = 0; k < cfg->listeners[i].n_binds; k++)
+			if (cfg->listeners[i].binds[k].bind_id == bind_id)
+				return (int)i;
+	return -1;
 }
 
 /* A derived generation's own parts; the rest belongs to its parent. */

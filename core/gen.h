@@ -38,9 +38,6 @@ struct gen {
 	struct gen *parent; /* derived: owns cfg and the shared pools; else NULL */
 	struct lb_pool *shell; /* derived: the replaced pool */
 	struct lb_server *added; /* derived: the server the shell added */
-	/* By listener slot (cfg_listener.slot): its index in cfg->listeners,
-	 * or -1 when this generation has no such listener. */
-	int16_t listener_at[CFG_MAX_LISTENERS];
 };
 
 extern _Atomic(struct gen *) gen_current;
@@ -64,11 +61,9 @@ void gen_put(struct gen *g);
 struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
 		       struct lb_server *added);
 
-/* The index in G's cfg->listeners of the listener with slot SLOT, or -1. */
-static inline int gen_listener(const struct gen *g, uint32_t slot)
-{
-	return slot < CFG_MAX_LISTENERS ? g->listener_at[slot] : -1;
-}
+/* The index in G's cfg->listeners of the listener that has the bind
+ * BIND_ID (cfg_addr.bind_id), or -1 when G has no such bind. */
+int gen_listener_of_bind(const struct gen *g, uint32_t bind_id);
 
 /* The pool a listener or route points at, or NULL for index -1. */
 static inline struct lb_pool *gen_pool(const struct gen *g, int index)

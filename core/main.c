@@ -46,11 +46,12 @@ struct process {
 	struct gen *gen;
 	struct worker *workers;
 	int n_workers;
-	int n_ready; /* workers set up by worker_init (they own their sockets) */
+	int n_ready; /* workers set up by worker_init */
 	int sigfd;
 	int epfd;
 	uint64_t generation;
 	struct admin_host admin;
+	bool stopping; /* stop_all ran: the listeners are closed */
 };
 
 static struct cfg *load_config(const struct options *o)
@@ -284,20 +285,24 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
 	struct gen *g = NULL;
 
-	if (cfg && !stats_listener_names_fit(cfg)) {
+	if (p->stopping) {
+		/* The listeners are closed: a reload would open them again. */
+		cfg_errors_add(errs, "%s: fulcrum is stopping; no reload", p->opt.config);
+	} else if (upgrade_in_progress()) {
+		cfg_errors_add(errs, "%s: a binary upgrade is under way; no reload", p->opt.config);
+	} else if (cfg && !stats_listener_names_fit(cfg)) {
 		cfg_errors_add(errs,
 			       "%s: more than %d listener names since start-up; a restart "
 			       "forgets the old ones",
 			       p->opt.config, STATS_LISTENER_SLOTS);
-	} else if (cfg && check_access_log(p->gen->cfg, cfg, errs) == 0) {
+	} else if (cfg && check_access_log(p->gen->cfg, cfg, errs) == 0 &&
+		   binds_prepare(cfg, errs) == 0) {
 		g = gen_new(cfg, p->generation + 1);
-		if (!g)
+		if (!g) {
+			binds_abort();
 			cfg_errors_add(errs, "%s: out of memory", p->opt.config);
+		}
 		cfg = g ? NULL : cfg;
-	}
-	if (g && binds_prepare(g->cfg, errs) < 0) {
-		gen_put(g); /* and its cfg */
-		g = NULL;
 	}
 	if (!g) {
 		if (cfg)
@@ -365,6 +370,7 @@ static void stop_all(struct process *p, enum worker_cmd cmd)
 	for (int i = 0; i < p->n_workers; i++)
 		worker_send(&p->workers[i], cmd);
 	binds_drop_all();
+	p->stopping = true;
 }
 
 static void begin_upgrade(struct process *p)

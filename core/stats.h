@@ -7,10 +7,10 @@
  * generation carries it (stats_assign_slots) and keeps it for the process's
  * life, so counters survive reloads and pools keep their series when the
  * file reorders them. Listeners get slots the same way, by name, for their
- * counters (struct worker.stats) and their cache: a reload may add, remove
- * or reorder listeners, and a connection keeps counting where it started. A worker writes only its
- * own slots (relaxed stores, no locked instruction); the main thread sums them when /metrics is
- * read.
+ * counters (struct worker.stats) and their cache, since a reload may add,
+ * remove, rename or reorder listeners. A worker writes only its own slots
+ * (relaxed stores, no locked instruction); the main thread sums them when
+ * /metrics is read.
  */
 #ifndef FULCRUM_STATS_H
 #define FULCRUM_STATS_H

@@ -547,3 +547,8 @@ bool upgrade_handed_over(void)
 	/* Pending counts: the new process may already own the files. */
 	return up.state != UP_IDLE;
 }
+
+bool upgrade_in_progress(void)
+{
+	return up.state == UP_PENDING;
+}

@@ -107,5 +107,7 @@ int upgrade_timeout_ms(void);
 /* True once a new process started (and did not fail): the pid file and
  * the unix socket files are its, not to be removed at exit. */
 bool upgrade_handed_over(void);
+/* True while a new process is starting up on what this one handed it. */
+bool upgrade_in_progress(void);
 
 #endif

@@ -19,7 +19,7 @@
  * bounded number per wakeup then needs no bookkeeping to come back for the
  * rest, and on EMFILE the listener is paused for a moment rather than spun on.
  * The main thread adds and drops them (core/binds.c): a listening socket
- * names its listener by slot, which the worker looks up in its generation.
+ * names its bind, whose listener the worker looks up in its generation.
  */
 #include "core/worker.h"
 
@@ -121,21 +121,24 @@ static void refresh_gen(struct worker *w)
 		set_gen(w, g);
 }
 
+/* Stops watching LS for ACCEPT_PAUSE_MS. */
 static void pause_listener(struct listen_sock *ls)
 {
 	struct worker *w = ls->w;
 	struct epoll_event ev = {.events = 0, .data.ptr = &ls->h};
 
 	epoll_ctl(w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
-	if (!ls->paused) {
-		ls->paused = true;
+	if (!atomic_load(&ls->paused)) {
+		atomic_store(&ls->paused, true);
 		ls->paused_next = w->paused;
 		w->paused = ls;
 	}
+	timer_add(&w->timers, &w->accept_timer, w->now_ms + ACCEPT_PAUSE_MS);
 }
 
 /* A listener the main thread dropped meanwhile (live false) is left alone:
- * its fd may be closed already. */
+ * its fd may be closed already. Once paused is false the main thread may
+ * free it, so that goes last. */
 static void resume_listeners(struct timer *t)
 {
 	struct worker *w = container_of(t, struct worker, accept_timer);
@@ -145,9 +148,9 @@ static void resume_listeners(struct timer *t)
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ls->h};
 
 		w->paused = ls->paused_next;
-		ls->paused = false;
 		if (atomic_load(&ls->live))
 			epoll_ctl(w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
+		atomic_store(&ls->paused, false);
 	}
 }
 
@@ -175,14 +178,17 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	struct listen_sock *ls = container_of(h, struct listen_sock, h);
 	struct worker *w = ls->w;
 	uint64_t max = w->gen->cfg->global.max_connections;
-	/* Only while a reload is published and its sockets not yet swapped
-	 * can a live socket's listener be missing from the generation. */
-	int li = gen_listener(w->gen, atomic_load_explicit(&ls->slot, memory_order_relaxed));
+	int li = gen_listener_of_bind(w->gen, ls->bind);
 	(void)events;
 
-	if (li < 0 || !atomic_load(&ls->live))
+	/* A socket on its way out (its bind gone from the generation just
+	 * published, or a stop) until the main thread takes it from the
+	 * epoll: held back rather than spun on, level-triggered as it is. */
+	if (li < 0 || w->draining || !atomic_load(&ls->live)) {
+		pause_listener(ls);
 		return;
-	for (int i = 0; i < ACCEPTS_PER_EVENT && !w->draining; i++) {
+	}
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
 		union conn_addr peer;
 		socklen_t len = sizeof(peer);
 		int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -191,8 +197,6 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 				log_warn("worker %d: accept: %s; pausing listeners for %d ms",
 					 w->id, strerror(errno), ACCEPT_PAUSE_MS);
 				pause_listener(ls);
-				timer_add(&w->timers, &w->accept_timer,
-					  w->now_ms + ACCEPT_PAUSE_MS);
 			}
 			return; /* EAGAIN, or a transient error: level-triggered */
 		}
@@ -204,7 +208,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 			refuse(w, &w->gen->cfg->listeners[li], fd, &peer);
 			continue;
 		}
-		conn_accept(w, (uint32_t)li, fd, &peer);
+		conn_accept(w, (uint32_t)li, ls->bind, fd, &peer);
 	}
 }
 
@@ -335,11 +339,10 @@ int worker_init(struct worker *w, int id, struct gen *g)
 	return worker_watch(w, w->wake_fd, EPOLLIN | EPOLLET, &w->wake_h);
 }
 
-int worker_listen(struct worker *w, struct listen_sock *ls, uint32_t slot)
+int worker_listen(struct worker *w, struct listen_sock *ls)
 {
 	ls->w = w;
 	ls->h.fn = on_accept;
-	atomic_store(&ls->slot, slot);
 	atomic_store(&ls->live, true);
 	return worker_watch(w, ls->fd, EPOLLIN, &ls->h);
 }

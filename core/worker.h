@@ -70,12 +70,12 @@ struct upstream_pool {
 struct listen_sock {
 	struct ev_handler h;
 	int fd;
-	_Atomic uint32_t slot; /* the listener it serves, by cfg_listener.slot */
+	uint32_t bind; /* its bind's id (cfg_addr.bind_id): the listener that has it serves it */
 	_Atomic bool live; /* cleared before a reload or a stop drops it */
 	struct worker *w;
 	/* The worker's: its listeners paused on EMFILE. */
 	struct listen_sock *paused_next;
-	bool paused;
+	_Atomic bool paused; /* in that list (the main thread frees it only once out) */
 	/* The main thread's (core/binds.c). */
 	struct listen_sock *next;
 	uint64_t close_after; /* dropped: the worker's epoch once it is done with it */
@@ -140,9 +140,9 @@ extern _Atomic uint64_t worker_conns_total;
 
 /* Main thread: set up W (epoll, doorbell, buffers) for generation G. */
 int worker_init(struct worker *w, int id, struct gen *g);
-/* Main thread: LS (its fd open) becomes one of W's listening sockets,
- * serving the listener of slot SLOT; 0 or -errno. */
-int worker_listen(struct worker *w, struct listen_sock *ls, uint32_t slot);
+/* Main thread: LS (its fd open, its bind set) becomes one of W's listening
+ * sockets; 0 or -errno. */
+int worker_listen(struct worker *w, struct listen_sock *ls);
 /* Main thread: LS is no longer W's to accept from (its fd stays open).
  * Returns the epoch of W past which W no longer touches it. */
 uint64_t worker_unlisten(struct worker *w, struct listen_sock *ls);

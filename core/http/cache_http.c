@@ -72,11 +72,16 @@ static struct cache *cache_of(struct conn *c)
 
 void cache_http_drop_orphans(const struct gen *g)
 {
+	bool kept[MAX_LISTENERS] = {false};
+
+	for (size_t i = 0; i < g->cfg->n_listeners; i++)
+		kept[g->cfg->listeners[i].slot] = true;
 	for (uint32_t slot = 0; slot < MAX_LISTENERS; slot++) {
 		struct cache *k = atomic_load_explicit(&caches[slot], memory_order_acquire);
-		if (!k || gen_listener(g, slot) >= 0)
+		if (!k || kept[slot])
 			continue;
-		/* Connections of older generations size it no more (cache_of). */
+		/* Connections of older generations size it no more (cache_of):
+		 * who sees the budget at 0 (a release store) sees this too. */
 		atomic_store_explicit(&budget_gen[slot], g->number, memory_order_relaxed);
 		cache_set_budget(k, 0);
 	}

@@ -440,22 +440,32 @@ static void begin_request(struct conn *c, const struct http_head *h)
 
 /* A reload applies from the next request of a kept-alive connection on:
  * its routes, pools, ACLs and credentials, as Squid re-checks a request
- * after a reconfigure. A listener the reload removed, or whose mode
- * changed, cannot be taken over: its connection ends after this request. */
+ * after a reconfigure. The listener is the one that has the address the
+ * connection came in on now, as for a new connection there. An address
+ * the reload removed, or a listener of another mode or with TLS where
+ * there was none (or the reverse), cannot be taken over: the connection
+ * ends after this request. */
 static void take_current_gen(struct conn *c)
 {
 	struct gen *g = c->w->gen;
 
 	if (c->gen == g)
 		return;
-	int li = gen_listener(g, c->lc->slot);
-	if (li < 0 || g->cfg->listeners[li].mode != c->lc->mode || c->server_held)
+	int li = gen_listener_of_bind(g, c->bind);
+	if (li < 0 || c->server_held)
 		return;
+	const struct cfg_listener *lc = &g->cfg->listeners[li];
+	if (lc->mode != c->lc->mode || (lc->n_tls_certs > 0) != (c->lc->n_tls_certs > 0))
+		return;
+	if (lc->slot != c->lc->slot) { /* the address moved to another listener */
+		STAT_ADD(c->w->stats[c->lc->slot].active, -1);
+		STAT_ADD(c->w->stats[lc->slot].active, 1);
+	}
 	c->server = NULL; /* the last request's, which the old generation owns */
 	gen_put(c->gen);
 	c->gen = gen_get(g);
 	c->listener = (uint32_t)li;
-	c->lc = &g->cfg->listeners[li];
+	c->lc = lc;
 }
 
 void http_new_request(struct conn *c)

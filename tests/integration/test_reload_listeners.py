@@ -15,7 +15,7 @@ from harness import (SCALE, _listening_inet, _listening_unix, _socket_inodes, ch
                      echo_roundtrip, free_port, ini, name_via, recv_line, refused, wait_for)
 from test_admin import Admin, metric, parse_metrics
 from test_cache import Origin
-from test_http import close_backends_first, get, roundtrip
+from test_http import cbackend, client, close_backends_first, get, read_response, roundtrip
 
 
 def _conf(admin_port, listeners, servers, workers=2):
@@ -266,6 +266,106 @@ def test_a_listeners_cache_follows_its_name(ctx):
     reload("a", 3)
     check(x_cache() == "MISS", "a came back with what it held before it left")
     check(origin.count("/x") == 3, f"the origin saw {origin.count('/x')} requests, not 3")
+
+
+
+
+def _listening(pid):
+    """{inode: port} of PID's listening TCP sockets."""
+    mine, found = _socket_inodes(pid), {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in mine:
+                    found[parts[9]] = int(parts[1].rsplit(":", 1)[1], 16)
+    return found
+
+
+def _listening_ports(pid):
+    """{port: number of listening sockets} of PID."""
+    ports = {}
+    for port in _listening(pid).values():
+        ports[port] = ports.get(port, 0) + 1
+    return ports
+
+
+def test_two_listeners_on_any_port_survive_a_reload(ctx):
+    """Two listeners may both ask for any port of 127.0.0.1: a reload of
+    the same file keeps each on its own port, with its own sockets."""
+    admin_port = free_port()
+    b1, b2 = ctx.backend("name", name="b1"), ctx.backend("name", name="b2")
+    text = _conf(admin_port, [("a", "127.0.0.1:0", "p1"), ("b", "127.0.0.1:0", "p2")],
+                 {"p1": b1.server_line(), "p2": b2.server_line()})
+    f = ctx.fulcrum(text, wait=False)
+    adm = Admin(admin_port)
+    wait_for(lambda: len(_listening_ports(f.pid)) == 3, 5 * SCALE, what="two listeners and the admin")
+    before = {p: n for p, n in _listening_ports(f.pid).items() if p != admin_port}
+    names = sorted(name_via(("127.0.0.1", p)) for p in before)
+    check(names == ["b1", "b2"] and set(before.values()) == {2}, f"before: {before} {names}")
+    inodes = _listening(f.pid)
+    st, _, body = adm.call("POST", "/reload")
+    check(st == 200, f"reload: {st} {body!r}")
+    after = {p: n for p, n in _listening_ports(f.pid).items() if p != admin_port}
+    check(after == before, f"listening ports {before} became {after}")
+    check(sorted(name_via(("127.0.0.1", p)) for p in after) == ["b1", "b2"], "after the reload")
+    check("no longer listening" not in f.stderr(), "a listener was dropped")
+    check(inodes == _listening(f.pid), "listening sockets were opened or closed")
+    f.baseline_fds = f.fd_count()
+
+
+def test_no_reload_while_stopping(ctx):
+    """SIGTERM closes the listeners; a SIGHUP during the graceful stop must
+    not open them again (the draining workers would not accept on them)."""
+    pa = free_port()
+    site = Site(ctx, [("a", f"127.0.0.1:{pa}", "p1"), ("t", f"127.0.0.1:{free_port()}", "e")])
+    tport = int(site.f.conf_text.split("listener t]\nbind = 127.0.0.1:")[1].split("\n")[0])
+    tunnel = connect(("127.0.0.1", tport))
+    check(echo_roundtrip(tunnel, b"x"), "tunnel")
+    site.f.signal(signal.SIGTERM)
+    wait_for(lambda: refused(pa), 1.0 * SCALE, interval=0.02, what="the listeners to close")
+    site.f.signal(signal.SIGHUP)
+    wait_for(lambda: "stopping; no reload" in site.f.stderr(), 3 * SCALE,
+             what="the refused reload to be logged")
+    check(refused(pa), "a reload during the stop opened the listener again")
+    check(echo_roundtrip(tunnel, b"still"), "the tunnel during the stop")
+    tunnel.close()
+    check(site.f.wait_exit(5) == 0, "exit status after the stop")
+
+
+def test_keepalive_connection_follows_its_address(ctx):
+    """After a reload that swaps two listeners' binds, the next request on a
+    kept-alive connection is served by the listener that has its address
+    now, as a new connection there would be, and counts there."""
+    w1, w2 = cbackend(ctx, "w1"), cbackend(ctx, "w2")
+    px, py, admin_port = free_port(), free_port(), free_port()
+
+    def conf(x_bind, y_bind):
+        return ini(("global", {"workers": 1, "admin": f"127.0.0.1:{admin_port}",
+                               "access_log": "off"}),
+                   ("pool p1", {"check": "none", "server": w1.server_line()}),
+                   ("pool p2", {"check": "none", "server": w2.server_line()}),
+                   ("listener x", {"bind": x_bind, "pool": "p1"}),
+                   ("listener y", {"bind": y_bind, "pool": "p2"}))
+
+    f = ctx.fulcrum(conf(f"127.0.0.1:{px}", f"127.0.0.1:{py}"))
+    adm = Admin(admin_port)
+    r = client(px)
+    r.send(get("/"))
+    check(read_response(r).get("x-server") == "w1", "x before the swap")
+    with open(f.conf_path, "w") as fh:
+        fh.write(conf(f"127.0.0.1:{py}", f"127.0.0.1:{px}"))
+    st, _, body = adm.call("POST", "/reload")
+    check(st == 200, f"reload: {st} {body!r}")
+    r.send(get("/"))
+    check(read_response(r).get("x-server") == "w2", "the kept-alive connection after the swap")
+    m, _, _ = roundtrip(px, get("/"))
+    check(m.get("x-server") == "w2", "a new connection after the swap")
+    st, _, body = adm.call("GET", "/status")
+    active = {x["name"]: x["connections_active"] for x in json.loads(body)["listeners"]}
+    check(active == {"x": 0, "y": 1}, f"connections_active after the swap: {active}")
+    r.close()
 
 
 close_backends_first(globals())
