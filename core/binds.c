@@ -129,14 +129,32 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 	return 0;
 }
 
-static void start_serving(struct bound *b)
+/* Puts B's sockets in their workers' epolls. One that cannot be (out of
+ * memory, or of epoll watches) is closed rather than left in the port's
+ * SO_REUSEPORT group with nobody to accept its share of connections.
+ * Returns the first error (0: none). */
+static int start_serving(struct bound *b)
 {
-	for (struct listen_sock *ls = b->socks; ls; ls = ls->next) {
+	int first = 0;
+
+	for (struct listen_sock **pp = &b->socks; *pp;) {
+		struct listen_sock *ls = *pp;
 		int err = worker_listen(ls->w, ls);
-		if (err < 0)
-			log_error("listener %s: cannot watch %s on worker %d: %s", b->listener,
-				  b->addr.text, ls->w->id, strerror(-err));
+		if (!err) {
+			pp = &ls->next;
+			continue;
+		}
+		log_error("listener %s: cannot watch %s on worker %d: %s", b->listener,
+			  b->addr.text, ls->w->id, strerror(-err));
+		first = first ? first : err;
+		*pp = ls->next;
+		close(ls->fd);
+		free(ls);
 	}
+	b->tail = &b->socks;
+	while (*b->tail)
+		b->tail = &(*b->tail)->next;
+	return first;
 }
 
 int binds_open(struct cfg *cfg, struct worker *ws, int n)
@@ -159,9 +177,10 @@ int binds_open(struct cfg *cfg, struct worker *ws, int n)
 				return -1;
 			}
 			lc->binds[k].bind_id = b->id;
-			start_serving(b);
 			b->next = reg.live;
 			reg.live = b;
+			if (start_serving(b) < 0)
+				return -1; /* logged */
 		}
 	}
 	return 0;
