@@ -251,7 +251,7 @@ void conn_release_server(struct conn *c)
 {
 	if (c->srv.fd >= 0) {
 		io_free(&c->srv);
-		close(c->srv.fd);
+		worker_close(c->w, c->srv.fd);
 		c->srv.fd = -1;
 	}
 	if (c->server_held) {
@@ -294,7 +294,7 @@ void conn_close(struct conn *c, enum close_reason reason)
 	if (!c->http && reason != CR_NONE && reason != CR_CLIENT_RESET)
 		drain_client(c);
 	io_free(&c->cli);
-	close(c->cli.fd);
+	worker_close(c->w, c->cli.fd);
 	c->cli.fd = -1;
 	conn_release_server(c);
 	/* BYTES_OUT counts what the client was sent, not what was read for it. */

@@ -457,6 +457,9 @@ static void on_pipe(struct ev_handler *h, uint32_t events)
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
 	stop_watching();
+	/* Ready or gone, the child holds none of our fds but those handed
+	 * over (see upgrade_begin). */
+	atomic_store(&worker_fds_shared, false);
 	if (n == 1) {
 		up.state = UP_HANDED_OVER;
 		up.outcome = UPGRADE_READY;
@@ -499,8 +502,20 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 	/* The child inherits the signal mask, which blocks the signals fulcrum
 	 * takes through its signalfd: one sent before the new process set its
 	 * own up waits for it instead of killing it. */
-	if (!err)
+	if (!err) {
+		/* Until its exec has closed them, the child holds a copy of
+		 * every fd, so a worker closing one must take it out of its
+		 * epoll first (worker_close); every worker sees the flag once it
+		 * has passed a quiescent point. posix_spawn returns a little
+		 * before the close-on-exec copies are gone (the kernel lets a
+		 * vfork parent go on before it closes them), so the flag stays
+		 * until the child says it runs, or is gone (on_pipe). */
+		atomic_store(&worker_fds_shared, true);
+		workers_wait_quiescent();
 		err = -posix_spawn(&up.child, up.exe, NULL, NULL, up.argv, env);
+		if (err)
+			atomic_store(&worker_fds_shared, false);
+	}
 	free(env);
 	handover_free(&h);
 	if (err) {

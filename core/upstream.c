@@ -44,7 +44,7 @@ void upstream_close(struct upstream *u)
 	timer_del(&w->timers, &u->idle_timer);
 	if (u->s.fd >= 0) {
 		io_free(&u->s);
-		close(u->s.fd);
+		worker_close(w, u->s.fd);
 	}
 	if (u->gen)
 		gen_put(u->gen);

@@ -43,6 +43,7 @@
 #define LB_SEED_STRIDE 7919
 
 _Atomic uint64_t worker_conns_total;
+_Atomic bool worker_fds_shared;
 
 int worker_watch(struct worker *w, int fd, uint32_t events, struct ev_handler *h)
 {

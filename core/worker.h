@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/epoll.h>
+#include <unistd.h>
 
 #include "balancer/lb.h"
 #include "core/gen.h"
@@ -137,6 +139,21 @@ struct worker {
 
 /* Connections across all workers, for max_connections. */
 extern _Atomic uint64_t worker_conns_total;
+
+/* Set by the main thread while a binary upgrade's child may hold a copy of
+ * every fd (from its fork to its exec, core/upgrade.c). Closing an fd then
+ * does not end its epoll registration, which the copy keeps alive, and
+ * epoll would go on reporting events for a freed connection: worker_close
+ * takes the fd out of the epoll first. */
+extern _Atomic bool worker_fds_shared;
+
+/* Worker thread: closes FD, watched in W's epoll. */
+static inline void worker_close(struct worker *w, int fd)
+{
+	if (atomic_load(&worker_fds_shared))
+		epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+	close(fd);
+}
 
 /* Main thread: set up W (epoll, doorbell, buffers) for generation G. */
 int worker_init(struct worker *w, int id, struct gen *g);

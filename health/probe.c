@@ -36,6 +36,7 @@ void hc_probe_init(struct hc_probe *p)
 {
 	memset(p, 0, sizeof(*p));
 	p->fd = -1;
+	p->epfd = -1;
 	p->state = PROBE_IDLE;
 }
 
@@ -46,9 +47,15 @@ static bool finish_verdict(struct hc_probe *p)
 	if (p->ssl)
 		SSL_free(p->ssl);
 	p->ssl = NULL;
+	/* Out of the epoll before the close: a binary upgrade's child may
+	 * hold a copy of the fd for a moment (core/upgrade.h), and the
+	 * registration would outlive the close. A check is rare enough. */
+	if (p->fd >= 0 && p->epfd >= 0)
+		epoll_ctl(p->epfd, EPOLL_CTL_DEL, p->fd, NULL);
 	if (p->fd >= 0)
 		close(p->fd);
 	p->fd = -1;
+	p->epfd = -1;
 	p->state = PROBE_IDLE;
 	return true;
 }
@@ -312,6 +319,7 @@ bool hc_probe_start(struct hc_probe *p, const struct hc_check *chk, const struct
 		p->no_verdict = err_out_of_resources(errno);
 		return finish(p, false, "epoll_ctl: %s", strerror(errno));
 	}
+	p->epfd = epfd;
 	if (rc == 0)
 		return connected(p, chk);
 	return false;

@@ -41,6 +41,7 @@ enum hc_probe_state {
  * thread's per-server record; only that thread touches it. */
 struct hc_probe {
 	int fd;
+	int epfd; /* where fd is watched, -1 before it is */
 	SSL *ssl; /* NULL unless TLS */
 	enum hc_probe_state state;
 	size_t sent; /* bytes of the request written */

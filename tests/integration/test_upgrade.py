@@ -526,6 +526,46 @@ def test_upgrade_after_reloads_that_changed_listeners(ctx):
     new.check_alive()
 
 
+def test_upgrades_under_connection_churn(ctx):
+    """Six upgrades in a row while clients open and close connections
+    without pause, on the http and the tcp listener. Between the spawn of
+    the new process and its exec closing them, the child holds a copy of
+    every fd of the old one: a connection the old one closes then must
+    leave its workers' epolls first, or its events outlive it (a
+    use-after-free that the ASan run of this suite reports)."""
+    site = Site(ctx)
+    f = site.f
+    load = Load(site.http_port, n=3, keepalive=0)
+    stop, errors = threading.Event(), []
+
+    def tcp_churn():
+        while not stop.is_set():
+            try:
+                s = connect(("127.0.0.1", site.tcp_port))
+                if not echo_roundtrip(s, b"ping\n"):
+                    errors.append("echo")
+                s.close()
+            except (OSError, TestFailure) as e:
+                errors.append(repr(e))
+
+    churn = [threading.Thread(target=tcp_churn, daemon=True) for _ in range(2)]
+    for t in churn:
+        t.start()
+    try:
+        for i in range(6):
+            load.wait_more(30, f"requests before upgrade {i + 1}")
+            new = site.upgrade(f, f.conf_text)
+            _exit_status_soon(f, 10)
+            f = new
+    finally:
+        stop.set()
+        for t in churn:
+            t.join()
+    load.stop()
+    check(not errors, f"{len(errors)} tcp connections failed: {errors[:3]}")
+    f.check_alive()
+
+
 def test_failed_upgrade_keeps_serving(ctx):
     site = Site(ctx)
     f = site.f
