@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +96,10 @@ static int add_sock(struct bound *b, int fd, int worker)
 
 /* Opens B's socket for every worker at A (A takes the port the kernel
  * chose for a port 0). STARTUP: adopt what a binary upgrade handed over
- * first. 0, or -errno with *WHAT naming the step. */
+ * first. CHECK: make sure no other socket listens at A first (listener.h).
+ * 0, or -errno with *WHAT naming the step. */
 static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg_addr *a,
-		      int backlog, bool startup, const char **what)
+		      int backlog, bool startup, bool check, const char **what)
 {
 	for (int w = 0; w < reg.n; w++) {
 		int fd, err;
@@ -112,9 +114,7 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 			*what = "adopt";
 			fd = startup ? upgrade_adopt(lc->name, a, w, backlog) : -ENOENT;
 			if (fd == -ENOENT)
-				fd = listener_open(a, backlog,
-						   w == 0 && !(startup && upgrade_inherited()),
-						   what);
+				fd = listener_open(a, backlog, w == 0 && check, what);
 			if (fd < 0)
 				return fd;
 		}
@@ -167,7 +167,7 @@ int binds_open(struct cfg *cfg, struct worker *ws, int n)
 			const char *what = "bind";
 			struct bound *b = bound_new(lc, &lc->binds[k]);
 			int err = b ? open_bound(b, lc, &lc->binds[k], cfg->global.backlog, true,
-						 &what)
+						 !upgrade_inherited(), &what)
 				    : -ENOMEM;
 			if (err < 0) {
 				fprintf(stderr, "fulcrum: listener %s: %s %s: %s\n", lc->name, what,
@@ -217,14 +217,36 @@ static struct bound *find_live(const struct cfg_addr *a)
 	return NULL;
 }
 
-/* Sockets a recent reload dropped still listen until their workers let go
- * (a batch or so): one on an address this reload binds again would make
- * that bind fail. Gives them up to SETTLE_MS. */
+/* Whether a running bind has A's port: moving from 127.0.0.1:P to
+ * 0.0.0.0:P (or back) must not take fulcrum's own socket for another
+ * process's. (SO_REUSEPORT lets only sockets of the same user share.) */
+static bool port_is_ours(const struct cfg_addr *a)
+{
+	const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss;
+
+	if (a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6)
+		return false;
+	for (const struct bound *b = reg.live; b; b = b->next) {
+		const struct sockaddr_in *y = (const struct sockaddr_in *)&b->addr.ss;
+		/* sin_port and sin6_port sit at the same offset. */
+		if ((b->addr.ss.ss_family == AF_INET || b->addr.ss.ss_family == AF_INET6) &&
+		    x->sin_port && x->sin_port == y->sin_port)
+			return true;
+	}
+	return false;
+}
+
+/* Dropped sockets still listen until their workers let go (a batch or
+ * so): until then a client connecting to a removed address is queued, not
+ * refused, and a reload binding it again would fail. Waits up to SETTLE_MS
+ * for them to close; binds_collect takes any left later. */
 static void settle(void)
 {
-	for (int waited = 0; binds_collect() && waited < SETTLE_MS; waited++) {
-		poke_all();
+	poke_all();
+	for (int waited = 0; (binds_collect(), reg.dropped) && waited < SETTLE_MS; waited++) {
 		usleep(1000);
+		if (waited % 10 == 9)
+			poke_all();
 	}
 }
 
@@ -249,7 +271,8 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 				continue;
 			}
 			b = bound_new(lc, a);
-			int err = b ? open_bound(b, lc, a, cfg->global.backlog, false, &what)
+			int err = b ? open_bound(b, lc, a, cfg->global.backlog, false,
+						 !port_is_ours(a), &what)
 				    : -ENOMEM;
 			if (err < 0) {
 				cfg_errors_add(errs, "%s:%d: listener %s: cannot %s %s: %s",
@@ -330,7 +353,8 @@ void binds_commit(void)
 		b->next = reg.live;
 		reg.live = b;
 	}
-	poke_all();
+	/* The reload is answered once a removed address refuses connections. */
+	settle();
 }
 
 void binds_drop_all(void)
@@ -340,7 +364,7 @@ void binds_drop_all(void)
 		reg.live = b->next;
 		drop_bound(b); /* a unix file stays: see main's exit */
 	}
-	poke_all();
+	settle();
 }
 
 bool binds_collect(void)

@@ -42,7 +42,8 @@ struct inherited {
 	int fd;
 	char *listener; /* L: the listener's name; NULL for A */
 	char *addr; /* the bind or admin address, as written */
-	int idx; /* L: position among the entries of the same listener and bind */
+	struct cfg_addr bound; /* L: where the socket is bound (getsockname) */
+	int idx; /* L: position among the entries bound at the same address */
 	bool used;
 };
 
@@ -170,9 +171,14 @@ static const char *take_entry(char **f, int nf)
 		free(e->addr);
 		return "out of memory";
 	}
+	e->bound.len = sizeof(e->bound.ss);
+	if (getsockname(fd, (struct sockaddr *)&e->bound.ss, &e->bound.len) < 0)
+		e->bound.len = 0;
 	for (size_t i = 0; i < in.n; i++)
-		if (in.v[i].kind == e->kind && strcmp(in.v[i].addr, e->addr) == 0 &&
-		    (e->kind != 'L' || strcmp(in.v[i].listener, e->listener) == 0))
+		if (in.v[i].kind == e->kind &&
+		    (e->kind == 'L'
+			     ? e->bound.len && listener_bound_at(&in.v[i].bound.ss, &e->bound)
+			     : strcmp(in.v[i].addr, e->addr) == 0))
 			e->idx++;
 	in.n++;
 	return NULL;
@@ -261,14 +267,28 @@ static int claim(struct inherited *e, struct cfg_addr *a, int backlog)
 	return e->fd;
 }
 
+/* Whether E is a socket handed over for bind A of LISTENER: the same
+ * listener and bind as written, or else (for a bind that names its port)
+ * the same address, so that a file that renames a listener, moves a bind
+ * to another or writes it another way still gets the very socket. */
+static bool hands_over(const struct inherited *e, const char *listener, const struct cfg_addr *a,
+		       bool by_name)
+{
+	if (e->kind != 'L' || e->used)
+		return false;
+	if (by_name)
+		return strcmp(e->listener, listener) == 0 && strcmp(e->addr, a->text) == 0;
+	return e->bound.len && !listener_any_port(a) && listener_bound_at(&e->bound.ss, a);
+}
+
 int upgrade_adopt(const char *listener, struct cfg_addr *a, int worker, int backlog)
 {
-	for (size_t i = 0; i < in.n; i++) {
-		struct inherited *e = &in.v[i];
-		if (e->kind == 'L' && !e->used && e->idx == worker &&
-		    strcmp(e->listener, listener) == 0 && strcmp(e->addr, a->text) == 0)
-			return claim(e, a, backlog);
-	}
+	for (int by_name = 1; by_name >= 0; by_name--)
+		for (size_t i = 0; i < in.n; i++) {
+			struct inherited *e = &in.v[i];
+			if (e->idx == worker && hands_over(e, listener, a, by_name))
+				return claim(e, a, backlog);
+		}
 	return -ENOENT;
 }
 
@@ -279,13 +299,13 @@ int upgrade_adopt_surplus(const char *listener, struct cfg_addr *a, int worker, 
 	 * socket, which worker 0 adopted: nothing is queued in them. */
 	if (a->ss.ss_family == AF_UNIX)
 		return -ENOENT;
-	for (size_t i = 0; i < in.n; i++) {
-		struct inherited *e = &in.v[i];
-		if (e->kind == 'L' && !e->used && e->idx >= n_workers &&
-		    e->idx % n_workers == worker && strcmp(e->listener, listener) == 0 &&
-		    strcmp(e->addr, a->text) == 0)
-			return claim(e, a, backlog);
-	}
+	for (int by_name = 1; by_name >= 0; by_name--)
+		for (size_t i = 0; i < in.n; i++) {
+			struct inherited *e = &in.v[i];
+			if (e->idx >= n_workers && e->idx % n_workers == worker &&
+			    hands_over(e, listener, a, by_name))
+				return claim(e, a, backlog);
+		}
 	return -ENOENT;
 }
 

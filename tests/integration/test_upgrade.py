@@ -566,6 +566,27 @@ def test_upgrades_under_connection_churn(ctx):
     f.check_alive()
 
 
+def test_upgrade_to_a_file_that_renamed_a_listener(ctx):
+    """The new process adopts a socket by its address when the listener
+    that has it is renamed: the very sockets, so nothing queued in them is
+    reset; not a fresh bind beside them."""
+    site = Site(ctx)
+    old = site.f
+    load = Load(site.http_port)
+    load.wait_more(50, "requests before")
+    before = _listeners_of(old.pid, site.http_port)
+    text = old.conf_text.replace("[listener web]", "[listener www]")
+    site.rewrite(text)
+    new = site.upgrade(old, text)
+    check(_listeners_of(new.pid, site.http_port) == before,
+          "the renamed listener's sockets were not handed over")
+    load.wait_more(200, "requests after the upgrade")
+    _exit_status_soon(old, 10)
+    load.stop()
+    check("which this configuration does not use" not in old.stderr(),
+          "a socket handed over was closed")
+
+
 def test_failed_upgrade_keeps_serving(ctx):
     site = Site(ctx)
     f = site.f
