@@ -335,6 +335,10 @@ void upgrade_close_unused(void)
 				e->addr);
 		if (!e->used)
 			close(e->fd);
+		/* A unix listener gone from the file: its socket file goes too
+		 * (the old process leaves socket files to this one). */
+		if (!e->used && e->kind == 'L' && e->bound.ss.ss_family == AF_UNIX)
+			log_unlink(((const struct sockaddr_un *)&e->bound.ss)->sun_path, "socket");
 		free(e->listener);
 		free(e->addr);
 	}

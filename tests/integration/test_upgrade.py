@@ -587,6 +587,18 @@ def test_upgrade_to_a_file_that_renamed_a_listener(ctx):
           "a socket handed over was closed")
 
 
+def test_upgrade_to_a_file_without_a_unix_bind_removes_its_file(ctx):
+    site = Site(ctx, unix=True)
+    old = site.f
+    check(os.path.exists(site.unix_path), "no unix socket file")
+    text = _conf(site.http_port, site.tcp_port, site.admin_port, site.web, site.echo)
+    site.rewrite(text)
+    new = site.upgrade(old, text)
+    _exit_status_soon(old, 10)
+    check(not os.path.exists(site.unix_path), "the dropped unix bind's socket file stayed")
+    new.check_alive()
+
+
 def test_failed_upgrade_keeps_serving(ctx):
     site = Site(ctx)
     f = site.f
