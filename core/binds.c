@@ -19,7 +19,7 @@
 #include "core/log.h"
 #include "core/worker.h"
 
-/* How long a reload waits for the sockets a recent one dropped to close. */
+/* How long a reload or a stop waits for dropped sockets to close (settle). */
 #define SETTLE_MS 200
 
 /* One bind address: its socket on every worker. */
