@@ -127,7 +127,11 @@ static void conn_end(struct admin_conn *ac)
 {
 	if (ac->fd < 0)
 		return;
-	close(ac->fd); /* also takes it out of the epoll set */
+	/* Out of the epoll first: while a binary upgrade's child starts, it
+	 * holds a copy of the fd, and a close alone would not end the
+	 * registration (worker_close). The admin API is no hot path. */
+	epoll_ctl(admin.epfd, EPOLL_CTL_DEL, ac->fd, NULL);
+	close(ac->fd);
 	ac->fd = -1;
 	list_del(&ac->node);
 	list_add_tail(&admin.closed, &ac->node);

@@ -217,20 +217,28 @@ static struct bound *find_live(const struct cfg_addr *a)
 	return NULL;
 }
 
-/* Whether a running bind has A's port: moving from 127.0.0.1:P to
- * 0.0.0.0:P (or back) must not take fulcrum's own socket for another
- * process's. (SO_REUSEPORT lets only sockets of the same user share.) */
-static bool port_is_ours(const struct cfg_addr *a)
+static bool is_wildcard(const struct cfg_addr *a)
 {
-	const struct sockaddr_in *x = (const struct sockaddr_in *)&a->ss;
+	if (a->ss.ss_family == AF_INET)
+		return ((const struct sockaddr_in *)&a->ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)&a->ss)->sin6_addr);
+}
 
-	if (a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6)
+/* Whether a running bind of fulcrum's would clash with A (same family and
+ * port, and the same address or a wildcard on either side): moving from
+ * 127.0.0.1:P to 0.0.0.0:P (or back) must not take fulcrum's own socket
+ * for another process's. Anything else is checked as usual. */
+static bool clashes_with_ours(const struct cfg_addr *a)
+{
+	if ((a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6) || listener_any_port(a))
 		return false;
 	for (const struct bound *b = reg.live; b; b = b->next) {
-		const struct sockaddr_in *y = (const struct sockaddr_in *)&b->addr.ss;
 		/* sin_port and sin6_port sit at the same offset. */
-		if ((b->addr.ss.ss_family == AF_INET || b->addr.ss.ss_family == AF_INET6) &&
-		    x->sin_port && x->sin_port == y->sin_port)
+		if (b->addr.ss.ss_family != a->ss.ss_family ||
+		    ((const struct sockaddr_in *)&b->addr.ss)->sin_port !=
+			    ((const struct sockaddr_in *)&a->ss)->sin_port)
+			continue;
+		if (is_wildcard(a) || is_wildcard(&b->addr) || listener_bound_at(&b->addr.ss, a))
 			return true;
 	}
 	return false;
@@ -272,7 +280,7 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 			}
 			b = bound_new(lc, a);
 			int err = b ? open_bound(b, lc, a, cfg->global.backlog, false,
-						 !port_is_ours(a), &what)
+						 !clashes_with_ours(a), &what)
 				    : -ENOMEM;
 			if (err < 0) {
 				cfg_errors_add(errs, "%s:%d: listener %s: cannot %s %s: %s",

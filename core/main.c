@@ -578,7 +578,7 @@ int main(int argc, char **argv)
 	warn_fd_limit(cfg, fd_limit);
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
 		 p.n_workers, cfg->n_listeners, (unsigned long long)p.gen->number);
-	upgrade_ready();
+	upgrade_ready(cfg);
 
 	main_loop(&p);
 

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -53,6 +54,8 @@ static struct {
 	size_t n;
 	int ready_fd;
 	bool active;
+	char **gone; /* socket files of unix binds the file dropped, for upgrade_ready */
+	size_t n_gone;
 } in = {.ready_fd = -1};
 
 enum up_state { UP_IDLE, UP_PENDING, UP_HANDED_OVER };
@@ -286,8 +289,11 @@ int upgrade_adopt(const char *listener, struct cfg_addr *a, int worker, int back
 	for (int by_name = 1; by_name >= 0; by_name--)
 		for (size_t i = 0; i < in.n; i++) {
 			struct inherited *e = &in.v[i];
-			if (e->idx == worker && hands_over(e, listener, a, by_name))
-				return claim(e, a, backlog);
+			int fd = e->idx == worker && hands_over(e, listener, a, by_name)
+					 ? claim(e, a, backlog)
+					 : -ENOENT;
+			if (fd != -ENOENT) /* not one bound elsewhere now */
+				return fd;
 		}
 	return -ENOENT;
 }
@@ -302,9 +308,12 @@ int upgrade_adopt_surplus(const char *listener, struct cfg_addr *a, int worker, 
 	for (int by_name = 1; by_name >= 0; by_name--)
 		for (size_t i = 0; i < in.n; i++) {
 			struct inherited *e = &in.v[i];
-			if (e->idx >= n_workers && e->idx % n_workers == worker &&
-			    hands_over(e, listener, a, by_name))
-				return claim(e, a, backlog);
+			int fd = e->idx >= n_workers && e->idx % n_workers == worker &&
+						 hands_over(e, listener, a, by_name)
+					 ? claim(e, a, backlog)
+					 : -ENOENT;
+			if (fd != -ENOENT)
+				return fd;
 		}
 	return -ENOENT;
 }
@@ -336,9 +345,19 @@ void upgrade_close_unused(void)
 		if (!e->used)
 			close(e->fd);
 		/* A unix listener gone from the file: its socket file goes too
-		 * (the old process leaves socket files to this one). */
-		if (!e->used && e->kind == 'L' && e->bound.ss.ss_family == AF_UNIX)
-			log_unlink(((const struct sockaddr_un *)&e->bound.ss)->sun_path, "socket");
+		 * (the old process leaves them to this one), once this process
+		 * runs (upgrade_ready). */
+		if (!e->used && e->kind == 'L' && e->bound.ss.ss_family == AF_UNIX) {
+			char *path = strdup(((const struct sockaddr_un *)&e->bound.ss)->sun_path);
+			char **grown =
+				path ? realloc(in.gone, (in.n_gone + 1) * sizeof(*grown)) : NULL;
+			if (grown) {
+				in.gone = grown;
+				in.gone[in.n_gone++] = path;
+			} else {
+				free(path);
+			}
+		}
 		free(e->listener);
 		free(e->addr);
 	}
@@ -347,18 +366,47 @@ void upgrade_close_unused(void)
 	in.n = 0;
 }
 
-void upgrade_ready(void)
+/* Whether PATH is the socket file of one of CFG's unix binds (written
+ * another way, "/run//x.sock", it was not adopted, and this process bound
+ * its own there). */
+static bool unix_path_in_use(const struct cfg *cfg, const char *path)
 {
-	if (in.ready_fd < 0)
-		return;
-	ssize_t n;
-	do
-		n = write(in.ready_fd, "R", 1);
-	while (n < 0 && errno == EINTR);
-	if (n != 1)
-		log_error("upgrade: cannot tell the old process to hand over: %s", strerror(errno));
-	close(in.ready_fd);
-	in.ready_fd = -1;
+	struct stat a, b;
+
+	if (stat(path, &a) < 0)
+		return false;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		for (size_t k = 0; k < cfg->listeners[i].n_binds; k++) {
+			const struct cfg_addr *x = &cfg->listeners[i].binds[k];
+			if (x->ss.ss_family == AF_UNIX &&
+			    stat(((const struct sockaddr_un *)&x->ss)->sun_path, &b) == 0 &&
+			    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+				return true;
+		}
+	return false;
+}
+
+void upgrade_ready(const struct cfg *cfg)
+{
+	if (in.ready_fd >= 0) {
+		ssize_t n;
+		do
+			n = write(in.ready_fd, "R", 1);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			log_error("upgrade: cannot tell the old process to hand over: %s",
+				  strerror(errno));
+		close(in.ready_fd);
+		in.ready_fd = -1;
+	}
+	for (size_t i = 0; i < in.n_gone; i++) {
+		if (!unix_path_in_use(cfg, in.gone[i]))
+			log_unlink(in.gone[i], "socket");
+		free(in.gone[i]);
+	}
+	free(in.gone);
+	in.gone = NULL;
+	in.n_gone = 0;
 }
 
 /* ----------------------------------------------------------- old side -- */
@@ -551,7 +599,17 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 	up.pipe_fd = pipefd[0];
 	up.epfd = epfd;
 	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &up.h};
-	epoll_ctl(epfd, EPOLL_CTL_ADD, up.pipe_fd, &ev);
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, up.pipe_fd, &ev) < 0) {
+		/* Without its pipe watched the child could never take over. */
+		err = -errno;
+		log_error("upgrade: cannot watch the new process: %s; stopping it", strerror(-err));
+		kill(up.child, SIGKILL);
+		waitpid(up.child, NULL, 0);
+		close(up.pipe_fd);
+		up.pipe_fd = -1;
+		atomic_store(&worker_fds_shared, false);
+		return err;
+	}
 	up.state = UP_PENDING;
 	up.killed = false;
 	up.deadline_ms = clock_ms() + UPGRADE_READY_TIMEOUT_MS;

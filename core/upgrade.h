@@ -73,8 +73,9 @@ int upgrade_adopt_admin(const char *text, const struct cfg_addr *a, int backlog)
  * sockets handed over that nothing adopted (listeners the new
  * configuration dropped). */
 void upgrade_close_unused(void);
-/* Once the workers run: tells the old process to hand over. */
-void upgrade_ready(void);
+/* Once the workers run: tells the old process to hand over, then removes
+ * the socket files of unix binds CFG dropped. */
+void upgrade_ready(const struct cfg *cfg);
 
 /* --- the old process ---------------------------------------------------- */
 

@@ -599,6 +599,26 @@ def test_upgrade_to_a_file_without_a_unix_bind_removes_its_file(ctx):
     new.check_alive()
 
 
+def test_upgrade_keeps_a_unix_socket_file_written_another_way(ctx):
+    """A unix bind written another way in the new file ("dir//x.sock") is
+    not adopted; the new process binds its own socket there, and the file,
+    now its own, must stay."""
+    site = Site(ctx, unix=True)
+    old = site.f
+    d, name = os.path.split(site.unix_path)
+    text = old.conf_text.replace(f"unix:{site.unix_path}", f"unix:{d}//{name}")
+    site.rewrite(text)
+    new = site.upgrade(old, text)
+    _exit_status_soon(old, 10)
+    check(os.path.exists(site.unix_path), "the new process's socket file was removed")
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(5 * SCALE)
+    s.connect(site.unix_path)
+    check(echo_roundtrip(s, b"still there"), "the unix listener after the upgrade")
+    s.close()
+    new.check_alive()
+
+
 def test_failed_upgrade_keeps_serving(ctx):
     site = Site(ctx)
     f = site.f

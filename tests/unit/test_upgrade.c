@@ -71,7 +71,8 @@ Test(upgrade, no_environment_is_a_plain_start)
 	cr_assert_eq(upgrade_adopt("web", &a, 0, 16), -ENOENT);
 	cr_assert_eq(upgrade_adopt_admin("127.0.0.1:9900", &a, 16), -ENOENT);
 	upgrade_close_unused();
-	upgrade_ready();
+	struct cfg none = {0};
+	upgrade_ready(&none);
 }
 
 Test(upgrade, adopts_by_listener_bind_and_worker)
@@ -108,7 +109,8 @@ Test(upgrade, adopts_by_listener_bind_and_worker)
 
 	upgrade_close_unused();
 	cr_assert(is_open(s0) && is_open(s1) && is_open(adm));
-	upgrade_ready();
+	struct cfg none = {0};
+	upgrade_ready(&none);
 	char c = 0;
 	cr_assert_eq(read(ready[0], &c, 1), 1);
 	cr_assert_eq(c, 'R');
