@@ -133,4 +133,11 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
  * balancer, with the pool's retries; the request then goes out. */
 void http_connect_server(struct conn *c);
 
+/* pick.c: the request's key for the hashing balances (hash_key, falling
+ * back to the client address), and the server its sticky cookie names
+ * while that one is valid and usable, or NULL (hc->set_cookie tells
+ * whether the answer must set the cookie). */
+uint64_t http_request_key(const struct conn *c, const struct http_head *h, const char *buf);
+struct lb_server *http_sticky_server(struct conn *c, const struct http_head *h, const char *buf);
+
 #endif
