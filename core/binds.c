@@ -316,6 +316,16 @@ void binds_abort(void)
 	}
 }
 
+/* A removed address refuses connections from now on, however long its
+ * workers take to let go of the fds: shutdown() ends a listen (the kernel
+ * unhashes the socket) and leaves the fd open. Only for a reload: at a
+ * stop after an upgrade the sockets live on in the new process. */
+static void stop_listening(const struct bound *b)
+{
+	for (const struct listen_sock *ls = b->socks; ls; ls = ls->next)
+		shutdown(ls->fd, SHUT_RD);
+}
+
 /* Takes B's sockets out of the workers' epolls, to be closed by
  * binds_collect, and frees B. */
 static void drop_bound(struct bound *b)
@@ -341,6 +351,7 @@ void binds_commit(void)
 			log_info("listener %s: no longer listening on %s", b->listener,
 				 b->addr.text);
 			unlink_unix(b);
+			stop_listening(b);
 			drop_bound(b);
 			continue;
 		}

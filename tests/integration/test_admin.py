@@ -549,8 +549,10 @@ def test_admin_out_of_descriptors_does_not_spin(ctx):
     try:
         for _ in range(70):  # past the limit: the rest wait in the backlog
             clients.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-        time.sleep(0.3)
+        wait_for(lambda: f.fd_count() >= 64, 3 * SCALE, what="fulcrum out of descriptors")
         socket.create_connection(("127.0.0.1", adm.port), timeout=2).close()
+        wait_for(lambda: "admin: out of file descriptors" in f.stderr(), 2 * SCALE,
+                 what="the admin API's pause")
 
         def main_thread_ticks():
             with open(f"/proc/{f.pid}/task/{f.pid}/stat") as fh:

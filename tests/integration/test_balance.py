@@ -7,6 +7,7 @@ import time
 
 from harness import (SCALE, check, closed_port, connect, free_port, ini, name_via, recv_line,
                      tcp_conf, wait_for)
+from test_admin import Admin
 
 
 def _names(ctx, *names):
@@ -116,7 +117,9 @@ def test_disabled_server_gets_nothing(ctx):
 def test_leastconn(ctx):
     bs = _names(ctx, "s1", "s2", "s3")
     port = free_port()
-    ctx.fulcrum(tcp_conf(port, [b.server_line() for b in bs], glob={"workers": 2},
+    ap = free_port()
+    ctx.fulcrum(tcp_conf(port, [b.server_line() for b in bs],
+                         glob={"workers": 2, "admin": f"127.0.0.1:{ap}"},
                          pool={"balance": "leastconn"}))
     held = []  # (socket, server name)
     try:
@@ -134,7 +137,9 @@ def test_leastconn(ctx):
                 s.close()
         held = [(s, n) for s, n in held if n != victim]
         wait_for(lambda: vb.active == 0, 3 * SCALE, what="the freed server's connections to close")
-        time.sleep(0.3 * SCALE)  # fulcrum drops its count when it closes its side
+        # fulcrum drops its count when it closes its side, a moment later
+        wait_for(lambda: Admin(ap).server("p", victim)["connections_active"] == 0, 3 * SCALE,
+                 what="fulcrum's count of the freed server")
         for _ in range(3):
             s = connect(("127.0.0.1", port))
             n = recv_line(s).decode().strip()

@@ -20,6 +20,7 @@ import subprocess
 import time
 
 from harness import (SCALE, TestFailure, check, connect, free_port, ini, recv_line, wait_for)
+from test_admin import Admin
 from test_http import BACKEND_BIN, Reader, close_backends_first, get, read_response
 
 # ------------------------------------------------------------ helpers ----
@@ -443,7 +444,8 @@ def _bounded(ctx, balance):
     n_srv = 4
     bs = [ctx.backend("name", name=f"s{i}") for i in range(1, n_srv + 1)]
     port = free_port()
-    g = {"workers": 2, "admin": "", "access_log": "off", "log_level": "info"}
+    ap = free_port()
+    g = {"workers": 2, "admin": f"127.0.0.1:{ap}", "access_log": "off", "log_level": "info"}
     p = {"balance": balance, "hash_key": "client_ip", "hash_balance_factor": 125,
          "check": "none", "connect_timeout": "1s", "server": [b.server_line() for b in bs]}
     l = {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p"}
@@ -487,6 +489,11 @@ def _bounded(ctx, balance):
             s.close()
     held[:] = keep
     wait_for(lambda: sum(loads()) == len(held), 5 * SCALE, what="closed connections to end")
+    # The backends count a close before fulcrum has read it; the bound
+    # follows fulcrum's own counts.
+    adm = Admin(ap)
+    wait_for(lambda: sum(x["connections_active"] for x in adm.status()["pools"][0]["servers"])
+             == len(held), 5 * SCALE, what="fulcrum's own loads to drop")
     for _ in range(30):
         open_one(False)
     for s, _ in held:

@@ -315,7 +315,7 @@ def test_http_check(ctx):
               "the DOWN line of the server answering garbage")
     check(not _log_has(f, r"server p/(good|redir) DOWN"), "a server answering 200 or 302 went down")
 
-    head = good.heads[0]
+    head = wait_for(lambda: good.heads, 3 * SCALE, what="a check at good")[0]
     lines = head.split("\r\n")
     check(lines[0] == "GET /healthz?x=1 HTTP/1.1", f"request line {lines[0]!r}")
     check(f"Host: {good.addr}" in lines, f"Host is not the server's address: {head!r}")
@@ -336,7 +336,8 @@ def test_http_check_host_and_expect(ctx):
     pool = dict(FAST, check="http GET / expect=200 host=health.example")
     f = ctx.fulcrum(tcp_conf(port, [s.server_line(), t.server_line()], pool=pool))
     _wait_log(f, r"server p/s DOWN: HTTP status 204 \(2/2\)$", 3, "204 outside expect=200")
-    check("Host: health.example" in t.heads[0].split("\r\n"), f"host= not sent: {t.heads[0]!r}")
+    head = wait_for(lambda: t.heads, 3 * SCALE, what="a check at t")[0]
+    check("Host: health.example" in head.split("\r\n"), f"host= not sent: {head!r}")
     check(not _log_has(f, r"server p/t DOWN"), "the 200 server went down")
     f.check_fds_settled()
 

@@ -18,10 +18,10 @@ from test_cache import Origin
 from test_http import cbackend, client, close_backends_first, get, read_response, roundtrip
 
 
-def _conf(admin_port, listeners, servers, workers=2):
+def _conf(admin_port, listeners, servers, workers=2, access_log="off"):
     """LISTENERS: [(name, binds, pool)]; SERVERS: {pool: server line}."""
     sections = [("global", {"workers": workers, "admin": f"127.0.0.1:{admin_port}",
-                            "access_log": "off", "log_level": "info"})]
+                            "access_log": access_log, "log_level": "info"})]
     for pool, line in servers.items():
         sections.append((f"pool {pool}", {"check": "none", "connect_timeout": "1s",
                                           "server": line}))
@@ -31,8 +31,9 @@ def _conf(admin_port, listeners, servers, workers=2):
 
 
 class Site:
-    def __init__(self, ctx, listeners, workers=2):
+    def __init__(self, ctx, listeners, workers=2, access_log="off"):
         self.ctx = ctx
+        self.access_log = access_log
         self.admin_port = free_port()
         self.b1 = ctx.backend("name", name="b1")
         self.b2 = ctx.backend("name", name="b2")
@@ -40,7 +41,7 @@ class Site:
         self.servers = {"p1": self.b1.server_line(), "p2": self.b2.server_line(),
                         "e": self.echo.server_line()}
         self.workers = workers
-        self.f = ctx.fulcrum(_conf(self.admin_port, listeners, self.servers, workers))
+        self.f = ctx.fulcrum(_conf(self.admin_port, listeners, self.servers, workers, access_log))
         self.adm = Admin(self.admin_port)
         self.generation = 1
 
@@ -48,7 +49,8 @@ class Site:
         """Rewrites the file and reloads by SIGHUP; waits for the new
         generation."""
         with open(self.f.conf_path, "w") as fh:
-            fh.write(_conf(self.admin_port, listeners, self.servers, self.workers))
+            fh.write(_conf(self.admin_port, listeners, self.servers, self.workers,
+                           self.access_log))
         self.generation += 1
         mark = len(self.f.stderr())
         self.f.signal(signal.SIGHUP)

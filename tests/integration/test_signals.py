@@ -253,6 +253,9 @@ def test_stop_logs_requests_it_cut_short(ctx):
         part = connect(("127.0.0.1", port))
         part.sendall(b"GET /partial HTTP/1.1\r\nHost: x\r\n")
         empty = connect(("127.0.0.1", port))
+        # Both accepted (a client still in the backlog at the stop is the
+        # kernel's), and the partial head read.
+        wait_for(lambda: f.fd_count() >= f.baseline_fds + 2, 2 * SCALE, what="both accepted")
         time.sleep(0.2)
         f.signal(sig)
         check(f.wait_exit(5) == 0, f"{sig.name}: exit status")

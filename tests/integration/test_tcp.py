@@ -257,7 +257,8 @@ def test_retry_after_a_reload_that_removed_every_pool(ctx):
     f = ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}", good.server_line()],
                              pool={"connect_timeout": "700ms", "retries": 1}))
     s = connect(_addr(port))  # round robin: the first goes to the hole
-    time.sleep(0.2)
+    wait_for(lambda: f.fd_count() >= f.baseline_fds + 2, 2 * SCALE,
+             what="the connection accepted and connecting")
     with open(f.conf_path, "w") as fh:
         fh.write(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
                      ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "forward"})))

@@ -766,7 +766,7 @@ def _stalled_clients_closed(ctx, port, served):
     half.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20)
     t0 = time.monotonic()
     served()
-    check(time.monotonic() - t0 < 0.9, "serving another client waited for the stalled ones")
+    check(time.monotonic() - t0 < 0.9 * SCALE, "serving another client waited for the stalled ones")
     for s, what in ((silent, "silent client"), (half, "half a ClientHello")):
         took = closed_by_peer(s, 5 * SCALE)
         check(took is not None, f"{what} still open after {5 * SCALE:.0f}s")

@@ -283,7 +283,7 @@ class Site:
         self.unix_path = ctx.path("t.sock") if unix else None
         self.pidfile = ctx.path("fulcrum.pid")
         self.f = ctx.fulcrum(self.conf(workers), args=["-p", self.pidfile])
-        check(self.pid_in_file() == self.f.pid, "the pid file does not hold the pid")
+        wait_for(lambda: self.pid_in_file() == self.f.pid, 2 * SCALE, what="the pid file")
 
     def conf(self, workers=2, balance="roundrobin"):
         return _conf(self.http_port, self.tcp_port, self.admin_port, self.web, self.echo,
@@ -595,7 +595,9 @@ def test_upgrade_to_a_file_without_a_unix_bind_removes_its_file(ctx):
     site.rewrite(text)
     new = site.upgrade(old, text)
     _exit_status_soon(old, 10)
-    check(not os.path.exists(site.unix_path), "the dropped unix bind's socket file stayed")
+    # The new process removes it just after it reports ready.
+    wait_for(lambda: not os.path.exists(site.unix_path), 2 * SCALE,
+             what="the dropped unix bind's socket file to go")
     new.check_alive()
 
 
@@ -636,7 +638,9 @@ def test_failed_upgrade_keeps_serving(ctx):
     check(re.search(r"upgrade failed: the new process \d+ exited with status 1", tail),
           f"the failure does not say why:\n{tail}")
     check(re.search(r"\.ini:\d+: ", tail), f"the configuration error is not logged:\n{tail}")
-    check(site.pid_in_file() == f.pid, "the pid file does not hold the running process")
+    # Written back just after the failure is logged.
+    wait_for(lambda: site.pid_in_file() == f.pid, 2 * SCALE,
+             what="the pid file to hold the running process again")
     load.wait_more(200, "requests after the failed upgrade")
     tunnel.still_carries("after the failed upgrade")
     check(site.admin_healthz(), "the admin API does not answer after the failed upgrade")
