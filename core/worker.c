@@ -405,6 +405,12 @@ void worker_request_sweep(struct worker *w)
 	worker_poke(w);
 }
 
+uint64_t worker_quiescent_epoch(struct worker *w)
+{
+	uint64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);
+	return e % 2 == 0 ? e : e + 1;
+}
+
 void worker_wait_quiescent(struct worker *w)
 {
 	uint64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);

@@ -176,6 +176,9 @@ void worker_request_sweep(struct worker *w);
 /* Main thread: waits until W has passed a quiescent point (asleep in
  * epoll_wait, or one more batch done) after this call began. */
 void worker_wait_quiescent(struct worker *w);
+/* The epoch past which (worker_past) W has passed a quiescent point after
+ * this call: worker_wait_quiescent without the wait. */
+uint64_t worker_quiescent_epoch(struct worker *w);
 void worker_join(struct worker *w);
 
 /* --- Registry of the running workers (for the health thread) ------------
