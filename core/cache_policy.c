@@ -149,12 +149,15 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 
 	cc_init(&cc);
 	memset(out, 0, sizeof(*out));
-	out->if_none_match = out->if_modified_since = -1;
+	out->if_none_match = out->if_modified_since = out->range_field = -1;
 	for (unsigned i = 0; i < h->header_count; i++) {
 		const struct http_header *hd = &h->headers[i];
 		switch (hd->name.len) {
 		case 5:
-			out->range |= name_is(buf, hd, "range", 5);
+			if (name_is(buf, hd, "range", 5)) {
+				out->range_field = out->range ? -1 : (int)i;
+				out->range = true;
+			}
 			break;
 		case 6:
 			if (name_is(buf, hd, "pragma", 6))
@@ -162,8 +165,8 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 			break;
 		case 8:
 			out->precondition |= name_is(buf, hd, "if-match", 8);
-			out->conditional |=
-				name_is(buf, hd, "if-match", 8) || name_is(buf, hd, "if-range", 8);
+			out->if_range |= name_is(buf, hd, "if-range", 8);
+			out->conditional |= name_is(buf, hd, "if-match", 8) || out->if_range;
 			break;
 		case 13:
 			if (name_is(buf, hd, "cache-control", 13))
@@ -207,6 +210,51 @@ static void strip_weak(const char **t, size_t *n)
 		*t += 2;
 		*n -= 2;
 	}
+}
+
+/* Reads the digits at *P (before END) into *V, saturating; false if none. */
+static bool range_pos(const char **p, const char *end, uint64_t *v)
+{
+	const char *s = *p;
+
+	*v = 0;
+	for (; *p < end && **p >= '0' && **p <= '9'; (*p)++) {
+		unsigned d = (unsigned)(**p - '0');
+		*v = *v > (UINT64_MAX - d) / 10 ? UINT64_MAX : *v * 10 + d;
+	}
+	return *p > s;
+}
+
+int cache_byte_range(const char *v, size_t n, uint64_t len, uint64_t *first, uint64_t *last)
+{
+	const char *p = v, *end = v + n;
+	uint64_t a, b;
+
+	if (n < 6 || !http_token_eq(p, 5, "bytes") || p[5] != '=')
+		return 0;
+	p += 6;
+	if (memchr(p, ',', (size_t)(end - p)))
+		return 0;
+	if (p < end && *p == '-') {
+		p++;
+		if (!range_pos(&p, end, &b) || p != end)
+			return 0;
+		if (b == 0 || len == 0)
+			return -1;
+		*first = b >= len ? 0 : len - b;
+		*last = len - 1;
+		return 1;
+	}
+	if (!range_pos(&p, end, &a) || p == end || *p++ != '-')
+		return 0;
+	bool open = p == end;
+	if (!open && (!range_pos(&p, end, &b) || p != end || b < a))
+		return 0;
+	if (a >= len)
+		return -1;
+	*first = a;
+	*last = open || b >= len ? len - 1 : b;
+	return 1;
 }
 
 bool cache_not_modified(const struct cache_req_policy *rp, const struct http_head *h,

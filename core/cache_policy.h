@@ -28,6 +28,8 @@ struct cache_req_policy {
 	bool conditional; /* If-None-Match, If-Modified-Since, If-Match, ... */
 	bool precondition; /* If-Match or If-Unmodified-Since: for the server to judge */
 	bool range; /* a Range field */
+	bool if_range; /* an If-Range field */
+	int range_field; /* index of the Range field when there is one only, else -1 */
 	bool only_if_cached; /* answer from the cache or 504, never ask the server */
 	int64_t max_age_s, min_fresh_s; /* the client's limits on a stored answer; -1: none */
 	int if_none_match, if_modified_since; /* indexes of the first such fields, or -1 */
@@ -45,6 +47,16 @@ void cache_request_policy(const struct http_head *h, const char *buf, struct cac
 bool cache_not_modified(const struct cache_req_policy *rp, const struct http_head *h,
 			const char *buf, const char *etag, size_t etag_len,
 			const char *last_modified, size_t lm_len);
+
+/*
+ * RFC 9110 §14.1.2: the range a Range field value V[0, N) asks of a body of
+ * LEN bytes, when it asks for one ("bytes=FIRST-LAST", "bytes=FIRST-",
+ * "bytes=-SUFFIX"). Returns 1 with [*FIRST, *LAST] (LAST included) when it
+ * overlaps the body, -1 when it does not (416), and 0 when the field is to
+ * be ignored (another unit, several ranges, not a valid range): the whole
+ * body is the answer then, as §14.2 allows.
+ */
+int cache_byte_range(const char *v, size_t n, uint64_t len, uint64_t *first, uint64_t *last);
 
 /* What a response allows, worked out when it arrives. */
 struct cache_resp_policy {

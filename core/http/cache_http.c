@@ -209,13 +209,92 @@ void cache_http_queue_entry(struct conn *c, struct cache_entry *e, bool head_onl
 	hc->resp_started = true;
 }
 
-/* Answers the request from E, a fresh entry: the HP_REPLY phase writes it
- * and ends the request like any other reply. */
-static void serve(struct conn *c, struct cache_entry *e, bool head_only)
+/* Where the Content-Length line of E's head is: [*AT, *AT + *LEN). False
+ * when there is none. */
+static bool find_length_line(const struct cache_entry *e, size_t *at, size_t *len)
+{
+	const char *p = memchr(e->head, '\n', e->head_len), *end = e->head + e->head_len;
+
+	for (p = p ? p + 1 : end; p < end;) {
+		const char *lf = memchr(p, '\n', (size_t)(end - p));
+		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		if (n > 15 && p[14] == ':' && strncasecmp(p, "content-length", 14) == 0) {
+			*at = (size_t)(p - e->head);
+			*len = n;
+			return true;
+		}
+		p += n;
+	}
+	return false;
+}
+
+/*
+ * Queues the part [FIRST, LAST] of E's body as a 206 (RFC 9110 §15.3.7):
+ * the stored head with its status line and Content-Length replaced, then
+ * Content-Range and fulcrum's lines. False when E's head has no length to
+ * replace; the caller answers with the whole body then.
+ */
+static bool queue_part(struct conn *c, struct cache_entry *e, uint64_t first, uint64_t last)
+{
+	static const char status[] = "HTTP/1.1 206 Partial Content\r\n";
+	struct http_conn *hc = c->http;
+	struct outq *q = &hc->resp_out;
+	const char *sl_end = memchr(e->head, '\n', e->head_len);
+	size_t cl_at, cl_len;
+
+	if (!sl_end || !find_length_line(e, &cl_at, &cl_len))
+		return false;
+	size_t from = (size_t)(sl_end + 1 - e->head), after = cl_at + cl_len;
+	char *x = hc->reply;
+	int n = snprintf(x, sizeof(hc->reply) - EXTRAS_MAX,
+			 "Content-Length: %llu\r\nContent-Range: bytes %llu-%llu/%llu\r\n",
+			 (unsigned long long)(last - first + 1), (unsigned long long)first,
+			 (unsigned long long)last, (unsigned long long)e->body_len);
+	size_t xn = (size_t)n + put_extras(c, e, x + n);
+
+	q->n = q->i = 0;
+	q->iov[q->n++] = (struct iovec){(void *)status, sizeof(status) - 1};
+	q->iov[q->n++] = (struct iovec){e->head + from, cl_at - from};
+	if (after < e->head_len)
+		q->iov[q->n++] = (struct iovec){e->head + after, e->head_len - after};
+	q->iov[q->n++] = (struct iovec){x, xn};
+	q->iov[q->n++] = (struct iovec){e->body + first, (size_t)(last - first + 1)};
+	hc->cache_hit = e;
+	hc->status = 206;
+	hc->resp_started = true;
+	return true;
+}
+
+/*
+ * Answers the request from E, a fresh entry: the HP_REPLY phase writes it
+ * and ends the request like any other reply. A GET with one byte range gets
+ * that part of a stored 200, or 416 when it lies past the end, as nginx
+ * answers from its cache; with If-Range, or several ranges, the whole body
+ * (RFC 9110 §14.2 lets a server ignore Range).
+ */
+static void serve(struct conn *c, struct cache_entry *e, const struct http_head *h,
+		  const struct cache_req_policy *rp)
 {
 	struct http_conn *hc = c->http;
+	bool head_only = h->method_id == HTTP_M_HEAD;
+	uint64_t first, last;
+	int r = 0;
 
-	cache_http_queue_entry(c, e, head_only);
+	if (!head_only && rp->range_field >= 0 && !rp->if_range && e->status == 200) {
+		const struct http_slice *v = &h->headers[rp->range_field].value;
+		r = cache_byte_range(hc->rbuf + v->off, v->len, e->body_len, &first, &last);
+	}
+	if (r < 0) {
+		char range[48];
+		snprintf(range, sizeof(range), "Content-Range: bytes */%llu\r\n",
+			 (unsigned long long)e->body_len);
+		cache_entry_put(e);
+		http_reply_ex(c, 416, "cache_hit", false, range);
+		hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+		return;
+	}
+	if (r == 0 || !queue_part(c, e, first, last))
+		cache_http_queue_entry(c, e, head_only);
 	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
 	hc->reply_close = false;
@@ -408,7 +487,7 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 				       e->head + e->lm_off, e->lm_len) &&
 		    serve_not_modified(c, e))
 			return true;
-		serve(c, e, h->method_id == HTTP_M_HEAD);
+		serve(c, e, h, &rp);
 		return true;
 	}
 	if (rp.only_if_cached) {

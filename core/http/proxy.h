@@ -63,7 +63,7 @@ enum http_phase { HTTP_PHASES(HP_ENUM) HP_COUNT };
 
 /* A queue of slices to write to one socket. */
 struct outq {
-	struct iovec iov[4];
+	struct iovec iov[5];
 	uint8_t n, i;
 };
 

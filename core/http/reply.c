@@ -35,6 +35,8 @@ const char *http_status_text(int status)
 		return "Content Too Large";
 	case 414:
 		return "URI Too Long";
+	case 416:
+		return "Range Not Satisfiable";
 	case 431:
 		return "Request Header Fields Too Large";
 	case 500:

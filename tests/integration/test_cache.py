@@ -19,7 +19,8 @@ import struct
 import threading
 import time
 
-from harness import SCALE, TestFailure, check, closed_port, connect, free_port, ini, recv_all, wait_for
+from harness import (SCALE, TestFailure, check, closed_port, connect, free_port, ini, read_lines,
+                     recv_all, wait_for)
 from test_http import (Reader, access_lines, cbackend, client, close_backends_first, http_conf,
                        pyserver, read_request, read_response, roundtrip)
 
@@ -148,6 +149,49 @@ def expect_never_stored(port, origin, target, headers=()):
 
 
 # -------------------------------------------------------------- tests ----
+
+
+def test_byte_ranges_from_a_hit(ctx):
+    """A GET with one byte range is answered from a stored 200 with 206 and
+    that part, or 416 past its end, as nginx does from its cache; several
+    ranges, If-Range and HEAD get the whole answer (RFC 9110 §14.2)."""
+    body = bytes(range(256)) * 4
+    o = Origin(ctx)
+    o.route("/r", headers=["Cache-Control: max-age=60", 'ETag: "v1"'], body=body)
+    o.route("/c", headers=["Cache-Control: max-age=60"], body=body, framing="chunked")
+    _, port = start(ctx, o, glob={"access_log": ctx.path("access.log")})
+    for path in ("/r", "/c"):
+        expect_miss_then_hit(port, o, path)
+        for spec, first, last in (("0-9", 0, 9), ("1000-", 1000, 1023), ("-24", 1000, 1023),
+                                  ("1020-5000", 1020, 1023)):
+            m = fetch(port, path, [f"Range: bytes={spec}"])
+            check(m.status == 206 and is_hit(m), f"{path} {spec}: {m!r}")
+            check(m.body == body[first:last + 1], f"{path} {spec}: body {m.body[:32]!r}")
+            check(m.all("content-range") == [f"bytes {first}-{last}/1024"] and
+                  m.all("content-length") == [str(last - first + 1)],
+                  f"{path} {spec}: {m.all('content-range')} {m.all('content-length')}")
+        m = fetch(port, path, ["Range: bytes=1024-"])
+        check(m.status == 416 and m.all("content-range") == ["bytes */1024"], f"{path} 416: {m!r}")
+        for extra in (["Range: bytes=0-1,5-6"], ["Range: bytes=5-4"], ["Range: items=0-1"],
+                      ["Range: bytes=0-9", 'If-Range: "v1"']):
+            m = fetch(port, path, extra)
+            check(m.status == 200 and is_hit(m) and m.body == body, f"{path} {extra}: {m!r}")
+        m = fetch(port, path, ["Range: bytes=0-9"], method="HEAD")
+        check(m.status == 200 and m.all("content-length") == ["1024"], f"{path} HEAD: {m!r}")
+        check(o.count(path) == 1, f"{path}: the origin was asked {o.count(path)} times")
+    check(fetch(port, "/r", ["Range: bytes=0-9"]).all("etag") == ['"v1"'], "the ETag of a 206")
+    # A part, then more requests on the same connection.
+    r = client(port)
+    r.send(b"GET /r HTTP/1.1\r\nHost: example.com\r\nRange: bytes=-1\r\n\r\n"
+           b"GET /r HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    a, b = read_response(r), read_response(r)
+    check(a.status == 206 and a.body == body[-1:] and b.status == 200 and b.body == body,
+          f"pipelined behind a 206: {a!r} {b!r}")
+    r.close()
+    log = ctx.path("access.log")
+    lines = wait_for(lambda: [l for l in read_lines(log) if " 206 " in l], 3 * SCALE,
+                     what="206 lines in the access log")
+    check(all(l.endswith(" cache_hit") for l in lines), f"206 lines: {lines[:2]}")
 
 
 def test_miss_then_hit_with_age(ctx):

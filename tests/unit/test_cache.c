@@ -129,7 +129,44 @@ Test(cache_policy, request_directives)
 	t = "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic eA==\r\nIf-None-Match: \"x\"\r\n"
 	    "Range: bytes=0-1\r\n\r\n";
 	cache_request_policy(parse_req(t), t, &p);
-	cr_assert(p.authorized && p.conditional && p.range);
+	cr_assert(p.authorized && p.conditional && p.range && p.range_field == 3 && !p.if_range);
+
+	t = "GET / HTTP/1.1\r\nHost: a\r\nRange: bytes=0-1\r\nIf-Range: \"x\"\r\n"
+	    "Range: bytes=2-3\r\n\r\n";
+	cache_request_policy(parse_req(t), t, &p);
+	cr_assert(p.range && p.range_field == -1 && p.if_range && p.conditional);
+}
+
+/* cache_byte_range over a body of LEN bytes: its result, and the range. */
+static int range_of(const char *v, uint64_t len, uint64_t *a, uint64_t *b)
+{
+	*a = *b = 12345;
+	return cache_byte_range(v, strlen(v), len, a, b);
+}
+
+Test(cache_policy, byte_ranges)
+{
+	uint64_t a, b;
+
+	cr_assert(range_of("bytes=0-9", 100, &a, &b) == 1 && a == 0 && b == 9);
+	cr_assert(range_of("BYTES=10-", 100, &a, &b) == 1 && a == 10 && b == 99);
+	cr_assert(range_of("bytes=-30", 100, &a, &b) == 1 && a == 70 && b == 99);
+	cr_assert(range_of("bytes=-300", 100, &a, &b) == 1 && a == 0 && b == 99);
+	cr_assert(range_of("bytes=90-1000", 100, &a, &b) == 1 && a == 90 && b == 99);
+	cr_assert(range_of("bytes=99-99", 100, &a, &b) == 1 && a == 99 && b == 99);
+	cr_assert(range_of("bytes=5-99999999999999999999999", 100, &a, &b) == 1 && b == 99);
+	/* Outside the body: 416. */
+	cr_assert(range_of("bytes=100-", 100, &a, &b) == -1);
+	cr_assert(range_of("bytes=100-200", 100, &a, &b) == -1);
+	cr_assert(range_of("bytes=-0", 100, &a, &b) == -1);
+	cr_assert(range_of("bytes=0-", 0, &a, &b) == -1);
+	cr_assert(range_of("bytes=99999999999999999999999-", 100, &a, &b) == -1);
+	/* Ignored: the whole body is the answer. */
+	const char *ignored[] = {"bytes=0-1,5-6", "bytes=5-4",	"bytes=",     "bytes=-",
+				 "bytes=a-b",	  "bytes=1-2x", "bytes 0-1",  "items=0-1",
+				 "bytes=0-1 ",	  "bytes=--1",	"bytes=1--2", "bytes"};
+	for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+		cr_assert(range_of(ignored[i], 100, &a, &b) == 0 && a == 12345, "%s", ignored[i]);
 }
 
 /* ---- responses -------------------------------------------------------- */
