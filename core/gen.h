@@ -8,9 +8,9 @@
  * started under it, so a long tunnel keeps its generation alive across
  * reloads. Lifetime: reference counted; the main thread's reference on the
  * published generation is dropped only after every worker has passed a
- * quiescent point (publish and collect_retired in main.c: not waited for,
- * the main loop drops it then), so a worker never loads a pointer whose
- * last reference is already gone.
+ * quiescent point (retire in worker.h: not waited for, the main loop drops
+ * it then), so a worker never loads a pointer whose last reference is
+ * already gone.
  *
  * A generation built from the file owns its cfg and pools. One derived at
  * run time by the admin API (gen_derive, adding a server) shares the cfg and

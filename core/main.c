@@ -41,18 +41,10 @@
 #include "core/version.h"
 #include "health/health.h"
 
-/* A generation publish() replaced: dropped once every worker has passed
- * AFTER[its id], so that none can still be taking a reference to it. */
-struct retired {
-	struct gen *gen;
-	struct retired *next;
-	uint64_t after[];
-};
-
 struct process {
 	struct options opt;
 	struct gen *gen;
-	struct retired *retired; /* newest first */
+	struct retire_list retired; /* generations publish() replaced */
 	struct worker *workers;
 	int n_workers;
 	int n_ready; /* workers set up by worker_init */
@@ -198,53 +190,25 @@ static void remove_unix_sockets(const struct cfg *cfg)
 		}
 }
 
-/* Drops the retired generations every worker is past. Returns whether
- * any is left. */
-static bool collect_retired(struct process *p)
+static void put_gen(void *g)
 {
-	for (struct retired **pp = &p->retired; *pp;) {
-		struct retired *r = *pp;
-		int i = 0;
-		while (i < p->n_workers && worker_past(&p->workers[i], r->after[i]))
-			i++;
-		if (i < p->n_workers) {
-			pp = &r->next;
-			continue;
-		}
-		*pp = r->next;
-		gen_put(r->gen);
-		free(r);
-	}
-	return p->retired != NULL;
+	gen_put(g);
 }
 
 /* Makes G (the caller's reference goes with it) the running generation:
  * the health thread adopts it first (carrying server health over), then one
  * release store publishes it, and the previous one is dropped once every
- * worker has passed a quiescent point and so can no longer load it. That
- * is not waited for: a worker held up (by a log nobody reads, say) does not
- * hold up reloads and the admin API. */
+ * worker has passed a quiescent point and so can no longer load it (the
+ * main loop's retire_collect: a worker held up does not hold up reloads
+ * and the admin API). */
 static void publish(struct process *p, struct gen *g)
 {
 	hc_set_gen(g);
 	struct gen *old = p->gen;
 	p->gen = g;
 	atomic_store_explicit(&gen_current, g, memory_order_release);
-	/* Orders the store before the epoch loads (see workers_wait_quiescent). */
-	atomic_thread_fence(memory_order_seq_cst);
-	struct retired *r = malloc(sizeof(*r) + (size_t)p->n_workers * sizeof(r->after[0]));
-	if (!r) {
-		for (int i = 0; i < p->n_workers; i++)
-			worker_wait_quiescent(&p->workers[i]);
-		gen_put(old);
-		return;
-	}
-	r->gen = old;
-	for (int i = 0; i < p->n_workers; i++)
-		r->after[i] = worker_quiescent_epoch(&p->workers[i]);
-	r->next = p->retired;
-	p->retired = r;
-	collect_retired(p);
+	retire(&p->retired, old, put_gen);
+	retire_collect(&p->retired);
 }
 
 /* *DST becomes a copy of SRC (both may be NULL); kept as it was if that
@@ -526,7 +490,7 @@ static void main_loop(struct process *p)
 		/* Dropped listening sockets close, and replaced generations
 		 * go, as soon as the workers let go of them. */
 		bool pending = binds_collect();
-		if (collect_retired(p) || pending)
+		if (retire_collect(&p->retired) || pending)
 			timeout = earliest_ms(timeout, 2);
 		int n = epoll_wait(p->epfd, evs, 16, timeout);
 		if (st.stopping && all_exited(p))
@@ -630,7 +594,7 @@ int main(int argc, char **argv)
 	workers_register(NULL, 0);
 	for (int i = 0; i < p.n_workers; i++)
 		worker_join(&p.workers[i]);
-	collect_retired(&p); /* all of them, the workers gone */
+	retire_drain(&p.retired); /* the workers are gone: at once */
 	binds_free();
 	for (int i = 0; i < p.n_workers; i++)
 		worker_deinit(&p.workers[i]);

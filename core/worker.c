@@ -405,7 +405,9 @@ void worker_request_sweep(struct worker *w)
 	worker_poke(w);
 }
 
-uint64_t worker_quiescent_epoch(struct worker *w)
+/* The epoch past which (worker_past) W has passed a quiescent point after
+ * this call: worker_wait_quiescent without the wait. */
+static uint64_t worker_quiescent_epoch(struct worker *w)
 {
 	uint64_t e = atomic_load_explicit(&w->epoch, memory_order_acquire);
 	return e % 2 == 0 ? e : e + 1;
@@ -439,6 +441,58 @@ void workers_wait_quiescent(void)
 	atomic_thread_fence(memory_order_seq_cst);
 	for (int i = 0; i < registry_n; i++)
 		worker_wait_quiescent(&registry[i]);
+}
+
+struct retired {
+	void *obj;
+	void (*free_fn)(void *);
+	struct retired *next;
+	struct worker *ws; /* the registry when it was retired */
+	int n;
+	uint64_t after[]; /* per worker: the epoch past which it cannot hold OBJ */
+};
+
+void retire(struct retire_list *l, void *obj, void (*free_fn)(void *))
+{
+	struct retired *r = malloc(sizeof(*r) + (size_t)registry_n * sizeof(r->after[0]));
+
+	if (!r) {
+		workers_wait_quiescent();
+		free_fn(obj);
+		return;
+	}
+	*r = (struct retired){.obj = obj, .free_fn = free_fn, .ws = registry, .n = registry_n};
+	/* As in workers_wait_quiescent: the unpublishing store, then the
+	 * epoch loads. */
+	atomic_thread_fence(memory_order_seq_cst);
+	for (int i = 0; i < r->n; i++)
+		r->after[i] = worker_quiescent_epoch(&r->ws[i]);
+	r->next = l->head;
+	l->head = r;
+}
+
+bool retire_collect(struct retire_list *l)
+{
+	for (struct retired **pp = &l->head; *pp;) {
+		struct retired *r = *pp;
+		int i = 0;
+		while (i < r->n && worker_past(&r->ws[i], r->after[i]))
+			i++;
+		if (i < r->n) {
+			pp = &r->next;
+			continue;
+		}
+		*pp = r->next;
+		r->free_fn(r->obj);
+		free(r);
+	}
+	return l->head != NULL;
+}
+
+void retire_drain(struct retire_list *l)
+{
+	while (retire_collect(l))
+		usleep(1000);
 }
 /* --- end of registry --- */
 

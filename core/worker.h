@@ -176,9 +176,6 @@ void worker_request_sweep(struct worker *w);
 /* Main thread: waits until W has passed a quiescent point (asleep in
  * epoll_wait, or one more batch done) after this call began. */
 void worker_wait_quiescent(struct worker *w);
-/* The epoch past which (worker_past) W has passed a quiescent point after
- * this call: worker_wait_quiescent without the wait. */
-uint64_t worker_quiescent_epoch(struct worker *w);
 void worker_join(struct worker *w);
 
 /* --- Registry of the running workers (for the health thread) ------------
@@ -189,6 +186,21 @@ void worker_join(struct worker *w);
  * before the call can be freed after it. */
 void workers_register(struct worker *ws, int n);
 void workers_wait_quiescent(void);
+
+/* A thread's list of objects it unpublished, each freed once every
+ * registered worker has passed a quiescent point after it went on the
+ * list: workers_wait_quiescent without the wait, so that a worker held up
+ * (by a log nobody reads, say) holds up nobody else. Zero-initialised. */
+struct retire_list {
+	struct retired *head;
+};
+/* Puts OBJ on L, to be freed with FREE_FN; the unpublishing store comes
+ * first. Without memory for that, waits and frees OBJ at once. */
+void retire(struct retire_list *l, void *obj, void (*free_fn)(void *));
+/* Frees what every worker is past; returns whether anything is left. */
+bool retire_collect(struct retire_list *l);
+/* Waits for the workers, then frees everything on L. */
+void retire_drain(struct retire_list *l);
 /* --- end of registry --- */
 void worker_deinit(struct worker *w);
 

@@ -17,7 +17,7 @@
  * - Every server's verdict is re-applied after each check and each passive
  *   sample, so a server the admin API enables again converges to it.
  * - A table replaced by lb_pool_rebuild() is freed only after every worker
- *   has passed a quiescent point (workers_wait_quiescent).
+ *   has passed a quiescent point (retire: the thread does not wait for it).
  * - Active checks: a server's first check starts at a random point of its
  *   interval, later ones every interval +-10%, so checks never run in
  *   lockstep. One timer per server: while idle it is the next check, while a
@@ -93,6 +93,7 @@ static struct {
 	uint64_t rng;
 
 	struct gen *gen; /* one reference held */
+	struct retire_list old_tables; /* replaced, freed once no worker can read them */
 	struct hc_pool *pools;
 	size_t n_pools;
 
@@ -329,19 +330,19 @@ static void announce_verdicts(void)
  * behind them, then frees the tables they replaced once no worker can still
  * be reading them. A pool whose rebuild failed (ENOMEM) stays dirty and is
  * tried again later. */
+static void free_table(void *t)
+{
+	lb_table_free(t);
+}
+
 static void rebuild_dirty(void)
 {
-	struct lb_table *old[64];
-	size_t n_old = 0;
-
 	for (size_t i = 0; i < hc.n_pools; i++) {
 		struct hc_pool *hp = &hc.pools[i];
 		struct lb_table *t;
 
 		if (!hp->dirty)
 			continue;
-		if (n_old == sizeof(old) / sizeof(old[0]))
-			break; /* the rest on the next round */
 		if (lb_pool_rebuild(hp->pool, &t) < 0) {
 			log_error("pool %s: out of memory rebuilding its table; retrying",
 				  hp->pool->name);
@@ -349,14 +350,10 @@ static void rebuild_dirty(void)
 		}
 		hp->dirty = false;
 		if (t)
-			old[n_old++] = t;
+			retire(&hc.old_tables, t, free_table);
 	}
 	announce_verdicts();
-	if (n_old == 0)
-		return;
-	workers_wait_quiescent();
-	for (size_t i = 0; i < n_old; i++)
-		lb_table_free(old[i]);
+	retire_collect(&hc.old_tables);
 }
 
 /* ---------------------------------------------------------- generations -- */
@@ -551,6 +548,9 @@ static void *hc_main(void *arg)
 
 	for (;;) {
 		int timeout = hc_sched_timeout_ms(&hc.sched, clock_ms());
+		/* Replaced tables go as soon as the workers let go of them. */
+		if (retire_collect(&hc.old_tables) && (timeout < 0 || timeout > 2))
+			timeout = 2;
 		int n = epoll_wait(hc.epfd, events, HC_EVENTS, timeout);
 		struct hc_timer *t;
 		bool woken = false;
@@ -594,6 +594,7 @@ static void ring(void)
  * started). */
 static void teardown(void)
 {
+	retire_drain(&hc.old_tables);
 	if (hc.pools)
 		pools_free(hc.pools, hc.n_pools);
 	hc.pools = NULL;

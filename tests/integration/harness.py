@@ -734,6 +734,42 @@ def echo_roundtrip(s, payload):
     return recv_exact(s, len(payload)) == payload
 
 
+class StuckLog:
+    """A fifo for access_log that nobody reads until release(): once the
+    log lines of block(port) fill it, the worker writing them is held up."""
+
+    def __init__(self, ctx):
+        self.path = ctx.path("access.fifo")
+        os.mkfifo(self.path)
+        # Open for reading (without blocking), so that fulcrum's open returns.
+        self.fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+
+    def block(self, port):
+        """Connects through PORT (a tcp listener to a 'name' backend) until a
+        connection gets no answer: its worker is stuck in a log write."""
+        for _ in range(2000):
+            s = connect(("127.0.0.1", port), timeout=0.5 * SCALE)
+            try:
+                recv_line(s)
+            except (OSError, TestFailure):
+                return
+            finally:
+                s.close()
+        raise TestFailure("the worker never blocked on its access log")
+
+    def release(self):
+        """Reads the fifo from now on, until fulcrum closes it."""
+        threading.Thread(target=self._drain, daemon=True).start()
+
+    def _drain(self):
+        os.set_blocking(self.fd, True)
+        try:
+            while os.read(self.fd, 1 << 16):
+                pass
+        finally:
+            os.close(self.fd)
+
+
 def name_via(addr, source_ip=None):
     """Connects through fulcrum to a 'name' backend; returns its name."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 
-from harness import (SCALE, Skip, check, closed_port, connect, echo_roundtrip, free_port,
+from harness import (SCALE, Skip, StuckLog, check, closed_port, connect, echo_roundtrip, free_port,
                      ini, name_via, recv_line, tcp_conf, wait_for)
 
 
@@ -278,6 +278,27 @@ def test_tcp_check_down_then_up(ctx):
     cnt = _spread(port, 10)
     check(set(cnt) == {"a", "b"} and min(cnt.values()) >= 4, f"both up again: spread {dict(cnt)}")
     f.check_fds_settled()
+
+
+def test_checks_go_on_while_a_worker_is_stuck(ctx):
+    """A worker held up (blocked writing to an access log nobody reads)
+    does not hold up the health thread: after a lookup table it may still
+    read is replaced, checks and their verdicts go on."""
+    a, b, c = _server(ctx, "a"), _server(ctx, "b"), _server(ctx, "c")
+    port = free_port()
+    log = StuckLog(ctx)
+    try:
+        f = ctx.fulcrum(tcp_conf(port, [s.server_line() for s in (a, b, c)],
+                                 glob={"workers": 1, "access_log": log.path},
+                                 pool=dict(FAST, balance="maglev")))
+        log.block(port)
+        for s in (b, c):  # each DOWN replaces the maglev table
+            s.kill()
+            _wait_log(f, rf"server p/{s.name} DOWN: connect refused \(2/2\)$", 3,
+                      f"{s.name}'s DOWN line while the worker is stuck")
+    finally:
+        log.release()
+    check(_try_name(port) == "a", "the one server up once the worker is free again")
 
 
 def test_rise_needs_consecutive_checks(ctx):

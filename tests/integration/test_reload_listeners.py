@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from harness import (SCALE, TestFailure, _listening_inet, _listening_unix, _socket_inodes, check, connect,
+from harness import (SCALE, StuckLog, _listening_inet, _listening_unix, _socket_inodes, check, connect,
                      echo_roundtrip, free_port, ini, name_via, recv_line, refused, wait_for)
 from test_admin import Admin, metric, parse_metrics
 from test_cache import Origin
@@ -106,42 +106,18 @@ def test_a_reload_while_a_worker_is_stuck(ctx):
     """A worker held up (here: blocked writing to an access log nobody
     reads) does not hold up a reload, and an address the reload removed
     refuses connections at once, though that worker still has its socket."""
-    fifo = ctx.path("access.fifo")
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # so that fulcrum's open returns
+    log = StuckLog(ctx)
     try:
         pa, pt = free_port(), free_port()
         listeners = [("a", f"127.0.0.1:{pa}", "p1"), ("t", f"127.0.0.1:{pt}", "p2")]
-        site = Site(ctx, listeners, workers=1, access_log=fifo)
-        # Log lines fill the fifo (64 KiB) until the worker blocks on it.
-        stuck = False
-        for _ in range(2000):
-            s = connect(("127.0.0.1", pa), timeout=0.5 * SCALE)
-            try:
-                recv_line(s)
-            except (OSError, TestFailure):
-                stuck = True
-                break
-            finally:
-                s.close()
-        check(stuck, "the worker never blocked on its access log")
+        site = Site(ctx, listeners, workers=1, access_log=log.path)
+        log.block(pa)
         site.reload(listeners[:1])
         check(refused(pt), "the removed address takes connections while its worker is stuck")
         check(site.adm.call("GET", "/healthz")[0] == 200, "the admin API while a worker is stuck")
     finally:
-        # Read from now on (until fulcrum closes it), the fifo lets the
-        # worker go on.
-        threading.Thread(target=_drain, args=(reader,), daemon=True).start()
+        log.release()
     check(name_via(("127.0.0.1", pa)) == "b1", "a once the worker is free again")
-
-
-def _drain(fd):
-    os.set_blocking(fd, True)
-    try:
-        while os.read(fd, 1 << 16):
-            pass
-    finally:
-        os.close(fd)
 
 
 def test_reload_renames_reorders_and_moves_binds(ctx):
