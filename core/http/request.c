@@ -394,11 +394,15 @@ void http_start_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 	struct http_head *h = &c->w->head;
-	struct http_limits lim = {
+	struct http_limits lim;
+
+	/* A reload since the request began (while the connection waited for
+	 * its first byte, say) applies to it already. */
+	take_current_gen(c);
+	lim = (struct http_limits){
 		.max_uri_size = c->lc->max_uri_size,
 		.max_header_size = c->lc->max_header_size,
 	};
-
 	if (hc->rlen == 0 || head_still_incomplete(hc, &lim))
 		return;
 	enum http_result r = http_parse_request(hc->rbuf, hc->rlen, &lim, h);

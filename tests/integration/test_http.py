@@ -1009,6 +1009,27 @@ def test_reload_turning_tls_on_does_not_reuse_plain_connections(ctx):
     check(srv.accepted == 2, f"the server saw {srv.accepted} connections, want a new one for TLS")
 
 
+def test_a_connection_opened_before_a_reload_keeps_alive(ctx):
+    """A connection accepted before a reload whose first request comes
+    after it is served under the new file and kept alive, as one that was
+    idle between two requests is."""
+    a, b = cbackend(ctx, "a"), cbackend(ctx, "b")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [a.server_line()]))
+    r = client(port)
+    check(roundtrip(port, get("/"), wait_close=0)[0].get("x-server") == "a", "before the reload")
+    with open(f.conf_path, "w") as fh:
+        fh.write(http_conf(port, [b.server_line()]))
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    for i in range(2):
+        r.send(get("/"))
+        m = read_response(r)
+        check(m.get("x-server") == "b" and "close" not in m.tokens("connection"),
+              f"request {i + 1} of a connection opened before the reload: {m!r}")
+    r.close()
+
+
 def test_higher_minor_versions_are_taken_for_1_1(ctx):
     """RFC 9112 §2.3: HTTP/1.2 and up are taken for 1.1, the highest fulcrum
     speaks, and passed on written as HTTP/1.1 in both directions (nginx
