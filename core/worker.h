@@ -178,7 +178,7 @@ void worker_request_sweep(struct worker *w);
 void worker_wait_quiescent(struct worker *w);
 void worker_join(struct worker *w);
 
-/* --- Registry of the running workers (for the health thread) ------------
+/* --- Registry of the running workers (for the health thread and retire) --
  * Main thread: workers_register() records the started workers (N of them at
  * WS; N = 0 clears it, before WS is freed). Any other thread may then call
  * workers_wait_quiescent(): it returns once every registered worker has

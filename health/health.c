@@ -326,15 +326,15 @@ static void announce_verdicts(void)
 	}
 }
 
-/* Rebuilds the tables of the pools whose up-set changed, logs the verdicts
- * behind them, then frees the tables they replaced once no worker can still
- * be reading them. A pool whose rebuild failed (ENOMEM) stays dirty and is
- * tried again later. */
 static void free_table(void *t)
 {
 	lb_table_free(t);
 }
 
+/* Rebuilds the tables of the pools whose up-set changed, logs the verdicts
+ * behind them, and retires the tables they replaced, to be freed once no
+ * worker can still be reading them. A pool whose rebuild failed (ENOMEM) stays dirty and is
+ * tried again later. */
 static void rebuild_dirty(void)
 {
 	for (size_t i = 0; i < hc.n_pools; i++) {
