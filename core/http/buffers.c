@@ -58,7 +58,12 @@ void http_sbuf_put(struct conn *c, struct http_conn *hc)
  * -errno on error. Adds the bytes written to *COUNT. */
 int http_outq_flush(struct side *s, struct outq *q, uint64_t *count)
 {
-	while (q->i < q->n) {
+	for (;;) {
+		/* An empty entry would make no progress, last in the queue. */
+		while (q->i < q->n && q->iov[q->i].iov_len == 0)
+			q->i++;
+		if (q->i == q->n)
+			return 1;
 		if (!s->wr)
 			return 0;
 		ssize_t n = io_sendv(s, &q->iov[q->i], q->n - q->i);
@@ -75,7 +80,6 @@ int http_outq_flush(struct side *s, struct outq *q, uint64_t *count)
 				q->i++;
 		}
 	}
-	return 1;
 }
 
 void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, size_t blen,

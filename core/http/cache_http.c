@@ -254,7 +254,8 @@ static bool queue_part(struct conn *c, struct cache_entry *e, uint64_t first, ui
 
 	q->n = q->i = 0;
 	q->iov[q->n++] = (struct iovec){(void *)status, sizeof(status) - 1};
-	q->iov[q->n++] = (struct iovec){e->head + from, cl_at - from};
+	if (cl_at > from)
+		q->iov[q->n++] = (struct iovec){e->head + from, cl_at - from};
 	if (after < e->head_len)
 		q->iov[q->n++] = (struct iovec){e->head + after, e->head_len - after};
 	q->iov[q->n++] = (struct iovec){x, xn};
