@@ -239,8 +239,10 @@ int cache_byte_range(const char *v, size_t n, uint64_t len, uint64_t *first, uin
 		p++;
 		if (!range_pos(&p, end, &b) || p != end)
 			return 0;
-		if (b == 0 || len == 0)
+		if (b == 0)
 			return -1;
+		if (len == 0)
+			return 0; /* satisfiable (RFC 9110 §14.1.1), and nothing to cut */
 		*first = b >= len ? 0 : len - b;
 		*last = len - 1;
 		return 1;

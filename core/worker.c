@@ -286,6 +286,9 @@ static void *worker_main(void *arg)
 		/* odd: busy. seq_cst pairs with the publisher's fence: either it
 		 * sees this worker busy, or this worker sees the new generation. */
 		atomic_fetch_add_explicit(&w->epoch, 1, memory_order_seq_cst);
+		/* A seq_cst RMW alone does not order the acquire loads after it
+		 * against the publisher's store-fence-load (store buffering). */
+		atomic_thread_fence(memory_order_seq_cst);
 		w->now_ms = clock_ms();
 		refresh_gen(w);
 		w->in_batch = true;

@@ -426,6 +426,10 @@ static void run(struct conn *c)
 		switch (hc->phase) {
 		case HP_IDLE:
 		case HP_HEAD:
+			/* Before any of the request is read: a reload since the
+			 * last one (or since the accept) applies to it. */
+			if (hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len))
+				http_take_current_gen(c);
 			if (read_request(c) <= 0)
 				return;
 			if (hc->phase == HP_IDLE)

@@ -69,6 +69,9 @@ bool http_client_done(const struct conn *c);
 
 /* Forgets the last request: the connection starts reading a new one. */
 void http_new_request(struct conn *c);
+/* Between two requests, or before a request's first byte: moves C to the
+ * generation its worker runs now, when it can be (see request.c). */
+void http_take_current_gen(struct conn *c);
 /* Looks for a complete request head in rbuf and starts it. */
 void http_start_request(struct conn *c);
 /* A request that ends before its head was parsed (an error, a timeout, the

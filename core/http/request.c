@@ -257,7 +257,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		*minor = '1';
 	hc->bytes_in = h->head_len;
 	hc->rpos = (uint32_t)h->head_len;
-	/* Still on an older generation (take_current_gen): the last request. */
+	/* Still on an older generation (http_take_current_gen): the last
+	 * request. */
 	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD) &&
 			c->gen == c->w->gen;
 	hc->req_body = http_request_body(h);
@@ -310,7 +311,7 @@ static void begin_request(struct conn *c, const struct http_head *h)
  * the reload removed, or a listener of another mode or with TLS where
  * there was none (or the reverse), cannot be taken over: the connection
  * ends after this request. */
-static void take_current_gen(struct conn *c)
+void http_take_current_gen(struct conn *c)
 {
 	struct gen *g = c->w->gen;
 
@@ -337,7 +338,7 @@ void http_new_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
-	take_current_gen(c);
+	http_take_current_gen(c);
 
 	http_set_phase(c, HP_HEAD);
 	hc->seq++;
@@ -394,15 +395,11 @@ void http_start_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 	struct http_head *h = &c->w->head;
-	struct http_limits lim;
-
-	/* A reload since the request began (while the connection waited for
-	 * its first byte, say) applies to it already. */
-	take_current_gen(c);
-	lim = (struct http_limits){
+	struct http_limits lim = {
 		.max_uri_size = c->lc->max_uri_size,
 		.max_header_size = c->lc->max_header_size,
 	};
+
 	if (hc->rlen == 0 || head_still_incomplete(hc, &lim))
 		return;
 	enum http_result r = http_parse_request(hc->rbuf, hc->rlen, &lim, h);

@@ -160,6 +160,7 @@ Test(cache_policy, byte_ranges)
 	cr_assert(range_of("bytes=100-200", 100, &a, &b) == -1);
 	cr_assert(range_of("bytes=-0", 100, &a, &b) == -1);
 	cr_assert(range_of("bytes=0-", 0, &a, &b) == -1);
+	cr_assert(range_of("bytes=-5", 0, &a, &b) == 0);
 	cr_assert(range_of("bytes=99999999999999999999999-", 100, &a, &b) == -1);
 	/* Ignored: the whole body is the answer. */
 	const char *ignored[] = {"bytes=0-1,5-6", "bytes=5-4",	"bytes=",     "bytes=-",
