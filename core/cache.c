@@ -216,19 +216,13 @@ struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary,
 }
 
 /* Whether the field line LINE[0, LEN) has the name NAME (lower-case). */
-static bool line_is(const char *line, size_t len, const char *name)
-{
-	size_t n = strlen(name);
-	return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
-}
-
 /* Whether the head line LINE[0, LEN) is one fulcrum writes itself on the
  * way out (Age, X-Cache) or one that no longer applies to a stored, decoded
  * body (Transfer-Encoding). */
 static bool line_is_dropped(const char *line, size_t len)
 {
-	return line_is(line, len, "age") || line_is(line, len, "x-cache") ||
-	       line_is(line, len, "transfer-encoding");
+	return http_line_is(line, len, "age") || http_line_is(line, len, "x-cache") ||
+	       http_line_is(line, len, "transfer-encoding");
 }
 
 /* Notes where the value of the field line at E->head + AT (LEN bytes, CRLF
@@ -256,14 +250,13 @@ int cache_entry_set_head(struct cache_entry *e, const char *head, size_t len, co
 	if (len + CACHE_HEAD_RESERVE > e->head_cap || more_len > CACHE_HEAD_RESERVE / 2)
 		return -ENOSPC;
 	while (p < end) {
-		const char *lf = memchr(p, '\n', (size_t)(end - p));
-		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		size_t n = http_line_len(p, end);
 		/* The first line is the status line and always stays. */
 		if (p == head || !line_is_dropped(p, n)) {
 			memcpy(e->head + out, p, n);
-			if (p != head && line_is(p, n, "etag"))
+			if (p != head && http_line_is(p, n, "etag"))
 				note_value(e, out, n, &e->etag_off, &e->etag_len);
-			else if (p != head && line_is(p, n, "last-modified"))
+			else if (p != head && http_line_is(p, n, "last-modified"))
 				note_value(e, out, n, &e->lm_off, &e->lm_len);
 			out += n;
 		}

@@ -435,8 +435,7 @@ size_t cache_merge_head(const char *stored, size_t len, const struct http_head *
 	bool dated = replaced_by_304(h, buf, "date", 4);
 
 	while (p < end) {
-		const char *lf = memchr(p, '\n', (size_t)(end - p));
-		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		size_t n = http_line_len(p, end);
 		const char *colon = p == stored ? NULL : memchr(p, ':', n);
 		bool old_date = colon && !dated && colon - p == 4 && strncasecmp(p, "date", 4) == 0;
 		if (!colon || !(replaced_by_304(h, buf, p, (size_t)(colon - p)) || old_date))

@@ -216,9 +216,8 @@ static bool find_length_line(const struct cache_entry *e, size_t *at, size_t *le
 	const char *p = memchr(e->head, '\n', e->head_len), *end = e->head + e->head_len;
 
 	for (p = p ? p + 1 : end; p < end;) {
-		const char *lf = memchr(p, '\n', (size_t)(end - p));
-		size_t n = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
-		if (n > 15 && p[14] == ':' && strncasecmp(p, "content-length", 14) == 0) {
+		size_t n = http_line_len(p, end);
+		if (http_line_is(p, n, "content-length")) {
 			*at = (size_t)(p - e->head);
 			*len = n;
 			return true;
@@ -309,11 +308,9 @@ static bool line_in_304(const char *line, size_t len)
 	static const char *const names[] = {"date", "etag",	     "cache-control",	"expires",
 					    "vary", "last-modified", "content-location"};
 
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
-		size_t n = strlen(names[i]);
-		if (len > n && line[n] == ':' && strncasecmp(line, names[i], n) == 0)
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		if (http_line_is(line, len, names[i]))
 			return true;
-	}
 	return false;
 }
 
@@ -332,8 +329,7 @@ static bool serve_not_modified(struct conn *c, struct cache_entry *e)
 
 	memcpy(x, status, n);
 	for (p = p ? p + 1 : end; p < end;) {
-		const char *lf = memchr(p, '\n', (size_t)(end - p));
-		size_t len = lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+		size_t len = http_line_len(p, end);
 		if (line_in_304(p, len)) {
 			if (n + len > cap)
 				return false;

@@ -38,6 +38,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <strings.h>
 
 #define HTTP_MAX_HEADERS 1000 /* more fields in one head is 431 (502 from a server) */
 /* More Connection tokens is 431 too: each names a field to drop, looked up
@@ -292,6 +294,21 @@ static inline bool http_is_field_char(unsigned char c)
 static inline bool http_is_ows(unsigned char c)
 {
 	return c == ' ' || c == '\t';
+}
+
+/* Walking a head kept as text (a stored response, say): the length of the
+ * line at P, its LF included, or all up to END for a last one without. */
+static inline size_t http_line_len(const char *p, const char *end)
+{
+	const char *lf = memchr(p, '\n', (size_t)(end - p));
+	return lf ? (size_t)(lf + 1 - p) : (size_t)(end - p);
+}
+
+/* Whether the field line LINE[0, LEN) is named NAME (lower case). */
+static inline bool http_line_is(const char *line, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+	return len > n && line[n] == ':' && strncasecmp(line, name, n) == 0;
 }
 
 #endif
