@@ -25,9 +25,10 @@ void relay_half_init(struct half *h, struct side *src, struct side *dst)
 	h->left = RELAY_UNLIMITED;
 }
 
-void relay_half_limit(struct half *h, uint64_t len)
+void relay_half_limit(struct half *h, uint64_t len, void (*read_all)(struct half *h))
 {
 	h->left = len;
+	h->read_all = read_all;
 	h->eof = false;
 	h->shut = false;
 	h->err = 0;
@@ -108,6 +109,14 @@ int relay_half_hold(struct half *h, const char *data, size_t len)
 	return len ? keep(h, data, len) : 0;
 }
 
+/* N bytes were read from the source: tells read_all when they were the
+ * last ones, before they go out. */
+static void took(struct half *h, ssize_t n)
+{
+	if (h->read_all && h->left != RELAY_UNLIMITED && (uint64_t)n == h->left)
+		h->read_all(h);
+}
+
 /* One read through the bounce buffer and its write. Returns the bytes read,
  * 0 on EOF, -EAGAIN when there was nothing, another -errno on error. */
 static ssize_t copy_once(struct worker *w, struct half *h)
@@ -116,6 +125,7 @@ static ssize_t copy_once(struct worker *w, struct half *h)
 	ssize_t n = io_recv(h->src, w->scratch, want);
 	if (n <= 0)
 		return n;
+	took(h, n);
 	/* A full read means bulk is coming: splice it, if both sides can. */
 	if ((size_t)n == w->scratch_cap && !h->src->io && !h->dst->io)
 		h->splice = true;
@@ -173,6 +183,7 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 		return -err;
 	}
 	h->pipe->len += (uint32_t)n;
+	took(h, n);
 	return n;
 }
 

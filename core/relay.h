@@ -54,6 +54,9 @@ struct half {
 	int err; /* errno of a failed read (src) or write (dst), 0 if none */
 	bool err_on_src;
 	uint64_t bytes;
+	/* Called once the last of `left` bytes has been read, before it is
+	 * written: the source is done with this direction. NULL: nothing. */
+	void (*read_all)(struct half *h);
 };
 
 #define RELAY_UNLIMITED UINT64_MAX
@@ -70,8 +73,9 @@ enum relay_result {
 
 void relay_half_init(struct half *h, struct side *src, struct side *dst);
 /* Sets up H to move exactly LEN bytes (a body) and then stop, without
- * passing any EOF on. An EOF before that is an error (EPIPE on the source). */
-void relay_half_limit(struct half *h, uint64_t len);
+ * passing any EOF on. An EOF before that is an error (EPIPE on the source).
+ * READ_ALL, when not NULL, is told when the last byte is read. */
+void relay_half_limit(struct half *h, uint64_t len, void (*read_all)(struct half *h));
 /* Queues LEN bytes already taken from H's source (for instance read past a
  * request head) to go out before anything read later. Returns 0 or -ENOMEM. */
 int relay_half_hold(struct half *h, const char *data, size_t len);

@@ -54,12 +54,25 @@ void http_release_server(struct conn *c, bool reuse)
 			upstream_close(hc->u);
 		hc->u = NULL;
 	}
+	http_server_done(c);
+	relay_half_release(c->w, &c->up);
+	relay_half_release(c->w, &c->down);
+}
+
+/*
+ * The request leaves the server's in-flight count (maxconn, leastconn,
+ * bounded loads) as soon as its response has all been read, not once the
+ * client has it all: a client that sends its next request the moment the
+ * last byte arrives, perhaps on a connection another worker serves, must
+ * not find the server still busy with the last one. The connection itself
+ * stays until the request ends.
+ */
+void http_server_done(struct conn *c)
+{
 	if (c->server_held) {
 		lb_server_put(c->server);
 		c->server_held = false;
 	}
-	relay_half_release(c->w, &c->up);
-	relay_half_release(c->w, &c->down);
 }
 
 /* A response was under way when the connection ended. The server's run of

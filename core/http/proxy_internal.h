@@ -57,6 +57,9 @@ void http_log_request(struct conn *c);
 /* Gives back the server connection (to the idle pool when REUSE) and the
  * server's active count. */
 void http_release_server(struct conn *c, bool reuse);
+/* The server has sent the whole response: the request stops counting
+ * against it, before the response's last bytes go out (see proxy.c). */
+void http_server_done(struct conn *c);
 /* Answers the current request with STATUS and a short text body; CLOSE:
  * the connection closes after it. REASON goes to the access log. */
 void http_reply(struct conn *c, int status, const char *reason, bool close);

@@ -521,7 +521,7 @@ static int send_length(struct conn *c, struct http_conn *hc)
 	if (!hc->up_armed) {
 		if (hc->req_left == 0)
 			return 1;
-		relay_half_limit(&c->up, hc->req_left);
+		relay_half_limit(&c->up, hc->req_left, NULL);
 		hc->up_armed = true;
 	}
 	size_t budget = RELAY_BUDGET;

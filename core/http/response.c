@@ -175,6 +175,10 @@ static int begin_response(struct conn *c, struct http_head *h)
 		      hc->resp_extra.len, hc->sbuf + hc->spos, body);
 	hc->spos += (uint32_t)body;
 	hc->resp_started = true;
+	if (hc->resp_body == HTTP_BODY_NONE ||
+	    (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0) ||
+	    (hc->resp_body == HTTP_BODY_CHUNKED && hc->resp_ch.state == HTTP_CHUNK_DONE))
+		http_server_done(c);
 	cache_http_response_queued(c); /* a 304 to a revalidation: the stored answer */
 	return 0;
 }
@@ -315,6 +319,8 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 				response_failed(c, 502, http_result_name(r));
 				return -1;
 			}
+			if (hc->resp_ch.state == HTTP_CHUNK_DONE)
+				http_server_done(c);
 			cache_http_body(c, hc->sbuf + hc->spos + used - data, data);
 			if (hc->dechunk) {
 				/* An HTTP/1.0 client gets the payload only. */
@@ -339,6 +345,11 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 	}
 }
 
+static void body_read_all(struct half *h)
+{
+	http_server_done(container_of(h, struct conn, down));
+}
+
 /* Relays a Content-Length or read-until-close body with relay_half. */
 static int relay_plain_response(struct conn *c, struct http_conn *hc)
 {
@@ -347,8 +358,10 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 	if (!hc->down_armed) {
 		if (hc->resp_body == HTTP_BODY_LENGTH && hc->resp_left == 0)
 			return 1;
-		relay_half_limit(&c->down, hc->resp_body == HTTP_BODY_LENGTH ? hc->resp_left
-									     : RELAY_UNLIMITED);
+		if (hc->resp_body == HTTP_BODY_LENGTH)
+			relay_half_limit(&c->down, hc->resp_left, body_read_all);
+		else
+			relay_half_limit(&c->down, RELAY_UNLIMITED, NULL);
 		hc->down_armed = true;
 	}
 	size_t budget = RELAY_BUDGET;
@@ -412,8 +425,8 @@ static int relay_copied_response(struct conn *c, struct http_conn *hc)
 			return -1;
 		}
 		hc->slen = hc->ssend = (uint32_t)n;
-		if (hc->resp_body == HTTP_BODY_LENGTH)
-			hc->resp_left -= (uint64_t)n;
+		if (hc->resp_body == HTTP_BODY_LENGTH && (hc->resp_left -= (uint64_t)n) == 0)
+			http_server_done(c);
 		budget = (size_t)n < budget ? budget - (size_t)n : 0;
 		cache_http_body(c, hc->sbuf, (size_t)n);
 	}

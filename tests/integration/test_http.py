@@ -1237,6 +1237,52 @@ def test_concurrent_keepalive_clients(ctx):
     check(not errors, f"{len(errors)} failures among 40 concurrent clients: {errors[:5]}")
 
 
+def test_maxconn_caps_in_flight_requests(ctx):
+    """maxconn caps a server's in-flight requests across workers: while one
+    is in flight a second gets 503 (there is no queue). A request stops
+    being in flight once its whole answer has come from the server, so a
+    client that sends its next request the moment it has read the last one,
+    on whichever connection and worker, is never refused: with small,
+    chunked and spliced bodies."""
+    gate = threading.Event()
+
+    def slow(r, srv):
+        read_request(r)
+        gate.wait(10 * SCALE)
+        r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+
+    py = pyserver(ctx, slow)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [py.server_line("maxconn=1")], glob={"workers": 2}))
+    first = client(port)
+    first.send(get("/first"))
+    wait_for(lambda: len(py.heads) == 1, 5 * SCALE, what="the first request at the server")
+    second = client(port)
+    second.send(get("/second"))
+    m = read_response(second)
+    check(m.status == 503, f"a second request past maxconn=1: {m.status}")
+    gate.set()
+    m = read_response(first)
+    check(m.status == 200 and m.body == b"slow", f"the request in flight: {m!r}")
+    first.close()
+    second.close()
+
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line("maxconn=1")], glob={"workers": 2}))
+    conns = [client(port) for _ in range(6)]
+    statuses = {}
+    for i in range(600):
+        path = "/large" if i % 20 == 0 else "/chunked" if i % 3 == 0 else f"/?size={i}"
+        r = conns[i % len(conns)]
+        r.send(get(path))
+        m = read_response(r)
+        statuses[m.status] = statuses.get(m.status, 0) + 1
+    for r in conns:
+        r.close()
+    check(statuses == {200: 600}, f"600 requests one at a time under maxconn=1: {statuses}")
+
+
 # ------------------------------------------------------------ headers ----
 
 
