@@ -109,6 +109,9 @@ static int parse_ports(const char *s, struct acl_rule *r, const char **why)
 	return 0;
 }
 
+/* The first 12 bytes of an IPv4-mapped IPv6 address (RFC 4291 §2.5.5.2). */
+static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
 /* An address with an optional /prefix: FAMILY AF_INET or AF_INET6. */
 static int parse_net(const char *s, int family, struct acl_rule *r, const char **why)
 {
@@ -140,6 +143,15 @@ static int parse_net(const char *s, int family, struct acl_rule *r, const char *
 			*why = "address has bits set past its prefix length";
 			return -EINVAL;
 		}
+	}
+	/* Destinations are matched with v4-mapped addresses unwrapped
+	 * (set_addr6), so a pattern inside ::ffff:0:0/96 is the IPv4 one. */
+	if (r->kind == RK_NET6 && prefix >= 96 &&
+	    memcmp(r->net, v4_mapped, sizeof(v4_mapped)) == 0) {
+		memmove(r->net, r->net + 12, 4);
+		memset(r->net + 4, 0, 12);
+		r->prefix = (uint8_t)(prefix - 96);
+		r->kind = RK_NET4;
 	}
 	return 0;
 }
@@ -269,9 +281,7 @@ struct target {
 /* Sets T's address from a 16-byte IPv6 address, unwrapping v4-mapped ones. */
 static void set_addr6(struct target *t, const uint8_t *a6)
 {
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-
-	if (memcmp(a6, mapped, sizeof(mapped)) == 0) {
+	if (memcmp(a6, v4_mapped, sizeof(v4_mapped)) == 0) {
 		t->family = AF_INET;
 		memcpy(t->addr, a6 + 12, 4);
 	} else {

@@ -607,6 +607,23 @@ def test_deny_localhost_after_resolution(ctx):
     check(srv.accepted == 0, "a denied address was connected to")
 
 
+def test_deny_written_as_an_ipv4_mapped_address(ctx):
+    """A deny pattern in the IPv4-mapped form stops the IPv4 address it
+    carries, however the client spells the destination."""
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    start(ctx, port, listener={"deny": "[::ffff:127.0.0.0/104]", "connect_ports": "*"})
+    for url in (f"http://127.0.0.1:{srv.port}/", f"http://[::ffff:127.0.0.1]:{srv.port}/",
+                f"http://localhost:{srv.port}/"):
+        m, closed = ask(port, proxy_get(url))
+        expect_error(m, closed, 403, what=url)
+    for dest in (f"[::ffff:127.0.0.1]:{srv.port}", f"127.0.0.1:{srv.port}"):
+        r, m = connect_via(port, dest)
+        check(m.status == 403, f"CONNECT {dest} with [::ffff:127.0.0.0/104] denied: {m!r}")
+        r.close()
+    check(srv.accepted == 0, "a denied address was connected to")
+
+
 def test_bad_acl_pattern_is_a_config_error(ctx):
     from harness import run_fulcrum
     port = free_port()

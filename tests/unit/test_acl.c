@@ -257,6 +257,33 @@ Test(acl, ipv4_mapped_ipv6_is_matched_as_ipv4)
 	acl_free(a);
 }
 
+Test(acl, ipv4_mapped_patterns_are_the_ipv4_ones)
+{
+	/* Patterns written in the mapped form match the IPv4 destination they
+	 * carry, however the client or the resolver spelt it. */
+	static const char *const deny[] = {"[::ffff:127.0.0.1]", "[::ffff:10.0.0.0/104]",
+					   "[::ffff:192.168.0.0/112]:22", NULL};
+	struct acl *a = make(NULL, deny);
+
+	cr_expect(denies(a, "127.0.0.1", 80));
+	cr_expect(denies(a, "::ffff:127.0.0.1", 80));
+	cr_expect(!acl_allows(a, "127.0.0.1", 80));
+	cr_expect(!acl_allows(a, "::ffff:127.0.0.1", 80));
+	cr_expect(!denies(a, "127.0.0.2", 80));
+	cr_expect(denies(a, "10.200.1.1", 443));
+	cr_expect(!denies(a, "11.0.0.1", 443));
+	cr_expect(denies(a, "192.168.3.4", 22));
+	cr_expect(!denies(a, "192.168.3.4", 23));
+	acl_free(a);
+
+	static const char *const allow[] = {"[::ffff:0:0/96]", NULL};
+	a = make(allow, NULL);
+	cr_expect(acl_allows(a, "::ffff:127.0.0.1", 80));
+	cr_expect(acl_allows(a, "8.8.8.8", 53));
+	cr_expect(!acl_allows(a, "::1", 80));
+	acl_free(a);
+}
+
 Test(acl, deny_addresses_after_resolution)
 {
 	/* allow = *.example.com plus deny = 10.0.0.0/8 stops a name that
