@@ -433,8 +433,11 @@ static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_
 {
 	struct http_conn *hc = c->http;
 
+	/* The name is part of reaching the origin: a failed or slow lookup
+	 * is a connect that failed, 502 (SPEC §2 connect_timeout), as in
+	 * nginx. */
 	if (a->err) {
-		http_reply_ex(c, a->err == -ETIMEDOUT ? 504 : 502,
+		http_reply_ex(c, 502,
 			      a->err == -ENOENT	     ? "unknown_host"
 			      : a->err == -ETIMEDOUT ? "resolve_timeout"
 						     : "resolve_failed",
@@ -502,7 +505,7 @@ void forward_on_timer(struct conn *c)
 	struct fwd_conn *f = c->http->fwd;
 
 	dns_cancel(&f->wait);
-	http_reply_ex(c, 504, "resolve_timeout", false, NULL);
+	http_reply_ex(c, 502, "resolve_timeout", false, NULL);
 }
 
 /* The hasher's verdict on connection OWNER's credentials: its request is
