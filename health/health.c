@@ -298,8 +298,20 @@ static void on_server_timer(struct hc_server *hs)
 
 static void on_probe_event(struct hc_server *hs, uint32_t events)
 {
-	if (hc_probe_is_running(&hs->probe) && hc_probe_event(&hs->probe, &hs->check, events))
+	struct hc_probe *p = &hs->probe;
+	bool judged = p->state == PROBE_DRAINING;
+
+	if (!hc_probe_is_running(p))
+		return;
+	if (hc_probe_event(p, &hs->check, events)) {
 		check_end(hs);
+		return;
+	}
+	if (!judged && p->state == PROBE_DRAINING) {
+		uint64_t due = hc.now_ms + HC_DRAIN_GRACE_MS;
+		if (due < hs->check_start_ms + hs->hp->cfg->check_timeout_ms)
+			arm(&hs->timer, due);
+	}
 }
 
 /* -------------------------------------------------------------- tables -- */

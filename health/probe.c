@@ -7,7 +7,8 @@
  * (the whole request, resumed on EPOLLOUT) -> READING (until the status line
  * is in) -> DRAINING (verdict known; read and drop the rest until the server
  * closes, HC_DRAIN_MAX bytes at most, so a well-behaved server sees an
- * orderly close rather than a reset).
+ * orderly close rather than a reset; the health thread cuts it short after
+ * HC_DRAIN_GRACE_MS).
  * Every end goes through finish(), which frees the TLS state, closes the
  * socket (that also takes it out of epoll) and leaves the probe IDLE with
  * its result.

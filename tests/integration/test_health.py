@@ -29,6 +29,8 @@ class Server:
       name     sends NAME + "\\n" on connect, then echoes
       http     reads a request head, records it, answers STATUS with body NAME
                and closes
+      keephttp the same, but it keeps the connection open after the answer
+               (ignoring Connection: close) until the client closes
       silent   accepts and never answers
       garbage  sends a line that is not HTTP and closes
       badhttp  reads a request head, answers with two differing
@@ -156,6 +158,11 @@ class Server:
         body = self.name.encode() + b"\n"
         c.sendall(f"HTTP/1.1 {self.status} X\r\nContent-Length: {len(body)}\r\n"
                   f"Connection: close\r\n\r\n".encode() + body)
+
+    def _serve_keephttp(self, c):
+        self._serve_http(c)
+        while c.recv(65536):
+            pass
 
     # Kinds that read a request head and send a fixed answer, and whether
     # they then hold the connection open instead of closing it.
@@ -348,6 +355,22 @@ def test_http_check(ctx):
     bad.status = 200
     _wait_log(f, r"server p/bad UP: check passed \(2/2\)$", 3, "the recovered server's UP line")
     f.check_fds_settled()
+
+
+def test_http_check_does_not_wait_for_the_server_to_close(ctx):
+    """The status line is the verdict: a server that keeps the connection
+    open after its answer, whatever Connection: close said, does not hold
+    each check (and so the next one) until check_timeout."""
+    keep = _server(ctx, "keep", "keephttp", 200)
+    port = free_port()
+    pool = dict(FAST, check="http GET /", check_interval="100ms", check_timeout="5s")
+    f = ctx.fulcrum(tcp_conf(port, [keep.server_line()], pool=pool))
+    wait_for(lambda: len(keep.heads) >= 4, 2 * SCALE, what="four checks within 2 s")
+    keep.status = 503
+    t0 = time.monotonic()
+    _wait_log(f, r"server p/keep DOWN: HTTP status 503 \(2/2\)$", 2, "the DOWN line")
+    took = time.monotonic() - t0
+    check(took < 2 * SCALE, f"down after {took:.2f}s with check_interval = 100ms, fall = 2")
 
 
 def test_http_check_host_and_expect(ctx):
