@@ -25,13 +25,13 @@
  * reason phrase; the rest of the head and the body are drained unread. */
 #define HC_STATUS_CAP 128
 /* A server that keeps sending past this much is cut off (the verdict stands). */
-#define HC_DRAIN_MAX  (256 * 1024)
+#define HC_DRAIN_MAX (256 * 1024)
 /* How long DRAINING waits for the server's close once the verdict is in.
  * One that honours Connection: close closes at once; one that keeps the
  * connection open anyway must not hold the next check back until
  * check_timeout. */
 #define HC_DRAIN_GRACE_MS 100
-#define HC_REASON_CAP 96
+#define HC_REASON_CAP	  96
 
 enum hc_probe_state {
 	PROBE_IDLE,

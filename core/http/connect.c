@@ -2,8 +2,8 @@
  * connect.c - http mode, getting the request to a server (see proxy.h): a
  * pooled connection or a new one, the connect's outcome, and the retries on
  * other servers SPEC §3 allows (refused or timed-out connects; for
- * idempotent requests without a body, also a server that closed or timed
- * out before answering). Worker thread.
+ * idempotent requests still whole in rbuf, also a server that closed or
+ * timed out before answering). Worker thread.
  */
 #include "core/http/proxy_internal.h"
 
@@ -63,15 +63,37 @@ bool http_can_retry(const struct conn *c)
 	return hc->tried.n <= (unsigned)hc->pool->cfg->retries;
 }
 
+/* Whether the request can go out again from its first byte: it has no
+ * body, or a Content-Length one that came whole with the head and so is
+ * still in rbuf (bytes the relay carried straight from the client are
+ * gone). */
+static bool request_is_replayable(const struct http_conn *hc)
+{
+	if (hc->req_body == HTTP_BODY_NONE)
+		return true;
+	return hc->req_body == HTTP_BODY_LENGTH && !hc->up_armed &&
+	       hc->rlen - hc->body_start >= hc->req_length;
+}
+
+/* Sets a replayable request up to be sent again from its first byte. */
+static void replay_request(struct http_conn *hc)
+{
+	hc->bytes_in -= hc->rpos - hc->body_start;
+	hc->rpos = hc->body_start;
+	hc->req_left = hc->req_length;
+	hc->req_head_sent = false;
+	hc->req_done = false;
+}
+
 bool http_retry_next(struct conn *c, int err, const char *what)
 {
 	struct http_conn *hc = http_of(c);
 
 	/* Nothing of the answer may have come, and the request must be whole
-	 * in rbuf: no body (its bytes are gone), no tunnel being set up.
-	 * Forward mode tries an origin's addresses its own way. */
+	 * in rbuf, with no tunnel being set up. Forward mode tries an
+	 * origin's addresses its own way. */
 	if (hc->fwd || !hc->u || hc->resp_started || hc->slen || hc->upgrade ||
-	    hc->req_body != HTTP_BODY_NONE || !http_method_is_idempotent(hc->method_id))
+	    !request_is_replayable(hc) || !http_method_is_idempotent(hc->method_id))
 		return false;
 	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried.s, lb_tried_len(&hc->tried)))
 		return false;
@@ -82,8 +104,7 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	hc->try_failure = err == ETIMEDOUT ? "server_timeout"
 			  : err == EPIPE   ? "server_closed"
 					   : "server_reset";
-	hc->req_head_sent = false;
-	hc->req_done = false;
+	replay_request(hc);
 	c->last_active_ms = c->w->now_ms; /* the next server's own timeouts */
 	http_connect_server(c);
 	return true;
@@ -198,13 +219,13 @@ void http_check_connect(struct conn *c)
 
 /* A pooled connection failed before any response byte: the server closed
  * it while it sat idle. Safe to send again on a fresh one when the request
- * is idempotent and had no body. */
+ * is idempotent and still whole in rbuf. */
 bool http_retry_stale(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 	if (!hc->u || !hc->u->reused || hc->slen || hc->resp_started)
 		return false;
-	if (!http_method_is_idempotent(hc->method_id) || hc->req_body != HTTP_BODY_NONE)
+	if (!http_method_is_idempotent(hc->method_id) || !request_is_replayable(hc))
 		return false;
 	struct lb_server *s = hc->server;
 	int err = 0;
@@ -218,8 +239,7 @@ bool http_retry_stale(struct conn *c)
 	/* The same server again, on a fresh connection: not another try. */
 	http_release_server(c, false);
 	hc->server = s;
-	hc->req_head_sent = false;
-	hc->req_done = false;
+	replay_request(hc);
 	c->server_held = true;
 	lb_server_get(s);
 	attach(c, u);

@@ -96,6 +96,8 @@ struct http_conn {
 	bool connect_tunnel; /* forward CONNECT: once connected, 200 and a tunnel */
 	enum http_body req_body;
 	uint64_t req_left;
+	uint64_t req_length; /* Content-Length: the body's bytes, from body_start in rbuf */
+	uint32_t body_start;
 	uint64_t req_body_len; /* chunked: payload bytes so far, for max_body_size */
 	struct http_chunked req_ch;
 	bool req_head_sent, req_done;

@@ -105,7 +105,8 @@ void http_check_connect(struct conn *c);
  * descriptor left for a fresh one, answered the client itself). */
 bool http_retry_stale(struct conn *c);
 /* The server closed, reset or let server_timeout pass before any response
- * byte: an idempotent request without a body goes to another server when
+ * byte: an idempotent request still whole in rbuf (no body, or a
+ * Content-Length one that came with its head) goes to another server when
  * retries allow and one is left (SPEC §3). ERR and WHAT go to the log.
  * Whether it did. */
 bool http_retry_next(struct conn *c, int err, const char *what);

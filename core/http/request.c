@@ -263,6 +263,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 			c->gen == c->w->gen;
 	hc->req_body = http_request_body(h);
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
+	hc->req_length = hc->req_left;
+	hc->body_start = hc->rpos;
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
 	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1;
 	if (hc->req_body == HTTP_BODY_CHUNKED)
@@ -361,7 +363,7 @@ void http_new_request(struct conn *c)
 	hc->host_short = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
-	hc->req_left = hc->resp_left = hc->req_body_len = 0;
+	hc->req_left = hc->resp_left = hc->req_body_len = hc->req_length = 0;
 	hc->req_head_sent = hc->req_done = hc->req_body_flowed = false;
 	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
 	hc->server_ka = false;

@@ -575,8 +575,8 @@ def test_504_server_never_answers(ctx):
 
 def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
     """SPEC §3: a server that times out (or closes without answering) is
-    retried on another server for idempotent methods; a POST with a body is
-    not (its bytes are gone): it gets the 504."""
+    retried on another server for idempotent methods, a PUT with its body
+    too (whole, from the request buffer); a POST is not: it gets the 504."""
     def slow(r, s):
         while read_request(r) is not None:
             time.sleep(3 * SCALE)
@@ -594,6 +594,12 @@ def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
         m, _, _ = roundtrip(port, get("/first"), wait_close=0)
         check(m.status == 200 and m.get("x-server") == "good",
               f"{what}: GET not retried on the other server: {m!r}")
+        put = b"PUT /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello there"
+        for _ in range(2):
+            m, _, _ = roundtrip(port, put, wait_close=0)
+            check(m.status == 200 and m.get("x-server") == "good" and m.body == b"hello there",
+                  f"{what}: PUT not retried whole on the other server: {m!r}")
+        check(any(h.startswith(b"PUT ") for h in bad.heads), f"{what}: no PUT reached the bad server")
         if bad_handler is slow:
             check(time.monotonic() - t0 < 2.5 * SCALE, "the retry waited for the slow server")
             post = (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
