@@ -103,11 +103,12 @@ bool tls_peek_wanted(const struct conn *c);
 /* Worker: the passthrough stage. Peeks at what the client sends (nothing
  * is consumed: the bytes stay in the socket for the server) until the
  * ClientHello's SNI is known, or the hello is complete without one; then
- * sets c->pool by the listener's routes and calls conn_start() again. A
- * client that sends something other than a ClientHello, one larger than
- * TLS_HELLO_MAX, or closes first is closed with CR_TLS_BAD_HELLO; one that
- * does not finish within handshake_timeout with CR_TLS_TIMEOUT; no route
- * and no listener pool gives CR_NO_SERVER. */
+ * sets c->pool by the listener's routes and calls conn_start() again.
+ * Bytes that are no ClientHello carry no SNI; a hello not whole within
+ * handshake_timeout, or cut by the client's FIN, is judged by what came:
+ * these go to the listener's pool like any tcp client. A hello larger
+ * than TLS_HELLO_MAX is closed with CR_TLS_BAD_HELLO; no route and no
+ * listener pool gives CR_NO_SERVER. */
 void tls_peek_start(struct conn *c);
 
 #endif
