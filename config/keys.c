@@ -13,6 +13,7 @@
 #include "config/config.h"
 #include "config/loader.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
@@ -332,8 +333,11 @@ static int p_tls_sni(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_pool *p = obj;
 
-	if (*value && !cfg_is_host_name(value)) {
-		cfg_ld_err(ld, "bad tls_sni \"%s\" (expected a host name)", value);
+	struct in_addr a;
+
+	/* RFC 6066 §3: an address is no server name (and gets none). */
+	if (*value && (!cfg_is_host_name(value) || inet_pton(AF_INET, value, &a) == 1)) {
+		cfg_ld_err(ld, "bad tls_sni \"%s\" (expected a host name, not an address)", value);
 		return -EINVAL;
 	}
 	return cfg_set_str(ld, &p->tls_sni, value);

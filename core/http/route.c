@@ -15,7 +15,7 @@ size_t route_host_len(const char *host, size_t len)
 	const char *colon = memchr(host, ':', len);
 	if (colon)
 		len = (size_t)(colon - host);
-	while (len && host[len - 1] == '.')
+	if (len && host[len - 1] == '.')
 		len--; /* "example.com." names the same host */
 	return len;
 }
@@ -83,6 +83,10 @@ int route_http(const struct cfg *cfg, int listener, const struct http_head *head
 
 int route_sni(const struct cfg *cfg, int listener, const char *sni, size_t len)
 {
+	/* A server name has no port (RFC 6066 §3): one with a colon is no
+	 * name, and matches no host. */
+	if (sni && memchr(sni, ':', len))
+		sni = NULL;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		const struct cfg_route *r = &cfg->routes[i];
 		if (r->listener != listener)

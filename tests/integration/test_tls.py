@@ -685,8 +685,10 @@ def test_passthrough_routes_by_sni(ctx):
                ("route rb", {"listener": "pt", "host": "b.test", "pool": "pb"}),
                ("route rw", {"listener": "pt", "host": "*.w.test", "pool": "pw"}))
     f = ctx.fulcrum(conf)
-    for sni, cn in (("b.test", "b.test"), ("B.TEST", "b.test"), ("a.test", "a.test"),
-                    ("other.example", "a.test")):
+    # A name with a port, or two trailing dots, is no server name: no route.
+    for sni, cn in (("b.test", "b.test"), ("B.TEST", "b.test"), ("b.test.", "b.test"),
+                    ("a.test", "a.test"), ("other.example", "a.test"), ("b.test:443", "a.test"),
+                    ("b.test..", "a.test")):
         out = s_client(port, "-servername", sni, "-CAfile", certs.pem("ca"), "-ign_eof",
                        data=b"GET / HTTP/1.0\r\n\r\n")
         check(subject_cn(out) == cn, f"SNI {sni}: server certificate {subject_cn(out)!r}")
