@@ -334,9 +334,17 @@ static int p_tls_sni(struct cfg_loader *ld, void *obj, const char *value)
 	struct cfg_pool *p = obj;
 
 	struct in_addr a;
+	char bare[INET_ADDRSTRLEN];
+	size_t n = strlen(value);
 
-	/* RFC 6066 §3: an address is no server name (and gets none). */
-	if (*value && (!cfg_is_host_name(value) || inet_pton(AF_INET, value, &a) == 1)) {
+	/* RFC 6066 §3: an address is no server name (and gets none), with a
+	 * trailing dot too. */
+	if (n && value[n - 1] == '.')
+		n--;
+	bool is_addr = n < sizeof(bare) &&
+		       snprintf(bare, sizeof(bare), "%.*s", (int)n, value) > 0 &&
+		       inet_pton(AF_INET, bare, &a) == 1;
+	if (*value && (!cfg_is_host_name(value) || is_addr)) {
 		cfg_ld_err(ld, "bad tls_sni \"%s\" (expected a host name, not an address)", value);
 		return -EINVAL;
 	}

@@ -481,7 +481,7 @@ static int r_host(struct cfg_loader *ld, void *obj, const char *value)
 	/* "example.com." names the same host; requests are compared without
 	 * the dot, so the pattern is kept without it too. */
 	size_t len = strlen(r->host);
-	while (len && r->host[len - 1] == '.')
+	if (len && r->host[len - 1] == '.')
 		r->host[--len] = '\0';
 	return 0;
 }

@@ -5,7 +5,8 @@
  * Thread: the worker, when the main thread rings its doorbell after setting
  * worker->sweep (worker_request_sweep). A connection counts as "to" a server
  * while it holds that server (conn->server_held): a tcp connection for its
- * whole life, an http one while a request is with the server. Idle
+ * whole life, an http one while a request is with the server (until its
+ * whole answer has been read; the client may still be taking it). Idle
  * keep-alive client connections hold no server and stay; idle pooled server
  * connections to the server are closed too, so none is reused after an
  * enable.

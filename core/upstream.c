@@ -161,8 +161,11 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 		keepalive = 0;
 	u->s.c = NULL;
 	u->s.rd = u->s.wr = u->s.hup = false;
-	/* It carries one client's address in its PROXY header: never reuse it. */
-	if (u->server->proxy_protocol != PROXY_PROTO_NONE)
+	/* It carries one client's address in its PROXY header: never reuse it.
+	 * Nor one to a server disabled while its answer went to a slow client
+	 * (the sweep has closed the others: none may come back at an enable). */
+	if (u->server->proxy_protocol != PROXY_PROTO_NONE ||
+	    atomic_load_explicit(&u->server->state, memory_order_relaxed) == SRV_DISABLED)
 		keepalive = 0;
 	/* Count the server's idle connections only when the bucket (which
 	 * servers may share) holds enough for it to matter. */

@@ -284,8 +284,8 @@ static void check_begin(struct hc_server *hs)
 	arm(&hs->timer, hc.now_ms + hs->hp->cfg->check_timeout_ms);
 }
 
-/* The server's one timer: check_timeout of a running probe, else the next
- * check is due. */
+/* The server's one timer: check_timeout of a running probe (or the end of
+ * its drain grace), else the next check is due. */
 static void on_server_timer(struct hc_server *hs)
 {
 	if (hc_probe_is_running(&hs->probe)) {

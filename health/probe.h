@@ -39,7 +39,8 @@ enum hc_probe_state {
 	PROBE_HANDSHAKE, /* TLS */
 	PROBE_SENDING,
 	PROBE_READING, /* waiting for the status line */
-	PROBE_DRAINING, /* verdict known; reading until the server closes */
+	PROBE_DRAINING, /* verdict known; reading until the server closes (the
+			   health thread allows HC_DRAIN_GRACE_MS) */
 };
 
 /* One check in flight (or none: PROBE_IDLE, fd -1). Embedded in the health

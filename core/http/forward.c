@@ -7,7 +7,7 @@
  * worker's scratch and would not survive a wait). Then the name is resolved:
  * an address literal or a cached answer goes on at once; otherwise the
  * connection waits in the RESOLVE phase for the worker's resolver to call
- * on_resolved(), or for the connect_timeout (forward_on_timer, 504). With
+ * on_resolved(), or for the connect_timeout (forward_on_timer, 502). With
  * the addresses known, every one is checked against the deny list, the
  * origin is taken from the worker's table, and the proxy connects.
  *

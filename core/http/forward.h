@@ -22,9 +22,9 @@
  *
  * Statuses: 400 malformed destination, 403 denied (ACL, connect_ports, or an
  * address the name resolves to), 407 with Proxy-Authenticate when auth is on
- * and the credentials are missing or wrong, 502 unknown name or origin
- * unreachable (connect_timeout), 504 resolution or origin timed out
- * (connect_timeout while resolving; server_timeout for the response).
+ * and the credentials are missing or wrong, 502 unknown name, a lookup or
+ * connect that failed or passed connect_timeout, 504 server_timeout
+ * passed before the response.
  *
  * Thread: the worker owning the connection.
  */

@@ -44,6 +44,14 @@ struct http_conn *http_conn_new(void)
 
 /* ---- ending things ---------------------------------------------------- */
 
+static void put_server(struct conn *c)
+{
+	if (c->server_held) {
+		lb_server_put(c->server);
+		c->server_held = false;
+	}
+}
+
 void http_release_server(struct conn *c, bool reuse)
 {
 	struct http_conn *hc = http_of(c);
@@ -54,7 +62,7 @@ void http_release_server(struct conn *c, bool reuse)
 			upstream_close(hc->u);
 		hc->u = NULL;
 	}
-	http_server_done(c);
+	put_server(c);
 	relay_half_release(c->w, &c->up);
 	relay_half_release(c->w, &c->down);
 }
@@ -65,14 +73,16 @@ void http_release_server(struct conn *c, bool reuse)
  * client has it all: a client that sends its next request the moment the
  * last byte arrives, perhaps on a connection another worker serves, must
  * not find the server still busy with the last one. The connection itself
- * stays until the request ends.
+ * stays until the request ends. An answer that came before the request
+ * body ended leaves the count to the request's end: the body still goes
+ * to the server.
  */
 void http_server_done(struct conn *c)
 {
-	if (c->server_held) {
-		lb_server_put(c->server);
-		c->server_held = false;
-	}
+	struct http_conn *hc = http_of(c);
+
+	if (hc->req_done || hc->req_body == HTTP_BODY_NONE)
+		put_server(c);
 }
 
 /* A response was under way when the connection ended. The server's run of

@@ -706,6 +706,7 @@ static const struct bad_case bad_cases[] = {
 	{MIN_POOL "tls_sni = a..b\n", 3, "bad tls_sni"},
 	{MIN_POOL "tls_sni = 127.0.0.1\n", 3,
 	 "bad tls_sni \"127.0.0.1\" (expected a host name, not an address)"},
+	{MIN_POOL "tls_sni = 10.0.0.1.\n", 3, "bad tls_sni \"10.0.0.1.\""},
 	{MIN_POOL "check = http GET /h expect=399-200\n", 3, "bad check option"},
 	{MIN_POOL "check = http GET /h timeout=1\n", 3, "bad check option \"timeout=1\""},
 	{MIN_POOL "check = http GET /h\x01X-Inj:1\n", 3, "bad check"},
