@@ -213,6 +213,28 @@ static inline void lb_server_get(struct lb_server *s)
 	atomic_fetch_add_explicit(&s->connections_total, 1, memory_order_relaxed);
 }
 
+/* Takes one of S's places, as lb_server_get, unless S has a maxconn and
+ * its places are all taken: a pick saw one free, but a pick on another
+ * worker may have taken the last since. Returns whether it did. Callers
+ * pick again (at most LB_TAKE_TRIES times) when it did not. */
+static inline bool lb_server_take(struct lb_server *s)
+{
+	if (s->maxconn > 0) {
+		int n = atomic_load_explicit(s->active, memory_order_relaxed);
+		do {
+			if (n >= s->maxconn)
+				return false;
+		} while (!atomic_compare_exchange_weak_explicit(
+			s->active, &n, n + 1, memory_order_relaxed, memory_order_relaxed));
+		atomic_fetch_add_explicit(&s->connections_total, 1, memory_order_relaxed);
+		return true;
+	}
+	lb_server_get(s);
+	return true;
+}
+
+#define LB_TAKE_TRIES 8
+
 static inline void lb_server_put(struct lb_server *s)
 {
 	atomic_fetch_sub_explicit(s->active, 1, memory_order_relaxed);

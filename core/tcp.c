@@ -87,7 +87,7 @@ static int start_connect(struct conn *c, struct lb_server *s)
 
 static void connect_next(struct conn *c)
 {
-	for (;;) {
+	for (unsigned raced = 0;;) {
 		if (c->tried.n > (unsigned)c->pool->cfg->retries) {
 			conn_close(c, c->reason);
 			return;
@@ -96,14 +96,15 @@ static void connect_next(struct conn *c)
 			worker_lb(c->w, c->gen, (int)(c->pool->cfg - c->gen->cfg->pools));
 		struct lb_server *s = lb_pick(c->pool, lw, conn_client_hash(c), c->tried.s,
 					      lb_tried_len(&c->tried));
-		if (!s) {
+		if (s && !lb_server_take(s) && ++raced < LB_TAKE_TRIES)
+			continue; /* its last place went to another worker */
+		if (!s || raced == LB_TAKE_TRIES) {
 			conn_close(c, c->tried.n ? c->reason : CR_NO_SERVER);
 			return;
 		}
 		lb_tried_add(&c->tried, s);
 		c->server = s;
 		c->server_held = true;
-		lb_server_get(s);
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;

@@ -116,7 +116,7 @@ void http_connect_server(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
-	for (;;) {
+	for (unsigned raced = 0;;) {
 		struct lb_server *s = hc->server;
 		if (!s) {
 			struct lb_worker *lw = worker_lb(c->w, c->gen, -1);
@@ -129,6 +129,14 @@ void http_connect_server(struct conn *c)
 			if (hc->tried.n)
 				hc->set_cookie = true;
 		}
+		if (s && !lb_server_take(s)) {
+			/* Its last place went to another worker since the pick
+			 * (or the sticky check): pick again. */
+			hc->server = NULL;
+			if (++raced < LB_TAKE_TRIES)
+				continue;
+			s = NULL;
+		}
 		if (!s) {
 			if (hc->tried.n)
 				http_reply(c, hc->try_failure_status, hc->try_failure, false);
@@ -140,7 +148,6 @@ void http_connect_server(struct conn *c)
 		lb_tried_add(&hc->tried, s);
 		c->server = s;
 		c->server_held = true;
-		lb_server_get(s);
 
 		/* A tunnel's connection is its own: it never goes back to the pool,
 		 * so it does not come from there either. */
@@ -236,12 +243,13 @@ bool http_retry_stale(struct conn *c)
 	}
 	if (!u)
 		return false;
-	/* The same server again, on a fresh connection: not another try. */
-	http_release_server(c, false);
-	hc->server = s;
+	/* The same server again, on a fresh connection: not another try, and
+	 * the request keeps its place at the server. */
+	upstream_close(hc->u);
+	hc->u = NULL;
+	relay_half_release(c->w, &c->up);
+	relay_half_release(c->w, &c->down);
 	replay_request(hc);
-	c->server_held = true;
-	lb_server_get(s);
 	attach(c, u);
 	set_request_out(hc);
 	http_set_phase(c, HP_CONNECT);

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -233,6 +234,50 @@ Test(all, maxconn_respected)
 		cr_expect(counts[0] > 0, "%s: a has room again", algo_name(all_algos[k]));
 		fx_deinit(&f);
 	}
+}
+
+/* Two threads (two workers) take and give back places of a maxconn=1
+ * server as fast as they can: a pick that saw the place free and lost it
+ * to the other must be refused, never counted past the cap. */
+struct taker {
+	struct lb_server *s;
+	unsigned taken, over;
+};
+
+static void *take_and_put(void *arg)
+{
+	struct taker *t = arg;
+
+	for (int i = 0; i < 200000; i++) {
+		if (!lb_server_take(t->s))
+			continue;
+		t->taken++;
+		if (atomic_load(t->s->active) > t->s->maxconn)
+			t->over++;
+		lb_server_put(t->s);
+	}
+	return NULL;
+}
+
+Test(all, maxconn_holds_across_threads)
+{
+	const char *spec[] = {"a:1:m1"};
+	struct fixture f;
+	struct taker t[2];
+	pthread_t th[2];
+
+	fx_init(&f, BAL_ROUNDROBIN, spec, 1);
+	for (int i = 0; i < 2; i++) {
+		t[i] = (struct taker){.s = srv(&f, 0)};
+		cr_assert_eq(pthread_create(&th[i], NULL, take_and_put, &t[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	cr_expect(t[0].taken > 0 && t[1].taken > 0, "each thread got places: %u %u", t[0].taken,
+		  t[1].taken);
+	cr_expect_eq(t[0].over + t[1].over, 0, "%u times past maxconn=1", t[0].over + t[1].over);
+	cr_expect_eq(atomic_load(srv(&f, 0)->active), 0);
+	fx_deinit(&f);
 }
 
 Test(all, tried_servers_skipped)
