@@ -129,6 +129,24 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 	return 0;
 }
 
+/* Logs that B serves, with the port the kernel chose when the file asked
+ * for any (port 0): nothing else tells it. At start-up (CHOSEN_ONLY) only
+ * such a bind is logged; the start line counts the others. */
+static void log_listening(const struct bound *b, bool chosen_only)
+{
+	const struct sockaddr_storage *ss = &b->addr.ss;
+	size_t n = strlen(b->addr.text);
+	unsigned port = ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+			: ss->ss_family == AF_INET6
+				? ntohs(((const struct sockaddr_in6 *)ss)->sin6_port)
+				: 0;
+
+	if (port && n >= 2 && strcmp(b->addr.text + n - 2, ":0") == 0)
+		log_info("listener %s: listening on %s (port %u)", b->listener, b->addr.text, port);
+	else if (!chosen_only)
+		log_info("listener %s: listening on %s", b->listener, b->addr.text);
+}
+
 /* Puts B's sockets in their workers' epolls. One that cannot be (out of
  * memory, or of epoll watches) is closed rather than left in the port's
  * SO_REUSEPORT group with nobody to accept its share of connections.
@@ -181,6 +199,7 @@ int binds_open(struct cfg *cfg, struct worker *ws, int n)
 			reg.live = b;
 			if (start_serving(b) < 0)
 				return -1; /* logged */
+			log_listening(b, true);
 		}
 	}
 	return 0;
@@ -368,7 +387,7 @@ void binds_commit(void)
 		struct bound *b = reg.fresh;
 		reg.fresh = b->next;
 		start_serving(b);
-		log_info("listener %s: listening on %s", b->listener, b->addr.text);
+		log_listening(b, false);
 		b->next = reg.live;
 		reg.live = b;
 	}

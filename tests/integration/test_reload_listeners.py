@@ -317,8 +317,9 @@ def _listening_ports(pid):
 
 
 def test_two_listeners_on_any_port_survive_a_reload(ctx):
-    """Two listeners may both ask for any port of 127.0.0.1: a reload of
-    the same file keeps each on its own port, with its own sockets."""
+    """Two listeners may both ask for any port of 127.0.0.1: the log names
+    the port each got, and a reload of the same file keeps each on its own
+    port, with its own sockets."""
     admin_port = free_port()
     b1, b2 = ctx.backend("name", name="b1"), ctx.backend("name", name="b2")
     text = _conf(admin_port, [("a", "127.0.0.1:0", "p1"), ("b", "127.0.0.1:0", "p2")],
@@ -329,6 +330,8 @@ def test_two_listeners_on_any_port_survive_a_reload(ctx):
     before = {p: n for p, n in _listening_ports(f.pid).items() if p != admin_port}
     names = sorted(name_via(("127.0.0.1", p)) for p in before)
     check(names == ["b1", "b2"] and set(before.values()) == {2}, f"before: {before} {names}")
+    for p in before:
+        check(f"listening on 127.0.0.1:0 (port {p})" in f.stderr(), f"port {p} not in the log")
     inodes = _listening(f.pid)
     st, _, body = adm.call("POST", "/reload")
     check(st == 200, f"reload: {st} {body!r}")
