@@ -57,6 +57,7 @@ static const struct conn_ops http_ops = {
 	.process = http_process,
 	.on_timer = http_on_timer,
 	.drain = http_drain,
+	.answering = http_answering,
 };
 
 void conn_side_event(struct side *s, uint32_t events)
@@ -139,6 +140,11 @@ void conn_drain(struct conn *c)
 {
 	if (c->state != CS_CLOSED && c->ops->drain)
 		c->ops->drain(c);
+}
+
+bool conn_answering(const struct conn *c)
+{
+	return c->state != CS_CLOSED && c->ops->answering && c->ops->answering(c);
 }
 
 static void on_timer(struct timer *t)

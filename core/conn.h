@@ -35,7 +35,6 @@
 	X(CR_SERVER_RESET, "server_reset")                                                         \
 	X(CR_MAX_CONNECTIONS, "max_connections")                                                   \
 	X(CR_SHUTDOWN, "shutdown")                                                                 \
-	X(CR_GRACEFUL_TIMEOUT, "graceful_timeout")                                                 \
 	X(CR_NO_MEMORY, "no_memory")                                                               \
 	X(CR_OUT_OF_RESOURCES, "out_of_resources")                                                 \
 	X(CR_INTERNAL, "internal_error")                                                           \
@@ -78,6 +77,9 @@ struct conn_ops {
 	void (*process)(struct conn *c, const struct side *from);
 	void (*on_timer)(struct conn *c);
 	void (*drain)(struct conn *c); /* the worker is stopping gracefully */
+	/* True while a request is in flight, which a stop's deadline lets
+	 * finish; NULL: never (tcp, a TLS handshake, a PROXY header). */
+	bool (*answering)(const struct conn *c);
 };
 
 struct conn {
@@ -124,6 +126,8 @@ void conn_side_init(struct conn *c, struct side *s, int fd);
 void conn_side_event(struct side *s, uint32_t events);
 /* Worker thread: the worker is stopping gracefully. */
 void conn_drain(struct conn *c);
+/* Worker thread: C has a request in flight (conn_ops.answering). */
+bool conn_answering(const struct conn *c);
 /* Closes the server socket and gives back the server's active count. */
 void conn_release_server(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state s);

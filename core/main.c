@@ -496,8 +496,9 @@ static void main_loop(struct process *p)
 		if (st.stopping && all_exited(p))
 			return;
 		if (st.stopping && st.deadline_ms && clock_ms() >= st.deadline_ms) {
-			log_warn("graceful_timeout reached; closing the remaining connections");
-			stop_all(p, WORKER_STOP);
+			log_warn("graceful_timeout reached; closing tunnels and tcp connections, "
+				 "letting the requests in flight finish");
+			stop_all(p, WORKER_DEADLINE);
 			st.deadline_ms = 0;
 			st.handoff_ms = 0;
 		}

@@ -224,7 +224,8 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 	if (atomic_exchange(&w->sweep, false))
 		conn_sweep_disabled(w);
 	int cmd = atomic_load(&w->cmd);
-	if (cmd == WORKER_RUN || (w->swept && cmd == WORKER_GRACEFUL))
+	if (cmd == WORKER_RUN || (w->swept && cmd == WORKER_GRACEFUL) ||
+	    (w->past_deadline && cmd == WORKER_DEADLINE))
 		return;
 	/* The main thread drops the listening sockets (binds_drop_all). */
 	w->draining = true;
@@ -242,6 +243,19 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 			conn_close(c, CR_SHUTDOWN);
 		}
 		return;
+	}
+	if (cmd == WORKER_DEADLINE) {
+		/* Tunnels, tcp connections and unfinished heads go; requests
+		 * in flight finish, and the drain below ends their connection
+		 * after the response (the same, when no graceful stop came
+		 * before: graceful_timeout = 0). */
+		w->past_deadline = true;
+		for (struct list *n = w->conns.next, *next; n != &w->conns; n = next) {
+			next = n->next;
+			struct conn *c = container_of(n, struct conn, node);
+			if (!conn_answering(c))
+				conn_close(c, CR_SHUTDOWN);
+		}
 	}
 	/* Graceful: connections between requests go now, the others after
 	 * their current response. */

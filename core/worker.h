@@ -86,8 +86,10 @@ struct listen_sock {
 /* WORKER_HANDOFF (a binary upgrade, core/upgrade.h): close the listeners,
  * which another process now accepts from, and end each connection after
  * its current response, but close none yet: WORKER_GRACEFUL or
- * WORKER_STOP follows. */
-enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP, WORKER_HANDOFF };
+ * WORKER_STOP follows. WORKER_DEADLINE (graceful_timeout passed): close
+ * every connection but the http requests in flight, which end with their
+ * response (SPEC §1: SIGTERM lets them finish). */
+enum worker_cmd { WORKER_RUN, WORKER_GRACEFUL, WORKER_STOP, WORKER_HANDOFF, WORKER_DEADLINE };
 
 struct worker {
 	int id;
@@ -126,6 +128,7 @@ struct worker {
 	bool draining; /* listeners closed; each response closes its connection */
 	bool in_batch; /* handling epoll_wait's events */
 	bool swept; /* WORKER_GRACEFUL or WORKER_STOP closed the idle connections */
+	bool past_deadline; /* WORKER_DEADLINE came: no new tunnel may start */
 
 	_Atomic uint64_t epoch; /* odd while handling events, even while asleep */
 	_Atomic int cmd; /* enum worker_cmd, set by the main thread */

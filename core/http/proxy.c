@@ -305,6 +305,12 @@ static void enter_tunnel(struct conn *c)
 	hc->bytes_in += early;
 	http_rbuf_put(c, hc);
 	http_set_phase(c, HP_TUNNEL);
+	if (c->w->past_deadline) {
+		/* A request let finish after the stop's deadline does not
+		 * become a tunnel that outlives it. */
+		conn_close(c, CR_SHUTDOWN);
+		return;
+	}
 	c->last_active_ms = c->w->now_ms;
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + c->lc->tunnel_timeout_ms);
 	run_tunnel(c);
@@ -673,6 +679,21 @@ void http_process(struct conn *c, const struct side *from)
 	run(c);
 	if (c->state != CS_CLOSED)
 		arm_timer(c);
+}
+
+bool http_answering(const struct conn *c)
+{
+	switch (http_of(c)->phase) {
+	case HP_AUTH:
+	case HP_RESOLVE:
+	case HP_CACHE_WAIT:
+	case HP_CONNECT:
+	case HP_EXCHANGE:
+	case HP_REPLY:
+		return true;
+	default: /* between requests, a head still coming, a tunnel, lingering */
+		return false;
+	}
 }
 
 void http_drain(struct conn *c)

@@ -156,5 +156,8 @@ void http_on_timer(struct conn *c);
 /* The worker is stopping: close the connection if it is between requests,
  * else make the current response its last. */
 void http_drain(struct conn *c);
+/* conn_ops.answering: a request is in flight (its head read, its answer
+ * not yet sent in full), not a tunnel. */
+bool http_answering(const struct conn *c);
 
 #endif

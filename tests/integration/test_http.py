@@ -1919,4 +1919,47 @@ def test_sigterm_finishes_the_request_in_flight(ctx):
           f"the unanswered request's line: {lines[2] if len(lines) > 2 else lines}")
 
 
+
+def test_sigterm_deadline_cuts_tunnels_not_requests_in_flight(ctx):
+    """SPEC §1 SIGTERM: in-flight requests finish, answered with Connection:
+    close, while tunnels run only up to graceful_timeout. A response slower
+    than the deadline still arrives whole; a WebSocket tunnel is closed at
+    the deadline and logged with the reason shutdown."""
+    b = cbackend(ctx, "b1")
+    ws = pyserver(ctx, _ws_handler)
+    port, wsport = free_port(), free_port()
+    log = ctx.path("access.log")
+    f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": log,
+                                    "graceful_timeout": "1s"}),
+                        ("pool p", {"check": "none", "server": b.server_line()}),
+                        ("pool w", {"check": "none", "server": ws.server_line()}),
+                        ("listener web", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p"}),
+                        ("listener ws", {"bind": f"127.0.0.1:{wsport}", "mode": "http",
+                                         "pool": "w"})))
+    tunnel = client(wsport)
+    tunnel.send(WS_REQUEST)
+    check(read_response(tunnel).status == 101, "the upgrade")
+    check(tunnel.exact(len(b"server-first\n")) == b"server-first\n", "the tunnel's first bytes")
+    busy = client(port)
+    busy.send(get("/?ms=2500&size=100000"))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    f.signal(signal.SIGTERM)
+    closed, extra = wait_closed(tunnel, 3.0 * SCALE)
+    cut = time.monotonic() - t0
+    check(closed and not extra and cut >= 0.8,
+          f"the tunnel: closed={closed} {cut:.2f}s after SIGTERM (graceful_timeout = 1s)")
+    m = read_response(busy)
+    took = time.monotonic() - t0
+    check(m.status == 200 and m.body == pattern(100000) and "close" in m.tokens("connection"),
+          f"the request in flight past the deadline: {m!r}")
+    check(took >= 1.9, f"the answer came {took:.2f}s after SIGTERM, not past the deadline")
+    check(f.wait_exit(3 * SCALE) == 0, "exit status after the last answer")
+    lines = read_lines(log)
+    check(len(lines) == 2 and any('"GET /chat HTTP/1.1" 101 ' in ln and ln.endswith(" shutdown")
+                                  for ln in lines)
+          and any('"GET /?ms=2500&size=100000 HTTP/1.1" 200 ' in ln and ln.endswith(" -")
+                  for ln in lines), f"access log: {lines}")
+
+
 close_backends_first(globals())
