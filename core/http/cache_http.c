@@ -265,6 +265,26 @@ static bool queue_part(struct conn *c, struct cache_entry *e, uint64_t first, ui
 	return true;
 }
 
+/* Queues a 416 for a range past the end of E's body (a reference the
+ * request holds): an answer from the cache like the others, with Age and
+ * X-Cache: HIT. */
+static void queue_unsatisfiable(struct conn *c, struct cache_entry *e)
+{
+	struct http_conn *hc = c->http;
+	char *x = hc->reply;
+	int n = snprintf(x, sizeof(hc->reply) - EXTRAS_MAX,
+			 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
+			 "Content-Length: 0\r\n",
+			 (unsigned long long)e->body_len);
+	size_t xn = (size_t)n + put_extras(c, e, x + n);
+
+	hc->resp_out.n = hc->resp_out.i = 0;
+	hc->resp_out.iov[hc->resp_out.n++] = (struct iovec){x, xn};
+	hc->cache_hit = e;
+	hc->status = 416;
+	hc->resp_started = true;
+}
+
 /*
  * Answers the request from E, a fresh entry: the HP_REPLY phase writes it
  * and ends the request like any other reply. A GET with one byte range gets
@@ -284,16 +304,9 @@ static void serve(struct conn *c, struct cache_entry *e, const struct http_head 
 		const struct http_slice *v = &h->headers[rp->range_field].value;
 		r = cache_byte_range(hc->rbuf + v->off, v->len, e->body_len, &first, &last);
 	}
-	if (r < 0) {
-		char range[48];
-		snprintf(range, sizeof(range), "Content-Range: bytes */%llu\r\n",
-			 (unsigned long long)e->body_len);
-		cache_entry_put(e);
-		http_reply_ex(c, 416, "cache_hit", false, range);
-		hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
-		return;
-	}
-	if (r == 0 || !queue_part(c, e, first, last))
+	if (r < 0)
+		queue_unsatisfiable(c, e);
+	else if (r == 0 || !queue_part(c, e, first, last))
 		cache_http_queue_entry(c, e, head_only);
 	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);

@@ -297,9 +297,8 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 
 /* RFC 9110 §7.6.2: the Max-Forwards of an OPTIONS or TRACE request, which
  * each intermediary decrements and, at 0, answers itself. -1 when absent,
- * not a number, or another method. */
-#define MAX_FORWARDS_CAP 1000000
-
+ * not a number, or another method; a count past INT64_MAX is taken as
+ * INT64_MAX. */
 static int64_t max_forwards(const struct http_head *h, const char *buf)
 {
 	if (h->method_id != HTTP_M_OPTIONS && h->method_id != HTTP_M_TRACE)
@@ -312,8 +311,8 @@ static int64_t max_forwards(const struct http_head *h, const char *buf)
 	for (size_t k = 0; k < h->headers[i].value.len; k++) {
 		if (v[k] < '0' || v[k] > '9')
 			return -1;
-		if (n < MAX_FORWARDS_CAP) /* larger values need no exact count */
-			n = n * 10 + (v[k] - '0');
+		int d = v[k] - '0';
+		n = n > (INT64_MAX - d) / 10 ? INT64_MAX : n * 10 + d;
 	}
 	return n;
 }

@@ -239,7 +239,8 @@ static bool is_host_char(unsigned char c)
 
 /*
  * An authority without userinfo: host [":" port], the host a reg-name or a
- * bracketed IP literal, the port up to 65535. need_port: CONNECT's
+ * bracketed IP literal, the port up to 65535 (leading zeros allowed: RFC 3986
+ * §3.2.3 has port = *DIGIT). need_port: CONNECT's
  * authority-form, where the port is required and not 0. An empty string is
  * valid only when allow_empty (an empty Host field).
  */
@@ -266,7 +267,7 @@ static bool is_authority(const char *s, size_t n, bool need_port, bool allow_emp
 		return !need_port;
 	if (s[i] != ':')
 		return false;
-	for (digits = 0, i++; i < n && is_digit(s[i]) && digits < 5; i++, digits++)
+	for (digits = 0, i++; i < n && is_digit(s[i]) && port <= 65535; i++, digits++)
 		port = port * 10 + (unsigned long)(s[i] - '0');
 	if (i != n || port > 65535)
 		return false;

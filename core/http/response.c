@@ -135,6 +135,8 @@ static int begin_response(struct conn *c, struct http_head *h)
 		/* a server's own X-Cache would contradict ours (a hit drops it too) */
 		.drop_x_cache = c->lc->cache_size != 0,
 		.drop_framing = h->status == 204,
+		/* an origin's challenge is not the forward proxy's own */
+		.drop_proxy_auth = c->lc->mode == MODE_FORWARD,
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);

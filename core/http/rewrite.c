@@ -20,6 +20,16 @@ static bool is_forwarded(const struct http_header *hd, const char *buf)
 	       http_token_eq(n, hd->name.len, "x-forwarded-host");
 }
 
+/* Fields of the authentication with a proxy, which concern the hop between
+ * a client and the proxy it chose (RFC 9110 §11.7). */
+static bool is_proxy_auth(const struct http_header *hd, const char *buf)
+{
+	const char *n = buf + hd->name.off;
+	return http_token_eq(n, hd->name.len, "proxy-authorization") ||
+	       http_token_eq(n, hd->name.len, "proxy-authenticate") ||
+	       http_token_eq(n, hd->name.len, "proxy-authentication-info");
+}
+
 static bool keep_field(const char *buf, const struct http_head *h, const struct http_header *hd,
 		       const struct rewrite_opts *o)
 {
@@ -29,8 +39,7 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 		return false;
 	if (o->drop_forwarded && is_forwarded(hd, buf))
 		return false;
-	if (o->drop_proxy_auth &&
-	    http_token_eq(buf + hd->name.off, hd->name.len, "proxy-authorization"))
+	if (o->drop_proxy_auth && is_proxy_auth(hd, buf))
 		return false;
 	if (o->drop_transfer_encoding && hd->id == HTTP_H_TRANSFER_ENCODING)
 		return false;

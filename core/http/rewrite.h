@@ -17,7 +17,8 @@
 struct rewrite_opts {
 	bool keep_upgrade; /* an upgrade is under way: keep the Upgrade field */
 	bool drop_forwarded; /* X-Forwarded-For/-Proto/-Host (fulcrum writes its own) */
-	bool drop_proxy_auth; /* Proxy-Authorization (forward mode) */
+	bool drop_proxy_auth; /* Proxy-Authorization, -Authenticate, -Authentication-Info (forward
+				 mode) */
 	bool drop_transfer_encoding; /* the body goes out decoded */
 	bool drop_host; /* Host: forward mode writes the absolute URI's authority instead */
 	bool drop_max_forwards; /* Max-Forwards: forward mode writes it decremented */

@@ -172,6 +172,8 @@ def test_byte_ranges_from_a_hit(ctx):
                   f"{path} {spec}: {m.all('content-range')} {m.all('content-length')}")
         m = fetch(port, path, ["Range: bytes=1024-"])
         check(m.status == 416 and m.all("content-range") == ["bytes */1024"], f"{path} 416: {m!r}")
+        # SPEC §3: every answer from the cache says so, a 416 too.
+        check(is_hit(m) and m.get("age") is not None, f"{path} 416 without Age/X-Cache: {m!r}")
         for extra in (["Range: bytes=0-1,5-6"], ["Range: bytes=5-4"], ["Range: items=0-1"],
                       ["Range: bytes=0-9", 'If-Range: "v1"']):
             m = fetch(port, path, extra)
@@ -192,6 +194,8 @@ def test_byte_ranges_from_a_hit(ctx):
     lines = wait_for(lambda: [l for l in read_lines(log) if " 206 " in l], 3 * SCALE,
                      what="206 lines in the access log")
     check(all(l.endswith(" cache_hit") for l in lines), f"206 lines: {lines[:2]}")
+    lines = [l for l in read_lines(log) if " 416 " in l]
+    check(len(lines) == 2 and all(l.endswith(" cache_hit") for l in lines), f"416 lines: {lines}")
 
 
 def test_miss_then_hit_with_age(ctx):

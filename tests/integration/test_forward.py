@@ -1071,6 +1071,54 @@ def test_max_forwards(ctx):
     m, _ = ask(port, proxy_get(url, headers=["Max-Forwards: 0"]))
     _, fields = headers_seen(m)
     check(m.status == 200 and fields.get("max-forwards") == ["0"], f"GET, 0: {m!r} {fields}")
+    # Any count is decremented exactly, however many digits it has.
+    for sent, want in (("10000000", "9999999"), ("12345678901", "12345678900"),
+                       ("007", "6"), ("99999999999999999999", str((1 << 63) - 2))):
+        m, _ = ask(port, proxy_get(url, method="OPTIONS", headers=[f"Max-Forwards: {sent}"]))
+        _, fields = headers_seen(m)
+        check(m.status == 200 and fields.get("max-forwards") == [want],
+              f"OPTIONS, {sent}: want {want}, the origin saw {fields.get('max-forwards')}")
+
+
+def _origin_challenges(r, srv):
+    """Answers every request with the origin's own proxy challenge fields."""
+    while read_request(r) is not None:
+        r.send(b"HTTP/1.1 407 Proxy Authentication Required\r\n"
+               b"Proxy-Authenticate: Basic realm=\"origin\"\r\n"
+               b"Proxy-Authentication-Info: nextnonce=\"x\"\r\n"
+               b"WWW-Authenticate: Basic realm=\"site\"\r\nContent-Length: 2\r\n\r\nno")
+
+
+def test_origin_proxy_challenge_is_not_passed_on(ctx):
+    """RFC 9110 §11.7.1: Proxy-Authenticate concerns only the client that
+    chose the proxy. An origin's (or one behind it) would read, to the
+    client, as a challenge of fulcrum's own, so forward mode drops it, and
+    Proxy-Authentication-Info, as squid does; WWW-Authenticate goes on."""
+    srv = pyserver(ctx, _origin_challenges)
+    port = free_port()
+    start(ctx, port)
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{srv.port}/"))
+    check(m.status == 407 and m.body == b"no", f"the origin's answer: {m!r}")
+    check(m.get("proxy-authenticate") is None and m.get("proxy-authentication-info") is None,
+          f"the origin's proxy fields reached the client: {m!r}")
+    check(m.get("www-authenticate") == 'Basic realm="site"', f"WWW-Authenticate lost: {m!r}")
+
+
+def test_port_with_leading_zeros(ctx):
+    """RFC 3986 §3.2.3: port = *DIGIT, so 0PORT is PORT, as squid reads it."""
+    b = cbackend(ctx, "b1")
+    echo = ctx.backend("echo")
+    port = free_port()
+    start(ctx, port, listener={"connect_ports": "*"})
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:00{b.port}/?size=5"))
+    check(m.status == 200 and m.get("x-server") == "b1", f"absolute-form, 00PORT: {m!r}")
+    r, m = connect_via(port, f"127.0.0.1:0{echo.port}")
+    check(m.status == 200, f"CONNECT to 0PORT: {m!r}")
+    r.send(b"ping")
+    check(r.exact(4) == b"ping", "the tunnel to 0PORT")
+    r.close()
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:0000065536/"))
+    check(m.status == 400, f"a port past 65535 with zeros in front: {m!r}")
 
 
 def test_admin_api_is_never_a_destination(ctx):
