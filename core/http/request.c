@@ -213,6 +213,26 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 
 /* An absolute-form target an http listener serves: http or https, with an
  * authority that can be a host name. */
+/* RFC 9113 §3.1 retired the upgrade to h2c, and its HTTP2-Settings field is
+ * hop-by-hop (named in Connection), so it could not be passed on: an Upgrade
+ * that offers nothing but h2c is dropped, and the request goes on as plain
+ * HTTP/1.1, as nginx sends it. */
+static bool upgrade_offers_only_h2c(const struct http_head *h, const char *buf)
+{
+	const char *el;
+	size_t el_len;
+
+	for (int i = http_header_find(h, buf, "upgrade", 0); i >= 0;
+	     i = http_header_find(h, buf, "upgrade", (unsigned)i + 1)) {
+		size_t pos = 0;
+		const char *v = buf + h->headers[i].value.off;
+		while (http_list_next(v, h->headers[i].value.len, &pos, &el, &el_len))
+			if (!http_token_eq(el, el_len, "h2c"))
+				return false;
+	}
+	return true;
+}
+
 static bool is_http_uri(const struct http_head *h, const char *buf)
 {
 	const char *t = buf + h->target.off;
@@ -266,7 +286,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	hc->req_length = hc->req_left;
 	hc->body_start = hc->rpos;
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
-	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1;
+	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1 &&
+		      !upgrade_offers_only_h2c(h, hc->rbuf);
 	if (hc->req_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->req_ch, TRAILER_MAX);
 

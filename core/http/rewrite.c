@@ -63,6 +63,34 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 	return !http_connection_lists(h, buf, buf + hd->name.off, hd->name.len);
 }
 
+/*
+ * Transfer-Encoding goes on as fulcrum read it: the coding names in lower
+ * case (RFC 9112 §7: a lenient peer that only knows "chunked" must frame
+ * the body as fulcrum did), and without the empty list elements fulcrum
+ * skipped (RFC 9110 §5.6.1) and a peer might not (",chunked"). Rewritten in
+ * place: elements are joined by ", " where the gap before them had room for
+ * it, else by ",", so none moves forward and the line never grows. Returns
+ * its new end.
+ */
+static size_t clean_transfer_encoding(char *buf, const struct http_header *hd)
+{
+	char *v = buf + hd->value.off;
+	const char *el;
+	size_t el_len, pos = 0, n = 0;
+
+	while (http_list_next(v, hd->value.len, &pos, &el, &el_len)) {
+		if (n) {
+			v[n++] = ',';
+			if (el - (v + n) >= 1)
+				v[n++] = ' ';
+		}
+		for (size_t k = 0; k < el_len; k++)
+			v[n++] = (char)tolower((unsigned char)el[k]);
+	}
+	memcpy(v + n, "\r\n", 2);
+	return hd->value.off + n + 2;
+}
+
 /* The offset just past the CRLF that ends the field line of HD. */
 static size_t line_end(const char *buf, const struct http_head *h, const struct http_header *hd)
 {
@@ -111,12 +139,9 @@ void rewrite_compact(char *buf, const struct http_head *h, const struct rewrite_
 			continue;
 		}
 		if (hd->id == HTTP_H_TRANSFER_ENCODING) {
-			/* Coding names are case-insensitive (RFC 9112 §7): a
-			 * lenient peer that only knows "chunked" must frame the
-			 * body as fulcrum did, so they go on in lower case. */
-			char *v = buf + hd->value.off;
-			for (size_t k = 0; k < hd->value.len; k++)
-				v[k] = (char)tolower((unsigned char)v[k]);
+			size_t clean_end = clean_transfer_encoding(buf, hd);
+			moved |= clean_end != to;
+			to = clean_end;
 		}
 		if (moved)
 			memmove(buf + dst, buf + from, to - from);

@@ -1130,6 +1130,28 @@ def test_upgrade_refused_keeps_http(ctx):
     r.close()
 
 
+def test_upgrade_to_h2c_alone_is_dropped(ctx):
+    """RFC 9113 §3.1 retired the h2c upgrade, and its HTTP2-Settings is
+    named in Connection, so it cannot go on: fulcrum drops such an Upgrade
+    and sends a plain request, as nginx does, rather than one that asks for
+    h2c without its settings. An Upgrade that offers more goes on."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    r = client(port)
+    r.send(get("/headers", headers=["Connection: Upgrade, HTTP2-Settings", "Upgrade: h2c",
+                                     "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA"]))
+    m = read_response(r)
+    seen = m.body.lower()
+    check(m.status == 200 and b"upgrade" not in seen and b"http2-settings" not in seen,
+          f"the server saw {m.body!r}")
+    r.send(get("/headers", headers=["Connection: Upgrade", "Upgrade: h2c, websocket"]))
+    m = read_response(r)
+    check(m.status == 200 and b"upgrade: h2c, websocket" in m.body.lower(),
+          f"an Upgrade that offers more than h2c: the server saw {m.body!r}")
+    r.close()
+
+
 def test_101_before_the_request_body_ended_is_refused(ctx):
     """A server that switches protocols while the client's request body is
     still coming (it did not read it) breaks the exchange: the bytes still

@@ -236,4 +236,25 @@ def test_valid_framings_still_pass(ctx):
         check(m.status == 200, f"{name}: {m!r} (valid request refused); sent {data!r}")
 
 
+def test_transfer_encoding_goes_on_as_fulcrum_read_it(ctx):
+    """RFC 9110 §5.6.1 has empty list elements skipped, and fulcrum reads
+    ",chunked" as chunked; a server that compares the field with "chunked"
+    would not, and would read the body as the next request (TE.0). So the
+    field goes on as fulcrum read it: lower case, without empty elements."""
+    srv, port = _setup(ctx)
+    for value, want in ((b",chunked", b"chunked"), (b"CHUNKED,,", b"chunked"),
+                        (b"chunked,", b"chunked"), (b"gzip ,, Chunked", b"gzip, chunked"),
+                        (b"gzip,chunked", b"gzip,chunked"),
+                        (b"chunked", b"chunked")):
+        before = len(srv.heads)
+        r = client(port)
+        r.send(_post(b"Transfer-Encoding: " + value + b"\r\nX-After: 1\r\n", b"5\r\nhello\r\n0\r\n\r\n"))
+        m = read_response(r)
+        r.close()
+        check(m.status == 200 and len(srv.heads) == before + 1, f"{value!r}: {m!r}")
+        head = srv.heads[-1]
+        check(b"\r\nTransfer-Encoding: " + want + b"\r\nX-After: 1\r\n" in head,
+              f"{value!r} reached the server as {head!r}")
+
+
 close_backends_first(globals())
