@@ -146,6 +146,7 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 		conn_close(c, CR_SERVER_RESET);
 		return;
 	}
+	hc->ttfb_ms = -1; /* the answer is fulcrum's own, not a server's */
 	/* A body the client is still sending makes the connection unusable. */
 	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
 		close = true;

@@ -41,14 +41,16 @@ static void response_failed(struct conn *c, int status, const char *reason)
 
 /* RFC 9110 §6.6.1: a final response without Date gets one when it is
  * forwarded or stored. Writes the line into LINE (DATE_LINE_MAX bytes) and
- * returns its length, or 0 when H has a Date. */
+ * returns its length, or 0 when H has a Date that goes on (one that its
+ * Connection names is dropped as hop-by-hop). */
 #define DATE_LINE_MAX 48
 static size_t date_line(const struct http_head *h, const char *buf, char *line)
 {
 	if (h->status < 200)
 		return 0;
 	for (unsigned i = 0; i < h->header_count; i++)
-		if (http_token_eq(buf + h->headers[i].name.off, h->headers[i].name.len, "date"))
+		if (http_token_eq(buf + h->headers[i].name.off, h->headers[i].name.len, "date") &&
+		    !http_connection_lists(h, buf, "date", 4))
 			return 0;
 	char date[HTTP_DATE_SIZE];
 	http_date_now(date);
@@ -137,6 +139,9 @@ static int begin_response(struct conn *c, struct http_head *h)
 		.drop_framing = h->status == 204,
 		/* an origin's challenge is not the forward proxy's own */
 		.drop_proxy_auth = c->lc->mode == MODE_FORWARD,
+		/* the server's would move the client off its pin (HAProxy's
+		 * cookie insert drops it too) */
+		.drop_cookie = hc->pool ? hc->pool->cfg->sticky_cookie : NULL,
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);

@@ -30,6 +30,21 @@ static bool is_proxy_auth(const struct http_header *hd, const char *buf)
 	       http_token_eq(n, hd->name.len, "proxy-authentication-info");
 }
 
+/* Whether HD is a Set-Cookie of the cookie NAME (RFC 6265 §5.2: the name
+ * is what comes before the first '=', without surrounding whitespace). */
+static bool sets_cookie(const struct http_header *hd, const char *buf, const char *name)
+{
+	if (!http_token_eq(buf + hd->name.off, hd->name.len, "set-cookie"))
+		return false;
+	const char *v = buf + hd->value.off, *eq = memchr(v, '=', hd->value.len);
+	if (!eq)
+		return false;
+	size_t len = (size_t)(eq - v);
+	while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+		len--;
+	return len == strlen(name) && memcmp(v, name, len) == 0;
+}
+
 static bool keep_field(const char *buf, const struct http_head *h, const struct http_header *hd,
 		       const struct rewrite_opts *o)
 {
@@ -53,6 +68,8 @@ static bool keep_field(const char *buf, const struct http_head *h, const struct 
 	if (o->drop_x_cache && http_token_eq(buf + hd->name.off, hd->name.len, "x-cache"))
 		return false;
 	if (o->via && http_token_eq(buf + hd->name.off, hd->name.len, "via"))
+		return false;
+	if (o->drop_cookie && sets_cookie(hd, buf, o->drop_cookie))
 		return false;
 	/* Fields named by Connection are hop-by-hop too (RFC 9110 §7.6.1),
 	 * but never the ones that frame or address the message: dropping those

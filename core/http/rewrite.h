@@ -24,6 +24,9 @@ struct rewrite_opts {
 	bool drop_max_forwards; /* Max-Forwards: forward mode writes it decremented */
 	bool drop_x_cache; /* X-Cache: a caching listener writes its own */
 	bool via; /* Via: forward mode writes one field, the old ones and its own */
+	/* NULL, or a cookie name: a server's Set-Cookie of it is dropped (the
+	 * pool's sticky_cookie, which fulcrum alone sets) */
+	const char *drop_cookie;
 	/* Content-Length and Transfer-Encoding: a 1xx or 204 has no body and
 	 * must not frame one (RFC 9110 §8.6, RFC 9112 §6.1) */
 	bool drop_framing;

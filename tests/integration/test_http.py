@@ -1984,4 +1984,41 @@ def test_sigterm_deadline_cuts_tunnels_not_requests_in_flight(ctx):
                   for ln in lines), f"access log: {lines}")
 
 
+
+def _odd_answers(r, srv):
+    """An answer per path: /conn-date names its Date in Connection;
+    /bad has a status past 599."""
+    while (req := read_request(r)) is not None:
+        if req.first.split(" ")[1] == "/conn-date":
+            r.send(b"HTTP/1.1 200 OK\r\nConnection: Date\r\n"
+                   b"Date: Mon, 01 Jan 2001 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok")
+        else:
+            r.send(b"HTTP/1.1 600 Odd\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_dropped_date_is_replaced_and_own_errors_have_no_ttfb(ctx):
+    """A Date the server's Connection names is hop-by-hop and dropped, so
+    the answer gets fulcrum's own Date (RFC 9110 §6.6.1). A 502 fulcrum
+    makes of an invalid answer is its own: TTFB is - in the log (README)."""
+    srv = pyserver(ctx, _odd_answers)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          pool={"max_fails": 1000}))
+    r = client(port)
+    r.send(get("/conn-date"))
+    m = read_response(r)
+    dates = m.all("date")
+    check(m.status == 200 and len(dates) == 1 and "2001" not in dates[0],
+          f"Date of an answer whose Connection named Date: {dates} {m!r}")
+    r.send(get("/bad"))
+    m = read_response(r)
+    check(m.status == 502, f"a status of 600: {m!r}")
+    r.close()
+    lines = access_lines(log, 2)
+    mm = LOG_RE.match(lines[1])
+    check(mm and mm["reason"] == "bad_response" and mm["ttfb_ms"] == "-",
+          f"the log line of fulcrum's own 502: {lines[1]}")
+
+
 close_backends_first(globals())

@@ -13,7 +13,8 @@ import re
 from harness import check, connect, free_port
 from test_admin import Admin
 from test_hashing import FAST, client, conf, kill_and_wait_down, nodes, start_and_wait_up
-from test_http import Reader, close_backends_first, read_response
+from test_http import (Reader, close_backends_first, get, http_conf, pyserver, read_request,
+                       read_response)
 
 COOKIE_RE = re.compile(r"^SRV=([^;]*); Path=/; HttpOnly$")
 
@@ -239,6 +240,32 @@ def test_keepalive_and_http10(ctx):
               f"HTTP/1.0: {m!r}")
     finally:
         r.close()
+
+
+
+def _sets_its_own_cookie(r, srv):
+    while read_request(r) is not None:
+        r.send(b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: SRV=evil; Path=/\r\n"
+               b"Set-Cookie: SRV =x\r\nSet-Cookie: SRVX=2\r\nContent-Length: 2\r\n\r\nok")
+
+
+def test_servers_own_sticky_cookie_is_dropped(ctx):
+    """SPEC §4: the cookie pins a client while its server is up. A server's
+    own Set-Cookie of that name would overwrite the pin, so fulcrum drops it,
+    as HAProxy's cookie insert does; its other cookies go on."""
+    srv = pyserver(ctx, _sets_its_own_cookie, name="s1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"sticky_cookie": "SRV"}))
+    c = Reader(connect(("127.0.0.1", port)))
+    c.send(get("/"))
+    m = read_response(c)
+    check(m.status == 200 and sorted(m.all("set-cookie")) ==
+          ["SRV=s1; Path=/; HttpOnly", "SRVX=2", "a=1"], f"without a cookie: {m.all('set-cookie')}")
+    c.send(get("/", headers=["Cookie: SRV=s1"]))
+    m = read_response(c)
+    check(m.status == 200 and sorted(m.all("set-cookie")) == ["SRVX=2", "a=1"],
+          f"pinned: {m.all('set-cookie')}")
+    c.s.close()
 
 
 close_backends_first(globals())
