@@ -342,13 +342,25 @@ static int64_t lifetime(const struct resp_fields *f, const char *buf, int64_t da
 }
 
 /* §4.2.3, in whole seconds. */
+/* RFC 9111 §5.1: of a list-valued Age, the first member counts; an invalid
+ * one is ignored (0). */
+static int64_t age_value(const struct http_header *hd, const char *buf)
+{
+	const char *el;
+	size_t el_len, pos = 0;
+
+	if (!http_list_next(buf + hd->value.off, hd->value.len, &pos, &el, &el_len))
+		return 0;
+	int64_t age = cache_parse_delta_seconds(el, el_len);
+	return age < 0 ? 0 : age;
+}
+
 static int64_t initial_age(const struct resp_fields *f, const char *buf, int64_t date_s,
 			   uint64_t request_wall_ms, uint64_t response_wall_ms)
 {
 	int64_t response_s = (int64_t)(response_wall_ms / 1000);
 	int64_t apparent = response_s - date_s > 1 ? response_s - date_s : 0;
-	int64_t age =
-		f->age ? cache_parse_delta_seconds(buf + f->age->value.off, f->age->value.len) : 0;
+	int64_t age = f->age ? age_value(f->age, buf) : 0;
 	int64_t delay = response_wall_ms > request_wall_ms
 				? (int64_t)((response_wall_ms - request_wall_ms) / 1000)
 				: 0;

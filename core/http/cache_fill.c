@@ -176,9 +176,32 @@ out:
 	return e;
 }
 
-/* The server says the stale entry is still good: answer with it, refreshed. */
+/* Whether the 304 H names by a strong ETag another representation than the
+ * stored OLD (RFC 9111 §4.3.4: then it updates nothing). */
+static bool names_another(const struct http_head *h, const char *buf, const struct cache_entry *old)
+{
+	int i = http_header_find(h, buf, "etag", 0);
+	if (i < 0)
+		return false;
+	const char *v = buf + h->headers[i].value.off;
+	size_t n = h->headers[i].value.len;
+	if (n >= 2 && v[0] == 'W' && v[1] == '/')
+		return false;
+	return n != old->etag_len || memcmp(v, old->head + old->etag_off, n) != 0;
+}
+
+/* The server says the stale entry is still good: answer with it, refreshed.
+ * A 304 that names another representation refreshes nothing: this request
+ * gets the stored answer as it is, and the entry goes, so that the next
+ * one fetches it whole. */
 static void revalidated(struct conn *c, struct cache_fill *f, const struct http_head *h)
 {
+	if (names_another(h, c->http->sbuf, f->stale)) {
+		cache_invalidate(f->cache, &f->key);
+		f->answer = f->stale;
+		f->stale = NULL;
+		return;
+	}
 	struct cache_entry *e = refresh(c, f, f->stale, h);
 
 	if (e) {

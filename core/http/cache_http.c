@@ -132,9 +132,17 @@ static bool request_key(struct conn *c, const struct http_head *h, char *host, s
 		host[i] = (char)tolower((unsigned char)buf[hs.off + i]);
 	k->host = host;
 	k->host_len = (uint32_t)n;
-	/* RFC 9112 §3.2.2: an empty path of an absolute URI is "/". */
-	k->target = ts.len ? buf + ts.off : "/";
-	k->target_len = ts.len ? ts.len : 1;
+	/* The target as it is forwarded, where an absolute URI's empty path is
+	 * "/" (RFC 9112 §3.2.2: "http://h?q" is "/?q"). Every other target
+	 * starts with that "/", so the key leaves it out. */
+	const char *t = buf + ts.off;
+	size_t tn = ts.len;
+	if (tn && t[0] == '/') {
+		t++;
+		tn--;
+	}
+	k->target = t;
+	k->target_len = (uint32_t)tn;
 	cache_key_hash(k);
 	return true;
 }
@@ -492,7 +500,9 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	}
 	if (e && !stale && !rp.no_cache && !e->pass && client_accepts(e, &rp, c->w->now_ms)) {
 		cache_fill_drop(hc); /* a wait for it is over */
-		if (rp.conditional &&
+		/* RFC 9110 §13.2.1: preconditions hold for a 2xx only; a
+		 * stored 404 is sent whole. */
+		if (rp.conditional && e->status >= 200 && e->status < 300 &&
 		    cache_not_modified(&rp, h, hc->rbuf, e->head + e->etag_off, e->etag_len,
 				       e->head + e->lm_off, e->lm_len) &&
 		    serve_not_modified(c, e))

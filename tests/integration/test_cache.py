@@ -546,6 +546,85 @@ def test_revalidation_by_a_304_without_date(ctx):
     check(o.count("/nd") == 2, f"origin asked {o.count('/nd')} times, want 2")
 
 
+def test_a_304_naming_another_etag_refreshes_nothing(ctx):
+    """RFC 9111 §4.3.4: a 304 whose strong ETag is not the stored one
+    updates nothing. The request gets the stored answer as it was, and the
+    entry goes: the next request fetches the resource whole."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get("if-none-match"):
+            return 304, ['ETag: "other"', "Cache-Control: max-age=60"], b""
+        return 200, ['ETag: "e%d"' % n, "Cache-Control: max-age=1"], b"body %d" % n
+
+    o.route("/et", body=answer)
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/et")
+    time.sleep(2.1)
+    m = fetch(port, "/et")
+    check(m.status == 200 and m.body == b"body 1" and m.all("etag") == ['"e1"'],
+          f"the 304 for another ETag was merged: {m!r}")
+    check(o.count("/et") == 2 and b'If-None-Match: "e1"' in o.srv.heads[-1],
+          f"no revalidation: {o.count('/et')} {o.srv.heads[-1]!r}")
+    n = fetch(port, "/et")
+    check(is_miss(n) and n.body == b"body 3" and o.count("/et") == 3,
+          f"the entry outlived a 304 for another representation: {n!r}")
+    m = fetch(port, "/et", ['If-None-Match: "other"'])
+    check(m.status == 200 and m.body == b"body 3", f"a client could pin \"other\": {m!r}")
+
+
+def test_conditions_hold_for_a_stored_2xx_only(ctx):
+    """RFC 9110 §13.2.1: preconditions are ignored when the answer would not
+    be a 2xx. A client whose If-None-Match matches a stored 404 gets the
+    404, not a 304 that would keep its old copy alive."""
+    o = Origin(ctx)
+    o.route("/gone", status=404, headers=["Cache-Control: max-age=60", 'ETag: "e1"',
+                                          "Last-Modified: Sun, 01 Nov 2026 00:00:00 GMT"],
+            body=b"not here")
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/gone")
+    for cond in ('If-None-Match: "e1"', "If-Modified-Since: Sun, 01 Nov 2026 00:00:00 GMT"):
+        m = fetch(port, "/gone", [cond])
+        check(m.status == 404 and m.body == b"not here" and is_hit(m), f"{cond}: {m!r}")
+    o.route("/ok", headers=["Cache-Control: max-age=60", 'ETag: "e1"'])
+    expect_miss_then_hit(port, o, "/ok")
+    m = fetch(port, "/ok", ['If-None-Match: "e1"'])
+    check(m.status == 304 and is_hit(m), f"a stored 200 and a matching ETag: {m!r}")
+
+
+def test_list_valued_age_counts_its_first_member(ctx):
+    """RFC 9111 §5.1: a cache uses the first member of a list-valued Age.
+    "Age: 100, 1" with max-age=60 is stale on arrival, not fresh for a
+    minute."""
+    o = Origin(ctx)
+    for path, age in (("/a1", "100, 1"), ("/a2", "100,"), ("/a3", "100")):
+        o.route(path, headers=["Cache-Control: max-age=60", f"Age: {age}"])
+    o.route("/a4", headers=["Cache-Control: max-age=60", "Age: 5, 100"])
+    _, port = start(ctx, o)
+    for path in ("/a1", "/a2", "/a3"):
+        fetch(port, path)
+        m = fetch(port, path)
+        check(is_miss(m) and o.count(path) == 2, f"{path}: served from the cache: {m!r}")
+    fetch(port, "/a4")
+    m = fetch(port, "/a4")
+    check(is_hit(m) and int(m.get("age")) >= 5, f"Age 5, 100: {m!r}")
+
+
+def test_empty_path_with_a_query_is_one_key(ctx):
+    """An absolute-form target with an empty path goes to the server as
+    "/?q" (RFC 9112 §3.2.2): it is the same cache entry as "/?q", for hits
+    and for invalidation."""
+    o = Origin(ctx)
+    o.route("/", headers=["Cache-Control: max-age=60"], body=lambda req, n: b"v%d" % n)
+    _, port = start(ctx, o)
+    a = fetch(port, "/?q")
+    b = fetch(port, "http://example.com?q")
+    check(is_miss(a) and is_hit(b) and b.body == a.body, f"/?q then http://h?q: {a!r} {b!r}")
+    fetch(port, "http://example.com?q", method="POST")
+    c = fetch(port, "/?q")
+    check(is_miss(c) and o.count("/?q") == 3, f"a POST to http://h?q left /?q stored: {c!r}")
+
+
 def test_revalidation_by_a_304_that_forbids_storing(ctx):
     """RFC 9111 §4.3.4: a 304 updates the stored head. When the updated head
     forbids storing (no-store, Vary: *), the request still gets the stored
