@@ -218,14 +218,36 @@ uint64_t tls_drain_socket(int fd)
  * bytes that went each way on the wire (the client's hello, fulcrum's
  * handshake messages and alert). The socket is plain from here on, and
  * what conn_close drains from it counts too. */
-static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason)
+/* SENT: bytes written past the TLS layer (answer_plain_http). */
+static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason, size_t sent)
 {
 	SSL_set_quiet_shutdown(ssl, 1);
 	ERR_clear_error();
 	c->up.bytes = BIO_number_read(SSL_get_rbio(ssl));
-	c->down.bytes = BIO_number_written(SSL_get_wbio(ssl));
+	c->down.bytes = BIO_number_written(SSL_get_wbio(ssl)) + sent;
 	io_free(&c->cli);
 	conn_close(c, reason);
+}
+
+/*
+ * A plain HTTP request on an http or forward TLS listener (OpenSSL knows
+ * one by its first bytes) gets a plain 400 that says why, as nginx answers
+ * it, rather than an empty reply: the user typed http:// for https://.
+ * Best effort: one non-blocking send. Returns the bytes sent.
+ */
+static size_t answer_plain_http(struct conn *c, SSL *ssl)
+{
+	static const char resp[] = "HTTP/1.1 400 Bad Request\r\n"
+				   "Content-Type: text/plain\r\n"
+				   "Content-Length: 47\r\n"
+				   "Connection: close\r\n\r\n"
+				   "400 Bad Request: plain HTTP sent to a TLS port\n";
+
+	if (c->lc->mode == MODE_TCP || BIO_number_written(SSL_get_wbio(ssl)) != 0 ||
+	    ERR_GET_REASON(ERR_peek_error()) != SSL_R_HTTP_REQUEST)
+		return 0;
+	ssize_t n = send(c->cli.fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	return n > 0 ? (size_t)n : 0;
 }
 
 static void handshake_step(struct conn *c)
@@ -243,11 +265,12 @@ static void handshake_step(struct conn *c)
 		if (BIO_number_read(SSL_get_rbio(ssl)) == 0) {
 			/* Not a byte came: a port probe, no TLS failure. */
 			close_handshake(c, ssl,
-					err == ECONNRESET ? CR_CLIENT_RESET : CR_CLIENT_CLOSED);
+					err == ECONNRESET ? CR_CLIENT_RESET : CR_CLIENT_CLOSED, 0);
 			return;
 		}
+		size_t sent = answer_plain_http(c, ssl);
 		report(&c->cli, ssl, ssl_err, err ? err : ECONNRESET);
-		close_handshake(c, ssl, CR_TLS_HANDSHAKE);
+		close_handshake(c, ssl, CR_TLS_HANDSHAKE, sent);
 		return;
 	}
 	timer_del(&c->w->timers, &c->timer);
@@ -262,7 +285,7 @@ static void handshake_timeout(struct conn *c)
 {
 	log_debug("tls: client connection on %s: no handshake within %llu ms", c->lc->name,
 		  (unsigned long long)c->lc->handshake_timeout_ms);
-	close_handshake(c, c->cli.io_ctx, CR_TLS_TIMEOUT);
+	close_handshake(c, c->cli.io_ctx, CR_TLS_TIMEOUT, 0);
 }
 
 static void handshake_drain(struct conn *c)

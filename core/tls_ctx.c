@@ -149,7 +149,8 @@ static bool name_matches(const char *name, const char *host, size_t len)
 static const struct tls_cert *pick_cert(const struct tls_listener *tl, const char *host)
 {
 	size_t len = strlen(host);
-	while (len && host[len - 1] == '.')
+	/* "a.test." names a.test; "a.test.." names nothing, as in routes */
+	if (len && host[len - 1] == '.')
 		len--;
 	for (int wild = 0; wild < 2; wild++)
 		for (size_t i = 0; i < tl->n_certs; i++)

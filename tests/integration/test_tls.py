@@ -329,7 +329,9 @@ def test_sni_selects_certificate(ctx):
     cases = [("a.test", "a.test"), ("b.test", "b.test"), ("WWW.B.Test", "b.test"),
              ("x.w.test", "w wildcard"), ("c.test", "c.test"),
              # a wildcard covers one label only; unknown names get the first pair
-             ("y.x.w.test", "a.test"), ("w.test", "a.test"), ("unknown.example", "a.test")]
+             ("y.x.w.test", "a.test"), ("w.test", "a.test"), ("unknown.example", "a.test"),
+             # one trailing dot names the same host; two name none, as in routes
+             ("b.test.", "b.test"), ("b.test..", "a.test"), ("x.w.test..", "a.test")]
     for sni, cn in cases:
         out = s_client(port, "-servername", sni, "-CAfile", certs.pem("ca"))
         check(subject_cn(out) == cn, f"SNI {sni}: subject {subject_cn(out)!r}, want {cn!r}")
@@ -835,6 +837,36 @@ def test_passthrough_silent_client_goes_to_the_pool(ctx):
     s.close()
     check(line == b"speaks-first\n", f"the silent client got {line!r}")
     check(0.4 <= took <= 2 * SCALE, f"connected to the pool after {took:.2f}s, want about 0.5s")
+
+
+def test_plain_http_on_a_tls_port_is_told_why(ctx):
+    """A plain HTTP request on an https listener gets a plain 400 that says
+    why (nginx answers it so) rather than an empty reply; the access log
+    counts it. A tcp TLS listener carries other protocols: it just closes."""
+    certs = make_certs(ctx)
+    be = http_server(ctx, "s")
+    port, tport = free_port(), free_port()
+    f = ctx.fulcrum(ini(glob_section({"access_log": "stderr"}),
+                        ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+                        ("listener l", terminating_listener(port, certs)),
+                        ("listener t", terminating_listener(tport, certs, mode="tcp"))))
+    p = subprocess.run(["curl", "-s", "-i", "--max-time", str(int(10 * SCALE)),
+                        f"http://127.0.0.1:{port}/"], capture_output=True, timeout=20 * SCALE)
+    out = p.stdout.decode("latin-1")
+    check(out.startswith("HTTP/1.1 400 ") and out.endswith("plain HTTP sent to a TLS port\n"),
+          f"curl http:// to the https port: rc {p.returncode} {out!r}")
+    s = connect(("127.0.0.1", tport))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    got = b""
+    while (b := s.recv(4096)):
+        got += b
+    s.close()
+    check(b"HTTP/1.1 400" not in got, f"the tcp listener answered in HTTP: {got!r}")
+    status, _, err = curl(port, "a.test", "/", cacert=certs.pem("ca"))
+    check(status == 200, f"https after it: {status} {err}")
+    lines = [ln for ln in f.stderr().splitlines() if "tls_handshake_failed" in ln]
+    check(any(re.search(r'" - \d+ 1\d\d \d+ - tls_handshake_failed', ln) for ln in lines),
+          f"the 400's bytes are not in the log: {lines}")
 
 
 def test_garbage_hello(ctx):
