@@ -151,6 +151,43 @@ def test_client_resets(ctx):
     check(h == sha256(data), "transfer after resets is not intact")
 
 
+def test_client_reset_reaches_the_server_as_a_reset(ctx):
+    """A client that aborts (RST) is passed on as an abort, as HAProxy does:
+    the server's read fails with ECONNRESET instead of seeing the FIN of a
+    client that finished sending. A client's FIN stays a FIN."""
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(8)
+    lsock.settimeout(10 * SCALE)
+    seen = []
+
+    def serve(n):
+        for _ in range(n):
+            c, _ = lsock.accept()
+            c.settimeout(10 * SCALE)
+            c.sendall(b"hi\n")
+            try:
+                seen.append("fin" if c.recv(100) == b"" else "data")
+            except ConnectionResetError:
+                seen.append("reset")
+            c.close()
+
+    t = threading.Thread(target=serve, args=(2,), daemon=True)
+    t.start()
+    port = free_port()
+    ctx.fulcrum(tcp_conf(port, [f"s1 127.0.0.1:{lsock.getsockname()[1]}"]))
+    for abort in (True, False):
+        s = connect(_addr(port))
+        check(recv_exact(s, 3) == b"hi\n", "the server's greeting")
+        if abort:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+        wait_for(lambda: len(seen) == (1 if abort else 2), 5 * SCALE, what="the server's read")
+    t.join(5 * SCALE)
+    lsock.close()
+    check(seen == ["reset", "fin"], f"what the server saw of an abort and of a close: {seen}")
+
+
 def test_500_concurrent_connections(ctx):
     b = ctx.backend("echo")
     port = free_port()
