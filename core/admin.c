@@ -100,8 +100,6 @@ static const char *status_text(int status)
 		return "Method Not Allowed";
 	case 408:
 		return "Request Timeout";
-	case 409:
-		return "Conflict";
 	case 411:
 		return "Length Required";
 	case 413:

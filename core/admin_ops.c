@@ -414,7 +414,7 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 	struct lb_pool *shell = NULL;
 	struct gen *ng = NULL;
 	if (find_server(g, old, name)) {
-		admin_error(r, 409, "a server of that name is in the pool");
+		admin_error(r, 400, "a server of that name is in the pool");
 		goto out;
 	}
 	s = lb_server_new(&cs, (uint32_t)old->n_servers);

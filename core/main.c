@@ -55,12 +55,19 @@ struct process {
 	bool stopping; /* stop_all ran: the listeners are closed */
 };
 
+/* -t lists every error; a start says the first in one line (SPEC §1), with
+ * how many more there are. */
 static struct cfg *load_config(const struct options *o)
 {
 	struct cfg_errors errs = {0};
 	struct cfg *cfg = cfg_load(o->config, o->workers, &errs);
-	for (size_t i = 0; i < errs.len; i++)
-		fprintf(stderr, "%s\n", errs.msgs[i]);
+	if (o->check_only || errs.len < 2) {
+		for (size_t i = 0; i < errs.len; i++)
+			fprintf(stderr, "%s\n", errs.msgs[i]);
+	} else {
+		fprintf(stderr, "%s (and %zu more: fulcrum -t -c %s lists them)\n", errs.msgs[0],
+			errs.len - 1, o->config);
+	}
 	cfg_errors_free(&errs);
 	return cfg;
 }

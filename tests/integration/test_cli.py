@@ -132,6 +132,18 @@ def test_start_with_bad_config_exits_1(ctx):
     rc, out, err = run_fulcrum(["-c", path])
     check(rc == 1, f"start with a bad config: status {rc}")
     check(f"{path}:{_line_of(text, 'no_such_key')}:" in err, f"stderr: {err!r}")
+    # SPEC §1: a start says the cause in one line, however many errors
+    # there are; -t lists them all.
+    l["client_timeout"] = "soon"
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    path = ctx.write("bad2.ini", text)
+    rc, out, err = run_fulcrum(["-c", path])
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    check(rc == 1 and len(lines) == 1 and lines[0].startswith(f"{path}:") and "1 more" in lines[0],
+          f"two errors at a start: status {rc}, stderr {err!r}")
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 1 and len([ln for ln in err.splitlines() if ln.strip()]) == 2,
+          f"two errors with -t: {err!r}")
 
 
 def test_unwritable_access_log(ctx):
