@@ -531,6 +531,12 @@ static bool waits_for_client(const struct conn *c)
 
 	if (hc->resp_started && !c->cli.wr)
 		return true;
+	/* A client that asked for 100-continue and has sent nothing of its
+	 * body waits on the server, which owes it the 100 or an answer: the
+	 * silence is the server's (HAProxy answers it 504 at its server
+	 * timeout too; nginx sends its own 100). */
+	if (hc->awaits_continue && hc->bytes_in == hc->head_in)
+		return false;
 	return !hc->req_done && server_takes_request(c);
 }
 

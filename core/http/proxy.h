@@ -102,6 +102,10 @@ struct http_conn {
 	struct http_chunked req_ch;
 	bool req_head_sent, req_done;
 	bool req_body_flowed; /* a byte of the request body reached the server */
+	/* Expect: 100-continue with a body, and neither a byte of it from the
+	 * client (bytes_in still head_in) nor an interim answer yet */
+	bool awaits_continue;
+	uint32_t head_in; /* bytes_in once the head was read */
 	bool up_armed, down_armed; /* c->up / c->down carry this request's body */
 	uint32_t head_start, head_end; /* the kept head in rbuf, for a resend */
 	struct outq req_out;

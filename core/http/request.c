@@ -282,6 +282,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD) &&
 			c->gen == c->w->gen;
 	hc->req_body = http_request_body(h);
+	hc->head_in = (uint32_t)h->head_len;
+	hc->awaits_continue = h->expect_continue && hc->req_body != HTTP_BODY_NONE;
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	hc->req_length = hc->req_left;
 	hc->body_start = hc->rpos;
@@ -385,7 +387,7 @@ void http_new_request(struct conn *c)
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = hc->req_length = 0;
-	hc->req_head_sent = hc->req_done = hc->req_body_flowed = false;
+	hc->req_head_sent = hc->req_done = hc->req_body_flowed = hc->awaits_continue = false;
 	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
 	hc->server_ka = false;
 	hc->up_armed = hc->down_armed = false;

@@ -215,6 +215,8 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 				/* An interim response (100 Continue, 103 Early
 				 * Hints): passed on without its hop-by-hop fields,
 				 * but never to an HTTP/1.0 client (RFC 9110 §15.2). */
+				if (h->status == 100)
+					hc->awaits_continue = false; /* the body may come */
 				if (hc->minor == 0) {
 					hc->spos += (uint32_t)h->head_len;
 					continue;
