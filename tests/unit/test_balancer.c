@@ -238,20 +238,31 @@ Test(all, maxconn_respected)
 
 /* Two threads (two workers) take and give back places of a maxconn=1
  * server as fast as they can: a pick that saw the place free and lost it
- * to the other must be refused, never counted past the cap. */
+ * to the other must be refused, never counted past the cap. Each thread
+ * goes on until both have had places (a thread may finish a fixed count
+ * before the other is even scheduled), up to a bound. */
+#define TAKE_MIN_TRIES	200000
+#define TAKE_MAX_TRIES	20000000
+#define TAKE_MIN_PLACES 1000
+
 struct taker {
 	struct lb_server *s;
-	unsigned taken, over;
+	_Atomic unsigned taken;
+	unsigned over;
+	const struct taker *peer;
 };
 
 static void *take_and_put(void *arg)
 {
 	struct taker *t = arg;
 
-	for (int i = 0; i < 200000; i++) {
+	for (long i = 0; i < TAKE_MAX_TRIES; i++) {
+		if (i >= TAKE_MIN_TRIES && atomic_load(&t->taken) >= TAKE_MIN_PLACES &&
+		    atomic_load(&t->peer->taken) >= TAKE_MIN_PLACES)
+			break;
 		if (!lb_server_take(t->s))
 			continue;
-		t->taken++;
+		atomic_fetch_add(&t->taken, 1);
 		if (atomic_load(t->s->active) > t->s->maxconn)
 			t->over++;
 		lb_server_put(t->s);
@@ -268,13 +279,17 @@ Test(all, maxconn_holds_across_threads)
 
 	fx_init(&f, BAL_ROUNDROBIN, spec, 1);
 	for (int i = 0; i < 2; i++) {
-		t[i] = (struct taker){.s = srv(&f, 0)};
-		cr_assert_eq(pthread_create(&th[i], NULL, take_and_put, &t[i]), 0);
+		t[i].s = srv(&f, 0);
+		atomic_init(&t[i].taken, 0);
+		t[i].over = 0;
+		t[i].peer = &t[1 - i];
 	}
 	for (int i = 0; i < 2; i++)
+		cr_assert_eq(pthread_create(&th[i], NULL, take_and_put, &t[i]), 0);
+	for (int i = 0; i < 2; i++)
 		pthread_join(th[i], NULL);
-	cr_expect(t[0].taken > 0 && t[1].taken > 0, "each thread got places: %u %u", t[0].taken,
-		  t[1].taken);
+	unsigned a = atomic_load(&t[0].taken), b = atomic_load(&t[1].taken);
+	cr_expect(a > 0 && b > 0, "each thread got places: %u %u", a, b);
 	cr_expect_eq(t[0].over + t[1].over, 0, "%u times past maxconn=1", t[0].over + t[1].over);
 	cr_expect_eq(atomic_load(srv(&f, 0)->active), 0);
 	fx_deinit(&f);
