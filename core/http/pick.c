@@ -13,29 +13,62 @@
 #include "core/dns.h"
 #include "core/http/route.h"
 
-/* The value of cookie NAME in the Cookie fields of H, or NULL. */
+/* Where cookie_next is in the Cookie fields of a request head. */
+struct cookie_iter {
+	int field; /* index of the Cookie field being read, -1 before the first */
+	const char *pos, *end;
+};
+
+static bool is_ows(char ch)
+{
+	return ch == ' ' || ch == '\t';
+}
+
+/* The value of the next cookie NAME in the Cookie fields of H (*LEN bytes),
+ * or NULL when there is no more. Browsers send "a=1; b=2", but spaces and
+ * tabs around the ';' and the '=' are skipped as HAProxy and nginx do, so a
+ * hand-made header pins the same way. IT starts zeroed with field = -1. */
+static const char *cookie_next(const struct http_head *h, const char *buf, const char *name,
+			       struct cookie_iter *it, size_t *len)
+{
+	size_t nlen = strlen(name);
+	for (;;) {
+		if (it->pos == it->end) {
+			it->field = http_header_find(h, buf, "cookie", (unsigned)(it->field + 1));
+			if (it->field < 0)
+				return NULL;
+			it->pos = buf + h->headers[it->field].value.off;
+			it->end = it->pos + h->headers[it->field].value.len;
+		}
+		while (it->pos < it->end && (is_ows(*it->pos) || *it->pos == ';'))
+			it->pos++;
+		const char *pair = it->pos;
+		while (it->pos < it->end && *it->pos != ';')
+			it->pos++;
+		const char *eq = memchr(pair, '=', (size_t)(it->pos - pair));
+		if (!eq)
+			continue;
+		const char *key_end = eq;
+		while (key_end > pair && is_ows(key_end[-1]))
+			key_end--;
+		if ((size_t)(key_end - pair) != nlen || memcmp(pair, name, nlen) != 0)
+			continue;
+		const char *v = eq + 1, *v_end = it->pos;
+		while (v < v_end && is_ows(*v))
+			v++;
+		while (v_end > v && is_ows(v_end[-1]))
+			v_end--;
+		*len = (size_t)(v_end - v);
+		return v;
+	}
+}
+
+/* The value of the first cookie NAME in H, or NULL. */
 static const char *find_cookie(const struct http_head *h, const char *buf, const char *name,
 			       size_t *len)
 {
-	size_t nlen = strlen(name);
-	for (int i = http_header_find(h, buf, "cookie", 0); i >= 0;
-	     i = http_header_find(h, buf, "cookie", (unsigned)i + 1)) {
-		const char *v = buf + h->headers[i].value.off;
-		const char *end = v + h->headers[i].value.len;
-		while (v < end) {
-			while (v < end && (*v == ' ' || *v == ';'))
-				v++;
-			const char *pair = v;
-			while (v < end && *v != ';')
-				v++;
-			if ((size_t)(v - pair) > nlen && pair[nlen] == '=' &&
-			    memcmp(pair, name, nlen) == 0) {
-				*len = (size_t)(v - pair) - nlen - 1;
-				return pair + nlen + 1;
-			}
-		}
-	}
-	return NULL;
+	struct cookie_iter it = {.field = -1};
+	return cookie_next(h, buf, name, &it, len);
 }
 
 uint64_t http_request_key(const struct conn *c, const struct http_head *h, const char *buf)
@@ -138,10 +171,17 @@ struct lb_server *http_sticky_server(struct conn *c, const struct http_head *h, 
 
 	if (!name)
 		return NULL;
-	const char *v = find_cookie(h, buf, name, &len);
-	if (v)
+	/* A browser may hold the cookie for the host and for its parent
+	 * domain and send both: any one that names a valid server pins. */
+	struct cookie_iter it = {.field = -1};
+	const char *v;
+	while ((v = cookie_next(h, buf, name, &it, &len))) {
 		s = find_server(hc->pool, v, len);
-	hc->set_cookie = !s || !sticky_is_valid(hc->pool, s);
+		if (s && sticky_is_valid(hc->pool, s))
+			break;
+		s = NULL;
+	}
+	hc->set_cookie = !s;
 	if (hc->set_cookie || !lb_server_is_usable(s))
 		return NULL;
 	return s;

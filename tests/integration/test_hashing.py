@@ -284,10 +284,12 @@ def _cookie_key(ctx, balance):
     ks = keys(150, "sess")
     first = {k: c.server(headers=[f"Cookie: sid={k}"]) for k in ks}
     check(set(first.values()) == {"s1", "s2", "s3"}, f"{balance}: spread {collections.Counter(first.values())}")
-    # The cookie's place among others, or in a second Cookie field, does not matter.
+    # The cookie's place among others, or in a second Cookie field, does not
+    # matter, nor do spaces and tabs around its ';' and '='.
     for k in ks[:30]:
         for hdrs in (["Cookie: a=1; sid=" + k + "; b=2"], ["Cookie: a=1", f"Cookie: sid={k}"],
-                     [f"Cookie: xsid=zz; sid={k}"]):
+                     [f"Cookie: xsid=zz; sid={k}"], [f"Cookie: sid={k} ;a=1"],
+                     [f"Cookie: sid = {k}"], [f"Cookie: a=1;\tsid={k}"]):
             check(c.server(headers=hdrs) == first[k], f"{balance}: {hdrs} moved from {first[k]}")
 
 

@@ -80,12 +80,25 @@ def test_cookie_among_others(ctx):
     f, port, ns = _start(ctx)
     c = client(ctx, port)
     for hdrs in (["Cookie: a=1; SRV=s2; b=2"], ["Cookie: SRV=s2;theme=dark"],
-                 ["Cookie: lang=en", "Cookie: SRV=s2"], ["Cookie: XSRV=s1; SRVX=s3; SRV=s2"]):
+                 ["Cookie: lang=en", "Cookie: SRV=s2"], ["Cookie: XSRV=s1; SRVX=s3; SRV=s2"],
+                 ["Cookie: SRV=s2 ; a=1"], ["Cookie: a=1;\tSRV=s2"], ["Cookie: SRV = s2"]):
         _pinned(c, "s2", 6, hdrs)
     # Names that only look like SRV are other cookies: the client is pinned.
     for hdrs in (["Cookie: XSRV=s1"], ["Cookie: SRVX=s1"], ["Cookie: srv=s1"], ["Cookie: SRV"]):
         who, pin = _ask(c, hdrs)
         check(pin == who, f"{hdrs}: not a valid SRV cookie, but no Set-Cookie ({who})")
+
+
+def test_any_valid_cookie_of_several_pins(ctx):
+    # A browser holding SRV for the host and for its parent domain sends
+    # both; the one that names a server that is up pins, whatever its place.
+    f, port, ns = _start(ctx)
+    c = client(ctx, port)
+    for hdrs in (["Cookie: SRV=nope; SRV=s3"], ["Cookie: SRV=s3; SRV=nope"],
+                 ["Cookie: SRV=", "Cookie: SRV=s3"]):
+        _pinned(c, "s3", 6, hdrs)
+    who, pin = _ask(c, ["Cookie: SRV=nope; SRV=S3"])
+    check(pin == who, f"no valid SRV among several: answered by {who}, Set-Cookie {pin}")
 
 
 def test_unknown_server_repinned(ctx):
