@@ -104,15 +104,30 @@ void cfg_ld_err_at(struct cfg_loader *ld, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
-void cfg_ld_warn(struct cfg_loader *ld, const char *fmt, ...)
+static void ld_vwarn(struct cfg_loader *ld, int line, const char *fmt, va_list ap)
 {
 	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	log_warn("%s:%d: warning: %s", ld->cfg->path, line, msg);
+}
+
+void cfg_ld_warn(struct cfg_loader *ld, const char *fmt, ...)
+{
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ld_vwarn(ld, ld->line, fmt, ap);
 	va_end(ap);
-	log_warn("%s:%d: warning: %s", ld->cfg->path, ld->line, msg);
+}
+
+void cfg_ld_warn_at(struct cfg_loader *ld, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ld_vwarn(ld, line, fmt, ap);
+	va_end(ap);
 }
 
 char *cfg_ld_strdup(struct cfg_loader *ld, const char *s)

@@ -74,9 +74,12 @@ void cfg_ld_err(struct cfg_loader *ld, const char *fmt, ...) __attribute__((form
 void cfg_ld_err_at(struct cfg_loader *ld, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-/* Logs "FILE:LINE: warning: message" for the current line: something that
- * works but that the operator should know about. Not an error. */
+/* Logs "FILE:LINE: warning: message" for the current line (or for LINE):
+ * something that works but that the operator should know about. Not an
+ * error. */
 void cfg_ld_warn(struct cfg_loader *ld, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void cfg_ld_warn_at(struct cfg_loader *ld, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 /* strdup that records an allocation failure in the loader; NULL on failure. */
 char *cfg_ld_strdup(struct cfg_loader *ld, const char *s);

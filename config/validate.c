@@ -27,9 +27,29 @@ static void validate_global(struct cfg_loader *ld, int workers_override)
 	}
 }
 
+/* Warns about KEY of pool I when the pool's balance does not read it: the
+ * loader accepts it, but an operator who set it expects it to do something. */
+static void warn_unread(struct cfg_loader *ld, size_t i, const char *key, bool read,
+			const char *balances)
+{
+	int line = cfg_key_line(ld, CFG_SEC_POOL, i, key);
+	if (line > 0 && !read)
+		cfg_ld_warn_at(ld, line, "%s has no effect with balance = %s (only with %s)", key,
+			       cfg_balance_name(ld->cfg->pools[i].balance), balances);
+}
+
 static void validate_pool(struct cfg_loader *ld, size_t i)
 {
 	const struct cfg_pool *p = &ld->cfg->pools[i];
+	bool hashing =
+		p->balance == BAL_SOURCE || p->balance == BAL_MAGLEV || p->balance == BAL_RING;
+
+	warn_unread(ld, i, "hash_key", hashing, "source, maglev or ring");
+	warn_unread(ld, i, "maglev_table_size", p->balance == BAL_MAGLEV, "maglev");
+	warn_unread(ld, i, "hash_balance_factor",
+		    p->balance == BAL_MAGLEV || p->balance == BAL_RING ||
+			    p->hash_balance_factor == 0,
+		    "maglev or ring");
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
 		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);

@@ -113,6 +113,26 @@ def test_check_unknown_pool(ctx):
     _bad(ctx, "badpool.ini", ini(("global", g), ("pool p", p), ("listener l", l)), "nosuchpool")
 
 
+def test_check_warns_of_keys_the_balance_does_not_read(ctx):
+    """Hash settings on a pool whose balance ignores them are valid, but each
+    gets a FILE:LINE warning; on a pool that reads them, none."""
+    g, p, l = _base_sections(free_port(), free_port())
+    p.update({"balance": "roundrobin", "hash_key": "uri", "maglev_table_size": "65537",
+              "hash_balance_factor": "150"})
+    q = {"server": p["server"], "balance": "ring", "hash_key": "path",
+         "hash_balance_factor": "125"}
+    text = ini(("global", g), ("pool p", p), ("pool q", q), ("listener l", l))
+    ctx.write("unread.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", "unread.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    lines = text.splitlines()
+    warned = {n for n, t in enumerate(lines, 1) if f"unread.ini:{n}: warning:" in err}
+    expect = {n for n, t in enumerate(lines, 1)
+              if t.startswith(("hash_key = uri", "maglev_table_size", "hash_balance_factor = 150"))}
+    check(len(expect) == 3 and warned == expect,
+          f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
+
+
 def test_check_several_errors(ctx):
     """Every error is reported, each with its own line."""
     g, p, l = _base_sections(free_port(), free_port())
