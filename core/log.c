@@ -186,6 +186,44 @@ char *log_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
 	return buf;
 }
 
+/* Access-log lines a failed write lost, all told and since the last error
+ * line said so; when that was (CLOCK_MONOTONIC seconds). */
+static _Atomic uint64_t lost_total, lost_unreported;
+static _Atomic int64_t lost_reported_at = -1; /* never */
+
+#define LOST_REPORT_EVERY_S 10
+
+uint64_t log_access_lost(void)
+{
+	return atomic_load_explicit(&lost_total, memory_order_relaxed);
+}
+
+/* Counts the lines of LEN bytes at DATA a write could not take, and says
+ * so on stderr at most every LOST_REPORT_EVERY_S seconds: a full disk or a
+ * closed pipe must not lose lines in silence, nor flood the error log. */
+static void lost(const char *data, size_t len, int err)
+{
+	uint64_t lines = 0;
+	for (const char *p = data; (p = memchr(p, '\n', len - (size_t)(p - data))); p++)
+		lines++;
+	if (lines == 0)
+		return;
+	atomic_fetch_add_explicit(&lost_total, lines, memory_order_relaxed);
+	atomic_fetch_add_explicit(&lost_unreported, lines, memory_order_relaxed);
+
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	int64_t last = atomic_load_explicit(&lost_reported_at, memory_order_relaxed);
+	if ((last >= 0 && ts.tv_sec - last < LOST_REPORT_EVERY_S) ||
+	    !atomic_compare_exchange_strong(&lost_reported_at, &last, (int64_t)ts.tv_sec))
+		return;
+	uint64_t n = atomic_exchange_explicit(&lost_unreported, 0, memory_order_relaxed);
+	log_error("access log: write failed (%s): %llu lines lost "
+		  "(fulcrum_access_log_lines_lost_total "
+		  "counts them all)",
+		  strerror(err), (unsigned long long)n);
+}
+
 void log_flush(struct log_buf *lb)
 {
 	int fd = atomic_load_explicit(&access_fd, memory_order_relaxed);
@@ -195,8 +233,12 @@ void log_flush(struct log_buf *lb)
 		ssize_t n = write(fd, lb->data + off, lb->len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			/* A short line stays whole in a line count: a cut one
+			 * counts as lost, the reader sees it broken. */
+			lost(lb->data + off, lb->len - off, n < 0 ? errno : ENOSPC);
 			break;
+		}
 		off += (size_t)n;
 	}
 	lb->len = 0;

@@ -74,6 +74,10 @@ void log_access(struct log_buf *lb, const struct log_record *r);
 /* Writes what LB holds to the access log. */
 void log_flush(struct log_buf *lb);
 
+/* Access-log lines lost to failed writes since the start (each loss is
+ * also said on stderr, at most every 10 s). */
+uint64_t log_access_lost(void);
+
 /* "1.2.3.4:5678", "[::1]:80" or "unix:" into BUF; returns BUF. */
 char *log_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
 

@@ -211,4 +211,7 @@ void admin_metrics(struct admin_reply *r, const struct admin_host *host)
 	family(b, "config_reloads_total", "counter", "Configuration reloads, by result.");
 	sample(b, "config_reloads_total", ok, 2, stats_reloads(true));
 	sample(b, "config_reloads_total", error, 2, stats_reloads(false));
+	family(b, "access_log_lines_lost_total", "counter",
+	       "Access-log lines a failed write (a full disk, a closed pipe) lost.");
+	sample(b, "access_log_lines_lost_total", NULL, 0, log_access_lost());
 }

@@ -147,9 +147,16 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 		return;
 	}
 	hc->ttfb_ms = -1; /* the answer is fulcrum's own, not a server's */
-	/* A body the client is still sending makes the connection unusable. */
-	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE)
+	/* A body the client is still sending makes the connection unusable.
+	 * What of it came in but never went on to a server was received all
+	 * the same: BYTES_IN counts it (chunks count as they are checked). */
+	if (!hc->req_done && hc->req_body != HTTP_BODY_NONE) {
 		close = true;
+		if (hc->req_body == HTTP_BODY_LENGTH && !hc->up_armed) {
+			uint64_t held = hc->rlen - hc->rpos;
+			hc->bytes_in += held < hc->req_left ? held : hc->req_left;
+		}
+	}
 	if (c->w->draining || !hc->client_ka || http_client_done(c))
 		close = true;
 	/* A refused CONNECT: what the client sent behind it (a TLS hello, sent

@@ -29,14 +29,34 @@
 
 /* ---- the request ------------------------------------------------------ */
 
+/* Keeps the target of LEN bytes at T for the log. A longer one than the log
+ * takes is cut at a character boundary (a cut UTF-8 sequence would log as
+ * bytes the client never sent) and ends in "..." to show it was. */
+static void keep_log_target(struct http_conn *hc, const char *t, size_t len)
+{
+	if (len > sizeof(hc->target)) {
+		len = sizeof(hc->target) - 3;
+		/* Back to the lead byte of a sequence the cut would split. */
+		size_t k = len;
+		while (k > 0 && len - k < 4 && ((unsigned char)t[k] & 0xC0) == 0x80)
+			k--;
+		if (len - k < 4)
+			len = k;
+		memcpy(hc->target + len, "...", 3);
+		memcpy(hc->target, t, len);
+		hc->target_len = (uint16_t)(len + 3);
+		return;
+	}
+	memcpy(hc->target, t, len);
+	hc->target_len = (uint16_t)len;
+}
+
 static void copy_log_fields(struct http_conn *hc, const struct http_head *h, const char *buf)
 {
 	hc->method_len =
 		h->method.len < sizeof(hc->method) ? (uint16_t)h->method.len : sizeof(hc->method);
 	memcpy(hc->method, buf + h->method.off, hc->method_len);
-	hc->target_len =
-		h->target.len < sizeof(hc->target) ? (uint16_t)h->target.len : sizeof(hc->target);
-	memcpy(hc->target, buf + h->target.off, hc->target_len);
+	keep_log_target(hc, buf + h->target.off, h->target.len);
 	hc->method_id = h->method_id;
 	hc->minor = (uint8_t)h->version_minor;
 }
@@ -67,8 +87,7 @@ void http_note_unparsed_request(struct conn *c)
 	    (b[v + 8] == '0' || b[v + 8] == '1') && (b[v + 9] == '\r' || b[v + 9] == '\n')) {
 		hc->method_len = m < sizeof(hc->method) ? (uint16_t)m : sizeof(hc->method);
 		memcpy(hc->method, b, hc->method_len);
-		hc->target_len = t < sizeof(hc->target) ? (uint16_t)t : sizeof(hc->target);
-		memcpy(hc->target, b + m + 1, hc->target_len);
+		keep_log_target(hc, b + m + 1, t);
 		hc->minor = (uint8_t)(b[v + 8] - '0');
 		if (m == 4 && memcmp(b, "HEAD", 4) == 0)
 			hc->method_id = HTTP_M_HEAD; /* its error reply has no body */

@@ -346,3 +346,75 @@ def test_http_bytes_out_counts_what_the_client_was_sent(ctx):
     m = LINE_RE.match(line)
     check(m, f"bad line: {line!r}")
     check(int(m["bytes_out"]) == got, f"BYTES_OUT {m['bytes_out']}, the client got {got}: {line!r}")
+
+
+def test_http_bytes_in_counts_a_body_fulcrum_answers_itself(ctx):
+    """A request fulcrum answers itself (413 over max_body_size, 502 for a
+    server that refused, 503 with none up) was received whole, body
+    included: BYTES_IN says so, as it does for a body a server took."""
+    for server, payload, status in (("", b"x" * 1000, "413"), ("", b"b" * 50, "502"),
+                                    (" disabled", b"b" * 50, "503")):
+        port = free_port()
+        log = ctx.path(f"access-{status}.log")
+        f = ctx.fulcrum(tcp_conf(port, [f"s1 127.0.0.1:{closed_port()}{server}"],
+                                 glob={"access_log": log}, pool={"retries": 0},
+                                 listener={"mode": "http", "max_body_size": "100"}))
+        req = (b"POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(payload)
+               + payload)
+        s = connect(("127.0.0.1", port))
+        s.sendall(req)
+        got = recv_all(s)
+        s.close()
+        check(got.startswith(b"HTTP/1.1 " + status.encode()), f"{status}: got {got[:40]!r}")
+        m = LINE_RE.match(_wait_lines(log, 1)[0])
+        check(m and m["status"] == status and int(m["bytes_in"]) == len(req),
+              f"{status}: BYTES_IN {m and m['bytes_in']}, the client sent {len(req)}")
+        f.stop()
+
+
+def test_lost_access_log_lines_are_said_and_counted(ctx):
+    """An access log that refuses writes (a full disk: /dev/full) loses its
+    lines, but not in silence: stderr says so (once, not per line) and
+    fulcrum_access_log_lines_lost_total counts every one."""
+    from test_admin import Admin, metric, parse_metrics
+
+    b = ctx.backend("echo", name="s1")
+    port, admin_port = free_port(), free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()],
+                             glob={"access_log": "/dev/full", "admin": f"127.0.0.1:{admin_port}"}))
+    for _ in range(5):
+        with connect(("127.0.0.1", port)) as s:
+            check(echo_roundtrip(s, b"ping"), "echo through fulcrum")
+    adm = Admin(admin_port)
+    wait_for(lambda: metric(parse_metrics(adm.metrics()), "fulcrum_access_log_lines_lost_total") == 5,
+             3 * SCALE, what="5 lost lines counted")
+    def said_lines():
+        return [l for l in f.stderr().splitlines() if "access log: write failed" in l]
+
+    wait_for(said_lines, 3 * SCALE, what="lost lines said on stderr")
+    said = said_lines()
+    check(len(said) == 1 and "No space left on device" in said[0],
+          f"stderr on lost lines: {said!r}")
+
+
+def test_long_target_is_cut_at_a_character_and_marked(ctx):
+    """A target longer than the log takes (512 bytes) is cut before a UTF-8
+    character the cut would split, never inside it, and ends in "..."."""
+    from test_http import cbackend, http_conf
+
+    srv = cbackend(ctx, "s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"keepalive": 0},
+                          glob={"access_log": log, "access_log_format": "json"}))
+    # "é" (2 bytes) across the cut at 509, a 3-byte "€" across it, and ASCII only.
+    targets = ["/" + "a" * 507 + "é" * 4, "/" + "a" * 506 + "€" * 4, "/" + "b" * 600]
+    for t in targets:
+        with connect(("127.0.0.1", port)) as s:
+            s.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % t.encode())
+            check(recv_all(s).startswith(b"HTTP/1.1 200"), f"{t[:20]}...: no 200")
+    lines = _wait_lines(log, len(targets))
+    for t, line in zip(targets, lines):
+        got = json.loads(line)["target"]
+        check(got.endswith("...") and t.startswith(got[:-3]) and 505 <= len(got[:-3].encode()) <= 509,
+              f"target {t[:12]}... logged as {got[:12]}...{got[-12:]!r} ({len(got.encode())} bytes)")
