@@ -3,6 +3,7 @@
  */
 #include "core/cli.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,8 +45,10 @@ static int parse_workers(const char *arg)
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		return cpus < 1 ? 1 : (int)(cpus > 1024 ? 1024 : cpus);
 	}
+	if (!isdigit((unsigned char)arg[0]))
+		return -1; /* strtol would take " 2" and "+2" */
 	long n = strtol(arg, &end, 10);
-	return *end || end == arg || n < 1 || n > 1024 ? -1 : (int)n;
+	return *end || n < 1 || n > 1024 ? -1 : (int)n;
 }
 
 /* -v or -h (or --version, --help) anywhere on the command line, but as the
@@ -113,6 +116,11 @@ int cli_parse(int argc, char **argv, struct options *o)
 			fprintf(stderr, "fulcrum: unknown option -%c (see fulcrum -h)\n", optopt);
 			return -1;
 		}
+	}
+	if (!*o->config || (o->pidfile && !*o->pidfile)) {
+		fprintf(stderr, "fulcrum: option -%c needs a value, got \"\" (see fulcrum -h)\n",
+			*o->config ? 'p' : 'c');
+		return -1;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "fulcrum: unexpected argument \"%s\" (see fulcrum -h)\n",

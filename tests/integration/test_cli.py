@@ -32,7 +32,8 @@ def test_help(ctx):
 def test_unknown_option(ctx):
     """A bad command line: exit 1 and one line on stderr that names it."""
     for args, names in ((["-Z"], "-Z"), (["-c"], "-c"), (["-t", "-p"], "-p"),
-                        (["-w", "0"], '"0"'), (["stray"], '"stray"')):
+                        (["-w", "0"], '"0"'), (["stray"], '"stray"'), (["-w", " 2"], '" 2"'),
+                        (["-w", "+2"], '"+2"'), (["-t", "-p", ""], "-p"), (["-c", ""], "-c")):
         rc, out, err = run_fulcrum(args)
         check(rc == 1, f"{args}: exit status {rc}")
         lines = err.strip().splitlines()
