@@ -288,6 +288,13 @@ static void route_pools(const struct admin_req *q, struct admin_reply *r)
 {
 	const struct admin_host *host = admin.host;
 
+	/* Paths are exact, as "/status/" is no "/status": "/pools/p/servers/"
+	 * names no endpoint (not a server called ""). */
+	if (!*q->seg[q->n_seg - 1]) {
+		admin_error(r, 404, "no such endpoint");
+		return;
+	}
+
 	if (q->n_seg == 3 && seg_is(q, 2, "servers")) {
 		if (method_is(q, r, "POST"))
 			admin_server_add(r, host, q->seg[1], q->body, q->body_len);

@@ -290,6 +290,9 @@ void admin_server_op(struct admin_reply *r, const struct admin_host *host, const
 		}
 		atomic_store(&s->state, SRV_DRAIN);
 		atomic_store(&s->removed, true);
+		/* Its requests finish; its idle pooled connections go now. */
+		for (int i = 0; i < host->n_workers; i++)
+			worker_request_sweep(&host->workers[i]);
 		state_changed();
 		log_info("admin: %s/%s removed", pool, server);
 	}
@@ -302,7 +305,8 @@ void admin_server_op(struct admin_reply *r, const struct admin_host *host, const
 
 static bool is_name(const char *s)
 {
-	if (!*s)
+	/* "." and ".." would be path segments clients collapse: unreachable. */
+	if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return false;
 	for (; *s; s++)
 		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))

@@ -9,7 +9,8 @@
  * whole answer has been read; the client may still be taking it). Idle
  * keep-alive client connections hold no server and stay; idle pooled server
  * connections to the server are closed too, so none is reused after an
- * enable.
+ * enable. A sweep after a server was deleted closes only those: its
+ * requests finish.
  */
 #include "core/conn.h"
 #include "core/upstream.h"
@@ -35,7 +36,8 @@ void conn_sweep_disabled(struct worker *w)
 			struct upstream *u = container_of(n, struct upstream, idle_node);
 
 			next = n->next;
-			if (is_disabled(u->server))
+			if (is_disabled(u->server) ||
+			    atomic_load_explicit(&u->server->removed, memory_order_relaxed))
 				upstream_close(u);
 		}
 	}

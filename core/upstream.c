@@ -63,6 +63,19 @@ void upstream_pool_deinit(struct upstream_pool *up)
 				container_of(up->buckets[i].next, struct upstream, idle_node));
 }
 
+void upstream_close_unserved(struct worker *w, const struct gen *g)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(w->upstreams.buckets); i++) {
+		struct list *b = &w->upstreams.buckets[i];
+		for (struct list *n = b->next, *next; n != b; n = next) {
+			struct upstream *u = container_of(n, struct upstream, idle_node);
+			next = n->next;
+			if (!gen_serves(g, u->server))
+				upstream_close(u);
+		}
+	}
+}
+
 void upstream_free_closed(struct worker *w)
 {
 	while (!list_is_empty(&w->closed_upstreams)) {
@@ -165,7 +178,8 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	 * Nor one to a server disabled while its answer went to a slow client
 	 * (the sweep has closed the others: none may come back at an enable). */
 	if (u->server->proxy_protocol != PROXY_PROTO_NONE ||
-	    atomic_load_explicit(&u->server->state, memory_order_relaxed) == SRV_DISABLED)
+	    atomic_load_explicit(&u->server->state, memory_order_relaxed) == SRV_DISABLED ||
+	    atomic_load_explicit(&u->server->removed, memory_order_relaxed))
 		keepalive = 0;
 	/* Count the server's idle connections only when the bucket (which
 	 * servers may share) holds enough for it to matter. */

@@ -113,6 +113,7 @@ static void set_gen(struct worker *w, struct gen *g)
 	if (w->gen)
 		gen_put(w->gen);
 	w->gen = gen_get(g);
+	upstream_close_unserved(w, g);
 }
 
 static void refresh_gen(struct worker *w)

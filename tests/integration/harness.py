@@ -202,6 +202,23 @@ def _socket_inodes(pid):
     return inodes
 
 
+def connections_to(pid, port):
+    """How many of PID's TCP sockets are established to remote PORT."""
+    mine, n = _socket_inodes(pid), 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    remote, state, inode = parts[2], parts[3], parts[9]
+                    if state == "01" and inode in mine and int(remote.rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
+
+
 def _listening_inet(port):
     """Inodes of sockets in LISTEN state on PORT (any address, v4 or v6)."""
     found = set()

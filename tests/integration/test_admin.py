@@ -2,6 +2,7 @@
 reloads through the API and SIGHUP, tokens and error statuses."""
 
 import collections
+import concurrent.futures
 import http.client
 import http.server
 import json
@@ -15,7 +16,7 @@ import threading
 import time
 
 from harness import (SCALE, Skip, TestFailure, check, closed_by_peer, closed_port, connect, echo_roundtrip,
-                     free_port, ini, name_via, recv_all, recv_line, wait_for)
+                     connections_to, free_port, ini, name_via, recv_all, recv_line, wait_for)
 
 SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
 
@@ -331,6 +332,10 @@ def test_error_statuses(ctx):
         ("GET", "/pools/p/servers/s1/drain", None, 405),
         ("POST", "/pools/p/servers/s1/weight", {"weight": 2}, 405),
         ("PUT", "/pools/p/servers/s1", None, 405), ("GET", "/pools/p/servers", None, 405),
+        # Paths are exact: a trailing slash names no endpoint (not a server
+        # called "", whose methods a 405 would list).
+        ("POST", "/pools/p/servers/", {}, 404), ("GET", "/pools/p/servers/", None, 404),
+        ("GET", "/pools/p/servers/s1/", None, 404), ("GET", "/pools/p//servers", None, 404),
     ]
     bad_weights = ['', 'x', '{}', '{"weight": "3"}', '{"weight": 3.0}', '{"weight": -1}',
                    '{"weight": 257}', '{"weight": 1, "x": 2}', '{"weight": 1,}', '[1]',
@@ -340,6 +345,7 @@ def test_error_statuses(ctx):
     bad_adds = ['{"name": "s3"}', '{"address": "127.0.0.1:1"}',
                 '{"name": "s 3", "address": "127.0.0.1:1"}',
                 '{"name": "", "address": "127.0.0.1:1"}',
+                '{"name": "..", "address": "127.0.0.1:1"}', '{"name": ".", "address": "127.0.0.1:1"}',
                 '{"name": "s3", "address": "127.0.0.1"}',
                 '{"name": "s3", "address": "127.0.0.1:0"}',
                 '{"name": "s3", "address": "no-such-host.invalid:80"}',
@@ -651,6 +657,43 @@ def test_delete_server(ctx):
     check(cnt == {"s1": 10, "s2b": 10, "s3": 10}, f"after re-adding s2: {cnt}")
     for c in held:
         c.close()
+
+
+def test_idle_pooled_connections_to_a_gone_server_close(ctx):
+    """Idle pooled keep-alive connections to a server deleted through the
+    API, or dropped by a reload, are closed at once: nothing can reuse them,
+    and under add/delete churn they would pile up until their idle timeout."""
+    from test_http import cbackend
+
+    s1, s2, s3 = (cbackend(ctx, n) for n in ("s1", "s2", "s3"))
+    servers = [f"s1 127.0.0.1:{s1.port}", f"s3 127.0.0.1:{s3.port}"]
+    f, port, adm = start(ctx, servers, mode="http")
+    adm.json("POST", "/pools/p/servers", {"name": "s2", "address": f"127.0.0.1:{s2.port}"},
+             want=201)
+
+    def pool_up(n):
+        # N clients at once keep N server connections busy, then pooled.
+        def one(_):
+            with connect(("127.0.0.1", port)) as c:
+                c.sendall(b"GET /?ms=50 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return recv_all(c).startswith(b"HTTP/1.1 200")
+        with concurrent.futures.ThreadPoolExecutor(n) as ex:
+            check(all(ex.map(one, range(n))), "requests through the pool")
+
+    pool_up(12)
+    check(connections_to(f.pid, s2.port) >= 2, "no pooled connection to s2 to begin with")
+    adm.json("DELETE", "/pools/p/servers/s2")
+    wait_for(lambda: connections_to(f.pid, s2.port) == 0, 2 * SCALE,
+             what="the pooled connections to deleted s2 closed")
+    check(connections_to(f.pid, s3.port) >= 2, "pooled connections to s3 went too")
+    with open(f.conf_path, "w") as fh:
+        fh.write(conf(port, adm.port, servers[:1], mode="http"))
+    check("generation" in adm.json("POST", "/reload"), "reload")
+    wait_for(lambda: connections_to(f.pid, s3.port) == 0, 2 * SCALE,
+             what="the pooled connections to s3, dropped by the reload, closed")
+    check(connections_to(f.pid, s1.port) >= 1, "pooled connections to s1, which stays, went too")
+    s1.close()  # and with it the pooled connections to it
+    f.check_fds_settled()
 
 
 def test_deleted_server_is_no_longer_checked(ctx):
