@@ -91,10 +91,8 @@ static void derived_free(struct gen *g)
 	free(g);
 }
 
-bool gen_serves(const struct gen *g, const struct lb_server *s)
+bool gen_lists(const struct gen *g, const struct lb_server *s)
 {
-	if (atomic_load_explicit(&s->removed, memory_order_relaxed))
-		return false;
 	for (size_t i = 0; i < g->cfg->n_pools; i++)
 		for (size_t j = 0; j < g->pools[i]->n_servers; j++)
 			if (g->pools[i]->servers[j] == s)

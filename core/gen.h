@@ -66,8 +66,8 @@ struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
  * BIND_ID (cfg_addr.bind_id), or -1 when G has no such bind. */
 int gen_listener_of_bind(const struct gen *g, uint32_t bind_id);
 
-/* Whether S is one of G's servers, and not one the admin API deleted. */
-bool gen_serves(const struct gen *g, const struct lb_server *s);
+/* Whether S is in one of G's pools (forward-mode origins are in none). */
+bool gen_lists(const struct gen *g, const struct lb_server *s);
 
 /* The pool a listener or route points at, or NULL for index -1. */
 static inline struct lb_pool *gen_pool(const struct gen *g, int index)

@@ -70,7 +70,9 @@ void upstream_close_unserved(struct worker *w, const struct gen *g)
 		for (struct list *n = b->next, *next; n != b; n = next) {
 			struct upstream *u = container_of(n, struct upstream, idle_node);
 			next = n->next;
-			if (!gen_serves(g, u->server))
+			const struct lb_server *s = u->server;
+			if (atomic_load_explicit(&s->removed, memory_order_relaxed) ||
+			    (u->gen != g && gen_lists(u->gen, s) && !gen_lists(g, s)))
 				upstream_close(u);
 		}
 	}

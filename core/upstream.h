@@ -50,8 +50,8 @@ struct upstream *upstream_connect(struct worker *w, struct lb_server *s, int *er
  * generation U's server belongs to; the pool holds a reference on it. */
 void upstream_release(struct upstream *u, struct gen *g, int keepalive);
 void upstream_close(struct upstream *u);
-/* Closes the idle upstreams to servers G does not serve (dropped by a
- * reload, deleted through the admin API): nothing could reuse them, and
+/* Closes the idle upstreams to pool servers G does not list (dropped by a
+ * reload) or that the admin API deleted: nothing could reuse them, and
  * each would hold its fd and an old generation until its idle timeout. */
 void upstream_close_unserved(struct worker *w, const struct gen *g);
 /* Frees the upstreams closed during this batch. */

@@ -15,6 +15,7 @@ import base64
 import ctypes
 import json
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -383,7 +384,7 @@ def test_keepalive_across_origins_and_pooling(ctx):
     b = pyserver(ctx, ok_handler(body=b"from b"), name="b")
     port = free_port()
     log = ctx.path("access.log")
-    start(ctx, port, glob={"access_log": log})
+    f = start(ctx, port, glob={"access_log": log})
     r = client(port)
     for i in range(20):
         srv = a if i % 2 == 0 else b
@@ -400,6 +401,12 @@ def test_keepalive_across_origins_and_pooling(ctx):
         m, _ = ask(port, proxy_get(f"http://127.0.0.1:{a.port}/new{i}"))
         check(m.status == 200, f"new client {i}: {m!r}")
     check(a.accepted == 1, f"new clients opened {a.accepted} connections to a pooled origin")
+    # A reload leaves the origin pool alone (origins are in no pool it drops).
+    f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in f.stderr(), 5 * SCALE, what="the reload")
+    m, _ = ask(port, proxy_get(f"http://127.0.0.1:{a.port}/after-reload"))
+    check(m.status == 200 and a.accepted == 1,
+          f"after a reload: {m.status}, {a.accepted} connections to the pooled origin")
 
 
 def test_localhost_resolves_and_pools(ctx):
