@@ -27,33 +27,42 @@ static void validate_global(struct cfg_loader *ld, int workers_override)
 	}
 }
 
-/* Warns about KEY of pool I when the pool's balance does not read it: the
- * loader accepts it, but an operator who set it expects it to do something. */
-static void warn_unread(struct cfg_loader *ld, size_t i, const char *key, bool read,
-			const char *balances)
+/* Warns about KEY of section I when nothing reads it (READ false): the
+ * loader accepts it, but an operator who set it expects it to do something.
+ * WHY ends the message: "has no effect WHY". */
+static void warn_unread(struct cfg_loader *ld, enum cfg_sec sec, size_t i, const char *key,
+			bool read, const char *why)
 {
-	int line = cfg_key_line(ld, CFG_SEC_POOL, i, key);
+	int line = cfg_key_line(ld, sec, i, key);
 	if (line > 0 && !read)
-		cfg_ld_warn_at(ld, line, "%s has no effect with balance = %s (only with %s)", key,
-			       cfg_balance_name(ld->cfg->pools[i].balance), balances);
+		cfg_ld_warn_at(ld, line, "%s has no effect %s", key, why);
 }
 
 static void validate_pool(struct cfg_loader *ld, size_t i)
 {
 	const struct cfg_pool *p = &ld->cfg->pools[i];
-	bool hashing =
-		p->balance == BAL_SOURCE || p->balance == BAL_MAGLEV || p->balance == BAL_RING;
+	enum cfg_balance b = p->balance;
+	bool hashing = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING;
+	char why[512];
 
-	warn_unread(ld, i, "hash_key", hashing, "source, maglev or ring");
-	warn_unread(ld, i, "maglev_table_size", p->balance == BAL_MAGLEV, "maglev");
-	warn_unread(ld, i, "hash_balance_factor",
-		    p->balance == BAL_MAGLEV || p->balance == BAL_RING ||
-			    p->hash_balance_factor == 0,
-		    "maglev or ring");
+	snprintf(why, sizeof(why), "with balance = %s (only with source, maglev or ring)",
+		 cfg_balance_name(b));
+	warn_unread(ld, CFG_SEC_POOL, i, "hash_key", hashing, why);
+	snprintf(why, sizeof(why), "with balance = %s (only with maglev)", cfg_balance_name(b));
+	warn_unread(ld, CFG_SEC_POOL, i, "maglev_table_size", b == BAL_MAGLEV, why);
+	snprintf(why, sizeof(why), "with balance = %s (only with maglev or ring)",
+		 cfg_balance_name(b));
+	warn_unread(ld, CFG_SEC_POOL, i, "hash_balance_factor",
+		    b == BAL_MAGLEV || b == BAL_RING || p->hash_balance_factor == 0, why);
+	/* A CA set for servers still spoken to in plain text is a mistake
+	 * worth a word: the operator believes the traffic verified. */
+	static const char *const server_tls[] = {"tls_verify", "tls_ca", "tls_sni"};
+	for (size_t k = 0; k < sizeof(server_tls) / sizeof(server_tls[0]); k++)
+		warn_unread(ld, CFG_SEC_POOL, i, server_tls[k], p->tls,
+			    "without tls = on: the servers are spoken to in plain text");
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
 		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);
-	char why[512];
 	if (p->tls_ca && cfg_tls_check_ca(p->tls_ca, why, sizeof(why)) < 0)
 		cfg_ld_err_at(ld, cfg_key_line(ld, CFG_SEC_POOL, i, "tls_ca"), "%s", why);
 }
@@ -136,6 +145,10 @@ static void validate_listener(struct cfg_loader *ld, size_t i)
 	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "bind") == 0)
 		cfg_ld_err_at(ld, l->line, "listener \"%s\" has no bind", l->name);
 	validate_tls_files(ld, i);
+	static const char *const listener_tls[] = {"tls_min_version", "tls_ciphers", "alpn"};
+	for (size_t k = 0; k < sizeof(listener_tls) / sizeof(listener_tls[0]); k++)
+		warn_unread(ld, CFG_SEC_LISTENER, i, listener_tls[k], l->n_tls_certs > 0,
+			    "without tls_cert: the listener does not terminate TLS");
 	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "forwarded_headers") == 0)
 		l->forwarded_headers = l->mode == MODE_HTTP;
 	if (l->mode != MODE_FORWARD)

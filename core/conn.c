@@ -245,6 +245,7 @@ static void log_conn(struct conn *c)
 		.server = srv ? srv->name : NULL,
 		.bytes_in = c->up.bytes,
 		.bytes_out = c->down.bytes,
+		.status = c->status,
 		.total_ms = (int64_t)(c->w->now_ms - c->start_ms),
 		.ttfb_ms = c->ttfb_ms ? (int64_t)c->ttfb_ms - 1 : -1,
 		.reason = c->reason == CR_NONE ? NULL : close_reason_name(c->reason),

@@ -93,6 +93,7 @@ struct conn {
 	uint32_t listener; /* index of lc in gen->cfg->listeners */
 	uint32_t bind; /* the id of the bind it came in on (cfg_addr.bind_id) */
 	uint32_t ttfb_ms; /* tcp mode: 1 + ms to the server's first byte; 0 = none yet */
+	uint16_t status; /* a status fulcrum answered outside http mode, 0 = none */
 
 	struct side cli, srv;
 	struct half up; /* client -> server */

@@ -27,6 +27,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -35,6 +36,7 @@
 #include <openssl/x509v3.h>
 
 #include "core/conn.h"
+#include "core/http/reply.h"
 #include "core/log.h"
 
 /* ---- the io_ops -------------------------------------------------------- */
@@ -237,16 +239,22 @@ static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason, 
  */
 static size_t answer_plain_http(struct conn *c, SSL *ssl)
 {
-	static const char resp[] = "HTTP/1.1 400 Bad Request\r\n"
-				   "Content-Type: text/plain\r\n"
-				   "Content-Length: 47\r\n"
-				   "Connection: close\r\n\r\n"
-				   "400 Bad Request: plain HTTP sent to a TLS port\n";
+	static const char body[] = "400 Bad Request: plain HTTP sent to a TLS port\n";
+	int why = ERR_GET_REASON(ERR_peek_error());
 
+	/* OpenSSL names GET, POST, HEAD and PUT, and CONNECT (a client told
+	 * http:// for a TLS proxy). */
 	if (c->lc->mode == MODE_TCP || BIO_number_written(SSL_get_wbio(ssl)) != 0 ||
-	    ERR_GET_REASON(ERR_peek_error()) != SSL_R_HTTP_REQUEST)
+	    (why != SSL_R_HTTP_REQUEST && why != SSL_R_HTTPS_PROXY_REQUEST))
 		return 0;
-	ssize_t n = send(c->cli.fd, resp, sizeof(resp) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	char date[HTTP_DATE_SIZE], resp[256];
+	http_date_now(date);
+	int len = snprintf(resp, sizeof(resp),
+			   "HTTP/1.1 400 Bad Request\r\nDate: %s\r\nContent-Type: text/plain\r\n"
+			   "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+			   date, sizeof(body) - 1, body);
+	c->status = 400;
+	ssize_t n = send(c->cli.fd, resp, (size_t)len, MSG_NOSIGNAL | MSG_DONTWAIT);
 	return n > 0 ? (size_t)n : 0;
 }
 

@@ -134,6 +134,24 @@ def test_check_warns_of_keys_the_balance_does_not_read(ctx):
           f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
 
 
+def test_check_warns_of_tls_keys_without_tls(ctx):
+    """Server TLS keys on a pool without tls = on (its servers get plain
+    text), and client TLS keys on a listener without tls_cert, load with a
+    FILE:LINE warning each."""
+    g, p, l = _base_sections(free_port(), free_port())
+    p.update({"tls_verify": "on", "tls_sni": "svc.example"})
+    l.update({"tls_min_version": "1.3", "tls_ciphers": "ECDHE+AESGCM", "alpn": "h2"})
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    ctx.write("tlsless.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", "tlsless.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    lines = text.splitlines()
+    warned = {n for n in range(1, len(lines) + 1) if f"tlsless.ini:{n}: warning:" in err}
+    expect = {n for n, t in enumerate(lines, 1) if t.startswith(("tls_", "alpn"))}
+    check(len(expect) == 5 and warned == expect,
+          f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
+
+
 def test_check_several_errors(ctx):
     """Every error is reported, each with its own line."""
     g, p, l = _base_sections(free_port(), free_port())

@@ -845,16 +845,26 @@ def test_plain_http_on_a_tls_port_is_told_why(ctx):
     counts it. A tcp TLS listener carries other protocols: it just closes."""
     certs = make_certs(ctx)
     be = http_server(ctx, "s")
-    port, tport = free_port(), free_port()
+    port, tport, fport = free_port(), free_port(), free_port()
+    fwd = terminating_listener(fport, certs, mode="forward")
+    fwd.pop("pool", None)
     f = ctx.fulcrum(ini(glob_section({"access_log": "stderr"}),
                         ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
                         ("listener l", terminating_listener(port, certs)),
-                        ("listener t", terminating_listener(tport, certs, mode="tcp"))))
+                        ("listener t", terminating_listener(tport, certs, mode="tcp")),
+                        ("listener f", fwd)))
     p = subprocess.run(["curl", "-s", "-i", "--max-time", str(int(10 * SCALE)),
                         f"http://127.0.0.1:{port}/"], capture_output=True, timeout=20 * SCALE)
     out = p.stdout.decode("latin-1")
-    check(out.startswith("HTTP/1.1 400 ") and out.endswith("plain HTTP sent to a TLS port\n"),
-          f"curl http:// to the https port: rc {p.returncode} {out!r}")
+    check(out.startswith("HTTP/1.1 400 ") and out.endswith("plain HTTP sent to a TLS port\n")
+          and "\r\nDate: " in out, f"curl http:// to the https port: rc {p.returncode} {out!r}")
+    # A client told http:// for a TLS forward proxy sends a plain CONNECT.
+    s = connect(("127.0.0.1", fport))
+    s.sendall(b"CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\n\r\n")
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 400 ") and got.endswith(b"plain HTTP sent to a TLS port\n"),
+          f"a plain CONNECT to the TLS forward port: {got!r}")
     s = connect(("127.0.0.1", tport))
     s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     got = b""
@@ -865,8 +875,8 @@ def test_plain_http_on_a_tls_port_is_told_why(ctx):
     status, _, err = curl(port, "a.test", "/", cacert=certs.pem("ca"))
     check(status == 200, f"https after it: {status} {err}")
     lines = [ln for ln in f.stderr().splitlines() if "tls_handshake_failed" in ln]
-    check(any(re.search(r'" - \d+ 1\d\d \d+ - tls_handshake_failed', ln) for ln in lines),
-          f"the 400's bytes are not in the log: {lines}")
+    check(sum(bool(re.search(r'" 400 \d+ 1\d\d \d+ - tls_handshake_failed', ln)) for ln in lines) == 2,
+          f"the 400s and their bytes are not in the log: {lines}")
 
 
 def test_garbage_hello(ctx):
