@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# scripts/run-demo.sh - what `make run` starts: three demo backends (s1, s2,
-# s3 on 127.0.0.1:9001-9003, answering "hello from sN" with X-Server: sN) and
-# fulcrum on config/fulcrum.ini in the foreground. Ctrl-C or SIGTERM is passed
+# scripts/run-demo.sh - what `make run` starts: three demo backends (web1, web2,
+# web3 on 127.0.0.1:9001-9003, answering "hello from webN" with X-Server: webN)
+# and fulcrum on config/fulcrum.ini in the foreground. Ctrl-C or SIGTERM is passed
 # on to fulcrum; when fulcrum ends, the backends are stopped too and the
 # script exits with fulcrum's status.
 #
@@ -42,7 +42,7 @@ for i in 1 2 3; do
 		echo "run-demo: port $port is already in use" >&2
 		exit 2
 	fi
-	"$BACKEND" -p "$port" -n "s$i" -t 1 >"$tmp/s$i.out" 2>&1 &
+	"$BACKEND" -p "$port" -n "web$i" -t 1 >"$tmp/s$i.out" 2>&1 &
 	pids+=("$!")
 done
 for i in 1 2 3; do
@@ -55,7 +55,7 @@ for i in 1 2 3; do
 		exit 2
 	}
 done
-echo "run-demo: backends s1 s2 s3 on 127.0.0.1:9001-9003; starting $FULCRUM -c $CONFIG" \
+echo "run-demo: backends web1 web2 web3 on 127.0.0.1:9001-9003; starting $FULCRUM -c $CONFIG" \
 	"(Ctrl-C stops)" >&2
 
 # fulcrum runs in the background so that this shell can pass signals on; a
