@@ -165,13 +165,53 @@ int hc_parse_status(const char *buf, size_t len)
 	return code < 100 ? -1 : code;
 }
 
+/* Interim answers skipped before a check fails. */
+#define HC_INTERIMS_MAX 8
+
+/* In the head of an interim (1xx) answer: drops what line[] holds up to
+ * the empty line that ends it, keeping three bytes for a CRLFCRLF split
+ * across reads. Returns true when the final answer's bytes are next. */
+static bool skip_interim(struct hc_probe *p)
+{
+	const char *end = memmem(p->line, p->got, "\r\n\r\n", 4);
+	if (!end) {
+		if (p->got > 3) {
+			memmove(p->line, p->line + p->got - 3, 3);
+			p->got = 3;
+		}
+		return false;
+	}
+	size_t used = (size_t)(end + 4 - p->line);
+	memmove(p->line, end + 4, p->got - used);
+	p->got -= used;
+	p->interim = false;
+	return true;
+}
+
 /* Judges the status line once it is complete (or line[] is full) and moves
- * to DRAINING; does nothing while more bytes are needed. */
+ * to DRAINING; does nothing while more bytes are needed. The status line
+ * is held to what traffic gets (a bare LF ending it is invalid there too,
+ * or the server would flap between the check's UP and traffic's DOWN), and
+ * interim answers (100, 103) are skipped to the final one (RFC 9110 §15.2). */
 static void judge(struct hc_probe *p, const struct hc_check *chk)
 {
-	if (!memchr(p->line, '\n', p->got) && p->got < sizeof(p->line))
+	if (p->interim && !skip_interim(p))
+		return;
+	const char *nl = memchr(p->line, '\n', p->got);
+	if (!nl && p->got < sizeof(p->line))
 		return;
 	int code = hc_parse_status(p->line, p->got);
+	if (nl && (nl == p->line || nl[-1] != '\r'))
+		code = -1;
+	if (code >= 100 && code < 200 && code != 101) {
+		if (p->interims++ == HC_INTERIMS_MAX) {
+			code = -1;
+		} else {
+			p->interim = true;
+			judge(p, chk);
+			return;
+		}
+	}
 	if (code < 0) {
 		p->ok = false;
 		snprintf(p->reason, sizeof(p->reason), "invalid HTTP response");

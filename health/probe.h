@@ -55,6 +55,8 @@ struct hc_probe {
 	size_t drained; /* bytes read and dropped after line[] */
 	bool ok; /* the verdict, valid once state is DRAINING or IDLE again */
 	bool no_verdict; /* this host ran short (fds, memory, ports): says nothing */
+	bool interim; /* in the head of a 1xx answer, skipped to the final one */
+	unsigned char interims; /* 1xx answers skipped */
 	char line[HC_STATUS_CAP];
 	char reason[HC_REASON_CAP]; /* why it failed, or "check passed" */
 };

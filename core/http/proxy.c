@@ -620,8 +620,13 @@ void http_on_timer(struct conn *c)
 		break;
 	case HP_EXCHANGE:
 		if (hc->req_done && !hc->resp_started) {
-			if (!http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
-				http_reply(c, 504, "server_timeout", false);
+			if (http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
+				break;
+			/* The last try counts against the server as a retried
+			 * one does: a hung server leaves at max_fails. */
+			if (!hc->fwd)
+				http_server_failed(c, ETIMEDOUT, "server_timeout waiting for");
+			http_reply(c, 504, "server_timeout", false);
 			break;
 		}
 		if (waits_for_client(c) && !hc->resp_started) {
@@ -634,6 +639,8 @@ void http_on_timer(struct conn *c)
 			conn_close(c, CR_CLIENT_TIMEOUT);
 		} else if (!hc->resp_started) {
 			/* A server that stopped reading the request body. */
+			if (!hc->fwd)
+				http_server_failed(c, ETIMEDOUT, "server_timeout sending to");
 			http_reply(c, 504, "server_timeout", true);
 			break;
 		} else {

@@ -171,6 +171,12 @@ class Server:
         "cuthttp": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", False),
         "cutchunk": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n64\r\nabc", False),
         "stallhttp": (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc", True),
+        "barelf": (b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok", False),
+        "interim": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </s.css>; "
+                    b"rel=preload; " + b"x" * 300 + b"\r\n\r\nHTTP/1.1 200 OK\r\n"
+                    b"Content-Length: 2\r\n\r\nok", False),
+        "interim500": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\n"
+                       b"Content-Length: 0\r\n\r\n", False),
     }
 
     def _serve_canned(self, c, kind):
@@ -357,6 +363,23 @@ def test_http_check(ctx):
     f.check_fds_settled()
 
 
+def test_http_check_reads_the_answer_as_traffic_does(ctx):
+    """The check holds the status line to what traffic gets: one ended by a
+    bare LF is invalid (traffic's 502 and the check's UP would make the
+    server flap); interim 1xx answers, a long 103 included, are skipped to
+    the final status, which alone is judged (RFC 9110 §15.2)."""
+    servers = [_server(ctx, k, k) for k in ("barelf", "interim", "interim500")]
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [s.server_line() for s in servers],
+                             pool=dict(FAST, check="http GET /")))
+    _wait_log(f, r"server p/barelf DOWN: invalid HTTP response \(2/2\)$", 3,
+              "the DOWN line of the server ending its status line with a bare LF")
+    _wait_log(f, r"server p/interim500 DOWN: HTTP status 500 \(2/2\)$", 3,
+              "the DOWN line of the server whose final status, after a 100, is 500")
+    wait_for(lambda: servers[1].accepted >= 3, 3 * SCALE, what="three checks of interim")
+    check(not _log_has(f, r"server p/interim DOWN"), f"100 and 103 before a 200 failed:\n{f.stderr()}")
+
+
 def test_http_check_does_not_wait_for_the_server_to_close(ctx):
     """The status line is the verdict: a server that keeps the connection
     open after its answer, whatever Connection: close said, does not hold
@@ -505,7 +528,7 @@ def _passive_counts(ctx, kind, pool=None):
             return "cut"
 
     seen = collections.Counter(status() for _ in range(4))
-    want = {200: 2, 502 if kind == "badhttp" else "cut": 2}
+    want = {200: 2, {"badhttp": 502, "silent": 504}.get(kind, "cut"): 2}
     check(seen == want, f"{kind}: round robin over good and bad: {dict(seen)}")
     _wait_log(f, r"server p/bad DOWN: 2 consecutive failures seen by traffic \(passive\)$", 2,
               f"bad marked down by its {kind} responses")
@@ -553,6 +576,13 @@ def test_passive_run_goes_on_across_a_reload_that_changes_the_server(ctx):
 
 def test_passive_counts_chunked_responses_cut_short(ctx):
     _passive_counts(ctx, "cutchunk")
+
+
+def test_passive_counts_servers_that_never_answer(ctx):
+    """A server that takes the request and never answers (504 at
+    server_timeout) counts toward max_fails also when no retry follows: a
+    hung server leaves the rotation, as nginx's max_fails counts timeouts."""
+    _passive_counts(ctx, "silent", pool={"server_timeout": "300ms"})
 
 
 def test_passive_counts_responses_stalled_midway(ctx):
