@@ -202,38 +202,31 @@ def _socket_inodes(pid):
     return inodes
 
 
-def connections_to(pid, port):
-    """How many of PID's TCP sockets are established to remote PORT."""
-    mine, n = _socket_inodes(pid), 0
+def _tcp_sockets():
+    """(local port, remote port, state hex, inode) of every TCP socket, v4
+    and v6, from /proc/net."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table) as f:
                 next(f)
                 for line in f:
                     parts = line.split()
-                    remote, state, inode = parts[2], parts[3], parts[9]
-                    if state == "01" and inode in mine and int(remote.rsplit(":", 1)[1], 16) == port:
-                        n += 1
+                    yield (int(parts[1].rsplit(":", 1)[1], 16), int(parts[2].rsplit(":", 1)[1], 16),
+                           parts[3], parts[9])
         except OSError:
             pass
-    return n
+
+
+def connections_to(pid, port):
+    """How many of PID's TCP sockets are established to remote PORT."""
+    mine = _socket_inodes(pid)
+    return sum(1 for _, remote, state, inode in _tcp_sockets()
+               if state == "01" and inode in mine and remote == port)
 
 
 def _listening_inet(port):
     """Inodes of sockets in LISTEN state on PORT (any address, v4 or v6)."""
-    found = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    local, state, inode = parts[1], parts[3], parts[9]
-                    if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
-                        found.add(inode)
-        except OSError:
-            pass
-    return found
+    return {inode for local, _, state, inode in _tcp_sockets() if state == "0A" and local == port}
 
 
 def _listening_unix(path):
