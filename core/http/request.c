@@ -195,6 +195,11 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 		/* The connection will not be kept: the server may close at once
 		 * after its answer, as nginx tells it without upstream keepalive. */
 		err |= rewrite_add(x, "Connection: close\r\n");
+	else if (hc->minor == 0)
+		/* An HTTP/1.0 request closes by default: ask for the pooled
+		 * connection's keep-alive, as HAProxy does (response.c keeps it
+		 * only when the server says so). */
+		err |= rewrite_add(x, "Connection: keep-alive\r\n");
 	if (lines)
 		err |= rewrite_add(x, "%s", lines);
 	if (more && more->via) {

@@ -92,7 +92,9 @@ static int begin_response(struct conn *c, struct http_head *h)
 
 	hc->status = h->status;
 	hc->resp_body = http_response_body(h, hc->method_id);
-	hc->server_ka = http_is_keep_alive(h) && hc->minor == 1;
+	/* After an HTTP/1.0 request, only an explicit keep-alive keeps it. */
+	hc->server_ka =
+		hc->minor == 1 ? http_is_keep_alive(h) : h->conn_keep_alive && !h->conn_close;
 	if (hc->resp_body == HTTP_BODY_UNTIL_CLOSE) {
 		hc->server_ka = false;
 		hc->client_ka = false;
@@ -136,7 +138,9 @@ static int begin_response(struct conn *c, struct http_head *h)
 		.drop_transfer_encoding = hc->dechunk || hc->minor == 0,
 		/* a server's own X-Cache would contradict ours (a hit drops it too) */
 		.drop_x_cache = c->lc->cache_size != 0,
-		.drop_framing = h->status == 204,
+		/* RFC 9110 §8.6, RFC 9112 §6.1: none on a 204 or a 101 (whose
+		 * next bytes are the new protocol's, no body) */
+		.drop_framing = h->status == 204 || h->status == 101,
 		/* an origin's challenge is not the forward proxy's own */
 		.drop_proxy_auth = c->lc->mode == MODE_FORWARD,
 		/* the server's would move the client off its pin (HAProxy's

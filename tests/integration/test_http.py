@@ -952,7 +952,10 @@ def _ws_handler(r, srv):
     req = read_request(r)
     if req is None:
         return
+    # A Content-Length on a 101 is the server's mistake (RFC 9110 §8.6):
+    # the bytes after the head are the new protocol's.
     r.send(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           b"Content-Length: 3\r\n"
            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\nserver-first\n")
     # From here a raw echo, over what the reader already holds too.
     if r.buf:
@@ -980,6 +983,7 @@ def test_upgrade_websocket_tunnel(ctx):
     check(m.status == 101, f"upgrade answered {m!r}")
     check(m.get("upgrade", "").lower() == "websocket" and "upgrade" in m.tokens("connection"),
           f"101 must keep Upgrade and Connection: upgrade: {m!r}")
+    check(m.get("content-length") is None, f"a 101 passed on with a Content-Length: {m!r}")
     wait_for(lambda: srv.heads, 3 * SCALE, what="the upgrade request at the server")
     _, sh = parse_head(srv.heads[0])
     seen = Message("GET / HTTP/1.1", sh)
@@ -1000,6 +1004,34 @@ def test_upgrade_websocket_tunnel(ctx):
     closed, extra = wait_closed(r, 3 * SCALE)
     check(closed and not extra, f"tunnel end: closed={closed} extra={extra!r}")
     r.close()
+
+
+def test_http10_requests_reuse_pooled_server_connections(ctx):
+    """An HTTP/1.0 request goes to the server with Connection: keep-alive
+    (it would close by default), and the server connection is pooled when
+    the server answers keep-alive, as HAProxy does; a server that does not
+    say so gets a new connection each time."""
+    def handler(r, srv, say_keep_alive):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            ka = b"Connection: keep-alive\r\n" if say_keep_alive else b""
+            r.send(b"HTTP/1.1 200 OK\r\n" + ka + b"Content-Length: 2\r\n\r\nok")
+
+    for say in (True, False):
+        srv = pyserver(ctx, lambda r, s, say=say: handler(r, s, say))
+        port = free_port()
+        ctx.fulcrum(http_conf(port, [srv.server_line()]))
+        for i in range(3):
+            m, _, _ = roundtrip(port, b"GET /%d HTTP/1.0\r\nHost: a\r\n\r\n" % i)
+            check(m.status == 200 and m.body == b"ok", f"HTTP/1.0 request {i}: {m!r}")
+        wait_for(lambda: len(srv.heads) == 3, 3 * SCALE, what="three requests at the server")
+        check(all(b"\r\nConnection: keep-alive\r\n" in h for h in srv.heads),
+              f"HTTP/1.0 requests went without Connection: keep-alive: {srv.heads}")
+        want = 1 if say else 3
+        check(srv.accepted == want, f"server says keep-alive: {say}; {srv.accepted} server "
+              f"connections for 3 requests, want {want}")
 
 
 def test_upgrade_ignored_in_http10(ctx):
