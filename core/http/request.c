@@ -471,6 +471,9 @@ void http_start_request(struct conn *c)
 static int send_chunked(struct conn *c, struct http_conn *hc)
 {
 	struct side *srv = &hc->u->s;
+	/* A client sending as fast as the server takes would otherwise hold
+	 * the worker for its whole upload. */
+	size_t budget = RELAY_BUDGET;
 
 	for (;;) {
 		if (hc->rsend) {
@@ -531,6 +534,10 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 			continue;
 		}
 		/* All of rbuf is used: read more into it from the start. */
+		if (budget == 0) {
+			conn_queue_resume(c);
+			return 0;
+		}
 		hc->rpos = hc->rlen = 0;
 		if (!c->cli.rd)
 			return 0;
@@ -543,6 +550,7 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 			return -1;
 		}
 		hc->rlen = (uint32_t)n;
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
 	}
 }
 

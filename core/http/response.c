@@ -314,6 +314,7 @@ static int send_held(struct conn *c, struct http_conn *hc)
 static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 {
 	struct side *srv = &hc->u->s;
+	size_t budget = RELAY_BUDGET; /* then the worker's other connections */
 
 	for (;;) {
 		if (hc->ssend) {
@@ -344,6 +345,10 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 			}
 			continue;
 		}
+		if (budget == 0) {
+			conn_queue_resume(c);
+			return 0;
+		}
 		hc->spos = hc->slen = 0;
 		if (!srv->rd)
 			return 0;
@@ -355,6 +360,7 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 			return -1;
 		}
 		hc->slen = (uint32_t)n;
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
 	}
 }
 

@@ -1034,6 +1034,43 @@ def test_http10_requests_reuse_pooled_server_connections(ctx):
               f"connections for 3 requests, want {want}")
 
 
+def test_fast_chunked_upload_does_not_hold_the_worker(ctx):
+    """A client sending a chunked body as fast as the server takes it must
+    not keep the worker to itself: another client's request on the same
+    (single) worker is answered while the upload still runs."""
+    srv = cbackend(ctx, "s1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"workers": 1}))
+    piece = b"1\r\na\r\n" * (1 << 17)  # 768 KiB of one-byte chunks
+    done = threading.Event()
+    failed = []
+
+    def upload():
+        try:
+            with connect(("127.0.0.1", port)) as s:
+                s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+                deadline = time.monotonic() + 15 * SCALE
+                for _ in range(800):  # at most ~600 MiB, at most 15 s
+                    if time.monotonic() > deadline:
+                        break
+                    s.sendall(piece)
+                s.sendall(b"0\r\n\r\n")
+                recv_all(s)
+        except OSError as e:
+            failed.append(repr(e))
+        finally:
+            done.set()
+
+    t = threading.Thread(target=upload, daemon=True)
+    t.start()
+    time.sleep(0.3 * SCALE)  # the upload is under way
+    check(not done.is_set(), f"the upload ended before the probe: {failed}")
+    m, _, _ = roundtrip(port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    check(m.status == 200, f"probe during the upload: {m!r}")
+    check(not done.is_set(), "the probe was answered only once the upload had ended")
+    t.join(30 * SCALE)
+
+
 def test_upgrade_ignored_in_http10(ctx):
     """RFC 9110 §7.8: a server ignores Upgrade in an HTTP/1.0 request, so
     fulcrum does not pass it on; a server that answers 101 anyway gets the
