@@ -123,6 +123,24 @@ static void refresh_gen(struct worker *w)
 		set_gen(w, g);
 }
 
+#define ACCEPT_WARN_EVERY_MS 10000
+
+/* Says that accept ran out of ERR (descriptors, memory) and the listeners
+ * pause: at once the first time, then at most every ACCEPT_WARN_EVERY_MS
+ * with the count of pauses in between, not ten lines a second. */
+static void warn_accept_paused(struct worker *w, int err)
+{
+	if (w->accept_warned_ms && w->now_ms - w->accept_warned_ms < ACCEPT_WARN_EVERY_MS) {
+		w->accept_pauses_unsaid++;
+		return;
+	}
+	log_warn("worker %d: accept: %s; pausing listeners for %d ms (%u more pauses since the "
+		 "last warning)",
+		 w->id, strerror(err), ACCEPT_PAUSE_MS, w->accept_pauses_unsaid);
+	w->accept_warned_ms = w->now_ms ? w->now_ms : 1;
+	w->accept_pauses_unsaid = 0;
+}
+
 /* Stops watching LS for ACCEPT_PAUSE_MS. */
 static void pause_listener(struct listen_sock *ls)
 {
@@ -196,8 +214,7 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (err_out_of_resources(errno)) {
-				log_warn("worker %d: accept: %s; pausing listeners for %d ms",
-					 w->id, strerror(errno), ACCEPT_PAUSE_MS);
+				warn_accept_paused(w, errno);
 				pause_listener(ls);
 			}
 			return; /* EAGAIN, or a transient error: level-triggered */

@@ -111,6 +111,10 @@ struct worker {
 	struct timer_wheel timers;
 	struct timer accept_timer; /* resumes listeners paused on EMFILE */
 	uint64_t now_ms;
+	/* Out of descriptors at accept: when it was last said, and the pauses
+	 * since, so a long shortage logs every ACCEPT_WARN_EVERY_MS. */
+	uint64_t accept_warned_ms;
+	unsigned accept_pauses_unsaid;
 	struct pipe_pool pipes;
 	struct log_buf *log;
 	char *scratch; /* relay bounce buffer, gen->cfg->global.buffer_size */

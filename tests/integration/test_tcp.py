@@ -552,3 +552,28 @@ def test_out_of_fds_is_not_held_against_the_server(ctx):
     s.close()
     check(not any(l.endswith(" no_server") for l in read_lines(log)),
           f"clients turned away with no_server: {read_lines(log)}")
+
+
+def test_out_of_descriptors_at_accept_is_said_once_not_per_pause(ctx):
+    """Out of descriptors, a worker pauses its listeners 100 ms at a time;
+    the warning comes once (then every 10 s with a count), not ten lines a
+    second, and clients are served again once descriptors are free."""
+    import resource
+
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 1}))
+    limits = resource.prlimit(f.pid, resource.RLIMIT_NOFILE)
+    waiting = []
+    try:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, (max(f.fds()) + 1, limits[1]))
+        for _ in range(3):
+            waiting.append(connect(_addr(port)))  # queued in the backlog
+        time.sleep(1.2 * SCALE)  # about ten pauses
+    finally:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, limits)
+    said = [l for l in f.stderr().splitlines() if "accept: Too many open files" in l]
+    check(len(said) == 1, f"{len(said)} warnings for one shortage: {said[:3]}")
+    for s in waiting:
+        check(echo_roundtrip(s, b"served"), "a client that waited was not served")
+        s.close()
