@@ -10,9 +10,10 @@
  * through the buffers, checked by the chunked decoder on their way.
  *
  * This file holds a connection's life: the phases and the loop that runs
- * them, timers, replies, tunnels and the end of a request. request.c reads,
- * routes and sends requests; response.c relays responses; buffers.c lends
- * the buffers and writes out queued bytes; account.c logs and counts.
+ * them, replies, tunnels and the end of a request. timeout.c keeps each
+ * phase's deadline; request.c reads, routes and sends requests; response.c
+ * relays responses; buffers.c lends the buffers and writes out queued
+ * bytes; account.c logs and counts.
  */
 #include "core/http/proxy.h"
 
@@ -32,10 +33,6 @@
 #include "core/pp_conn.h"
 #include "core/tls.h"
 #include "core/upstream.h"
-
-#define LINGER_MS 1000
-
-static void run(struct conn *c);
 
 struct http_conn *http_conn_new(void)
 {
@@ -447,7 +444,7 @@ static bool client_reset_while_waiting(struct conn *c)
 	return true;
 }
 
-static void run(struct conn *c)
+void http_run(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
@@ -520,156 +517,11 @@ static void run(struct conn *c)
 	}
 }
 
-/* The server's socket has room for the rest of the request, if any. */
-static bool server_takes_request(const struct conn *c)
-{
-	const struct http_conn *hc = http_of(c);
-
-	return !hc->u || hc->u->s.wr;
-}
-
-/* The exchange waits for the client: to send the rest of its request
- * (unless the server's socket is full, so it is the server that does not
- * read it), or to take more of the answer (its socket is full; the server
- * is not read meanwhile, so its silence is not its fault). */
-static bool waits_for_client(const struct conn *c)
-{
-	const struct http_conn *hc = http_of(c);
-
-	if (hc->resp_started && !c->cli.wr)
-		return true;
-	/* A client that asked for 100-continue and has sent nothing of its
-	 * body waits on the server, which owes it the 100 or an answer: the
-	 * silence is the server's (HAProxy answers it 504 at its server
-	 * timeout too; nginx sends its own 100). */
-	if (hc->awaits_continue && hc->bytes_in == hc->head_in)
-		return false;
-	return !hc->req_done && server_takes_request(c);
-}
-
-/* The deadline of the current phase, and what happens when it passes. */
-static uint64_t deadline(const struct conn *c)
-{
-	const struct http_conn *hc = http_of(c);
-	const struct cfg_listener *lc = c->lc;
-
-	switch (hc->phase) {
-	case HP_IDLE:
-		return c->last_active_ms + lc->keepalive_timeout_ms;
-	case HP_HEAD:
-	case HP_AUTH:
-		return hc->req_start_ms + lc->request_timeout_ms;
-	case HP_RESOLVE:
-	case HP_CONNECT:
-		return c->last_active_ms + hc->pool->cfg->connect_timeout_ms;
-	case HP_CACHE_WAIT:
-		return c->last_active_ms + CACHE_HTTP_POLL_MS;
-	case HP_EXCHANGE:
-		if (!waits_for_client(c) && !hc->resp_done)
-			return c->last_active_ms + hc->pool->cfg->server_timeout_ms;
-		return c->last_active_ms + lc->client_timeout_ms;
-	case HP_TUNNEL:
-		return c->last_active_ms + lc->tunnel_timeout_ms;
-	case HP_REPLY:
-		return c->last_active_ms + lc->client_timeout_ms;
-	default:
-		return c->last_active_ms + LINGER_MS;
-	}
-}
-
-/* Keeps the timer no later than the phase's deadline. The timer firing
- * early is harmless: http_on_timer checks again and re-arms. */
-static void arm_timer(struct conn *c)
-{
-	uint64_t d = deadline(c);
-	if (!timer_is_armed(&c->timer) || c->timer.expire_ms > d)
-		timer_add(&c->w->timers, &c->timer, d);
-}
-
-void http_on_timer(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-
-	if (c->w->now_ms < deadline(c)) {
-		arm_timer(c);
-		return;
-	}
-	switch (hc->phase) {
-	case HP_IDLE:
-		conn_close(c, CR_NONE);
-		return;
-	case HP_HEAD:
-		if (!hc->method_len)
-			http_note_unparsed_request(c);
-		http_reply(c, 408, "request_timeout", true);
-		break;
-	case HP_AUTH:
-		forward_auth_timeout(c);
-		break;
-	case HP_RESOLVE:
-		forward_on_timer(c);
-		break;
-	case HP_CACHE_WAIT:
-		/* Look in the cache again, or wait on, or go to the server. */
-		http_set_phase(c, HP_HEAD);
-		http_start_request(c);
-		break;
-	case HP_CONNECT:
-		if (http_connect_failed(c, ETIMEDOUT, "connect_timeout"))
-			http_connect_server(c);
-		break;
-	case HP_EXCHANGE:
-		if (hc->req_done && !hc->resp_started) {
-			if (http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
-				break;
-			/* The last try counts against the server as a retried
-			 * one does: a hung server leaves at max_fails. */
-			if (!hc->fwd)
-				http_server_failed(c, ETIMEDOUT, "server_timeout waiting for");
-			http_reply(c, 504, "server_timeout", false);
-			break;
-		}
-		if (waits_for_client(c) && !hc->resp_started) {
-			/* A request body that stopped coming: 408, as nginx's
-			 * client_body_timeout; the server's half goes. */
-			http_reply(c, 408, "client_timeout", true);
-			break;
-		} else if (waits_for_client(c)) {
-			hc->reason = "client_timeout";
-			conn_close(c, CR_CLIENT_TIMEOUT);
-		} else if (!hc->resp_started) {
-			/* A server that stopped reading the request body. */
-			if (!hc->fwd)
-				http_server_failed(c, ETIMEDOUT, "server_timeout sending to");
-			http_reply(c, 504, "server_timeout", true);
-			break;
-		} else {
-			hc->reason = "server_timeout";
-			conn_close(c, CR_SERVER_TIMEOUT);
-		}
-		return;
-	case HP_TUNNEL:
-		hc->reason = "tunnel_timeout";
-		conn_close(c, CR_CLIENT_TIMEOUT);
-		return;
-	case HP_REPLY:
-		conn_close(c, CR_CLIENT_TIMEOUT);
-		return;
-	default:
-		conn_close(c, CR_NONE);
-		return;
-	}
-	c->last_active_ms = c->w->now_ms;
-	run(c);
-	if (c->state != CS_CLOSED)
-		arm_timer(c);
-}
-
 void http_start(struct conn *c)
 {
 	http_new_request(c);
 	http_set_phase(c, HP_HEAD);
-	arm_timer(c);
+	http_arm_timer(c);
 	/* Edge-triggered: the request may be there already, or arrive later. */
 }
 
@@ -687,7 +539,7 @@ static bool awaits_answer(const struct conn *c)
 	case HP_EXCHANGE:
 		/* Also while the server leaves the body unread: bytes a
 		 * client trickles into its socket meanwhile are not read. */
-		return (hc->req_done || !server_takes_request(c)) && !hc->resp_started;
+		return (hc->req_done || !http_server_takes_request(c)) && !hc->resp_started;
 	default:
 		return false;
 	}
@@ -697,9 +549,9 @@ void http_process(struct conn *c, const struct side *from)
 {
 	if (from != &c->cli || !awaits_answer(c))
 		c->last_active_ms = c->w->now_ms;
-	run(c);
+	http_run(c);
 	if (c->state != CS_CLOSED)
-		arm_timer(c);
+		http_arm_timer(c);
 }
 
 bool http_answering(const struct conn *c)

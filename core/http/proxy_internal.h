@@ -119,7 +119,19 @@ int http_relay_response(struct conn *c);
 
 /* proxy.c */
 
+/* How long a lingering connection (closing after its answer) waits. */
+#define LINGER_MS 1000
+
 void http_set_phase(struct conn *c, enum http_phase p);
+/* Runs the connection's current phase as far as it can go. */
+void http_run(struct conn *c);
+
+/* timeout.c */
+
+/* The server's socket has room for the rest of the request, if any. */
+bool http_server_takes_request(const struct conn *c);
+/* Keeps the connection's timer no later than its phase's deadline. */
+void http_arm_timer(struct conn *c);
 
 /* Answers the current request with STATUS and fulcrum's own short body
  * (http_reply is this without HEADERS); HEADERS, when not NULL, are extra
