@@ -61,6 +61,7 @@ struct hc_server {
 	/* The verdict and what leads to it. */
 	bool up;
 	bool passive_down; /* marked down by max_fails, not by checks */
+	bool probation; /* back after fail_timeout, no success seen yet (sample_passive) */
 	int ok_run, fail_run; /* consecutive results, capped at rise/fall */
 	uint64_t down_ms; /* when it went down (fail_timeout counts from it) */
 
@@ -177,10 +178,13 @@ static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
 	hs->up = up;
 	if (up) {
 		hs->passive_down = false;
-		/* Failures counted while it was down must not take it down again. */
-		atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
+		/* Failures counted while it was down must not take it down
+		 * again; on probation, the next one does. */
+		int fails = hs->probation ? hs->hp->cfg->max_fails - 1 : 0;
+		atomic_store_explicit(&hs->srv->fails, fails, memory_order_relaxed);
 	} else {
 		hs->down_ms = hc.now_ms;
+		hs->probation = false;
 	}
 	publish_state(hs);
 }
@@ -220,7 +224,9 @@ static bool is_removed(const struct hc_server *hs)
 
 /* Passive health: max_fails consecutive failures seen by the workers take an
  * up server down; with check = none, fail_timeout later it is tried again
- * (with an active check, its rise brings it back). */
+ * (with an active check, its rise brings it back). Tried again, it is on
+ * probation, as in nginx: its count starts at max_fails - 1, so the first
+ * failure takes it down at once and the first success clears the count. */
 static void sample_passive(struct hc_server *hs)
 {
 	const struct cfg_pool *pc = hs->hp->cfg;
@@ -231,15 +237,22 @@ static void sample_passive(struct hc_server *hs)
 	if (hs->up) {
 		int fails = atomic_load_explicit(&hs->srv->fails, memory_order_relaxed);
 
+		if (hs->probation && fails < pc->max_fails - 1)
+			hs->probation = false; /* a success cleared the count */
 		if (pc->max_fails > 0 && fails >= pc->max_fails) {
 			hs->ok_run = hs->fail_run = 0;
-			set_verdict(hs, false, "%d consecutive failure%s seen by traffic (passive)",
-				    fails, fails == 1 ? "" : "s");
+			if (hs->probation)
+				set_verdict(hs, false, "failed again after fail_timeout (passive)");
+			else
+				set_verdict(hs, false,
+					    "%d consecutive failure%s seen by traffic (passive)",
+					    fails, fails == 1 ? "" : "s");
 			hs->passive_down = true;
 			atomic_store_explicit(&hs->srv->fails, 0, memory_order_relaxed);
 		}
 	} else if (hs->passive_down && pc->check == CHECK_NONE &&
 		   hc.now_ms - hs->down_ms >= pc->fail_timeout_ms) {
+		hs->probation = true;
 		set_verdict(hs, true, "fail_timeout (%llu ms) passed, trying it again",
 			    (unsigned long long)pc->fail_timeout_ms);
 	}

@@ -473,10 +473,13 @@ def test_passive_max_fails_then_fail_timeout(ctx):
 
     _wait_log(f, r"server p/d UP: fail_timeout \(1500 ms\) passed, trying it again$", 2,
               "d tried again after fail_timeout")
+    # On probation, as in nginx: its first failure takes it down again.
     for _ in range(6):
         check(_try_name(port) == "a", "a connection failed")
-    wait_for(lambda: len(re.findall(down_line, f.stderr(), re.M)) == 2, 2 * SCALE,
-             what="d marked down again")
+    _wait_log(f, r"server p/d DOWN: failed again after fail_timeout \(passive\)$", 2,
+              "d marked down again at its first failure")
+    again = len(re.findall(fail_line, f.stderr())) - tried
+    check(again == 1, f"d was tried {again} times after fail_timeout, want 1")
     f.check_fds_settled()
 
 
