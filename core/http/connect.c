@@ -124,15 +124,20 @@ void http_connect_server(struct conn *c)
 				if (c->gen->pools[i] == hc->pool)
 					lw = worker_lb(c->w, c->gen, (int)i);
 			s = lb_pick(hc->pool, lw, hc->key, hc->tried.s, lb_tried_len(&hc->tried));
-			/* A retry moves a sticky client off the server that
-			 * failed: the answer pins it to the one that serves. */
-			if (hc->tried.n)
+			/* A retry moves a sticky client off its server when
+			 * that one failed: the answer pins it to the one that
+			 * serves. A client whose server was only full (its
+			 * maxconn), sent elsewhere, stays pinned whatever
+			 * happens there. */
+			if (hc->tried.n && hc->pinned)
 				hc->set_cookie = true;
 		}
 		if (s && !lb_server_take(s)) {
 			/* Its last place went to another worker since the pick
-			 * (or the sticky check): pick again. */
+			 * (or the sticky check): pick again. A sticky client
+			 * whose server filled up stays pinned, as above. */
 			hc->server = NULL;
+			hc->pinned = false;
 			if (++raced < LB_TAKE_TRIES)
 				continue;
 			s = NULL;

@@ -123,6 +123,7 @@ struct http_conn {
 	int try_failure_status;
 	uint64_t key;
 	bool set_cookie; /* sticky: tell the client which server it got */
+	bool pinned; /* sticky: the first try goes to the cookie's server */
 	bool host_short; /* the answer is fulcrum's own shortage: no server's */
 
 	/* the response */

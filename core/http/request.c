@@ -350,6 +350,7 @@ static void begin_request(struct conn *c, const struct http_head *h)
 		return;
 	}
 	hc->server = sticky;
+	hc->pinned = sticky != NULL;
 	http_connect_server(c);
 }
 
@@ -406,7 +407,7 @@ void http_new_request(struct conn *c)
 	hc->tried.n = 0;
 	hc->try_failure = "connect_failed";
 	hc->try_failure_status = 502;
-	hc->set_cookie = false;
+	hc->set_cookie = hc->pinned = false;
 	hc->host_short = false;
 	hc->dechunk = false;
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;

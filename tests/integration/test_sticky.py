@@ -9,8 +9,9 @@ Servers are build/backend processes that name themselves in X-Server.
 
 import collections
 import re
+import time
 
-from harness import check, connect, free_port
+from harness import SCALE, check, closed_port, connect, free_port
 from test_admin import Admin
 from test_hashing import FAST, client, conf, kill_and_wait_down, nodes, start_and_wait_up
 from test_http import (Reader, close_backends_first, get, http_conf, pyserver, read_request,
@@ -181,6 +182,29 @@ def test_failed_connect_repins(ctx):
         who, pin = _ask(c, ["Cookie: SRV=s2"])
         check(who in ("s1", "s3") and pin == who, f"s2 refuses: {who}, Set-Cookie {pin}")
     _pinned(c, "s1", 3)
+
+
+def test_full_server_keeps_its_pin_through_a_retry(ctx):
+    """A valid cookie whose server is at its maxconn sends the request
+    elsewhere without a new cookie; when that other server refuses and the
+    retry's server answers, the client is still pinned to its own server,
+    which never failed."""
+    ns = nodes(ctx, "s1", "s2")
+    port = free_port()
+    lines = [ns[0].server_line("maxconn=1"), ns[1].server_line(), f"d 127.0.0.1:{closed_port()}"]
+    pool = {"balance": "roundrobin", "sticky_cookie": "SRV", "retries": 2, "max_fails": 0,
+            "check": "none"}
+    ctx.fulcrum(conf(port, lines, pool=pool))
+    hold = client(ctx, port)
+    hold._connect()
+    hold.r.send(get("/?ms=3000", headers=["Cookie: SRV=s1"]))  # s1 is full meanwhile
+    time.sleep(0.3 * SCALE)
+    c = client(ctx, port)
+    for i in range(6):  # round robin sends some of these to d first
+        who, pin = _ask(c, ["Cookie: SRV=s1"])
+        check(who == "s2" and pin is None, f"request {i} while s1 is full: {who}, Set-Cookie {pin}")
+    m = read_response(hold.r)
+    check(m.status == 200 and m.get("x-server") == "s1", f"the held request: {m!r}")
 
 
 def test_failing_server_repins_before_marked_down(ctx):
