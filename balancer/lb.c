@@ -122,6 +122,7 @@ struct lb_pool *lb_pool_new(const struct cfg_pool *cfg)
 		return NULL;
 	pool->cfg = cfg;
 	pool->balance = cfg->balance;
+	atomic_init(&pool->refs, 1);
 	pool->name = strdup(cfg->name ? cfg->name : "");
 	pool->servers = calloc(cfg->n_servers ? cfg->n_servers : 1, sizeof(*pool->servers));
 	if (!pool->name || !pool->servers)

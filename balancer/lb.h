@@ -40,7 +40,8 @@ struct lb_server {
 	int max_fails; /* its pool's: picks skip it from that many failures on */
 	bool backup;
 	enum cfg_proxy_proto proxy_protocol;
-	uint32_t index; /* position in pool->servers */
+	uint32_t index; /* position in its pool when made (lb_server_same); tables
+			   hold positions in the pool they are built for */
 	bool cfg_disabled; /* the file said `disabled` (admin_carry_over) */
 	uint64_t name_hash; /* lb_hash(name): seeds source (rendezvous) hashing */
 	/* The generations whose pools list it: a reload hands an unchanged
@@ -83,6 +84,7 @@ struct lb_pool {
 	size_t n_servers;
 	_Atomic(struct lb_table *) table; /* maglev/ring only; NULL otherwise */
 	uint32_t stats_slot; /* per-worker request counters (core/stats.h) */
+	_Atomic int refs; /* generations listing it (a derived one shares its parent's) */
 };
 
 /* One worker's private balancing state for one pool. */
@@ -244,6 +246,20 @@ static inline void lb_server_put(struct lb_server *s)
  * Returns NULL on allocation failure. */
 struct lb_pool *lb_pool_new(const struct cfg_pool *cfg);
 void lb_pool_free(struct lb_pool *pool);
+
+/* References on a pool (1 from lb_pool_new); the last put frees it, with
+ * the references it holds on its servers. */
+static inline struct lb_pool *lb_pool_get(struct lb_pool *pool)
+{
+	atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+	return pool;
+}
+
+static inline void lb_pool_put(struct lb_pool *pool)
+{
+	if (pool && atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) == 1)
+		lb_pool_free(pool);
+}
 
 /*
  * Maglev and ring pools: builds a new lookup table from the servers that are

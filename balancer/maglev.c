@@ -44,13 +44,14 @@ static uint32_t gcd_u32(uint32_t a, uint32_t b)
 	return a;
 }
 
-static void perm_seed(struct perm *p, const struct lb_server *s, uint32_t m)
+/* S is the pool's server at position INDEX. */
+static void perm_seed(struct perm *p, const struct lb_server *s, uint32_t index, uint32_t m)
 {
 	size_t len = strlen(s->name);
 
 	p->pos = (uint32_t)(lb_hash_seeded(s->name, len, SEED_OFFSET) % m);
 	p->skip = (uint32_t)(lb_hash_seeded(s->name, len, SEED_SKIP) % (m - 1) + 1);
-	p->server = s->index;
+	p->server = index;
 }
 
 /* Claims the next free slot of P's permutation. M is prime, so the
@@ -99,7 +100,7 @@ int lb_maglev_fill(struct lb_table *t, const struct lb_pool *pool, uint32_t m)
 	for (size_t i = 0; i < t->n_members; i++) {
 		const struct lb_server *s = pool->servers[t->members[i]];
 
-		perm_seed(&perms[i], s, m);
+		perm_seed(&perms[i], s, t->members[i], m);
 		perms[i].turns = (uint32_t)lb_table_weight(t, i);
 		g = gcd_u32(g, perms[i].turns);
 	}

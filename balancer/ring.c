@@ -57,7 +57,7 @@ static size_t server_points(struct point *pts, const struct lb_table *t, size_t 
 		if ((size_t)len >= sizeof(buf))
 			len = sizeof(buf) - 1;
 		pts[i].hash = lb_hash(buf, (size_t)len);
-		pts[i].server = s->index;
+		pts[i].server = t->members[i_member];
 	}
 	return n;
 }

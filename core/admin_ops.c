@@ -369,33 +369,62 @@ static int parse_new_server(struct admin_reply *r, const char *body, size_t len,
 	return 0;
 }
 
-/* A pool like OLD with S added at the end; the same server objects, so
- * their index (a position in OLD, used by table builds) stays right. */
-static struct lb_pool *shell_with(const struct lb_pool *old, struct lb_server *s)
+/* Whether the shell of a pool may leave S out: deleted through the API,
+ * and nothing holds it any more (a draining one stays listed). */
+static bool is_gone(const struct gen *g, const struct lb_server *s)
+{
+	return admin_is_removed(g, s) && atomic_load_explicit(s->active, memory_order_relaxed) == 0;
+}
+
+/* Takes the servers of OLD that SHELL left out off the removed list, as
+ * the generation with SHELL is published: no generation the API reads
+ * will list them, and a pointer kept could match a new server at the
+ * address one of them is freed from. */
+static void forget_removed(const struct lb_pool *old, const struct lb_pool *shell)
+{
+	for (size_t i = 0; i < removed.n;) {
+		bool in_old = false, in_shell = false;
+		for (size_t k = 0; k < old->n_servers; k++)
+			in_old |= old->servers[k] == removed.list[i];
+		for (size_t k = 0; k < shell->n_servers; k++)
+			in_shell |= shell->servers[k] == removed.list[i];
+		if (in_old && !in_shell)
+			removed.list[i] = removed.list[--removed.n];
+		else
+			i++;
+	}
+}
+
+/* A pool like OLD with S added at the end, sharing OLD's server objects (a
+ * reference on each) but for the deleted ones that are gone, so that a
+ * pool under add/delete churn does not grow. */
+static struct lb_pool *shell_with(const struct gen *g, const struct lb_pool *old,
+				  struct lb_server *s)
 {
 	struct lb_pool *p = calloc(1, sizeof(*p));
 	struct lb_table *none;
 
 	if (!p)
 		return NULL;
+	atomic_init(&p->refs, 1);
+	atomic_init(&p->table, NULL);
+	p->cfg = old->cfg;
+	p->balance = old->balance;
+	p->stats_slot = old->stats_slot;
 	p->name = strdup(old->name);
 	p->servers = calloc(old->n_servers + 1, sizeof(*p->servers));
 	if (!p->name || !p->servers)
 		goto fail;
-	memcpy(p->servers, old->servers, old->n_servers * sizeof(*p->servers));
-	p->servers[old->n_servers] = s;
-	p->n_servers = old->n_servers + 1;
-	p->cfg = old->cfg;
-	p->balance = old->balance;
-	p->stats_slot = old->stats_slot;
-	atomic_init(&p->table, NULL);
+	for (size_t i = 0; i < old->n_servers; i++)
+		if (!is_gone(g, old->servers[i]))
+			p->servers[p->n_servers++] = lb_server_ref(old->servers[i]);
+	s->index = (uint32_t)p->n_servers;
+	p->servers[p->n_servers++] = lb_server_ref(s);
 	if (lb_pool_rebuild(p, &none) < 0)
 		goto fail;
 	return p;
 fail:
-	free(p->servers);
-	free(p->name);
-	free(p);
+	lb_pool_free(p);
 	return NULL;
 }
 
@@ -421,29 +450,23 @@ void admin_server_add(struct admin_reply *r, const struct admin_host *host, cons
 		admin_error(r, 400, "a server of that name is in the pool");
 		goto out;
 	}
-	s = lb_server_new(&cs, (uint32_t)old->n_servers);
+	s = lb_server_new(&cs, 0);
 	if (s)
 		s->max_fails = old->cfg->max_fails;
-	shell = s ? shell_with(old, s) : NULL;
-	ng = shell ? gen_derive(g, (size_t)pi, shell, s) : NULL;
+	shell = s ? shell_with(g, old, s) : NULL;
+	ng = shell ? gen_derive(g, (size_t)pi, shell) : NULL;
 	if (!ng) {
 		admin_error(r, 500, "out of memory");
+		lb_pool_put(shell);
 		goto out;
 	}
+	forget_removed(old, shell); /* this thread alone reads the list */
 	host->publish(host->ctx, ng);
 	log_info("admin: %s/%s added (%s, weight %d)", pool, name, cs.addr.text, cs.weight);
 	r->status = 201;
 	server_json(&r->body, s);
 	sbuf_puts(&r->body, "\n");
-	s = NULL;
-	shell = NULL;
 out:
-	if (shell) {
-		lb_table_free(atomic_load(&shell->table));
-		free(shell->servers);
-		free(shell->name);
-		free(shell);
-	}
 	lb_server_unref(s);
 	cfg_addr_free(&cs.addr);
 }

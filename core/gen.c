@@ -43,8 +43,7 @@ fail:
 	return NULL;
 }
 
-struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
-		       struct lb_server *added)
+struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell)
 {
 	struct gen *g = calloc(1, sizeof(*g));
 	size_t n = parent->cfg->n_pools;
@@ -57,13 +56,11 @@ struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
 		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
-		g->pools[i] = i == index ? shell : parent->pools[i];
+		g->pools[i] = i == index ? shell : lb_pool_get(parent->pools[i]);
 	g->cfg = parent->cfg;
 	g->number = parent->number;
 	atomic_init(&g->refs, 1);
-	g->parent = gen_get(parent);
-	g->shell = shell;
-	g->added = added;
+	g->root = gen_get(parent->root ? parent->root : parent);
 	return g;
 }
 
@@ -76,19 +73,6 @@ int gen_listener_of_bind(const struct gen *g, uint32_t bind_id)
 			if (cfg->listeners[i].binds[k].bind_id == bind_id)
 				return (int)i;
 	return -1;
-}
-
-/* A derived generation's own parts; the rest belongs to its parent. */
-static void derived_free(struct gen *g)
-{
-	lb_table_free(atomic_load_explicit(&g->shell->table, memory_order_acquire));
-	free(g->shell->servers);
-	free(g->shell->name);
-	free(g->shell);
-	lb_server_unref(g->added);
-	free(g->pools);
-	gen_put(g->parent);
-	free(g);
 }
 
 bool gen_lists(const struct gen *g, const struct lb_server *s)
@@ -104,15 +88,15 @@ void gen_put(struct gen *g)
 {
 	if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
 		return;
-	if (g->parent) {
-		derived_free(g);
-		return;
-	}
 	if (g->pools) {
 		for (size_t i = 0; g->cfg && i < g->cfg->n_pools; i++)
-			if (g->pools[i])
-				lb_pool_free(g->pools[i]);
+			lb_pool_put(g->pools[i]);
 		free(g->pools);
+	}
+	if (g->root) { /* cfg and the TLS contexts are the root's */
+		gen_put(g->root);
+		free(g);
+		return;
 	}
 	tls_gen_free(g->tls);
 	if (g->cfg)

@@ -36,9 +36,11 @@ struct gen {
 	uint64_t number;
 	_Atomic long refs;
 	struct tls_gen *tls; /* TLS contexts (core/tls.h); NULL in a derived one */
-	struct gen *parent; /* derived: owns cfg and the shared pools; else NULL */
-	struct lb_pool *shell; /* derived: the replaced pool */
-	struct lb_server *added; /* derived: the server the shell added */
+	/* Derived (gen_derive): the generation built from the file, which
+	 * owns cfg and the TLS contexts; NULL in that one. Not the parent: a
+	 * chain of parents would keep every pool an admin API change ever
+	 * replaced. */
+	struct gen *root;
 };
 
 extern _Atomic(struct gen *) gen_current;
@@ -54,13 +56,10 @@ static inline struct gen *gen_get(struct gen *g)
 
 void gen_put(struct gen *g);
 
-/* Main thread: a generation like PARENT (a reference is taken on it) whose
- * pool INDEX is SHELL, which lists servers of PARENT's pool plus ADDED (both
- * handed over: freed with the new generation). SHELL must have been built by
- * the caller with calloc, its servers array and name with malloc. Same
+/* Main thread: a generation like PARENT whose pool INDEX is SHELL (its
+ * reference handed over), sharing PARENT's other pools and its root. Same
  * number as PARENT. NULL on ENOMEM (nothing is taken over then). */
-struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell,
-		       struct lb_server *added);
+struct gen *gen_derive(struct gen *parent, size_t index, struct lb_pool *shell);
 
 /* The index in G's cfg->listeners of the listener that has the bind
  * BIND_ID (cfg_addr.bind_id), or -1 when G has no such bind. */

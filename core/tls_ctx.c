@@ -62,9 +62,7 @@ const char *tls_error_reason(void)
 
 const struct tls_gen *tls_of(const struct gen *g)
 {
-	while (g->parent)
-		g = g->parent; /* a derived generation shares its parent's contexts */
-	return g->tls;
+	return g->root ? g->root->tls : g->tls; /* a derived one shares its root's */
 }
 
 /* Encrypted keys are refused instead of asking for a passphrase on a tty. */
