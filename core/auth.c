@@ -132,21 +132,61 @@ static int cmp_user(const void *a, const void *b)
 	return c ? c : x->line - y->line;
 }
 
-/* Whether libxcrypt can verify HASH with a method fit for passwords today.
- * libxcrypt's own crypt_checksalt() calls SHA-256 crypt "legacy", but SPEC
- * names it, so the list of methods is ours; libxcrypt still says whether
- * the string is well formed and the method built in. */
-static bool hash_is_usable(const char *hash)
+/* Whether S holds exactly N characters of crypt's base-64 alphabet. */
+static bool is_b64(const char *s, size_t n)
+{
+	return strlen(s) == n && strspn(s, "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "abcdefghijklmnopqrstuvwxyz") == n;
+}
+
+/* Whether HASH has the shape of a finished hash of its method, not only of
+ * its prefix: libxcrypt checks the setting part alone, and a cut-off or
+ * mistyped hash would load, then match no password. */
+static bool hash_is_whole(const char *hash)
+{
+	if (hash[1] == '2') { /* $2y$NN$ + 22 salt + 31 hash characters */
+		int cost = isdigit((unsigned char)hash[4]) && isdigit((unsigned char)hash[5])
+				   ? (hash[4] - '0') * 10 + (hash[5] - '0')
+				   : -1;
+		return cost >= 4 && cost <= 31 && hash[6] == '$' && is_b64(hash + 7, 53);
+	}
+	if (hash[1] == '5' || hash[1] == '6') { /* [rounds=N$] salt (up to 16) $ hash */
+		const char *p = hash + 3, *end;
+		if (strncmp(p, "rounds=", 7) == 0) {
+			p += 7 + strspn(p + 7, "0123456789");
+			if (p == hash + 10 || *p++ != '$')
+				return false;
+		}
+		end = strchr(p, '$');
+		return end && end > p && end - p <= 16 && is_b64(end + 1, hash[1] == '5' ? 43 : 86);
+	}
+	/* yescrypt $y$params$salt$hash, scrypt $7$params+salt$hash: 43 at the end. */
+	const char *last = strrchr(hash, '$');
+	return last > hash + 3 && is_b64(last + 1, 43);
+}
+
+/* NULL when libxcrypt can verify HASH with a method fit for passwords
+ * today, else what is wrong. libxcrypt's own crypt_checksalt() calls
+ * SHA-256 crypt "legacy", but SPEC names it, so the list of methods is
+ * ours; libxcrypt still says whether the setting is well formed and the
+ * method built in. */
+static const char *hash_problem(const char *hash)
 {
 	static const char *const methods[] = {"$2a$", "$2b$", "$2y$", "$5$", "$6$", "$y$", "$7$"};
+	static const char unsupported[] = "unsupported password hash (use bcrypt $2y$, SHA-512 "
+					  "$6$, SHA-256 $5$, yescrypt $y$ or scrypt $7$ crypt)";
 	int r = crypt_checksalt(hash);
 
-	if (r == CRYPT_SALT_INVALID || r == CRYPT_SALT_METHOD_DISABLED)
-		return false;
-	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
-		if (strncmp(hash, methods[i], strlen(methods[i])) == 0)
-			return true;
-	return false;
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		if (strncmp(hash, methods[i], strlen(methods[i])) != 0)
+			continue;
+		if (r == CRYPT_SALT_METHOD_DISABLED)
+			return unsupported;
+		if (r == CRYPT_SALT_INVALID || !hash_is_whole(hash))
+			return "malformed password hash (cut off or mistyped?)";
+		return NULL;
+	}
+	return unsupported;
 }
 
 /* Parses one line (trailing newline removed) into DB. Returns 0, 1 for a
@@ -168,11 +208,9 @@ static int parse_line(struct auth_db *db, char *line, int lineno, char *err, siz
 	*end = '\0'; /* fields after the hash (comments some tools add) are ignored */
 	while (end > colon + 1 && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
 		*--end = '\0'; /* and so is trailing white space */
-	if (!hash_is_usable(colon + 1)) {
-		snprintf(err, errlen,
-			 "line %d: user \"%s\": unsupported password hash (use bcrypt $2y$, "
-			 "SHA-512 $6$, SHA-256 $5$, yescrypt $y$ or scrypt $7$ crypt)",
-			 lineno, line);
+	const char *problem = hash_problem(colon + 1);
+	if (problem) {
+		snprintf(err, errlen, "line %d: user \"%s\": %s", lineno, line, problem);
 		return -EINVAL;
 	}
 	grown = realloc(db->users, (db->n + 1) * sizeof(*db->users));
@@ -186,22 +224,45 @@ static int parse_line(struct auth_db *db, char *line, int lineno, char *err, siz
 	return grown[db->n - 1].name && grown[db->n - 1].hash ? 0 : -ENOMEM;
 }
 
+/* Bounds on what an htpasswd file may be: a device or a log given by
+ * mistake is refused rather than read until memory runs out. */
+#define AUTH_MAX_LINE 4096
+#define AUTH_MAX_FILE (16 << 20)
+
 static int read_file(FILE *f, struct auth_db *db, char *err, size_t errlen)
 {
-	char *line = NULL;
-	size_t cap = 0;
-	ssize_t len;
+	char line[AUTH_MAX_LINE];
+	long prev = 0;
 	int lineno = 0, rc = 0;
 
-	while (rc >= 0 && (len = getline(&line, &cap, f)) >= 0) {
+	while (rc >= 0 && fgets(line, sizeof(line), f)) {
+		/* The bytes fgets took, NULs included (the file is a regular one). */
+		long pos = ftell(f);
+		size_t len = pos > prev ? (size_t)(pos - prev) : strlen(line);
+		prev = pos;
 		lineno++;
+		if (pos > AUTH_MAX_FILE) {
+			snprintf(err, errlen, "the file goes on past %d MiB", AUTH_MAX_FILE >> 20);
+			return -EINVAL;
+		}
+		if (len == 0 || (line[len - 1] != '\n' && !feof(f))) {
+			snprintf(err, errlen, "line %d: longer than %d bytes", lineno, AUTH_MAX_LINE - 2);
+			return -EINVAL;
+		}
+		if (memchr(line, '\0', len)) {
+			snprintf(err, errlen, "line %d: a NUL byte", lineno);
+			return -EINVAL;
+		}
 		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
 			line[--len] = '\0';
 		rc = parse_line(db, line, lineno, err, errlen);
 	}
-	free(line);
 	if (rc == -ENOMEM)
 		snprintf(err, errlen, "out of memory");
+	if (rc >= 0 && ferror(f)) {
+		snprintf(err, errlen, "cannot read: %s", strerror(errno));
+		return -EIO;
+	}
 	return rc < 0 ? rc : 0;
 }
 

@@ -285,6 +285,74 @@ Test(auth, load_errors_name_the_line)
 	free(h);
 }
 
+/* A hash of a known method that is cut off or mistyped would load and then
+ * match no password: refused at load, with its line. Whole ones of every
+ * method load. */
+Test(auth, cut_off_hashes_are_refused)
+{
+	const char *methods[] = {"$2y$", "$2b$", "$5$", "$6$", "$y$", "$7$"};
+	char text[1024], err[256];
+	int rc;
+	struct auth_db *db;
+
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+		char *h = hash_of(methods[i], "pw");
+		size_t len = strlen(h);
+
+		snprintf(text, sizeof(text), "u:%s\n", h);
+		db = load_text(text, &rc, err, sizeof(err));
+		cr_expect_eq(rc, 0, "%s: %s", h, err);
+		auth_db_free(db);
+
+		snprintf(text, sizeof(text), "u:%s\nv:%.*s\n", h, (int)len - 1, h);
+		db = load_text(text, &rc, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "%.*s loaded", (int)len - 1, h);
+		cr_expect(strstr(err, "line 2") && strstr(err, "malformed"), "%s", err);
+
+		snprintf(text, sizeof(text), "v:%sx\n", h);
+		db = load_text(text, &rc, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "%sx loaded", h);
+		free(h);
+	}
+	const char *bad[] = {"$2y$05$short", "$2y$99$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+			     "$6$", "$5$x", "$y$", "$7$", "$2y$"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text), "u:%s\n", bad[i]);
+		db = load_text(text, &rc, err, sizeof(err));
+		cr_expect_eq(rc, -EINVAL, "%s loaded", bad[i]);
+	}
+}
+
+/* A file that is not an htpasswd file (a log, a dump) is refused with a
+ * bound on what is read: no line longer than 4 KiB, nothing past 16 MiB. */
+Test(auth, oversized_files_are_refused)
+{
+	char err[256];
+	int rc;
+	char *line = malloc(8192);
+
+	cr_assert_not_null(line);
+	memset(line, 'a', 8191);
+	line[8191] = '\0';
+	struct auth_db *db = load_text(line, &rc, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect_null(db);
+	cr_expect(strstr(err, "line 1") && strstr(err, "longer"), "%s", err);
+	free(line);
+
+	char *path = write_tmp("");
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	for (int i = 0; i < (17 << 20) / 64; i++)
+		fputs("# a comment line that is sixty-four bytes long, padded out ....\n", f);
+	fclose(f);
+	rc = auth_db_load(path, &db, err, sizeof(err));
+	cr_expect_eq(rc, -EINVAL);
+	cr_expect(strstr(err, "16 MiB"), "%s", err);
+	unlink(path);
+	free(path);
+}
+
 /* Hands (user, password) to the hasher without waiting: the answer now. */
 static enum auth_result hand_over(struct auth_cache *ac, const struct auth_db *db, const char *user,
 				  const char *password, enum auth_result *verdict)

@@ -372,7 +372,7 @@ Test(config, every_key)
 	write_cert_pair(&ca, &ca_key);
 	write_cert_pair(&cert, &key);
 	drop_tmp(ca_key);
-	char *pw = write_tmp("user:$2y$05$x\n");
+	char *pw = write_tmp("user:$2y$05$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234\n");
 	char text[8192];
 	struct cfg *cfg;
 
