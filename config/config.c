@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "core/acl.h"
 #include "core/auth.h"
@@ -493,8 +494,14 @@ struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *
 		return NULL;
 	}
 	ld.cfg = cfg;
+	/* The file itself may be a pipe (fulcrum -c <(...)), but no directory. */
 	ld.file = fopen(path, "re");
-	int err = ld.file ? cfg_check_readable(path) : -errno;
+	struct stat st;
+	int err = 0;
+	if (!ld.file || fstat(fileno(ld.file), &st) < 0)
+		err = -errno;
+	else if (S_ISDIR(st.st_mode))
+		err = -EISDIR;
 	if (err < 0) {
 		if (ld.file)
 			fclose(ld.file);

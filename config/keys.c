@@ -257,10 +257,10 @@ static int p_sticky(struct cfg_loader *ld, void *obj, const char *value)
 static int p_tls_ca(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_pool *p = obj;
-	int rc;
+	const char *why;
 
-	if (*value && (rc = cfg_check_readable(value)) < 0) {
-		cfg_ld_err(ld, "cannot read tls_ca \"%s\": %s", value, strerror(-rc));
+	if (*value && (why = cfg_file_unreadable(value))) {
+		cfg_ld_err(ld, "cannot read tls_ca \"%s\": %s", value, why);
 		return -EINVAL;
 	}
 	return cfg_set_str(ld, &p->tls_ca, value);

@@ -79,11 +79,11 @@ static int l_pool(struct cfg_loader *ld, void *obj, const char *value)
 static int add_file(struct cfg_loader *ld, const char *key, char ***v, size_t *n, const char *path)
 {
 	char *copy, **grown;
-	int rc = cfg_check_readable(path);
+	const char *why = cfg_file_unreadable(path);
 
 	/* Kept even when unreadable, so the cert/key pairing check stays quiet. */
-	if (rc < 0)
-		cfg_ld_err(ld, "cannot read %s \"%s\": %s", key, path, strerror(-rc));
+	if (why)
+		cfg_ld_err(ld, "cannot read %s \"%s\": %s", key, path, why);
 	copy = cfg_ld_strdup(ld, path);
 	grown = copy ? cfg_grow(*v, *n, sizeof(**v)) : NULL;
 	if (!grown) {
@@ -93,7 +93,7 @@ static int add_file(struct cfg_loader *ld, const char *key, char ***v, size_t *n
 	}
 	*v = grown;
 	(*v)[(*n)++] = copy;
-	return rc < 0 ? -EINVAL : 0;
+	return why ? -EINVAL : 0;
 }
 
 /* Pair I of L once both halves are in (whichever line comes second): the
@@ -363,8 +363,9 @@ static int l_auth(struct cfg_loader *ld, void *obj, const char *value)
 		cfg_ld_err(ld, "bad auth \"%s\" (expected basic /path/to/htpasswd)", value);
 		return -EINVAL;
 	}
-	if ((rc = cfg_check_readable(path)) < 0) {
-		cfg_ld_err(ld, "cannot read auth file \"%s\": %s", path, strerror(-rc));
+	const char *unreadable = cfg_file_unreadable(path);
+	if (unreadable) {
+		cfg_ld_err(ld, "cannot read auth file \"%s\": %s", path, unreadable);
 		return -EINVAL;
 	}
 	/* Loaded now, so every reload reads it again and -t checks it. */

@@ -192,8 +192,10 @@ bool cfg_is_token(const char *s);
 bool cfg_is_visible(const char *s);
 /* An HTTP field value (RFC 9110 §5.5): no control bytes but HTAB. */
 bool cfg_is_field_value(const char *s);
-/* 0 when PATH can be opened for reading and is not a directory, else -errno. */
-int cfg_check_readable(const char *path);
+/* NULL when PATH is a regular file that can be opened for reading, else
+ * why not. A FIFO or a device is refused: reading one could wait for a
+ * writer, holding up a reload, or never end. */
+const char *cfg_file_unreadable(const char *path);
 bool cfg_addr_equal(const struct cfg_addr *a, const struct cfg_addr *b);
 /* Whether binding A and B at once must fail: the same unix path, or the
  * same family and port with equal addresses or one of them the wildcard.

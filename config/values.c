@@ -4,7 +4,7 @@
  * config enums.
  *
  * Pure functions except cfg_parse_addr (which may block in getaddrinfo) and
- * cfg_check_readable (which opens the file). Called on the main thread while
+ * cfg_file_unreadable (which opens the file). Called on the main thread while
  * loading, and by the admin API on its thread.
  */
 #include "config/config.h"
@@ -263,8 +263,18 @@ int cfg_parse_bind_why(const char *s, struct cfg_addr *out, char *why, size_t wh
 {
 	char any[64];
 
-	if (strncmp(s, "*:", 2) != 0)
-		return cfg_parse_addr_why(s, out, why, why_len);
+	if (strncmp(s, "*:", 2) != 0) {
+		int rc = cfg_parse_addr_why(s, out, why, why_len);
+		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&out->ss;
+		/* fulcrum's IPv6 sockets are IPv6-only: bind(2) would refuse it. */
+		if (rc == 0 && out->ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+			cfg_addr_free(out);
+			snprintf(why, why_len, "an IPv4-mapped address cannot be bound (IPv6 listeners "
+					       "are IPv6-only): bind the IPv4 address");
+			return -EINVAL;
+		}
+		return rc;
+	}
 	/* HAProxy's spelling of every IPv4 address; the text stays as written. */
 	if (snprintf(any, sizeof(any), "0.0.0.0:%s", s + 2) >= (int)sizeof(any)) {
 		snprintf(why, why_len, "bad port \"%s\"", s + 2);
@@ -403,20 +413,23 @@ bool cfg_is_field_value(const char *s)
 	return true;
 }
 
-int cfg_check_readable(const char *path)
+const char *cfg_file_unreadable(const char *path)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc = 0;
+	/* Non-blocking: opening a FIFO for reading waits for a writer. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	const char *why = NULL;
 
 	if (fd < 0)
-		return -errno;
+		return strerror(errno);
 	if (fstat(fd, &st) < 0)
-		rc = -errno;
+		why = strerror(errno);
 	else if (S_ISDIR(st.st_mode))
-		rc = -EISDIR;
+		why = strerror(EISDIR);
+	else if (!S_ISREG(st.st_mode))
+		why = "not a regular file";
 	close(fd);
-	return rc;
+	return why;
 }
 
 const char *cfg_balance_name(enum cfg_balance b)

@@ -85,11 +85,22 @@ static bool is_stream_name(const char *target)
 	       strcmp(target, "stdout") == 0;
 }
 
+/* Opens an access-log file for appending. Non-blocking, so that a FIFO
+ * with no reader fails (ENXIO) instead of holding up the start, a reload or
+ * -t; writes then block as they do to a file (see log_flush). */
+static int open_log_file(const char *target, int flags)
+{
+	int fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | flags, 0640);
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, O_APPEND); /* blocking again */
+	return fd;
+}
+
 int log_access_check(const char *target)
 {
 	if (is_stream_name(target))
 		return 0;
-	int fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC);
+	int fd = open_log_file(target, 0);
 	if (fd >= 0) {
 		close(fd);
 		return 0;
@@ -135,7 +146,7 @@ int log_access_open(const char *target, enum cfg_log_format format)
 	else if (strcmp(target, "stdout") == 0)
 		fd = dup(STDOUT_FILENO);
 	else
-		fd = open(target, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+		fd = open_log_file(target, O_CREAT);
 	if (fd < 0)
 		return -errno;
 

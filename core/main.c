@@ -130,8 +130,18 @@ static int write_pidfile(const char *path)
 		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	fprintf(f, "%d\n", (int)getpid());
-	fclose(f);
+	/* A write can fail where the open did not (a full disk, /proc). */
+	bool failed = fprintf(f, "%d\n", (int)getpid()) < 0 || fflush(f) != 0;
+	int err = errno;
+	if (fclose(f) != 0 && !failed) {
+		failed = true;
+		err = errno;
+	}
+	if (failed) {
+		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(err));
+		unlink(path); /* a cut-off pid file would name no process, or another */
+		return -1;
+	}
 	return 0;
 }
 

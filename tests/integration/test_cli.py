@@ -354,3 +354,66 @@ def test_sigterm_exits_0(ctx):
 
 def test_sigint_exits_0(ctx):
     _signal_exit(ctx, signal.SIGINT)
+
+
+def test_files_that_are_not_regular_are_refused(ctx):
+    """A FIFO (or a device) named as a certificate, CA, htpasswd file or
+    access log would make -t, a start or a reload wait for a writer or a
+    reader, or read without end: each is a FILE:LINE error at once."""
+    fifo = ctx.path("fifo")
+    os.mkfifo(fifo)
+    g, p, l = _base_sections(free_port(), free_port())
+    cases = {
+        "tls_cert": (g, p, dict(l, mode="http", tls_cert=fifo, tls_key=fifo)),
+        "tls_ca": (g, dict(p, tls="on", tls_ca=fifo), l),
+        "auth": (g, p, {"bind": l["bind"], "mode": "forward", "auth": f"basic {fifo}"}),
+        "access_log": (dict(g, access_log=fifo), p, l),
+    }
+    for key, (gg, pp, ll) in cases.items():
+        text = ini(("global", gg), ("pool p", pp), ("listener l", ll))
+        _, _, err = _bad(ctx, f"{key}.ini", text, f"{key} =")
+        check("not a regular file" in err or "No such device" in err, f"{key}: {err!r}")
+    for dev in ("/dev/zero", "/dev/null"):
+        text = ini(("global", g), ("pool p", p),
+                   ("listener l", {"bind": l["bind"], "mode": "forward", "auth": f"basic {dev}"}))
+        _, _, err = _bad(ctx, "dev.ini", text, "auth =")
+        check("not a regular file" in err, f"auth = basic {dev}: {err!r}")
+
+
+def test_reload_to_a_fifo_access_log_leaves_the_api_answering(ctx):
+    """A reload naming a FIFO nobody reads as the access log is refused at
+    once (400 with FILE:LINE) instead of holding the main thread, which also
+    answers the admin API and signals."""
+    from test_admin import Admin
+    fifo = ctx.path("fifo")
+    os.mkfifo(fifo)
+    port, aport = free_port(), free_port()
+    b = ctx.backend("echo")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"admin": f"127.0.0.1:{aport}"}))
+    with open(f.conf_path, "w") as fh:
+        fh.write(tcp_conf(port, [b.server_line()],
+                          glob={"admin": f"127.0.0.1:{aport}", "access_log": fifo}))
+    adm = Admin(aport)
+    got = adm.json("POST", "/reload", want=400)
+    check(any(":" in e and "access log" in e for e in got.get("errors", [])), f"errors: {got}")
+    check(adm.call("GET", "/healthz")[0] == 200, "the admin API stopped answering")
+
+
+def test_pidfile_that_cannot_be_written_exits_2(ctx):
+    """The open succeeds but the write fails (EIO here; a full disk alike):
+    start-up fails with exit 2 and the cause, as for a path it cannot open."""
+    port = free_port()
+    b = ctx.backend("echo")
+    path = ctx.write("pid.ini", tcp_conf(port, [b.server_line()]))
+    rc, out, err = run_fulcrum(["-c", path, "-p", "/proc/version"])
+    check(rc == 2 and "cannot write pid file /proc/version" in err, f"status {rc}, stderr {err!r}")
+
+
+def test_check_refuses_an_ipv4_mapped_bind(ctx):
+    """[::ffff:127.0.0.1] cannot be bound on fulcrum's IPv6-only sockets: -t
+    says so with FILE:LINE instead of passing a file the start refuses."""
+    g, p, l = _base_sections(free_port(), free_port())
+    l["bind"] = f"[::ffff:127.0.0.1]:{free_port()}"
+    _, _, err = _bad(ctx, "mapped.ini", ini(("global", g), ("pool p", p), ("listener l", l)),
+                     "bind =")
+    check("IPv4-mapped" in err, err)
