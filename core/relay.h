@@ -61,8 +61,25 @@ struct half {
 
 #define RELAY_UNLIMITED UINT64_MAX
 
-/* Bytes one pass may move for a connection before others get their turn. */
+/* Bytes one pass may move for a connection before others get their turn
+ * (worker->turn_budget): RELAY_BUDGET while few connections are ready. A
+ * round (one epoll batch, or the connections resumed after it) moves about
+ * RELAY_ROUND_BUDGET in all, so hundreds of ready bulk connections cannot
+ * keep their worker from its other clients for long, but each moves at
+ * least RELAY_MIN_TURN. */
 #define RELAY_BUDGET (1024 * 1024)
+#ifndef RELAY_ROUND_BUDGET
+#define RELAY_ROUND_BUDGET (16 * 1024 * 1024)
+#endif
+#define RELAY_MIN_TURN (64 * 1024)
+
+static inline size_t relay_turn_budget(size_t ready)
+{
+	size_t share = ready ? RELAY_ROUND_BUDGET / ready : RELAY_BUDGET;
+	return share > RELAY_BUDGET	? RELAY_BUDGET
+	       : share < RELAY_MIN_TURN ? RELAY_MIN_TURN
+					: share;
+}
 
 enum relay_result {
 	RELAY_WAIT, /* nothing more to do until the next event */

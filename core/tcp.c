@@ -158,7 +158,7 @@ static enum close_reason error_reason(const struct conn *c, const struct half *h
 static void relay(struct conn *c)
 {
 	struct worker *w = c->w;
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 	uint64_t in = c->up.bytes, out = c->down.bytes;
 	enum relay_result up = relay_half(w, &c->up, &budget);
 	enum relay_result down = relay_half(w, &c->down, &budget);

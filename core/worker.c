@@ -34,6 +34,7 @@
 
 #include "core/conn.h"
 #include "core/http/forward.h"
+#include "core/relay.h"
 #include "core/upstream.h"
 
 #define EVENTS_PER_BATCH  256
@@ -299,6 +300,10 @@ static void run_pending(struct worker *w)
 
 	/* Take the list: resuming may put a conn back for the next round. */
 	list_take_all(&todo, &w->pending);
+	size_t n = 0;
+	for (struct list *i = todo.next; i != &todo; i = i->next)
+		n++;
+	w->turn_budget = relay_turn_budget(n);
 	while (!list_is_empty(&todo)) {
 		struct conn *c = container_of(todo.next, struct conn, pending_node);
 		list_del(&c->pending_node);
@@ -324,6 +329,7 @@ static void *worker_main(void *arg)
 		w->now_ms = clock_ms();
 		refresh_gen(w);
 		w->in_batch = true;
+		w->turn_budget = relay_turn_budget((size_t)(n > 0 ? n : 0));
 		for (int i = 0; i < n; i++) {
 			struct ev_handler *h = events[i].data.ptr;
 			h->fn(h, events[i].events);
@@ -356,6 +362,7 @@ int worker_init(struct worker *w, int id, struct gen *g)
 	list_init(&w->conns);
 	list_init(&w->closed);
 	list_init(&w->pending);
+	w->turn_budget = RELAY_BUDGET;
 	list_init(&w->closed_upstreams);
 	upstream_pool_init(&w->upstreams);
 	w->now_ms = clock_ms();

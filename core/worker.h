@@ -131,6 +131,7 @@ struct worker {
 	uint64_t n_conns;
 	bool draining; /* listeners closed; each response closes its connection */
 	bool in_batch; /* handling epoll_wait's events */
+	size_t turn_budget; /* bytes a connection may relay per turn this round (relay.h) */
 	bool swept; /* WORKER_GRACEFUL or WORKER_STOP closed the idle connections */
 	bool past_deadline; /* WORKER_DEADLINE came: no new tunnel may start */
 

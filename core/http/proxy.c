@@ -264,7 +264,7 @@ static void finish_request(struct conn *c)
 static void run_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 	uint64_t in = c->up.bytes, out = c->down.bytes;
 	enum relay_result up = relay_half(c->w, &c->up, &budget);
 	enum relay_result down = relay_half(c->w, &c->down, &budget);

@@ -474,7 +474,7 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 	struct side *srv = &hc->u->s;
 	/* A client sending as fast as the server takes would otherwise hold
 	 * the worker for its whole upload. */
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 
 	for (;;) {
 		if (hc->rsend) {
@@ -582,7 +582,7 @@ static int send_length(struct conn *c, struct http_conn *hc)
 		relay_half_limit(&c->up, hc->req_left, NULL);
 		hc->up_armed = true;
 	}
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 	uint64_t before = c->up.bytes;
 	enum relay_result r = relay_half(c->w, &c->up, &budget);
 	hc->bytes_in += c->up.bytes - before;

@@ -314,7 +314,7 @@ static int send_held(struct conn *c, struct http_conn *hc)
 static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 {
 	struct side *srv = &hc->u->s;
-	size_t budget = RELAY_BUDGET; /* then the worker's other connections */
+	size_t budget = c->w->turn_budget; /* then the worker's other connections */
 
 	for (;;) {
 		if (hc->ssend) {
@@ -383,7 +383,7 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 			relay_half_limit(&c->down, RELAY_UNLIMITED, NULL);
 		hc->down_armed = true;
 	}
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 	uint64_t before = c->down.bytes;
 	enum relay_result r = relay_half(c->w, &c->down, &budget);
 	hc->bytes_out += c->down.bytes - before;
@@ -413,7 +413,7 @@ static int relay_plain_response(struct conn *c, struct http_conn *hc)
 static int relay_copied_response(struct conn *c, struct http_conn *hc)
 {
 	struct side *srv = &hc->u->s;
-	size_t budget = RELAY_BUDGET;
+	size_t budget = c->w->turn_budget;
 
 	for (;;) {
 		if (hc->ssend) {
