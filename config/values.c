@@ -267,10 +267,12 @@ int cfg_parse_bind_why(const char *s, struct cfg_addr *out, char *why, size_t wh
 		int rc = cfg_parse_addr_why(s, out, why, why_len);
 		const struct sockaddr_in6 *a6 = (const struct sockaddr_in6 *)&out->ss;
 		/* fulcrum's IPv6 sockets are IPv6-only: bind(2) would refuse it. */
-		if (rc == 0 && out->ss.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
+		if (rc == 0 && out->ss.ss_family == AF_INET6 &&
+		    IN6_IS_ADDR_V4MAPPED(&a6->sin6_addr)) {
 			cfg_addr_free(out);
-			snprintf(why, why_len, "an IPv4-mapped address cannot be bound (IPv6 listeners "
-					       "are IPv6-only): bind the IPv4 address");
+			snprintf(why, why_len,
+				 "an IPv4-mapped address cannot be bound (IPv6 listeners "
+				 "are IPv6-only): bind the IPv4 address");
 			return -EINVAL;
 		}
 		return rc;

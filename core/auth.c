@@ -246,7 +246,8 @@ static int read_file(FILE *f, struct auth_db *db, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		if (len == 0 || (line[len - 1] != '\n' && !feof(f))) {
-			snprintf(err, errlen, "line %d: longer than %d bytes", lineno, AUTH_MAX_LINE - 2);
+			snprintf(err, errlen, "line %d: longer than %d bytes", lineno,
+				 AUTH_MAX_LINE - 2);
 			return -EINVAL;
 		}
 		if (memchr(line, '\0', len)) {

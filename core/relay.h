@@ -67,18 +67,17 @@ struct half {
  * RELAY_ROUND_BUDGET in all, so hundreds of ready bulk connections cannot
  * keep their worker from its other clients for long, but each moves at
  * least RELAY_MIN_TURN. */
-#define RELAY_BUDGET (1024 * 1024)
-#ifndef RELAY_ROUND_BUDGET
+#define RELAY_BUDGET	   (1024 * 1024)
 #define RELAY_ROUND_BUDGET (16 * 1024 * 1024)
-#endif
-#define RELAY_MIN_TURN (64 * 1024)
+#define RELAY_MIN_TURN	   (64 * 1024)
 
 static inline size_t relay_turn_budget(size_t ready)
 {
 	size_t share = ready ? RELAY_ROUND_BUDGET / ready : RELAY_BUDGET;
-	return share > RELAY_BUDGET	? RELAY_BUDGET
-	       : share < RELAY_MIN_TURN ? RELAY_MIN_TURN
-					: share;
+
+	if (share > RELAY_BUDGET)
+		return RELAY_BUDGET;
+	return share < RELAY_MIN_TURN ? RELAY_MIN_TURN : share;
 }
 
 enum relay_result {

@@ -314,8 +314,11 @@ Test(auth, cut_off_hashes_are_refused)
 		cr_expect_eq(rc, -EINVAL, "%sx loaded", h);
 		free(h);
 	}
-	const char *bad[] = {"$2y$05$short", "$2y$99$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
-			     "$6$", "$5$x", "$y$", "$7$", "$2y$"};
+	const char *bad[] = {
+		"$2y$05$short", "$2y$99$abcdefghijklmnopqrstuvABCDEFGHIJKLMNOPQRSTUVWXYZ01234",
+		"$6$",		"$5$x",
+		"$y$",		"$7$",
+		"$2y$"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		snprintf(text, sizeof(text), "u:%s\n", bad[i]);
 		db = load_text(text, &rc, err, sizeof(err));
