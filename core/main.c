@@ -23,6 +23,7 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -123,6 +124,18 @@ static int drop_privileges(const char *user)
 	return 0;
 }
 
+/* Removes the pid file, if it is one: `-p /dev/null` must not cost the
+ * system its /dev/null at exit. */
+static void remove_pidfile(const char *path)
+{
+	struct stat st;
+
+	/* When lstat fails (a directory the dropped user cannot search),
+	 * unlink fails the same way, and says so. */
+	if (lstat(path, &st) < 0 || S_ISREG(st.st_mode))
+		log_unlink(path, "pid file");
+}
+
 static int write_pidfile(const char *path)
 {
 	FILE *f = fopen(path, "w");
@@ -139,7 +152,7 @@ static int write_pidfile(const char *path)
 	}
 	if (failed) {
 		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(err));
-		unlink(path); /* a cut-off pid file would name no process, or another */
+		remove_pidfile(path); /* a cut-off one would name no process, or another */
 		return -1;
 	}
 	return 0;
@@ -620,7 +633,7 @@ int main(int argc, char **argv)
 	if (!upgrade_handed_over()) {
 		remove_unix_sockets(p.gen->cfg);
 		if (p.opt.pidfile)
-			log_unlink(p.opt.pidfile, "pid file");
+			remove_pidfile(p.opt.pidfile);
 	}
 	free(p.workers);
 	gen_put(p.gen);

@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import time
 
 from harness import (SANITIZED, SCALE, Skip, check, connect, echo_roundtrip, free_port, ini,
@@ -407,6 +408,27 @@ def test_pidfile_that_cannot_be_written_exits_2(ctx):
     path = ctx.write("pid.ini", tcp_conf(port, [b.server_line()]))
     rc, out, err = run_fulcrum(["-c", path, "-p", "/proc/version"])
     check(rc == 2 and "cannot write pid file /proc/version" in err, f"status {rc}, stderr {err!r}")
+
+
+def test_a_pid_file_that_is_a_device_is_never_removed(ctx):
+    """`-p /dev/null` works, and `-p /dev/full` fails with exit 2, but
+    neither the exit nor the failure may remove the device: only a regular
+    file is a pid file of fulcrum's to remove. Copies of the two devices
+    stand in for them."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to make device nodes")
+    null, full = ctx.path("null"), ctx.path("full")
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    port = free_port()
+    b = ctx.backend("echo")
+    path = ctx.write("dev.ini", tcp_conf(port, [b.server_line()]))
+    rc, out, err = run_fulcrum(["-c", path, "-p", full])
+    check(rc == 2 and "cannot write pid file" in err, f"-p on a full device: {rc}, {err!r}")
+    check(os.path.exists(full), "the failed start removed the device given as pid file")
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()]), args=["-p", null])
+    f.stop()
+    check(os.path.exists(null), "the exit removed the device given as pid file")
 
 
 def test_check_refuses_an_ipv4_mapped_bind(ctx):
