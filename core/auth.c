@@ -26,6 +26,7 @@
 #include <crypt.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -34,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "balancer/lb.h"
@@ -267,6 +269,33 @@ static int read_file(FILE *f, struct auth_db *db, char *err, size_t errlen)
 	return rc < 0 ? rc : 0;
 }
 
+/* PATH opened for reading if it is a regular file, else NULL with *RC and
+ * ERR set. Non-blocking, and checked on the descriptor it reads: a FIFO put
+ * in its place after the configuration's own check must not hold up the
+ * main thread, nor feed it without end. */
+static FILE *open_regular(const char *path, char *err, size_t errlen, int *rc)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	FILE *f;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*rc = -errno;
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+	} else if (!S_ISREG(st.st_mode)) {
+		*rc = -EINVAL;
+		snprintf(err, errlen, "not a regular file");
+	} else if (!(f = fdopen(fd, "r"))) {
+		*rc = -errno;
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+	} else {
+		return f;
+	}
+	if (fd >= 0)
+		close(fd);
+	return NULL;
+}
+
 int auth_db_load(const char *path, struct auth_db **out, char *err, size_t errlen)
 {
 	struct auth_db *db = calloc(1, sizeof(*db));
@@ -277,10 +306,8 @@ int auth_db_load(const char *path, struct auth_db **out, char *err, size_t errle
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
-	f = fopen(path, "re");
+	f = open_regular(path, err, errlen, &rc);
 	if (!f) {
-		rc = -errno;
-		snprintf(err, errlen, "cannot open: %s", strerror(errno));
 		auth_db_free(db);
 		return rc;
 	}
