@@ -195,9 +195,14 @@ static inline int lb_server_effective_weight(const struct lb_server *s, uint64_t
 /* A failure seen by traffic (SPEC §4 passive health), reported to the
  * health thread through the count. From max_fails in a row on, picks skip
  * the server (lb_server_is_usable) until the health thread, which alone
- * decides its state, has marked it down. */
-static inline void lb_server_failed(struct lb_server *s)
+ * decides its state, has marked it down. Work the server was given at
+ * TAKEN_MS, before it last came back up (a request that hung while it was
+ * down), is not held against it: back after fail_timeout, one failure
+ * would take it down again. */
+static inline void lb_server_failed(struct lb_server *s, uint64_t taken_ms)
 {
+	if (taken_ms < atomic_load_explicit(&s->up_since_ms, memory_order_relaxed))
+		return;
 	atomic_fetch_add_explicit(&s->fails, 1, memory_order_relaxed);
 }
 

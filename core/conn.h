@@ -108,6 +108,9 @@ struct conn {
 	struct lb_pool *pool;
 	struct lb_server *server; /* the last server chosen (kept for the log) */
 	bool server_held; /* c->server counts this conn in its active count */
+	/* When c->server was taken: a failure of work given to a server before
+	 * its last recovery says nothing of it now (lb_server_failed). */
+	uint64_t server_taken_ms;
 	struct lb_tried tried;
 };
 

@@ -55,7 +55,7 @@ static void connect_failed(struct conn *c, int err)
 	c->reason = err == ETIMEDOUT ? CR_CONNECT_TIMEOUT
 		    : c->srv.io	     ? CR_SERVER_TLS
 				     : CR_CONNECT_FAILED;
-	lb_server_failed(c->server);
+	lb_server_failed(c->server, c->server_taken_ms);
 	log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 		 c->server->name, c->server->addr.text, strerror(err));
 	conn_release_server(c);
@@ -105,6 +105,7 @@ static void connect_next(struct conn *c)
 		lb_tried_add(&c->tried, s);
 		c->server = s;
 		c->server_held = true;
+		c->server_taken_ms = c->w->now_ms;
 		int err = start_connect(c, s);
 		if (err == 0)
 			return;
@@ -118,7 +119,7 @@ static void connect_next(struct conn *c)
 			return;
 		}
 		c->reason = CR_CONNECT_FAILED;
-		lb_server_failed(s);
+		lb_server_failed(s, c->server_taken_ms);
 		log_info("tcp %s: connect to %s/%s (%s) failed: %s", c->lc->name, c->pool->name,
 			 s->name, s->addr.text, strerror(-err));
 		conn_release_server(c);
@@ -158,10 +159,11 @@ static enum close_reason error_reason(const struct conn *c, const struct half *h
 static void relay(struct conn *c)
 {
 	struct worker *w = c->w;
-	size_t budget = c->w->turn_budget;
+	/* A budget each: a busy upload must not leave the download unread. */
+	size_t up_budget = w->turn_budget, down_budget = w->turn_budget;
 	uint64_t in = c->up.bytes, out = c->down.bytes;
-	enum relay_result up = relay_half(w, &c->up, &budget);
-	enum relay_result down = relay_half(w, &c->down, &budget);
+	enum relay_result up = relay_half(w, &c->up, &up_budget);
+	enum relay_result down = relay_half(w, &c->down, &down_budget);
 
 	if (c->up.bytes != in || c->down.bytes != out) {
 		if (out == 0 && c->down.bytes && !c->ttfb_ms) {

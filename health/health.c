@@ -252,7 +252,7 @@ static void sample_passive(struct hc_server *hs)
 		}
 	} else if (hs->passive_down && pc->check == CHECK_NONE &&
 		   hc.now_ms - hs->down_ms >= pc->fail_timeout_ms) {
-		hs->probation = true;
+		hs->probation = pc->max_fails > 1; /* with 1, any failure does it */
 		set_verdict(hs, true, "fail_timeout (%llu ms) passed, trying it again",
 			    (unsigned long long)pc->fail_timeout_ms);
 	}
@@ -440,6 +440,11 @@ static void carry_over(struct hc_server *hs, const struct hc_server *old)
 	hs->up = old->up;
 	hs->passive_down = old->passive_down;
 	hs->down_ms = old->down_ms;
+	/* Still on probation: its next failure takes it down (the count the
+	 * main thread copied may predate it). */
+	hs->probation = old->probation && hs->up && pc->max_fails > 1;
+	if (hs->probation)
+		atomic_store_explicit(&hs->srv->fails, pc->max_fails - 1, memory_order_relaxed);
 	hs->ok_run = old->ok_run < pc->rise ? old->ok_run : pc->rise;
 	hs->fail_run = old->fail_run < pc->fall ? old->fail_run : pc->fall;
 	/* A server still ramping up (slow_start) goes on ramping. */

@@ -52,7 +52,7 @@ static void set_request_out(struct http_conn *hc)
 void http_server_failed(struct conn *c, int err, const char *what)
 {
 	struct http_conn *hc = http_of(c);
-	lb_server_failed(hc->server);
+	lb_server_failed(hc->server, c->server_taken_ms);
 	log_info("http %s: %s %s/%s (%s): %s", c->lc->name, what, hc->pool->name, hc->server->name,
 		 hc->server->addr.text, strerror(err));
 }
@@ -153,6 +153,7 @@ void http_connect_server(struct conn *c)
 		lb_tried_add(&hc->tried, s);
 		c->server = s;
 		c->server_held = true;
+		c->server_taken_ms = c->w->now_ms;
 
 		/* A tunnel's connection is its own: it never goes back to the pool,
 		 * so it does not come from there either. */

@@ -91,7 +91,7 @@ static void judge_unfinished_response(const struct conn *c, const struct http_co
 	if (!hc->server || !hc->resp_started || hc->resp_done)
 		return;
 	if (c->reason == CR_SERVER_TIMEOUT)
-		lb_server_failed(hc->server);
+		lb_server_failed(hc->server, c->server_taken_ms);
 	else if (c->reason == CR_CLIENT_TIMEOUT || c->reason == CR_CLIENT_RESET)
 		lb_server_passed(hc->server);
 }
@@ -264,10 +264,11 @@ static void finish_request(struct conn *c)
 static void run_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	size_t budget = c->w->turn_budget;
+	/* A budget each: a busy upload must not leave the download unread. */
+	size_t up_budget = c->w->turn_budget, down_budget = c->w->turn_budget;
 	uint64_t in = c->up.bytes, out = c->down.bytes;
-	enum relay_result up = relay_half(c->w, &c->up, &budget);
-	enum relay_result down = relay_half(c->w, &c->down, &budget);
+	enum relay_result up = relay_half(c->w, &c->up, &up_budget);
+	enum relay_result down = relay_half(c->w, &c->down, &down_budget);
 
 	hc->bytes_in += c->up.bytes - in;
 	hc->bytes_out += c->down.bytes - out;

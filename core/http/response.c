@@ -30,7 +30,7 @@ static void response_failed(struct conn *c, int status, const char *reason)
 {
 	struct http_conn *hc = http_of(c);
 	if (hc->server && status == 502)
-		lb_server_failed(hc->server);
+		lb_server_failed(hc->server, c->server_taken_ms);
 	if (hc->resp_started) {
 		hc->reason = reason;
 		conn_close(c, CR_SERVER_RESET);

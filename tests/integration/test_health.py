@@ -739,3 +739,52 @@ def test_http_check_over_tls_sni(ctx):
     check(set(s.sni) == {"svc.example"}, f"SNI sent: {s.sni}")
     check(not _log_has(f, r"server p/s DOWN"), f"the server went down:\n{f.stderr()}")
     f.check_fds_settled()
+
+
+def test_requests_from_before_a_recovery_do_not_count_against_it(ctx):
+    """On probation after fail_timeout, a server goes down again at its
+    next failure; but the requests it was given before it went down (hung
+    there until server_timeout) are not that failure. Here two requests
+    hang, two invalid answers take the server down, it comes back after
+    fail_timeout, and the hung requests' 504s come after that: it stays up
+    and serves."""
+    from test_http import get, http_conf, pyserver, read_request, roundtrip
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            target = req.first.split()[1]
+            if target == "/hang":
+                time.sleep(10 * SCALE)
+                return
+            if target == "/bad":
+                r.send(b"HTTP/1.1 2OO Bad\r\n\r\n")
+                return
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    pool = {"max_fails": 2, "fail_timeout": "1s", "server_timeout": "3s", "retries": 0,
+            "keepalive": 0}
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()], pool=pool))
+    hung = []
+    for _ in range(2):
+        s = connect(("127.0.0.1", port))
+        s.sendall(get("/hang"))
+        hung.append(s)
+    time.sleep(0.2)
+    for _ in range(2):
+        m, _, _ = roundtrip(port, get("/bad"), wait_close=0)
+        check(m.status == 502, f"an invalid answer: {m!r}")
+    _wait_log(f, r"server p/py DOWN: 2 consecutive failures", 2, "the server marked down")
+    _wait_log(f, r"server p/py UP: fail_timeout \(1000 ms\) passed", 3, "back on probation")
+    for s in hung:
+        s.settimeout(5 * SCALE)
+        check(s.recv(4096).startswith(b"HTTP/1.1 504"), "a hung request's 504")
+        s.close()
+    time.sleep(0.3)  # the health thread samples every 100 ms
+    check("failed again" not in f.stderr(), f"old requests took it down: {f.stderr()[-600:]}")
+    m, _, _ = roundtrip(port, get("/ok"), wait_close=0)
+    check(m.status == 200, f"after the old requests ended: {m!r}")
