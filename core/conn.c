@@ -254,6 +254,18 @@ static void log_conn(struct conn *c)
 	log_access(c->w->log, &r);
 }
 
+void conn_count_bytes(struct conn *c)
+{
+	struct listener_stats *st = &c->w->stats[c->lc->slot];
+
+	/* Unsigned: BYTES_OUT taken back at the close (bytes read for a client
+	 * that left) counts down. */
+	STAT_ADD(st->bytes_in, c->up.bytes - c->counted_in);
+	STAT_ADD(st->bytes_out, c->down.bytes - c->counted_out);
+	c->counted_in = c->up.bytes;
+	c->counted_out = c->down.bytes;
+}
+
 void conn_release_server(struct conn *c)
 {
 	if (c->srv.fd >= 0) {
@@ -327,7 +339,9 @@ void conn_close(struct conn *c, enum close_reason reason)
 		http_conn_free(c, c->http, unsent);
 		c->http = NULL;
 	} else {
-		STAT_ADD(w->stats[c->lc->slot].bytes_out, -unsent);
+		/* Bytes of connections that never relayed (a client's data
+		 * before a failed connect, a refused TLS or PROXY start) too. */
+		conn_count_bytes(c);
 		log_conn(c);
 	}
 }

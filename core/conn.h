@@ -112,6 +112,9 @@ struct conn {
 	 * its last recovery says nothing of it now (lb_server_failed). */
 	uint64_t server_taken_ms;
 	struct lb_tried tried;
+	/* Of up.bytes and down.bytes, what the listener's byte counters have
+	 * (conn_count_bytes); http keeps its own (http_count_bytes). */
+	uint64_t counted_in, counted_out;
 };
 
 /* Worker thread: takes ownership of FD, accepted on bind BIND of listener
@@ -134,6 +137,8 @@ void conn_drain(struct conn *c);
 bool conn_answering(const struct conn *c);
 /* Closes the server socket and gives back the server's active count. */
 void conn_release_server(struct conn *c);
+/* Adds the bytes moved since the last call to the listener's counters. */
+void conn_count_bytes(struct conn *c);
 void conn_set_state(struct conn *c, enum conn_state s);
 /* The balancing key of the client's address (not its port): source hashing,
  * and the fallback of every hash key a request lacks (SPEC §4). */

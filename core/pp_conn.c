@@ -84,10 +84,10 @@ static void pp_process(struct conn *c)
 		c->cli.rd = false;
 		return;
 	}
-	if (n == 0) {
-		/* Not a byte came (a port probe, a load balancer's tcp check):
-		 * no PROXY error, the client just left. */
-		conn_close(c, CR_CLIENT_CLOSED);
+	if (n == 0 || (n < 0 && errno == ECONNRESET)) {
+		/* Not a byte came (a port probe, a load balancer's tcp check,
+		 * closed or reset): no PROXY error, the client just left. */
+		conn_close(c, n == 0 ? CR_CLIENT_CLOSED : CR_CLIENT_RESET);
 		return;
 	}
 	if (n < 0) {

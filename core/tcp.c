@@ -171,8 +171,7 @@ static void relay(struct conn *c)
 			c->ttfb_ms = ms < UINT32_MAX ? (uint32_t)ms + 1 : UINT32_MAX;
 		}
 		c->last_active_ms = w->now_ms;
-		STAT_ADD(w->stats[c->lc->slot].bytes_in, c->up.bytes - in);
-		STAT_ADD(w->stats[c->lc->slot].bytes_out, c->down.bytes - out);
+		conn_count_bytes(c);
 	}
 	if (up == RELAY_ERROR || down == RELAY_ERROR) {
 		conn_close(c, error_reason(c, up == RELAY_ERROR ? &c->up : &c->down));

@@ -39,6 +39,8 @@ struct http_conn *http_conn_new(void)
 	return calloc(1, sizeof(struct http_conn));
 }
 
+static void log_unanswered(struct conn *c);
+
 /* ---- ending things ---------------------------------------------------- */
 
 static void put_server(struct conn *c)
@@ -106,12 +108,18 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 	 * logged like a client leaving then, with the reason. */
 	if (hc->phase == HP_HEAD && !hc->method_len && c->reason == CR_SHUTDOWN)
 		http_note_unparsed_request(c);
-	if (hc->phase != HP_IDLE && hc->phase != HP_LINGER && hc->method_len) {
+	bool logged = hc->phase != HP_IDLE && hc->phase != HP_LINGER && hc->method_len;
+	if (logged) {
 		if (!hc->reason && c->reason != CR_NONE)
 			hc->reason = close_reason_name(c->reason);
+		/* The client has the status even if the body was cut off. */
+		if (hc->phase == HP_EXCHANGE && hc->resp_head_sent)
+			http_count_response(hc);
 		http_log_request(c);
 	}
 	http_release_server(c, false);
+	if (logged && hc->req_done)
+		log_unanswered(c); /* what was pipelined behind it */
 	forward_conn_free(hc->fwd);
 	cache_http_free(hc);
 	http_rbuf_put(c, hc);
@@ -198,10 +206,11 @@ static void linger(struct conn *c)
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
 }
 
-/* The connection closes after an answer (a stop, or Connection: close)
- * with more requests pipelined behind it. They go unanswered, as RFC 9112
- * §9.6 lets them, but not unlogged: one line with what came of them. Line
- * ends alone (a client's CRLF after a body) are no request. */
+/* The connection closes after an answer (a stop, Connection: close, or a
+ * response cut off) with more requests pipelined behind it. They go
+ * unanswered, as RFC 9112 §9.6 lets them, but not unlogged: one line with
+ * what came of them. Line ends alone (a client's CRLF after a body) are no
+ * request. */
 static void log_unanswered(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -216,7 +225,8 @@ static void log_unanswered(struct conn *c)
 	hc->rpos = 0;
 	http_new_request(c);
 	http_note_unparsed_request(c);
-	hc->reason = c->w->draining ? "shutdown" : "unanswered_pipelined";
+	hc->reason =
+		c->w->draining || c->reason == CR_SHUTDOWN ? "shutdown" : "unanswered_pipelined";
 	http_log_request(c);
 	hc->method_len = 0;
 }

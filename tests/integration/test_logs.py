@@ -418,3 +418,65 @@ def test_long_target_is_cut_at_a_character_and_marked(ctx):
         got = json.loads(line)["target"]
         check(got.endswith("...") and t.startswith(got[:-3]) and 505 <= len(got[:-3].encode()) <= 509,
               f"target {t[:12]}... logged as {got[:12]}...{got[-12:]!r} ({len(got.encode())} bytes)")
+
+
+def test_cut_off_answer_is_counted_and_what_was_pipelined_behind_it_logged(ctx):
+    """A 200 whose body the server cut short: the client saw the status, so
+    requests_total counts it in 2xx as the log shows it; and the request
+    pipelined behind it, never answered, still gets its line (with its
+    bytes in BYTES_IN and the listener's bytes received)."""
+    from test_admin import Admin, metric, parse_metrics
+    from test_http import read_request
+
+    def handler(r, srv):
+        if read_request(r) is not None:
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
+
+    srv = pyserver(ctx, handler)
+    port, aport = free_port(), free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [srv.server_line()], listener={"mode": "http"},
+                         pool={"check": "none", "max_fails": 0},
+                         glob={"access_log": log, "admin": f"127.0.0.1:{aport}"}))
+    first = b"GET /partial HTTP/1.1\r\nHost: x\r\n\r\n"
+    second = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    s = connect(("127.0.0.1", port))
+    s.sendall(first + second)
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 200 OK") and got.endswith(b"0123456789"), f"client got {got!r}")
+    lines = _wait_lines(log, 2)
+    check(len(lines) == 2, f"lines: {lines}")
+    a, b = (LINE_RE.match(l) for l in lines)
+    check(a and a["request"] == '"GET /partial HTTP/1.1"' and a["status"] == "200"
+          and a["reason"] == "server_closed", f"the cut-off answer: {lines[0]!r}")
+    check(b and b["request"] == '"GET /next HTTP/1.1"' and b["status"] == "-"
+          and b["reason"] == "unanswered_pipelined" and int(b["bytes_in"]) == len(second),
+          f"the pipelined request: {lines[1]!r}")
+    m = parse_metrics(Admin(aport).metrics())
+    check(metric(m, "fulcrum_requests_total", pool="p", server=srv.name, code="2xx") == 1,
+          "the cut-off 200 is not in requests_total")
+    check(metric(m, "fulcrum_listener_bytes_received_total", listener="l") == len(first) + len(second),
+          "listener bytes received leave out the pipelined request")
+
+
+def test_listener_bytes_agree_with_the_log_for_connections_that_never_relay(ctx):
+    """A connection refused before any relaying (a bad PROXY header here)
+    has its bytes in the access log; the listener's byte counters must have
+    them too, so the two add up."""
+    from test_admin import Admin, metric, parse_metrics
+
+    b = ctx.backend("echo", name="s1")
+    port, aport = free_port(), free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(tcp_conf(port, [b.server_line()], listener={"proxy_protocol": "accept"},
+                         glob={"access_log": log, "admin": f"127.0.0.1:{aport}"}))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"NOT A PROXY HEADER AT ALL\r\n")
+    check(closed_by_peer(s, 3 * SCALE), "a bad header was not refused")
+    s.close()
+    m = LINE_RE.match(_wait_lines(log, 1)[0])
+    check(m and m["reason"] == "proxy_protocol" and int(m["bytes_in"]) > 0, f"line: {m and m.group(0)}")
+    got = metric(parse_metrics(Admin(aport).metrics()), "fulcrum_listener_bytes_received_total",
+                 listener="l")
+    check(got == int(m["bytes_in"]), f"listener bytes received {got}, the log says {m['bytes_in']}")

@@ -228,8 +228,9 @@ def test_missing_or_bad_header_closed(ctx):
 
 def test_connection_without_a_byte_is_no_header_error(ctx):
     """A port probe (a load balancer's tcp check) on an accepting listener,
-    tcp or http, sends nothing and closes: logged like any client that left
-    without a byte (`client_closed`), not as a PROXY protocol error."""
+    tcp or http, sends nothing and closes or resets: logged like any client
+    that left without a byte (`client_closed`, `client_reset`), not as a
+    PROXY protocol error."""
     b = ctx.backend("echo")
     for mode in ("tcp", "http"):
         port, log = free_port(), ctx.path(f"access-{mode}.log")
@@ -237,8 +238,13 @@ def test_connection_without_a_byte_is_no_header_error(ctx):
         s = connect(("127.0.0.1", port))
         time.sleep(0.05)
         s.close()
-        _, lines = log_clients(log, 1)
-        check(lines[0].endswith(" client_closed"), f"{mode}: {lines}")
+        s = connect(("127.0.0.1", port))
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        time.sleep(0.05)
+        s.close()  # a reset
+        _, lines = log_clients(log, 2)
+        check(lines[0].endswith(" client_closed") and lines[1].endswith(" client_reset"),
+              f"{mode}: {lines}")
         check("PROXY" not in f.stderr(), f"{mode}: a PROXY error for a probe: {f.stderr()}")
     check(b.accepted == 0, f"the server got {b.accepted} connections")
 
