@@ -178,8 +178,7 @@ static void set_verdict(struct hc_server *hs, bool up, const char *fmt, ...)
 	hs->up = up;
 	if (up) {
 		hs->passive_down = false;
-		/* Failures counted while it was down must not take it down
-		 * again; on probation, the next one does. */
+		/* Failures while down are forgotten; on probation, one more fails it. */
 		int fails = hs->probation ? hs->hp->cfg->max_fails - 1 : 0;
 		atomic_store_explicit(&hs->srv->fails, fails, memory_order_relaxed);
 	} else {
@@ -222,11 +221,10 @@ static bool is_removed(const struct hc_server *hs)
 	return atomic_load_explicit(&hs->srv->removed, memory_order_relaxed);
 }
 
-/* Passive health: max_fails consecutive failures seen by the workers take an
- * up server down; with check = none, fail_timeout later it is tried again
- * (with an active check, its rise brings it back). Tried again, it is on
- * probation, as in nginx: its count starts at max_fails - 1, so the first
- * failure takes it down at once and the first success clears the count. */
+/* Passive health: max_fails consecutive failures seen by traffic take an up
+ * server down. An active check's rise brings it back; with check = none it is
+ * tried again fail_timeout later, on probation as in nginx: its count starts
+ * at max_fails - 1, so one failure takes it down, one success clears it. */
 static void sample_passive(struct hc_server *hs)
 {
 	const struct cfg_pool *pc = hs->hp->cfg;
@@ -440,8 +438,7 @@ static void carry_over(struct hc_server *hs, const struct hc_server *old)
 	hs->up = old->up;
 	hs->passive_down = old->passive_down;
 	hs->down_ms = old->down_ms;
-	/* Still on probation: its next failure takes it down (the count the
-	 * main thread copied may predate it). */
+	/* Still on probation (the count the main thread copied may predate it). */
 	hs->probation = old->probation && hs->up && pc->max_fails > 1;
 	if (hs->probation)
 		atomic_store_explicit(&hs->srv->fails, pc->max_fails - 1, memory_order_relaxed);
