@@ -221,10 +221,9 @@ static bool is_removed(const struct hc_server *hs)
 	return atomic_load_explicit(&hs->srv->removed, memory_order_relaxed);
 }
 
-/* Passive health: max_fails consecutive failures seen by traffic take an up
- * server down. An active check's rise brings it back; with check = none it is
- * tried again fail_timeout later, on probation as in nginx: its count starts
- * at max_fails - 1, so one failure takes it down, one success clears it. */
+/* Passive health: max_fails failures in a row take an up server down; its
+ * check's rise brings it back, or with check = none fail_timeout does, on
+ * probation as in nginx (count at max_fails - 1: one failure downs it). */
 static void sample_passive(struct hc_server *hs)
 {
 	const struct cfg_pool *pc = hs->hp->cfg;
@@ -355,9 +354,8 @@ static void free_table(void *t)
 }
 
 /* Rebuilds the tables of the pools whose up-set changed, logs the verdicts
- * behind them, and retires the tables they replaced, to be freed once no
- * worker can still be reading them. A pool whose rebuild failed (ENOMEM) stays dirty and is
- * tried again later. */
+ * behind them, and retires the old tables, freed once no worker can still
+ * read them. A pool whose rebuild failed (ENOMEM) stays dirty: next time. */
 static void rebuild_dirty(void)
 {
 	for (size_t i = 0; i < hc.n_pools; i++) {
@@ -540,6 +538,8 @@ static void adopt(struct gen *g)
 			arm(&hp->servers[k].timer,
 			    hc.now_ms + next_random() % hp->cfg->check_interval_ms);
 	}
+	for (size_t i = 0; i < hc.n_pools; i++)
+		hc.pools[i].dirty = true; /* G's tables may predate a verdict given since */
 	rebuild_dirty();
 }
 

@@ -625,4 +625,32 @@ def test_slow_start_not_applied_to_hashing(ctx):
     check(mapping(c, ks) == before, "keys did not return at once")
 
 
+def test_a_verdict_given_while_an_admin_add_builds_its_table_is_kept(ctx):
+    """An admin add builds the pool's new table (here a large one, which
+    takes a while) on the main thread, then hands the generation to the
+    health thread. A server the checks bring back up meanwhile must be in
+    the table that serves: it was left out, up in /status but given no key,
+    until the next change in the pool."""
+    from test_admin import Admin
+    ns = nodes(ctx, "s1", "s2", "s3", "s4")
+    port, aport = free_port(), free_port()
+    pool = dict(FAST, hash_key="header:X-User",
+                maglev_table_size=16777213, keepalive=0)
+    f = ctx.fulcrum(conf(port, [n.server_line() for n in ns], pool=pool,
+                         glob={"admin": f"127.0.0.1:{aport}"}))
+    adm = Admin(aport)
+    kill_and_wait_down(f, ns[3])
+    w = StateWatch(f)
+    ups = w.count("p", "s4", "UP")
+    ns[3].start()  # a check brings it up within about 200 ms
+    time.sleep(0.03)
+    adm.json("DELETE", "/pools/p/servers/s1")
+    adm.json("POST", "/pools/p/servers", {"name": "s1", "address": ns[0].addr}, want=201)
+    w.wait("p", "s4", "UP", ups)
+    time.sleep(0.5 * SCALE)
+    cnt = collections.Counter(mapping(client(ctx, port), keys(200)).values())
+    check(cnt.get("s4", 0) >= 20, f"s4 is up but took {cnt.get('s4', 0)} of 200 keys: {dict(cnt)}")
+
+
 close_backends_first(globals())
+
