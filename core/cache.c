@@ -294,8 +294,19 @@ int cache_entry_append(struct cache_entry **ep, const void *p, size_t n, uint64_
 	return 0;
 }
 
-void cache_entry_end(struct cache_entry *e, bool add_length)
+void cache_entry_end(struct cache_entry **ep, bool add_length)
 {
+	struct cache_entry *e = *ep;
+
+	if (e->body_cap > e->body_len) {
+		struct cache_entry *ne = realloc(e, block_size(e) - (e->body_cap - e->body_len));
+		if (ne) { /* else it keeps its room, and is charged for it */
+			ne->body_cap = ne->body_len;
+			place(ne);
+			list_init(&ne->lru);
+			*ep = e = ne;
+		}
+	}
 	if (add_length) {
 		int n = snprintf(e->head + e->head_len, e->head_cap - e->head_len,
 				 "Content-Length: %llu\r\n", (unsigned long long)e->body_len);
@@ -523,7 +534,7 @@ void cache_insert_pass(struct cache *c, const struct cache_key *k, uint64_t now_
 	e->auth_ok = true;
 	e->stored_ms = now_ms;
 	e->lifetime_ms = lifetime_ms;
-	cache_entry_end(e, false);
+	cache_entry_end(&e, false);
 	cache_insert(c, e);
 }
 

@@ -212,8 +212,10 @@ int cache_entry_append(struct cache_entry **ep, const void *p, size_t n, uint64_
 uint64_t cache_entry_size(const struct cache_entry *e);
 
 /* The body is complete. ADD_LENGTH: its length was not in the head (it
- * came chunked or until the close), so a Content-Length line is added. */
-void cache_entry_end(struct cache_entry *e, bool add_length);
+ * came chunked or until the close), so a Content-Length line is added. The
+ * room grown for a body of unknown length is given back (*EP may move), so
+ * the entry is charged what it holds. */
+void cache_entry_end(struct cache_entry **ep, bool add_length);
 
 /* Links E (the caller's reference passes to the cache), replacing entries
  * with the same key and Vary record and evicting the least recently used

@@ -166,7 +166,7 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	e->stored_ms = c->w->now_ms;
 	e->initial_age_ms = p.initial_age_s * 1000;
 	e->lifetime_ms = p.lifetime_s * 1000;
-	cache_entry_end(e, false);
+	cache_entry_end(&e, false);
 	if (p.why_not)
 		cache_invalidate(f->cache, &f->key);
 	else
@@ -350,7 +350,7 @@ void cache_fill_end(struct conn *c)
 	if (!f)
 		return;
 	if (f->e && body_is_complete(hc, f)) {
-		cache_entry_end(f->e, f->expect < 0);
+		cache_entry_end(&f->e, f->expect < 0);
 		cache_insert(f->cache, f->e);
 		f->e = NULL;
 	}

@@ -434,7 +434,7 @@ static struct cache_entry *entry(const char *target, size_t body_len, int64_t li
 	e->status = 200;
 	e->stored_ms = now;
 	e->lifetime_ms = lifetime_ms;
-	cache_entry_end(e, false);
+	cache_entry_end(&e, false);
 	return e;
 }
 
@@ -600,12 +600,15 @@ Test(cache_store, head_filter_and_decoded_length)
 	cr_assert_eq(cache_entry_set_head(e, head, strlen(head), NULL, 0), 0);
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(cache_entry_append(&e, "0123456789abcdef", 16, 1 << 20), 0);
-	cache_entry_end(e, true);
+	cache_entry_end(&e, true);
 	const char *want = "HTTP/1.1 200 OK\r\nCache-Control: max-age=5\r\nContent-Length: 160\r\n";
 	cr_assert_eq(e->head_len, strlen(want));
 	cr_assert_eq(memcmp(e->head, want, e->head_len), 0);
 	cr_assert_eq(e->body_len, 160);
 	cr_assert_eq(memcmp(e->body + 144, "0123456789abcdef", 16), 0);
+	/* The room grown for a body of unknown length (16 KiB at first) is
+	 * given back: the entry is charged what it holds. */
+	cr_assert_eq(e->body_cap, 160);
 	cr_assert_eq(e->charge,
 		     sizeof(*e) + e->host_len + e->target_len + e->head_cap + e->body_cap);
 
