@@ -85,7 +85,7 @@ struct http_conn {
 	/* the request */
 	uint64_t req_start_ms, req_start_wall_ms;
 	uint64_t req_start_us; /* CLOCK_MONOTONIC, for the duration histogram */
-	char method[16];
+	char method[32]; /* for the log */
 	char target[HTTP_LOG_TARGET_MAX];
 	uint16_t method_len, target_len;
 	bool line_unknown; /* the log has no request line: method etc. are "-" */

@@ -51,11 +51,24 @@ static void keep_log_target(struct http_conn *hc, const char *t, size_t len)
 	hc->target_len = (uint16_t)len;
 }
 
+/* Keeps the method for the log; a longer one than it takes ends in "...".
+ * Methods are tokens (or, for a line that failed to parse, are escaped by
+ * the log), so a byte cut needs no care for UTF-8. */
+static void keep_log_method(struct http_conn *hc, const char *m, size_t len)
+{
+	if (len > sizeof(hc->method)) {
+		len = sizeof(hc->method) - 3;
+		memcpy(hc->method + len, "...", 3);
+		hc->method_len = (uint16_t)(len + 3);
+	} else {
+		hc->method_len = (uint16_t)len;
+	}
+	memcpy(hc->method, m, len);
+}
+
 static void copy_log_fields(struct http_conn *hc, const struct http_head *h, const char *buf)
 {
-	hc->method_len =
-		h->method.len < sizeof(hc->method) ? (uint16_t)h->method.len : sizeof(hc->method);
-	memcpy(hc->method, buf + h->method.off, hc->method_len);
+	keep_log_method(hc, buf + h->method.off, h->method.len);
 	keep_log_target(hc, buf + h->target.off, h->target.len);
 	hc->method_id = h->method_id;
 	hc->minor = (uint8_t)h->version_minor;
@@ -85,8 +98,7 @@ void http_note_unparsed_request(struct conn *c)
 	size_t v = m + 1 + t; /* where " HTTP/1.x" and a line end must be */
 	if (m && t && v + 10 <= len && memcmp(b + v, " HTTP/1.", 8) == 0 &&
 	    (b[v + 8] == '0' || b[v + 8] == '1') && (b[v + 9] == '\r' || b[v + 9] == '\n')) {
-		hc->method_len = m < sizeof(hc->method) ? (uint16_t)m : sizeof(hc->method);
-		memcpy(hc->method, b, hc->method_len);
+		keep_log_method(hc, b, m);
 		keep_log_target(hc, b + m + 1, t);
 		hc->minor = (uint8_t)(b[v + 8] - '0');
 		if (m == 4 && memcmp(b, "HEAD", 4) == 0)

@@ -420,6 +420,26 @@ def test_long_target_is_cut_at_a_character_and_marked(ctx):
               f"target {t[:12]}... logged as {got[:12]}...{got[-12:]!r} ({len(got.encode())} bytes)")
 
 
+def test_long_method_is_logged_whole_or_marked_cut(ctx):
+    """A method the backend got whole is logged whole up to 32 bytes; a
+    longer one ends in "...", never cut without a mark."""
+    from test_http import cbackend, http_conf
+
+    srv = cbackend(ctx, "s1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"keepalive": 0},
+                          glob={"access_log": log, "access_log_format": "json"}))
+    methods = ["ABCDEFGHIJKLMNOPQ", "M" * 32, "X" * 500]
+    for m in methods:
+        with connect(("127.0.0.1", port)) as s:
+            s.sendall(b"%s / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % m.encode())
+            check(recv_all(s).startswith(b"HTTP/1.1 "), f"{m[:20]}: no answer")
+    got = [json.loads(l)["method"] for l in _wait_lines(log, len(methods))]
+    check(got[:2] == methods[:2], f"short methods logged as {got[:2]!r}")
+    check(got[2] == "X" * 29 + "...", f"500-byte method logged as {got[2]!r}")
+
+
 def test_cut_off_answer_is_counted_and_what_was_pipelined_behind_it_logged(ctx):
     """A 200 whose body the server cut short: the client saw the status, so
     requests_total counts it in 2xx as the log shows it; and the request
