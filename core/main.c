@@ -165,6 +165,7 @@ static int setup_signals(struct process *p)
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGQUIT); /* nginx's graceful stop: the same as SIGTERM */
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	sigaddset(&set, SIGUSR1);
@@ -435,20 +436,23 @@ static void on_signals(struct process *p, struct stop_state *st)
 	while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGTERM:
+		case SIGQUIT: {
+			const char *name = si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGQUIT";
 			/* A stop under way keeps its deadline: a supervisor that
 			 * repeats SIGTERM must not put the exit off. Only a binary
 			 * upgrade's hand-off gives way to a graceful stop now. */
 			if (st->stopping && !st->handoff_ms) {
-				log_info("SIGTERM: already stopping");
+				log_info("%s: already stopping", name);
 				break;
 			}
-			log_info("SIGTERM: stopping gracefully");
+			log_info("%s: stopping gracefully", name);
 			admin_set_stopping();
 			stop_all(p, WORKER_GRACEFUL);
 			st->stopping = true;
 			st->deadline_ms = clock_ms() + p->gen->cfg->global.graceful_timeout_ms;
 			st->handoff_ms = 0;
 			break;
+		}
 		case SIGINT:
 			log_info("SIGINT: stopping now");
 			admin_set_stopping();

@@ -131,6 +131,22 @@ def test_sigterm_graceful_timeout_cuts_idle_tunnels(ctx):
     s.close()
 
 
+def test_sigquit_stops_gracefully_like_sigterm(ctx):
+    """nginx operators stop with SIGQUIT: it drains like SIGTERM (the tcp
+    connection runs on to graceful_timeout), it does not dump core."""
+    f, s = _one_idle_tunnel(ctx, "1500ms")
+    t0 = time.monotonic()
+    f.signal(signal.SIGQUIT)
+    time.sleep(0.5)
+    check(echo_roundtrip(s, b"still"), "tcp connection cut at once by SIGQUIT")
+    rc = f.wait_exit(1.5 + 3)
+    dt = time.monotonic() - t0
+    check(rc == 0, f"exit status {rc} after SIGQUIT")
+    check(dt >= 1.2, f"exited {dt:.2f}s after SIGQUIT, before graceful_timeout = 1.5s")
+    check("SIGQUIT: stopping gracefully" in f.stderr(), "no log line for SIGQUIT")
+    s.close()
+
+
 def test_sigterm_repeated_keeps_the_first_deadline(ctx):
     """SPEC §1: tunnels and tcp connections run up to graceful_timeout after
     SIGTERM. A supervisor that sends SIGTERM again must not move that
