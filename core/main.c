@@ -313,19 +313,45 @@ static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct
 	return r;
 }
 
+/* A reload and a binary upgrade read the configuration file again. A pipe
+ * (-c <(...)) would give nothing the second time, which reads as a file with
+ * no listener, and opening a FIFO waits for a writer, holding up the main
+ * thread (signals, the admin API); so both need a regular file. */
+static int config_rereadable(const char *path, const char *what, struct cfg_errors *errs)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0) {
+		cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cfg_errors_add(errs, "%s: not a regular file: a %s reads it again; restart to change it",
+			       path, what);
+		return -1;
+	}
+	return 0;
+}
+
 /* Reads the configuration file again and publishes it, or keeps the running
  * one. Returns the new generation number, or -1 with ERRS filled. Server
  * health, counters and the admin API's changes carry over (admin_carry_over). */
 static long long reload(struct process *p, struct cfg_errors *errs)
 {
-	struct cfg *cfg = cfg_load(p->opt.config, p->opt.workers, errs);
+	struct cfg *cfg = NULL;
 	struct gen *g = NULL;
 
+	if (config_rereadable(p->opt.config, "reload", errs) == 0)
+		cfg = cfg_load(p->opt.config, p->opt.workers, errs);
 	if (p->stopping) {
 		/* The listeners are closed: a reload would open them again. */
 		cfg_errors_add(errs, "%s: fulcrum is stopping; no reload", p->opt.config);
 	} else if (upgrade_in_progress()) {
 		cfg_errors_add(errs, "%s: a binary upgrade is under way; no reload", p->opt.config);
+	} else if (cfg && cfg->n_listeners == 0) {
+		/* An emptied or cut file; HAProxy refuses one as well. */
+		cfg_errors_add(errs, "%s: no [listener] section: the reload would close every listener",
+			       p->opt.config);
 	} else if (cfg && !stats_listener_names_fit(cfg)) {
 		cfg_errors_add(errs,
 			       "%s: more than %d listener names since start-up; a restart "
@@ -411,7 +437,14 @@ static void stop_all(struct process *p, enum worker_cmd cmd)
 
 static void begin_upgrade(struct process *p)
 {
+	struct cfg_errors errs = {0};
 	struct upgrade_sock *socks;
+
+	if (config_rereadable(p->opt.config, "binary upgrade", &errs) < 0) {
+		log_error("upgrade: %s", errs.msgs[0]);
+		cfg_errors_free(&errs);
+		return;
+	}
 	long n = binds_list(&socks);
 
 	if (n < 0) {
@@ -569,6 +602,17 @@ int main(int argc, char **argv)
 			cfg->global.access_log_line, cfg->global.access_log, strerror(-err));
 		cfg_free(cfg);
 		return 1;
+	}
+	if (cfg->n_listeners == 0) {
+		/* A new binary taking over with none would stop the service. */
+		if (upgrade_inherited()) {
+			fprintf(stderr, "%s: no [listener] section: the upgrade would close every listener\n",
+				p.opt.config);
+			cfg_free(cfg);
+			return 1;
+		}
+		fprintf(stderr, "%s: warning: no [listener] section: only the admin API will serve\n",
+			p.opt.config);
 	}
 	if (p.opt.check_only) {
 		printf("%s: configuration is valid\n", p.opt.config);

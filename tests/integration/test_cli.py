@@ -66,6 +66,15 @@ def test_check_valid_config(ctx):
     check(rc == 0, f"-t on a valid config: status {rc}, stderr {err!r}")
 
 
+def test_check_config_without_listener_warns(ctx):
+    """A file with no [listener] is valid (the admin API alone can serve), but
+    -t says so: an emptied file is the usual cause."""
+    path = ctx.write("bare.ini", "[global]\nadmin =\n")
+    rc, out, err = run_fulcrum(["-t", "-c", path])
+    check(rc == 0, f"-t on a file with no listener: status {rc}, stderr {err!r}")
+    check("warning: no [listener] section" in err, f"-t stderr: {err!r}")
+
+
 def _line_of(text, needle):
     for i, line in enumerate(text.splitlines(), 1):
         if needle in line:

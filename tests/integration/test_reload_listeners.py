@@ -436,3 +436,70 @@ def test_a_new_bind_does_not_join_another_processs_port(ctx):
 
 
 close_backends_first(globals())
+
+
+def test_a_reload_to_a_file_with_no_listener_is_refused(ctx):
+    """An emptied or cut file (a truncating editor, a half-copied file) has
+    no listener: the reload is refused and every listener keeps serving,
+    by SIGHUP and by POST /reload."""
+    p = free_port()
+    site = Site(ctx, [("a", f"127.0.0.1:{p}", "p1")])
+    for body in ("", "[global]\nworkers = 2\n"):
+        with open(site.f.conf_path, "w") as fh:
+            fh.write(body)
+        mark = len(site.f.stderr())
+        site.f.signal(signal.SIGHUP)
+        wait_for(lambda: "reload of" in site.f.stderr()[mark:], 3 * SCALE,
+                 what="the refused reload to be logged")
+        check("no [listener] section" in site.f.stderr()[mark:],
+              f"why the reload failed: {site.f.stderr()[mark:]!r}")
+        st, _, out = site.adm.call("POST", "/reload")
+        check(st != 200 and b"no [listener] section" in out, f"POST /reload: {st} {out!r}")
+        check(name_via(("127.0.0.1", p)) == "b1", f"listener a after a reload to {body!r}")
+        check(list(site.status_listeners()) == ["a"], "/status listeners")
+    # A binary upgrade reads the file too: the new process refuses to take
+    # over with no listener, and this one carries on.
+    mark = len(site.f.stderr())
+    site.f.signal(signal.SIGUSR2)
+    wait_for(lambda: "upgrade failed" in site.f.stderr()[mark:], 5 * SCALE,
+             what="the upgrade to fail")
+    check("no [listener] section" in site.f.stderr()[mark:],
+          f"why the upgrade failed: {site.f.stderr()[mark:]!r}")
+    check(name_via(("127.0.0.1", p)) == "b1", "listener a after the refused upgrade")
+
+
+def test_a_config_read_from_a_fifo_is_not_read_again(ctx):
+    """-c may name a pipe or FIFO, which gives its text once. A SIGHUP, POST
+    /reload or SIGUSR2 must say it cannot read it again, at once: opening a
+    FIFO waited for a writer, freezing signals and the admin API, and a
+    pipe read as an empty file, which closed every listener."""
+    p, admin_port = free_port(), free_port()
+    b = ctx.backend("name", name="b1")
+    text = _conf(admin_port, [("a", f"127.0.0.1:{p}", "p1")], {"p1": b.server_line()}, workers=1)
+    fifo = ctx.path("conf.fifo")
+    os.mkfifo(fifo)
+
+    def feed():
+        with open(fifo, "w") as fh:
+            fh.write(text)
+
+    threading.Thread(target=feed, daemon=True).start()
+    f = ctx.fulcrum(text, args=["-c", fifo])  # the later -c wins
+    adm = Admin(admin_port)
+    check(name_via(("127.0.0.1", p)) == "b1", "listener a from the FIFO's text")
+    for how in ("HUP", "POST", "USR2"):
+        mark = len(f.stderr())
+        t0 = time.monotonic()
+        if how == "POST":
+            st, _, out = adm.call("POST", "/reload")
+            check(st != 200 and b"not a regular file" in out, f"POST /reload: {st} {out!r}")
+        else:
+            f.signal(signal.SIGHUP if how == "HUP" else signal.SIGUSR2)
+            wait_for(lambda: "not a regular file" in f.stderr()[mark:], 2 * SCALE,
+                     what=f"SIG{how} to be refused")
+        st, _, out = adm.call("GET", "/healthz")
+        check(st == 200 and time.monotonic() - t0 < 2 * SCALE,
+              f"/healthz after SIG{how}: {st} in {time.monotonic() - t0:.1f}s")
+        check(name_via(("127.0.0.1", p)) == "b1", f"listener a after {how}")
+    f.signal(signal.SIGTERM)
+    check(f.wait_exit(5) == 0, "exit status of SIGTERM after the refused reloads")
