@@ -99,7 +99,21 @@ static void warn_fd_limit(const struct cfg *cfg, rlim_t limit)
 			 (unsigned long long)limit);
 }
 
-static int drop_privileges(const char *user)
+/* The pid file goes to the user fulcrum runs as, so that a binary upgrade
+ * (started by that user) can write it again. A device (-p /dev/null) or a
+ * link is left as it is. */
+static void give_pidfile(const char *path, const struct passwd *pw)
+{
+	struct stat st;
+
+	if (path && lstat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+	    lchown(path, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("cannot give the pid file %s to user %s: %s; a binary upgrade "
+			 "will not be able to write it",
+			 path, pw->pw_name, strerror(errno));
+}
+
+static int drop_privileges(const char *user, const char *pidfile)
 {
 	if (!user)
 		return 0;
@@ -116,6 +130,7 @@ static int drop_privileges(const char *user)
 	if (err < 0)
 		log_warn("cannot give the access log to user %s: %s; SIGUSR1 may not reopen it",
 			 user, strerror(-err));
+	give_pidfile(pidfile, pw);
 	if (setgroups(0, NULL) < 0 || setgid(pw->pw_gid) < 0 || setuid(pw->pw_uid) < 0) {
 		fprintf(stderr, "fulcrum: cannot switch to user \"%s\": %s\n", user,
 			strerror(errno));
@@ -326,7 +341,8 @@ static int config_rereadable(const char *path, const char *what, struct cfg_erro
 		return -1;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		cfg_errors_add(errs, "%s: not a regular file: a %s reads it again; restart to change it",
+		cfg_errors_add(errs,
+			       "%s: not a regular file: a %s reads it again; restart to change it",
 			       path, what);
 		return -1;
 	}
@@ -350,7 +366,8 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 		cfg_errors_add(errs, "%s: a binary upgrade is under way; no reload", p->opt.config);
 	} else if (cfg && cfg->n_listeners == 0) {
 		/* An emptied or cut file; HAProxy refuses one as well. */
-		cfg_errors_add(errs, "%s: no [listener] section: the reload would close every listener",
+		cfg_errors_add(errs,
+			       "%s: no [listener] section: the reload would close every listener",
 			       p->opt.config);
 	} else if (cfg && !stats_listener_names_fit(cfg)) {
 		cfg_errors_add(errs,
@@ -606,12 +623,15 @@ int main(int argc, char **argv)
 	if (cfg->n_listeners == 0) {
 		/* A new binary taking over with none would stop the service. */
 		if (upgrade_inherited()) {
-			fprintf(stderr, "%s: no [listener] section: the upgrade would close every listener\n",
+			fprintf(stderr,
+				"%s: no [listener] section: the upgrade would close every "
+				"listener\n",
 				p.opt.config);
 			cfg_free(cfg);
 			return 1;
 		}
-		fprintf(stderr, "%s: warning: no [listener] section: only the admin API will serve\n",
+		fprintf(stderr,
+			"%s: warning: no [listener] section: only the admin API will serve\n",
 			p.opt.config);
 	}
 	if (p.opt.check_only) {
@@ -641,7 +661,7 @@ int main(int argc, char **argv)
 	}
 	if (start_workers(&p) < 0 || open_admin(&p) < 0 ||
 	    (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
-	    drop_privileges(cfg->global.user) < 0) {
+	    drop_privileges(cfg->global.user, p.opt.pidfile) < 0) {
 		if (upgrade_inherited())
 			admin_release(); /* the old process's still */
 		admin_close();

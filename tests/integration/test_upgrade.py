@@ -25,9 +25,9 @@ import subprocess
 import threading
 import time
 
-from harness import (SCALE, Fulcrum, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
+from harness import (SCALE, Fulcrum, Skip, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
                      check, connect, echo_roundtrip, free_port, ini, recv_exact, wait_for)
-from test_http import cbackend, close_backends_first
+from test_http import cbackend, close_backends_first, get, roundtrip
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -274,20 +274,28 @@ class Site:
     """A fulcrum with a pid file in front of build/backend and an echo
     server, and the load on it."""
 
-    def __init__(self, ctx, workers=2, unix=False):
+    def __init__(self, ctx, workers=2, unix=False, user=None):
         _become_subreaper()
         self.ctx = ctx
+        self.user = user
         self.web = cbackend(ctx, "web1")
         self.echo = ctx.backend("echo")
         self.http_port, self.tcp_port, self.admin_port = free_port(), free_port(), free_port()
         self.unix_path = ctx.path("t.sock") if unix else None
         self.pidfile = ctx.path("fulcrum.pid")
+        if user:
+            # As the systemd unit has it: a run directory the user may write.
+            os.chmod(ctx.tmp, 0o711)
+            os.mkdir(ctx.path("run"), 0o777)
+            os.chmod(ctx.path("run"), 0o777)
+            self.pidfile = ctx.path("run/fulcrum.pid")
         self.f = ctx.fulcrum(self.conf(workers), args=["-p", self.pidfile])
         wait_for(lambda: self.pid_in_file() == self.f.pid, 2 * SCALE, what="the pid file")
 
     def conf(self, workers=2, balance="roundrobin"):
-        return _conf(self.http_port, self.tcp_port, self.admin_port, self.web, self.echo,
+        text = _conf(self.http_port, self.tcp_port, self.admin_port, self.web, self.echo,
                      workers, balance, self.unix_path)
+        return text.replace("[global]\n", f"[global]\nuser = {self.user}\n") if self.user else text
 
     def rewrite(self, conf_text):
         with open(self.f.conf_path, "w") as fh:
@@ -653,6 +661,24 @@ def test_failed_upgrade_keeps_serving(ctx):
     _exit_status_soon(f, 10)
     load.stop()
     new.check_alive()
+
+
+def test_upgrade_after_dropping_privileges_rewrites_the_pid_file(ctx):
+    """Started as root with user = nobody and -p in a directory nobody may
+    write: the new process (started by nobody) must be able to write the
+    pid file root created, or every upgrade fails."""
+    if os.geteuid() != 0:
+        raise Skip("needs root to drop privileges")
+    site = Site(ctx, workers=1, user="nobody")
+    old = site.f
+    new = site.upgrade(old, old.conf_text)  # checks the pid file names it
+    _exit_status_soon(old, 10)
+    check(site.admin_healthz(), "the admin API after the upgrade")
+    m, _, _ = roundtrip(site.http_port, get("/"))
+    check(m.get("x-server") == "web1", f"a request after the upgrade: {m}")
+    new.signal(signal.SIGTERM)
+    check(new.wait_exit(5) == 0, "exit status of the new process")
+    check(not os.path.exists(site.pidfile), "the pid file is left after the exit")
 
 
 def test_second_sigusr2_while_upgrading_is_refused(ctx):
