@@ -28,9 +28,11 @@ struct bound {
 	char *listener; /* the name of the listener it serves */
 	uint32_t id; /* cfg_addr.bind_id of the binds it serves, in every generation */
 	struct listen_sock *socks, **tail; /* in worker order, linked by next */
-	/* binds_prepare: its listener in the new file, and how that writes it. */
+	/* binds_prepare: its listener in the new file, and how that writes it;
+	 * or, gone from it, the bind that takes its queued connections. */
 	const struct cfg_listener *next_lc;
 	const char *next_text;
+	uint32_t heir;
 	struct bound *next;
 };
 
@@ -277,6 +279,30 @@ static void settle(void)
 	}
 }
 
+/* The bind of CFG that takes what is queued on B's socket when a reload
+ * removes it: one on the same family and port, the wildcard for a bind
+ * moved from 127.0.0.1:P to 0.0.0.0:P, or an address for one moved back
+ * (those few connections came in under the old file, as a connection
+ * accepted just before the reload would have). 0 for none. */
+static uint32_t heir_of(const struct bound *b, const struct cfg *cfg)
+{
+	const struct cfg_addr *a = &b->addr;
+
+	if ((a->ss.ss_family != AF_INET && a->ss.ss_family != AF_INET6) || listener_any_port(a))
+		return 0;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		for (size_t k = 0; k < cfg->listeners[i].n_binds; k++) {
+			const struct cfg_addr *n = &cfg->listeners[i].binds[k];
+			/* sin_port and sin6_port sit at the same offset. */
+			if (n->ss.ss_family == a->ss.ss_family &&
+			    is_wildcard(n) != is_wildcard(a) &&
+			    ((const struct sockaddr_in *)&n->ss)->sin_port ==
+				    ((const struct sockaddr_in *)&a->ss)->sin_port)
+				return n->bind_id;
+		}
+	return 0;
+}
+
 int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 {
 	settle();
@@ -316,6 +342,8 @@ int binds_prepare(struct cfg *cfg, struct cfg_errors *errs)
 			reg.fresh = b;
 		}
 	}
+	for (struct bound *b = reg.live; b; b = b->next)
+		b->heir = b->next_lc ? 0 : heir_of(b, cfg);
 	return 0;
 }
 
@@ -335,14 +363,24 @@ void binds_abort(void)
 	}
 }
 
-/* A removed address refuses connections from now on, however long its
- * workers take to let go of the fds: shutdown() ends a listen (the kernel
- * unhashes the socket) and leaves the fd open. Only for a reload: at a
- * stop after an upgrade the sockets live on in the new process. */
-static void stop_listening(const struct bound *b)
+/* A removed address refuses connections from now on: each worker empties
+ * its socket and shuts it (shutdown() ends a listen, the kernel unhashes
+ * the socket, and leaves the fd open). Only for a reload: at a stop after
+ * an upgrade the sockets live on in the new process. */
+static void stop_listening(struct bound *b)
 {
-	for (const struct listen_sock *ls = b->socks; ls; ls = ls->next)
-		shutdown(ls->fd, SHUT_RD);
+	for (struct listen_sock *ls = b->socks; ls; ls = ls->next) {
+		ls->heir = b->heir;
+		ls->retiring = true;
+		worker_retire(ls->w, ls);
+	}
+}
+
+/* Whether LS is done with (its worker emptied it, or is gone). */
+static bool retire_done(const struct listen_sock *ls)
+{
+	return !ls->retiring || atomic_load_explicit(&ls->retired, memory_order_acquire) ||
+	       worker_past(ls->w, UINT64_MAX);
 }
 
 /* Takes B's sockets out of the workers' epolls, to be closed by
@@ -391,8 +429,12 @@ void binds_commit(void)
 		b->next = reg.live;
 		reg.live = b;
 	}
-	/* The reload is answered once a removed address refuses connections. */
+	/* The reload is answered once a removed address refuses connections;
+	 * a worker stuck for longer leaves its socket to be shut here. */
 	settle();
+	for (struct listen_sock *ls = reg.dropped; ls; ls = ls->next)
+		if (!retire_done(ls))
+			shutdown(ls->fd, SHUT_RD);
 }
 
 void binds_drop_all(void)
@@ -409,7 +451,7 @@ bool binds_collect(void)
 {
 	for (struct listen_sock **pp = &reg.dropped; *pp;) {
 		struct listen_sock *ls = *pp;
-		if (!worker_past(ls->w, ls->close_after)) {
+		if (!worker_past(ls->w, ls->close_after) || !retire_done(ls)) {
 			pp = &ls->next;
 			continue;
 		}

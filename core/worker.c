@@ -39,7 +39,9 @@
 
 #define EVENTS_PER_BATCH  256
 #define ACCEPTS_PER_EVENT 64
-#define ACCEPT_PAUSE_MS	  100
+/* A removed socket's queue, emptied at once: at most a full backlog. */
+#define RETIRE_ACCEPTS_MAX 65536
+#define ACCEPT_PAUSE_MS	   100
 /* Spreads the per-pool random seeds of workers apart (a prime). */
 #define LB_SEED_STRIDE 7919
 
@@ -194,11 +196,37 @@ static void refuse(struct worker *w, const struct cfg_listener *lc, int fd,
 	log_access(w->log, &r);
 }
 
+/* Accepts one connection from LS for listener LI, as bind BIND; false when
+ * there was none (or accept failed: out of descriptors pauses LS). */
+static bool accept_one(struct worker *w, struct listen_sock *ls, int li, uint32_t bind)
+{
+	union conn_addr peer;
+	socklen_t len = sizeof(peer);
+	int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+	if (fd < 0) {
+		if (err_out_of_resources(errno)) {
+			warn_accept_paused(w, errno);
+			pause_listener(ls);
+		}
+		return false;
+	}
+	if (len < sizeof(peer.sa) || peer.sa.sa_family == AF_UNIX)
+		peer.sa.sa_family = AF_UNIX;
+	if (atomic_fetch_add_explicit(&worker_conns_total, 1, memory_order_relaxed) >=
+	    w->gen->cfg->global.max_connections) {
+		atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
+		refuse(w, &w->gen->cfg->listeners[li], fd, &peer);
+		return true;
+	}
+	conn_accept(w, (uint32_t)li, bind, fd, &peer);
+	return true;
+}
+
 static void on_accept(struct ev_handler *h, uint32_t events)
 {
 	struct listen_sock *ls = container_of(h, struct listen_sock, h);
 	struct worker *w = ls->w;
-	uint64_t max = w->gen->cfg->global.max_connections;
 	int li = gen_listener_of_bind(w->gen, ls->bind);
 	(void)events;
 
@@ -209,26 +237,40 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 		pause_listener(ls);
 		return;
 	}
-	for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
-		union conn_addr peer;
-		socklen_t len = sizeof(peer);
-		int fd = accept4(ls->fd, &peer.sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (err_out_of_resources(errno)) {
-				warn_accept_paused(w, errno);
-				pause_listener(ls);
-			}
+	for (int i = 0; i < ACCEPTS_PER_EVENT; i++)
+		if (!accept_one(w, ls, li, ls->bind))
 			return; /* EAGAIN, or a transient error: level-triggered */
-		}
-		if (len < sizeof(peer.sa) || peer.sa.sa_family == AF_UNIX)
-			peer.sa.sa_family = AF_UNIX;
-		if (atomic_fetch_add_explicit(&worker_conns_total, 1, memory_order_relaxed) >=
-		    max) {
-			atomic_fetch_sub_explicit(&worker_conns_total, 1, memory_order_relaxed);
-			refuse(w, &w->gen->cfg->listeners[li], fd, &peer);
-			continue;
-		}
-		conn_accept(w, (uint32_t)li, ls->bind, fd, &peer);
+}
+
+/* Empties LS, a socket a reload removed, into its heir's listener (see
+ * worker_retire), then shuts it: the kernel resets what is still queued on
+ * a listening socket it closes, and would on the old one of a bind moved
+ * from 127.0.0.1:P to 0.0.0.0:P, which takes every new connection to
+ * 127.0.0.1 until it goes. The last accept and the shutdown follow each
+ * other, so next to nothing can slip in between. */
+static void empty_retired(struct worker *w, struct listen_sock *ls)
+{
+	int li = ls->heir && !w->draining ? gen_listener_of_bind(w->gen, ls->heir) : -1;
+
+	/* Bounded: a flood must not hold the worker here. */
+	for (int i = 0; li >= 0 && i < RETIRE_ACCEPTS_MAX; i++)
+		if (!accept_one(w, ls, li, ls->heir))
+			break;
+	shutdown(ls->fd, SHUT_RD);
+	atomic_store_explicit(&ls->retired, true, memory_order_release);
+}
+
+static void take_retiring(struct worker *w)
+{
+	struct listen_sock *ls = atomic_exchange(&w->retiring, NULL);
+
+	if (!ls)
+		return;
+	refresh_gen(w); /* the generation without LS's bind came first */
+	while (ls) {
+		struct listen_sock *next = ls->retire_next;
+		empty_retired(w, ls);
+		ls = next;
 	}
 }
 
@@ -328,6 +370,7 @@ static void *worker_main(void *arg)
 		atomic_thread_fence(memory_order_seq_cst);
 		w->now_ms = clock_ms();
 		refresh_gen(w);
+		take_retiring(w);
 		w->in_batch = true;
 		w->turn_budget = relay_turn_budget((size_t)(n > 0 ? n : 0));
 		for (int i = 0; i < n; i++) {
@@ -399,6 +442,15 @@ uint64_t worker_unlisten(struct worker *w, struct listen_sock *ls)
 	 * that may hold an event of LS; past its end. */
 	uint64_t e = atomic_load(&w->epoch);
 	return e % 2 == 0 ? e + 2 : e + 1;
+}
+
+void worker_retire(struct worker *w, struct listen_sock *ls)
+{
+	atomic_store(&ls->retired, false);
+	ls->retire_next = atomic_load(&w->retiring);
+	while (!atomic_compare_exchange_weak(&w->retiring, &ls->retire_next, ls))
+		;
+	worker_poke(w);
 }
 
 bool worker_past(struct worker *w, uint64_t epoch)

@@ -81,6 +81,13 @@ struct listen_sock {
 	/* The main thread's (core/binds.c). */
 	struct listen_sock *next;
 	uint64_t close_after; /* dropped: the worker's epoch once it is done with it */
+	/* Removed by a reload (worker_retire): the bind whose listener takes
+	 * what is queued on it (its address moved to the wildcard, or back),
+	 * 0 for none; done once the worker has emptied and shut it. */
+	uint32_t heir;
+	bool retiring; /* the main thread's: handed to worker_retire */
+	struct listen_sock *retire_next;
+	_Atomic bool retired;
 };
 
 /* WORKER_HANDOFF (a binary upgrade, core/upgrade.h): close the listeners,
@@ -99,6 +106,7 @@ struct worker {
 	struct ev_handler wake_h;
 
 	struct listen_sock *paused; /* listeners paused on EMFILE, until accept_timer */
+	_Atomic(struct listen_sock *) retiring; /* worker_retire's, not yet emptied */
 
 	struct gen *gen; /* this worker's snapshot, one reference held */
 	struct lb_worker *lbw; /* per pool of gen */
@@ -171,6 +179,12 @@ int worker_listen(struct worker *w, struct listen_sock *ls);
 /* Main thread: LS is no longer W's to accept from (its fd stays open).
  * Returns the epoch of W past which W no longer touches it. */
 uint64_t worker_unlisten(struct worker *w, struct listen_sock *ls);
+/* Main thread, for a reload that removes LS's address: W accepts what is
+ * queued on LS for its heir's listener (or for none), then shuts it, at
+ * once, so that nothing queued in between is reset; LS->retired says when.
+ * Call before worker_unlisten; the fd must stay open until retired or W
+ * has exited. */
+void worker_retire(struct worker *w, struct listen_sock *ls);
 /* Whether W has run past EPOCH (as worker_unlisten gave it), or exited. */
 bool worker_past(struct worker *w, uint64_t epoch);
 /* Main thread: wakes W, so that it runs a batch. */
