@@ -348,7 +348,12 @@ static int p_tls_sni(struct cfg_loader *ld, void *obj, const char *value)
 		cfg_ld_err(ld, "bad tls_sni \"%s\" (expected a host name, not an address)", value);
 		return -EINVAL;
 	}
-	return cfg_set_str(ld, &p->tls_sni, value);
+	/* The name is sent, and checked against the certificate, without its
+	 * trailing dot (RFC 6066 §3), as curl does. */
+	int rc = cfg_set_str(ld, &p->tls_sni, value);
+	if (rc == 0 && p->tls_sni)
+		p->tls_sni[n] = '\0';
+	return rc;
 }
 
 static int p_check(struct cfg_loader *ld, void *obj, const char *value)

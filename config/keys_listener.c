@@ -104,6 +104,10 @@ static int check_pair(struct cfg_loader *ld, const struct cfg_listener *l, size_
 
 	if (i >= l->n_tls_certs || i >= l->n_tls_keys)
 		return 0;
+	/* Either half unreadable is reported on its own line already; and the
+	 * check opens both as OpenSSL does, blocking on a FIFO. */
+	if (cfg_file_unreadable(l->tls_certs[i]) || cfg_file_unreadable(l->tls_keys[i]))
+		return -EINVAL;
 	if (cfg_tls_check_pair(l->tls_certs[i], l->tls_keys[i], why, sizeof(why)) == 0)
 		return 0;
 	cfg_ld_err(ld, "%s", why);

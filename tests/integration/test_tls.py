@@ -486,9 +486,13 @@ def test_tls_backend_verified(ctx):
     certs = make_certs(ctx)
     tb = http_server(ctx, "tlsbe", certs.pem("a"), certs.key("a"))
     ipb = http_server(ctx, "ipbe", certs.pem("ip"), certs.key("ip"))
-    ports = {k: free_port() for k in ("ok", "badca", "noverify", "wrongname", "ip", "tcp", "tcpbad")}
+    ports = {k: free_port() for k in ("ok", "okdot", "badca", "noverify", "wrongname", "ip", "tcp",
+                                      "tcpbad")}
     pools = {
         "ok": {"tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test", "server": f"s1 {tb.addr}"},
+        # Sent and verified without the trailing dot (RFC 6066 §3).
+        "okdot": {"tls": "on", "tls_ca": certs.pem("ca"), "tls_sni": "a.test.",
+                  "server": f"s1 {tb.addr}"},
         "badca": {"tls": "on", "tls_ca": certs.pem("other"), "tls_sni": "a.test",
                   "server": f"s1 {tb.addr}"},
         "noverify": {"tls": "on", "tls_verify": "off", "tls_ca": certs.pem("other"),
@@ -509,7 +513,7 @@ def test_tls_backend_verified(ctx):
     sections.append(("listener tcpbad", {"bind": f"127.0.0.1:{ports['tcpbad']}", "mode": "tcp",
                                          "pool": "badca"}))
     f = ctx.fulcrum(ini(*sections))
-    for name, want in (("ok", 200), ("noverify", 200), ("ip", 200), ("badca", 502),
+    for name, want in (("ok", 200), ("okdot", 200), ("noverify", 200), ("ip", 200), ("badca", 502),
                        ("wrongname", 502)):
         for _ in range(2):
             status, body = http_get(ports[name], f"/{name}")
