@@ -13,6 +13,7 @@
 #include "config/tls_files.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 static void validate_global(struct cfg_loader *ld, int workers_override)
@@ -126,6 +127,26 @@ static void validate_tls_files(struct cfg_loader *ld, size_t i)
 		      l->name, l->n_tls_certs, l->n_tls_keys);
 }
 
+/* An http or forward listener speaks HTTP/1.x: offering h2 (or h2c) in
+ * ALPN would have HTTP/2 clients pick it and fail on every request. */
+static void refuse_http2_alpn(struct cfg_loader *ld, size_t i)
+{
+	const char *list = ld->cfg->listeners[i].alpn;
+
+	for (const char *p = list; p && *p;) {
+		p += strspn(p, ", ");
+		size_t n = strcspn(p, ", "); /* names are checked: no space within */
+		if ((n == 2 && memcmp(p, "h2", 2) == 0) || (n == 3 && memcmp(p, "h2c", 3) == 0)) {
+			cfg_ld_err_at(ld, cfg_key_line(ld, CFG_SEC_LISTENER, i, "alpn"),
+				      "alpn lists %.*s, but an http or forward listener speaks "
+				      "HTTP/1.x only: HTTP/2 clients would pick it and fail",
+				      (int)n, p);
+			return;
+		}
+		p += n;
+	}
+}
+
 static void validate_listener(struct cfg_loader *ld, size_t i)
 {
 	static const char *const forward_only[] = {
@@ -155,6 +176,8 @@ static void validate_listener(struct cfg_loader *ld, size_t i)
 		refuse_keys(ld, i, forward_only, "forward");
 	if (l->mode == MODE_TCP)
 		refuse_keys(ld, i, http_only, "http and forward");
+	else
+		refuse_http2_alpn(ld, i);
 }
 
 static void validate_route(struct cfg_loader *ld, size_t i)

@@ -162,6 +162,24 @@ def test_check_warns_of_tls_keys_without_tls(ctx):
           f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
 
 
+def test_check_refuses_h2_in_alpn_on_http_listeners(ctx):
+    """An http or forward listener speaks HTTP/1.x: h2 in its alpn would have
+    curl and browsers pick HTTP/2 and fail on every request. A tcp listener
+    relays whatever was agreed, so there it is fine."""
+    g, p, l = _base_sections(free_port(), free_port())
+    for mode in ("http", "forward"):
+        ll = dict(l, mode=mode, alpn="http/1.1, h2")
+        if mode == "forward":
+            del ll["pool"]
+        text = ini(("global", g), ("pool p", p), ("listener l", ll))
+        _, _, err = _bad(ctx, f"h2{mode}.ini", text, "alpn =")
+        check("HTTP/1.x only" in err, f"{mode}: {err!r}")
+    text = ini(("global", g), ("pool p", p), ("listener l", dict(l, alpn="h2,http/1.1")))
+    ctx.write("h2tcp.ini", text)
+    rc, _, err = run_fulcrum(["-t", "-c", "h2tcp.ini"], cwd=ctx.tmp)
+    check(rc == 0 and "HTTP/1.x" not in err, f"-t on a tcp listener with h2: {rc} {err!r}")
+
+
 def test_check_several_errors(ctx):
     """Every error is reported, each with its own line."""
     g, p, l = _base_sections(free_port(), free_port())
