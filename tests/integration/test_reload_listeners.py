@@ -214,6 +214,32 @@ def test_unix_listener_added_and_removed(ctx):
              what="the unix socket to close")
 
 
+class Connecting:
+    """N threads that connect to 127.0.0.1:PORT without pause, each time
+    reading the name of the backend (b1) through fulcrum, until stop()."""
+
+    def __init__(self, port, n):
+        self.port, self.failures, self.done = port, [], 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(n)]
+        for t in self._threads:
+            t.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                if name_via(("127.0.0.1", self.port)) != "b1":
+                    self.failures.append("wrong server")
+                self.done += 1
+            except OSError as e:
+                self.failures.append(repr(e))
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+
 def test_listeners_come_and_go_under_load(ctx):
     """Twenty reloads that add and remove a listener while clients connect
     to another one without pause: no connection to the steady listener
@@ -221,21 +247,7 @@ def test_listeners_come_and_go_under_load(ctx):
     the end (the fd check when the test ends)."""
     pa, pb = free_port(), free_port()
     site = Site(ctx, [("a", f"127.0.0.1:{pa}", "p1")])
-    stop = threading.Event()
-    failures, done = [], [0]
-
-    def client():
-        while not stop.is_set():
-            try:
-                if name_via(("127.0.0.1", pa)) != "b1":
-                    failures.append("wrong server")
-                done[0] += 1
-            except OSError as e:
-                failures.append(repr(e))
-
-    threads = [threading.Thread(target=client) for _ in range(3)]
-    for t in threads:
-        t.start()
+    load = Connecting(pa, 3)
     try:
         for i in range(20):
             ls = [("a", f"127.0.0.1:{pa}", "p1")]
@@ -248,11 +260,9 @@ def test_listeners_come_and_go_under_load(ctx):
                 wait_for(lambda: refused(pb), 1.0 * SCALE, interval=0.02,
                          what=f"b to go in reload {i + 1}")
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    check(not failures, f"{len(failures)} failed connections to a: {failures[:3]}")
-    check(done[0] > 40, f"only {done[0]} connections went through")
+        load.stop()
+    check(not load.failures, f"{len(load.failures)} failed connections to a: {load.failures[:3]}")
+    check(load.done > 40, f"only {load.done} connections went through")
     time.sleep(0.1)
 
 
@@ -423,21 +433,7 @@ def test_a_bind_moved_to_the_wildcard_under_load_drops_nothing(ctx):
     one in 200,000 here, so two are let pass.)"""
     p = free_port()
     site = Site(ctx, [("a", f"127.0.0.1:{p}", "p1")])
-    stop = threading.Event()
-    failures, done = [], [0]
-
-    def client():
-        while not stop.is_set():
-            try:
-                if name_via(("127.0.0.1", p)) != "b1":
-                    failures.append("wrong server")
-                done[0] += 1
-            except OSError as e:
-                failures.append(repr(e))
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
+    load = Connecting(p, 4)
     try:
         for i in range(20):
             time.sleep(0.05)
@@ -445,11 +441,10 @@ def test_a_bind_moved_to_the_wildcard_under_load_drops_nothing(ctx):
             time.sleep(0.05)
             site.reload([("a", f"0.0.0.0:{p}", "p1")])
     finally:
-        stop.set()
-        for t in threads:
-            t.join()
-    check(len(failures) <= 2, f"{len(failures)} failed connections in {done[0]}: {failures[:3]}")
-    check(done[0] > 200, f"only {done[0]} connections went through")
+        load.stop()
+    check(len(load.failures) <= 2,
+          f"{len(load.failures)} failed connections in {load.done}: {load.failures[:3]}")
+    check(load.done > 200, f"only {load.done} connections went through")
 
 
 def test_a_new_bind_does_not_join_another_processs_port(ctx):
@@ -482,27 +477,25 @@ def test_a_reload_to_a_file_with_no_listener_is_refused(ctx):
     by SIGHUP and by POST /reload."""
     p = free_port()
     site = Site(ctx, [("a", f"127.0.0.1:{p}", "p1")])
+
+    def refused_by(sig, logged, what):
+        mark = len(site.f.stderr())
+        site.f.signal(sig)
+        wait_for(lambda: logged in site.f.stderr()[mark:], 5 * SCALE, what=what)
+        check("no [listener] section" in site.f.stderr()[mark:],
+              f"why {what}: {site.f.stderr()[mark:]!r}")
+
     for body in ("", "[global]\nworkers = 2\n"):
         with open(site.f.conf_path, "w") as fh:
             fh.write(body)
-        mark = len(site.f.stderr())
-        site.f.signal(signal.SIGHUP)
-        wait_for(lambda: "reload of" in site.f.stderr()[mark:], 3 * SCALE,
-                 what="the refused reload to be logged")
-        check("no [listener] section" in site.f.stderr()[mark:],
-              f"why the reload failed: {site.f.stderr()[mark:]!r}")
+        refused_by(signal.SIGHUP, "reload of", "the reload failed")
         st, _, out = site.adm.call("POST", "/reload")
         check(st != 200 and b"no [listener] section" in out, f"POST /reload: {st} {out!r}")
         check(name_via(("127.0.0.1", p)) == "b1", f"listener a after a reload to {body!r}")
         check(list(site.status_listeners()) == ["a"], "/status listeners")
     # A binary upgrade reads the file too: the new process refuses to take
     # over with no listener, and this one carries on.
-    mark = len(site.f.stderr())
-    site.f.signal(signal.SIGUSR2)
-    wait_for(lambda: "upgrade failed" in site.f.stderr()[mark:], 5 * SCALE,
-             what="the upgrade to fail")
-    check("no [listener] section" in site.f.stderr()[mark:],
-          f"why the upgrade failed: {site.f.stderr()[mark:]!r}")
+    refused_by(signal.SIGUSR2, "upgrade failed", "the upgrade failed")
     check(name_via(("127.0.0.1", p)) == "b1", "listener a after the refused upgrade")
 
 
