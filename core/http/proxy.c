@@ -332,6 +332,23 @@ static void enter_tunnel(struct conn *c)
 	run_tunnel(c);
 }
 
+/* Whether what follows rpos in rbuf is the next request, the one answered
+ * (its head parsed, SENT: its body gone to a server) having been read in
+ * whole. A body still in rbuf, of a known length, is stepped over; one
+ * that is not all there yet, or chunked, leaves the rest unknown. */
+static bool request_read_whole(struct http_conn *hc, bool sent)
+{
+	if (!hc->head_in)
+		return false; /* the head did not parse: the rest is no request */
+	if (sent || hc->req_body == HTTP_BODY_NONE)
+		return true;
+	if (hc->req_body != HTTP_BODY_LENGTH || hc->up_armed || hc->rlen - hc->rpos < hc->req_left)
+		return false;
+	hc->rpos += (uint32_t)hc->req_left; /* in BYTES_IN already (http_reply_ex) */
+	hc->req_left = 0;
+	return true;
+}
+
 static void run_reply(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -342,6 +359,7 @@ static void run_reply(struct conn *c)
 	}
 	if (r == 0)
 		return;
+	bool sent = hc->req_done;
 	hc->resp_done = true;
 	hc->req_done = true;
 	if (hc->connect_tunnel) {
@@ -353,6 +371,8 @@ static void run_reply(struct conn *c)
 		http_count_response(hc);
 		http_log_request(c);
 		hc->method_len = 0;
+		if (request_read_whole(hc, sent))
+			log_unanswered(c); /* what was pipelined behind it */
 		linger(c);
 		return;
 	}

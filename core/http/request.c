@@ -433,6 +433,7 @@ void http_new_request(struct conn *c)
 	hc->ttfb_ms = -1;
 	hc->bytes_in = hc->bytes_out = 0;
 	hc->counted_in = hc->counted_out = 0;
+	hc->head_in = 0;
 }
 
 /* Whether the head, incomplete at the last look, must still be: the parser's

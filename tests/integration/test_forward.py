@@ -1059,6 +1059,38 @@ def test_unspecified_address_is_denied_like_loopback(ctx):
     check(m.status == 403, f"GET http://0.0.0.0/: {m!r}")
 
 
+def test_requests_pipelined_behind_a_closing_refusal_are_logged(ctx):
+    """Wrong credentials (407) close the connection, and so does a 403 with
+    a body still to come; a request pipelined behind either goes unanswered
+    but gets its line (unanswered_pipelined, with its bytes), as behind any
+    answer that closes. A body of known length in between is stepped over."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    htpasswd = ctx.write("htpasswd", f"u:{crypt_hash('$5$', 'pw')}\n")
+    start(ctx, port, listener={"deny": "127.0.0.2", "auth": f"basic {htpasswd}"},
+          glob={"access_log": log, "access_log_format": "json"})
+    good = f"Proxy-Authorization: {basic('u', 'pw')}"
+    second = proxy_get(f"http://127.0.0.1:{b.port}/second", headers=[good])
+    firsts = [(407, proxy_get(f"http://127.0.0.1:{b.port}/first",
+                              headers=[f"Proxy-Authorization: {basic('u', 'bad')}"])),
+              (403, b"POST http://127.0.0.2:%d/first HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                    b"Content-Length: 3\r\n\r\nabc" % (b.port, good.encode()))]
+    for status, first in firsts:
+        r = client(port)
+        r.s.sendall(first + second)
+        m = read_response(r)
+        check(m.status == status, f"the first request: {m!r}")
+        check(r.to_eof() == b"", f"the connection after the {status} answered more")
+        r.s.close()
+    lines = [json.loads(l) for l in access_lines(log, 4)]
+    for k, (status, _) in zip((0, 2), firsts):
+        check(lines[k]["status"] == status, f"line {k}: {lines[k]}")
+        nxt = lines[k + 1]
+        check(nxt["reason"] == "unanswered_pipelined" and nxt["bytes_in"] == len(second),
+              f"the request pipelined behind the {status}: {nxt}")
+
+
 def test_max_forwards(ctx):
     """RFC 9110 §7.6.2: OPTIONS and TRACE go on with Max-Forwards one less;
     at 0 fulcrum answers them itself (OPTIONS 200 with Allow; TRACE 405,
