@@ -25,6 +25,7 @@
 struct cache_pending {
 	struct cache_pending *next;
 	uint64_t hash, scope;
+	uint64_t stuck_since_ms; /* cache_pending_stuck; 0: the fill moves */
 	uint32_t host_len, target_len;
 	char key[]; /* host, then target */
 };
@@ -547,22 +548,31 @@ static bool pending_is(const struct cache_pending *p, const struct cache_key *k)
 	       memcmp(p->key + k->host_len, k->target, k->target_len) == 0;
 }
 
-int cache_pending_claim(struct cache *c, const struct cache_key *k)
+static struct cache_pending *pending_find(struct cache_shard *s, const struct cache_key *k)
+{
+	for (struct cache_pending *p = s->pending; p; p = p->next)
+		if (pending_is(p, k))
+			return p;
+	return NULL;
+}
+
+int cache_pending_claim(struct cache *c, const struct cache_key *k, uint64_t now_ms)
 {
 	struct cache_shard *s = shard_of(c, k->hash);
 	int r = 1;
 
 	pthread_mutex_lock(&s->lock);
-	for (struct cache_pending *p = s->pending; p; p = p->next)
-		if (pending_is(p, k)) {
-			r = 0;
-			break;
-		}
+	struct cache_pending *held = pending_find(s, k);
+	if (held)
+		r = held->stuck_since_ms && now_ms - held->stuck_since_ms >= CACHE_PENDING_STUCK_MS
+			    ? -EBUSY
+			    : 0;
 	if (r == 1) {
 		struct cache_pending *p = malloc(sizeof(*p) + k->host_len + k->target_len);
 		if (p) {
 			p->hash = k->hash;
 			p->scope = k->scope;
+			p->stuck_since_ms = 0;
 			p->host_len = k->host_len;
 			p->target_len = k->target_len;
 			memcpy(p->key, k->host, k->host_len);
@@ -575,6 +585,17 @@ int cache_pending_claim(struct cache *c, const struct cache_key *k)
 	}
 	pthread_mutex_unlock(&s->lock);
 	return r;
+}
+
+void cache_pending_stuck(struct cache *c, const struct cache_key *k, uint64_t since_ms)
+{
+	struct cache_shard *s = shard_of(c, k->hash);
+
+	pthread_mutex_lock(&s->lock);
+	struct cache_pending *p = pending_find(s, k);
+	if (p)
+		p->stuck_since_ms = since_ms;
+	pthread_mutex_unlock(&s->lock);
 }
 
 void cache_pending_release(struct cache *c, const struct cache_key *k)

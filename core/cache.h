@@ -172,10 +172,16 @@ static inline struct cache_entry *cache_entry_get(struct cache_entry *e)
  * Collapsing misses: the first worker to miss K claims it (1) and releases
  * it once its response is stored or proved not storable; meanwhile others
  * get 0 and wait for the entry instead of asking the server too. -ENOMEM:
- * neither (go to the server, claim nothing).
+ * neither (go to the server, claim nothing). -EBUSY: neither either, the
+ * fill having been held up by its own client (cache_pending_stuck) for
+ * CACHE_PENDING_STUCK_MS at NOW_MS: a client that reads slowly, or not at
+ * all, must not hold up the others.
  */
-int cache_pending_claim(struct cache *c, const struct cache_key *k);
+#define CACHE_PENDING_STUCK_MS 200
+int cache_pending_claim(struct cache *c, const struct cache_key *k, uint64_t now_ms);
 void cache_pending_release(struct cache *c, const struct cache_key *k);
+/* The claim of K is held up by its client since SINCE_MS (0: no more). */
+void cache_pending_stuck(struct cache *c, const struct cache_key *k, uint64_t since_ms);
 
 /*
  * Notes for LIFETIME_MS that K's responses are not storable (like Varnish's

@@ -40,6 +40,16 @@ void cache_fill_drop(struct http_conn *hc)
 	hc->cache_fill = NULL;
 }
 
+void cache_fill_stuck(struct http_conn *hc, bool stuck, uint64_t now_ms)
+{
+	struct cache_fill *f = hc->cache_fill;
+
+	if (!f || !f->claimed || f->stuck == stuck)
+		return;
+	f->stuck = stuck;
+	cache_pending_stuck(f->cache, &f->key, stuck ? now_ms : 0);
+}
+
 void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
 		     const struct cache_req_policy *rp, struct cache_entry *stale)
 {
@@ -302,6 +312,11 @@ void cache_http_response_head(struct conn *c, const char *head, size_t len, cons
 bool cache_http_is_storing(const struct http_conn *hc)
 {
 	return hc->cache_fill && hc->cache_fill->e;
+}
+
+void cache_http_client_holds_up(struct conn *c, bool held)
+{
+	cache_fill_stuck(c->http, held, c->w->now_ms);
 }
 
 void cache_http_body(struct conn *c, const char *p, size_t n)

@@ -30,6 +30,7 @@ struct cache_fill {
 	uint64_t reserved; /* bytes taken with cache_fill_reserve() */
 	uint64_t wait_since_ms; /* waiting for another worker's fill of the key since; 0: not */
 	bool claimed; /* this request fetches the key for the others (cache_pending_claim) */
+	bool stuck; /* claimed, and its client holds the fill up (cache_fill_stuck) */
 	uint64_t request_wall_ms;
 	int64_t expect; /* body bytes the head announced; -1: until the end */
 	bool authorized;
@@ -43,6 +44,10 @@ struct cache_fill {
  * revalidate; the fill takes its reference. On ENOMEM there is no fill. */
 void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
 		     const struct cache_req_policy *rp, struct cache_entry *stale);
+/* Whether the client of a fill others wait for holds it up (server bytes
+ * wait for its socket), told as it changes: others stop waiting after a
+ * while (cache_pending_claim). */
+void cache_fill_stuck(struct http_conn *hc, bool stuck, uint64_t now_ms);
 /* Frees hc->cache_fill and what it holds, and gives up its claim. */
 void cache_fill_drop(struct http_conn *hc);
 /* The request is over: stores the response if it all went by, then drops

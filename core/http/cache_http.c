@@ -409,7 +409,7 @@ static bool miss(struct conn *c, struct cache *cache, const struct cache_key *k,
 	 * range, its own conditions, no-cache) neither waits nor makes others
 	 * wait: its answer is stored if it may be, that is all. */
 	bool shares = !rp->authorized && !rp->range && !rp->conditional && !rp->no_cache;
-	int claim = pass || !shares ? -1 : cache_pending_claim(cache, k);
+	int claim = pass || !shares ? -1 : cache_pending_claim(cache, k, c->w->now_ms);
 
 	if (pass) {
 		cache_entry_put(stale);

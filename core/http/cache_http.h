@@ -70,6 +70,10 @@ bool cache_http_is_storing(const struct http_conn *hc);
 /* Body bytes (payload only: chunked framing removed) as they pass. */
 void cache_http_body(struct conn *c, const char *p, size_t n);
 
+/* The response waits (again, or no more) on the client with server bytes
+ * held for it: a fill others wait for is held up by a slow reader. */
+void cache_http_client_holds_up(struct conn *c, bool held);
+
 /* The exchange failed without a response to pass on (fulcrum answers 502
  * or 504 itself): a miss it was filling for others lets them go to the
  * server at once, as after a server's own error, rather than one by one. */

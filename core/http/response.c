@@ -508,5 +508,7 @@ int http_relay_response(struct conn *c)
 		hc->resp_done = true;
 		server_answered(hc);
 	}
+	if (r >= 0) /* waiting with server bytes held: on the client */
+		cache_http_client_holds_up(c, r == 0 && hc->ssend);
 	return r;
 }

@@ -19,7 +19,7 @@ import struct
 import threading
 import time
 
-from harness import (SCALE, TestFailure, check, closed_port, connect, free_port, ini, read_lines,
+from harness import (SCALE, TestFailure, blob, check, closed_port, connect, free_port, ini, read_lines,
                      recv_all, wait_for)
 from test_http import (Reader, access_lines, cbackend, client, close_backends_first, http_conf,
                        pyserver, read_request, read_response, roundtrip)
@@ -841,6 +841,31 @@ def test_concurrent_misses_collapse(ctx):
     took = time.monotonic() - t0
     check(all(m.status == 200 and is_miss(m) for m in got), f"{got!r}")
     check(took < 0.9 * SCALE, f"uncacheable misses still collapsed: {took:.2f}s")
+
+
+def test_a_slow_reader_filling_the_cache_does_not_hold_up_others(ctx):
+    """The client whose miss fills the cache reads a few bytes of a large
+    answer and stops. The fill goes at its pace, so the others waiting for
+    it stop waiting once it has been held up by its client for a moment
+    (CACHE_PENDING_STUCK_MS), and go to the server, not after the 5 s wait."""
+    o = Origin(ctx)
+    big = blob(8 << 20, seed=3)
+    o.route("/big", headers=["Cache-Control: max-age=60"], body=big)
+    _, port = start(ctx, o, cache="64m", glob={"workers": 2})
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    slow.connect(("127.0.0.1", port))
+    slow.sendall(b"GET /big HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    check(slow.recv(100).startswith(b"HTTP/1.1 200"), "the slow reader's answer")
+    wait_for(lambda: o.count("/big") == 1, 2 * SCALE, what="the fill to start")
+    time.sleep(0.3)  # the fill is held up by its client by now
+    t0 = time.monotonic()
+    m = fetch(port, "/big")
+    took = time.monotonic() - t0
+    check(m.status == 200 and m.body == big, f"the other client's answer: {m!r}"[:300])
+    check(took < 2.0 * SCALE, f"the other client waited {took:.2f}s behind the slow reader")
+    check(o.count("/big") == 2, f"origin asked {o.count('/big')} times")
+    slow.close()
 
 
 def test_misses_that_cannot_share_an_answer_do_not_queue(ctx):

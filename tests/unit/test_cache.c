@@ -722,15 +722,32 @@ Test(cache_store, one_claim_per_key)
 	struct cache *c = cache_new(1 << 20);
 	struct cache_key a = key_of("example.com", "/a"), b = key_of("example.com", "/b");
 
-	cr_assert_eq(cache_pending_claim(c, &a), 1);
-	cr_assert_eq(cache_pending_claim(c, &a), 0);
-	cr_assert_eq(cache_pending_claim(c, &b), 1);
+	cr_assert_eq(cache_pending_claim(c, &a, 0), 1);
+	cr_assert_eq(cache_pending_claim(c, &a, 0), 0);
+	cr_assert_eq(cache_pending_claim(c, &b, 0), 1);
 	cache_pending_release(c, &a);
-	cr_assert_eq(cache_pending_claim(c, &a), 1);
+	cr_assert_eq(cache_pending_claim(c, &a, 0), 1);
 	cache_pending_release(c, &a);
 	cache_pending_release(c, &a); /* releasing what is not claimed is harmless */
-	cr_assert_eq(cache_pending_claim(c, &b), 0);
+	cr_assert_eq(cache_pending_claim(c, &b, 0), 0);
 	cache_free(c); /* frees the claim of /b still held */
+}
+
+Test(cache_store, a_claim_held_up_by_its_client_stops_others_waiting)
+{
+	struct cache *c = cache_new(1 << 20);
+	struct cache_key a = key_of("example.com", "/a");
+
+	cr_assert_eq(cache_pending_claim(c, &a, 1000), 1);
+	cache_pending_stuck(c, &a, 1000);
+	cr_assert_eq(cache_pending_claim(c, &a, 1000 + CACHE_PENDING_STUCK_MS - 1), 0);
+	cr_assert_eq(cache_pending_claim(c, &a, 1000 + CACHE_PENDING_STUCK_MS), -EBUSY);
+	cache_pending_stuck(c, &a, 0); /* it moves again */
+	cr_assert_eq(cache_pending_claim(c, &a, 5000), 0);
+	cache_pending_release(c, &a);
+	cache_pending_stuck(c, &a, 7000); /* not claimed: nothing to mark */
+	cr_assert_eq(cache_pending_claim(c, &a, 9000), 1);
+	cache_free(c);
 }
 
 Test(cache_store, pass_markers)
