@@ -262,10 +262,12 @@ static void empty_retired(struct worker *w, struct listen_sock *ls)
 
 static void take_retiring(struct worker *w)
 {
+	/* A plain load first: this runs every batch. A push it misses rang
+	 * the doorbell, so the next batch takes it. */
+	if (!atomic_load_explicit(&w->retiring, memory_order_relaxed))
+		return;
 	struct listen_sock *ls = atomic_exchange(&w->retiring, NULL);
 
-	if (!ls)
-		return;
 	refresh_gen(w); /* the generation without LS's bind came first */
 	while (ls) {
 		struct listen_sock *next = ls->retire_next;
