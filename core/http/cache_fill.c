@@ -66,7 +66,7 @@ void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cac
 	f->answer = NULL;
 	f->reserved = 0;
 	f->wait_since_ms = 0;
-	f->claimed = false;
+	f->claimed = f->stuck = false;
 	f->request_wall_ms = hc->req_start_wall_ms;
 	f->expect = -1;
 	f->authorized = rp->authorized;
