@@ -134,8 +134,12 @@ void http_on_timer(struct conn *c)
 			hc->reason = "client_timeout";
 			conn_close(c, CR_CLIENT_TIMEOUT);
 		} else if (!hc->resp_started) {
-			/* A server that stopped reading the request body. */
-			if (!hc->fwd)
+			/* A server that stopped reading the request body. One
+			 * that owed a 100-continue is answered 504 all the same,
+			 * but not counted against: many wait for the body
+			 * instead (RFC 9110 §10.1.1 lets them), and a client
+			 * holding its body back must not take servers down. */
+			if (!hc->fwd && !(hc->awaits_continue && hc->bytes_in == hc->head_in))
 				http_server_failed(c, ETIMEDOUT, "server_timeout sending to");
 			http_reply(c, 504, "server_timeout", true);
 			break;
