@@ -39,6 +39,7 @@ struct cache_shard {
 	size_t n_entries;
 	struct list lru;
 	uint64_t bytes, budget;
+	_Atomic uint64_t *held; /* its cache's */
 } __attribute__((aligned(CACHE_LINE)));
 
 /* Shared by the workers; lives from the first request on its listener to
@@ -47,6 +48,10 @@ struct cache {
 	unsigned n_shards;
 	_Atomic uint64_t budget;
 	_Atomic uint64_t filling; /* bytes of entries being filled (cache_fill_reserve) */
+	/* Bytes of entries evicted or replaced while clients still read them
+	 * (a slow reader keeps its entry): they count against the budget too,
+	 * or slow readers could hold any number of evicted answers. */
+	_Atomic uint64_t held;
 	struct cache_shard shards[];
 };
 
@@ -78,6 +83,7 @@ struct cache *cache_new(uint64_t budget)
 		pthread_mutex_init(&s->lock, NULL);
 		s->n_buckets = INITIAL_BUCKETS;
 		s->budget = budget / n;
+		s->held = &c->held;
 		list_init(&s->lru);
 	}
 	return c;
@@ -164,8 +170,11 @@ void cache_fill_release(struct cache *c, uint64_t n)
 
 void cache_entry_put(struct cache_entry *e)
 {
-	if (e && atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) == 1)
-		free(e);
+	if (!e || atomic_fetch_sub_explicit(&e->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	if (e->held_in)
+		atomic_fetch_sub_explicit(e->held_in, e->charge, memory_order_relaxed);
+	free(e);
 }
 
 /* Points host .. body into the block (again, after it moved). */
@@ -352,6 +361,12 @@ static void unlink_entry(struct cache_shard *s, struct cache_entry *e)
 	s->bytes -= e->charge;
 	s->n_entries--;
 	e->linked = false;
+	/* Readers take their references under the lock, so none comes now;
+	 * the last one out gives the charge back (cache_entry_put). */
+	if (atomic_load_explicit(&e->refs, memory_order_acquire) > 1) {
+		e->held_in = s->held;
+		atomic_fetch_add_explicit(s->held, e->charge, memory_order_relaxed);
+	}
 	cache_entry_put(e);
 }
 
@@ -475,7 +490,11 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 	if (!e->charge)
 		e->charge = block_size(e);
 	pthread_mutex_lock(&s->lock);
-	if (e->charge > s->budget) {
+	/* With a budget's worth held by readers of evicted entries, nothing
+	 * new goes in (it would evict more for them to hold): the answer is
+	 * passed on without being stored. */
+	if (e->charge > s->budget ||
+	    atomic_load_explicit(&c->held, memory_order_relaxed) + e->charge > cache_budget(c)) {
 		pthread_mutex_unlock(&s->lock);
 		cache_entry_put(e);
 		return;

@@ -111,6 +111,9 @@ struct cache_entry {
 	} origin;
 	uint64_t hash, scope;
 	uint64_t charge; /* bytes counted against the budget */
+	/* Taken out of the cache while clients still read it: its charge
+	 * counts in that cache's held bytes until it is freed. */
+	_Atomic uint64_t *held_in;
 	uint64_t stored_ms; /* monotonic clock when stored */
 	int64_t initial_age_ms, lifetime_ms;
 	uint32_t host_len, target_len, vary_len;

@@ -868,6 +868,35 @@ def test_a_slow_reader_filling_the_cache_does_not_hold_up_others(ctx):
     slow.close()
 
 
+def test_answers_held_by_slow_readers_count_against_the_budget(ctx):
+    """A client that reads a hit slowly keeps its entry in memory after the
+    cache evicted it. Those held entries count against the budget: once
+    they fill it, new answers are passed on without being stored (else slow
+    readers could make fulcrum hold any number of evicted answers), and
+    once the readers go, storing works again."""
+    o = Origin(ctx)
+    size = 6 << 20  # more than the socket buffers take: the reader holds it
+    for i in range(6):
+        o.route(f"/o{i}", headers=["Cache-Control: max-age=600"], body=bytes([65 + i]) * size)
+    _, port = start(ctx, o, cache="16m", glob={"workers": 1})
+    readers = []
+    for i in range(4):
+        fetch(port, f"/o{i}")  # stored (evicting the one before)
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.sendall(b"GET /o%d HTTP/1.1\r\nHost: example.com\r\n\r\n" % i)
+        check(b"X-Cache: HIT" in s.recv(4096), f"/o{i} for the slow reader is a hit")
+        readers.append(s)
+    # Two evicted answers (12 MiB) are held, two stored: /o4 is not.
+    check(is_miss(fetch(port, "/o4")) and is_miss(fetch(port, "/o4")),
+          "an answer was stored while slow readers held more than the budget")
+    for s in readers:
+        s.close()
+    wait_for(lambda: fetch(port, "/o5") and is_hit(fetch(port, "/o5")), 3 * SCALE,
+             what="storing to work again once the slow readers left")
+
+
 def test_misses_that_cannot_share_an_answer_do_not_queue(ctx):
     """Requests that could not take another's answer (credentials,
     no-cache) and waiters whose fill left nothing for them (a server error,
