@@ -66,12 +66,15 @@ static struct {
 	struct http_head head; /* parse results, used within one call */
 	bool stopping; /* /healthz says 503 */
 	uint64_t paused_until_ms; /* out of descriptors: accepting resumes then; 0 = not paused */
+	uint64_t emfile_said_ms; /* when that was last logged; pauses since, unsaid */
+	unsigned emfile_unsaid;
 } admin = {.fd = -1, .epfd = -1};
 
 /* Out of descriptors, the listening socket stays readable and, being
  * level-triggered, would wake the main loop at once forever: it leaves the
  * epoll set for a while instead, as the workers' listeners do. */
 #define ADMIN_EMFILE_PAUSE_MS 100
+#define ADMIN_EMFILE_SAY_MS   10000
 
 /* A request as the router sees it: method, decoded path segments, body. */
 struct admin_req {
@@ -516,10 +519,21 @@ static void on_accept(struct ev_handler *h, uint32_t events)
 	for (;;) {
 		int fd = accept4(admin.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0 && (errno == EMFILE || errno == ENFILE)) {
+			uint64_t now = clock_ms();
 			if (epoll_ctl(admin.epfd, EPOLL_CTL_DEL, admin.fd, NULL) == 0)
-				admin.paused_until_ms = clock_ms() + ADMIN_EMFILE_PAUSE_MS;
-			log_warn("admin: out of file descriptors; not accepting for %d ms",
-				 ADMIN_EMFILE_PAUSE_MS);
+				admin.paused_until_ms = now + ADMIN_EMFILE_PAUSE_MS;
+			/* A long shortage: once per ADMIN_EMFILE_SAY_MS, as the
+			 * workers say theirs, not ten lines a second. */
+			if (admin.emfile_said_ms &&
+			    now - admin.emfile_said_ms < ADMIN_EMFILE_SAY_MS) {
+				admin.emfile_unsaid++;
+				return;
+			}
+			log_warn("admin: out of file descriptors; not accepting for %d ms (%u more "
+				 "pauses since the last warning)",
+				 ADMIN_EMFILE_PAUSE_MS, admin.emfile_unsaid);
+			admin.emfile_said_ms = now;
+			admin.emfile_unsaid = 0;
 			return;
 		}
 		if (fd < 0)

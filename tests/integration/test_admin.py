@@ -569,6 +569,9 @@ def test_admin_out_of_descriptors_does_not_spin(ctx):
         time.sleep(1.0)
         used = main_thread_ticks() - t0
         check(used < 30, f"the main thread used {used} ticks of 100 while out of descriptors")
+        # Paused and retried every 100 ms meanwhile, but said once.
+        said = f.stderr().count("admin: out of file descriptors")
+        check(said == 1, f"the admin pause warned {said} times in a second")
     finally:
         for c in clients:
             c.close()
