@@ -316,7 +316,6 @@ static void serve(struct conn *c, struct cache_entry *e, const struct http_head 
 		queue_unsatisfiable(c, e);
 	else if (r == 0 || !queue_part(c, e, first, last))
 		cache_http_queue_entry(c, e, head_only);
-	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
 	hc->reply_close = false;
 	http_set_phase(c, HP_REPLY);
@@ -365,7 +364,6 @@ static bool serve_not_modified(struct conn *c, struct cache_entry *e)
 	hc->cache_hit = e;
 	hc->status = 304;
 	hc->resp_started = true;
-	hc->reason = "cache_hit";
 	hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
 	hc->reply_close = false;
 	http_set_phase(c, HP_REPLY);
