@@ -581,9 +581,10 @@ int cache_pending_claim(struct cache *c, const struct cache_key *k, uint64_t now
 	int r = 1;
 
 	pthread_mutex_lock(&s->lock);
-	struct cache_pending *held = pending_find(s, k);
-	if (held)
-		r = held->stuck_since_ms && now_ms - held->stuck_since_ms >= CACHE_PENDING_STUCK_MS
+	struct cache_pending *other = pending_find(s, k); /* another request's claim */
+	if (other)
+		r = other->stuck_since_ms &&
+				    now_ms - other->stuck_since_ms >= CACHE_PENDING_STUCK_MS
 			    ? -EBUSY
 			    : 0;
 	if (r == 1) {
