@@ -15,7 +15,7 @@ ssize_t io_recv(struct side *s, void *buf, size_t cap)
 	if (s->io)
 		return s->io->recv(s, buf, cap);
 	for (;;) {
-		ssize_t n = recv(s->fd, buf, cap, 0);
+		ssize_t n = sys_recv(s->fd, buf, cap, 0);
 		if (n > 0) {
 			/* A short read drained the socket, unless a FIN or an
 			 * error came with it: then read on to see it. */
@@ -51,7 +51,7 @@ ssize_t io_send(struct side *s, const void *buf, size_t len)
 	if (s->io)
 		return s->io->send(s, buf, len);
 	for (;;) {
-		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
+		ssize_t n = sys_send(s->fd, buf, len, MSG_NOSIGNAL);
 		if (n >= 0) {
 			if ((size_t)n < len)
 				s->wr = false; /* the socket buffer is full */
@@ -83,7 +83,7 @@ ssize_t io_sendv(struct side *s, const struct iovec *iov, int n)
 	}
 	for (;;) {
 		struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n};
-		ssize_t w = sendmsg(s->fd, &m, MSG_NOSIGNAL);
+		ssize_t w = sys_sendmsg(s->fd, &m, MSG_NOSIGNAL);
 		if (w >= 0)
 			return w;
 		if (errno == EINTR)

@@ -75,8 +75,8 @@ static int flush(struct half *h)
 		h->buf_off = 0;
 	}
 	while (h->pipe && h->pipe->len > 0) {
-		ssize_t n = splice(h->pipe->rd, NULL, h->dst->fd, NULL, h->pipe->len,
-				   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		ssize_t n = sys_splice(h->pipe->rd, h->dst->fd, h->pipe->len,
+				       SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n < 0) {
 			if (errno == EAGAIN) {
 				h->dst->wr = false;
@@ -164,8 +164,7 @@ static ssize_t splice_once(struct worker *w, struct half *h)
 	size_t want = h->pipe->cap - h->pipe->len;
 	if (h->left < want)
 		want = (size_t)h->left;
-	ssize_t n = splice(h->src->fd, NULL, h->pipe->wr, NULL, want,
-			   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+	ssize_t n = sys_splice(h->src->fd, h->pipe->wr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 	if (n <= 0) {
 		int err = errno; /* before pipe_pool_put's calls */
 		if (n == 0)
