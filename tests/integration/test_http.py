@@ -1010,6 +1010,38 @@ def test_upgrade_websocket_tunnel(ctx):
     r.close()
 
 
+def test_upgrade_retried_on_another_server(ctx):
+    """SPEC §3: a GET that times out or is closed unanswered is retried on
+    another server; one asking for an Upgrade too (as nginx does). Tunnel
+    bytes the client sent early wait for the 101 and go to the server that
+    gave it, once."""
+    def slow(r, s):
+        while read_request(r) is not None:
+            time.sleep(3 * SCALE)
+
+    def closer(r, s):
+        read_request(r)  # and close without an answer
+
+    for bad_handler, what in ((slow, "server_timeout"), (closer, "close without answer")):
+        bad = pyserver(ctx, bad_handler, name="bad")
+        good = pyserver(ctx, _ws_handler, name="good")
+        port = free_port()
+        ctx.fulcrum(http_conf(port, [bad.server_line(), good.server_line()],
+                              glob={"workers": 1},
+                              pool={"server_timeout": "500ms", "max_fails": 1000}))
+        r = client(port, timeout=5 * SCALE)
+        r.send(WS_REQUEST + b"early\n")
+        m = read_response(r)
+        check(m is not None and m.status == 101, f"{what}: upgrade not retried: {m!r}")
+        check(r.exact(len(b"server-first\nearly\n")) == b"server-first\nearly\n",
+              f"{what}: the early tunnel bytes did not come back once")
+        r.send(b"later\n")
+        check(r.exact(6) == b"later\n", f"{what}: the tunnel does not echo")
+        r.close()
+        check(len(bad.heads) == 1 and b"Upgrade: websocket" in bad.heads[0],
+              f"{what}: the bad server did not get the upgrade first: {bad.heads!r}")
+
+
 def test_http10_requests_reuse_pooled_server_connections(ctx):
     """An HTTP/1.0 request goes to the server with Connection: keep-alive
     (it would close by default), and the server connection is pooled when
