@@ -93,8 +93,8 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	 * in rbuf. An Upgrade request qualifies too: until a 101 comes, the
 	 * tunnel bytes a client sends early wait in rbuf behind it. Forward
 	 * mode tries an origin's addresses its own way. */
-	if (hc->fwd || !hc->u || hc->resp_started || hc->slen ||
-	    !request_is_replayable(hc) || !http_method_is_idempotent(hc->method_id))
+	if (hc->fwd || !hc->u || hc->resp_started || hc->slen || !request_is_replayable(hc) ||
+	    !http_method_is_idempotent(hc->method_id))
 		return false;
 	if (!http_can_retry(c) || !lb_has_untried(hc->pool, hc->tried.s, lb_tried_len(&hc->tried)))
 		return false;
