@@ -9,6 +9,7 @@
 #include "config/loader.h"
 #include "core/acl.h"
 #include "core/auth.h"
+#include "core/http/route.h"
 #include "config/tls_files.h"
 
 #include <assert.h>
@@ -503,7 +504,16 @@ static int r_path_prefix(struct cfg_loader *ld, void *obj, const char *value)
 		cfg_ld_err(ld, "bad path_prefix \"%s\" (must start with /)", value);
 		return -EINVAL;
 	}
-	return cfg_set_str(ld, &r->path_prefix, value);
+	/* Requests are matched normalized (route_path_normalize): so is the
+	 * prefix, or "/a%20b/" and "/api//" could match nothing. */
+	size_t len = strlen(value);
+	char *norm = malloc(len + 1);
+	if (!norm)
+		return -ENOMEM;
+	norm[route_path_normalize(value, len, norm)] = '\0';
+	int err = cfg_set_str(ld, &r->path_prefix, norm);
+	free(norm);
+	return err;
 }
 
 /* header = NAME: VALUE (the value may be empty; blanks around it are dropped). */

@@ -3,6 +3,7 @@
  */
 #include "core/http/route.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -39,14 +40,86 @@ bool route_path_implies_slash(const struct http_head *h, const char *buf)
 	return buf[h->path.off] == '?';
 }
 
-/* PREFIX starts with "/" (the config sees to it). The path is matched as it
- * is forwarded: "http://x?q" as "/?q". */
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+size_t route_path_normalize(const char *path, size_t len, char *out)
+{
+	const char *q = memchr(path, '?', len);
+	size_t plen = q ? (size_t)(q - path) : len;
+	size_t n = 0;
+
+	for (size_t i = 0; i < plen; i++) {
+		int hi, lo;
+		if (path[i] == '%' && i + 2 < plen && (hi = hex_digit(path[i + 1])) >= 0 &&
+		    (lo = hex_digit(path[i + 2])) >= 0) {
+			out[n++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else {
+			out[n++] = path[i];
+		}
+	}
+	/* Segments, in place: the write index o never passes the read one. */
+	size_t o = 0;
+	for (size_t i = 0; i < n;) {
+		if (out[i] == '/') {
+			if (o == 0 || out[o - 1] != '/')
+				out[o++] = '/';
+			i++;
+			continue;
+		}
+		size_t start = i;
+		while (i < n && out[i] != '/')
+			i++;
+		size_t seg = i - start;
+		bool dot = seg == 1 && out[start] == '.';
+		bool dotdot = seg == 2 && out[start] == '.' && out[start + 1] == '.';
+		if (dot || dotdot) {
+			if (dotdot && o > 1) {
+				o--; /* the slash before the segment ".." removes */
+				while (o > 0 && out[o - 1] != '/')
+					o--;
+			}
+			if (i < n)
+				i++; /* and the slash after the dots */
+			continue;
+		}
+		memmove(out + o, out + start, seg);
+		o += seg;
+	}
+	memcpy(out + o, path + plen, len - plen);
+	return o + len - plen;
+}
+
+/* Matches PREFIX (normalized, starting with "/": the config sees to it)
+ * against the request's path as a server reads it (route_path_normalize),
+ * and an absolute-form target with no path as it is forwarded: "http://x?q"
+ * as "/?q". */
 static bool path_matches(const char *prefix, const struct http_head *h, const char *buf)
 {
+	char stack[2048];
+	char *norm = stack;
+	size_t len = h->path.len;
+
+	if (len + 1 > sizeof(stack)) {
+		norm = malloc(len + 1);
+		if (!norm)
+			return false;
+	}
+	size_t off = 0;
 	if (route_path_implies_slash(h, buf))
-		prefix++;
+		norm[off++] = '/';
+	size_t n = off + route_path_normalize(buf + h->path.off, len, norm + off);
 	size_t plen = strlen(prefix);
-	return h->path.len >= plen && memcmp(buf + h->path.off, prefix, plen) == 0;
+	bool match = n >= plen && memcmp(norm, prefix, plen) == 0;
+	if (norm != stack)
+		free(norm);
+	return match;
 }
 
 static bool header_matches(const struct cfg_route *r, const struct http_head *h, const char *buf)

@@ -23,6 +23,13 @@ size_t route_host_len(const char *host, size_t len);
  * for "/" (RFC 9112 §3.2.4), but for an OPTIONS ("OPTIONS *"). */
 bool route_path_implies_slash(const struct http_head *h, const char *buf);
 
+/* Writes PATH[0, LEN) to OUT as a server reads it, for matching: %XX
+ * decoded, repeated slashes merged, "." and ".." segments resolved (RFC 3986
+ * §5.2.4; ".." at the root stays there), as nginx matches its locations.
+ * From a '?' on, the query is copied as it is. OUT holds LEN bytes: the
+ * result is never longer. Returns its length. */
+size_t route_path_normalize(const char *path, size_t len, char *out);
+
 /* The pool index for the request HEAD (in BUF) on listener LISTENER, or -1
  * when no route matches and the listener has no pool. */
 int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf);

@@ -207,4 +207,39 @@ def test_absolute_form_routed_by_its_authority(ctx):
     r.close()
 
 
+
+def test_path_prefix_matches_the_path_as_a_server_reads_it(ctx):
+    """A path route matches the path percent-decoded, with repeated slashes
+    merged and dot segments resolved, as nginx matches a location: a
+    client cannot walk around a route meant to keep it from (or in) a pool
+    with "/%61dmin/", "//admin/" or "/admin/../x". The prefix in the file is
+    read the same way."""
+    adm, www, sp = cbackend(ctx, "adm"), cbackend(ctx, "www"), cbackend(ctx, "sp")
+    port = free_port()
+    ctx.fulcrum(ini(
+        ("global", {"workers": 1, "admin": "", "access_log": "off"}),
+        ("pool adm", {"check": "none", "server": adm.server_line()}),
+        ("pool www", {"check": "none", "server": www.server_line()}),
+        ("pool sp", {"check": "none", "server": sp.server_line()}),
+        ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "www"}),
+        ("route adm", {"listener": "l", "path_prefix": "/admin/", "pool": "adm"}),
+        ("route sp", {"listener": "l", "path_prefix": "//a%20b/./c/", "pool": "sp"}),
+    ))
+    cases = [
+        ("/admin/x", "adm"), ("/%61dmin/x", "adm"), ("/%61%64%6D%69%6e/", "adm"),
+        ("//admin/x", "adm"), ("/./admin/x", "adm"), ("/x/../admin/x", "adm"),
+        ("/../admin/x", "adm"), ("/admin%2Fx", "adm"), ("/x/%2e%2E/admin/", "adm"),
+        ("/admin/./", "adm"), ("/admin//x?y=/../z", "adm"),
+        ("/admin/../x", "www"), ("/admin/%2e%2e/x", "www"), ("/admin", "www"),
+        ("/Admin/x", "www"), ("/admin%2/x", "www"), ("/x?/admin/", "www"), ("/%zzadmin/", "www"),
+        ("/a%20b/c/d", "sp"), ("/a%20b//c/", "sp"),
+        ("/x" * 1500 + "/.." * 1500 + "/admin/", "adm"), ("/admin/../" + "x" * 5000, "www"),
+    ]
+    r = client(port)
+    for path, want in cases:
+        got = _served_by(r, "x.test", path)
+        check(got == want, f"GET {path}: served by {got}, want {want}")
+    r.close()
+
+
 close_backends_first(globals())
