@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 
 /* ---- [listener NAME] ---- */
@@ -470,14 +471,29 @@ static bool is_host_pattern(const char *s)
 	return true;
 }
 
+/* "[2001:db8::1]": an IPv6 literal as a Host field carries it (RFC 3986
+ * §3.2.2), matched as written. */
+static bool is_bracketed_ipv6(const char *value)
+{
+	size_t len = strlen(value);
+	char addr[INET6_ADDRSTRLEN];
+	struct in6_addr a;
+
+	if (len < 3 || value[0] != '[' || value[len - 1] != ']' || len - 2 >= sizeof(addr))
+		return false;
+	memcpy(addr, value + 1, len - 2);
+	addr[len - 2] = '\0';
+	return inet_pton(AF_INET6, addr, &a) == 1;
+}
+
 static int r_host(struct cfg_loader *ld, void *obj, const char *value)
 {
 	struct cfg_route *r = obj;
 
 	if (*value == '\0')
 		return cfg_set_str(ld, &r->host, value);
-	if (!is_host_pattern(value)) {
-		cfg_ld_err(ld, "bad host \"%s\" (expected a name or *.domain)", value);
+	if (!is_host_pattern(value) && !is_bracketed_ipv6(value)) {
+		cfg_ld_err(ld, "bad host \"%s\" (expected a name, *.domain or [IPv6])", value);
 		return -EINVAL;
 	}
 	if (cfg_set_str(ld, &r->host, value) < 0)

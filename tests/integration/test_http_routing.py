@@ -2,7 +2,7 @@
 header, file order, the listener's pool as fallback, 404 without one
 (SPEC §2 [route], §3 "http mode")."""
 
-from harness import check, free_port, ini
+from harness import check, free_port, ini, run_fulcrum
 from test_http import (client, close_backends_first, cbackend, expect_error, get, read_response,
                        roundtrip)
 
@@ -240,6 +240,35 @@ def test_path_prefix_matches_the_path_as_a_server_reads_it(ctx):
         got = _served_by(r, "x.test", path)
         check(got == want, f"GET {path}: served by {got}, want {want}")
     r.close()
+
+
+
+def test_host_route_for_an_ipv6_literal(ctx):
+    """host = [::1] routes requests whose Host is that literal (with or
+    without a port); a bracketed string that is no IPv6 address is a
+    FILE:LINE error."""
+    six, other = cbackend(ctx, "six"), cbackend(ctx, "other")
+    port = free_port()
+    ctx.fulcrum(ini(
+        ("global", {"workers": 1, "admin": "", "access_log": "off"}),
+        ("pool six", {"check": "none", "server": six.server_line()}),
+        ("pool other", {"check": "none", "server": other.server_line()}),
+        ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "other"}),
+        ("route r6", {"listener": "l", "host": "[2001:DB8::1]", "pool": "six"}),
+    ))
+    r = client(port)
+    for host, want in (("[2001:db8::1]", "six"), ("[2001:db8::1]:8080", "six"),
+                       ("[2001:DB8::1]", "six"), ("[2001:db8::2]", "other"), ("x.test", "other")):
+        got = _served_by(r, host)
+        check(got == want, f"Host {host}: served by {got}, want {want}")
+    r.close()
+    bad = ctx.path("bad.ini")
+    with open(bad, "w") as f:
+        f.write(ini(("pool p", {"server": "a 127.0.0.1:1"}),
+                    ("listener l", {"bind": "127.0.0.1:1", "mode": "http", "pool": "p"}),
+                    ("route r", {"listener": "l", "host": "[::g]", "pool": "p"})))
+    rc, _, err = run_fulcrum(["-t", "-c", bad])
+    check(rc == 1 and "bad.ini:" in err and "[::g]" in err, f"host = [::g]: rc {rc}, {err!r}")
 
 
 close_backends_first(globals())
