@@ -577,8 +577,13 @@ static enum http_result parse_field(const char *buf, size_t p, size_t e, struct 
 		return HTTP_E_OBS_FOLD;
 	while (c < e && http_is_tchar(buf[c]))
 		c++;
-	if (c < e && http_is_ows(buf[c]))
-		return HTTP_E_SPACE_BEFORE_COLON;
+	if (c < e && http_is_ows(buf[c])) {
+		/* "Name : v" is the smuggling form; "Bad Name: v" a bad name. */
+		size_t w = c;
+		while (w < e && http_is_ows(buf[w]))
+			w++;
+		return w < e && buf[w] == ':' ? HTTP_E_SPACE_BEFORE_COLON : HTTP_E_BAD_HEADER_NAME;
+	}
 	if (c == p || c == e || buf[c] != ':')
 		return HTTP_E_BAD_HEADER_NAME;
 	for (v = c + 1; v < e && http_is_ows(buf[v]); v++)

@@ -13,8 +13,8 @@ static void expect(const char *in, const char *want)
 	size_t len = strlen(in);
 	size_t n = route_path_normalize(in, len, out);
 	cr_assert(n <= len, "\"%s\" grew to %zu bytes", in, n);
-	cr_assert(n == strlen(want) && memcmp(out, want, n) == 0, "\"%s\" gave \"%.*s\", want \"%s\"",
-		  in, (int)n, out, want);
+	cr_assert(n == strlen(want) && memcmp(out, want, n) == 0,
+		  "\"%s\" gave \"%.*s\", want \"%s\"", in, (int)n, out, want);
 }
 
 Test(route, plain_paths_are_left_alone)
