@@ -12,6 +12,8 @@
  * enable. A sweep after a server was deleted closes only those: its
  * requests finish.
  */
+#include <stdlib.h>
+
 #include "core/conn.h"
 #include "core/upstream.h"
 
@@ -20,13 +22,66 @@ static bool is_disabled(const struct lb_server *s)
 	return atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_DISABLED;
 }
 
+/* A reload that changed a server's line (weight aside) made a new object
+ * for the same backend, and what was opened before it holds the old one;
+ * both lead to the first object made for the backend (lb_server_share_load),
+ * which names it here. */
+static const struct lb_server *backend_of(const struct lb_server *s)
+{
+	return s->load_owner ? s->load_owner : s;
+}
+
+/* The backends of the generation's disabled (or, with REMOVED, deleted)
+ * servers, into a malloc'd array; *N its length. NULL when there are none
+ * or no memory (then only the objects themselves are looked at). */
+static const struct lb_server **backends_out(const struct gen *g, bool removed, size_t *n)
+{
+	const struct lb_server **out = NULL;
+	size_t cap = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < g->cfg->n_pools; i++) {
+		const struct lb_pool *p = g->pools[i];
+		for (size_t j = 0; j < p->n_servers; j++) {
+			const struct lb_server *s = p->servers[j];
+			if (!is_disabled(s) &&
+			    !(removed && atomic_load_explicit(&s->removed, memory_order_relaxed)))
+				continue;
+			if (*n == cap) {
+				size_t ncap = cap ? 2 * cap : 8;
+				const struct lb_server **bigger = realloc(out, ncap * sizeof(*out));
+				if (!bigger)
+					return out;
+				out = bigger;
+				cap = ncap;
+			}
+			out[(*n)++] = backend_of(s);
+		}
+	}
+	return out;
+}
+
+static bool listed(const struct lb_server *s, const struct lb_server **set, size_t n)
+{
+	const struct lb_server *b = backend_of(s);
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == b)
+			return true;
+	return false;
+}
+
 void conn_sweep_disabled(struct worker *w)
 {
+	size_t n_off, n_gone;
+	const struct lb_server **off = backends_out(w->gen, false, &n_off);
+	const struct lb_server **gone = backends_out(w->gen, true, &n_gone);
+
 	for (struct list *n = w->conns.next, *next; n != &w->conns; n = next) {
 		struct conn *c = container_of(n, struct conn, node);
 
 		next = n->next;
-		if (c->server_held && c->server && is_disabled(c->server))
+		if (c->server_held && c->server &&
+		    (is_disabled(c->server) || listed(c->server, off, n_off)))
 			conn_close(c, CR_SERVER_DISABLED);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(w->upstreams.buckets); i++) {
@@ -37,8 +92,11 @@ void conn_sweep_disabled(struct worker *w)
 
 			next = n->next;
 			if (is_disabled(u->server) ||
-			    atomic_load_explicit(&u->server->removed, memory_order_relaxed))
+			    atomic_load_explicit(&u->server->removed, memory_order_relaxed) ||
+			    listed(u->server, gone, n_gone))
 				upstream_close(u);
 		}
 	}
+	free(off);
+	free(gone);
 }

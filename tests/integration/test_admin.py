@@ -461,6 +461,52 @@ def test_disable_closes_existing(ctx):
         c.close()
 
 
+def test_disable_closes_connections_opened_before_a_reload_changed_the_server(ctx):
+    """A reload that changes a server's line (here maxconn) makes a new
+    object for the same backend; disabling it still closes the connections
+    opened before the reload, and the idle pooled ones too (http)."""
+    for mode in ("tcp", "http"):
+        if mode == "tcp":
+            bs = names(ctx, "s1", "s2")
+            servers = [b.server_line() for b in bs]
+        else:
+            slow = ctx.backend("silent", name="s1")
+            other = ctx.backend("silent", name="s2")
+            servers = [slow.server_line(), other.server_line()]
+        f, port, adm = start(ctx, servers, mode=mode)
+        if mode == "tcp":
+            conns = [connect(("127.0.0.1", port)) for _ in range(4)]
+            got = [recv_line(c).decode().strip() for c in conns]
+            check(sorted(got) == ["s1", "s1", "s2", "s2"], f"spread {got}")
+        else:
+            conns = [connect(("127.0.0.1", port)) for _ in range(2)]
+            for c in conns:
+                c.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            wait_for(lambda: slow.active == 1 and other.active == 1, 3 * SCALE,
+                     what="one request at each server")
+            got = ["s1", "s2"] if slow.active else ["s2", "s1"]
+        text = f.conf_text.replace(servers[0], servers[0] + " maxconn=50")
+        check(text != f.conf_text, "the server line did not change")
+        with open(f.conf_path, "w") as fh:
+            fh.write(text)
+        check("generation" in adm.json("POST", "/reload"), "reload")
+        r = adm.json("POST", "/pools/p/servers/s1/disable")
+        check(r["state"] == "disabled", f"answer {r}")
+        for c, who in zip(conns, got):
+            if who == "s1":
+                check(closed_by_peer(c, 2 * SCALE) is not None,
+                      f"{mode}: a connection to s1 from before the reload was not closed")
+            elif mode == "tcp":
+                check(echo_roundtrip(c, b"ok\n"), "connection to s2 broken")
+        if mode == "http":
+            wait_for(lambda: slow.active == 0, 3 * SCALE, what="the request at s1 to be cut")
+        for c in conns:
+            c.close()
+        # At once: in http mode the request at silent s2 is still in flight.
+        f.signal(signal.SIGINT)
+        check(f.wait_exit(5) == 0, "SIGINT")
+
+
 def test_disable_closes_http_in_flight(ctx):
     slow = ctx.backend("silent", name="slow")
     f, port, adm = start(ctx, [slow.server_line()], mode="http")
