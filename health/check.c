@@ -98,6 +98,24 @@ void hc_check_deinit(struct hc_check *chk)
 	memset(chk, 0, sizeof(*chk));
 }
 
+static bool same_str(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool hc_check_same(const struct hc_check *a, const struct cfg_pool *pa, const struct hc_check *b,
+		   const struct cfg_pool *pb)
+{
+	return a->kind == b->kind && a->request_len == b->request_len &&
+	       (a->request_len == 0 || memcmp(a->request, b->request, a->request_len) == 0) &&
+	       a->expect_lo == b->expect_lo && a->expect_hi == b->expect_hi && a->tls == b->tls &&
+	       same_str(a->tls_sni, b->tls_sni) && same_str(a->tls_name, b->tls_name) &&
+	       same_str(pa->tls_ca, pb->tls_ca) && a->proxy_header_len == b->proxy_header_len &&
+	       memcmp(a->proxy_header, b->proxy_header, a->proxy_header_len) == 0 &&
+	       pa->check_timeout_ms == pb->check_timeout_ms &&
+	       pa->check_interval_ms == pb->check_interval_ms;
+}
+
 SSL_CTX *hc_tls_ctx_new(const struct cfg_pool *pc, char *err, size_t cap)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());

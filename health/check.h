@@ -47,6 +47,11 @@ int hc_check_init(struct hc_check *chk, const struct cfg_pool *pc, const struct 
 		  enum cfg_proxy_proto pp, SSL_CTX *tls_ctx);
 void hc_check_deinit(struct hc_check *chk);
 
+/* Whether A (of pool PA) and B (of pool PB) check a server the same way,
+ * on the same timing: a check running as A may go on as B. */
+bool hc_check_same(const struct hc_check *a, const struct cfg_pool *pa, const struct hc_check *b,
+		   const struct cfg_pool *pb);
+
 /* Whether pool PC's checks speak TLS (and so need a context). */
 static inline bool hc_check_uses_tls(const struct cfg_pool *pc)
 {

@@ -57,6 +57,11 @@ struct hc_server {
 	struct hc_probe probe;
 	struct hc_check check;
 	uint64_t check_start_ms;
+	/* While a generation is adopted: the record of the same server in the
+	 * one replaced (find_old), and when the check taken over from it has
+	 * its timer due (take_over; 0 = none taken over). */
+	struct hc_server *prev;
+	uint64_t resume_ms;
 
 	/* The verdict and what leads to it. */
 	bool up;
@@ -406,7 +411,7 @@ static void pools_free(struct hc_pool *pools, size_t n)
 
 /* The record of the same server (pool name, server name, address) in the
  * generation being replaced, or NULL. */
-static const struct hc_server *find_old(const struct hc_pool *hp, const struct lb_server *s)
+static struct hc_server *find_old(const struct hc_pool *hp, const struct lb_server *s)
 {
 	for (size_t i = 0; i < hc.n_pools; i++) {
 		const struct hc_pool *op = &hc.pools[i];
@@ -494,9 +499,9 @@ static int pools_build(struct gen *g, struct hc_pool **out)
 			hp->n = k + 1;
 			if (server_init(hs, hp, hp->pool->servers[k]) < 0)
 				goto fail;
-			const struct hc_server *old = find_old(hp, hs->srv);
-			if (old)
-				carry_over(hs, old);
+			hs->prev = find_old(hp, hs->srv);
+			if (hs->prev)
+				carry_over(hs, hs->prev);
 		}
 	}
 	*out = pools;
@@ -504,6 +509,26 @@ static int pools_build(struct gen *g, struct hc_pool **out)
 fail:
 	pools_free(pools, n);
 	return -ENOMEM;
+}
+
+/* HS takes over the check of its record in the generation being replaced
+ * when it checks the same server the same way: a running probe goes on in
+ * HS, and the next check stays due when it was. Otherwise generations
+ * coming faster than a check takes (servers added through the API every few
+ * hundred ms, reloads) would abort every check before its verdict. */
+static void take_over(struct hc_server *hs)
+{
+	struct hc_server *prev = hs->prev;
+
+	hs->prev = NULL;
+	hs->resume_ms = 0;
+	if (!prev || !prev->timer.pos ||
+	    !hc_check_same(&prev->check, prev->hp->cfg, &hs->check, hs->hp->cfg))
+		return;
+	if (hc_probe_is_running(&prev->probe) && !hc_probe_move(&hs->probe, &prev->probe, hs))
+		return;
+	hs->check_start_ms = prev->check_start_ms;
+	hs->resume_ms = prev->timer.due_ms;
 }
 
 /* Makes G (whose reference the caller hands over) the generation checked,
@@ -516,6 +541,9 @@ static void adopt(struct gen *g)
 	if (pools_build(g, &pools) < 0)
 		log_error("health: out of memory; the servers of generation %llu are not checked",
 			  (unsigned long long)g->number);
+	for (size_t i = 0; pools && i < g->cfg->n_pools; i++)
+		for (size_t k = 0; k < pools[i].n; k++)
+			take_over(&pools[i].servers[k]);
 	if (hc.pools)
 		pools_free(hc.pools, hc.n_pools);
 	if (hc.gen)
@@ -533,10 +561,13 @@ static void adopt(struct gen *g)
 
 		if (hp->cfg->check == CHECK_NONE || hp->cfg->check_interval_ms == 0)
 			continue;
-		/* The first check at a random point of the interval. */
-		for (size_t k = 0; k < hp->n; k++)
-			arm(&hp->servers[k].timer,
-			    hc.now_ms + next_random() % hp->cfg->check_interval_ms);
+		/* A new server's first check at a random point of the interval. */
+		for (size_t k = 0; k < hp->n; k++) {
+			struct hc_server *hs = &hp->servers[k];
+			arm(&hs->timer,
+			    hs->resume_ms ? hs->resume_ms
+					  : hc.now_ms + next_random() % hp->cfg->check_interval_ms);
+		}
 	}
 	for (size_t i = 0; i < hc.n_pools; i++)
 		hc.pools[i].dirty = true; /* G's tables may predate a verdict given since */

@@ -33,6 +33,8 @@
 /* Drained bytes land here; nobody reads them. One thread uses it. */
 static char drain_buf[16384];
 
+#define PROBE_EVENTS (EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET)
+
 void hc_probe_init(struct hc_probe *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -352,10 +354,7 @@ bool hc_probe_start(struct hc_probe *p, const struct hc_check *chk, const struct
 		p->no_verdict = err_out_of_resources(errno);
 		return fail_connect(p, errno);
 	}
-	struct epoll_event ev = {
-		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-		.data.ptr = ptr,
-	};
+	struct epoll_event ev = {.events = PROBE_EVENTS, .data.ptr = ptr};
 	if (epoll_ctl(epfd, EPOLL_CTL_ADD, p->fd, &ev) < 0) {
 		p->no_verdict = err_out_of_resources(errno);
 		return finish(p, false, "epoll_ctl: %s", strerror(errno));
@@ -419,4 +418,17 @@ void hc_probe_abort(struct hc_probe *p)
 {
 	if (hc_probe_is_running(p))
 		finish(p, false, "aborted");
+}
+
+bool hc_probe_move(struct hc_probe *to, struct hc_probe *from, void *ptr)
+{
+	struct epoll_event ev = {.events = PROBE_EVENTS, .data.ptr = ptr};
+
+	/* Edge-triggered: the new registration reports what is ready now,
+	 * which the state's handler takes as it would a late event. */
+	if (from->epfd >= 0 && epoll_ctl(from->epfd, EPOLL_CTL_MOD, from->fd, &ev) < 0)
+		return false;
+	*to = *from;
+	hc_probe_init(from);
+	return true;
 }

@@ -82,6 +82,11 @@ void hc_probe_timeout(struct hc_probe *p);
 /* Ends a running probe without a result (a reload or shutdown). */
 void hc_probe_abort(struct hc_probe *p);
 
+/* Moves the running probe FROM into TO, its events now carrying PTR; FROM
+ * is left idle. Returns false (and moves nothing) when its socket cannot be
+ * pointed at PTR. */
+bool hc_probe_move(struct hc_probe *to, struct hc_probe *from, void *ptr);
+
 static inline bool hc_probe_is_running(const struct hc_probe *p)
 {
 	return p->state != PROBE_IDLE;

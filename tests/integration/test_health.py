@@ -651,6 +651,31 @@ def test_reload_keeps_health(ctx):
     f.check_fds_settled()
 
 
+def test_checks_run_to_their_verdict_while_generations_come_fast(ctx):
+    """Reloads (and API adds and deletes) coming faster than a check takes
+    must not abort the checks: one running goes on in the new generation,
+    and the next stays due when it was. A silent server whose checks each
+    run into check_timeout still goes DOWN after `fall` of them, and the
+    good one gets its checks too."""
+    good = _server(ctx, "good", "http", 200)
+    silent = _server(ctx, "silent", "silent")
+    port = free_port()
+    pool = dict(FAST, check="http GET /", check_interval="400ms", check_timeout="600ms",
+                fall=2, rise=1)
+    f = ctx.fulcrum(tcp_conf(port, [good.server_line(), silent.server_line()], pool=pool))
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 8 * SCALE and not _log_has(f, r"server p/silent DOWN"):
+        f.signal(signal.SIGHUP)
+        time.sleep(0.25)
+    reloads = len(re.findall(r"reloaded", f.stderr()))
+    check(_log_has(f, r"server p/silent DOWN: no response within check_timeout \(2/2\)$"),
+          f"the silent server never went DOWN through {reloads} reloads 250 ms apart")
+    check(reloads >= 4, f"only {reloads} reloads: the churn did not happen")
+    check(len(good.heads) >= 2, f"the good server got {len(good.heads)} checks")
+    silent.kill()
+    f.check_fds_settled()
+
+
 def test_reload_turning_checks_off_brings_their_down_server_back(ctx):
     """A server taken down by active checks, then a reload to check =
     none: nothing would ever check it again, so it is back in rotation
