@@ -20,12 +20,16 @@ static int open_unix(const struct cfg_addr *a, int backlog, bool check, const ch
 		return -errno;
 	}
 	/* A stale socket file from an earlier run would make bind fail; one
-	 * that a live process still accepts on is in use. */
-	if (check &&
-	    (connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN)) {
-		*what = "bind";
-		errno = EADDRINUSE;
-		goto fail;
+	 * that a live process still accepts on is in use. Only a refusal says
+	 * that nobody does: a file this user may not connect to (EACCES) may
+	 * be another service's live socket, and is left alone. */
+	if (check) {
+		int err = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 ? 0 : errno;
+		if (err != ECONNREFUSED && err != ENOENT) {
+			*what = "bind";
+			errno = err == 0 || err == EAGAIN ? EADDRINUSE : err;
+			goto fail;
+		}
 	}
 	/* Only a socket file is ours to replace: never a file of another kind
 	 * that happens to sit at the path. */

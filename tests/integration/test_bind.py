@@ -1,10 +1,13 @@
 """Bind addresses: IPv6, unix sockets, several binds per listener (SPEC §2 bind)."""
 
 import os
+import shutil
 import socket
+import subprocess
+import tempfile
 
-from harness import (SCALE, Skip, check, connect, echo_roundtrip, free_port, has_ipv6, name_via, run_fulcrum,
-                     tcp_conf)
+from harness import (BIN, SCALE, Skip, TestFailure, check, connect, echo_roundtrip, free_port, has_ipv6,
+                     name_via, run_fulcrum, tcp_conf)
 
 
 def test_ipv6_bind_and_server(ctx):
@@ -91,6 +94,47 @@ def test_unix_socket_in_use_exits_2(ctx):
         check(os.path.exists(path), "the busy socket file was removed")
     finally:
         busy.close()
+
+
+def test_unix_socket_this_user_may_not_connect_to_is_not_taken_over(ctx):
+    """Run as another user, fulcrum cannot connect to a live socket of
+    root's (mode 0700) in a directory it may write: it must not take the
+    path for a stale file, unlink it and bind its own (the live service
+    would go on accepting on a path nobody reaches). Exit 2, file kept."""
+    if os.geteuid() != 0 or not shutil.which("setpriv"):
+        raise Skip("needs root and setpriv")
+    shared = tempfile.mkdtemp(prefix="fulcrum-it-shared-")
+    try:
+        os.chmod(shared, 0o777)
+        path = os.path.join(shared, "live.sock")
+        live = socket.socket(socket.AF_UNIX)
+        live.bind(path)
+        os.chmod(path, 0o700)
+        live.listen(1)
+        # A copy nobody may run, wherever the checkout is.
+        bin_copy = shutil.copy(BIN, os.path.join(shared, "fulcrum"))
+        conf = os.path.join(shared, "n.ini")
+        with open(conf, "w") as f:
+            f.write(tcp_conf(0, ["a 127.0.0.1:9"], bind=f"unix:{path}"))
+        os.chmod(conf, 0o644)
+        try:
+            p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                bin_copy, "-c", conf], stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=10 * SCALE)
+        except subprocess.TimeoutExpired:
+            raise TestFailure("fulcrum started on a live socket's path and stayed up")
+        err = p.stderr.decode(errors="replace")
+        check(p.returncode == 2 and path in err, f"status {p.returncode}, stderr {err!r}")
+        check(os.stat(path).st_uid == 0, "the live socket file was replaced")
+        c = socket.socket(socket.AF_UNIX)
+        c.settimeout(3 * SCALE)
+        c.connect(path)
+        conn, _ = live.accept()
+        conn.close()
+        c.close()
+        live.close()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def test_unix_bind_keeps_a_regular_file(ctx):
