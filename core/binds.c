@@ -353,6 +353,14 @@ static void unlink_unix(const struct bound *b)
 		log_unlink(((const struct sockaddr_un *)&b->addr.ss)->sun_path, "socket");
 }
 
+void binds_remove_unix_files(void)
+{
+	if (upgrade_inherited())
+		return;
+	for (struct bound *b = reg.live; b; b = b->next)
+		unlink_unix(b);
+}
+
 void binds_abort(void)
 {
 	while (reg.fresh) {

@@ -66,5 +66,8 @@ long binds_list(struct upgrade_sock **out);
 
 /* At exit, once the workers are gone: closes and frees everything. */
 void binds_free(void);
+/* Start-up failed: removes the unix socket files binds_open made (not the
+ * ones an upgrade's old process still serves). */
+void binds_remove_unix_files(void);
 
 #endif

@@ -142,6 +142,7 @@ static int start_workers(struct process *p)
 /* Start-up failed before any worker ran: free what start_workers built. */
 static void discard_workers(struct process *p)
 {
+	binds_remove_unix_files();
 	binds_free();
 	for (int i = 0; i < p->n_ready; i++)
 		worker_deinit(&p->workers[i]);

@@ -7,7 +7,7 @@ import subprocess
 import tempfile
 
 from harness import (BIN, SCALE, Skip, TestFailure, check, connect, echo_roundtrip, free_port, has_ipv6,
-                     name_via, run_fulcrum, tcp_conf)
+                     ini, name_via, run_fulcrum, tcp_conf)
 
 
 def test_ipv6_bind_and_server(ctx):
@@ -135,6 +135,26 @@ def test_unix_socket_this_user_may_not_connect_to_is_not_taken_over(ctx):
         live.close()
     finally:
         shutil.rmtree(shared, ignore_errors=True)
+
+
+def test_failed_start_removes_the_unix_socket_files_it_made(ctx):
+    """A start that fails at a later bind (a port in use) exits 2 and
+    leaves none of the socket files it had already bound."""
+    path = ctx.path("early.sock")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        conf = ini(("global", {"workers": 2, "admin": ""}),
+                   ("pool p", {"server": "a 127.0.0.1:9", "check": "none"}),
+                   ("listener a", {"bind": f"unix:{path}", "mode": "tcp", "pool": "p"}),
+                   ("listener b", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p"}))
+        rc, _, err = run_fulcrum(["-c", ctx.write("fail.ini", conf)])
+        check(rc == 2 and "in use" in err, f"status {rc}, stderr {err!r}")
+        check(not os.path.exists(path), "the unix socket file of the failed start is left")
+    finally:
+        busy.close()
 
 
 def test_unix_bind_keeps_a_regular_file(ctx):
