@@ -153,17 +153,28 @@ static enum pp_result parse_v2(const char *buf, size_t len, struct pp_info *info
 	size_t alen = get16(b + 14);
 	if (cmd > 1)
 		return fail(info, "unknown v2 command");
-	if (family > 3 || proto > 2)
+	/* A LOCAL command's block, family byte included, is to be ignored. */
+	if (cmd == 1 && (family > 3 || proto > 2))
 		return fail(info, "unknown v2 address family");
 	info->len = PP_V2_HEAD + alen;
 	if (len < info->len)
 		return PP_MORE;
+	if (cmd == 0) {
+		info->local = true;
+		return PP_DONE;
+	}
 	const unsigned char *a = b + PP_V2_HEAD;
-	/* A PROXY command carries the whole address block of its family. */
+	/* A PROXY command carries the whole address block of its family, and
+	 * then TLVs (read and skipped) that must fill the rest exactly. */
 	static const size_t family_len[] = {0, 12, 36, 216};
-	if (cmd == 1 && alen < family_len[family])
+	if (alen < family_len[family])
 		return fail(info, "v2 header too short for its address family");
-	if (cmd == 0 || proto != 1 || (family != 1 && family != 2)) {
+	for (size_t off = family_len[family]; off < alen;) {
+		if (alen - off < 3 || alen - off - 3 < get16(a + off + 1))
+			return fail(info, "v2 TLV longer than its header");
+		off += 3 + get16(a + off + 1);
+	}
+	if (proto != 1 || (family != 1 && family != 2)) {
 		info->local = true; /* LOCAL, UNSPEC, datagrams, unix sockets */
 		return PP_DONE;
 	}

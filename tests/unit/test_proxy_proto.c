@@ -107,6 +107,26 @@ static const struct row rows[] = {
 	{"v2 version 1", V2SIG "\x11\x11\x00\x00", 16, PP_ERROR, false, NULL, NULL},
 	{"v2 bad command", V2SIG "\x22\x11\x00\x0c", 16, PP_ERROR, false, NULL, NULL},
 	{"v2 bad family", V2SIG "\x21\x41\x00\x00", 16, PP_ERROR, false, NULL, NULL},
+	/* LOCAL ignores its block, family byte included (HAProxy too). */
+	{"v2 local with an unknown family",
+	 V2SIG "\x20\x51\x00\x0c"
+	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
+	 28, PP_DONE, true, NULL, NULL},
+	{"v2 tcp4 with a TLV longer than the block",
+	 V2SIG "\x21\x11\x00\x0f"
+	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"
+	       "\x04\xff\xff",
+	 31, PP_ERROR, false, NULL, NULL},
+	{"v2 tcp4 with a cut TLV header",
+	 V2SIG "\x21\x11\x00\x0e"
+	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"
+	       "\x04\x00",
+	 30, PP_ERROR, false, NULL, NULL},
+	{"v2 tcp4 with two TLVs",
+	 V2SIG "\x21\x11\x00\x15"
+	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02"
+	       "\x04\x00\x02xy\x05\x00\x01z",
+	 37, PP_DONE, false, "1.2.3.4 1", "5.6.7.8 2"},
 	{"v2 tcp4 too short",
 	 V2SIG "\x21\x11\x00\x08"
 	       "\x01\x02\x03\x04\x05\x06\x07\x08",
