@@ -152,17 +152,44 @@ static int parse_port(const char *s, uint16_t *port)
 	return 0;
 }
 
+/* Writes IN to OUT under one spelling of its file: slashes merged, "./"
+ * segments dropped, so that two binds of one socket compare equal. ".." is
+ * kept: through a symbolic link it is not the parent. Never longer. */
+static size_t tidy_path(const char *in, char *out)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; in[i]; i++) {
+		if (in[i] == '/' && o > 0 && out[o - 1] == '/')
+			continue;
+		if (in[i] == '.' && in[i + 1] == '/' && (o == 0 || out[o - 1] == '/')) {
+			while (in[i + 1] == '/')
+				i++; /* and its slashes */
+			continue;
+		}
+		out[o++] = in[i];
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static int parse_unix(const char *path, struct cfg_addr *out, char *why, size_t why_len)
 {
 	struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
+	char tidy[sizeof(sun->sun_path)];
 	size_t len = strlen(path);
 
 	if (len == 0 || len >= sizeof(sun->sun_path)) {
 		snprintf(why, why_len, "%s", len ? "unix path too long" : "empty unix path");
 		return -EINVAL;
 	}
+	len = tidy_path(path, tidy);
+	if (len == 0) {
+		snprintf(why, why_len, "empty unix path");
+		return -EINVAL;
+	}
 	sun->sun_family = AF_UNIX;
-	memcpy(sun->sun_path, path, len + 1);
+	memcpy(sun->sun_path, tidy, len + 1);
 	out->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len + 1);
 	return 0;
 }

@@ -262,6 +262,10 @@ Test(config, addresses)
 	cr_assert_eq(a.ss.ss_family, AF_UNIX);
 	cr_assert_str_eq(((struct sockaddr_un *)&a.ss)->sun_path, "/run/fulcrum.sock");
 	cfg_addr_free(&a);
+	/* One spelling per file: slashes merged, "./" dropped, ".." kept. */
+	cr_assert_eq(cfg_parse_addr("unix:.//run/./x/../f.sock", &a), 0);
+	cr_assert_str_eq(((struct sockaddr_un *)&a.ss)->sun_path, "run/x/../f.sock");
+	cfg_addr_free(&a);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(cfg_parse_addr(bad[i], &a), -EINVAL, "\"%s\"", bad[i]);
@@ -743,6 +747,9 @@ static const struct bad_case bad_cases[] = {
 	 "bind \"0.0.0.0:1\" overlaps a bind of listener \"l\""},
 	{MIN_POOL "[listener l]\nbind = [::]:1\nbind = [::1]:1\n", 5,
 	 "bind \"[::1]:1\" overlaps a bind of listener \"l\""},
+	{MIN_POOL
+	 "[listener l]\nbind = unix:/tmp/f.sock\n[listener m]\nbind = unix:/tmp//./f.sock\n",
+	 6, "bind \"unix:/tmp//./f.sock\" overlaps a bind of listener \"l\""},
 	{"[global]\nadmin = 127.0.0.1:7\n" MIN_POOL "[listener l]\nbind = 0.0.0.0:7\n", 2,
 	 "admin 127.0.0.1:7 overlaps bind 0.0.0.0:7 of listener \"l\""},
 	{MIN_POOL "[listener l]\nbind = 127.0.0.1:9900\n", 4,
