@@ -225,6 +225,9 @@ int cfg_parse_duration_ms(const char *s, uint64_t *out_ms);
 int cfg_parse_size(const char *s, uint64_t *out_bytes);
 /* "HOST:PORT", "[v6]:PORT", "unix:/path". Names are resolved (blocking). */
 int cfg_parse_addr(const char *s, struct cfg_addr *out);
+/* A name of pools, listeners, routes, servers: [A-Za-z0-9_.-]+, but not
+ * "." or "..". */
+bool cfg_is_name(const char *s);
 void cfg_addr_free(struct cfg_addr *a);
 
 const char *cfg_balance_name(enum cfg_balance b);

@@ -184,8 +184,6 @@ bool cfg_is_prime(uint64_t n);
 /* A DNS host name: dot-separated labels of letters, digits, - and _ (up to
  * 63 bytes each, 253 in all); a trailing dot is allowed. */
 bool cfg_is_host_name(const char *s);
-/* A name of pools, listeners, routes, servers: [A-Za-z0-9_.-]+. */
-bool cfg_is_name(const char *s);
 /* An HTTP token (RFC 9110 tchar+), as header and cookie names are. */
 bool cfg_is_token(const char *s);
 /* No blanks, no control bytes: what a request-target or Host may hold. */

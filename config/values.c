@@ -404,7 +404,9 @@ bool cfg_is_host_name(const char *s)
 
 bool cfg_is_name(const char *s)
 {
-	if (*s == '\0')
+	/* "." and ".." would be path segments of admin URLs that clients
+	 * collapse: such a pool or server could not be reached there. */
+	if (*s == '\0' || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
 		return false;
 	for (; *s; s++) {
 		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))

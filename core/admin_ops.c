@@ -8,7 +8,6 @@
  */
 #include "core/admin_ops.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <netinet/in.h>
@@ -303,17 +302,6 @@ void admin_server_op(struct admin_reply *r, const struct admin_host *host, const
 
 /* ------------------------------------------------------------ adding -- */
 
-static bool is_name(const char *s)
-{
-	/* "." and ".." would be path segments clients collapse: unreachable. */
-	if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
-		return false;
-	for (; *s; s++)
-		if (!isalnum((unsigned char)*s) && !strchr("_.-", *s))
-			return false;
-	return true;
-}
-
 static bool has_port(const struct cfg_addr *a)
 {
 	if (a->ss.ss_family == AF_UNIX)
@@ -345,7 +333,7 @@ static int parse_new_server(struct admin_reply *r, const char *body, size_t len,
 			    "\"weight\": N} (weight optional)");
 		return -EINVAL;
 	}
-	if (!is_name(n->str) || strlen(n->str) >= name_cap) {
+	if (!cfg_is_name(n->str) || strlen(n->str) >= name_cap) {
 		admin_error(r, 400, "bad server name (use letters, digits, _ . -)");
 		return -EINVAL;
 	}
