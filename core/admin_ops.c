@@ -548,12 +548,14 @@ void admin_carry_over(struct gen *to, const struct gen *from)
 				states = true;
 				continue;
 			}
+			if (admin_is_removed(from, o))
+				continue; /* deleted through the API: starts from 0 */
 			copy_counter(&s->connections_total, &o->connections_total);
 			copy_counter(&s->checks_ok, &o->checks_ok);
 			copy_counter(&s->checks_fail, &o->checks_fail);
 			for (size_t c = 0; c < ARRAY_SIZE(s->responses); c++)
 				copy_counter(&s->responses[c], &o->responses[c]);
-			if (!admin_is_removed(from, o) && o->addr.text && s->addr.text &&
+			if (o->addr.text && s->addr.text &&
 			    strcmp(o->addr.text, s->addr.text) == 0) {
 				/* The same backend with other options: FROM's
 				 * connections to it still count against its

@@ -750,6 +750,22 @@ def _rss_kib(pid):
         return next(int(l.split()[1]) for l in fh if l.startswith("VmRSS:"))
 
 
+def test_server_deleted_then_brought_back_by_a_reload_starts_from_0(ctx):
+    """A server deleted through the API is gone: the reload that brings it
+    back from the file (same name, same address) starts its counters from
+    0, as an API add under its name does."""
+    bs = names(ctx, "s1", "s2")
+    f, port, adm = start(ctx, [b.server_line() for b in bs])
+    spread(port, 6)
+    check(adm.server("p", "s2")["requests_total"] == 3, f"before: {adm.server('p', 's2')}")
+    adm.json("DELETE", "/pools/p/servers/s2")
+    check("generation" in adm.json("POST", "/reload"), "reload")
+    back = adm.server("p", "s2")
+    check(back["state"] == "up" and back["requests_total"] == 0,
+          f"s2 brought back by the reload: {back}")
+    check(adm.server("p", "s1")["requests_total"] == 3, "s1's count lost across the reload")
+
+
 def test_add_delete_churn_does_not_grow_the_pool(ctx):
     """Service discovery adds and deletes servers all day: a deleted server
     with no connection left must not stay in the pool each later change
