@@ -1010,19 +1010,26 @@ def test_upgrade_websocket_tunnel(ctx):
     r.close()
 
 
+def slow_handler(r, srv):
+    """A server that takes requests and answers none within 3 s each."""
+    while read_request(r) is not None:
+        time.sleep(3 * SCALE)
+
+
+def closer_handler(r, srv):
+    """A server that reads one request and closes without an answer."""
+    read_request(r)
+
+
+UNANSWERING_HANDLERS = ((slow_handler, "server_timeout"), (closer_handler, "close without answer"))
+
+
 def test_upgrade_retried_on_another_server(ctx):
     """SPEC §3: a GET that times out or is closed unanswered is retried on
     another server; one asking for an Upgrade too (as nginx does). Tunnel
     bytes the client sent early wait for the 101 and go to the server that
     gave it, once."""
-    def slow(r, s):
-        while read_request(r) is not None:
-            time.sleep(3 * SCALE)
-
-    def closer(r, s):
-        read_request(r)  # and close without an answer
-
-    for bad_handler, what in ((slow, "server_timeout"), (closer, "close without answer")):
+    for bad_handler, what in UNANSWERING_HANDLERS:
         bad = pyserver(ctx, bad_handler, name="bad")
         good = pyserver(ctx, _ws_handler, name="good")
         port = free_port()

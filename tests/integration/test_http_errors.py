@@ -9,9 +9,10 @@ import threading
 import time
 
 from harness import SCALE, check, closed_port, free_port, read_lines, recv_all, wait_for
-from test_http import (Message, access_lines, cbackend, chunk_encode, client, close_backends_first,
-                       expect_error, get, http_conf, ok_handler, parse_head, pyserver, read_chunked,
-                       read_request, read_response, roundtrip, sender, wait_closed)
+from test_http import (UNANSWERING_HANDLERS, Message, access_lines, cbackend, chunk_encode, client,
+                       close_backends_first, closer_handler, expect_error, get, http_conf, ok_handler,
+                       parse_head, pyserver, read_chunked, read_request, read_response, roundtrip,
+                       sender, slow_handler, wait_closed)
 
 
 def test_400_malformed(ctx):
@@ -593,14 +594,7 @@ def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
     """SPEC §3: a server that times out (or closes without answering) is
     retried on another server for idempotent methods, a PUT with its body
     too (whole, from the request buffer); a POST is not: it gets the 504."""
-    def slow(r, s):
-        while read_request(r) is not None:
-            time.sleep(3 * SCALE)
-
-    def closer(r, s):
-        read_request(r)  # and close without an answer
-
-    for bad_handler, what in ((slow, "server_timeout"), (closer, "close without answer")):
+    for bad_handler, what in UNANSWERING_HANDLERS:
         bad = pyserver(ctx, bad_handler, name="bad")
         good = cbackend(ctx, "good")
         port = free_port()
@@ -616,7 +610,7 @@ def test_idempotent_request_retried_after_server_timeout_or_close(ctx):
             check(m.status == 200 and m.get("x-server") == "good" and m.body == b"hello there",
                   f"{what}: PUT not retried whole on the other server: {m!r}")
         check(any(h.startswith(b"PUT ") for h in bad.heads), f"{what}: no PUT reached the bad server")
-        if bad_handler is slow:
+        if bad_handler is slow_handler:
             check(time.monotonic() - t0 < 2.5 * SCALE, "the retry waited for the slow server")
             post = (b"POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
             statuses = sorted(roundtrip(port, post, wait_close=0)[0].status for _ in range(2))
@@ -627,10 +621,7 @@ def test_retry_onto_a_pooled_connection_is_sent_at_once(ctx):
     """A GET whose server closes without answering is retried on the other
     server's idle pooled connection, and goes out at once: no connect's
     event is there to start it."""
-    def closer(r, s):
-        read_request(r)  # and close without an answer
-
-    bad = pyserver(ctx, closer, name="bad")
+    bad = pyserver(ctx, closer_handler, name="bad")
     good = cbackend(ctx, "good")
     port = free_port()
     log = ctx.path("access.log")
