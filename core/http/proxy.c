@@ -490,17 +490,22 @@ void http_run(struct conn *c)
 		}
 		switch (hc->phase) {
 		case HP_IDLE:
-		case HP_HEAD:
+		case HP_HEAD: {
 			/* Before any of the request is read: a reload since the
 			 * last one (or since the accept) applies to it. */
-			if (hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len))
+			bool first_bytes =
+				hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len);
+			if (first_bytes)
 				http_take_current_gen(c);
 			if (read_request(c) <= 0)
 				return;
 			if (hc->phase == HP_IDLE)
 				http_new_request(c);
+			else if (first_bytes)
+				http_request_clock(c); /* not the client's idle time */
 			http_start_request(c);
 			break;
+		}
 		case HP_AUTH:
 		case HP_RESOLVE:
 			/* forward.c resumes the connection with the answer */

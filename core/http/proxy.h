@@ -82,9 +82,14 @@ struct http_conn {
 	uint32_t slen, scap;
 	uint32_t spos, ssend;
 
-	/* the request */
+	/* the request: its first byte, for its times in the log and the
+	 * duration histogram (http_request_clock) */
 	uint64_t req_start_ms, req_start_wall_ms;
 	uint64_t req_start_us; /* CLOCK_MONOTONIC, for the duration histogram */
+	/* Since when its head is awaited, for request_timeout: the accept (or
+	 * the handshake) for a connection's first request, which the client
+	 * may leave idle, and its first byte for later ones. */
+	uint64_t head_since_ms;
 	char method[32]; /* for the log */
 	char target[HTTP_LOG_TARGET_MAX];
 	uint16_t method_len, target_len;

@@ -72,6 +72,9 @@ bool http_client_done(const struct conn *c);
 
 /* Forgets the last request: the connection starts reading a new one. */
 void http_new_request(struct conn *c);
+/* Starts the request's clock (its log times, the duration histogram) now:
+ * at its first byte. */
+void http_request_clock(struct conn *c);
 /* Between two requests, or before a request's first byte: moves C to the
  * generation its worker runs now, when it can be (see request.c). */
 void http_take_current_gen(struct conn *c);

@@ -396,6 +396,15 @@ void http_take_current_gen(struct conn *c)
 	c->lc = lc;
 }
 
+void http_request_clock(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	hc->req_start_ms = c->w->now_ms;
+	hc->req_start_wall_ms = wall_ms();
+	hc->req_start_us = clock_us();
+}
+
 void http_new_request(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -404,9 +413,8 @@ void http_new_request(struct conn *c)
 
 	http_set_phase(c, HP_HEAD);
 	hc->seq++;
-	hc->req_start_ms = c->w->now_ms;
-	hc->req_start_wall_ms = wall_ms();
-	hc->req_start_us = clock_us();
+	http_request_clock(c);
+	hc->head_since_ms = c->w->now_ms;
 	hc->method_len = hc->target_len = 0;
 	hc->head_seen = 0;
 	hc->method[0] = '\0';

@@ -54,7 +54,7 @@ static uint64_t deadline(const struct conn *c)
 		return c->last_active_ms + lc->keepalive_timeout_ms;
 	case HP_HEAD:
 	case HP_AUTH:
-		return hc->req_start_ms + lc->request_timeout_ms;
+		return hc->head_since_ms + lc->request_timeout_ms;
 	case HP_RESOLVE:
 	case HP_CONNECT:
 		return c->last_active_ms + hc->pool->cfg->connect_timeout_ms;

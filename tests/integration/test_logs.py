@@ -11,7 +11,7 @@ import time
 from harness import (SCALE, Skip, check, closed_by_peer, closed_port, connect, echo_roundtrip, free_port,
                      read_lines, recv_all, recv_count, recv_exact, recv_line, sha256, tcp_conf, TestFailure,
                      wait_for)
-from test_http import pyserver
+from test_http import access_lines, cbackend, http_conf, pyserver
 
 LINE_RE = re.compile(
     r'^(?P<time>\S+) (?P<client>\S+) (?P<listener>\S+) (?P<target>\S+) '
@@ -500,3 +500,36 @@ def test_listener_bytes_agree_with_the_log_for_connections_that_never_relay(ctx)
     got = metric(parse_metrics(Admin(aport).metrics()), "fulcrum_listener_bytes_received_total",
                  listener="l")
     check(got == int(m["bytes_in"]), f"listener bytes received {got}, the log says {m['bytes_in']}")
+
+
+def test_first_request_is_timed_from_its_first_byte(ctx):
+    """TOTAL_MS and TTFB_MS of a connection's first request start at its
+    first byte, as a keep-alive request's do: the client's idle time after
+    the accept is not the request's. request_timeout still runs from the
+    accept: a client idle past it gets 408."""
+    b = cbackend(ctx, "b")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          listener={"request_timeout": "2s"}))
+    s = connect(("127.0.0.1", port))
+    time.sleep(1.2)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    check(recv_all(s).startswith(b"HTTP/1.1 200"), "the request after 1.2 s idle")
+    s.close()
+    m = LINE_RE.match(access_lines(log, 1)[0])
+    check(m and m["status"] == "200", f"line {m and m.string!r}")
+    check(float(m["total_ms"]) < 600 and int(m["ttfb_ms"]) < 600,
+          f"1.2 s of idleness before the request counted in its times: {m.string!r}")
+    s = connect(("127.0.0.1", port))
+    time.sleep(2.3)
+    try:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    except OSError:
+        pass
+    got = recv_all(s)
+    s.close()
+    check(got == b"" or got.startswith(b"HTTP/1.1 408"), f"idle past request_timeout: {got[:60]!r}")
+    lines = access_lines(log, 2)
+    check("request_timeout" in lines[1] or " 408 " in lines[1], f"the idle client's line: {lines[1]!r}")
+    b.close()  # its idle pooled connection is fulcrum's to close then
