@@ -540,7 +540,9 @@ static enum http_result apply_field(const char *buf, const struct http_header *h
 	case HTTP_H_HOST:
 		if (h->host_count++ == 0)
 			h->host = hd->value;
-		return is_authority(v, n, false, true) ? HTTP_DONE : HTTP_E_BAD_HOST;
+		if (!is_authority(v, n, false, true))
+			h->bad_host = true; /* once the framing is known (http_parse_request) */
+		return HTTP_DONE;
 	case HTTP_H_CONNECTION:
 		add_connection(v, n, h);
 		return h->conn_tokens > HTTP_MAX_CONNECTION_TOKENS ? HTTP_E_TOO_MANY_HEADERS
@@ -672,6 +674,8 @@ enum http_result http_parse_request(const char *buf, size_t len, const struct ht
 
 	if (r == HTTP_DONE && out->host_count > 1)
 		r = HTTP_E_MULTIPLE_HOST;
+	if (r == HTTP_DONE && out->bad_host)
+		r = HTTP_E_BAD_HOST;
 	if (r == HTTP_DONE && out->host_count == 0 && out->version_minor == 1)
 		r = HTTP_E_MISSING_HOST;
 	return r;

@@ -100,6 +100,14 @@ static inline bool http_is_error(enum http_result r)
 	return r >= HTTP_E_FIRST;
 }
 
+/* Whether the request error R was found in a head that otherwise parsed
+ * whole, its framing included (a missing, repeated or bad Host): the bytes
+ * after it can be told apart, a body from what is pipelined behind. */
+static inline bool http_error_after_framing(enum http_result r)
+{
+	return r == HTTP_E_MISSING_HOST || r == HTTP_E_MULTIPLE_HOST || r == HTTP_E_BAD_HOST;
+}
+
 /* Limits from the listener's configuration; NULL means the defaults above. */
 struct http_limits {
 	size_t max_uri_size; /* longest request (or status) line, CRLF excluded: 414 past it */
@@ -196,6 +204,7 @@ struct http_head {
 	bool expect_continue; /* Expect: 100-continue */
 	bool expect_other; /* an Expect field with any other value */
 	unsigned int host_count;
+	bool bad_host; /* a Host value that is no authority (requests refuse it) */
 	struct http_slice host; /* the first Host field's value */
 };
 

@@ -300,29 +300,36 @@ static int build_head(struct conn *c, const struct http_head *h)
 	return 0;
 }
 
+/* The request is the whole head H in rbuf (for the log too) and then a
+ * body as H frames it. */
+static void take_head(struct http_conn *hc, const struct http_head *h)
+{
+	copy_log_fields(hc, h, hc->rbuf);
+	hc->bytes_in = h->head_len;
+	hc->rpos = (uint32_t)h->head_len;
+	hc->head_in = (uint32_t)h->head_len;
+	hc->req_body = http_request_body(h);
+	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
+	hc->req_length = hc->req_left;
+	hc->body_start = hc->rpos;
+}
+
 /* A complete head H is in rbuf: check it, route it, and send it on. */
 static void begin_request(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = http_of(c);
 	const struct cfg_listener *lc = c->lc;
 
-	copy_log_fields(hc, h, hc->rbuf);
+	take_head(hc, h);
 	/* HTTP/1.2 and up go on as what they are taken for (parse_version). */
 	char *minor = hc->rbuf + h->target.off + h->target.len + sizeof(" HTTP/1.") - 1;
 	if (*minor > '1')
 		*minor = '1';
-	hc->bytes_in = h->head_len;
-	hc->rpos = (uint32_t)h->head_len;
 	/* Still on an older generation (http_take_current_gen): the last
 	 * request. */
 	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD) &&
 			c->gen == c->w->gen;
-	hc->req_body = http_request_body(h);
-	hc->head_in = (uint32_t)h->head_len;
 	hc->awaits_continue = h->expect_continue && hc->req_body != HTTP_BODY_NONE;
-	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
-	hc->req_length = hc->req_left;
-	hc->body_start = hc->rpos;
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
 	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1 &&
 		      !upgrade_offers_only_h2c(h, hc->rbuf);
@@ -478,7 +485,12 @@ void http_start_request(struct conn *c)
 	if (r == HTTP_NEED_MORE)
 		return;
 	if (http_is_error(r)) {
-		http_note_unparsed_request(c);
+		/* A head refused for its Host alone is known whole: what is
+		 * pipelined behind it gets its own line (run_reply). */
+		if (http_error_after_framing(r))
+			take_head(hc, h);
+		else
+			http_note_unparsed_request(c);
 		http_reply(c, http_result_status(r), http_result_name(r), true);
 		return;
 	}

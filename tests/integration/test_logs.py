@@ -480,6 +480,46 @@ def test_cut_off_answer_is_counted_and_what_was_pipelined_behind_it_logged(ctx):
           "listener bytes received leave out the pipelined request")
 
 
+def test_request_pipelined_behind_a_400_for_its_host_gets_its_own_line(ctx):
+    """A head refused for its Host alone (missing, repeated, invalid) is
+    known whole: the 400 counts its bytes, and a request pipelined behind
+    it gets its unanswered_pipelined line. One refused as unparsable keeps
+    every byte: nothing after it can be told apart."""
+    b = cbackend(ctx, "b")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    second = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n"
+    cases = [
+        (b"GET / HTTP/1.1\r\n\r\n", "missing_host"),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", "multiple_host"),
+        (b"GET / HTTP/1.1\r\nHost: a@b\r\n\r\n", "bad_host"),
+        (b"POST / HTTP/1.1\r\nHost: a@b\r\nContent-Length: 4\r\n\r\nbody", "bad_host"),
+    ]
+    n = 0
+    for first, reason in cases:
+        s = connect(("127.0.0.1", port))
+        s.sendall(first + second)
+        got = recv_all(s)
+        s.close()
+        check(got.startswith(b"HTTP/1.1 400"), f"{reason}: {got[:40]!r}")
+        n += 2
+        lines = _wait_lines(log, n)
+        a, z = (LINE_RE.match(l) for l in lines[n - 2:n])
+        check(a and a["status"] == "400" and a["reason"] == reason
+              and int(a["bytes_in"]) == len(first), f"{reason}: the 400's line {lines[n - 2]!r}")
+        check(z and z["request"] == '"GET /next HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
+              and int(z["bytes_in"]) == len(second), f"{reason}: the pipelined one {lines[n - 1]!r}")
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nBad Header: 1\r\n\r\n" + second)
+    recv_all(s)
+    s.close()
+    lines = _wait_lines(log, n + 1)
+    time.sleep(0.2)
+    check(len(read_lines(log)) == n + 1, f"an unparsable head's rest got a line: {read_lines(log)[n:]}")
+    b.close()
+
+
 def test_listener_bytes_agree_with_the_log_for_connections_that_never_relay(ctx):
     """A connection refused before any relaying (a bad PROXY header here)
     has its bytes in the access log; the listener's byte counters must have
