@@ -5,7 +5,7 @@
  *
  * Thread: the main thread, from main_loop()'s epoll. Every socket here is
  * non-blocking; a client is read until its request is whole (head by the
- * strict parser of core/http/parser.c, body by Content-Length), answered,
+ * strict parser of core/http/parser.c, body by Content-Length or chunked), answered,
  * and closed once it has closed its side too (or ADMIN_LINGER_MS passed),
  * what it still sends being read and dropped. A client that ends during a batch is freed after it
  * (like the workers' connections), so a stale event finds a closed object, not freed memory.
@@ -24,6 +24,7 @@
 
 #include "core/admin_ops.h"
 #include "core/gen.h"
+#include "core/http/chunked.h"
 #include "core/http/parser.h"
 #include "core/http/reply.h"
 #include "core/listener.h"
@@ -423,6 +424,39 @@ static void handle(struct admin_conn *ac, const struct http_head *h, size_t body
 	answer(ac, &r, false);
 }
 
+/* A chunked body after the head (at HEAD_LEN): 1 once it is all in, when
+ * its data is moved together right after the head and *LEN is its length;
+ * 0 while more is to come; -1 when it is malformed. The first pass only
+ * checks, so that a body still coming is never decoded twice. */
+static int dechunk(struct admin_conn *ac, size_t head_len, size_t *len)
+{
+	char *p = ac->in + head_len;
+	size_t avail = ac->in_len - head_len;
+
+	for (int pass = 0; pass < 2; pass++) {
+		struct http_chunked ch;
+		size_t off = 0, out = 0;
+		enum http_result r = HTTP_NEED_MORE;
+
+		http_chunked_init(&ch, 0);
+		while (r == HTTP_NEED_MORE) {
+			size_t used = 0, data = 0;
+			r = http_chunked_feed(&ch, p + off, avail - off, &used, &data);
+			if (http_is_error(r))
+				return -1;
+			/* Data only ever moves left of where the decoder reads. */
+			if (pass == 1 && data)
+				memmove(p + out, p + off + used - data, data);
+			out += data;
+			off += used;
+			if (r == HTTP_NEED_MORE && (off == avail || used == 0))
+				return 0;
+		}
+		*len = out;
+	}
+	return 1;
+}
+
 /* Parses what has come so far; answers once the request is whole or bad. */
 static void parse(struct admin_conn *ac)
 {
@@ -440,16 +474,28 @@ static void parse(struct admin_conn *ac)
 		answer_error(ac, http_result_status(res), http_result_name(res));
 		return;
 	}
-	if (h->has_te) {
-		answer_error(ac, 411, "send the body with Content-Length");
-		return;
-	}
 	size_t body = h->content_length > 0 ? (size_t)h->content_length : 0;
-	if (h->content_length > ADMIN_MAX_REQUEST || h->head_len + body > ADMIN_MAX_REQUEST) {
-		answer_error(ac, 413, "request too large");
-		return;
+	bool whole;
+	if (h->has_te) { /* chunked: the parser refuses any other coding */
+		int d = dechunk(ac, h->head_len, &body);
+		if (d < 0) {
+			answer_error(ac, 400, "malformed chunked body");
+			return;
+		}
+		whole = d > 0;
+		if (!whole && ac->in_len >= ADMIN_MAX_REQUEST) {
+			answer_error(ac, 413, "request too large");
+			return;
+		}
+	} else {
+		if (h->content_length > ADMIN_MAX_REQUEST ||
+		    h->head_len + body > ADMIN_MAX_REQUEST) {
+			answer_error(ac, 413, "request too large");
+			return;
+		}
+		whole = ac->in_len >= h->head_len + body;
 	}
-	if (ac->in_len >= h->head_len + body) {
+	if (whole) {
 		handle(ac, h, body);
 	} else if (h->expect_continue && !ac->continued) {
 		/* curl waits for it before sending a larger body. A short write
