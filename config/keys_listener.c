@@ -404,7 +404,7 @@ const struct cfg_key_def cfg_listener_keys[] = {
 	CFG_K_DUR(L, request_timeout, 1),
 	CFG_K_DUR(L, keepalive_timeout, 1),
 	CFG_K_SIZE(L, "max_uri_size", max_uri_size, 16, 1 << 20),
-	CFG_K_SIZE(L, "max_header_size", max_header_size, 1024, 1 << 20),
+	CFG_K_SIZE(L, "max_header_size", max_header_size, 64, 1 << 20),
 	CFG_K_SIZE(L, "max_body_size", max_body_size, 0, 0),
 	CFG_K_BOOL(L, forwarded_headers),
 	CFG_K_SIZE(L, "cache", cache_size, 0, 0),

@@ -203,6 +203,22 @@ def test_414_uri_too_long(ctx):
     expect_error(m, closed, 414, what="long URI in pieces")
 
 
+def test_431_with_a_small_max_header_size(ctx):
+    """max_header_size takes small values too (from 64 bytes): a head of
+    exactly the size passes, one byte more gets 431."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()], listener={"max_header_size": "100"}))
+    base = b"GET / HTTP/1.1\r\nHost: a\r\nX: "
+    fits = base + b"v" * (100 - len(base) - 4) + b"\r\n\r\n"
+    check(len(fits) == 100, "the test's own arithmetic")
+    m, _, _ = roundtrip(port, fits, wait_close=0)
+    check(m.status == 200, f"a 100-byte head with max_header_size = 100: {m!r}")
+    over = base + b"v" * (101 - len(base) - 4) + b"\r\n\r\n"
+    m, closed, _ = roundtrip(port, over)
+    expect_error(m, closed, 431, what="a 101-byte head over max_header_size 100")
+
+
 def test_431_header_too_large(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()
