@@ -30,7 +30,14 @@ static void validate_global(struct cfg_loader *ld, int workers_override)
 
 /* Warns about KEY of section I when nothing reads it (READ false): the
  * loader accepts it, but an operator who set it expects it to do something.
- * WHY ends the message: "has no effect WHY". */
+ * WHY ends the message: "has no effect WHY". Callers pass READ true for a
+ * key written with its default value: a file that spells its defaults out
+ * (as SPEC's example does) asks for nothing that is not done. */
+static bool is_empty(const char *s)
+{
+	return !s || !*s;
+}
+
 static void warn_unread(struct cfg_loader *ld, enum cfg_sec sec, size_t i, const char *key,
 			bool read, const char *why)
 {
@@ -48,9 +55,10 @@ static void validate_pool(struct cfg_loader *ld, size_t i)
 
 	snprintf(why, sizeof(why), "with balance = %s (only with source, maglev or ring)",
 		 cfg_balance_name(b));
-	warn_unread(ld, CFG_SEC_POOL, i, "hash_key", hashing, why);
+	warn_unread(ld, CFG_SEC_POOL, i, "hash_key", hashing || p->hash_key == HKEY_CLIENT_IP, why);
 	snprintf(why, sizeof(why), "with balance = %s (only with maglev)", cfg_balance_name(b));
-	warn_unread(ld, CFG_SEC_POOL, i, "maglev_table_size", b == BAL_MAGLEV, why);
+	warn_unread(ld, CFG_SEC_POOL, i, "maglev_table_size",
+		    b == BAL_MAGLEV || p->maglev_table_size == 65537, why);
 	snprintf(why, sizeof(why), "with balance = %s (only with maglev or ring)",
 		 cfg_balance_name(b));
 	warn_unread(ld, CFG_SEC_POOL, i, "hash_balance_factor",
@@ -58,8 +66,9 @@ static void validate_pool(struct cfg_loader *ld, size_t i)
 	/* A CA set for servers still spoken to in plain text is a mistake
 	 * worth a word: the operator believes the traffic verified. */
 	static const char *const server_tls[] = {"tls_verify", "tls_ca", "tls_sni"};
+	bool server_tls_default[] = {p->tls_verify, is_empty(p->tls_ca), is_empty(p->tls_sni)};
 	for (size_t k = 0; k < sizeof(server_tls) / sizeof(server_tls[0]); k++)
-		warn_unread(ld, CFG_SEC_POOL, i, server_tls[k], p->tls,
+		warn_unread(ld, CFG_SEC_POOL, i, server_tls[k], p->tls || server_tls_default[k],
 			    "without tls = on: the servers are spoken to in plain text");
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
@@ -167,8 +176,11 @@ static void validate_listener(struct cfg_loader *ld, size_t i)
 		cfg_ld_err_at(ld, l->line, "listener \"%s\" has no bind", l->name);
 	validate_tls_files(ld, i);
 	static const char *const listener_tls[] = {"tls_min_version", "tls_ciphers", "alpn"};
+	bool listener_tls_default[] = {l->tls_min_version == 12, is_empty(l->tls_ciphers),
+				       l->alpn && strcmp(l->alpn, "http/1.1") == 0};
 	for (size_t k = 0; k < sizeof(listener_tls) / sizeof(listener_tls[0]); k++)
-		warn_unread(ld, CFG_SEC_LISTENER, i, listener_tls[k], l->n_tls_certs > 0,
+		warn_unread(ld, CFG_SEC_LISTENER, i, listener_tls[k],
+			    l->n_tls_certs > 0 || listener_tls_default[k],
 			    "without tls_cert: the listener does not terminate TLS");
 	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "forwarded_headers") == 0)
 		l->forwarded_headers = l->mode == MODE_HTTP;

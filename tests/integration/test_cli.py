@@ -128,7 +128,7 @@ def test_check_warns_of_keys_the_balance_does_not_read(ctx):
     """Hash settings on a pool whose balance ignores them are valid, but each
     gets a FILE:LINE warning; on a pool that reads them, none."""
     g, p, l = _base_sections(free_port(), free_port())
-    p.update({"balance": "roundrobin", "hash_key": "uri", "maglev_table_size": "65537",
+    p.update({"balance": "roundrobin", "hash_key": "uri", "maglev_table_size": "65539",
               "hash_balance_factor": "150"})
     q = {"server": p["server"], "balance": "ring", "hash_key": "path",
          "hash_balance_factor": "125"}
@@ -149,7 +149,7 @@ def test_check_warns_of_tls_keys_without_tls(ctx):
     text), and client TLS keys on a listener without tls_cert, load with a
     FILE:LINE warning each."""
     g, p, l = _base_sections(free_port(), free_port())
-    p.update({"tls_verify": "on", "tls_sni": "svc.example"})
+    p.update({"tls_verify": "off", "tls_sni": "svc.example"})
     l.update({"tls_min_version": "1.3", "tls_ciphers": "ECDHE+AESGCM", "alpn": "h2"})
     text = ini(("global", g), ("pool p", p), ("listener l", l))
     ctx.write("tlsless.ini", text)
@@ -160,6 +160,20 @@ def test_check_warns_of_tls_keys_without_tls(ctx):
     expect = {n for n, t in enumerate(lines, 1) if t.startswith(("tls_", "alpn"))}
     check(len(expect) == 5 and warned == expect,
           f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
+
+
+def test_check_says_nothing_of_defaults_spelled_out(ctx):
+    """A file that writes keys out with their default values (as SPEC's
+    example does) asks for nothing that is not done: no warning, even where
+    the key has no effect."""
+    g, p, l = _base_sections(free_port(), free_port())
+    p.update({"balance": "roundrobin", "hash_key": "client_ip", "maglev_table_size": "65537",
+              "hash_balance_factor": "0", "tls": "off", "tls_verify": "on", "tls_ca": "",
+              "tls_sni": ""})
+    l.update({"tls_min_version": "1.2", "tls_ciphers": "", "alpn": "http/1.1"})
+    ctx.write("defaults.ini", ini(("global", g), ("pool p", p), ("listener l", l)))
+    rc, out, err = run_fulcrum(["-t", "-c", "defaults.ini"], cwd=ctx.tmp)
+    check(rc == 0 and "warning" not in err, f"-t: status {rc}, stderr {err!r}")
 
 
 def test_check_refuses_h2_in_alpn_on_http_listeners(ctx):
