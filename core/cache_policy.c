@@ -355,18 +355,21 @@ static int64_t age_value(const struct http_header *hd, const char *buf)
 	return age < 0 ? 0 : age;
 }
 
-static int64_t initial_age(const struct resp_fields *f, const char *buf, int64_t date_s,
-			   uint64_t request_wall_ms, uint64_t response_wall_ms)
+static int64_t initial_age_ms(const struct resp_fields *f, const char *buf, int64_t date_s,
+			      uint64_t request_wall_ms, uint64_t response_wall_ms)
 {
+	/* Date has whole seconds: a one-second lag is its rounding, not age. */
 	int64_t response_s = (int64_t)(response_wall_ms / 1000);
 	int64_t apparent = response_s - date_s > 1 ? response_s - date_s : 0;
 	int64_t age = f->age ? age_value(f->age, buf) : 0;
-	int64_t delay = response_wall_ms > request_wall_ms
-				? (int64_t)((response_wall_ms - request_wall_ms) / 1000)
-				: 0;
-	int64_t corrected = (age < 0 ? 0 : age) + delay;
+	/* The time the response took counts to the millisecond: a 0.9 s
+	 * origin leaves a max-age=1 answer fresh for 0.1 s, not 1 s. */
+	int64_t delay_ms = response_wall_ms > request_wall_ms
+				   ? (int64_t)(response_wall_ms - request_wall_ms)
+				   : 0;
+	int64_t corrected = (age < 0 ? 0 : age) * 1000 + delay_ms;
 
-	return apparent > corrected ? apparent : corrected;
+	return apparent * 1000 > corrected ? apparent * 1000 : corrected;
 }
 
 void cache_response_policy(const struct http_head *resp, const char *buf, uint64_t request_wall_ms,
@@ -397,10 +400,10 @@ void cache_response_policy(const struct http_head *resp, const char *buf, uint64
 
 	int64_t date_s = date_value(&f, buf, (int64_t)(response_wall_ms / 1000));
 	out->lifetime_s = lifetime(&f, buf, date_s);
-	out->initial_age_s = initial_age(&f, buf, date_s, request_wall_ms, response_wall_ms);
+	out->initial_age_ms = initial_age_ms(&f, buf, date_s, request_wall_ms, response_wall_ms);
 	if (out->lifetime_s < 0)
 		out->why_not = "no_lifetime";
-	else if (out->lifetime_s <= out->initial_age_s)
+	else if (out->lifetime_s * 1000 <= out->initial_age_ms)
 		out->why_not = "stale";
 }
 

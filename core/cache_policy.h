@@ -62,7 +62,7 @@ int cache_byte_range(const char *v, size_t n, uint64_t len, uint64_t *first, uin
 struct cache_resp_policy {
 	const char *why_not; /* NULL when storable; else a short reason ("no_store", ...) */
 	int64_t lifetime_s; /* freshness lifetime (RFC 9111 §4.2.1) */
-	int64_t initial_age_s; /* corrected_initial_age (§4.2.3) */
+	int64_t initial_age_ms; /* corrected_initial_age (§4.2.3) */
 	bool auth_ok; /* public, s-maxage, must-revalidate: may answer Authorization */
 };
 

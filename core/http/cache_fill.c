@@ -174,7 +174,7 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	e->origin = old->origin;
 	e->auth_ok = p.auth_ok;
 	e->stored_ms = c->w->now_ms;
-	e->initial_age_ms = p.initial_age_s * 1000;
+	e->initial_age_ms = p.initial_age_ms;
 	e->lifetime_ms = p.lifetime_s * 1000;
 	cache_entry_end(&e, false);
 	if (p.why_not)
@@ -287,7 +287,7 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 							       : sizeof(e->origin));
 	e->auth_ok = p.auth_ok;
 	e->stored_ms = c->w->now_ms;
-	e->initial_age_ms = p.initial_age_s * 1000;
+	e->initial_age_ms = p.initial_age_ms;
 	e->lifetime_ms = p.lifetime_s * 1000;
 	f->e = e;
 	if (!reserve(f)) {

@@ -226,7 +226,7 @@ Test(cache_policy, lifetimes)
 
 	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\n\r\n", false);
 	cr_assert_eq(p.lifetime_s, 60);
-	cr_assert_eq(p.initial_age_s, 0);
+	cr_assert_eq(p.initial_age_ms, 10); /* the 10 ms policy_of gives the exchange */
 
 	/* s-maxage wins over max-age in a shared cache, whatever the order. */
 	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: s-maxage=5, max-age=60\r\n\r\n", false);
@@ -266,13 +266,13 @@ Test(cache_policy, initial_age)
 	struct cache_resp_policy p;
 
 	p = policy_of("HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 20\r\n\r\n", false);
-	cr_assert_eq(p.initial_age_s, 20);
+	cr_assert_eq(p.initial_age_ms, 20010); /* and the 10 ms it took */
 
 	/* A Date 30 s behind our clock: apparent age 30. */
 	snprintf(text, sizeof(text),
 		 "HTTP/1.1 200 OK\r\nDate: %s\r\nCache-Control: max-age=60\r\n\r\n",
 		 date_at(-30, d, sizeof(d)));
-	cr_assert_eq(policy_of(text, false).initial_age_s, 30);
+	cr_assert_eq(policy_of(text, false).initial_age_ms, 30000);
 
 	/* One second behind is Date's resolution, not age. */
 	snprintf(text, sizeof(text),
@@ -280,19 +280,26 @@ Test(cache_policy, initial_age)
 		 date_at(-1, d, sizeof(d)));
 	p = policy_of(text, false);
 	cr_assert_null(p.why_not);
-	cr_assert_eq(p.initial_age_s, 0);
+	cr_assert_eq(p.initial_age_ms, 10);
 
 	/* A Date in the future is no negative age. */
 	snprintf(text, sizeof(text),
 		 "HTTP/1.1 200 OK\r\nDate: %s\r\nCache-Control: max-age=60\r\n\r\n",
 		 date_at(500, d, sizeof(d)));
-	cr_assert_eq(policy_of(text, false).initial_age_s, 0);
+	cr_assert_eq(policy_of(text, false).initial_age_ms, 10);
 
 	/* The response took 3 s to come: that counts as age (§4.2.3). */
 	struct cache_resp_policy q;
 	const char *t = "HTTP/1.1 200 OK\r\nCache-Control: max-age=60\r\nAge: 2\r\n\r\n";
 	cache_response_policy(parse_resp(t), t, T0_MS, T0_MS + 3000, false, &q);
-	cr_assert_eq(q.initial_age_s, 5);
+	cr_assert_eq(q.initial_age_ms, 5000);
+	/* To the millisecond: 0.9 s of a max-age=1 answer went on the way. */
+	t = "HTTP/1.1 200 OK\r\nCache-Control: max-age=1\r\n\r\n";
+	cache_response_policy(parse_resp(t), t, T0_MS, T0_MS + 900, false, &q);
+	cr_assert_null(q.why_not);
+	cr_assert_eq(q.initial_age_ms, 900);
+	cache_response_policy(parse_resp(t), t, T0_MS, T0_MS + 1000, false, &q);
+	cr_assert_str_eq(q.why_not, "stale");
 }
 
 Test(cache_policy, authorization)
