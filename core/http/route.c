@@ -96,30 +96,40 @@ size_t route_path_normalize(const char *path, size_t len, char *out)
 	return o + len - plen;
 }
 
-/* Matches PREFIX (normalized, starting with "/": the config sees to it)
- * against the request's path as a server reads it (route_path_normalize),
- * and an absolute-form target with no path as it is forwarded: "http://x?q"
- * as "/?q". */
-static bool path_matches(const char *prefix, const struct http_head *h, const char *buf)
-{
+/* The request's path as a server reads it (route_path_normalize), made
+ * once per request, when the first path route is tried; an absolute-form
+ * target with no path as it is forwarded: "http://x?q" as "/?q". */
+struct norm_path {
 	char stack[2048];
-	char *norm = stack;
+	char *s; /* stack, or malloc'd for a longer path; NULL until made */
+	size_t len;
+	bool failed; /* no memory: no path route matches */
+};
+
+static bool norm_path_make(struct norm_path *np, const struct http_head *h, const char *buf)
+{
 	size_t len = h->path.len;
 
-	if (len + 1 > sizeof(stack)) {
-		norm = malloc(len + 1);
-		if (!norm)
-			return false;
+	if (np->s || np->failed)
+		return np->s != NULL;
+	np->s = len + 1 > sizeof(np->stack) ? malloc(len + 1) : np->stack;
+	if (!np->s) {
+		np->failed = true;
+		return false;
 	}
 	size_t off = 0;
 	if (route_path_implies_slash(h, buf))
-		norm[off++] = '/';
-	size_t n = off + route_path_normalize(buf + h->path.off, len, norm + off);
+		np->s[off++] = '/';
+	np->len = off + route_path_normalize(buf + h->path.off, len, np->s + off);
+	return true;
+}
+
+/* PREFIX is normalized and starts with "/" (the config sees to both). */
+static bool path_matches(const char *prefix, struct norm_path *np, const struct http_head *h,
+			 const char *buf)
+{
 	size_t plen = strlen(prefix);
-	bool match = n >= plen && memcmp(norm, prefix, plen) == 0;
-	if (norm != stack)
-		free(norm);
-	return match;
+	return norm_path_make(np, h, buf) && np->len >= plen && memcmp(np->s, prefix, plen) == 0;
 }
 
 static bool header_matches(const struct cfg_route *r, const struct http_head *h, const char *buf)
@@ -138,20 +148,27 @@ static bool header_matches(const struct cfg_route *r, const struct http_head *h,
 int route_http(const struct cfg *cfg, int listener, const struct http_head *head, const char *buf)
 {
 	struct http_slice host = http_request_host(head);
+	struct norm_path np;
+	int pool = cfg->listeners[listener].pool;
 
+	np.s = NULL;
+	np.failed = false;
 	for (size_t i = 0; i < cfg->n_routes; i++) {
 		const struct cfg_route *r = &cfg->routes[i];
 		if (r->listener != listener)
 			continue;
 		if (r->host && !route_host_matches(r->host, buf + host.off, host.len))
 			continue;
-		if (r->path_prefix && !path_matches(r->path_prefix, head, buf))
+		if (r->path_prefix && !path_matches(r->path_prefix, &np, head, buf))
 			continue;
 		if (r->header_name && !header_matches(r, head, buf))
 			continue;
-		return r->pool;
+		pool = r->pool;
+		break;
 	}
-	return cfg->listeners[listener].pool;
+	if (np.s && np.s != np.stack)
+		free(np.s);
+	return pool;
 }
 
 int route_sni(const struct cfg *cfg, int listener, const char *sni, size_t len)
