@@ -37,7 +37,7 @@ MAIN_OBJ := $(B)/core/main.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(B)/tests/%)
 HELPER_SRC := $(wildcard bench/*.c)
-HELPER_BIN := $(HELPER_SRC:bench/%.c=build/%)
+HELPER_BIN := $(HELPER_SRC:bench/%.c=build/%) build/backend
 
 .PHONY: all run test test-unit test-integration test-asan test-tsan bench deps deps-bench \
 	format format-check tidy compdb clean fuzz
@@ -61,6 +61,15 @@ $(B)/tests/%: tests/unit/%.c $(LIB_OBJ)
 build/%: bench/%.c
 	@mkdir -p build
 	$(CC) $(CFLAGS_BASE) -O2 -o $@ $< $(LDLIBS)
+
+BACKEND_OBJ := $(patsubst bench/backend/%.c,build/helpers/backend/%.o,$(wildcard bench/backend/*.c))
+
+build/backend: $(BACKEND_OBJ)
+	$(CC) -o $@ $^ $(LDLIBS)
+
+build/helpers/backend/%.o: bench/backend/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -O2 -c -o $@ $<
 
 # Packages: the build and tests need these; `make bench` also the peers.
 DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
