@@ -64,6 +64,7 @@ struct lb_server *lb_server_new(const struct cfg_server *cs, uint32_t index)
 	s->index = index;
 	s->name_hash = lb_hash(s->name, strlen(s->name));
 	atomic_init(&s->state, cs->disabled ? SRV_DISABLED : SRV_UP);
+	atomic_init(&s->admin_disabled, false);
 	atomic_init(&s->own_active, 0);
 	s->active = &s->own_active;
 	atomic_init(&s->fails, 0);

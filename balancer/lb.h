@@ -54,6 +54,10 @@ struct lb_server {
 	 * handed on to a new generation again. Set once, by the main thread. */
 	_Atomic bool removed;
 	_Atomic bool health_down; /* the health thread's verdict, whatever the state */
+	/* Disabled through the admin API (not by the file): only these have
+	 * their connections closed (conn_sweep.c), also those that a reload
+	 * left on an older object for the same backend. */
+	_Atomic bool admin_disabled;
 	/* Connections (tcp) or requests (http) in flight, all workers: points
 	 * at own_active, or at the count of the server it took over from at a
 	 * reload (load_owner, lb_server_share_load), so that connections of the

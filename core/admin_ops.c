@@ -222,9 +222,12 @@ static void state_changed(void)
 
 static void set_state(const struct admin_host *host, struct lb_server *s, const char *action)
 {
+	bool disable = strcmp(action, "disable") == 0;
+
+	atomic_store(&s->admin_disabled, disable);
 	if (strcmp(action, "drain") == 0) {
 		atomic_store(&s->state, SRV_DRAIN);
-	} else if (strcmp(action, "disable") == 0) {
+	} else if (disable) {
 		atomic_store(&s->state, SRV_DISABLED);
 		for (int i = 0; i < host->n_workers; i++)
 			worker_request_sweep(&host->workers[i]);
@@ -514,6 +517,9 @@ static bool carry_admin_changes(struct lb_server *s, const struct lb_server *o)
 	 * say) is in rotation, also when the API enabled a disabled server. */
 	int want = was == SRV_DRAIN || was == SRV_DISABLED ? was : SRV_UP;
 
+	atomic_store_explicit(&s->admin_disabled,
+			      atomic_load_explicit(&o->admin_disabled, memory_order_relaxed),
+			      memory_order_relaxed);
 	if (atomic_load_explicit(&s->state, memory_order_relaxed) == want)
 		return false;
 	atomic_store_explicit(&s->state, want, memory_order_relaxed);

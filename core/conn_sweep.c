@@ -2,6 +2,9 @@
  * conn_sweep.c - closing what a worker holds to servers the admin API
  * disabled (SPEC §5: "out, with existing connections closed").
  *
+ * Only what the API disabled is swept: a server the file disables at a
+ * reload lets the connections made before it finish, as any reload does.
+ *
  * Thread: the worker, when the main thread rings its doorbell after setting
  * worker->sweep (worker_request_sweep). A connection counts as "to" a server
  * while it holds that server (conn->server_held): a tcp connection for its
@@ -22,6 +25,11 @@ static bool is_disabled(const struct lb_server *s)
 	return atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_DISABLED;
 }
 
+static bool api_disabled(const struct lb_server *s)
+{
+	return is_disabled(s) && atomic_load_explicit(&s->admin_disabled, memory_order_relaxed);
+}
+
 /* A reload that changed a server's line (weight aside) made a new object
  * for the same backend, and what was opened before it holds the old one;
  * both lead to the first object made for the backend (lb_server_share_load),
@@ -31,7 +39,7 @@ static const struct lb_server *backend_of(const struct lb_server *s)
 	return s->load_owner ? s->load_owner : s;
 }
 
-/* The backends of the generation's disabled (or, with REMOVED, deleted)
+/* The backends of the generation's API-disabled (or, with REMOVED, deleted)
  * servers, into a malloc'd array; *N its length. NULL when there are none
  * or no memory (then only the objects themselves are looked at). */
 static const struct lb_server **backends_out(const struct gen *g, bool removed, size_t *n)
@@ -44,7 +52,7 @@ static const struct lb_server **backends_out(const struct gen *g, bool removed, 
 		const struct lb_pool *p = g->pools[i];
 		for (size_t j = 0; j < p->n_servers; j++) {
 			const struct lb_server *s = p->servers[j];
-			if (!is_disabled(s) &&
+			if (!api_disabled(s) &&
 			    !(removed && atomic_load_explicit(&s->removed, memory_order_relaxed)))
 				continue;
 			if (*n == cap) {
@@ -81,7 +89,7 @@ void conn_sweep_disabled(struct worker *w)
 
 		next = n->next;
 		if (c->server_held && c->server &&
-		    (is_disabled(c->server) || listed(c->server, off, n_off)))
+		    (api_disabled(c->server) || listed(c->server, off, n_off)))
 			conn_close(c, CR_SERVER_DISABLED);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(w->upstreams.buckets); i++) {

@@ -529,6 +529,34 @@ def test_disable_closes_connections_opened_before_a_reload_changed_the_server(ct
         check(f.wait_exit(5) == 0, "SIGINT")
 
 
+def test_a_server_the_file_disables_keeps_its_connections_through_other_disables(ctx):
+    """A reload that marks s1 `disabled` lets its connections finish, as any
+    reload does; disabling another server through the API must not sweep
+    them. Disabling s1 itself through the API still closes them."""
+    bs = names(ctx, "s1", "s2", "s3")
+    servers = [b.server_line() for b in bs]
+    f, port, adm = start(ctx, servers)
+    conns = [connect(("127.0.0.1", port)) for _ in range(3)]
+    got = [recv_line(c).decode().strip() for c in conns]
+    check(sorted(got) == ["s1", "s2", "s3"], f"spread {got}")
+    by = dict(zip(got, conns))
+    with open(f.conf_path, "w") as fh:
+        fh.write(f.conf_text.replace(servers[0], servers[0] + " disabled"))
+    check("generation" in adm.json("POST", "/reload"), "reload")
+    check(adm.server("p", "s1")["state"] == "disabled", "the file disabled s1")
+    adm.json("POST", "/pools/p/servers/s2/disable")
+    check(closed_by_peer(by["s2"], 2 * SCALE) is not None, "connection to s2 kept")
+    check(echo_roundtrip(by["s1"], b"still\n"),
+          "disabling s2 closed a connection to s1, which only the file disabled")
+    check(echo_roundtrip(by["s3"], b"still\n"), "connection to s3 broken")
+    adm.json("POST", "/pools/p/servers/s1/disable")
+    check(closed_by_peer(by["s1"], 2 * SCALE) is not None,
+          "disabling s1 through the API left its connection open")
+    check(echo_roundtrip(by["s3"], b"still\n"), "connection to s3 broken")
+    for c in conns:
+        c.close()
+
+
 def test_disable_closes_http_in_flight(ctx):
     slow = ctx.backend("silent", name="slow")
     f, port, adm = start(ctx, [slow.server_line()], mode="http")
