@@ -526,7 +526,14 @@ static int r_path_prefix(struct cfg_loader *ld, void *obj, const char *value)
 	char *norm = malloc(len + 1);
 	if (!norm)
 		return -ENOMEM;
-	norm[route_path_normalize(value, len, norm)] = '\0';
+	size_t n = route_path_normalize(value, len, norm);
+	norm[n] = '\0';
+	if (strlen(norm) != n) {
+		/* %00: the stored prefix would end there and match more. */
+		cfg_ld_err(ld, "bad path_prefix \"%s\" (%%00 in it)", value);
+		free(norm);
+		return -EINVAL;
+	}
 	int err = cfg_set_str(ld, &r->path_prefix, norm);
 	free(norm);
 	return err;

@@ -791,6 +791,8 @@ static const struct bad_case bad_cases[] = {
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\nhost = a*.b\n", 9, "bad host"},
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\npath_prefix = api\n", 9,
 	 "bad path_prefix"},
+	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\npath_prefix = /zz%00q/\n", 9,
+	 "(%00 in it)"},
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\nheader = X-Canary\n", 9,
 	 "bad header"},
 	{MIN_POOL MIN_LISTENER "[route r]\nlistener = l\npool = p\nheader = X-A: 1\x01\n", 9,
