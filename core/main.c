@@ -598,6 +598,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < p.n_workers; i++)
 		if (worker_start(&p.workers[i], cfg->global.cpu_affinity) < 0) {
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
+			binds_remove_unix_files();
 			return 2;
 		}
 	workers_register(p.workers, p.n_workers);
@@ -605,6 +606,7 @@ int main(int argc, char **argv)
 	if (err < 0) {
 		fprintf(stderr, "fulcrum: cannot start the health-check thread: %s\n",
 			strerror(-err));
+		binds_remove_unix_files();
 		return 2;
 	}
 	warn_fd_limit(cfg, fd_limit);
