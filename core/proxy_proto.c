@@ -164,19 +164,20 @@ static enum pp_result parse_v2(const char *buf, size_t len, struct pp_info *info
 		return PP_DONE;
 	}
 	const unsigned char *a = b + PP_V2_HEAD;
-	/* A PROXY command carries the whole address block of its family, and
-	 * then TLVs (read and skipped) that must fill the rest exactly. */
+	/* A PROXY command carries the whole address block of its family. */
 	static const size_t family_len[] = {0, 12, 36, 216};
 	if (alen < family_len[family])
 		return fail(info, "v2 header too short for its address family");
+	if (proto != 1 || (family != 1 && family != 2)) {
+		/* UNSPEC, datagrams, unix sockets: the block is ignored. */
+		info->local = true;
+		return PP_DONE;
+	}
+	/* TLVs (read and skipped) must fill the rest of the block exactly. */
 	for (size_t off = family_len[family]; off < alen;) {
 		if (alen - off < 3 || alen - off - 3 < get16(a + off + 1))
 			return fail(info, "v2 TLV longer than its header");
 		off += 3 + get16(a + off + 1);
-	}
-	if (proto != 1 || (family != 1 && family != 2)) {
-		info->local = true; /* LOCAL, UNSPEC, datagrams, unix sockets */
-		return PP_DONE;
 	}
 	if (family == 1) {
 		struct sockaddr_in *s = (struct sockaddr_in *)&info->src;

@@ -100,6 +100,9 @@ static const struct row rows[] = {
 	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
 	 28, PP_DONE, true, NULL, NULL},
 	{"v2 unspec", V2SIG "\x21\x00\x00\x00", 16, PP_DONE, true, NULL, NULL},
+	/* An address block that is to be ignored is not read for TLVs either. */
+	{"v2 unspec with bytes that are no TLV", V2SIG "\x21\x00\x00\x04junk", 20, PP_DONE, true,
+	 NULL, NULL},
 	{"v2 udp4",
 	 V2SIG "\x21\x12\x00\x0c"
 	       "\x01\x02\x03\x04\x05\x06\x07\x08\x00\x01\x00\x02",
