@@ -401,6 +401,7 @@ static void begin_upgrade(struct process *p)
 /* Where main_loop stands in a shutdown. */
 struct stop_state {
 	bool stopping;
+	bool now; /* SIGINT: everything is closed already */
 	uint64_t deadline_ms; /* graceful_timeout; 0 = none pending */
 	uint64_t handoff_ms; /* binary upgrade: when draining starts; 0 = none */
 };
@@ -430,10 +431,14 @@ static void on_signals(struct process *p, struct stop_state *st)
 			break;
 		}
 		case SIGINT:
+			/* A terminal's Ctrl-C reaches both a wrapper (make run)
+			 * and fulcrum, and the wrapper passes it on too. */
+			if (st->now)
+				break;
 			log_info("SIGINT: stopping now");
 			admin_set_stopping();
 			stop_all(p, WORKER_STOP);
-			st->stopping = true;
+			st->stopping = st->now = true;
 			st->deadline_ms = 0;
 			st->handoff_ms = 0;
 			break;
@@ -490,7 +495,7 @@ static int earliest_ms(int a, int b)
  * struct ev_handler. */
 static void main_loop(struct process *p)
 {
-	struct stop_state st = {false, 0, 0};
+	struct stop_state st = {0};
 	struct epoll_event evs[16];
 
 	for (;;) {

@@ -193,11 +193,16 @@ def test_sigint_exits_at_once(ctx):
     check(echo_roundtrip(idle, b"hi"), "relay does not work")
     wait_for(lambda: dl.n > 0, 5 * SCALE, what="the download to start")
     t0 = time.monotonic()
+    # Twice, as from a terminal's Ctrl-C and from a wrapper passing it on.
+    f.signal(signal.SIGINT)
+    time.sleep(0.01)  # not merged with the first, while the stop runs
     f.signal(signal.SIGINT)
     rc = f.wait_exit(2)
     dt = time.monotonic() - t0
     check(rc == 0, f"exit status {rc} after SIGINT")
     check(dt < 1.0 * SCALE, f"SIGINT took {dt:.2f}s with open connections")
+    n = f.stderr().count("SIGINT: stopping now")
+    check(n == 1, f"a repeated SIGINT logged 'stopping now' {n} times")
     check(closed_by_peer(idle, 1.0) is not None, "client connection open after SIGINT")
     idle.close()
     dl.join(2 * SCALE)
