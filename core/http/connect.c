@@ -83,6 +83,7 @@ static void replay_request(struct http_conn *hc)
 	hc->req_left = hc->req_length;
 	hc->req_head_sent = false;
 	hc->req_done = false;
+	hc->req_write_failed = false;
 }
 
 bool http_retry_next(struct conn *c, int err, const char *what)

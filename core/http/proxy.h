@@ -107,6 +107,9 @@ struct http_conn {
 	struct http_chunked req_ch;
 	bool req_head_sent, req_done;
 	bool req_body_flowed; /* a byte of the request body reached the server */
+	/* A write of the body failed: nothing more is sent, and what the
+	 * server answered before it stopped reading is read (response.c). */
+	bool req_write_failed;
 	/* Expect: 100-continue with a body, and neither a byte of it from the
 	 * client (bytes_in still head_in) nor an interim answer yet */
 	bool awaits_continue;

@@ -440,6 +440,7 @@ void http_new_request(struct conn *c)
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = hc->req_length = 0;
 	hc->req_head_sent = hc->req_done = hc->req_body_flowed = hc->awaits_continue = false;
+	hc->req_write_failed = false;
 	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
 	hc->server_ka = false;
 	hc->up_armed = hc->down_armed = false;
@@ -499,6 +500,16 @@ void http_start_request(struct conn *c)
 
 /* ---- sending the request ---------------------------------------------- */
 
+/* The server stopped taking the body (a reset, often right after an early
+ * answer such as a 413). What it sent before is still to be read: the
+ * response side relays it, or finds nothing and retries a stale pooled
+ * connection or answers 502 server_write_failed. Returns 0 (wait). */
+static int body_write_failed(struct http_conn *hc)
+{
+	hc->req_write_failed = true;
+	return 0;
+}
+
 /* Moves a chunked request body: reads into rbuf, checks it with the decoder,
  * and sends the checked bytes on as they came. Returns 1 when the body has
  * ended, 0 to wait, -1 after ending the connection. */
@@ -514,12 +525,8 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 			if (!srv->wr)
 				return 0;
 			ssize_t n = io_send(srv, hc->rbuf + hc->rpos, hc->rsend);
-			if (n < 0) {
-				if (n == -EAGAIN)
-					return 0;
-				http_reply(c, 502, "server_write_failed", true);
-				return -1;
-			}
+			if (n < 0)
+				return n == -EAGAIN ? 0 : body_write_failed(hc);
 			hc->rpos += (uint32_t)n;
 			hc->rsend -= (uint32_t)n;
 			hc->req_body_flowed = true;
@@ -599,12 +606,8 @@ static int send_length(struct conn *c, struct http_conn *hc)
 		if (k > hc->req_left)
 			k = (size_t)hc->req_left;
 		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, k);
-		if (n < 0) {
-			if (n == -EAGAIN)
-				return 0;
-			http_reply(c, 502, "server_write_failed", true);
-			return -1;
-		}
+		if (n < 0)
+			return n == -EAGAIN ? 0 : body_write_failed(hc);
 		hc->rpos += (uint32_t)n;
 		hc->req_left -= (uint64_t)n;
 		hc->bytes_in += (uint64_t)n;
@@ -621,12 +624,10 @@ static int send_length(struct conn *c, struct http_conn *hc)
 	hc->bytes_in += c->up.bytes - before;
 	hc->req_left = c->up.left;
 	if (r == RELAY_ERROR) {
-		if (c->up.err_on_src) {
-			hc->reason = "client_aborted";
-			conn_close(c, CR_CLIENT_RESET);
-		} else {
-			http_reply(c, 502, "server_write_failed", true);
-		}
+		if (!c->up.err_on_src)
+			return body_write_failed(hc);
+		hc->reason = "client_aborted";
+		conn_close(c, CR_CLIENT_RESET);
 		return -1;
 	}
 	if (r == RELAY_MORE)
@@ -642,6 +643,8 @@ int http_send_request(struct conn *c)
 
 	if (hc->req_done)
 		return 1;
+	if (hc->req_write_failed)
+		return 0;
 	if (!hc->req_head_sent) {
 		int r = http_outq_flush(&hc->u->s, &hc->req_out, &ignored);
 		if (r < 0) {

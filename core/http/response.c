@@ -279,7 +279,10 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 			if (http_retry_stale(c) ||
 			    http_retry_next(c, n == 0 ? EPIPE : (int)-n, "no answer from"))
 				return 0;
-			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			response_failed(c, 502,
+					hc->req_write_failed ? "server_write_failed"
+					: n == 0	     ? "server_closed"
+							     : "server_reset");
 			return -1;
 		}
 		if (hc->ttfb_ms < 0)
@@ -356,7 +359,10 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0) {
-			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			response_failed(c, 502,
+					hc->req_write_failed ? "server_write_failed"
+					: n == 0	     ? "server_closed"
+							     : "server_reset");
 			return -1;
 		}
 		hc->slen = (uint32_t)n;
@@ -440,7 +446,10 @@ static int relay_copied_response(struct conn *c, struct http_conn *hc)
 		if (n == 0 && hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
 			return 1;
 		if (n <= 0) {
-			response_failed(c, 502, n == 0 ? "server_closed" : "server_reset");
+			response_failed(c, 502,
+					hc->req_write_failed ? "server_write_failed"
+					: n == 0	     ? "server_closed"
+							     : "server_reset");
 			return -1;
 		}
 		hc->slen = hc->ssend = (uint32_t)n;

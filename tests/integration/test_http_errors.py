@@ -684,6 +684,87 @@ def test_answer_before_request_body_ends(ctx):
           f"log line: {line!r}")
 
 
+def test_early_answer_then_reset_reaches_the_client(ctx):
+    """A server that answers 413 as soon as it has the head and closes
+    without reading the body resets the connection: fulcrum's next body
+    write fails, and the 413 already in its receive queue is what the
+    client gets (as HAProxy relays it), not a 502. On a pooled connection
+    too, where the write fails sooner."""
+    def refuse_uploads(r, srv):
+        while True:
+            head = r.until(b"\r\n\r\n")  # GETs have no body; the POST's is left unread
+            if head.startswith(b"GET "):
+                r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                continue
+            r.send(b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 4\r\n"
+                   b"Connection: close\r\n\r\nbig!")
+            r.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return
+
+    srv = pyserver(ctx, refuse_uploads)
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()],
+                          glob={"workers": 1, "access_log": log},
+                          pool={"max_fails": 1000}))
+    body = b"x" * (3 << 20)
+    got = []
+    for i in range(24):
+        r = client(port, timeout=5 * SCALE)
+        r.send(get("/first"))
+        m = read_response(r)
+        check(m is not None and m.status == 200, f"round {i}: GET {m!r}")
+        r.send(b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n" % len(body))
+        t, _ = sender(r.s, body)
+        m = read_response(r)
+        got.append(None if m is None else (m.status, m.body))
+        r.close()
+        t.join(5 * SCALE)
+    bad = [g for g in got if g != (413, b"big!")]
+    check(not bad, f"{len(bad)} of {len(got)} uploads did not get the server's 413: {bad[:3]!r}")
+
+
+def test_idempotent_request_with_a_body_survives_a_pooled_connection_closing(ctx):
+    """A pooled connection the server closes just as a request goes out on
+    it: a GET whose body came whole with its head is sent again on a new
+    connection, as one without a body is, whether the close shows on
+    reading the answer or on writing the body."""
+    last = []
+
+    def answer_all(r, srv):
+        with srv.lock:
+            last.append(r.s)
+        while read_request(r) is not None:
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, answer_all)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()],
+                          glob={"workers": 1}, pool={"retries": 0, "max_fails": 1000}))
+    req = b"GET /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
+    bad = []
+    for i in range(40):
+        r = client(port, timeout=5 * SCALE)
+        r.send(get("/a"))
+        m = read_response(r)
+        check(m is not None and m.status == 200, f"round {i}: first GET {m!r}")
+        with srv.lock:
+            pooled = last[-1]
+        r.send(req)
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < (i % 20) * 10e-6:
+            pass
+        try:
+            pooled.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        m = read_response(r)
+        if m is None or m.status != 200:
+            bad.append(None if m is None else m.status)
+        r.close()
+    check(not bad, f"{len(bad)} of 40 requests failed when their pooled connection closed: {bad}")
+
+
 def test_client_that_stops_reading_gets_client_timeout(ctx):
     """A client that stops reading a long answer is the stalled side: it is
     closed after client_timeout (not the shorter server_timeout), and the log
