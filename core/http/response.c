@@ -84,6 +84,16 @@ static int build_response_head(struct conn *c, const struct http_head *h, const 
 	return err ? -ENOMEM : 0;
 }
 
+/* RFC 9110 §6.2: an intermediary sends its own version on a status line
+ * (LINE, a parsed head's first byte), so an HTTP/1.1 client keeps its
+ * connection after an HTTP/1.0 server's answer, and an HTTP/1.2 one's is
+ * 1.1 too, as parse_version takes it. Interim heads included. */
+static void send_own_version(char *line)
+{
+	if (memcmp(line, "HTTP/1.", 7) == 0)
+		line[7] = '1';
+}
+
 /* Decides how the response body travels and queues the head, with the
  * body bytes that came in the same read, for the client. */
 static int begin_response(struct conn *c, struct http_head *h)
@@ -149,11 +159,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	};
 	size_t start, end;
 	rewrite_compact(hc->sbuf, h, &o, &start, &end);
-	/* RFC 9110 §6.2: an intermediary sends its own version, so an HTTP/1.1
-	 * client keeps its connection after an HTTP/1.0 server's answer (and
-	 * an HTTP/1.2 one's is 1.1 too, as parse_version takes it). */
-	if (memcmp(hc->sbuf + start, "HTTP/1.", 7) == 0)
-		hc->sbuf[start + 7] = '1';
+	send_own_version(hc->sbuf + start);
 	cache_http_response_head(c, hc->sbuf + start, end - start, date, date_len);
 	hc->spos = (uint32_t)h->head_len;
 
@@ -229,6 +235,7 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 				char *head = hc->sbuf + hc->spos;
 				size_t start, end;
 				rewrite_compact(head, h, &interim, &start, &end);
+				send_own_version(head + start);
 				http_outq_set(&hc->resp_out, head + start, end - start, "\r\n", 2,
 					      NULL, 0);
 				hc->spos += (uint32_t)h->head_len;

@@ -831,6 +831,29 @@ def test_many_interim_heads_then_the_answer(ctx):
     check(m.status == 200 and m.body == b"ok", f"after {len(hint) * 200} bytes of 103s: {m!r}")
 
 
+def test_interim_heads_go_out_as_http11(ctx):
+    """RFC 9110 §6.2: fulcrum sends its own version on every status line
+    it passes on, interim ones included: a server's HTTP/1.2 103 or (out of
+    place) HTTP/1.0 100 reaches an HTTP/1.1 client as HTTP/1.1."""
+    def odd_versions(r, s):
+        while read_request(r) is not None:
+            r.send(b"HTTP/1.2 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                   b"HTTP/1.0 100 Continue\r\n\r\n"
+                   b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, odd_versions)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    data = r.until(b"\r\n\r\nok")
+    r.close()
+    lines = [h.split(b"\r\n", 1)[0] for h in data.split(b"\r\n\r\n")[:-1]]
+    check([ln.split(b" ", 1)[1] for ln in lines] == [b"103 Early Hints", b"100 Continue", b"200 OK"],
+          f"status lines: {lines!r}")
+    check(all(ln.startswith(b"HTTP/1.1 ") for ln in lines), f"versions passed on: {lines!r}")
+
+
 def test_errors_found_as_the_head_trickles_in(ctx):
     """A head sent in pieces is judged as each piece comes: a CR at the end
     of one piece followed by a byte other than LF is a bare CR (400), and a
