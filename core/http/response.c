@@ -132,7 +132,12 @@ static int begin_response(struct conn *c, struct http_head *h)
 	if (hc->resp_body == HTTP_BODY_CHUNKED)
 		http_chunked_init(&hc->resp_ch, TRAILER_MAX);
 	/* RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client; the
-	 * payload goes out decoded and the close ends it. */
+	 * payload goes out decoded and the close ends it. A coding other than
+	 * chunked (gzip) cannot be undone here, and dropped it would leave the
+	 * client bytes it cannot read: that answer is refused, as nginx
+	 * refuses any Transfer-Encoding but chunked. */
+	if (hc->minor == 0 && h->te_other)
+		return -1;
 	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
 	if (hc->dechunk)
 		hc->client_ka = false;

@@ -266,10 +266,12 @@ def read_response(r, method="GET", keep_1xx=False):
     te = m.tokens("transfer-encoding")
     if method == "HEAD" or 100 <= m.status < 200 or m.status in (204, 304):
         body = b""
-    elif te:
-        check(te[-1] == "chunked", f"response framing {te}")
+    elif te and te[-1] == "chunked":
         body, raw = read_chunked(r)
         raw_len += len(raw)
+    elif te:  # RFC 9112 §6.3: another coding last is read until the close
+        body = r.to_eof()
+        raw_len += len(body)
     elif m.all("content-length"):
         body = r.exact(int(m.get("content-length")))
         raw_len += len(body)

@@ -786,6 +786,34 @@ def test_client_that_stops_reading_gets_client_timeout(ctx):
     check(1.8 <= dt <= 4 * SCALE, f"closed after {dt:.1f}s; client_timeout is 2s, server_timeout 0.5s")
 
 
+def test_coded_transfer_to_an_http10_client_is_refused(ctx):
+    """An HTTP/1.0 client takes no Transfer-Encoding (RFC 9112 §6.1): a
+    chunked answer goes to it decoded, but one also coded with gzip cannot
+    be, and passed without its Transfer-Encoding its body would be gzip
+    bytes nothing names: 502, as nginx answers any coding but chunked. An
+    HTTP/1.1 client gets it as it came."""
+    answers = {
+        b"/gc": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                b"5\r\nhello\r\n0\r\n\r\n",
+        b"/g": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nConnection: close\r\n\r\nhello",
+    }
+
+    def coded(r, s):
+        m = read_request(r)
+        if m is not None:
+            r.send(answers[m.first.split(" ")[1].encode()])
+
+    srv = pyserver(ctx, coded)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"max_fails": 1000}))
+    for path in ("/gc", "/g"):
+        m, closed, _ = roundtrip(port, f"GET {path} HTTP/1.0\r\nHost: a\r\n\r\n".encode())
+        expect_error(m, closed, 502, what=f"gzip-coded {path} to an HTTP/1.0 client")
+        m, _, _ = roundtrip(port, f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+        check(m is not None and m.status == 200 and "gzip" in m.tokens("transfer-encoding"),
+              f"gzip-coded {path} to an HTTP/1.1 client: {m!r}")
+
+
 def test_no_interim_responses_to_http10_clients(ctx):
     """RFC 9110 §15.2: a server's 103 Early Hints goes on to an HTTP/1.1
     client, never to an HTTP/1.0 one, which gets only the final answer."""
