@@ -95,7 +95,9 @@ static void send_own_version(char *line)
 }
 
 /* Decides how the response body travels and queues the head, with the
- * body bytes that came in the same read, for the client. */
+ * body bytes that came in the same read, for the client. Returns 0, or
+ * below 0 for an answer that cannot go on: -EOPNOTSUPP when only this
+ * client cannot take it (not the server's fault). */
 static int begin_response(struct conn *c, struct http_head *h)
 {
 	struct http_conn *hc = http_of(c);
@@ -137,7 +139,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	 * client bytes it cannot read: that answer is refused, as nginx
 	 * refuses any Transfer-Encoding but chunked. */
 	if (hc->minor == 0 && h->te_other)
-		return -1;
+		return -EOPNOTSUPP;
 	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
 	if (hc->dechunk)
 		hc->client_ka = false;
@@ -265,7 +267,12 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 				}
 				if (hc->ttfb_ms < 0)
 					hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
-				if (begin_response(c, h) < 0) {
+				int err = begin_response(c, h);
+				if (err == -EOPNOTSUPP) {
+					http_reply(c, 502, "bad_response", false);
+					return -1;
+				}
+				if (err < 0) {
 					response_failed(c, 502, "bad_response");
 					return -1;
 				}
