@@ -608,9 +608,17 @@ bool http_answering(const struct conn *c)
 void http_drain(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	if (hc->phase == HP_IDLE)
-		conn_close(c, CR_NONE);
-	else if (hc->phase == HP_HEAD && hc->rlen == 0)
+	if (hc->phase == HP_IDLE) {
+		/* The next request may be in already, unseen by this worker
+		 * yet: it is served, with Connection: close (the worker is
+		 * draining). Else a FIN ends the connection, and what a client
+		 * sends before it sees that is read and dropped, not met with
+		 * a reset. */
+		if (io_unread(&c->cli))
+			conn_queue_resume(c);
+		else
+			linger(c);
+	} else if (hc->phase == HP_HEAD && hc->rlen == 0)
 		conn_close(c, CR_SHUTDOWN); /* accepted, nothing sent yet */
 	else
 		hc->client_ka = false;

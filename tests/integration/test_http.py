@@ -2083,6 +2083,55 @@ def test_sigterm_finishes_the_request_in_flight(ctx):
 
 
 
+def test_sigterm_resets_no_busy_keepalive_client(ctx):
+    """SIGTERM closes idle keep-alive connections, but one whose next
+    request is already in (unseen by its worker yet) is answered, with
+    Connection: close, and one closed gets a FIN: what a client sends just
+    before it sees the FIN is read and dropped, never answered by a reset
+    (which would destroy a response, and with it what the client knows)."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [b.server_line()],
+                              glob={"workers": 2, "graceful_timeout": "5s"}))
+    stop = threading.Event()
+    lock = threading.Lock()
+    seen = {"ok": 0, "resets": []}
+
+    def keep_asking():
+        try:
+            r = client(port, timeout=5 * SCALE)
+        except OSError:
+            return
+        try:
+            while not stop.is_set():
+                r.send(get("/"))
+                m = read_response(r)
+                with lock:
+                    seen["ok"] += 1
+                if "close" in m.tokens("connection"):
+                    return
+        except ConnectionResetError as e:
+            with lock:
+                seen["resets"].append(repr(e))
+        except (EOFError, OSError, TestFailure):
+            pass  # a FIN before the answer: the keep-alive race RFC 9112 allows
+        finally:
+            r.close()
+
+    threads = [threading.Thread(target=keep_asking, daemon=True) for _ in range(48)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    f.signal(signal.SIGTERM)
+    check(f.wait_exit(6) == 0, "exit status after the drain")
+    stop.set()
+    for t in threads:
+        t.join(5 * SCALE)
+    check(seen["ok"] > 0, "no request was answered before the stop")
+    check(not seen["resets"], f"{len(seen['resets'])} busy keep-alive clients were reset "
+          f"at the stop: {seen['resets'][:3]}")
+
+
 def test_sigterm_deadline_cuts_tunnels_not_requests_in_flight(ctx):
     """SPEC §1 SIGTERM: in-flight requests finish, answered with Connection:
     close, while tunnels run only up to graceful_timeout. A response slower
