@@ -266,6 +266,10 @@ static int config_rereadable(const char *path, const char *what, struct cfg_erro
 		cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
 		return -1;
 	}
+	if (S_ISDIR(st.st_mode)) {
+		cfg_errors_add(errs, "%s: is a directory", path);
+		return -1;
+	}
 	if (!S_ISREG(st.st_mode)) {
 		cfg_errors_add(errs,
 			       "%s: not a regular file: a %s reads it again; restart to change it",
