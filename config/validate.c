@@ -12,6 +12,7 @@
 #include "config/loader.h"
 #include "config/tls_files.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -222,6 +223,13 @@ static void validate_route(struct cfg_loader *ld, size_t i)
 	if ((line = cfg_key_line(ld, CFG_SEC_ROUTE, i, "header")) > 0)
 		cfg_ld_err_at(ld, line, "header needs an http listener; listener \"%s\" is tcp",
 			      l->name);
+	/* RFC 6066 §3: a server name is never an address literal. */
+	unsigned char addr[16];
+	if (r->host && (r->host[0] == '[' || inet_pton(AF_INET, r->host, addr) == 1))
+		cfg_ld_warn_at(ld, cfg_key_line(ld, CFG_SEC_ROUTE, i, "host"),
+			       "host %s never matches on tcp listener \"%s\": TLS clients send no "
+			       "address as their server name (SNI)",
+			       r->host, l->name);
 }
 
 /* The admin listener cannot share an address with a listener's bind. */

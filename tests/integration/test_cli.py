@@ -144,6 +144,24 @@ def test_check_warns_of_keys_the_balance_does_not_read(ctx):
           f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
 
 
+def test_check_warns_of_an_address_as_a_tcp_route_host(ctx):
+    """A tcp route's host is matched against the TLS server name, which is
+    never an address (RFC 6066 §3): such a route would never match, so -t
+    warns at its line; a name draws nothing."""
+    g, p, l = _base_sections(free_port(), free_port())
+    r6 = {"listener": "l", "pool": "p", "host": "[2001:db8::1]"}
+    r4 = {"listener": "l", "pool": "p", "host": "192.0.2.7"}
+    rn = {"listener": "l", "pool": "p", "host": "example.com"}
+    text = ini(("global", g), ("pool p", p), ("listener l", l),
+               ("route r6", r6), ("route r4", r4), ("route rn", rn))
+    ctx.write("sni.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", "sni.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    warned = {n for n in range(1, len(text.splitlines()) + 1) if f"sni.ini:{n}: warning:" in err}
+    expect = {_line_of(text, "host = [2001:db8::1]"), _line_of(text, "host = 192.0.2.7")}
+    check(warned == expect, f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
+
+
 def test_check_warns_of_tls_keys_without_tls(ctx):
     """Server TLS keys on a pool without tls = on (its servers get plain
     text), and client TLS keys on a listener without tls_cert, load with a
