@@ -201,6 +201,7 @@ void http_reply(struct conn *c, int status, const char *reason, bool close)
 
 static void linger(struct conn *c)
 {
+	c->last_active_ms = c->w->now_ms; /* LINGER_MS from now, whatever comes */
 	io_shutdown(&c->cli);
 	http_set_phase(c, HP_LINGER);
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
@@ -475,6 +476,17 @@ static bool client_reset_while_waiting(struct conn *c)
 	return true;
 }
 
+/* Draining, http_drain resumed C for what seemed to wait in its socket,
+ * but no request byte came of it (a TLS record not yet whole): it ends as
+ * it would have had nothing been there. */
+static void drained_unread(struct conn *c)
+{
+	if (http_of(c)->phase == HP_IDLE)
+		linger(c);
+	else
+		conn_close(c, CR_SHUTDOWN);
+}
+
 void http_run(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -497,8 +509,11 @@ void http_run(struct conn *c)
 				hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len);
 			if (first_bytes)
 				http_take_current_gen(c);
-			if (read_request(c) <= 0)
+			if (read_request(c) <= 0) {
+				if (c->state != CS_CLOSED && c->w->draining && first_bytes)
+					drained_unread(c);
 				return;
+			}
 			if (hc->phase == HP_IDLE)
 				http_new_request(c);
 			else if (first_bytes)
@@ -575,7 +590,8 @@ static bool awaits_answer(const struct conn *c)
 	case HP_EXCHANGE:
 		/* Also while the server leaves the body unread: bytes a
 		 * client trickles into its socket meanwhile are not read. */
-		return (hc->req_done || !http_server_takes_request(c)) && !hc->resp_started;
+		return (hc->req_done || hc->req_write_failed || !http_server_takes_request(c)) &&
+		       !hc->resp_started;
 	default:
 		return false;
 	}
@@ -583,7 +599,7 @@ static bool awaits_answer(const struct conn *c)
 
 void http_process(struct conn *c, const struct side *from)
 {
-	if (from != &c->cli || !awaits_answer(c))
+	if (http_of(c)->phase != HP_LINGER && (from != &c->cli || !awaits_answer(c)))
 		c->last_active_ms = c->w->now_ms;
 	http_run(c);
 	if (c->state != CS_CLOSED)
@@ -608,17 +624,20 @@ bool http_answering(const struct conn *c)
 void http_drain(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	if (hc->phase == HP_IDLE) {
-		/* The next request may be in already, unseen by this worker
-		 * yet: it is served, with Connection: close (the worker is
-		 * draining). Else a FIN ends the connection, and what a client
-		 * sends before it sees that is read and dropped, not met with
-		 * a reset. */
-		if (io_unread(&c->cli))
-			conn_queue_resume(c);
-		else
-			linger(c);
-	} else if (hc->phase == HP_HEAD && hc->rlen == 0)
+	bool nothing_read = hc->phase == HP_IDLE || (hc->phase == HP_HEAD && hc->rlen == 0);
+
+	/* A request may be in already, unseen by this worker yet: it is
+	 * served, with Connection: close (the worker is draining). */
+	if (nothing_read && io_unread(&c->cli)) {
+		c->cli.rd = true; /* its edge may wait in this batch still */
+		conn_queue_resume(c);
+	}
+	/* Else a FIN ends a connection between requests, and what a client
+	 * sends before it sees that is read and dropped, not met with a
+	 * reset. */
+	else if (hc->phase == HP_IDLE)
+		linger(c);
+	else if (nothing_read)
 		conn_close(c, CR_SHUTDOWN); /* accepted, nothing sent yet */
 	else
 		hc->client_ka = false;

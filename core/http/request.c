@@ -500,14 +500,23 @@ void http_start_request(struct conn *c)
 
 /* ---- sending the request ---------------------------------------------- */
 
-/* The server stopped taking the body (a reset, often right after an early
- * answer such as a 413). What it sent before is still to be read: the
+/* A write of the body to the server failed with ERR. A server that closed
+ * or reset the connection (often right after an early answer such as a
+ * 413) may have sent something before: that is still to be read, and the
  * response side relays it, or finds nothing and retries a stale pooled
- * connection or answers 502 server_write_failed. Returns 0 (wait). */
-static int body_write_failed(struct http_conn *hc)
+ * connection or answers 502 server_write_failed; 0 (wait). Any other
+ * failure ends the request at once; -1. */
+static int body_write_failed(struct conn *c, struct http_conn *hc, int err)
 {
-	hc->req_write_failed = true;
-	return 0;
+	if (err == EPIPE || err == ECONNRESET) {
+		hc->req_write_failed = true;
+		return 0;
+	}
+	if (err == ENOMEM)
+		http_reply(c, 500, "no_memory", true); /* not the server's fault */
+	else
+		http_reply(c, 502, "server_write_failed", true);
+	return -1;
 }
 
 /* Moves a chunked request body: reads into rbuf, checks it with the decoder,
@@ -526,7 +535,7 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 				return 0;
 			ssize_t n = io_send(srv, hc->rbuf + hc->rpos, hc->rsend);
 			if (n < 0)
-				return n == -EAGAIN ? 0 : body_write_failed(hc);
+				return n == -EAGAIN ? 0 : body_write_failed(c, hc, (int)-n);
 			hc->rpos += (uint32_t)n;
 			hc->rsend -= (uint32_t)n;
 			hc->req_body_flowed = true;
@@ -607,7 +616,7 @@ static int send_length(struct conn *c, struct http_conn *hc)
 			k = (size_t)hc->req_left;
 		ssize_t n = io_send(&hc->u->s, hc->rbuf + hc->rpos, k);
 		if (n < 0)
-			return n == -EAGAIN ? 0 : body_write_failed(hc);
+			return n == -EAGAIN ? 0 : body_write_failed(c, hc, (int)-n);
 		hc->rpos += (uint32_t)n;
 		hc->req_left -= (uint64_t)n;
 		hc->bytes_in += (uint64_t)n;
@@ -625,7 +634,7 @@ static int send_length(struct conn *c, struct http_conn *hc)
 	hc->req_left = c->up.left;
 	if (r == RELAY_ERROR) {
 		if (!c->up.err_on_src)
-			return body_write_failed(hc);
+			return body_write_failed(c, hc, c->up.err);
 		hc->reason = "client_aborted";
 		conn_close(c, CR_CLIENT_RESET);
 		return -1;

@@ -138,7 +138,7 @@ static int begin_response(struct conn *c, struct http_head *h)
 	 * chunked (gzip) cannot be undone here, and dropped it would leave the
 	 * client bytes it cannot read: that answer is refused, as nginx
 	 * refuses any Transfer-Encoding but chunked. */
-	if (hc->minor == 0 && h->te_other)
+	if (hc->minor == 0 && h->te_other && hc->resp_body != HTTP_BODY_NONE)
 		return -EOPNOTSUPP;
 	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
 	if (hc->dechunk)

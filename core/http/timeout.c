@@ -40,6 +40,10 @@ static bool waits_for_client(const struct conn *c)
 	 * timeout too; nginx sends its own 100). */
 	if (hc->awaits_continue && hc->bytes_in == hc->head_in)
 		return false;
+	/* The server stopped taking the body: its answer, or its close, is
+	 * what is awaited. */
+	if (hc->req_write_failed)
+		return false;
 	return !hc->req_done && http_server_takes_request(c);
 }
 

@@ -684,6 +684,34 @@ def test_answer_before_request_body_ends(ctx):
           f"log line: {line!r}")
 
 
+def test_lingering_close_ends_on_time_whatever_the_client_sends(ctx):
+    """After an error answer fulcrum sends its FIN and reads what the
+    client still sends for up to a second (so no reset destroys the
+    answer): up to a second from the answer, not a second of silence, or a
+    client trickling bytes would hold the connection for ever."""
+    srv = pyserver(ctx, ok_handler())
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()]))
+    r = client(port)
+    r.send(b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n")
+    m = read_response(r)
+    check(m is not None and m.status == 400, f"the 400: {m!r}")
+    # The FIN shows at once; the close shows as a reset to what is sent
+    # after it.
+    t0 = time.monotonic()
+    closed = False
+    while time.monotonic() - t0 < 4 * SCALE and not closed:
+        try:
+            r.s.sendall(b"x" * 100)
+            time.sleep(0.3)
+        except OSError:
+            closed = True
+    took = time.monotonic() - t0
+    r.close()
+    check(closed and took < 2.0 * SCALE,
+          f"a client trickling bytes after the 400 kept the connection {took:.1f}s")
+
+
 def test_early_answer_then_reset_reaches_the_client(ctx):
     """A server that answers 413 as soon as it has the head and closes
     without reading the body resets the connection: fulcrum's next body
@@ -801,8 +829,12 @@ def test_coded_transfer_to_an_http10_client_is_refused(ctx):
 
     def coded(r, s):
         m = read_request(r)
-        if m is not None:
-            r.send(answers[m.first.split(" ")[1].encode()])
+        if m is None:
+            return
+        answer = answers[m.first.split(" ")[1].encode()]
+        if m.first.startswith("HEAD "):
+            answer = answer.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+        r.send(answer)
 
     srv = pyserver(ctx, coded)
     port = free_port()
@@ -813,6 +845,10 @@ def test_coded_transfer_to_an_http10_client_is_refused(ctx):
         m, _, _ = roundtrip(port, f"GET {path} HTTP/1.1\r\nHost: a\r\n\r\n".encode())
         check(m is not None and m.status == 200 and "gzip" in m.tokens("transfer-encoding"),
               f"gzip-coded {path} to an HTTP/1.1 client: {m!r}")
+        # A HEAD's answer has no body to be coded: it goes on.
+        m, _, _ = roundtrip(port, f"HEAD {path} HTTP/1.0\r\nHost: a\r\n\r\n".encode(),
+                            method="HEAD")
+        check(m is not None and m.status == 200, f"HEAD {path} from an HTTP/1.0 client: {m!r}")
 
 
 def test_no_interim_responses_to_http10_clients(ctx):
