@@ -151,6 +151,23 @@ static void discard_workers(struct process *p)
 	gen_put(p->gen);
 }
 
+/* A start that fails leaves no pid file behind; in a binary upgrade the
+ * file is the old process's, which writes it again (UPGRADE_FAILED). */
+static void remove_own_pidfile(const struct process *p)
+{
+	if (p->opt.pidfile && !upgrade_inherited())
+		remove_pidfile(p->opt.pidfile);
+}
+
+/* A thread failed to start once others run: what the start made on disk
+ * goes, and the process exits (2) without waiting for them. */
+static int start_failed(const struct process *p)
+{
+	binds_remove_unix_files();
+	remove_own_pidfile(p);
+	return 2;
+}
+
 static void remove_unix_sockets(const struct cfg *cfg)
 {
 	for (size_t i = 0; i < cfg->n_listeners; i++)
@@ -600,6 +617,7 @@ int main(int argc, char **argv)
 		if (upgrade_inherited())
 			admin_release(); /* the old process's still */
 		admin_close();
+		remove_own_pidfile(&p);
 		discard_workers(&p);
 		return 2;
 	}
@@ -607,16 +625,14 @@ int main(int argc, char **argv)
 	for (int i = 0; i < p.n_workers; i++)
 		if (worker_start(&p.workers[i], cfg->global.cpu_affinity) < 0) {
 			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
-			binds_remove_unix_files();
-			return 2;
+			return start_failed(&p);
 		}
 	workers_register(p.workers, p.n_workers);
 	err = hc_start(p.gen);
 	if (err < 0) {
 		fprintf(stderr, "fulcrum: cannot start the health-check thread: %s\n",
 			strerror(-err));
-		binds_remove_unix_files();
-		return 2;
+		return start_failed(&p);
 	}
 	warn_fd_limit(cfg, fd_limit);
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
