@@ -134,6 +134,29 @@ void http_set_phase(struct conn *c, enum http_phase p)
 	http_of(c)->phase = p;
 }
 
+/* Where a chunked request body that nothing has taken yet (fulcrum
+ * answers first) ends in rbuf, so that it counts whole and what the client
+ * pipelined behind it is known; 0 when it is not all in, or the decoder
+ * has taken some (where it stands is its own). */
+static uint32_t chunked_body_end(const struct http_conn *hc)
+{
+	struct http_chunked ch;
+	uint32_t off = hc->rpos;
+
+	if (hc->rpos != hc->body_start || hc->bytes_in != hc->head_in)
+		return 0;
+	http_chunked_init(&ch, TRAILER_MAX);
+	while (off < hc->rlen && ch.state != HTTP_CHUNK_DONE) {
+		size_t used = 0, data = 0;
+		if (http_is_error(
+			    http_chunked_feed(&ch, hc->rbuf + off, hc->rlen - off, &used, &data)) ||
+		    used == 0)
+			return 0;
+		off += (uint32_t)used;
+	}
+	return ch.state == HTTP_CHUNK_DONE ? off : 0;
+}
+
 /*
  * Answers the current request with STATUS from fulcrum itself. When a
  * response has already started, the client connection can only be closed.
@@ -160,6 +183,10 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 		if (hc->req_body == HTTP_BODY_LENGTH && !hc->up_armed) {
 			uint64_t held = hc->rlen - hc->rpos;
 			hc->bytes_in += held < hc->req_left ? held : hc->req_left;
+		} else if (hc->req_body == HTTP_BODY_CHUNKED) {
+			hc->body_end = chunked_body_end(hc);
+			if (hc->body_end)
+				hc->bytes_in += hc->body_end - hc->rpos;
 		}
 	}
 	if (c->w->draining || !hc->client_ka || http_client_done(c))
@@ -186,12 +213,24 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	http_set_phase(c, HP_REPLY);
 }
 
+/* Where what the client sent after the current request starts, line ends
+ * skipped: RFC 9112 §2.2 lets a client send CRLFs between requests (old
+ * ones do after a body), and they are no request. */
+static uint32_t next_request_at(const struct http_conn *hc)
+{
+	uint32_t i = hc->rpos;
+
+	while (hc->rbuf && i < hc->rlen && (hc->rbuf[i] == '\r' || hc->rbuf[i] == '\n'))
+		i++;
+	return i;
+}
+
 bool http_client_done(const struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
 
 	return c->cli.hup && (hc->req_done || hc->req_body == HTTP_BODY_NONE) &&
-	       hc->rpos >= hc->rlen;
+	       next_request_at(hc) >= hc->rlen;
 }
 
 void http_reply(struct conn *c, int status, const char *reason, bool close)
@@ -215,11 +254,8 @@ static void linger(struct conn *c)
 static void log_unanswered(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	size_t i = hc->rpos;
 
-	while (hc->rbuf && i < hc->rlen && (hc->rbuf[i] == '\r' || hc->rbuf[i] == '\n'))
-		i++;
-	if (!hc->rbuf || i >= hc->rlen)
+	if (!hc->rbuf || next_request_at(hc) >= hc->rlen)
 		return;
 	memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
 	hc->rlen -= hc->rpos;
@@ -257,7 +293,7 @@ static void finish_request(struct conn *c)
 		return;
 	}
 	/* Keep what the client pipelined after this request. */
-	if (hc->rbuf && hc->rpos < hc->rlen) {
+	if (hc->rbuf && next_request_at(hc) < hc->rlen) {
 		memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
 		hc->rlen -= hc->rpos;
 		hc->rpos = 0;
@@ -343,6 +379,10 @@ static bool request_read_whole(struct http_conn *hc, bool sent)
 		return false; /* the head did not parse: the rest is no request */
 	if (sent || hc->req_body == HTTP_BODY_NONE)
 		return true;
+	if (hc->req_body == HTTP_BODY_CHUNKED && hc->body_end) {
+		hc->rpos = hc->body_end; /* in BYTES_IN already (http_reply_ex) */
+		return true;
+	}
 	if (hc->req_body != HTTP_BODY_LENGTH || hc->up_armed || hc->rlen - hc->rpos < hc->req_left)
 		return false;
 	hc->rpos += (uint32_t)hc->req_left; /* in BYTES_IN already (http_reply_ex) */

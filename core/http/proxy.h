@@ -103,6 +103,9 @@ struct http_conn {
 	uint64_t req_left;
 	uint64_t req_length; /* Content-Length: the body's bytes, from body_start in rbuf */
 	uint32_t body_start;
+	/* A chunked body fulcrum answered before sending any of it: where it
+	 * ends in rbuf, when all of it is in (http_reply_ex); else 0. */
+	uint32_t body_end;
 	uint64_t req_body_len; /* chunked: payload bytes so far, for max_body_size */
 	struct http_chunked req_ch;
 	bool req_head_sent, req_done;

@@ -520,6 +520,70 @@ def test_request_pipelined_behind_a_400_for_its_host_gets_its_own_line(ctx):
     b.close()
 
 
+def test_request_pipelined_behind_a_chunked_body_fulcrum_refused_gets_its_line(ctx):
+    """A request with a chunked body that fulcrum answers itself (a dead
+    server: 502, the connection closes) has its whole body counted when it
+    is all in, and a request pipelined behind it gets its
+    unanswered_pipelined line, as behind a Content-Length body."""
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [f"dead 127.0.0.1:{closed_port()}"],
+                          glob={"access_log": log}, pool={"retries": 0}))
+    first = (b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n")
+    second = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
+    s = connect(("127.0.0.1", port))
+    s.sendall(first + second)
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 502") and got.count(b"HTTP/1.1 ") == 1, f"answer: {got[:60]!r}")
+    lines = _wait_lines(log, 2)
+    a, z = (LINE_RE.match(l) for l in lines[:2])
+    check(a and a["status"] == "502" and int(a["bytes_in"]) == len(first),
+          f"the 502's line (want {len(first)} bytes in): {lines[0]!r}")
+    check(z and z["request"] == '"GET /after HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
+          and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
+
+
+def test_line_ends_after_a_request_are_no_request(ctx):
+    """RFC 9112 §2.2: CRLFs a client sends after a request (old clients do,
+    after a body) are no request: the connection stays idle under
+    keepalive_timeout (no 408 at request_timeout, no log line), and a client
+    that half-closes after them gets its answer with Connection: close."""
+    b = cbackend(ctx, "b")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          listener={"request_timeout": "1s", "keepalive_timeout": "60s"}))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\n")
+    s.settimeout(2.5 * SCALE)
+    got = b""
+    try:
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            got += d
+    except socket.timeout:
+        pass
+    s.close()
+    check(got.startswith(b"HTTP/1.1 200") and got.count(b"HTTP/1.1 ") == 1,
+          f"a trailing CRLF drew more than the answer: {got!r}")
+    time.sleep(0.2)
+    check(len(read_lines(log)) == 1, f"log lines: {read_lines(log)}")
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"GET /?ms=300 HTTP/1.1\r\nHost: a\r\n\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 200") and b"\r\nConnection: close\r\n" in got,
+          f"the answer to a client that half-closed after a CRLF: {got!r}")
+    time.sleep(0.2)
+    check(len(read_lines(log)) == 2, f"log lines: {read_lines(log)}")
+    b.close()
+
+
 def test_listener_bytes_agree_with_the_log_for_connections_that_never_relay(ctx):
     """A connection refused before any relaying (a bad PROXY header here)
     has its bytes in the access log; the listener's byte counters must have
