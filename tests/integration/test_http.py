@@ -1012,6 +1012,17 @@ def test_upgrade_websocket_tunnel(ctx):
     r.close()
 
 
+def raw_handler(data):
+    """A server answering every request with the raw bytes DATA (heads and
+    all: interim heads, odd versions, framings to try)."""
+
+    def handler(r, srv):
+        while read_request(r) is not None:
+            r.send(data)
+
+    return handler
+
+
 def slow_handler(r, srv):
     """A server that takes requests and answers none within 3 s each."""
     while read_request(r) is not None:

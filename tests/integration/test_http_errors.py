@@ -11,7 +11,7 @@ import time
 from harness import SCALE, check, closed_port, free_port, read_lines, recv_all, wait_for
 from test_http import (UNANSWERING_HANDLERS, Message, access_lines, cbackend, chunk_encode, client,
                        close_backends_first, closer_handler, expect_error, get, http_conf, ok_handler,
-                       parse_head, pyserver, read_chunked, read_request, read_response, roundtrip,
+                       parse_head, pyserver, raw_handler, read_chunked, read_request, read_response, roundtrip,
                        sender, slow_handler, wait_closed)
 
 
@@ -854,13 +854,10 @@ def test_coded_transfer_to_an_http10_client_is_refused(ctx):
 def test_no_interim_responses_to_http10_clients(ctx):
     """RFC 9110 §15.2: a server's 103 Early Hints goes on to an HTTP/1.1
     client, never to an HTTP/1.0 one, which gets only the final answer."""
-    def hints(r, s):
-        while read_request(r) is not None:
-            r.send(b"HTTP/1.1 103 Early Hints\r\nConnection: X-Secret, keep-alive\r\n"
-                   b"X-Secret: internal\r\nKeep-Alive: timeout=5\r\nLink: </a.css>; rel=preload\r\n\r\n"
-                   b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    srv = pyserver(ctx, hints)
+    srv = pyserver(ctx, raw_handler(
+        b"HTTP/1.1 103 Early Hints\r\nConnection: X-Secret, keep-alive\r\n"
+        b"X-Secret: internal\r\nKeep-Alive: timeout=5\r\nLink: </a.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     port = free_port()
     ctx.fulcrum(http_conf(port, [srv.server_line()]))
     for version, want_103 in ((b"1.1", True), (b"1.0", False)):
@@ -882,11 +879,7 @@ def test_many_interim_heads_then_the_answer(ctx):
     are passed on and their room reused: the final answer still comes."""
     hint = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"a" * 400 + b".css>; rel=preload\r\n\r\n"
 
-    def hints(r, s):
-        while read_request(r) is not None:
-            r.send(hint * 200 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    srv = pyserver(ctx, hints)
+    srv = pyserver(ctx, raw_handler(hint * 200 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     port = free_port()
     ctx.fulcrum(http_conf(port, [srv.server_line()]))
     r = client(port)
@@ -900,13 +893,9 @@ def test_interim_heads_go_out_as_http11(ctx):
     """RFC 9110 §6.2: fulcrum sends its own version on every status line
     it passes on, interim ones included: a server's HTTP/1.2 103 or (out of
     place) HTTP/1.0 100 reaches an HTTP/1.1 client as HTTP/1.1."""
-    def odd_versions(r, s):
-        while read_request(r) is not None:
-            r.send(b"HTTP/1.2 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
-                   b"HTTP/1.0 100 Continue\r\n\r\n"
-                   b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok")
-
-    srv = pyserver(ctx, odd_versions)
+    srv = pyserver(ctx, raw_handler(b"HTTP/1.2 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                                    b"HTTP/1.0 100 Continue\r\n\r\n"
+                                    b"HTTP/1.2 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     port = free_port()
     ctx.fulcrum(http_conf(port, [srv.server_line()]))
     r = client(port)
