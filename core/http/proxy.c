@@ -292,8 +292,10 @@ static void finish_request(struct conn *c)
 		}
 		return;
 	}
-	/* Keep what the client pipelined after this request. */
-	if (hc->rbuf && next_request_at(hc) < hc->rlen) {
+	/* Keep what the client pipelined after this request (a CR that may
+	 * be the first half of a CRLF too: the parser skips whole ones). */
+	if (hc->rbuf && (next_request_at(hc) < hc->rlen ||
+			 (hc->rpos < hc->rlen && hc->rbuf[hc->rlen - 1] == '\r'))) {
 		memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
 		hc->rlen -= hc->rpos;
 		hc->rpos = 0;
