@@ -183,6 +183,10 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 		if (hc->req_body == HTTP_BODY_LENGTH && !hc->up_armed) {
 			uint64_t held = hc->rlen - hc->rpos;
 			hc->bytes_in += held < hc->req_left ? held : hc->req_left;
+		} else if (hc->req_body == HTTP_BODY_CHUNKED &&
+			   hc->req_ch.state == HTTP_CHUNK_DONE) {
+			/* checked to its end (a 413 on it): counted already */
+			hc->body_end = hc->rpos + hc->rsend;
 		} else if (hc->req_body == HTTP_BODY_CHUNKED) {
 			hc->body_end = chunked_body_end(hc);
 			if (hc->body_end)
@@ -268,6 +272,30 @@ static void log_unanswered(struct conn *c)
 	hc->method_len = 0;
 }
 
+/* RFC 9112 §2.2: line ends a client sends between requests (old ones do
+ * after a body) are no request. Drops the whole CRLFs at the start of rbuf
+ * and tells whether nothing else is there (or only a CR, the first half of
+ * the next): then the connection stays idle, under keepalive_timeout. */
+static bool between_requests(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	uint32_t i = 0;
+
+	if (!hc->rbuf)
+		return true;
+	while (i + 1 < hc->rlen && hc->rbuf[i] == '\r' && hc->rbuf[i + 1] == '\n')
+		i += 2;
+	if (i > 0) {
+		memmove(hc->rbuf, hc->rbuf + i, hc->rlen - i);
+		hc->rlen -= i;
+	}
+	if (hc->rlen > 1 || (hc->rlen == 1 && hc->rbuf[0] != '\r'))
+		return false;
+	if (hc->rlen == 0)
+		http_rbuf_put(c, hc);
+	return true;
+}
+
 /* The current request is over: log it, pool the server connection if it is
  * clean, and either wait for the next request or close. */
 static void finish_request(struct conn *c)
@@ -292,20 +320,18 @@ static void finish_request(struct conn *c)
 		}
 		return;
 	}
-	/* Keep what the client pipelined after this request (a CR that may
-	 * be the first half of a CRLF too: the parser skips whole ones). */
-	if (hc->rbuf && (next_request_at(hc) < hc->rlen ||
-			 (hc->rpos < hc->rlen && hc->rbuf[hc->rlen - 1] == '\r'))) {
+	/* Keep what the client pipelined after this request. */
+	if (hc->rbuf) {
 		memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
 		hc->rlen -= hc->rpos;
 		hc->rpos = 0;
-		http_new_request(c);
-		http_start_request(c);
-		return;
 	}
-	http_rbuf_put(c, hc);
 	http_set_phase(c, HP_IDLE);
 	c->last_active_ms = c->w->now_ms;
+	if (!between_requests(c)) {
+		http_new_request(c);
+		http_start_request(c);
+	}
 }
 
 /* ---- tunnels, replies, lingering -------------------------------------- */
@@ -460,8 +486,9 @@ static int read_request(struct conn *c)
 		return 0;
 	}
 	if (n <= 0) {
-		/* A client closing between requests is the normal end. */
-		if (hc->rlen == 0 && hc->phase == HP_IDLE) {
+		/* A client closing between requests is the normal end (a CR
+		 * it sent after the last one is no request: between_requests). */
+		if (hc->phase == HP_IDLE) {
 			conn_close(c, CR_NONE);
 		} else {
 			hc->reason = n == 0 ? "client_closed" : "client_reset";
@@ -518,11 +545,14 @@ static bool client_reset_while_waiting(struct conn *c)
 	return true;
 }
 
-/* Draining, http_drain resumed C for what seemed to wait in its socket,
- * but no request byte came of it (a TLS record not yet whole): it ends as
- * it would have had nothing been there. */
+/* http_drain resumed C for what seemed to wait in its socket, but no
+ * request byte came of it: it ends as it would have had nothing been there.
+ * A TLS record not yet whole is the exception: its rest raises an edge, and
+ * the request is served then (graceful_timeout bounds the wait). */
 static void drained_unread(struct conn *c)
 {
+	if (c->cli.io)
+		return;
 	if (http_of(c)->phase == HP_IDLE)
 		linger(c);
 	else
@@ -551,9 +581,18 @@ void http_run(struct conn *c)
 				hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len);
 			if (first_bytes)
 				http_take_current_gen(c);
+			bool resumed = hc->drain_resumed;
+			uint64_t idle_since = c->last_active_ms;
+			hc->drain_resumed = false;
 			if (read_request(c) <= 0) {
-				if (c->state != CS_CLOSED && c->w->draining && first_bytes)
+				if (c->state != CS_CLOSED && resumed)
 					drained_unread(c);
+				return;
+			}
+			if (hc->phase == HP_IDLE && between_requests(c)) {
+				/* Line ends are no activity: a client sending only
+				 * those is idle, and closed at keepalive_timeout. */
+				c->last_active_ms = idle_since;
 				return;
 			}
 			if (hc->phase == HP_IDLE)
@@ -641,7 +680,10 @@ static bool awaits_answer(const struct conn *c)
 
 void http_process(struct conn *c, const struct side *from)
 {
-	if (http_of(c)->phase != HP_LINGER && (from != &c->cli || !awaits_answer(c)))
+	/* Idle (what a client sends then starts a request, line ends aside)
+	 * and lingering keep the deadline they began with. */
+	enum http_phase phase = http_of(c)->phase;
+	if (phase != HP_IDLE && phase != HP_LINGER && (from != &c->cli || !awaits_answer(c)))
 		c->last_active_ms = c->w->now_ms;
 	http_run(c);
 	if (c->state != CS_CLOSED)
@@ -672,6 +714,7 @@ void http_drain(struct conn *c)
 	 * served, with Connection: close (the worker is draining). */
 	if (nothing_read && io_unread(&c->cli)) {
 		c->cli.rd = true; /* its edge may wait in this batch still */
+		hc->drain_resumed = true;
 		conn_queue_resume(c);
 	}
 	/* Else a FIN ends a connection between requests, and what a client

@@ -113,6 +113,8 @@ struct http_conn {
 	/* A write of the body failed: nothing more is sent, and what the
 	 * server answered before it stopped reading is read (response.c). */
 	bool req_write_failed;
+	/* http_drain resumed the connection for bytes it saw waiting */
+	bool drain_resumed;
 	/* Expect: 100-continue with a body, and neither a byte of it from the
 	 * client (bytes_in still head_in) nor an interim answer yet */
 	bool awaits_continue;

@@ -312,6 +312,8 @@ static void take_head(struct http_conn *hc, const struct http_head *h)
 	hc->req_left = hc->req_body == HTTP_BODY_LENGTH ? (uint64_t)h->content_length : 0;
 	hc->req_length = hc->req_left;
 	hc->body_start = hc->rpos;
+	if (hc->req_body == HTTP_BODY_CHUNKED)
+		http_chunked_init(&hc->req_ch, TRAILER_MAX);
 }
 
 /* A complete head H is in rbuf: check it, route it, and send it on. */
@@ -333,8 +335,6 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
 	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1 &&
 		      !upgrade_offers_only_h2c(h, hc->rbuf);
-	if (hc->req_body == HTTP_BODY_CHUNKED)
-		http_chunked_init(&hc->req_ch, TRAILER_MAX);
 
 	if (lc->mode == MODE_FORWARD) {
 		forward_begin(c, h);

@@ -545,6 +545,31 @@ def test_request_pipelined_behind_a_chunked_body_fulcrum_refused_gets_its_line(c
           and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
 
 
+def test_request_pipelined_behind_a_413_for_a_chunked_body_gets_its_line(ctx):
+    """A chunked body checked to its end and refused for max_body_size: the
+    413 counts it, and the request pipelined behind it gets its line."""
+    b = cbackend(ctx, "b")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
+                          listener={"max_body_size": "10"}))
+    first = (b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+             b"14\r\n" + b"y" * 20 + b"\r\n0\r\n\r\n")
+    second = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
+    s = connect(("127.0.0.1", port))
+    s.sendall(first + second)
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 413") and got.count(b"HTTP/1.1 ") == 1, f"answer: {got[:60]!r}")
+    lines = _wait_lines(log, 2)
+    a, z = (LINE_RE.match(l) for l in lines[:2])
+    check(a and a["status"] == "413" and int(a["bytes_in"]) == len(first),
+          f"the 413's line (want {len(first)} bytes in): {lines[0]!r}")
+    check(z and z["request"] == '"GET /after HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
+          and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
+    b.close()
+
+
 def test_line_ends_after_a_request_are_no_request(ctx):
     """RFC 9112 §2.2: CRLFs a client sends after a request (old clients do,
     after a body) are no request: the connection stays idle under
@@ -581,6 +606,33 @@ def test_line_ends_after_a_request_are_no_request(ctx):
           f"the answer to a client that half-closed after a CRLF: {got!r}")
     time.sleep(0.2)
     check(len(read_lines(log)) == 2, f"log lines: {read_lines(log)}")
+    # Line ends that come later: after the answer was read, or behind a
+    # body long enough to be relayed from the socket (they stay in it).
+    body = b"x" * 300000
+    for lead, tail in ((b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", b"\r\n"),
+                       (b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n\r\n"
+                        % len(body) + body + b"\r\n", b"\r")):
+        s = connect(("127.0.0.1", port))
+        s.settimeout(5 * SCALE)
+        s.sendall(lead)
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(65536)
+        s.sendall(tail)
+        s.settimeout(1.5 * SCALE)
+        try:
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                got += d
+        except socket.timeout:
+            pass
+        s.close()
+        check(got.startswith(b"HTTP/1.1 200") and b"408" not in got,
+              f"line ends after {lead[:16]!r}...: {got[:80]!r} ... {got[-80:]!r}")
+    time.sleep(0.2)
+    check(len(read_lines(log)) == 4, f"log lines: {read_lines(log)}")
     b.close()
 
 
