@@ -520,6 +520,25 @@ def test_request_pipelined_behind_a_400_for_its_host_gets_its_own_line(ctx):
     b.close()
 
 
+def _check_pipelined_behind(port, log, first, status):
+    """Sends FIRST, which fulcrum answers STATUS and closes after, with a
+    GET pipelined behind it: FIRST's line counts all its bytes, and the GET
+    gets its unanswered_pipelined line."""
+    second = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
+    s = connect(("127.0.0.1", port))
+    s.sendall(first + second)
+    got = recv_all(s)
+    s.close()
+    check(got.startswith(b"HTTP/1.1 %d" % status) and got.count(b"HTTP/1.1 ") == 1,
+          f"answer: {got[:60]!r}")
+    lines = _wait_lines(log, 2)
+    a, z = (LINE_RE.match(l) for l in lines[:2])
+    check(a and a["status"] == str(status) and int(a["bytes_in"]) == len(first),
+          f"the {status}'s line (want {len(first)} bytes in): {lines[0]!r}")
+    check(z and z["request"] == '"GET /after HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
+          and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
+
+
 def test_request_pipelined_behind_a_chunked_body_fulcrum_refused_gets_its_line(ctx):
     """A request with a chunked body that fulcrum answers itself (a dead
     server: 502, the connection closes) has its whole body counted when it
@@ -529,20 +548,8 @@ def test_request_pipelined_behind_a_chunked_body_fulcrum_refused_gets_its_line(c
     log = ctx.path("access.log")
     ctx.fulcrum(http_conf(port, [f"dead 127.0.0.1:{closed_port()}"],
                           glob={"access_log": log}, pool={"retries": 0}))
-    first = (b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-             b"5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n")
-    second = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
-    s = connect(("127.0.0.1", port))
-    s.sendall(first + second)
-    got = recv_all(s)
-    s.close()
-    check(got.startswith(b"HTTP/1.1 502") and got.count(b"HTTP/1.1 ") == 1, f"answer: {got[:60]!r}")
-    lines = _wait_lines(log, 2)
-    a, z = (LINE_RE.match(l) for l in lines[:2])
-    check(a and a["status"] == "502" and int(a["bytes_in"]) == len(first),
-          f"the 502's line (want {len(first)} bytes in): {lines[0]!r}")
-    check(z and z["request"] == '"GET /after HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
-          and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
+    _check_pipelined_behind(port, log, b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n", 502)
 
 
 def test_request_pipelined_behind_a_413_for_a_chunked_body_gets_its_line(ctx):
@@ -553,20 +560,8 @@ def test_request_pipelined_behind_a_413_for_a_chunked_body_gets_its_line(ctx):
     log = ctx.path("access.log")
     ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log},
                           listener={"max_body_size": "10"}))
-    first = (b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-             b"14\r\n" + b"y" * 20 + b"\r\n0\r\n\r\n")
-    second = b"GET /after HTTP/1.1\r\nHost: a\r\n\r\n"
-    s = connect(("127.0.0.1", port))
-    s.sendall(first + second)
-    got = recv_all(s)
-    s.close()
-    check(got.startswith(b"HTTP/1.1 413") and got.count(b"HTTP/1.1 ") == 1, f"answer: {got[:60]!r}")
-    lines = _wait_lines(log, 2)
-    a, z = (LINE_RE.match(l) for l in lines[:2])
-    check(a and a["status"] == "413" and int(a["bytes_in"]) == len(first),
-          f"the 413's line (want {len(first)} bytes in): {lines[0]!r}")
-    check(z and z["request"] == '"GET /after HTTP/1.1"' and z["reason"] == "unanswered_pipelined"
-          and int(z["bytes_in"]) == len(second), f"the pipelined one: {lines[1:]!r}")
+    _check_pipelined_behind(port, log, b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            b"14\r\n" + b"y" * 20 + b"\r\n0\r\n\r\n", 413)
     b.close()
 
 
