@@ -56,6 +56,34 @@ static uint64_t listener_sum(const struct admin_host *host, uint32_t slot, enum 
 	return sum;
 }
 
+/* A listener /metrics lists: its name and counter slot. */
+struct listener_ref {
+	const char *name;
+	uint32_t slot;
+};
+
+/* The listeners of CFG, then the names a reload took away (renamed or
+ * removed) that still have connections open: those count under the name
+ * that accepted them until they end, so the gauges add up to what is open.
+ * Fills OUT (STATS_LISTENER_SLOTS entries) and returns how many. */
+static size_t listed_listeners(const struct admin_host *host, const struct cfg *cfg,
+			       struct listener_ref *out)
+{
+	bool listed[STATS_LISTENER_SLOTS] = {false};
+	size_t n = 0;
+
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		out[n++] = (struct listener_ref){cfg->listeners[i].name, cfg->listeners[i].slot};
+		if (cfg->listeners[i].slot < STATS_LISTENER_SLOTS)
+			listed[cfg->listeners[i].slot] = true;
+	}
+	const char *name;
+	for (uint32_t slot = 0; (name = stats_listener_name(slot)) != NULL; slot++)
+		if (!listed[slot] && listener_sum(host, slot, L_ACTIVE) > 0)
+			out[n++] = (struct listener_ref){name, slot};
+	return n;
+}
+
 static void listener_metrics(struct sbuf *b, const struct admin_host *host, const struct cfg *cfg)
 {
 	static const struct {
@@ -69,13 +97,14 @@ static void listener_metrics(struct sbuf *b, const struct admin_host *host, cons
 		{"listener_bytes_received_total", "counter", "Bytes received from clients.", L_IN},
 		{"listener_bytes_sent_total", "counter", "Bytes sent to clients.", L_OUT},
 	};
+	struct listener_ref refs[STATS_LISTENER_SLOTS];
+	size_t n = listed_listeners(host, cfg, refs);
 
 	for (size_t d = 0; d < sizeof(defs) / sizeof(defs[0]); d++) {
 		family(b, defs[d].name, defs[d].type, defs[d].help);
-		for (size_t i = 0; i < cfg->n_listeners; i++) {
-			const char *kv[] = {"listener", cfg->listeners[i].name};
-			sample(b, defs[d].name, kv, 2,
-			       listener_sum(host, cfg->listeners[i].slot, defs[d].f));
+		for (size_t i = 0; i < n; i++) {
+			const char *kv[] = {"listener", refs[i].name};
+			sample(b, defs[d].name, kv, 2, listener_sum(host, refs[i].slot, defs[d].f));
 		}
 	}
 }

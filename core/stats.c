@@ -101,6 +101,11 @@ bool stats_listener_names_fit(const struct cfg *cfg)
 	return listener_slots.n + fresh <= listener_slots.cap;
 }
 
+const char *stats_listener_name(uint32_t slot)
+{
+	return slot < listener_slots.n ? listener_slots.names[slot] : NULL;
+}
+
 void stats_sum_pool(const struct worker *ws, int n, uint32_t slot, struct pool_totals *out)
 {
 	memset(out, 0, sizeof(*out));

@@ -59,6 +59,9 @@ int stats_assign_slots(struct gen *g);
 /* Main thread: whether CFG's listener names, with the ones seen before,
  * fit in STATS_LISTENER_SLOTS. */
 bool stats_listener_names_fit(const struct cfg *cfg);
+/* Main thread: the listener name of slot SLOT, or NULL past the last slot
+ * given out. */
+const char *stats_listener_name(uint32_t slot);
 /* One pool's counters summed over the workers. */
 struct pool_totals {
 	uint64_t buckets[STATS_BUCKETS];

@@ -92,8 +92,12 @@ def test_reload_adds_and_removes_listeners(ctx):
     check(set(listeners) == {"a", "b"}, f"/status after removing t: {sorted(listeners)}")
     m = parse_metrics(site.adm.metrics())
     check(metric(m, "fulcrum_listener_connections_total", listener="b") == 1, "b's count")
-    check(not [k for k in m if ("listener", "t") in k[1]], "metrics still list t")
+    # /metrics lists t while its tunnel is open, and no longer after.
+    check(metric(m, "fulcrum_listener_connections_active", listener="t") == 1,
+          "t's open tunnel is not in /metrics")
     tunnel.close()
+    wait_for(lambda: not [k for k in parse_metrics(site.adm.metrics()) if ("listener", "t") in k[1]],
+             5 * SCALE, what="metrics to stop listing t once its tunnel ended")
     check("listener t: no longer listening on" in site.f.stderr(), "the removal is not logged")
     # Two listening sockets went, two came: the process ends where it began.
 
@@ -153,7 +157,16 @@ def test_reload_renames_reorders_and_moves_binds(ctx):
     # The held connection started under a and is not counted in c; the
     # name_via connection just made through c goes away on its own time.
     wait_for(lambda: _active(site)["c"] == 0, 5 * SCALE, what="c to count no connection")
+    # /metrics goes on listing a while it has a connection open, so the
+    # gauges add up to what is open; a's counters went on with it.
+    m = parse_metrics(site.adm.metrics())
+    check(metric(m, "fulcrum_listener_connections_active", listener="a") == 1,
+          "a's held connection is not in /metrics")
+    check(metric(m, "fulcrum_listener_connections_total", listener="a") == 4, "a's total")
     held.close()
+    wait_for(lambda: metric(parse_metrics(site.adm.metrics()),
+                            "fulcrum_listener_connections_active", listener="a") is None,
+             5 * SCALE, what="a to leave /metrics once its last connection ended")
 
 
 def test_a_bind_moves_between_listeners(ctx):
