@@ -141,10 +141,11 @@ int log_access_open(const char *target, enum cfg_log_format format)
 			park(old);
 		return 0;
 	}
+	/* Copies close on exec: a binary upgrade's new process opens its own. */
 	if (strcmp(target, "stderr") == 0)
-		fd = dup(STDERR_FILENO);
+		fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
 	else if (strcmp(target, "stdout") == 0)
-		fd = dup(STDOUT_FILENO);
+		fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
 	else
 		fd = open_log_file(target, O_CREAT);
 	if (fd < 0)

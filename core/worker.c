@@ -159,22 +159,26 @@ static void pause_listener(struct listen_sock *ls)
 	timer_add(&w->timers, &w->accept_timer, w->now_ms + ACCEPT_PAUSE_MS);
 }
 
-/* A listener the main thread dropped meanwhile (live false) is left alone:
+/* Empties W's list of paused listeners, watching them again when ACCEPT.
+ * A listener the main thread dropped meanwhile (live false) is left alone:
  * its fd may be closed already. Once paused is false the main thread may
  * free it, so that goes last. */
-static void resume_listeners(struct timer *t)
+static void unpause_listeners(struct worker *w, bool accept)
 {
-	struct worker *w = container_of(t, struct worker, accept_timer);
-
 	while (w->paused) {
 		struct listen_sock *ls = w->paused;
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &ls->h};
 
 		w->paused = ls->paused_next;
-		if (atomic_load(&ls->live))
+		if (accept && atomic_load(&ls->live))
 			epoll_ctl(w->epfd, EPOLL_CTL_MOD, ls->fd, &ev);
 		atomic_store(&ls->paused, false);
 	}
+}
+
+static void resume_listeners(struct timer *t)
+{
+	unpause_listeners(container_of(t, struct worker, accept_timer), true);
 }
 
 static void refuse(struct worker *w, const struct cfg_listener *lc, int fd,
@@ -292,7 +296,9 @@ static void on_wake(struct ev_handler *h, uint32_t events)
 		return;
 	/* The main thread drops the listening sockets (binds_drop_all). */
 	w->draining = true;
+	/* No more accepting: the main thread may free what was paused. */
 	timer_del(&w->timers, &w->accept_timer);
+	unpause_listeners(w, false);
 	/* Hand-off: every response from now on closes its connection, so
 	 * clients move to the new process as they go; what is still here at
 	 * WORKER_GRACEFUL has been idle since, which a close hardly races. */

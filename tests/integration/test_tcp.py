@@ -577,3 +577,44 @@ def test_out_of_descriptors_at_accept_is_said_once_not_per_pause(ctx):
     for s in waiting:
         check(echo_roundtrip(s, b"served"), "a client that waited was not served")
         s.close()
+
+
+def _main_thread_wakeups(pid):
+    with open(f"/proc/{pid}/task/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise TestFailure("no voluntary_ctxt_switches")
+
+
+def test_a_stop_while_out_of_descriptors_leaves_the_main_thread_asleep(ctx):
+    """A listener paused on EMFILE when SIGTERM comes is let go at once, so
+    the main thread does not poll every few milliseconds for it to be freed
+    through the whole graceful stop."""
+    import resource
+
+    b = ctx.backend("echo")
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()],
+                             glob={"workers": 1, "graceful_timeout": "10s"}))
+    held = connect(_addr(port))
+    check(echo_roundtrip(held, b"held"), "the held connection")
+    limits = resource.prlimit(f.pid, resource.RLIMIT_NOFILE)
+    try:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, (max(f.fds()) + 1, limits[1]))
+        waiting = connect(_addr(port))  # accept fails: the listener pauses
+        wait_for(lambda: "accept: Too many open files" in f.stderr(), 2 * SCALE,
+                 what="the worker to run out of descriptors")
+        f.signal(signal.SIGTERM)
+        wait_for(lambda: "stopping gracefully" in f.stderr(), 2 * SCALE, what="the stop")
+        time.sleep(0.3)
+        before = _main_thread_wakeups(f.pid)
+        time.sleep(1)
+        woke = _main_thread_wakeups(f.pid) - before
+    finally:
+        resource.prlimit(f.pid, resource.RLIMIT_NOFILE, limits)
+    check(woke < 50, f"the main thread woke {woke} times in a second of the stop")
+    check(echo_roundtrip(held, b"still served"), "the held connection during the stop")
+    held.close()
+    waiting.close()
+    check(f.wait_exit(5 * SCALE) == 0, "exit status")

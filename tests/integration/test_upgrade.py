@@ -681,6 +681,33 @@ def test_upgrade_after_dropping_privileges_rewrites_the_pid_file(ctx):
     check(not os.path.exists(site.pidfile), "the pid file is left after the exit")
 
 
+def test_upgrades_pass_on_no_access_log_descriptor(ctx):
+    """access_log = stderr writes to a copy of fd 2; each new process makes
+    its own, so the copies must not pile up across upgrades."""
+    site = Site(ctx, workers=1)
+    conf = site.f.conf_text.replace("access_log = off", "access_log = stderr")
+    site.rewrite(conf)
+    site.f.signal(signal.SIGHUP)
+    wait_for(lambda: "generation 2" in site.f.stderr(), 5 * SCALE, what="the reload")
+    stderr_file = site.f.fds()[2]
+
+    def on_stderr(f):
+        return sum(1 for target in f.fds().values() if target == stderr_file)
+
+    start = on_stderr(site.f)
+    old = site.f
+    for _ in range(2):
+        new = site.upgrade(old, conf)
+        _exit_status_soon(old, 10)
+        check(on_stderr(new) == start,
+              f"the new process has {on_stderr(new)} descriptors on stderr's file, not {start}")
+        old = new
+    m, _, _ = roundtrip(site.http_port, get("/"))
+    check(m.status == 200, f"a request after the upgrades: {m}")
+    wait_for(lambda: '"GET / HTTP/1.1" 200' in old.stderr(), 2 * SCALE,
+             what="the request's access-log line on stderr")
+
+
 def test_second_sigusr2_while_upgrading_is_refused(ctx):
     site = Site(ctx)
     f = site.f
