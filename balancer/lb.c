@@ -6,10 +6,10 @@
  *
  * Threads: lb_pool_new runs on the main thread, lb_pool_free and
  * lb_server_unref on whichever thread drops a generation's last reference;
- * lb_pool_rebuild on the
- * health thread (or the admin API), the only writer of pool->table; lb_pick
- * on any worker, reading shared state with relaxed loads and the table with
- * one acquire load.
+ * lb_pool_rebuild, which writes pool->table, on the main thread while the
+ * pool is not published yet and on the health thread after (see lb.h);
+ * lb_pick on any worker, reading shared state with relaxed loads and the
+ * table with one acquire load.
  */
 #include "balancer/lb.h"
 #include "balancer/algo.h"

@@ -97,7 +97,7 @@ struct lb_worker {
 	int64_t *cw; /* smooth-WRR current weight per server */
 	size_t n;
 	uint64_t rng; /* xorshift state, never 0 */
-	uint32_t rr; /* leastconn: whose turn it is among tied servers */
+	uint32_t tie_turn; /* leastconn: whose turn it is among tied servers */
 };
 
 /*
@@ -284,6 +284,10 @@ static inline void lb_pool_put(struct lb_pool *pool)
  * main thread before that, while no worker can see the pool yet.
  */
 int lb_pool_rebuild(struct lb_pool *pool, struct lb_table **old);
+/* Whether POOL's published table has the members and weights the server
+ * states give now (always, for pools without a table): false when a
+ * rebuild is due, or when that cannot be told (no memory). */
+bool lb_table_is_current(const struct lb_pool *pool);
 void lb_table_free(struct lb_table *t);
 
 /* One runtime server from its configuration, at position INDEX of its pool

@@ -64,7 +64,7 @@ struct lb_server *lb_leastconn_pick(const struct lb_pool *pool, struct lb_worker
 	 * through slow start is no whole number of turns: a weighted draw
 	 * then. Either way, when other workers' connections changed the
 	 * loads meanwhile, the lightest this pass sees. */
-	uint64_t turn = whole_units ? (uint64_t)w->rr++ * unit % tied_weight
+	uint64_t turn = whole_units ? (uint64_t)w->tie_turn++ * unit % tied_weight
 				    : lb_rng_next(&w->rng) % tied_weight;
 	struct lb_server *lightest = NULL;
 	int64_t light_load = 0, light_w = 1;

@@ -149,6 +149,24 @@ struct lb_table *lb_table_build(const struct lb_pool *pool)
 	return t;
 }
 
+bool lb_table_is_current(const struct lb_pool *pool)
+{
+	const struct lb_table *t = atomic_load_explicit(&pool->table, memory_order_acquire);
+	struct lb_table now = {0};
+	bool same;
+
+	if (pool->balance != BAL_MAGLEV && pool->balance != BAL_RING)
+		return true;
+	if (!t)
+		return false;
+	same = table_members(&now, pool) == 0 && now.n_members == t->n_members &&
+	       memcmp(now.members, t->members, now.n_members * sizeof(*now.members)) == 0 &&
+	       memcmp(now.weights, t->weights, now.n_members * sizeof(*now.weights)) == 0;
+	free(now.members);
+	free(now.weights);
+	return same;
+}
+
 static uint32_t table_start(const struct lb_table *t, uint64_t key)
 {
 	if (t->kind == BAL_RING)
@@ -156,12 +174,16 @@ static uint32_t table_start(const struct lb_table *t, uint64_t key)
 	return (uint32_t)(key % t->size);
 }
 
+/* Whether a walk of T would find a candidate (under bound B, when not
+ * NULL): when none is there, it would visit every slot for nothing. */
 static bool table_has_cand(const struct lb_table *t, const struct lb_pool *pool,
-			   const struct lb_cands *c)
+			   const struct lb_cands *c, const struct lb_bound *b)
 {
-	for (size_t i = 0; i < t->n_members; i++)
-		if (lb_is_cand(c, pool->servers[t->members[i]]))
+	for (size_t i = 0; i < t->n_members; i++) {
+		const struct lb_server *s = pool->servers[t->members[i]];
+		if (lb_is_cand(c, s) && (!b || lb_bound_admits(b, s)))
 			return true;
+	}
 	return false;
 }
 
@@ -209,7 +231,7 @@ struct lb_server *lb_table_pick(const struct lb_pool *pool, uint64_t key,
 		return NULL;
 	if (factor > 0)
 		lb_bound_init(&b, pool, &c, factor);
-	if (t && t->size && table_has_cand(t, pool, &c)) {
+	if (t && t->size && table_has_cand(t, pool, &c, factor > 0 ? &b : NULL)) {
 		struct lb_server *s = table_walk(t, pool, start, &c, factor > 0 ? &b : NULL);
 
 		if (s)

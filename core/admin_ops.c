@@ -213,8 +213,8 @@ void admin_reload(struct admin_reply *r, const struct admin_host *host)
 
 /* ---------------------------------------------------------- changing -- */
 
-/* State changes that may take a server in or out of rotation: maglev and
- * ring tables are rebuilt by the health thread, their only builder. */
+/* State changes that may take a server in or out of rotation: the maglev
+ * and ring tables of published pools are rebuilt by the health thread. */
 static void state_changed(void)
 {
 	hc_rebuild_tables();

@@ -157,7 +157,8 @@ struct worker {
 extern _Atomic uint64_t worker_conns_total;
 
 /* Set by the main thread while a binary upgrade's child may hold a copy of
- * every fd (from its fork to its exec, core/upgrade.c). Closing an fd then
+ * every fd (from its spawn until it says it runs, or is gone; see
+ * core/upgrade.c). Closing an fd then
  * does not end its epoll registration, which the copy keeps alive, and
  * epoll would go on reporting events for a freed connection: worker_close
  * takes the fd out of the epoll first. */

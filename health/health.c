@@ -569,8 +569,10 @@ static void adopt(struct gen *g)
 					  : hc.now_ms + next_random() % hp->cfg->check_interval_ms);
 		}
 	}
+	/* G's tables were built on the main thread, and may predate a verdict
+	 * given since; the main thread waits, so only those are rebuilt. */
 	for (size_t i = 0; i < hc.n_pools; i++)
-		hc.pools[i].dirty = true; /* G's tables may predate a verdict given since */
+		hc.pools[i].dirty = !lb_table_is_current(hc.pools[i].pool);
 	rebuild_dirty();
 }
 

@@ -37,8 +37,9 @@ void hc_set_gen(struct gen *g);
 
 /* Main thread (the admin API, after it changed a server's state): asks the
  * health thread to rebuild every maglev/ring table of its generation.
- * Returns at once; the rebuild happens on the health thread, the only one
- * that rebuilds. */
+ * Returns at once; the rebuild happens on the health thread, which alone
+ * rebuilds the tables of published pools (the main thread builds those of
+ * a generation before it is published). */
 void hc_rebuild_tables(void);
 
 /* Main thread: stops and joins the health thread, closing every check in

@@ -9,9 +9,8 @@
  * closes, HC_DRAIN_MAX bytes at most, so a well-behaved server sees an
  * orderly close rather than a reset; the health thread cuts it short after
  * HC_DRAIN_GRACE_MS).
- * Every end goes through finish(), which frees the TLS state, closes the
- * socket (that also takes it out of epoll) and leaves the probe IDLE with
- * its result.
+ * Every end goes through finish(), which frees the TLS state, takes the
+ * socket out of epoll, closes it and leaves the probe IDLE with its result.
  */
 #include "health/probe.h"
 

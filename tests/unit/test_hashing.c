@@ -381,6 +381,36 @@ Test(bounded, cap_ignores_weights)
 	}
 }
 
+/* Every candidate over the cap (the light server is out: tried already):
+ * the pick still names a candidate, the same one for a key each time,
+ * without walking the table for one the cap admits. */
+Test(bounded, all_candidates_over_the_cap)
+{
+	static const enum cfg_balance kinds[] = {BAL_MAGLEV, BAL_RING};
+
+	for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+		struct hpool h;
+
+		hp_init(&h, kinds[k], 3, NULL, NULL, 100);
+		struct lb_server *light = h.pool->servers[0];
+		for (int i = 0; i < 10; i++) {
+			lb_server_get(h.pool->servers[1]);
+			lb_server_get(h.pool->servers[2]);
+		}
+		for (uint64_t key = 0; key < 50; key++) {
+			struct lb_server *s = lb_pick(h.pool, NULL, key_of(key), &light, 1);
+			cr_assert(s == h.pool->servers[1] || s == h.pool->servers[2], "key %lu: %s",
+				  (unsigned long)key, s ? s->name : "none");
+			cr_expect_eq(lb_pick(h.pool, NULL, key_of(key), &light, 1), s);
+		}
+		for (int i = 0; i < 10; i++) {
+			lb_server_put(h.pool->servers[1]);
+			lb_server_put(h.pool->servers[2]);
+		}
+		hp_deinit(&h);
+	}
+}
+
 Test(bounded, off_keeps_hot_key_on_one_server)
 {
 	struct hpool h;
