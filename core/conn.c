@@ -315,9 +315,10 @@ void conn_close(struct conn *c, enum close_reason reason)
 	io_free(&c->cli);
 	worker_close(c->w, c->cli.fd);
 	c->cli.fd = -1;
-	/* A tcp client's reset goes on to the server as one, as HAProxy passes
-	 * an abort on: a FIN would say the client had finished sending. */
-	if (reason == CR_CLIENT_RESET && !c->http && c->srv.fd >= 0) {
+	/* A tcp client's reset (or broken TLS stream) goes on to the server as
+	 * one, as HAProxy passes an abort on: a FIN would say the client had
+	 * finished sending. */
+	if ((reason == CR_CLIENT_RESET || reason == CR_CLIENT_TLS) && !c->http && c->srv.fd >= 0) {
 		struct linger rst = {.l_onoff = 1, .l_linger = 0};
 		setsockopt(c->srv.fd, SOL_SOCKET, SO_LINGER, &rst, sizeof(rst));
 	}

@@ -32,6 +32,7 @@
 	X(CR_NO_SERVER, "no_server")                                                               \
 	X(CR_CLIENT_RESET, "client_reset")                                                         \
 	X(CR_CLIENT_CLOSED, "client_closed")                                                       \
+	X(CR_CLIENT_TLS, "client_tls_error")                                                       \
 	X(CR_SERVER_RESET, "server_reset")                                                         \
 	X(CR_MAX_CONNECTIONS, "max_connections")                                                   \
 	X(CR_SHUTDOWN, "shutdown")                                                                 \

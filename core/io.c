@@ -46,6 +46,19 @@ bool io_unread(const struct side *s)
 	return n >= 0 || errno != EAGAIN;
 }
 
+ssize_t io_peek(struct side *s)
+{
+	char b;
+	ssize_t n;
+
+	if (s->io)
+		return s->io->peek(s);
+	do
+		n = recv(s->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : n;
+}
+
 ssize_t io_send(struct side *s, const void *buf, size_t len)
 {
 	if (s->io)

@@ -64,6 +64,8 @@ struct io_ops {
 	/* Whether the layer holds bytes taken from the socket but not yet
 	 * returned by recv (TLS: a record read ahead). */
 	bool (*pending)(const struct side *s);
+	/* Same contract as io_peek below. */
+	ssize_t (*peek)(struct side *s);
 };
 
 /* Reads into BUF. Returns the bytes read (> 0), 0 at EOF, -EAGAIN when there
@@ -82,5 +84,10 @@ void io_free(struct side *s);
  * socket's (one recv with MSG_PEEK). For a socket about to wait idle, whose
  * waiting bytes no new edge would announce. */
 bool io_unread(const struct side *s);
+/* What the next io_recv would give, without taking it: > 0 when bytes wait
+ * (the layer's payload, not its records: a TLS close_notify is an EOF), 0
+ * at EOF, -EAGAIN when nothing has come, another -errno on error. Once a
+ * FIN has come, tells whether the peer sent anything before it. */
+ssize_t io_peek(struct side *s);
 
 #endif

@@ -153,6 +153,8 @@ static enum close_reason error_reason(const struct conn *c, const struct half *h
 	const struct side *s = h->err_on_src ? h->src : h->dst;
 	if (h->err == ENOMEM)
 		return CR_NO_MEMORY;
+	if (s == &c->cli && h->err == EPROTO)
+		return CR_CLIENT_TLS; /* a record that failed to decrypt, an alert */
 	return s == &c->cli ? CR_CLIENT_RESET : CR_SERVER_RESET;
 }
 

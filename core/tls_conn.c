@@ -46,6 +46,7 @@ static ssize_t tls_send(struct side *s, const void *buf, size_t len);
 static void tls_shutdown(struct side *s);
 static void tls_free(struct side *s);
 static bool tls_pending(const struct side *s);
+static ssize_t tls_peek(struct side *s);
 
 static const struct io_ops tls_io_ops = {
 	.recv = tls_recv,
@@ -53,6 +54,7 @@ static const struct io_ops tls_io_ops = {
 	.shutdown = tls_shutdown,
 	.free = tls_free,
 	.pending = tls_pending,
+	.peek = tls_peek,
 };
 
 bool tls_side_is_tls(const struct side *s)
@@ -134,6 +136,21 @@ static ssize_t tls_recv(struct side *s, void *buf, size_t cap)
 	ERR_clear_error();
 	errno = 0;
 	if (SSL_read_ex(ssl, buf, cap, &n))
+		return (ssize_t)n;
+	return io_fail(s, ssl, true);
+}
+
+/* Reads the next record in, if need be, to tell payload from a
+ * close_notify; what it holds goes to the next tls_recv. */
+static ssize_t tls_peek(struct side *s)
+{
+	SSL *ssl = s->io_ctx;
+	char b;
+	size_t n = 0;
+
+	ERR_clear_error();
+	errno = 0;
+	if (SSL_peek_ex(ssl, &b, 1, &n))
 		return (ssize_t)n;
 	return io_fail(s, ssl, true);
 }
@@ -296,9 +313,17 @@ static void handshake_timeout(struct conn *c)
 	close_handshake(c, c->cli.io_ctx, CR_TLS_TIMEOUT, 0);
 }
 
+/* A stop: a client that has begun its handshake finishes it (under
+ * handshake_timeout) and is then served as its mode serves a connection
+ * at a stop: http answers its first request with Connection: close, tcp
+ * relays up to graceful_timeout. One that has sent nothing is closed, as a
+ * plain connection would be. */
 static void handshake_drain(struct conn *c)
 {
-	conn_close(c, CR_SHUTDOWN);
+	SSL *ssl = c->cli.io_ctx;
+
+	if (BIO_number_read(SSL_get_rbio(ssl)) == 0 && !io_unread(&c->cli))
+		close_handshake(c, ssl, CR_SHUTDOWN, 0);
 }
 
 static void handshake_event(struct conn *c, const struct side *from)

@@ -117,9 +117,13 @@ static void peek_timeout(struct conn *c)
 	route_and_start(c, NULL, 0);
 }
 
+/* A stop: a ClientHello on its way is read to its end (under
+ * handshake_timeout) and the connection relayed up to graceful_timeout, as
+ * a plain tcp connection is; one that has sent nothing is closed. */
 static void peek_drain(struct conn *c)
 {
-	conn_close(c, CR_SHUTDOWN);
+	if (!io_unread(&c->cli))
+		conn_close(c, CR_SHUTDOWN);
 }
 
 static void peek_event(struct conn *c, const struct side *from)

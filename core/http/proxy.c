@@ -229,12 +229,14 @@ static uint32_t next_request_at(const struct http_conn *hc)
 	return i;
 }
 
-bool http_client_done(const struct conn *c)
+bool http_client_done(struct conn *c)
 {
 	const struct http_conn *hc = http_of(c);
 
+	/* The FIN is in, but what the client sent before it may not be read
+	 * yet: a request pipelined in a later segment or TLS record. */
 	return c->cli.hup && (hc->req_done || hc->req_body == HTTP_BODY_NONE) &&
-	       next_request_at(hc) >= hc->rlen;
+	       next_request_at(hc) >= hc->rlen && io_peek(&c->cli) <= 0;
 }
 
 void http_reply(struct conn *c, int status, const char *reason, bool close)
@@ -270,6 +272,28 @@ static void log_unanswered(struct conn *c)
 		c->w->draining || c->reason == CR_SHUTDOWN ? "shutdown" : "unanswered_pipelined";
 	http_log_request(c);
 	hc->method_len = 0;
+}
+
+/* Ends the connection after a whole exchange. Requests the client
+ * pipelined in a later segment, still in the socket, are read in to be
+ * logged with the rest; and closing on unread bytes would send a reset,
+ * which can destroy the end of the answer still in flight, so then the
+ * connection lingers instead (a FIN, then what comes is read and dropped). */
+static void close_after_answer(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	bool unread = io_peek(&c->cli) > 0;
+
+	if (unread && http_rbuf_get(c) == 0 && hc->rlen < hc->rcap) {
+		ssize_t n = io_recv(&c->cli, hc->rbuf + hc->rlen, hc->rcap - hc->rlen);
+		if (n > 0)
+			hc->rlen += (uint32_t)n;
+	}
+	log_unanswered(c);
+	if (unread)
+		linger(c);
+	else
+		conn_close(c, CR_NONE);
 }
 
 /* RFC 9112 §2.2: line ends a client sends between requests (old ones do
@@ -312,12 +336,10 @@ static void finish_request(struct conn *c)
 	if (!hc->client_ka || c->w->draining) {
 		/* A client still sending a body would get a reset on close,
 		 * which can destroy the answer in flight: drain it first. */
-		if (!hc->req_done) {
+		if (!hc->req_done)
 			linger(c);
-		} else {
-			log_unanswered(c);
-			conn_close(c, CR_NONE);
-		}
+		else
+			close_after_answer(c);
 		return;
 	}
 	/* Keep what the client pipelined after this request. */
@@ -354,7 +376,9 @@ static void run_tunnel(struct conn *c)
 	if (up == RELAY_ERROR || down == RELAY_ERROR) {
 		const struct half *bad = up == RELAY_ERROR ? &c->up : &c->down;
 		bool client = (bad->err_on_src ? bad->src : bad->dst) == &c->cli;
-		hc->reason = client ? "client_reset" : "server_reset";
+		hc->reason = !client		  ? "server_reset"
+			     : bad->err == EPROTO ? "client_tls_error"
+						  : "client_reset";
 		conn_close(c, client ? CR_CLIENT_RESET : CR_SERVER_RESET);
 		return;
 	}
@@ -491,7 +515,9 @@ static int read_request(struct conn *c)
 		if (hc->phase == HP_IDLE) {
 			conn_close(c, CR_NONE);
 		} else {
-			hc->reason = n == 0 ? "client_closed" : "client_reset";
+			hc->reason = n == 0	    ? "client_closed"
+				     : n == -EPROTO ? "client_tls_error"
+						    : "client_reset";
 			if (!hc->method_len)
 				http_note_unparsed_request(c);
 			conn_close(c, CR_CLIENT_RESET);

@@ -64,9 +64,9 @@ void http_server_done(struct conn *c);
  * the connection closes after it. REASON goes to the access log. */
 void http_reply(struct conn *c, int status, const char *reason, bool close);
 /* Whether the client has sent its last byte (a FIN after the request, and
- * nothing pipelined behind it): the answer to this request ends the
- * connection, and says so with Connection: close. */
-bool http_client_done(const struct conn *c);
+ * nothing pipelined behind it, in rbuf or still in the socket): the answer
+ * to this request ends the connection, and says so with Connection: close. */
+bool http_client_done(struct conn *c);
 
 /* request.c */
 

@@ -596,7 +596,7 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 		if (n == -EAGAIN)
 			return 0;
 		if (n <= 0) {
-			hc->reason = "client_aborted";
+			hc->reason = n == -EPROTO ? "client_tls_error" : "client_aborted";
 			conn_close(c, CR_CLIENT_RESET);
 			return -1;
 		}
@@ -636,7 +636,7 @@ static int send_length(struct conn *c, struct http_conn *hc)
 	if (r == RELAY_ERROR) {
 		if (!c->up.err_on_src)
 			return body_write_failed(c, hc, c->up.err);
-		hc->reason = "client_aborted";
+		hc->reason = c->up.err == EPROTO ? "client_tls_error" : "client_aborted";
 		conn_close(c, CR_CLIENT_RESET);
 		return -1;
 	}

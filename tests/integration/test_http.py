@@ -1349,6 +1349,59 @@ def test_client_half_close_after_request(ctx):
         check(m.status == 200 and m.body == pattern(size), f"{path} after the client's FIN: {m!r}")
 
 
+def test_half_close_after_requests_pipelined_in_separate_writes(ctx):
+    """A client that pipelines requests in separate writes, then shuts down
+    its write side, gets every answer, in order and whole, the last with
+    Connection: close: the FIN that came does not mean that what the client
+    sent before it was read. Each request has its log line."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    for size in (10, 4 * MIB):
+        r = client(port)
+        r.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KIB)
+        r.send(get(f"/?size={size}&ms=100"))  # the answer comes after the rest
+        time.sleep(0.02)
+        r.send(get("/second?size=7"))
+        r.s.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)  # the FIN is in before the first answer starts
+        m1 = read_response(r)
+        m2 = read_response(r)
+        check(m1.status == 200 and m1.body == pattern(size), f"the first answer ({size} bytes): {m1!r}")
+        check(m1.get("connection") is None, f"the first answer closes: {m1!r}")
+        check(m2.status == 200 and m2.body == pattern(7), f"the pipelined request's answer: {m2!r}")
+        check(m2.get("connection") == "close", f"the last answer does not say close: {m2!r}")
+        check(r.to_eof() == b"", "bytes after the last answer")
+        r.close()
+    wait_for(lambda: sum("/second?size=7" in l for l in read_lines(log)) == 2, 2 * SCALE,
+             what="the pipelined requests' log lines")
+
+
+def test_request_behind_a_close_in_a_later_write_is_logged_not_reset(ctx):
+    """Connection: close, and the client sends another request in a later
+    write all the same: fulcrum reads it in to log it (unanswered), and
+    lingers instead of closing on unread bytes, whose reset could destroy
+    the end of the answer in flight."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [b.server_line()], glob={"access_log": log}))
+    size = 4 * MIB
+    r = client(port)
+    r.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * KIB)
+    r.send(get(f"/?size={size}&ms=100", headers=["Connection: close"]))
+    time.sleep(0.02)
+    r.send(get("/behind?size=7"))
+    time.sleep(0.3)
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(size), f"the answer: {m!r}")
+    check(r.to_eof() == b"", "bytes after the answer")
+    r.close()
+    wait_for(lambda: any('"GET /behind?size=7 HTTP/1.1"' in l and l.endswith(" unanswered_pipelined")
+                         for l in read_lines(log)), 2 * SCALE, what="the unanswered request's line")
+
+
 def test_client_aborts_mid_response(ctx):
     """Clients that vanish during a large download or while their request is
     being served leave nothing behind, and fulcrum keeps serving."""

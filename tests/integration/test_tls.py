@@ -1222,3 +1222,189 @@ def test_reload_renewed_and_broken_certificates(ctx):
     status, body, err = curl(port, "a.test", "/", cacert=certs.pem("ca"))
     check(status == 200, f"serving after a failed reload: {status} {err}")
     f.check_alive()
+
+
+class _RecordClient:
+    """A TLS client over memory BIOs, so a test decides what goes out in
+    which record, and when the close_notify and the FIN go."""
+
+    def __init__(self, port, certs, name="a.test", hold_finished=False):
+        """HOLD_FINISHED: stop once the server's handshake messages are in,
+        before the client's Finished goes (finish() sends it)."""
+        c = ssl.create_default_context(cafile=certs.pem("ca"))
+        self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = c.wrap_bio(self.inb, self.outb, server_hostname=name)
+        self.s = connect(("127.0.0.1", port))
+        self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self._flush()
+                d = self.s.recv(65536)
+                check(d, "closed during the handshake")
+                self.inb.write(d)
+        if not hold_finished:
+            self._flush()
+
+    def finish(self):
+        self._flush()
+
+    def _flush(self):
+        if self.outb.pending:
+            self.s.sendall(self.outb.read())
+
+    def record(self, data):
+        self.tls.write(data)
+        self._flush()
+
+    def close_notify(self):
+        try:
+            self.tls.unwrap()
+        except ssl.SSLWantReadError:
+            pass
+        self._flush()
+
+    def read_to_end(self):
+        """Everything until the server's close; and whether it ended with a
+        reset rather than a FIN."""
+        data = bytearray()
+        while True:
+            try:
+                d = self.s.recv(262144)
+            except ConnectionResetError:
+                return bytes(data), True
+            if not d:
+                return bytes(data), False
+            self.inb.write(d)
+            try:
+                while d := self.tls.read(1 << 20):
+                    data += d
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                pass
+
+
+def test_requests_before_a_fin_are_read_whatever_the_records(ctx):
+    """A client's FIN after requests in separate records (or after a
+    close_notify) does not mean fulcrum read them: every request before it
+    is answered, whole and in order, the connection ends with a FIN (no
+    reset cutting the last answer short), and each request has its line."""
+    from test_http import cbackend, pattern
+
+    certs = make_certs(ctx)
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(https_conf(port, certs, b.addr, glob={"access_log": log, "workers": 1}))
+    big = 4 * MIB
+    first = f"GET /?size={big}&ms=100 HTTP/1.1\r\nHost: a.test\r\n\r\n".encode()
+    second = b"GET /second?size=7 HTTP/1.1\r\nHost: a.test\r\n\r\n"
+    for how in ("pipelined", "close_notify"):
+        cl = _RecordClient(port, certs)
+        cl.record(first)
+        time.sleep(0.02)
+        if how == "pipelined":
+            cl.record(second)
+        else:
+            cl.close_notify()
+        cl.s.shutdown(socket.SHUT_WR)
+        time.sleep(0.3)  # the FIN is in before the answer starts
+        data, reset = cl.read_to_end()
+        cl.s.close()
+        head, _, rest = data.partition(b"\r\n\r\n")
+        check(head.startswith(b"HTTP/1.1 200") and rest[:big] == pattern(big),
+              f"{how}: the first answer: {head!r}, {len(rest)} bytes after it")
+        check(not reset, f"{how}: the connection was reset")
+        if how == "pipelined":
+            check(b"connection: close" not in head.lower(), f"{how}: the first answer closes")
+            head2, _, body2 = rest[big:].partition(b"\r\n\r\n")
+            check(head2.startswith(b"HTTP/1.1 200") and body2 == pattern(7) and
+                  b"connection: close" in head2.lower(), f"{how}: the second answer: {rest[big:]!r}")
+        else:
+            check(b"connection: close" in head.lower() and len(rest) == big,
+                  f"{how}: after a close_notify the answer says close and ends: {head!r}")
+    wait_for(lambda: sum("/second?size=7" in l for l in read_lines(log)) == 1 and
+             sum(f"/?size={big}" in l for l in read_lines(log)) == 2, 2 * SCALE,
+             what="a log line for each request")
+    b.close()  # its pooled connection is no leak
+
+
+def test_a_stop_lets_handshakes_under_way_finish(ctx):
+    """SIGTERM while clients are half-way through their handshakes: they
+    finish it; on an http listener the request that follows is answered
+    with Connection: close, on a tcp listener the connection is relayed
+    (up to graceful_timeout). A connection that has sent nothing yet is
+    closed at once, as a plain one is."""
+    certs = make_certs(ctx)
+    web = http_server(ctx, "s")
+    echo = ctx.backend("echo")
+    hport, tport = free_port(), free_port()
+    log = ctx.path("access.log")
+    conf = ini(glob_section({"access_log": log, "graceful_timeout": "5s"}),
+               ("pool p", {"check": "none", "server": f"s1 {web.addr}"}),
+               ("pool e", {"check": "none", "server": echo.server_line()}),
+               ("listener l", terminating_listener(hport, certs)),
+               ("listener t", terminating_listener(tport, certs, mode="tcp", pool="e")))
+    f = ctx.fulcrum(conf)
+    silent = connect(("127.0.0.1", hport))
+    hc = _RecordClient(hport, certs, hold_finished=True)
+    tc = _RecordClient(tport, certs, hold_finished=True)
+    f.signal(signal.SIGTERM)
+    wait_for(lambda: "stopping gracefully" in f.stderr(), 2 * SCALE, what="the stop")
+    check(closed_by_peer(silent, 2 * SCALE) is not None, "the silent connection stays open")
+    silent.close()
+    hc.finish()
+    hc.record(b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n")
+    data, reset = hc.read_to_end()
+    check(data.startswith(b"HTTP/1.1 200") and b"connection: close" in data.lower() and not reset,
+          f"the request after a handshake the stop came in: {data[:300]!r}, reset {reset}")
+    tc.finish()
+    tc.record(b"echo me\n")
+    got = b""
+    while not got.endswith(b"\n"):
+        d = tc.s.recv(65536)
+        if not d:
+            break
+        tc.inb.write(d)
+        try:
+            got += tc.tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    check(got == b"echo me\n", f"the tcp connection after the stop: {got!r}")
+    tc.s.close()
+    check(f.wait_exit(5 * SCALE) == 0, "exit status")
+    lines = read_lines(log)
+    check(any(" l " in l and '"GET /x HTTP/1.1" 200' in l for l in lines), f"log: {lines}")
+    check(any(l.endswith(" shutdown") and " 0 0 " in l for l in lines),
+          f"the silent connection's line: {lines}")
+
+
+def test_a_broken_record_is_logged_as_a_tls_error(ctx):
+    """A client whose record fails to decrypt, after the handshake, gets an
+    alert and a close, logged client_tls_error (not client_reset: it did
+    not reset), on http and tcp listeners."""
+    certs = make_certs(ctx)
+    web = http_server(ctx, "s")
+    echo = ctx.backend("echo")
+    hport, tport = free_port(), free_port()
+    log = ctx.path("access.log")
+    conf = ini(glob_section({"access_log": log}),
+               ("pool p", {"check": "none", "server": f"s1 {web.addr}"}),
+               ("pool e", {"check": "none", "server": echo.server_line()}),
+               ("listener l", terminating_listener(hport, certs)),
+               ("listener t", terminating_listener(tport, certs, mode="tcp", pool="e")))
+    ctx.fulcrum(conf)
+    for port, name in ((hport, "l"), (tport, "t")):
+        cl = _RecordClient(port, certs)
+        if name == "t":
+            cl.record(b"first\n")  # the server connection is up
+            time.sleep(0.2)
+        cl.tls.write(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        rec = bytearray(cl.outb.read())
+        rec[-3] ^= 0xFF
+        cl.s.sendall(bytes(rec))
+        check(closed_by_peer(cl.s, 3 * SCALE) is not None, f"{name}: still open")
+        cl.s.close()
+    wait_for(lambda: sum(l.endswith(" client_tls_error") for l in read_lines(log)) == 2, 3 * SCALE,
+             what="two client_tls_error lines")
