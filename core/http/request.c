@@ -441,6 +441,7 @@ void http_new_request(struct conn *c)
 	hc->req_left = hc->resp_left = hc->req_body_len = hc->req_length = 0;
 	hc->req_head_sent = hc->req_done = hc->req_body_flowed = hc->awaits_continue = false;
 	hc->req_write_failed = false;
+	hc->interim = 0;
 	hc->body_end = 0;
 	hc->resp_started = hc->resp_head_sent = hc->resp_done = false;
 	hc->server_ka = false;

@@ -207,12 +207,18 @@ static int begin_response(struct conn *c, struct http_head *h)
 	return 0;
 }
 
+/* Interim heads one request may get (nginx and HAProxy pass a handful);
+ * a server sending more is broken, or means to hold the worker. */
+#define INTERIM_MAX 32
+
 /* Reads and parses response heads until a final one is queued. Returns 1
- * when it is, 0 to wait, -1 after ending. 1xx heads go on as they come. */
+ * when it is, 0 to wait, -1 after ending. 1xx heads go on as they come,
+ * within the worker's turn budget and at most INTERIM_MAX of them. */
 static int read_response_head(struct conn *c, struct http_conn *hc)
 {
 	struct http_head *h = &c->w->head;
 	struct side *srv = &hc->u->s;
+	size_t budget = c->w->turn_budget;
 
 	for (;;) {
 		if (hc->slen > hc->spos) {
@@ -232,6 +238,15 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 				/* An interim response (100 Continue, 103 Early
 				 * Hints): passed on without its hop-by-hop fields,
 				 * but never to an HTTP/1.0 client (RFC 9110 §15.2). */
+				if (h->head_len >= budget && budget < c->w->turn_budget) {
+					conn_queue_resume(c); /* the others' turn first */
+					return 0;
+				}
+				budget = h->head_len < budget ? budget - h->head_len : 0;
+				if (++hc->interim > INTERIM_MAX) {
+					response_failed(c, 502, "too_many_interim");
+					return -1;
+				}
 				if (h->status == 100)
 					hc->awaits_continue = false; /* the body may come */
 				if (hc->minor == 0) {

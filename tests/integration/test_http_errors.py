@@ -877,16 +877,53 @@ def test_no_interim_responses_to_http10_clients(ctx):
 def test_many_interim_heads_then_the_answer(ctx):
     """Interim heads that together pass the response head buffer (64 KiB)
     are passed on and their room reused: the final answer still comes."""
-    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"a" * 400 + b".css>; rel=preload\r\n\r\n"
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </" + b"a" * 3000 + b".css>; rel=preload\r\n\r\n"
 
-    srv = pyserver(ctx, raw_handler(hint * 200 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    srv = pyserver(ctx, raw_handler(hint * 30 + b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
     port = free_port()
     ctx.fulcrum(http_conf(port, [srv.server_line()]))
     r = client(port)
     r.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     m = read_response(r)
     r.close()
-    check(m.status == 200 and m.body == b"ok", f"after {len(hint) * 200} bytes of 103s: {m!r}")
+    check(m.status == 200 and m.body == b"ok", f"after {len(hint) * 30} bytes of 103s: {m!r}")
+
+
+def test_a_server_streaming_interim_heads_gets_a_502_and_holds_no_one(ctx):
+    """A server that sends 103s without end (a broken one, or an origin a
+    forward-proxy client points at fulcrum to hold its worker) gets its
+    request a 502 after 32 of them (it used to hold the worker for good),
+    and the worker goes on serving."""
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+
+    def flood(r, srv):
+        if read_request(r) is None:
+            return
+        try:
+            for _ in range(200000):
+                r.send(hint * 50)
+        except OSError:
+            pass
+
+    srv = pyserver(ctx, flood)
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          extra=[("pool q", {"check": "none", "server": b.server_line()}),
+                                 ("route other", {"listener": "l", "path_prefix": "/other",
+                                                  "pool": "q"})]))
+    r = client(port)
+    r.send(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    m = read_response(r)
+    check(m.status == 502, f"the flood's request: {m!r}")
+    r.close()
+    for _ in range(3):
+        m2, _, _ = roundtrip(port, get("/other?size=3"))
+        check(m2.status == 200 and m2.body == b"abc", f"another client after it: {m2!r}")
+    wait_for(lambda: any(l.endswith(" too_many_interim") for l in read_lines(log)), 2 * SCALE,
+             what="the too_many_interim line")
+    b.close()
 
 
 def test_interim_heads_go_out_as_http11(ctx):
