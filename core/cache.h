@@ -80,7 +80,8 @@ int cache_req_field(const struct cache_req *rq, const char *name, size_t name_le
  * The Vary record of a response: for each field name its Vary fields list
  * (lower-cased, once each), the value RQ has for it. Writes it to OUT and
  * returns its length (0 without Vary), or -1 when it cannot be kept (Vary: *,
- * a name or value too long, more than CAP bytes).
+ * a field fulcrum writes itself, a name or value too long, more than CAP
+ * bytes).
  */
 int cache_vary_build(const struct http_head *resp, const char *buf, const struct cache_req *rq,
 		     char *out, size_t cap);

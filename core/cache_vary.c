@@ -136,6 +136,21 @@ static int record_add(char *out, size_t cap, size_t *at, const char *el, size_t 
 	return 0;
 }
 
+/* Fields fulcrum adds, replaces or removes on the way to the server: the
+ * server saw values a later client's request does not carry, so a Vary on
+ * one cannot be matched (X-Forwarded-For names each client's address). */
+static bool written_by_fulcrum(const char *name, size_t len)
+{
+	static const char *const own[] = {"x-forwarded-for",  "x-forwarded-proto",
+					  "x-forwarded-host", "via",
+					  "max-forwards",     "proxy-authorization"};
+
+	for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++)
+		if (strlen(own[i]) == len && strncasecmp(own[i], name, len) == 0)
+			return true;
+	return false;
+}
+
 int cache_vary_build(const struct http_head *resp, const char *buf, const struct cache_req *rq,
 		     char *out, size_t cap)
 {
@@ -147,7 +162,7 @@ int cache_vary_build(const struct http_head *resp, const char *buf, const struct
 		const char *el;
 		size_t pos = 0, el_len;
 		while (http_list_next(buf + hd->value.off, hd->value.len, &pos, &el, &el_len)) {
-			if (el_len == 1 && el[0] == '*')
+			if ((el_len == 1 && el[0] == '*') || written_by_fulcrum(el, el_len))
 				return -1;
 			if (record_add(out, cap, &at, el, el_len, rq) < 0)
 				return -1;

@@ -412,6 +412,13 @@ static void body_read_all(struct half *h)
 /* Relays a Content-Length or read-until-close body with relay_half. */
 static int relay_plain_response(struct conn *c, struct http_conn *hc)
 {
+	/* A cache fill that stopped (the body outgrew what may be stored) may
+	 * leave bytes read for the client in sbuf: they go first. */
+	if (hc->ssend) {
+		int r = send_held(c, hc);
+		if (r <= 0)
+			return r;
+	}
 	/* Once the half is armed, only it knows whether bytes still wait in
 	 * its pipe or buffer: resp_left reaching 0 means read, not written. */
 	if (!hc->down_armed) {

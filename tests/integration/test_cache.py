@@ -293,6 +293,20 @@ def test_vary_two_entries(ctx):
     check(o.count("/v") == 3, f"origin asked {o.count('/v')} times")
 
 
+def test_vary_on_a_field_fulcrum_writes_is_not_stored(ctx):
+    """The server saw X-Forwarded-For (or Via, Max-Forwards) as fulcrum
+    wrote it, not as the client sent it: a response varying on one would
+    be matched against the wrong value (every client without the field
+    would get the first client's personalised answer), so it is not kept."""
+    o = Origin(ctx)
+    for path, field in (("/xff", "X-Forwarded-For"), ("/via", "Via"), ("/mf", "Max-Forwards")):
+        o.route(path, headers=["Cache-Control: max-age=60", f"Vary: Accept, {field}"],
+                body=lambda req, n, field=field: f"{field}={req.get(field.lower())}".encode())
+    _, port = start(ctx, o, glob={"workers": 1})
+    for path in ("/xff", "/via", "/mf"):
+        expect_never_stored(port, o, path)
+
+
 def test_head_from_stored_get(ctx):
     o = Origin(ctx)
     o.route("/h", headers=["Cache-Control: max-age=60", "Content-Type: text/x"],
