@@ -180,7 +180,7 @@ static size_t put_extras(struct conn *c, const struct cache_entry *e, char *x)
 	int64_t age = cache_entry_age_ms(e, c->w->now_ms) / 1000;
 	size_t n = 0;
 
-	if (c->w->draining)
+	if (c->w->draining || http_client_done(c))
 		hc->client_ka = false;
 	n += put_str(x + n, "Age: ");
 	n += put_u64(x + n, age > 0 ? (uint64_t)age : 0);

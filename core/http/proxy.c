@@ -247,6 +247,7 @@ void http_reply(struct conn *c, int status, const char *reason, bool close)
 static void linger(struct conn *c)
 {
 	c->last_active_ms = c->w->now_ms; /* LINGER_MS from now, whatever comes */
+	http_of(c)->lingered = 0;
 	io_shutdown(&c->cli);
 	http_set_phase(c, HP_LINGER);
 	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
@@ -409,6 +410,7 @@ static void enter_tunnel(struct conn *c)
 	}
 	hc->bytes_in += early;
 	http_rbuf_put(c, hc);
+	http_sbuf_put(c, hc); /* the 101 and what came behind it have gone out */
 	http_set_phase(c, HP_TUNNEL);
 	if (c->w->past_deadline) {
 		/* A request let finish after the stop's deadline does not
@@ -472,18 +474,31 @@ static void run_reply(struct conn *c)
 	finish_request(c);
 }
 
-/* Reads and drops what the client still sends after an error reply. */
+/* What a lingering connection reads and drops at most: a client that
+ * goes on sending past it is not waiting for the answer it was sent. */
+#define LINGER_DROP_MAX (4 * 1024 * 1024)
+
+/* Reads and drops what the client still sends after an answer that ends
+ * the connection, within the worker's turn budget. */
 static void run_linger(struct conn *c)
 {
+	struct http_conn *hc = http_of(c);
 	char *buf = c->w->scratch;
+	size_t budget = c->w->turn_budget;
+
 	while (c->cli.rd) {
+		if (budget == 0) {
+			conn_queue_resume(c);
+			return;
+		}
 		ssize_t n = io_recv(&c->cli, buf, c->w->scratch_cap);
 		if (n == -EAGAIN)
 			return;
-		if (n <= 0) {
+		if (n <= 0 || (hc->lingered += (uint64_t)n) > LINGER_DROP_MAX) {
 			conn_close(c, CR_NONE);
 			return;
 		}
+		budget = (size_t)n < budget ? budget - (size_t)n : 0;
 	}
 }
 

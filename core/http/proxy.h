@@ -119,6 +119,7 @@ struct http_conn {
 	 * client (bytes_in still head_in) nor an interim answer yet */
 	bool awaits_continue;
 	uint8_t interim; /* interim (1xx) heads the server sent for this request */
+	uint64_t lingered; /* bytes read and dropped while lingering (proxy.c) */
 	uint32_t head_in; /* bytes_in once the head was read */
 	bool up_armed, down_armed; /* c->up / c->down carry this request's body */
 	uint32_t head_start, head_end; /* the kept head in rbuf, for a resend */

@@ -307,6 +307,27 @@ def test_vary_on_a_field_fulcrum_writes_is_not_stored(ctx):
         expect_never_stored(port, o, path)
 
 
+def test_a_hit_to_a_half_closed_client_says_close(ctx):
+    """A client that sends its request and its FIN gets a hit with
+    Connection: close, as it gets a miss, and then the close."""
+    o = Origin(ctx)
+    o.route("/hc", headers=["Cache-Control: max-age=60"], body=b"stored")
+    _, port = start(ctx, o)
+    check(is_miss(fetch(port, "/hc")), "the first fetch")
+    s = connect(("127.0.0.1", port))
+    # Corked, the request and the FIN leave in one segment: fulcrum sees
+    # the FIN with the request, whenever it runs.
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    s.sendall(b"GET /hc HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    r = Reader(s)
+    m = read_response(r)
+    check(is_hit(m) and m.body == b"stored", f"the hit: {m!r}")
+    check(m.get("connection") == "close", f"the hit to a half-closed client: {m.headers}")
+    check(r.to_eof() == b"", "bytes after the hit")
+    s.close()
+
+
 def test_head_from_stored_get(ctx):
     o = Origin(ctx)
     o.route("/h", headers=["Cache-Control: max-age=60", "Content-Type: text/x"],

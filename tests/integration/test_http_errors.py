@@ -8,7 +8,7 @@ import struct
 import threading
 import time
 
-from harness import SCALE, check, closed_port, free_port, read_lines, recv_all, wait_for
+from harness import SCALE, check, closed_port, connect, free_port, read_lines, recv_all, wait_for
 from test_http import (UNANSWERING_HANDLERS, Message, access_lines, cbackend, chunk_encode, client,
                        close_backends_first, closer_handler, expect_error, get, http_conf, ok_handler,
                        parse_head, pyserver, raw_handler, read_chunked, read_request, read_response, roundtrip,
@@ -872,6 +872,30 @@ def test_no_interim_responses_to_http10_clients(ctx):
         if got_103:
             # SPEC §3: hop-by-hop fields are not forwarded, 1xx heads included.
             check(first.names() == {"link"}, f"the 103 kept hop-by-hop fields: {first.headers!r}")
+
+
+def test_lingering_after_an_error_drops_a_bounded_amount(ctx):
+    """After an error answer fulcrum reads and drops what the client still
+    sends, so no reset destroys the answer; a client that floods it is cut
+    off after a few MiB, not read at full speed for the whole second."""
+    b = cbackend(ctx, "b1")
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [b.server_line()]))
+    s = connect(("127.0.0.1", port))
+    s.sendall(b"BAD\r\n\r\n")
+    chunk = b"x" * (1 << 20)
+    sent = 0
+    t0 = time.monotonic()
+    try:
+        while sent < (2 << 30) and time.monotonic() - t0 < 5 * SCALE:
+            sent += s.send(chunk)
+    except OSError:
+        pass
+    s.close()
+    check(sent < 64 << 20, f"fulcrum took {sent >> 20} MiB from a client it answered 400")
+    m, _, _ = roundtrip(port, get("/?size=3"))
+    check(m.status == 200, f"the next client: {m!r}")
+    b.close()
 
 
 def test_many_interim_heads_then_the_answer(ctx):
