@@ -144,21 +144,128 @@ static bool name_matches(const char *name, const char *host, size_t len)
 	return !memchr(host, '.', len - suffix);
 }
 
-static const struct tls_cert *pick_cert(const struct tls_listener *tl, const char *host)
+/* Key types (tls_cert.key_types), a bit each. */
+enum {
+	KEY_RSA = 1u << 0,
+	KEY_RSA_PSS = 1u << 1,
+	KEY_EC = 1u << 2,
+	KEY_ED25519 = 1u << 3,
+	KEY_ED448 = 1u << 4,
+	KEY_OTHER = 1u << 5,
+	KEY_ANY = (1u << 6) - 1,
+};
+
+/* Whether TC names HOST[0, LEN): exactly (WILD false) or by a wildcard. */
+static bool cert_names(const struct tls_cert *tc, const char *host, size_t len, bool wild)
 {
-	size_t len = strlen(host);
+	for (size_t j = 0; j < tc->n_names; j++)
+		if (is_wildcard(tc->names[j]) == wild && name_matches(tc->names[j], host, len))
+			return true;
+	return false;
+}
+
+/* The pair for HOST (NULL: no SNI): the first that names it exactly, else
+ * by a wildcard, else the first pair; among those, one whose key the client
+ * can use (KEYS: key types its signature algorithms allow) comes first, so
+ * an RSA-only client gets the RSA certificate of a name whatever the order
+ * of the files and whatever other names each covers. */
+static const struct tls_cert *pick_cert(const struct tls_listener *tl, const char *host,
+					unsigned keys)
+{
+	size_t len = host ? strlen(host) : 0;
 	/* "a.test." names a.test; "a.test.." names nothing, as in routes */
 	if (len && host[len - 1] == '.')
 		len--;
-	for (int wild = 0; wild < 2; wild++)
-		for (size_t i = 0; i < tl->n_certs; i++)
-			for (size_t j = 0; j < tl->certs[i].n_names; j++) {
-				const char *name = tl->certs[i].names[j];
-				if (is_wildcard(name) == (wild == 1) &&
-				    name_matches(name, host, len))
-					return &tl->certs[i];
-			}
+	for (int wild = 0; host && wild < 2; wild++) {
+		const struct tls_cert *named = NULL;
+		for (size_t i = 0; i < tl->n_certs; i++) {
+			if (!cert_names(&tl->certs[i], host, len, wild))
+				continue;
+			if (tl->certs[i].key_types & keys)
+				return &tl->certs[i];
+			if (!named)
+				named = &tl->certs[i];
+		}
+		if (named)
+			return named;
+	}
+	for (size_t i = 0; i < tl->n_certs; i++)
+		if (tl->certs[i].key_types & keys)
+			return &tl->certs[i];
 	return &tl->certs[0];
+}
+
+/* Whether the client offers TLS 1.3 (supported_versions, RFC 8446 §4.2.1). */
+static bool client_offers_tls13(SSL *ssl)
+{
+	const unsigned char *p;
+	size_t len;
+
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_supported_versions, &p, &len) || len < 1 ||
+	    (size_t)p[0] != len - 1)
+		return false;
+	for (size_t i = 1; i + 1 < len; i += 2)
+		if (p[i] == 0x03 && p[i + 1] == 0x04)
+			return true;
+	return false;
+}
+
+/* The key types a TLS 1.2 client's cipher suites can authenticate with. */
+static unsigned suite_key_types(SSL *ssl)
+{
+	const unsigned char *p;
+	size_t len = SSL_client_hello_get0_ciphers(ssl, &p);
+	unsigned keys = 0;
+
+	for (size_t i = 0; i + 1 < len; i += 2) {
+		const SSL_CIPHER *c = SSL_CIPHER_find(ssl, p + i);
+		int auth = c ? SSL_CIPHER_get_auth_nid(c) : NID_undef;
+		if (auth == NID_auth_rsa)
+			keys |= KEY_RSA | KEY_RSA_PSS;
+		else if (auth == NID_auth_ecdsa)
+			keys |= KEY_EC | KEY_ED25519 | KEY_ED448;
+	}
+	return keys ? keys | KEY_OTHER : KEY_ANY;
+}
+
+/* The key types a client's signature_algorithms extension (RFC 8446
+ * §4.2.3) allows; all of them without it (TLS 1.2's default is RSA or
+ * ECDSA with SHA-1). */
+static unsigned sigalg_key_types(SSL *ssl)
+{
+	const unsigned char *p;
+	size_t len;
+	unsigned keys = 0;
+
+	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_signature_algorithms, &p, &len) ||
+	    len < 2 || (size_t)(p[0] << 8 | p[1]) != len - 2)
+		return KEY_ANY;
+	for (size_t i = 2; i + 1 < len; i += 2) {
+		unsigned hash = p[i], sig = p[i + 1];
+		if (hash == 0x08 && sig >= 0x04 && sig <= 0x06)
+			keys |= KEY_RSA; /* rsa_pss_rsae_* */
+		else if (hash == 0x08 && sig >= 0x09 && sig <= 0x0b)
+			keys |= KEY_RSA_PSS;
+		else if (hash == 0x08 && sig == 0x07)
+			keys |= KEY_ED25519;
+		else if (hash == 0x08 && sig == 0x08)
+			keys |= KEY_ED448;
+		else if (hash == 0x08 && sig >= 0x1a && sig <= 0x1c)
+			keys |= KEY_EC; /* ecdsa_brainpool* (TLS 1.3) */
+		else if (sig == 0x01)
+			keys |= KEY_RSA; /* rsa_pkcs1_* */
+		else if (sig == 0x03)
+			keys |= KEY_EC; /* ecdsa_* */
+	}
+	return keys ? keys | KEY_OTHER : KEY_ANY;
+}
+
+/* The key types a client can use: those its signature algorithms allow,
+ * and for a TLS 1.2 client those its cipher suites authenticate with. */
+static unsigned client_key_types(SSL *ssl)
+{
+	unsigned suites = client_offers_tls13(ssl) ? KEY_ANY : suite_key_types(ssl);
+	return sigalg_key_types(ssl) & suites;
 }
 
 /* Runs on the worker during the ClientHello: switches the SSL to the
@@ -170,7 +277,17 @@ static int on_servername(SSL *ssl, int *alert, void *arg)
 
 	if (!host)
 		return SSL_TLSEXT_ERR_NOACK;
-	const struct tls_cert *tc = pick_cert(tl, host);
+	/* on_client_hello chose among the pairs that name HOST (by key type):
+	 * that choice stands. */
+	size_t len = strlen(host);
+	if (len && host[len - 1] == '.')
+		len--;
+	for (size_t i = 0; i < tl->n_certs; i++)
+		if (tl->certs[i].ctx == SSL_get_SSL_CTX(ssl) &&
+		    (cert_names(&tl->certs[i], host, len, false) ||
+		     cert_names(&tl->certs[i], host, len, true)))
+			return SSL_TLSEXT_ERR_OK;
+	const struct tls_cert *tc = pick_cert(tl, host, KEY_ANY);
 	if (tc->ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, tc->ctx)) {
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_TLSEXT_ERR_ALERT_FATAL;
@@ -204,10 +321,9 @@ static int on_client_hello(SSL *ssl, int *alert, void *arg)
 	size_t len;
 	char host[256];
 
-	if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) ||
-	    !sni_of_ext(ext, len, host, sizeof(host)))
-		return SSL_CLIENT_HELLO_SUCCESS;
-	const struct tls_cert *tc = pick_cert(tl, host);
+	bool sni = SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &ext, &len) &&
+		   sni_of_ext(ext, len, host, sizeof(host));
+	const struct tls_cert *tc = pick_cert(tl, sni ? host : NULL, client_key_types(ssl));
 	if (tc->ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, tc->ctx)) {
 		*alert = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
@@ -352,17 +468,17 @@ static unsigned key_bit(SSL_CTX *ctx)
 
 	switch (k ? EVP_PKEY_get_base_id(k) : EVP_PKEY_NONE) {
 	case EVP_PKEY_RSA:
-		return 1u << 0;
+		return KEY_RSA;
 	case EVP_PKEY_RSA_PSS:
-		return 1u << 1;
+		return KEY_RSA_PSS;
 	case EVP_PKEY_EC:
-		return 1u << 2;
+		return KEY_EC;
 	case EVP_PKEY_ED25519:
-		return 1u << 3;
+		return KEY_ED25519;
 	case EVP_PKEY_ED448:
-		return 1u << 4;
+		return KEY_ED448;
 	default:
-		return 1u << 5;
+		return KEY_OTHER;
 	}
 }
 

@@ -1128,6 +1128,35 @@ def test_rsa_and_ecdsa_certificates_for_one_name(ctx):
     check("\nNew, " in out, f"an RSA session resumed after the RSA renewal:\n{out[-1500:]}")
 
 
+def test_a_client_gets_a_certificate_of_its_key_type_among_those_naming_it(ctx):
+    """An ECDSA certificate for a.test and x.test, and an RSA one for a.test
+    alone (name lists that differ): an RSA-only client asking for a.test,
+    or asking for no name, gets the RSA certificate (as with HAProxy), an
+    ECDSA one the ECDSA certificate, and x.test stays ECDSA's."""
+    certs = make_certs(ctx)
+    _leaf(certs.dir, "ax", "a.test", "DNS:a.test,DNS:x.test")
+    _leaf(certs.dir, "arsa", "a.test", "DNS:a.test", kind="rsa")
+    be = http_server(ctx, "s")
+    port = free_port()
+    ctx.fulcrum(ini(glob_section(),
+                    ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
+                    ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
+                                    "tls_cert": [certs.pem("ax"), certs.pem("arsa")],
+                                    "tls_key": [certs.key("ax"), certs.key("arsa")]})))
+    rsa12 = ("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
+    rsa13 = ("-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256")
+    ec13 = ("-tls1_3", "-sigalgs", "ecdsa_secp256r1_sha256")
+    for name, args, bits in ((("-servername", "a.test"), rsa12, "2048"),
+                             (("-servername", "a.test"), rsa13, "2048"),
+                             (("-noservername",), rsa13, "2048"),
+                             (("-servername", "a.test"), ec13, "256"),
+                             (("-servername", "x.test"), ec13, "256"),
+                             (("-noservername",), ec13, "256")):
+        out = s_client(port, *name, *args)
+        check(f"Server public key is {bits} bit" in out,
+              f"{name} {args}: want the {bits}-bit key:\n{out[-1500:]}")
+
+
 def test_expired_certificate_warned_and_served(ctx):
     """An expired certificate is not a configuration error (nginx and HAProxy
     load one too; a restart after a failed renewal must not take the site
