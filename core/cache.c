@@ -225,7 +225,6 @@ struct cache_entry *cache_entry_new(const struct cache_key *k, const char *vary,
 	return e;
 }
 
-/* Whether the field line LINE[0, LEN) has the name NAME (lower-case). */
 /* Whether the head line LINE[0, LEN) is one fulcrum writes itself on the
  * way out (Age, X-Cache) or one that no longer applies to a stored, decoded
  * body (Transfer-Encoding). */

@@ -341,7 +341,6 @@ static int64_t lifetime(const struct resp_fields *f, const char *buf, int64_t da
 	return e > date_s ? e - date_s : 0;
 }
 
-/* §4.2.3, in whole seconds. */
 /* RFC 9111 §5.1: of a list-valued Age, the first member counts; an invalid
  * one is ignored (0). */
 static int64_t age_value(const struct http_header *hd, const char *buf)
@@ -355,6 +354,8 @@ static int64_t age_value(const struct http_header *hd, const char *buf)
 	return age < 0 ? 0 : age;
 }
 
+/* RFC 9111 §4.2.3: the age the response had when it came, in
+ * milliseconds (corrected_initial_age). */
 static int64_t initial_age_ms(const struct resp_fields *f, const char *buf, int64_t date_s,
 			      uint64_t request_wall_ms, uint64_t response_wall_ms)
 {

@@ -235,9 +235,9 @@ uint64_t tls_drain_socket(int fd)
 
 /* A handshake that failed: nothing went through TLS, so the log counts the
  * bytes that went each way on the wire (the client's hello, fulcrum's
- * handshake messages and alert). The socket is plain from here on, and
+ * handshake messages and alert, and SENT: bytes written past the TLS
+ * layer, see answer_plain_http). The socket is plain from here on, and
  * what conn_close drains from it counts too. */
-/* SENT: bytes written past the TLS layer (answer_plain_http). */
 static void close_handshake(struct conn *c, SSL *ssl, enum close_reason reason, size_t sent)
 {
 	SSL_set_quiet_shutdown(ssl, 1);

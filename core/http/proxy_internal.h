@@ -54,6 +54,18 @@ void http_log_request(struct conn *c);
 
 /* proxy.c */
 
+/* How long a lingering connection (closing after its answer) waits. */
+#define LINGER_MS 1000
+
+void http_set_phase(struct conn *c, enum http_phase p);
+/* Runs the connection's current phase as far as it can go. */
+void http_run(struct conn *c);
+
+/* Answers the current request with STATUS and fulcrum's own short body
+ * (http_reply is this without HEADERS); HEADERS, when not NULL, are extra
+ * CRLF-terminated lines for the head. */
+void http_reply_ex(struct conn *c, int status, const char *reason, bool close, const char *headers);
+
 /* Gives back the server connection (to the idle pool when REUSE) and the
  * server's active count. */
 void http_release_server(struct conn *c, bool reuse);
@@ -90,8 +102,21 @@ void http_note_unparsed_request(struct conn *c);
 void http_origin_form(struct http_conn *hc, const struct http_head *h);
 /* 1 when the request is all sent, 0 to wait, -1 after ending. */
 int http_send_request(struct conn *c);
+/*
+ * Builds the head that goes to the server from H (parsed from the read
+ * buffer): the kept lines, closed up in place, then X-Forwarded-* when the
+ * listener adds them, then LINES (CRLF-terminated, may be NULL). MORE adds
+ * fields to drop (may be NULL). Sets head_start, head_end and req_extra.
+ * Returns 0 or -ENOMEM.
+ */
+int http_build_request_head(struct conn *c, const struct http_head *h,
+			    const struct rewrite_opts *more, const char *lines);
 
 /* connect.c */
+
+/* Connects to hc->server, or to a server of hc->pool picked by the
+ * balancer, with the pool's retries; the request then goes out. */
+void http_connect_server(struct conn *c);
 
 /* Counts a failure of hc->server for passive health and logs WHAT failed. */
 void http_server_failed(struct conn *c, int err, const char *what);
@@ -120,40 +145,12 @@ bool http_retry_next(struct conn *c, int err, const char *what);
  * ending. */
 int http_relay_response(struct conn *c);
 
-/* proxy.c */
-
-/* How long a lingering connection (closing after its answer) waits. */
-#define LINGER_MS 1000
-
-void http_set_phase(struct conn *c, enum http_phase p);
-/* Runs the connection's current phase as far as it can go. */
-void http_run(struct conn *c);
-
 /* timeout.c */
 
 /* The server's socket has room for the rest of the request, if any. */
 bool http_server_takes_request(const struct conn *c);
 /* Keeps the connection's timer no later than its phase's deadline. */
 void http_arm_timer(struct conn *c);
-
-/* Answers the current request with STATUS and fulcrum's own short body
- * (http_reply is this without HEADERS); HEADERS, when not NULL, are extra
- * CRLF-terminated lines for the head. */
-void http_reply_ex(struct conn *c, int status, const char *reason, bool close, const char *headers);
-
-/*
- * Builds the head that goes to the server from H (parsed from the read
- * buffer): the kept lines, closed up in place, then X-Forwarded-* when the
- * listener adds them, then LINES (CRLF-terminated, may be NULL). MORE adds
- * fields to drop (may be NULL). Sets head_start, head_end and req_extra.
- * Returns 0 or -ENOMEM.
- */
-int http_build_request_head(struct conn *c, const struct http_head *h,
-			    const struct rewrite_opts *more, const char *lines);
-
-/* Connects to hc->server, or to a server of hc->pool picked by the
- * balancer, with the pool's retries; the request then goes out. */
-void http_connect_server(struct conn *c);
 
 /* pick.c: the request's key for the hashing balances (hash_key, falling
  * back to the client address), and the server its sticky cookie names

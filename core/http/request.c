@@ -247,8 +247,6 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 /* Longest authority a Host line is built from: a DNS name and a port. */
 #define AUTHORITY_MAX (DNS_NAME_MAX + 6)
 
-/* An absolute-form target an http listener serves: http or https, with an
- * authority that can be a host name. */
 /* RFC 9113 §3.1 retired the upgrade to h2c, and its HTTP2-Settings field is
  * hop-by-hop (named in Connection), so it could not be passed on: an Upgrade
  * that offers nothing but h2c is dropped, and the request goes on as plain
@@ -269,6 +267,8 @@ static bool upgrade_offers_only_h2c(const struct http_head *h, const char *buf)
 	return true;
 }
 
+/* An absolute-form target an http listener serves: http or https, with an
+ * authority that can be a host name. */
 static bool is_http_uri(const struct http_head *h, const char *buf)
 {
 	const char *t = buf + h->target.off;

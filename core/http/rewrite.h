@@ -47,9 +47,9 @@ struct rewrite_extra {
 	size_t len, cap;
 };
 
-/* Appends printf-style text. Returns 0 or -ENOMEM. */
 /* Appends N bytes at S. Returns 0 or -ENOMEM. */
 int rewrite_put(struct rewrite_extra *x, const char *s, size_t n);
+/* Appends printf-style text. Returns 0 or -ENOMEM. */
 int rewrite_add(struct rewrite_extra *x, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 /* Appends the values of every field NAME of H joined by ", " (no CRLF). */
