@@ -164,20 +164,22 @@ static bool cert_names(const struct tls_cert *tc, const char *host, size_t len, 
 	return false;
 }
 
-/* The pair for HOST (NULL: no SNI): the first that names it exactly, else
- * by a wildcard, else the first pair; among those, one whose key the client
- * can use (KEYS: key types its signature algorithms allow) comes first, so
+/* The pair for HOST (NULL: no SNI), KEYS being the key types the client
+ * can use: the first that names HOST exactly with such a key, else by a
+ * wildcard with such a key; else the first naming HOST at all (the client
+ * cannot use it: its handshake fails, as it must); and with no SNI, or
+ * none naming it, the first pair with such a key, else the first pair. So
  * an RSA-only client gets the RSA certificate of a name whatever the order
  * of the files and whatever other names each covers. */
 static const struct tls_cert *pick_cert(const struct tls_listener *tl, const char *host,
 					unsigned keys)
 {
+	const struct tls_cert *named = NULL;
 	size_t len = host ? strlen(host) : 0;
 	/* "a.test." names a.test; "a.test.." names nothing, as in routes */
 	if (len && host[len - 1] == '.')
 		len--;
-	for (int wild = 0; host && wild < 2; wild++) {
-		const struct tls_cert *named = NULL;
+	for (int wild = 0; host && wild < 2; wild++)
 		for (size_t i = 0; i < tl->n_certs; i++) {
 			if (!cert_names(&tl->certs[i], host, len, wild))
 				continue;
@@ -186,9 +188,8 @@ static const struct tls_cert *pick_cert(const struct tls_listener *tl, const cha
 			if (!named)
 				named = &tl->certs[i];
 		}
-		if (named)
-			return named;
-	}
+	if (named)
+		return named;
 	for (size_t i = 0; i < tl->n_certs; i++)
 		if (tl->certs[i].key_types & keys)
 			return &tl->certs[i];
@@ -268,31 +269,14 @@ static unsigned client_key_types(SSL *ssl)
 	return sigalg_key_types(ssl) & suites;
 }
 
-/* Runs on the worker during the ClientHello: switches the SSL to the
- * context of the certificate the name asks for. */
+/* Runs on the worker during the ClientHello, after on_client_hello, which
+ * has chosen the certificate: acknowledges the name. */
 static int on_servername(SSL *ssl, int *alert, void *arg)
 {
-	const struct tls_listener *tl = arg;
-	const char *host = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
-
-	if (!host)
-		return SSL_TLSEXT_ERR_NOACK;
-	/* on_client_hello chose among the pairs that name HOST (by key type):
-	 * that choice stands. */
-	size_t len = strlen(host);
-	if (len && host[len - 1] == '.')
-		len--;
-	for (size_t i = 0; i < tl->n_certs; i++)
-		if (tl->certs[i].ctx == SSL_get_SSL_CTX(ssl) &&
-		    (cert_names(&tl->certs[i], host, len, false) ||
-		     cert_names(&tl->certs[i], host, len, true)))
-			return SSL_TLSEXT_ERR_OK;
-	const struct tls_cert *tc = pick_cert(tl, host, KEY_ANY);
-	if (tc->ctx != SSL_get_SSL_CTX(ssl) && !SSL_set_SSL_CTX(ssl, tc->ctx)) {
-		*alert = SSL_AD_INTERNAL_ERROR;
-		return SSL_TLSEXT_ERR_ALERT_FATAL;
-	}
-	return SSL_TLSEXT_ERR_OK;
+	(void)alert;
+	(void)arg;
+	return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) ? SSL_TLSEXT_ERR_OK
+								  : SSL_TLSEXT_ERR_NOACK;
 }
 
 /* The host_name of a server_name extension's body (RFC 6066 §3) into HOST,

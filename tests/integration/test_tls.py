@@ -1132,17 +1132,24 @@ def test_a_client_gets_a_certificate_of_its_key_type_among_those_naming_it(ctx):
     """An ECDSA certificate for a.test and x.test, and an RSA one for a.test
     alone (name lists that differ): an RSA-only client asking for a.test,
     or asking for no name, gets the RSA certificate (as with HAProxy), an
-    ECDSA one the ECDSA certificate, and x.test stays ECDSA's."""
+    ECDSA one the ECDSA certificate, and x.test stays ECDSA's; a name no
+    pair has goes to the first pair the client can use. An RSA wildcard
+    serves an RSA-only client whom an ECDSA exact name cannot."""
     certs = make_certs(ctx)
     _leaf(certs.dir, "ax", "a.test", "DNS:a.test,DNS:x.test")
     _leaf(certs.dir, "arsa", "a.test", "DNS:a.test", kind="rsa")
+    _leaf(certs.dir, "aw", "a.w.test", "DNS:a.w.test")
+    _leaf(certs.dir, "wrsa", "w wildcard", "DNS:*.w.test", kind="rsa")
     be = http_server(ctx, "s")
-    port = free_port()
+    port, wport = free_port(), free_port()
     ctx.fulcrum(ini(glob_section(),
                     ("pool p", {"check": "none", "server": f"s1 {be.addr}"}),
                     ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "http", "pool": "p",
                                     "tls_cert": [certs.pem("ax"), certs.pem("arsa")],
-                                    "tls_key": [certs.key("ax"), certs.key("arsa")]})))
+                                    "tls_key": [certs.key("ax"), certs.key("arsa")]}),
+                    ("listener w", {"bind": f"127.0.0.1:{wport}", "mode": "http", "pool": "p",
+                                    "tls_cert": [certs.pem("aw"), certs.pem("wrsa")],
+                                    "tls_key": [certs.key("aw"), certs.key("wrsa")]})))
     rsa12 = ("-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256")
     rsa13 = ("-tls1_3", "-sigalgs", "rsa_pss_rsae_sha256")
     ec13 = ("-tls1_3", "-sigalgs", "ecdsa_secp256r1_sha256")
@@ -1151,10 +1158,18 @@ def test_a_client_gets_a_certificate_of_its_key_type_among_those_naming_it(ctx):
                              (("-noservername",), rsa13, "2048"),
                              (("-servername", "a.test"), ec13, "256"),
                              (("-servername", "x.test"), ec13, "256"),
-                             (("-noservername",), ec13, "256")):
+                             (("-noservername",), ec13, "256"),
+                             (("-servername", "nobody.test"), rsa13, "2048"),
+                             (("-servername", "nobody.test"), rsa12, "2048"),
+                             (("-servername", "nobody.test"), ec13, "256")):
         out = s_client(port, *name, *args)
         check(f"Server public key is {bits} bit" in out,
               f"{name} {args}: want the {bits}-bit key:\n{out[-1500:]}")
+    for name, args, bits in ((("-servername", "a.w.test"), rsa13, "2048"),
+                             (("-servername", "a.w.test"), ec13, "256")):
+        out = s_client(wport, *name, *args)
+        check(f"Server public key is {bits} bit" in out,
+              f"wildcard listener {name} {args}: want the {bits}-bit key:\n{out[-1500:]}")
 
 
 def test_expired_certificate_warned_and_served(ctx):

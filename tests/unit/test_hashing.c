@@ -382,8 +382,8 @@ Test(bounded, cap_ignores_weights)
 }
 
 /* Every candidate over the cap (the light server is out: tried already):
- * the pick still names a candidate, the same one for a key each time,
- * without walking the table for one the cap admits. */
+ * the pick still names a candidate, the same one for a key each time (the
+ * path that skips the walk of the table, which would find none). */
 Test(bounded, all_candidates_over_the_cap)
 {
 	static const enum cfg_balance kinds[] = {BAL_MAGLEV, BAL_RING};
