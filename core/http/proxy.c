@@ -10,10 +10,11 @@
  * through the buffers, checked by the chunked decoder on their way.
  *
  * This file holds a connection's life: the phases and the loop that runs
- * them, replies, tunnels and the end of a request. timeout.c keeps each
- * phase's deadline; request.c reads, routes and sends requests; response.c
- * relays responses; buffers.c lends the buffers and writes out queued
- * bytes; account.c logs and counts.
+ * them, replies, tunnels and the end of a request. closing.c ends a
+ * connection after an answer; timeout.c keeps each phase's deadline;
+ * request.c reads, routes and sends requests; response.c relays responses;
+ * buffers.c lends the buffers and writes out queued bytes; account.c logs
+ * and counts.
  */
 #include "core/http/proxy.h"
 
@@ -38,8 +39,6 @@ struct http_conn *http_conn_new(void)
 {
 	return calloc(1, sizeof(struct http_conn));
 }
-
-static void log_unanswered(struct conn *c);
 
 /* ---- ending things ---------------------------------------------------- */
 
@@ -119,7 +118,7 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 	}
 	http_release_server(c, false);
 	if (logged && hc->req_done)
-		log_unanswered(c); /* what was pipelined behind it */
+		http_log_unanswered(c); /* what was pipelined behind it */
 	forward_conn_free(hc->fwd);
 	cache_http_free(hc);
 	http_rbuf_put(c, hc);
@@ -217,108 +216,9 @@ void http_reply_ex(struct conn *c, int status, const char *reason, bool close, c
 	http_set_phase(c, HP_REPLY);
 }
 
-/* Where what the client sent after the current request starts, line ends
- * skipped: RFC 9112 §2.2 lets a client send CRLFs between requests (old
- * ones do after a body), and they are no request. */
-static uint32_t next_request_at(const struct http_conn *hc)
-{
-	uint32_t i = hc->rpos;
-
-	while (hc->rbuf && i < hc->rlen && (hc->rbuf[i] == '\r' || hc->rbuf[i] == '\n'))
-		i++;
-	return i;
-}
-
-bool http_client_done(struct conn *c)
-{
-	const struct http_conn *hc = http_of(c);
-
-	/* The FIN is in, but what the client sent before it may not be read
-	 * yet: a request pipelined in a later segment or TLS record. */
-	return c->cli.hup && (hc->req_done || hc->req_body == HTTP_BODY_NONE) &&
-	       next_request_at(hc) >= hc->rlen && io_peek(&c->cli) <= 0;
-}
-
 void http_reply(struct conn *c, int status, const char *reason, bool close)
 {
 	http_reply_ex(c, status, reason, close, NULL);
-}
-
-static void linger(struct conn *c)
-{
-	c->last_active_ms = c->w->now_ms; /* LINGER_MS from now, whatever comes */
-	http_of(c)->lingered = 0;
-	io_shutdown(&c->cli);
-	http_set_phase(c, HP_LINGER);
-	timer_add(&c->w->timers, &c->timer, c->w->now_ms + LINGER_MS);
-}
-
-/* The connection closes after an answer (a stop, Connection: close, or a
- * response cut off) with more requests pipelined behind it. They go
- * unanswered, as RFC 9112 §9.6 lets them, but not unlogged: one line with
- * what came of them. Line ends alone (a client's CRLF after a body) are no
- * request. */
-static void log_unanswered(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-
-	if (!hc->rbuf || next_request_at(hc) >= hc->rlen)
-		return;
-	memmove(hc->rbuf, hc->rbuf + hc->rpos, hc->rlen - hc->rpos);
-	hc->rlen -= hc->rpos;
-	hc->rpos = 0;
-	http_new_request(c);
-	http_note_unparsed_request(c);
-	hc->reason =
-		c->w->draining || c->reason == CR_SHUTDOWN ? "shutdown" : "unanswered_pipelined";
-	http_log_request(c);
-	hc->method_len = 0;
-}
-
-/* Ends the connection after a whole exchange. Requests the client
- * pipelined in a later segment, still in the socket, are read in to be
- * logged with the rest; and closing on unread bytes would send a reset,
- * which can destroy the end of the answer still in flight, so then the
- * connection lingers instead (a FIN, then what comes is read and dropped). */
-static void close_after_answer(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	bool unread = io_peek(&c->cli) > 0;
-
-	if (unread && http_rbuf_get(c) == 0 && hc->rlen < hc->rcap) {
-		ssize_t n = io_recv(&c->cli, hc->rbuf + hc->rlen, hc->rcap - hc->rlen);
-		if (n > 0)
-			hc->rlen += (uint32_t)n;
-	}
-	log_unanswered(c);
-	if (unread)
-		linger(c);
-	else
-		conn_close(c, CR_NONE);
-}
-
-/* RFC 9112 §2.2: line ends a client sends between requests (old ones do
- * after a body) are no request. Drops the whole CRLFs at the start of rbuf
- * and tells whether nothing else is there (or only a CR, the first half of
- * the next): then the connection stays idle, under keepalive_timeout. */
-static bool between_requests(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	uint32_t i = 0;
-
-	if (!hc->rbuf)
-		return true;
-	while (i + 1 < hc->rlen && hc->rbuf[i] == '\r' && hc->rbuf[i + 1] == '\n')
-		i += 2;
-	if (i > 0) {
-		memmove(hc->rbuf, hc->rbuf + i, hc->rlen - i);
-		hc->rlen -= i;
-	}
-	if (hc->rlen > 1 || (hc->rlen == 1 && hc->rbuf[0] != '\r'))
-		return false;
-	if (hc->rlen == 0)
-		http_rbuf_put(c, hc);
-	return true;
 }
 
 /* The current request is over: log it, pool the server connection if it is
@@ -338,9 +238,9 @@ static void finish_request(struct conn *c)
 		/* A client still sending a body would get a reset on close,
 		 * which can destroy the answer in flight: drain it first. */
 		if (!hc->req_done)
-			linger(c);
+			http_linger(c);
 		else
-			close_after_answer(c);
+			http_close_after_answer(c);
 		return;
 	}
 	/* Keep what the client pipelined after this request. */
@@ -351,7 +251,7 @@ static void finish_request(struct conn *c)
 	}
 	http_set_phase(c, HP_IDLE);
 	c->last_active_ms = c->w->now_ms;
-	if (!between_requests(c)) {
+	if (!http_between_requests(c)) {
 		http_new_request(c);
 		http_start_request(c);
 	}
@@ -467,39 +367,11 @@ static void run_reply(struct conn *c)
 		http_log_request(c);
 		hc->method_len = 0;
 		if (request_read_whole(hc, sent))
-			log_unanswered(c); /* what was pipelined behind it */
-		linger(c);
+			http_log_unanswered(c); /* what was pipelined behind it */
+		http_linger(c);
 		return;
 	}
 	finish_request(c);
-}
-
-/* What a lingering connection reads and drops at most: a client that
- * goes on sending past it is not waiting for the answer it was sent. */
-#define LINGER_DROP_MAX (4 * 1024 * 1024)
-
-/* Reads and drops what the client still sends after an answer that ends
- * the connection, within the worker's turn budget. */
-static void run_linger(struct conn *c)
-{
-	struct http_conn *hc = http_of(c);
-	char *buf = c->w->scratch;
-	size_t budget = c->w->turn_budget;
-
-	while (c->cli.rd) {
-		if (budget == 0) {
-			conn_queue_resume(c);
-			return;
-		}
-		ssize_t n = io_recv(&c->cli, buf, c->w->scratch_cap);
-		if (n == -EAGAIN)
-			return;
-		if (n <= 0 || (hc->lingered += (uint64_t)n) > LINGER_DROP_MAX) {
-			conn_close(c, CR_NONE);
-			return;
-		}
-		budget = (size_t)n < budget ? budget - (size_t)n : 0;
-	}
 }
 
 /* ---- the event loop's entry points ------------------------------------ */
@@ -526,7 +398,7 @@ static int read_request(struct conn *c)
 	}
 	if (n <= 0) {
 		/* A client closing between requests is the normal end (a CR
-		 * it sent after the last one is no request: between_requests). */
+		 * it sent after the last one is no request: http_between_requests). */
 		if (hc->phase == HP_IDLE) {
 			conn_close(c, CR_NONE);
 		} else {
@@ -595,7 +467,7 @@ static void drained_unread(struct conn *c)
 	if (c->cli.io)
 		return;
 	if (http_of(c)->phase == HP_IDLE)
-		linger(c);
+		http_linger(c);
 	else
 		conn_close(c, CR_SHUTDOWN);
 }
@@ -630,7 +502,7 @@ void http_run(struct conn *c)
 					drained_unread(c);
 				return;
 			}
-			if (hc->phase == HP_IDLE && between_requests(c)) {
+			if (hc->phase == HP_IDLE && http_between_requests(c)) {
 				/* Line ends are no activity: a client sending only
 				 * those is idle, and closed at keepalive_timeout. */
 				c->last_active_ms = idle_since;
@@ -673,7 +545,7 @@ void http_run(struct conn *c)
 			run_reply(c);
 			break;
 		case HP_LINGER:
-			run_linger(c);
+			http_run_linger(c);
 			return;
 		default:
 			return;
@@ -762,7 +634,7 @@ void http_drain(struct conn *c)
 	 * sends before it sees that is read and dropped, not met with a
 	 * reset. */
 	else if (hc->phase == HP_IDLE)
-		linger(c);
+		http_linger(c);
 	else if (nothing_read)
 		conn_close(c, CR_SHUTDOWN); /* accepted, nothing sent yet */
 	else

@@ -54,9 +54,6 @@ void http_log_request(struct conn *c);
 
 /* proxy.c */
 
-/* How long a lingering connection (closing after its answer) waits. */
-#define LINGER_MS 1000
-
 void http_set_phase(struct conn *c, enum http_phase p);
 /* Runs the connection's current phase as far as it can go. */
 void http_run(struct conn *c);
@@ -75,10 +72,29 @@ void http_server_done(struct conn *c);
 /* Answers the current request with STATUS and a short text body; CLOSE:
  * the connection closes after it. REASON goes to the access log. */
 void http_reply(struct conn *c, int status, const char *reason, bool close);
+
+/* closing.c */
+
+/* How long a lingering connection (closing after its answer) waits. */
+#define LINGER_MS 1000
+
 /* Whether the client has sent its last byte (a FIN after the request, and
  * nothing pipelined behind it, in rbuf or still in the socket): the answer
  * to this request ends the connection, and says so with Connection: close. */
 bool http_client_done(struct conn *c);
+/* Half-closes the client side and reads and drops what still comes, for
+ * LINGER_MS at most (HP_LINGER; http_run_linger reads). */
+void http_linger(struct conn *c);
+void http_run_linger(struct conn *c);
+/* Logs what the client pipelined behind the answer that ends the
+ * connection (one line, reason unanswered_pipelined or shutdown). */
+void http_log_unanswered(struct conn *c);
+/* Ends the connection after a whole exchange: what the client still sent
+ * is logged, and the connection lingers rather than close on unread bytes. */
+void http_close_after_answer(struct conn *c);
+/* Drops the CRLFs a client sent between requests from rbuf; whether
+ * nothing else is there (the connection stays idle). */
+bool http_between_requests(struct conn *c);
 
 /* request.c */
 
