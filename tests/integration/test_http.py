@@ -2199,38 +2199,44 @@ def test_sigterm_resets_no_busy_keepalive_client(ctx):
 def test_sigterm_serves_requests_accepted_with_it(ctx):
     """Connections a worker accepts in the same turn as the stop, their
     request already in, are served (with Connection: close) rather than
-    closed unread, which resets them. Made certain by stopping the process
-    while the clients connect and send."""
+    closed unread, which resets them. Brought about by stopping the process
+    while the clients connect and send; whether the worker accepts before
+    the main thread closes the listener is the scheduler's choice (those
+    left in the accept queue are reset by the kernel, as README says), so
+    the stop is tried until a worker has accepted some."""
     b = cbackend(ctx, "b1")
-    port = free_port()
-    log = ctx.path("access.log")
-    f = ctx.fulcrum(http_conf(port, [b.server_line()],
-                              glob={"access_log": log, "graceful_timeout": "5s"}))
-    f.signal(signal.SIGSTOP)
-    try:
-        clients = []
-        for _ in range(16):
-            r = client(port, timeout=5 * SCALE)
-            r.send(get("/"))
-            clients.append(r)
-        time.sleep(0.2)
-        f.signal(signal.SIGTERM)
-    finally:
-        f.signal(signal.SIGCONT)
     answered = 0
-    for r in clients:
+    for attempt in range(8):
+        port = free_port()
+        log = ctx.path(f"access{attempt}.log")
+        f = ctx.fulcrum(http_conf(port, [b.server_line()],
+                                  glob={"access_log": log, "graceful_timeout": "5s"}))
+        f.signal(signal.SIGSTOP)
         try:
-            m = read_response(r)
-            check("close" in m.tokens("connection"), f"an answer during the stop: {m!r}")
-            answered += 1
-        except (ConnectionResetError, EOFError):
-            pass  # still in the accept queue when the listener closed: the kernel resets it
-        r.close()
-    check(f.wait_exit(6) == 0, "exit status after the drain")
-    unread = [ln for ln in read_lines(log) if ln.endswith(" shutdown")]
-    check(not unread, f"{len(unread)} connections closed with their request unread "
-          f"({answered} answered): {unread[:2]}")
-    check(answered > 0, "no connection was answered")
+            clients = []
+            for _ in range(16):
+                r = client(port, timeout=5 * SCALE)
+                r.send(get("/"))
+                clients.append(r)
+            time.sleep(0.2)
+            f.signal(signal.SIGTERM)
+        finally:
+            f.signal(signal.SIGCONT)
+        for r in clients:
+            try:
+                m = read_response(r)
+                check("close" in m.tokens("connection"), f"an answer during the stop: {m!r}")
+                answered += 1
+            except (ConnectionResetError, EOFError):
+                pass  # still in the accept queue when the listener closed: the kernel resets it
+            r.close()
+        check(f.wait_exit(6) == 0, "exit status after the drain")
+        unread = [ln for ln in read_lines(log) if ln.endswith(" shutdown")]
+        check(not unread, f"{len(unread)} connections closed with their request unread "
+              f"({answered} answered): {unread[:2]}")
+        if answered:
+            break
+    check(answered > 0, "no connection was answered in 8 stops")
 
 
 def test_sigterm_deadline_cuts_tunnels_not_requests_in_flight(ctx):
