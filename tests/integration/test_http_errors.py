@@ -943,7 +943,7 @@ def test_a_server_streaming_interim_heads_gets_a_502_and_holds_no_one(ctx):
     check(m.status == 502, f"the flood's request: {m!r}")
     r.close()
     for _ in range(3):
-        m2, _, _ = roundtrip(port, get("/other?size=3"))
+        m2, _, _ = roundtrip(port, get("/other?size=3"), wait_close=0)
         check(m2.status == 200 and m2.body == b"abc", f"another client after it: {m2!r}")
     wait_for(lambda: any(l.endswith(" too_many_interim") for l in read_lines(log)), 2 * SCALE,
              what="the too_many_interim line")
