@@ -95,9 +95,11 @@ test-unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t --jobs 2; done
 
 # TESTS="tcp http_smuggling" runs only the integration tests whose names
-# contain one of those words.
+# contain one of those words. TEST_JOBS tests run at once: they mostly wait,
+# and 4 at a time keep 2 CPUs busy without starving fulcrum under ASan.
+TEST_JOBS ?= 4
 test-integration: $(BIN) $(HELPER_BIN)
-	FULCRUM_BIN=$(BIN) python3 tests/integration/run.py $(addprefix -k ,$(TESTS))
+	FULCRUM_BIN=$(BIN) python3 tests/integration/run.py -j $(TEST_JOBS) $(addprefix -k ,$(TESTS))
 
 test-asan: deps
 	@$(MAKE) --no-print-directory all

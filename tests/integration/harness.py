@@ -112,13 +112,23 @@ def _bindable(port):
     return True
 
 
+def _port_range():
+    """The ports free_port() draws from: below the ephemeral range, and cut
+    into run.py's job slices (FULCRUM_TEST_SLICE="i/n") so that tests running
+    side by side never hand out the same port."""
+    hi = _ephemeral_low() - 1
+    lo = 10000 if hi > 12000 else 1024
+    i, n = (int(x) for x in os.environ.get("FULCRUM_TEST_SLICE", "0/1").split("/"))
+    width = (hi - lo + 1) // n
+    return lo + i * width, lo + (i + 1) * width - 1
+
+
 def free_port(host="127.0.0.1"):
     """A port for fulcrum to listen on: free on every address right now and
     taken below the ephemeral range, so that no client connection (ours or
     another process's) can grab it as its local port before fulcrum binds.
     HOST is accepted for symmetry; the port is free on all addresses."""
-    hi = _ephemeral_low() - 1
-    lo = 10000 if hi > 12000 else 1024
+    lo, hi = _port_range()
     for _ in range(1000):
         port = random.randint(lo, hi)
         if port not in _handed_out and _bindable(port):

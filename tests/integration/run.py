@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Runs fulcrum's integration tests, one after the other.
+"""Runs fulcrum's integration tests, JOBS at a time.
 
-    FULCRUM_BIN=build/fulcrum python3 tests/integration/run.py [-k SUBSTRING]... [-x] [-v]
+    FULCRUM_BIN=build/fulcrum python3 tests/integration/run.py [-j JOBS] [-k SUBSTRING]... [-x] [-v]
 
 Tests are the functions named test_* in tests/integration/test_*.py, taken in
-file and definition order; each gets a harness.Ctx. One line per test
-(PASS/FAIL/SKIP, name, seconds), then a summary; exit status 0 only if none
-failed. -k keeps the tests whose "module.function" name contains SUBSTRING
-(repeatable: any match), -x stops at the first failure, -v prints the tail of
-fulcrum's stderr for failures.
+file and definition order; each gets a harness.Ctx. -j runs that many tests
+side by side, each job a process of its own with its own slice of the ports
+free_port() hands out (most of a test's time is spent waiting on timeouts and
+processes, not on the CPU). One line per test as it ends (PASS/FAIL/SKIP,
+name, seconds), then a summary; exit status 0 only if none failed. -k keeps
+the tests whose "module.function" name contains SUBSTRING (repeatable: any
+match), -x stops handing out tests after the first failure, -v prints the tail
+of fulcrum's stderr for failures.
 """
 
 import argparse
 import glob
 import importlib
+import multiprocessing
 import os
+import queue
 import sys
 import time
 import traceback
@@ -58,8 +63,24 @@ def run_one(name, fn, verbose):
     return status, detail
 
 
+def job(slot, jobs, tests, todo, done, stop, verbose):
+    """One job's loop: takes test indexes from TODO until the None at its end
+    (or STOP), runs each and sends ("start"|"end", slot, index, ...) to DONE."""
+    os.environ["FULCRUM_TEST_SLICE"] = f"{slot}/{jobs}"
+    while not stop.is_set():
+        i = todo.get()
+        if i is None:
+            return
+        done.put(("start", slot, i))
+        name, fn = tests[i]
+        t0 = time.monotonic()
+        status, detail = run_one(name, fn, verbose)
+        done.put(("end", slot, i, status, detail, time.monotonic() - t0))
+
+
 def main():
     ap = argparse.ArgumentParser(description="fulcrum integration tests")
+    ap.add_argument("-j", type=int, default=1, metavar="JOBS", help="run this many tests at once")
     ap.add_argument("-k", action="append", default=[], help="run tests whose name contains this")
     ap.add_argument("-x", action="store_true", help="stop at the first failure")
     ap.add_argument("-v", action="store_true", help="show fulcrum's stderr for failures")
@@ -76,14 +97,29 @@ def main():
             print(n)
         return 0
 
-    print(f"fulcrum integration tests: {harness.BIN} (timeout scale {harness.SCALE:g})", flush=True)
+    jobs = max(1, min(opts.j, len(tests)))
+    print(f"fulcrum integration tests: {harness.BIN} (timeout scale {harness.SCALE:g}, "
+          f"{jobs} at a time)", flush=True)
+    mp = multiprocessing.get_context("fork")
+    todo, done, stop = mp.Queue(), mp.Queue(), mp.Event()
+    for i in range(len(tests)):
+        todo.put(i)
+    for _ in range(jobs):
+        todo.put(None)
+    todo.cancel_join_thread()  # after -x, tests left in the queue are dropped
+
+    def spawn(slot):
+        p = mp.Process(target=job, args=(slot, jobs, tests, todo, done, stop, opts.v))
+        p.start()
+        return p
+
+    procs = [spawn(slot) for slot in range(jobs)]
+    running = {}  # slot -> index of the test it runs
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     failed = []
     t_all = time.monotonic()
-    for name, fn in tests:
-        t0 = time.monotonic()
-        status, detail = run_one(name, fn, opts.v)
-        dt = time.monotonic() - t0
+
+    def report(name, status, detail, dt):
         counts[status] += 1
         line = f"{status} {name} {dt:.2f}s"
         if status == "SKIP":
@@ -93,7 +129,31 @@ def main():
             failed.append(name)
             print("    " + detail.rstrip().replace("\n", "\n    "), flush=True)
             if opts.x:
-                break
+                stop.set()
+
+    while any(p.is_alive() for p in procs) or not done.empty():
+        try:
+            msg = done.get(timeout=1)
+        except queue.Empty:
+            # A job that died mid-test (the test killed its own process, say)
+            # fails that test; a fresh job takes its slot and goes on.
+            for slot, p in enumerate(procs):
+                if not p.is_alive() and slot in running:
+                    report(tests[running.pop(slot)][0], "FAIL",
+                           f"the test's process died (exit status {p.exitcode})", 0.0)
+                    if not stop.is_set():
+                        procs[slot] = spawn(slot)
+            continue
+        if msg[0] == "start":
+            running[msg[1]] = msg[2]
+        else:
+            _, slot, i, status, detail, dt = msg
+            running.pop(slot, None)
+            report(tests[i][0], status, detail, dt)
+    unrun = len(tests) - sum(counts.values())
+    if unrun and not stop.is_set():
+        counts["FAIL"] += unrun
+        failed.append(f"{unrun} tests that no job ran")
     total = time.monotonic() - t_all
     print(f"\n{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped "
           f"in {total:.1f}s")
