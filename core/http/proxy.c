@@ -472,6 +472,40 @@ static void drained_unread(struct conn *c)
 		conn_close(c, CR_SHUTDOWN);
 }
 
+/* HP_IDLE, HP_HEAD: reads the client's next request head and, once it is
+ * whole, starts the request. Returns false when there is nothing more to do
+ * until the next event (or the connection closed). */
+static bool run_request_head(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	/* Before any of the request is read: a reload since the last one (or
+	 * since the accept) applies to it. */
+	bool first_bytes = hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len);
+	if (first_bytes)
+		http_take_current_gen(c);
+	bool resumed = hc->drain_resumed;
+	uint64_t idle_since = c->last_active_ms;
+	hc->drain_resumed = false;
+	if (read_request(c) <= 0) {
+		if (c->state != CS_CLOSED && resumed)
+			drained_unread(c);
+		return false;
+	}
+	if (hc->phase == HP_IDLE && http_between_requests(c)) {
+		/* Line ends are no activity: a client sending only those is
+		 * idle, and closed at keepalive_timeout. */
+		c->last_active_ms = idle_since;
+		return false;
+	}
+	if (hc->phase == HP_IDLE)
+		http_new_request(c);
+	else if (first_bytes)
+		http_request_clock(c); /* not the client's idle time */
+	http_start_request(c);
+	return true;
+}
+
 void http_run(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -487,34 +521,10 @@ void http_run(struct conn *c)
 		}
 		switch (hc->phase) {
 		case HP_IDLE:
-		case HP_HEAD: {
-			/* Before any of the request is read: a reload since the
-			 * last one (or since the accept) applies to it. */
-			bool first_bytes =
-				hc->phase == HP_IDLE || (hc->rlen == 0 && !hc->method_len);
-			if (first_bytes)
-				http_take_current_gen(c);
-			bool resumed = hc->drain_resumed;
-			uint64_t idle_since = c->last_active_ms;
-			hc->drain_resumed = false;
-			if (read_request(c) <= 0) {
-				if (c->state != CS_CLOSED && resumed)
-					drained_unread(c);
+		case HP_HEAD:
+			if (!run_request_head(c))
 				return;
-			}
-			if (hc->phase == HP_IDLE && http_between_requests(c)) {
-				/* Line ends are no activity: a client sending only
-				 * those is idle, and closed at keepalive_timeout. */
-				c->last_active_ms = idle_since;
-				return;
-			}
-			if (hc->phase == HP_IDLE)
-				http_new_request(c);
-			else if (first_bytes)
-				http_request_clock(c); /* not the client's idle time */
-			http_start_request(c);
 			break;
-		}
 		case HP_AUTH:
 		case HP_RESOLVE:
 			/* forward.c resumes the connection with the answer */

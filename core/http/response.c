@@ -94,11 +94,12 @@ static void send_own_version(char *line)
 		line[7] = '1';
 }
 
-/* Decides how the response body travels and queues the head, with the
- * body bytes that came in the same read, for the client. Returns 0, or
- * below 0 for an answer that cannot go on: -EOPNOTSUPP when only this
- * client cannot take it (not the server's fault). */
-static int begin_response(struct conn *c, struct http_head *h)
+/* Decides from head H how the response body travels (hc->resp_body,
+ * resp_left, dechunk) and whether each connection can carry another
+ * exchange after it (server_ka, client_ka). Returns 0, -1 for an answer
+ * that is invalid here, or -EOPNOTSUPP when only this client cannot take it
+ * (not the server's fault). */
+static int response_framing(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = http_of(c);
 
@@ -143,6 +144,60 @@ static int begin_response(struct conn *c, struct http_head *h)
 	hc->dechunk = hc->resp_body == HTTP_BODY_CHUNKED && hc->minor == 0;
 	if (hc->dechunk)
 		hc->client_ka = false;
+	return 0;
+}
+
+/* The body bytes that came in sbuf with the head (from hc->spos) and can
+ * go out with it: counted off the length, or fed through the chunk parser,
+ * and offered to the cache. Returns how many, or -1 for a bad chunk. */
+static ssize_t body_with_head(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+	size_t body = hc->slen - hc->spos;
+
+	switch (hc->resp_body) {
+	case HTTP_BODY_LENGTH:
+		if (body > hc->resp_left)
+			body = (size_t)hc->resp_left;
+		hc->resp_left -= body;
+		break;
+	case HTTP_BODY_CHUNKED: {
+		if (hc->dechunk)
+			return 0; /* relay_chunked_response decodes what is in sbuf */
+		size_t used = 0, data = 0, off = 0;
+		enum http_result r = HTTP_NEED_MORE;
+		while (off < body && r == HTTP_NEED_MORE) {
+			r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos + off, body - off,
+					      &used, &data);
+			cache_http_body(c, hc->sbuf + hc->spos + off + used - data, data);
+			off += used;
+		}
+		if (http_is_error(r))
+			return -1;
+		return (ssize_t)off;
+	}
+	case HTTP_BODY_NONE:
+		return 0;
+	case HTTP_BODY_TUNNEL:
+		return (ssize_t)body; /* the new protocol's first bytes */
+	case HTTP_BODY_UNTIL_CLOSE:
+		break;
+	}
+	cache_http_body(c, hc->sbuf + hc->spos, body);
+	return (ssize_t)body;
+}
+
+/* Decides how the response body travels and queues the head, with the
+ * body bytes that came in the same read, for the client. Returns 0, or
+ * below 0 for an answer that cannot go on: -EOPNOTSUPP when only this
+ * client cannot take it (not the server's fault). */
+static int begin_response(struct conn *c, struct http_head *h)
+{
+	struct http_conn *hc = http_of(c);
+
+	int err = response_framing(c, h);
+	if (err < 0)
+		return err;
 	char date[DATE_LINE_MAX];
 	size_t date_len = date_line(h, hc->sbuf, date);
 	if (build_response_head(c, h, date, date_len) < 0)
@@ -171,32 +226,11 @@ static int begin_response(struct conn *c, struct http_head *h)
 	hc->spos = (uint32_t)h->head_len;
 
 	/* Body bytes that came with the head go out in the same writev. */
-	size_t body = hc->slen - hc->spos;
-	if (hc->resp_body == HTTP_BODY_LENGTH) {
-		if (body > hc->resp_left)
-			body = (size_t)hc->resp_left;
-		hc->resp_left -= body;
-	} else if (hc->dechunk) {
-		body = 0; /* relay_chunked_response decodes what is in sbuf */
-	} else if (hc->resp_body == HTTP_BODY_CHUNKED) {
-		size_t used = 0, data = 0, off = 0;
-		enum http_result r = HTTP_NEED_MORE;
-		while (off < body && r == HTTP_NEED_MORE) {
-			r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos + off, body - off,
-					      &used, &data);
-			cache_http_body(c, hc->sbuf + hc->spos + off + used - data, data);
-			off += used;
-		}
-		if (http_is_error(r))
-			return -1;
-		body = off;
-	} else if (hc->resp_body == HTTP_BODY_NONE) {
-		body = 0;
-	}
-	if (hc->resp_body == HTTP_BODY_LENGTH || hc->resp_body == HTTP_BODY_UNTIL_CLOSE)
-		cache_http_body(c, hc->sbuf + hc->spos, body);
+	ssize_t body = body_with_head(c);
+	if (body < 0)
+		return -1;
 	http_outq_set(&hc->resp_out, hc->sbuf + start, end - start, hc->resp_extra.data,
-		      hc->resp_extra.len, hc->sbuf + hc->spos, body);
+		      hc->resp_extra.len, hc->sbuf + hc->spos, (size_t)body);
 	hc->spos += (uint32_t)body;
 	hc->resp_started = true;
 	if (hc->resp_body == HTTP_BODY_NONE ||
@@ -210,6 +244,47 @@ static int begin_response(struct conn *c, struct http_head *h)
 /* Interim heads one request may get (nginx and HAProxy pass a handful);
  * a server sending more is broken, or means to hold the worker. */
 #define INTERIM_MAX 32
+
+/* Passes on the interim response (100 Continue, 103 Early Hints) parsed
+ * into H at hc->spos, without its hop-by-hop fields, but never to an
+ * HTTP/1.0 client (RFC 9110 §15.2). Returns 1 to read on, 0 when the
+ * connection waits (its turn is used up), -1 when it was closed. */
+static int pass_interim(struct conn *c, struct http_head *h, size_t *budget)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (h->head_len >= *budget && *budget < c->w->turn_budget) {
+		conn_queue_resume(c); /* the others' turn first */
+		return 0;
+	}
+	*budget = h->head_len < *budget ? *budget - h->head_len : 0;
+	if (++hc->interim > INTERIM_MAX) {
+		response_failed(c, 502, "too_many_interim");
+		return -1;
+	}
+	if (h->status == 100)
+		hc->awaits_continue = false; /* the body may come */
+	if (hc->minor == 0) {
+		hc->spos += (uint32_t)h->head_len;
+		return 1;
+	}
+	static const struct rewrite_opts interim = {.drop_framing = true};
+	char *head = hc->sbuf + hc->spos;
+	size_t start, end;
+	rewrite_compact(head, h, &interim, &start, &end);
+	send_own_version(head + start);
+	http_outq_set(&hc->resp_out, head + start, end - start, "\r\n", 2, NULL, 0);
+	hc->spos += (uint32_t)h->head_len;
+	if (http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out) <= 0) {
+		/* Rare (the client does not take even an interim head): give
+		 * up the exchange. It is the client's doing, not the server's,
+		 * and bytes of the head may be out: no answer can follow. */
+		hc->reason = "client_slow_interim";
+		conn_close(c, CR_CLIENT_RESET);
+		return -1;
+	}
+	return 1;
+}
 
 /* Reads and parses response heads until a final one is queued. Returns 1
  * when it is, 0 to wait, -1 after ending. 1xx heads go on as they come,
@@ -235,42 +310,9 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 			}
 			if (r == HTTP_DONE && h->status >= 100 && h->status < 200 &&
 			    h->status != 101) {
-				/* An interim response (100 Continue, 103 Early
-				 * Hints): passed on without its hop-by-hop fields,
-				 * but never to an HTTP/1.0 client (RFC 9110 §15.2). */
-				if (h->head_len >= budget && budget < c->w->turn_budget) {
-					conn_queue_resume(c); /* the others' turn first */
-					return 0;
-				}
-				budget = h->head_len < budget ? budget - h->head_len : 0;
-				if (++hc->interim > INTERIM_MAX) {
-					response_failed(c, 502, "too_many_interim");
-					return -1;
-				}
-				if (h->status == 100)
-					hc->awaits_continue = false; /* the body may come */
-				if (hc->minor == 0) {
-					hc->spos += (uint32_t)h->head_len;
-					continue;
-				}
-				static const struct rewrite_opts interim = {.drop_framing = true};
-				char *head = hc->sbuf + hc->spos;
-				size_t start, end;
-				rewrite_compact(head, h, &interim, &start, &end);
-				send_own_version(head + start);
-				http_outq_set(&hc->resp_out, head + start, end - start, "\r\n", 2,
-					      NULL, 0);
-				hc->spos += (uint32_t)h->head_len;
-				int w = http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out);
-				if (w <= 0) {
-					/* Rare (the client does not take even an interim
-					 * head): give up the exchange. It is the client's
-					 * doing, not the server's, and bytes of the head
-					 * may be out: no answer can follow. */
-					hc->reason = "client_slow_interim";
-					conn_close(c, CR_CLIENT_RESET);
-					return -1;
-				}
+				int k = pass_interim(c, h, &budget);
+				if (k <= 0)
+					return k;
 				continue;
 			}
 			if (r == HTTP_DONE) {
