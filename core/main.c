@@ -554,6 +554,59 @@ static void main_loop(struct process *p)
 	}
 }
 
+/* What -t checks beyond the file itself: the access log can be opened, and
+ * a binary upgrade would not close every listener. Returns 0, or -1 after
+ * saying why on stderr. */
+static int config_usable(const struct process *p, const struct cfg *cfg)
+{
+	int err = log_access_check(cfg->global.access_log);
+	if (err < 0) {
+		fprintf(stderr, "%s:%d: cannot open the access log %s: %s\n", cfg->path,
+			cfg->global.access_log_line, cfg->global.access_log, strerror(-err));
+		return -1;
+	}
+	if (cfg->n_listeners == 0) {
+		/* A new binary taking over with none would stop the service. */
+		if (upgrade_inherited()) {
+			fprintf(stderr,
+				"%s: no [listener] section: the upgrade would close every "
+				"listener\n",
+				p->opt.config);
+			return -1;
+		}
+		fprintf(stderr,
+			"%s: warning: no [listener] section: only the admin API will serve\n",
+			p->opt.config);
+	}
+	return 0;
+}
+
+/* Once main_loop has returned (the stop is over): joins the threads and
+ * frees what they used. The unix sockets and the pid file go too, unless a
+ * binary upgrade handed them to the new process. */
+static void stop_process(struct process *p)
+{
+	admin_close();
+	hc_stop();
+	workers_register(NULL, 0);
+	for (int i = 0; i < p->n_workers; i++)
+		worker_join(&p->workers[i]);
+	retire_drain(&p->retired); /* the workers are gone: at once */
+	binds_free();
+	for (int i = 0; i < p->n_workers; i++)
+		worker_deinit(&p->workers[i]);
+	if (!upgrade_handed_over()) {
+		remove_unix_sockets(p->gen->cfg);
+		if (p->opt.pidfile)
+			remove_pidfile(p->opt.pidfile);
+	}
+	free(p->workers);
+	gen_put(p->gen);
+	close(p->sigfd);
+	close(p->epfd);
+	stats_deinit();
+}
+
 int main(int argc, char **argv)
 {
 	struct process p = {.sigfd = -1, .epfd = -1};
@@ -565,26 +618,9 @@ int main(int argc, char **argv)
 	struct cfg *cfg = load_config(&p.opt);
 	if (!cfg)
 		return 1;
-	int err = log_access_check(cfg->global.access_log);
-	if (err < 0) {
-		fprintf(stderr, "%s:%d: cannot open the access log %s: %s\n", cfg->path,
-			cfg->global.access_log_line, cfg->global.access_log, strerror(-err));
+	if (config_usable(&p, cfg) < 0) {
 		cfg_free(cfg);
 		return 1;
-	}
-	if (cfg->n_listeners == 0) {
-		/* A new binary taking over with none would stop the service. */
-		if (upgrade_inherited()) {
-			fprintf(stderr,
-				"%s: no [listener] section: the upgrade would close every "
-				"listener\n",
-				p.opt.config);
-			cfg_free(cfg);
-			return 1;
-		}
-		fprintf(stderr,
-			"%s: warning: no [listener] section: only the admin API will serve\n",
-			p.opt.config);
 	}
 	if (p.opt.check_only) {
 		printf("%s: configuration is valid\n", p.opt.config);
@@ -593,7 +629,7 @@ int main(int argc, char **argv)
 	}
 	log_set_level(cfg->global.log_level);
 	rlim_t fd_limit = raise_fd_limit();
-	err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
+	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
 	if (err < 0) {
 		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
 			strerror(-err));
@@ -640,27 +676,7 @@ int main(int argc, char **argv)
 	upgrade_ready(cfg);
 
 	main_loop(&p);
-
-	admin_close();
-	hc_stop();
-	workers_register(NULL, 0);
-	for (int i = 0; i < p.n_workers; i++)
-		worker_join(&p.workers[i]);
-	retire_drain(&p.retired); /* the workers are gone: at once */
-	binds_free();
-	for (int i = 0; i < p.n_workers; i++)
-		worker_deinit(&p.workers[i]);
-	/* After an upgrade they are the new process's. */
-	if (!upgrade_handed_over()) {
-		remove_unix_sockets(p.gen->cfg);
-		if (p.opt.pidfile)
-			remove_pidfile(p.opt.pidfile);
-	}
-	free(p.workers);
-	gen_put(p.gen);
-	close(p.sigfd);
-	close(p.epfd);
-	stats_deinit();
+	stop_process(&p);
 	log_info("stopped");
 	return 0;
 }

@@ -521,6 +521,50 @@ static int body_write_failed(struct conn *c, struct http_conn *hc, int err)
 	return -1;
 }
 
+/* Runs the buffered body bytes from rpos through the chunk decoder and
+ * marks those it took to be sent (rsend). All that is buffered is checked
+ * before any of it goes, so a body whose buffered chunks already pass
+ * max_body_size gets its 413 before a byte reaches the server. Returns 0,
+ * or -1 after answering or closing. */
+static int check_chunks(struct conn *c, struct http_conn *hc)
+{
+	size_t off = hc->rpos;
+	while (off < hc->rlen && hc->req_ch.state != HTTP_CHUNK_DONE) {
+		size_t used = 0, data = 0;
+		enum http_result r = http_chunked_feed(&hc->req_ch, hc->rbuf + off, hc->rlen - off,
+						       &used, &data);
+		if (http_is_error(r)) {
+			http_reply(c, 400, http_result_name(r), true);
+			return -1;
+		}
+		off += used;
+		hc->bytes_in += used;
+		hc->req_body_len += data;
+		if (used == 0)
+			break;
+	}
+	hc->rsend = (uint32_t)(off - hc->rpos);
+	/* A chunk's size line says how much is coming: a body it takes past
+	 * the limit is refused before its data. */
+	uint64_t declared = hc->req_body_len;
+	if (hc->req_ch.state == HTTP_CHUNK_DATA)
+		declared += hc->req_ch.left;
+	if (c->lc->max_body_size && declared > c->lc->max_body_size) {
+		/* Part of the body is at the server already: SPEC §3 says
+		 * close both (no 413 goes out). Else the client gets its 413,
+		 * and the server connection, which has a head waiting for a
+		 * body, is closed. */
+		if (hc->req_body_flowed) {
+			hc->reason = "body_too_large";
+			conn_close(c, CR_CLIENT_RESET);
+			return -1;
+		}
+		http_reply(c, 413, "body_too_large", true);
+		return -1;
+	}
+	return 0;
+}
+
 /* Moves a chunked request body: reads into rbuf, checks it with the decoder,
  * and sends the checked bytes on as they came. Returns 1 when the body has
  * ended, 0 to wait, -1 after ending the connection. */
@@ -546,43 +590,8 @@ static int send_chunked(struct conn *c, struct http_conn *hc)
 		if (hc->req_ch.state == HTTP_CHUNK_DONE)
 			return 1;
 		if (hc->rpos < hc->rlen) {
-			/* Check all that is buffered before any of it goes: a body
-			 * whose buffered chunks already pass max_body_size gets its
-			 * 413 before a byte reaches the server. */
-			size_t off = hc->rpos;
-			while (off < hc->rlen && hc->req_ch.state != HTTP_CHUNK_DONE) {
-				size_t used = 0, data = 0;
-				enum http_result r = http_chunked_feed(
-					&hc->req_ch, hc->rbuf + off, hc->rlen - off, &used, &data);
-				if (http_is_error(r)) {
-					http_reply(c, 400, http_result_name(r), true);
-					return -1;
-				}
-				off += used;
-				hc->bytes_in += used;
-				hc->req_body_len += data;
-				if (used == 0)
-					break;
-			}
-			hc->rsend = (uint32_t)(off - hc->rpos);
-			/* A chunk's size line says how much is coming: a body
-			 * it takes past the limit is refused before its data. */
-			uint64_t declared = hc->req_body_len;
-			if (hc->req_ch.state == HTTP_CHUNK_DATA)
-				declared += hc->req_ch.left;
-			if (c->lc->max_body_size && declared > c->lc->max_body_size) {
-				/* Part of the body is at the server already: SPEC
-				 * §3 says close both (no 413 goes out). Else the
-				 * client gets its 413, and the server connection,
-				 * which has a head waiting for a body, is closed. */
-				if (hc->req_body_flowed) {
-					hc->reason = "body_too_large";
-					conn_close(c, CR_CLIENT_RESET);
-					return -1;
-				}
-				http_reply(c, 413, "body_too_large", true);
+			if (check_chunks(c, hc) < 0)
 				return -1;
-			}
 			continue;
 		}
 		/* All of rbuf is used: read more into it from the start. */

@@ -86,6 +86,51 @@ void http_arm_timer(struct conn *c)
 		timer_add(&c->w->timers, &c->timer, d);
 }
 
+/* The timer of an exchange with a server ran out: retries, answers 504 or
+ * 408, or closes, by who kept the other waiting. Returns true when the
+ * connection runs on (an answer or a retry is under way), false when it
+ * was closed. */
+static bool exchange_timed_out(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (hc->req_done && !hc->resp_started) {
+		if (http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
+			return true;
+		/* The last try counts against the server as a retried one
+		 * does: a hung server leaves at max_fails. */
+		if (!hc->fwd)
+			http_server_failed(c, ETIMEDOUT, "server_timeout waiting for");
+		http_reply(c, 504, "server_timeout", false);
+		return true;
+	}
+	if (waits_for_client(c) && !hc->resp_started) {
+		/* A request body that stopped coming: 408, as nginx's
+		 * client_body_timeout; the server's half goes. */
+		http_reply(c, 408, "client_timeout", true);
+		return true;
+	}
+	if (waits_for_client(c)) {
+		hc->reason = "client_timeout";
+		conn_close(c, CR_CLIENT_TIMEOUT);
+		return false;
+	}
+	if (!hc->resp_started) {
+		/* A server that stopped reading the request body. One that
+		 * owed a 100-continue is answered 504 all the same, but not
+		 * counted against: many wait for the body instead (RFC 9110
+		 * §10.1.1 lets them), and a client holding its body back must
+		 * not take servers down. */
+		if (!hc->fwd && !(hc->awaits_continue && hc->bytes_in == hc->head_in))
+			http_server_failed(c, ETIMEDOUT, "server_timeout sending to");
+		http_reply(c, 504, "server_timeout", true);
+		return true;
+	}
+	hc->reason = "server_timeout";
+	conn_close(c, CR_SERVER_TIMEOUT);
+	return false;
+}
+
 void http_on_timer(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -119,39 +164,9 @@ void http_on_timer(struct conn *c)
 			http_connect_server(c);
 		break;
 	case HP_EXCHANGE:
-		if (hc->req_done && !hc->resp_started) {
-			if (http_retry_next(c, ETIMEDOUT, "server_timeout waiting for"))
-				break;
-			/* The last try counts against the server as a retried
-			 * one does: a hung server leaves at max_fails. */
-			if (!hc->fwd)
-				http_server_failed(c, ETIMEDOUT, "server_timeout waiting for");
-			http_reply(c, 504, "server_timeout", false);
-			break;
-		}
-		if (waits_for_client(c) && !hc->resp_started) {
-			/* A request body that stopped coming: 408, as nginx's
-			 * client_body_timeout; the server's half goes. */
-			http_reply(c, 408, "client_timeout", true);
-			break;
-		} else if (waits_for_client(c)) {
-			hc->reason = "client_timeout";
-			conn_close(c, CR_CLIENT_TIMEOUT);
-		} else if (!hc->resp_started) {
-			/* A server that stopped reading the request body. One
-			 * that owed a 100-continue is answered 504 all the same,
-			 * but not counted against: many wait for the body
-			 * instead (RFC 9110 §10.1.1 lets them), and a client
-			 * holding its body back must not take servers down. */
-			if (!hc->fwd && !(hc->awaits_continue && hc->bytes_in == hc->head_in))
-				http_server_failed(c, ETIMEDOUT, "server_timeout sending to");
-			http_reply(c, 504, "server_timeout", true);
-			break;
-		} else {
-			hc->reason = "server_timeout";
-			conn_close(c, CR_SERVER_TIMEOUT);
-		}
-		return;
+		if (!exchange_timed_out(c))
+			return;
+		break;
 	case HP_TUNNEL:
 		hc->reason = "tunnel_timeout";
 		conn_close(c, CR_CLIENT_TIMEOUT);
