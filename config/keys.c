@@ -12,6 +12,7 @@
  */
 #include "config/config.h"
 #include "config/loader.h"
+#include "core/http/parser.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -314,13 +315,17 @@ static int parse_http_check(struct cfg_loader *ld, struct cfg_pool *p, char *buf
 			expect_seen = true;
 			continue;
 		}
-		if (strncmp(opt, "host=", 5) == 0 && opt[5] && cfg_is_visible(opt + 5)) {
+		/* Sent as the Host field: one the server would refuse (an IPv6
+		 * address without brackets) is the file's mistake. */
+		if (strncmp(opt, "host=", 5) == 0 && http_is_host_value(opt + 5, strlen(opt + 5))) {
 			if (cfg_set_str(ld, &p->check_host, opt + 5) < 0)
 				return -ENOMEM;
 			host_seen = true;
 			continue;
 		}
-		cfg_ld_err(ld, "bad check option \"%s\" (expected expect=200-399 or host=NAME)",
+		cfg_ld_err(ld,
+			   "bad check option \"%s\" (expected expect=200-399, or host=NAME[:PORT] "
+			   "with an IPv6 address in brackets)",
 			   opt);
 		return -EALREADY; /* reported */
 	}

@@ -15,6 +15,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static void validate_global(struct cfg_loader *ld, int workers_override)
@@ -71,6 +72,16 @@ static void validate_pool(struct cfg_loader *ld, size_t i)
 	for (size_t k = 0; k < sizeof(server_tls) / sizeof(server_tls[0]); k++)
 		warn_unread(ld, CFG_SEC_POOL, i, server_tls[k], p->tls || server_tls_default[k],
 			    "without tls = on: the servers are spoken to in plain text");
+
+	/* tls_verify checks a name: a unix server has none unless tls_sni
+	 * gives one, and then only the chain is checked. */
+	for (size_t k = 0; p->tls && p->tls_verify && is_empty(p->tls_sni) && k < p->n_servers; k++)
+		if (p->servers[k].addr.ss.ss_family == AF_UNIX)
+			cfg_ld_warn_at(
+				ld, p->servers[k].line,
+				"server \"%s\" is a unix socket: without tls_sni, tls_verify "
+				"checks its certificate chain but no name",
+				p->servers[k].name);
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
 		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);

@@ -14,6 +14,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netdb.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -176,16 +177,14 @@ static size_t tidy_path(const char *in, char *out)
 static int parse_unix(const char *path, struct cfg_addr *out, char *why, size_t why_len)
 {
 	struct sockaddr_un *sun = (struct sockaddr_un *)&out->ss;
-	char tidy[sizeof(sun->sun_path)];
+	char tidy[PATH_MAX];
 	size_t len = strlen(path);
 
+	/* The limit applies to the path as it will be bound: tidied. */
+	if (len < sizeof(tidy))
+		len = tidy_path(path, tidy);
 	if (len == 0 || len >= sizeof(sun->sun_path)) {
 		snprintf(why, why_len, "%s", len ? "unix path too long" : "empty unix path");
-		return -EINVAL;
-	}
-	len = tidy_path(path, tidy);
-	if (len == 0) {
-		snprintf(why, why_len, "empty unix path");
 		return -EINVAL;
 	}
 	sun->sun_family = AF_UNIX;

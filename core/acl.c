@@ -220,6 +220,25 @@ static int split_pattern(char *pat, char **host, char **port, bool *bracketed)
 	return 0;
 }
 
+/* Whether bare IPv6 HOST could be meant as ADDRESS:PORT ("::1:443",
+ * "2001:db8::1:8080"): its last group is a decimal port and what comes
+ * before it is an address too. Brackets say which is meant. */
+static bool port_like_tail(const char *host)
+{
+	const char *colon = strrchr(host, ':');
+	char head[INET6_ADDRSTRLEN];
+	uint8_t addr[16];
+	size_t n = colon ? (size_t)(colon - host) : 0;
+	size_t digits = colon ? strlen(colon + 1) : 0;
+
+	if (!colon || digits == 0 || digits > 5 || strspn(colon + 1, "0123456789") != digits ||
+	    n >= sizeof(head))
+		return false;
+	memcpy(head, host, n);
+	head[n] = '\0';
+	return inet_pton(AF_INET6, head, addr) == 1;
+}
+
 static int compile(const char *pattern, struct acl_rule *r, const char **why)
 {
 	char *copy = strdup(pattern), *host, *port;
@@ -236,9 +255,13 @@ static int compile(const char *pattern, struct acl_rule *r, const char **why)
 		err = parse_ports(port, r, why);
 	if (err)
 		goto out;
-	if (bracketed || strchr(host, ':'))
+	if (!bracketed && strchr(host, ':') && port_like_tail(host)) {
+		*why = "an IPv6 address and a port need brackets ([2001:db8::1]:443), and "
+		       "so does an address ending in a number ([2001:db8::1:443])";
+		err = -EINVAL;
+	} else if (bracketed || strchr(host, ':')) {
 		err = parse_net(host, AF_INET6, r, why);
-	else if (strcmp(host, "*") == 0)
+	} else if (strcmp(host, "*") == 0)
 		r->kind = RK_ANY;
 	else if (strspn(host, "0123456789./") == strlen(host))
 		err = parse_net(host, AF_INET, r, why);

@@ -274,6 +274,11 @@ static bool is_authority(const char *s, size_t n, bool need_port, bool allow_emp
 	return !need_port || (digits > 0 && port > 0);
 }
 
+bool http_is_host_value(const char *s, size_t n)
+{
+	return is_authority(s, n, false, false);
+}
+
 /* absolute-form: scheme "://" authority [path-abempty] ["?" query]. */
 static enum http_result parse_absolute(const char *buf, size_t off, size_t n, struct http_head *h)
 {

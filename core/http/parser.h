@@ -247,6 +247,10 @@ static inline struct http_slice http_request_host(const struct http_head *h)
 	return h->target_form == HTTP_TARGET_ABSOLUTE ? h->authority : h->host;
 }
 
+/* Whether s[0, n) is a valid Host field value: a name, an IPv4 address or a
+ * bracketed IP literal, with an optional port. */
+bool http_is_host_value(const char *s, size_t n);
+
 /* RFC 9110 §9.2.2: safe to send again after a failure. */
 bool http_method_is_idempotent(enum http_method m);
 

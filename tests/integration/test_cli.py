@@ -180,6 +180,25 @@ def test_check_warns_of_tls_keys_without_tls(ctx):
           f"warnings on lines {sorted(warned)}, expected {sorted(expect)}: {err!r}")
 
 
+def test_check_warns_of_unix_tls_servers_without_a_name(ctx):
+    """tls_verify checks a server's name; a unix server has none unless
+    tls_sni gives one. Its line gets a FILE:LINE warning; a TCP server, or
+    the same pool with tls_sni, none."""
+    g, p, l = _base_sections(free_port(), free_port())
+    p.update({"tls": "on", "server": [p["server"], f"u unix:{ctx.path('s.sock')}"]})
+    text = ini(("global", g), ("pool p", p), ("listener l", l))
+    ctx.write("unixtls.ini", text)
+    rc, out, err = run_fulcrum(["-t", "-c", "unixtls.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    warned = {n for n in range(1, len(text.splitlines()) + 1) if f"unixtls.ini:{n}: warning:" in err}
+    check(warned == {_line_of(text, "server = u unix:")} and "no name" in err,
+          f"warnings on lines {sorted(warned)}: {err!r}")
+    p["tls_sni"] = "svc.example"
+    ctx.write("unixsni.ini", ini(("global", g), ("pool p", p), ("listener l", l)))
+    rc, out, err = run_fulcrum(["-t", "-c", "unixsni.ini"], cwd=ctx.tmp)
+    check(rc == 0 and "warning" not in err, f"-t with tls_sni: status {rc}, stderr {err!r}")
+
+
 def test_check_says_nothing_of_defaults_spelled_out(ctx):
     """A file that writes keys out with their default values (as SPEC's
     example does) asks for nothing that is not done: no warning, even where

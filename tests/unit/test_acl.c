@@ -73,6 +73,11 @@ Test(acl, valid_patterns_compile)
 		"[::1]:*",
 		"::1",
 		"2001:db8::/32",
+		"2001:db8::12",
+		"fe80::abcd",
+		"::ffff:10.0.0.1",
+		"[::1:443]",
+		"[fe80::1:2]",
 		"[::/0]",
 		"localhost:1-65535",
 	};
@@ -115,6 +120,10 @@ Test(acl, invalid_patterns_are_refused_with_a_reason)
 		"-bad.com",
 		"bad-.example.com",
 		"a..example.com",
+		/* ADDRESS:PORT or one address? Brackets must say. */
+		"::1:443",
+		"2001:db8::1:8080",
+		"fe80::1:2",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct acl *a = acl_new();

@@ -266,9 +266,35 @@ Test(config, addresses)
 	cr_assert_eq(cfg_parse_addr("unix:.//run/./x/../f.sock", &a), 0);
 	cr_assert_str_eq(((struct sockaddr_un *)&a.ss)->sun_path, "run/x/../f.sock");
 	cfg_addr_free(&a);
+	/* The length limit (108 bytes here) is the tidied path's. */
+	char longer[300] = "unix:/tmp/";
+	for (int i = 0; i < 100; i++)
+		strcat(longer, "./");
+	strcat(longer, "f.sock");
+	cr_assert_eq(cfg_parse_addr(longer, &a), 0);
+	cr_assert_str_eq(((struct sockaddr_un *)&a.ss)->sun_path, "/tmp/f.sock");
+	cfg_addr_free(&a);
+	memset(longer + 10, 'a', 120);
+	strcpy(longer + 130, ".sock");
+	cr_assert_eq(cfg_parse_addr(longer, &a), -EINVAL);
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_eq(cfg_parse_addr(bad[i], &a), -EINVAL, "\"%s\"", bad[i]);
+}
+
+/* A check's host= is sent as the Host field: any form a Host may take. */
+Test(config, check_host_forms)
+{
+	const char *hosts[] = {"www.example.com", "a.test:8080", "10.0.0.1", "[::1]", "[::1]:80"};
+	char text[256];
+
+	for (size_t i = 0; i < sizeof(hosts) / sizeof(hosts[0]); i++) {
+		snprintf(text, sizeof(text), MIN_POOL "check = http GET / host=%s\n" MIN_LISTENER,
+			 hosts[i]);
+		struct cfg *cfg = load_ok(text);
+		cr_assert_str_eq(cfg->pools[0].check_host, hosts[i]);
+		cfg_free(cfg);
+	}
 }
 
 Test(config, names)
@@ -715,6 +741,11 @@ static const struct bad_case bad_cases[] = {
 	{MIN_POOL "check = http GET /h timeout=1\n", 3, "bad check option \"timeout=1\""},
 	{MIN_POOL "check = http GET /h\x01X-Inj:1\n", 3, "bad check"},
 	{MIN_POOL "check = http GET /h host=a\x7f\n", 3, "bad check option \"host=a"},
+	{MIN_POOL "check = http GET /h host=::1\n", 3,
+	 "bad check option \"host=::1\" (expected expect=200-399, or host=NAME[:PORT] with an "
+	 "IPv6 address in brackets)"},
+	{MIN_POOL "check = http GET /h host=[::1\n", 3, "bad check option \"host=[::1\""},
+	{MIN_POOL "check = http GET /h host=a.test:99999\n", 3, "bad check option"},
 	{MIN_POOL "tls_ca = /no/such/ca.pem\n", 3, "cannot read tls_ca"},
 	{MIN_POOL "rise = 0\n", 3, "bad number \"0\" for rise"},
 	{MIN_POOL "rise = 2\nrise = 3\n", 4, "duplicate key \"rise\" (already set at line 3)"},
