@@ -194,7 +194,9 @@ static int set_value(struct cfg_loader *ld, const struct cfg_key_def *k, void *o
 	case CFG_KT_BOOL:
 		if (cfg_parse_bool(value, field) == 0)
 			return 0;
-		cfg_ld_err(ld, "bad boolean \"%s\" for %s (expected on or off)", value, k->name);
+		cfg_ld_err(ld,
+			   "bad boolean \"%s\" for %s (expected on/off, yes/no, true/false or 1/0)",
+			   value, k->name);
 		return -EINVAL;
 	case CFG_KT_INT:
 	case CFG_KT_U64:
