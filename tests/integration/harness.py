@@ -234,6 +234,12 @@ def connections_to(pid, port):
                if state == "01" and inode in mine and remote == port)
 
 
+def listening_ports(pid):
+    """The TCP ports (v4 and v6) PID has a socket listening on."""
+    mine = _socket_inodes(pid)
+    return {local for local, _, state, inode in _tcp_sockets() if state == "0A" and inode in mine}
+
+
 def _listening_inet(port):
     """Inodes of sockets in LISTEN state on PORT (any address, v4 or v6)."""
     return {inode for local, _, state, inode in _tcp_sockets() if state == "0A" and local == port}
@@ -315,6 +321,11 @@ class Fulcrum:
                     raise TestFailure(f"fulcrum does not listen on {b} after {timeout * SCALE:.0f}s; "
                                       f"stderr:\n{self.stderr()[-2000:]}")
                 time.sleep(0.02)
+        self.take_baseline()
+
+    def take_baseline(self):
+        """Records the fd counts finish() compares with: after start-up (or,
+        for a test that started without waiting, once it saw it ready)."""
         self.baseline_fds = self._stable_fd_count()
         self.baseline_pipes = sum(1 for v in self.fds().values() if v.startswith("pipe:"))
 

@@ -1,8 +1,10 @@
 """Bind addresses: IPv6, unix sockets, several binds per listener (SPEC §2 bind)."""
 
+import ctypes
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 
@@ -137,10 +139,46 @@ def test_unix_socket_this_user_may_not_connect_to_is_not_taken_over(ctx):
         shutil.rmtree(shared, ignore_errors=True)
 
 
+def _dir_events(dirpath):
+    """Starts watching DIRPATH with inotify (file creations and removals);
+    returns a function that gives the [("create"|"delete", name)] seen so
+    far, and closes the watch on its first call."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    in_create, in_delete = 0x100, 0x200
+    fd = libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        raise Skip(f"inotify_init1: {os.strerror(ctypes.get_errno())}")
+    if libc.inotify_add_watch(fd, dirpath.encode(), in_create | in_delete) < 0:
+        os.close(fd)
+        raise Skip(f"inotify_add_watch: {os.strerror(ctypes.get_errno())}")
+
+    def events():
+        buf = bytearray()
+        try:
+            while True:
+                buf += os.read(fd, 65536)
+        except BlockingIOError:
+            pass
+        finally:
+            os.close(fd)
+        out, off = [], 0
+        while off + 16 <= len(buf):
+            _, mask, _, n = struct.unpack_from("iIII", buf, off)
+            name = bytes(buf[off + 16:off + 16 + n]).rstrip(b"\0").decode()
+            out.append(("create" if mask & in_create else "delete", name))
+            off += 16 + n
+        return out
+
+    return events
+
+
 def test_failed_start_removes_the_unix_socket_files_it_made(ctx):
     """A start that fails at a later bind (a port in use) exits 2 and
-    leaves none of the socket files it had already bound."""
-    path = ctx.path("early.sock")
+    leaves none of the socket files it had already bound: the unix socket
+    file is seen (inotify) to be made, and then removed."""
+    sockdir = ctx.path("socks")
+    os.mkdir(sockdir)
+    path = os.path.join(sockdir, "early.sock")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -150,8 +188,15 @@ def test_failed_start_removes_the_unix_socket_files_it_made(ctx):
                    ("pool p", {"server": "a 127.0.0.1:9", "check": "none"}),
                    ("listener a", {"bind": f"unix:{path}", "mode": "tcp", "pool": "p"}),
                    ("listener b", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p"}))
-        rc, _, err = run_fulcrum(["-c", ctx.write("fail.ini", conf)])
+        conf_path = ctx.write("fail.ini", conf)
+        events = _dir_events(sockdir)
+        rc, _, err = run_fulcrum(["-c", conf_path])
+        seen = events()
         check(rc == 2 and "in use" in err, f"status {rc}, stderr {err!r}")
+        check(("create", "early.sock") in seen,
+              f"the unix socket was never bound before the failure (events {seen}): nothing to remove")
+        check(seen[-1] == ("delete", "early.sock"),
+              f"the unix socket file was not removed after the failure: events {seen}")
         check(not os.path.exists(path), "the unix socket file of the failed start is left")
     finally:
         busy.close()

@@ -2,10 +2,8 @@
 
 import os
 import re
-import signal
 import socket
 import stat
-import time
 
 from harness import (SANITIZED, SCALE, Skip, check, connect, echo_roundtrip, free_port, ini,
                      run_fulcrum, tcp_conf, wait_for)
@@ -410,29 +408,6 @@ def test_workers_flag(ctx):
     check(tauto == tdef, f"workers = auto gives {tauto} threads, default {tdef}")
     twauto = _threads_with(ctx, free_port(), b, ["-w", "auto"], workers=1)
     check(twauto == tdef, f"-w auto gives {twauto} threads, default {tdef}")
-
-
-def _signal_exit(ctx, sig):
-    port = free_port()
-    b = ctx.backend("echo")
-    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"workers": 2}))
-    s = connect(("127.0.0.1", port))
-    check(echo_roundtrip(s, b"x" * 100), "relay does not work")
-    s.close()
-    f.check_fds_settled()
-    t0 = time.monotonic()
-    f.signal(sig)
-    rc = f.wait_exit(3)
-    check(rc == 0, f"exit status {rc} after {signal.Signals(sig).name}")
-    return time.monotonic() - t0
-
-
-def test_sigterm_exits_0(ctx):
-    _signal_exit(ctx, signal.SIGTERM)
-
-
-def test_sigint_exits_0(ctx):
-    _signal_exit(ctx, signal.SIGINT)
 
 
 def test_files_that_are_not_regular_are_refused(ctx):

@@ -15,6 +15,7 @@ import base64
 import ctypes
 import json
 import os
+import select
 import signal
 import socket
 import ssl
@@ -589,8 +590,10 @@ def test_deny_applies_to_resolved_addresses(ctx):
     dns = fake_dns(ctx, records={"intranet.fwd.test": ["127.0.0.1"], "mixed.fwd.test": ["10.0.0.1", "127.0.0.1"],
                                  "public.fwd.test": ["192.0.2.1"]})
     port = free_port()
+    # A short connect_timeout: public.fwd.test (192.0.2.1, TEST-NET-1) is
+    # unroutable, so its try ends in a refusal or a timeout either way.
     start(ctx, port, dns=dns, listener={"allow": "*.fwd.test", "deny": ["10.0.0.0/8", "127.0.0.0/8"],
-                                        "connect_ports": "*"})
+                                        "connect_ports": "*", "connect_timeout": "300ms"})
     for name in ("intranet", "mixed"):
         m, closed = ask(port, proxy_get(f"http://{name}.fwd.test:{srv.port}/"))
         expect_error(m, closed, 403, what=f"{name}.fwd.test resolving into a denied network")
@@ -598,6 +601,11 @@ def test_deny_applies_to_resolved_addresses(ctx):
         check(m.status == 403, f"CONNECT {name}.fwd.test: {m!r}")
         r.close()
     check(srv.accepted == 0, "a denied address was connected to")
+    # The positive control: a name resolving outside the denied networks is
+    # not refused; it is tried, and fails only because nothing answers there.
+    m, closed = ask(port, proxy_get(f"http://public.fwd.test:{srv.port}/"))
+    check(m.status in (502, 504), f"public.fwd.test (allowed address, unroutable): {m!r}, want 502 or 504")
+    check(dns.count("public.fwd.test") >= 1, "public.fwd.test was never looked up")
 
 
 def test_deny_localhost_after_resolution(ctx):
@@ -755,26 +763,39 @@ def test_slow_hashes_do_not_stall_or_refuse(ctx):
     """bcrypt at cost 12 (Python bcrypt's default) takes about a quarter of
     a second: a wrong password and then the right one both get their answer
     (407, then 200, never a 503), and while a hash runs the worker serves
-    other clients at once."""
+    other clients at once. The hash is known to be running when the other
+    client asks (fulcrum's CPU time has risen since the guess was sent) and
+    still running when that client has its answer (the guess is unanswered)."""
     b = cbackend(ctx, "b1")
     slow = crypt_hash("$2b$", "right", cost=12)
     htpasswd = ctx.write("htpasswd", f"slow:{slow}\n")
     port = free_port()
-    start(ctx, port, glob={"workers": 1}, listener={"auth": f"basic {htpasswd}"})
+    f = start(ctx, port, glob={"workers": 1}, listener={"auth": f"basic {htpasswd}"})
     url = f"http://127.0.0.1:{b.port}/headers"
     m, closed = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'wrong')}"]))
     check(m.status == 407, f"wrong password: {m!r}")
     m, _ = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'right')}"]))
     check(m.status == 200, f"the right password straight after a wrong one: {m!r}")
+
+    def cpu_ticks():
+        with open(f"/proc/{f.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
     hashing = client(port)
-    t0 = time.monotonic()
+    ticks = cpu_ticks()
     hashing.send(proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'guess')}"]))
-    time.sleep(0.02)  # the hash has started
+    # The hash has started: 30 ms of CPU (3 ticks at 100 Hz) is far more
+    # than reading one request takes, and a tenth of the hash.
+    wait_for(lambda: cpu_ticks() >= ticks + 3, 2 * SCALE, interval=0.005, what="the hash burning CPU")
+    t0 = time.monotonic()
     other = client(port)
     other.send(proxy_get(url))
     m = read_response(other)
     took = time.monotonic() - t0
     other.close()
+    pending, _, _ = select.select([hashing.s], [], [], 0)
+    check(not pending, "the guess was answered before the other client: the hash did not overlap")
     check(m.status == 407 and took < 0.15 * SCALE,
           f"a client without credentials waited {took:.3f}s behind a hash: {m!r}")
     check(read_response(hashing).status == 407, "the guess was not refused")

@@ -738,6 +738,12 @@ def test_response_framings(ctx):
         r.send(get("/?size=3"))
         m = read_response(r)
         check(m.body == b"abc", f"after a re-framed until-close response: {m!r}")
+    else:
+        # Passed on as read-until-close: only the close ends the body, so the
+        # connection must close, and say so.
+        closed, extra = wait_closed(r, 1.0 * SCALE)
+        check(closed and not extra, f"after an until-close response: closed={closed}, extra {extra!r}")
+        check("close" in m.tokens("connection"), f"an until-close response without Connection: close: {m!r}")
     r.close()
 
 

@@ -2,9 +2,9 @@
 header, file order, the listener's pool as fallback, 404 without one
 (SPEC §2 [route], §3 "http mode")."""
 
-from harness import check, free_port, ini, run_fulcrum
+from harness import SCALE, check, free_port, ini, run_fulcrum
 from test_http import (client, close_backends_first, cbackend, expect_error, get, read_response,
-                       roundtrip)
+                       roundtrip, wait_closed)
 
 
 def _routing_setup(ctx, listener_pool=True):
@@ -107,8 +107,11 @@ def test_no_route_no_listener_pool_404(ctx):
     r.send(get("/", host="nowhere.org"))
     m = read_response(r)
     check(m.status == 404, f"no route and no listener pool: {m!r}")
-    expect_error(m, False, 404, what="404 without a route")
-    if "close" not in m.tokens("connection"):
+    closed, extra = wait_closed(r, 0.5 * SCALE)
+    check(not extra, f"bytes after the 404: {extra!r}")
+    # Connection: close exactly when the connection closes.
+    expect_error(m, closed, 404, what="404 without a route")
+    if not closed:
         # The connection goes on after a 404.
         check(_served_by(r, "a.example.com") == "wild", "request after a 404 on the same connection")
     r.close()

@@ -226,6 +226,9 @@ def test_valid_framings_still_pass(ctx):
         ("TE Chunked (case)", _post(b"Transfer-Encoding: Chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")),
         ("chunk size upper hex", _post(b"Transfer-Encoding: chunked\r\n", b"A\r\nhellohello\r\n0\r\n\r\n")),
         ("chunk size leading zeros", _post(b"Transfer-Encoding: chunked\r\n", b"005\r\nhello\r\n0\r\n\r\n")),
+        ("chunked last after gzip",
+         _post(b"Transfer-Encoding: gzip, chunked\r\n", b"5\r\nhello\r\n0\r\n\r\n")),
+        ("equal repeated CL", _post(b"Content-Length: 5\r\nContent-Length: 5\r\n", b"hello")),
         ("leading empty line", b"\r\n" + _post(b"Content-Length: 5\r\n", b"hello")),
     ]
     for name, data in cases:

@@ -219,6 +219,11 @@ def test_failing_server_repins_before_marked_down(ctx):
         who, pin = _ask(c, ["Cookie: SRV=s2"])
         check(who in ("s1", "s3") and pin == who,
               f"request {i}, s2 refusing: {who}, Set-Cookie {pin}")
+    # A retry would re-pin the client even if the cookie were still taken:
+    # what shows the cookie was not is that s2 was tried no more than the
+    # max_fails times that took it out.
+    tries = f.stderr().count("connect to p/s2 ")
+    check(tries == 2, f"s2 was tried {tries} times, expected max_fails = 2:\n{f.stderr()[-2000:]}")
 
 
 def test_backup_cookie_while_normals_up(ctx):

@@ -1,5 +1,6 @@
 """tcp mode: relaying, half-close, concurrency, max_connections, timeouts (SPEC §3)."""
 
+import select
 import signal
 import socket
 import struct
@@ -287,12 +288,14 @@ def test_client_timeout_not_while_active(ctx):
 def test_retry_after_a_reload_that_removed_every_pool(ctx):
     """A connection still connecting when a reload leaves no pool at all
     (the listener turned forward) retries in its own generation's pool:
-    the retry must find balancing state to use, not crash."""
+    the retry must find balancing state to use, not crash. connect_timeout
+    is long enough (and scaled) for the reload to be in before the try to
+    the hole gives up, and the test checks it was."""
     bh = ctx.blackhole()
     good = ctx.backend("name", name="good")
     port = free_port()
     f = ctx.fulcrum(tcp_conf(port, [f"hole {bh.addr}", good.server_line()],
-                             pool={"connect_timeout": "700ms", "retries": 1}))
+                             pool={"connect_timeout": f"{int(1500 * SCALE)}ms", "retries": 1}))
     s = connect(_addr(port))  # round robin: the first goes to the hole
     wait_for(lambda: f.fd_count() >= f.baseline_fds + 2, 2 * SCALE,
              what="the connection accepted and connecting")
@@ -300,7 +303,12 @@ def test_retry_after_a_reload_that_removed_every_pool(ctx):
         fh.write(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
                      ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "forward"})))
     f.signal(signal.SIGHUP)
-    wait_for(lambda: "generation 2" in f.stderr(), 3 * SCALE, what="the reload")
+    wait_for(lambda: "reloaded" in f.stderr() and "generation 2" in f.stderr(), 3 * SCALE,
+             what="the reload")
+    # Still nothing for the client: the first try was still connecting when
+    # the reload was applied, so the retry comes after it.
+    ready, _, _ = select.select([s], [], [], 0)
+    check(not ready, "the client had its answer before the reload was applied: the retry ran before it")
     check(recv_line(s) == b"good\n", "the retry after the reload did not reach the good server")
     s.close()
     f.check_alive()

@@ -709,15 +709,26 @@ def test_upgrades_pass_on_no_access_log_descriptor(ctx):
 
 
 def test_second_sigusr2_while_upgrading_is_refused(ctx):
+    """A SIGUSR2 while the new process is still starting is refused with a
+    warning, and only one upgrade runs. The new file has a 2^24-entry maglev
+    table to build, so the new process takes long enough to be caught
+    starting."""
     site = Site(ctx)
     f = site.f
+    conf = f.conf_text + ("[pool big]\nbalance = maglev\nmaglev_table_size = 16777213\n"
+                          "check = none\nserver = x 127.0.0.1:1\n")
+    site.rewrite(conf)
     f.signal(signal.SIGUSR2)
+    wait_for(lambda: "upgrade: started" in f.stderr(), 5 * SCALE, what="the upgrade to start")
+    check("upgrade: the new process" not in f.stderr(), "the new process took over at once")
     f.signal(signal.SIGUSR2)
+    wait_for(lambda: "SIGUSR2: an upgrade is already under way" in f.stderr(), 5 * SCALE,
+             what="the second SIGUSR2 to be refused")
     wait_for(lambda: "upgrade: the new process" in f.stderr(), 10 * SCALE,
              what="the new process to take over")
     pids = re.findall(r"upgrade: started .* as process (\d+)", f.stderr())
     check(len(pids) == 1, f"{len(pids)} upgrades started")
-    new = site.adopt(f, int(pids[0]), f.conf_text)
+    new = site.adopt(f, int(pids[0]), conf)
     _exit_status_soon(f, 10)
     new.check_alive()
 

@@ -930,6 +930,88 @@ static void load_example(const char *path)
 	cfg_errors_free(&errs);
 }
 
+/* TEXT with every FROM replaced by TO; the caller frees it. */
+static char *replace_all(const char *text, const char *from, const char *to)
+{
+	size_t n = 0, lf = strlen(from), lt = strlen(to);
+	for (const char *p = strstr(text, from); p; p = strstr(p + lf, from))
+		n++;
+	char *out = malloc(strlen(text) + n * lt + 1), *o = out;
+	cr_assert_not_null(out);
+	for (const char *p = text, *q; *p; p = q + lf) {
+		q = strstr(p, from);
+		if (!q) {
+			strcpy(o, p);
+			return out;
+		}
+		memcpy(o, p, (size_t)(q - p));
+		o += q - p;
+		memcpy(o, to, lt);
+		o += lt;
+	}
+	*o = '\0';
+	return out;
+}
+
+/* tls.ini names certificate files that do not exist here, and they are
+ * loaded with the configuration: it is loaded with generated ones in their
+ * place (the first pair's certificate also stands in as the CA). */
+static void load_tls_example(void)
+{
+	FILE *f = fopen("config/examples/tls.ini", "r");
+	cr_assert_not_null(f, "config/examples/tls.ini: %s", strerror(errno));
+	char *text = calloc(1, 1 << 16);
+	cr_assert_not_null(text);
+	size_t len = fread(text, 1, (1 << 16) - 1, f);
+	cr_assert(len > 0 && feof(f), "tls.ini is empty or over 64 KiB");
+	fclose(f);
+
+	char *cert[2], *key[2];
+	write_cert_pair(&cert[0], &key[0]);
+	write_cert_pair(&cert[1], &key[1]);
+	const char *subst[][2] = {
+		{"/etc/fulcrum/certs/site.pem", cert[0]},
+		{"/etc/fulcrum/certs/site.key", key[0]},
+		{"/etc/fulcrum/certs/other.pem", cert[1]},
+		{"/etc/fulcrum/certs/other.key", key[1]},
+		{"/etc/fulcrum/certs/internal-ca.pem", cert[0]},
+	};
+	for (size_t i = 0; i < sizeof(subst) / sizeof(subst[0]); i++) {
+		cr_assert_not_null(strstr(text, subst[i][0]), "tls.ini no longer names %s",
+				   subst[i][0]);
+		char *next = replace_all(text, subst[i][0], subst[i][1]);
+		free(text);
+		text = next;
+	}
+	/* Every file the example names was replaced: none is left to fail on. */
+	cr_assert_null(strstr(text, "/etc/fulcrum/"), "tls.ini names a file not substituted");
+
+	char *path = write_tmp(text);
+	struct cfg_errors errs = {0};
+	struct cfg *cfg = cfg_load(path, 0, &errs);
+	for (size_t i = 0; i < errs.len; i++)
+		cr_log_error("%s", errs.msgs[i]);
+	cr_assert_not_null(cfg,
+			   "config/examples/tls.ini (with generated certificates) should load");
+	/* And it is the TLS example that loaded: both pairs and the TLS pool. */
+	size_t pairs = 0, tls_pools = 0;
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		pairs += cfg->listeners[i].n_tls_certs;
+	for (size_t i = 0; i < cfg->n_pools; i++)
+		tls_pools += cfg->pools[i].tls && cfg->pools[i].tls_verify;
+	cr_assert_eq(pairs, 2);
+	cr_assert_eq(tls_pools, 1);
+	cfg_free(cfg);
+	cfg_errors_free(&errs);
+
+	drop_tmp(path);
+	for (int i = 0; i < 2; i++) {
+		drop_tmp(cert[i]);
+		drop_tmp(key[i]);
+	}
+	free(text);
+}
+
 Test(config, examples_load)
 {
 	load_example("config/fulcrum.ini");
@@ -938,6 +1020,7 @@ Test(config, examples_load)
 	load_example("config/examples/sni-passthrough.ini");
 	load_example("config/examples/sticky.ini");
 	load_example("config/examples/forward.ini");
+	load_tls_example();
 }
 
 Test(config, demo_config_shape)
