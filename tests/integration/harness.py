@@ -120,6 +120,8 @@ def _port_range():
     lo = 10000 if hi > 12000 else 1024
     i, n = (int(x) for x in os.environ.get("FULCRUM_TEST_SLICE", "0/1").split("/"))
     width = (hi - lo + 1) // n
+    if width < 100:
+        raise TestFailure(f"only {hi - lo + 1} ports below the ephemeral range for {n} jobs")
     return lo + i * width, lo + (i + 1) * width - 1
 
 

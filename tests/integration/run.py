@@ -18,8 +18,8 @@ import argparse
 import glob
 import importlib
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import sys
 import time
 import traceback
@@ -63,19 +63,21 @@ def run_one(name, fn, verbose):
     return status, detail
 
 
-def job(slot, jobs, tests, todo, done, stop, verbose):
-    """One job's loop: takes test indexes from TODO until the None at its end
-    (or STOP), runs each and sends ("start"|"end", slot, index, ...) to DONE."""
+def job(slot, jobs, tests, todo, out, stop, verbose):
+    """One job's loop: takes test indexes from TODO until a None (or STOP),
+    runs each and sends ("start", index) and ("end", index, status, detail,
+    seconds) on its pipe OUT. A send is written before it returns, so a job
+    that dies in a test has said which one."""
     os.environ["FULCRUM_TEST_SLICE"] = f"{slot}/{jobs}"
     while not stop.is_set():
         i = todo.get()
         if i is None:
             return
-        done.put(("start", slot, i))
+        out.send(("start", i))
         name, fn = tests[i]
         t0 = time.monotonic()
         status, detail = run_one(name, fn, verbose)
-        done.put(("end", slot, i, status, detail, time.monotonic() - t0))
+        out.send(("end", i, status, detail, time.monotonic() - t0))
 
 
 def main():
@@ -101,19 +103,25 @@ def main():
     print(f"fulcrum integration tests: {harness.BIN} (timeout scale {harness.SCALE:g}, "
           f"{jobs} at a time)", flush=True)
     mp = multiprocessing.get_context("fork")
-    todo, done, stop = mp.Queue(), mp.Queue(), mp.Event()
+    # SimpleQueue: put() writes at once, with no thread to fork around (the
+    # jobs start first, so that a queue longer than a pipe holds cannot
+    # block the puts).
+    todo, stop = mp.SimpleQueue(), mp.Event()
+
+    def spawn(slot):
+        """A job in SLOT; returns the reading end of its pipe."""
+        r, w = mp.Pipe(duplex=False)
+        p = mp.Process(target=job, args=(slot, jobs, tests, todo, w, stop, opts.v))
+        p.start()
+        w.close()  # the job's end only: EOF on r once it has exited
+        r.slot, r.proc = slot, p
+        return r
+
+    pipes = [spawn(slot) for slot in range(jobs)]
     for i in range(len(tests)):
         todo.put(i)
     for _ in range(jobs):
         todo.put(None)
-    todo.cancel_join_thread()  # after -x, tests left in the queue are dropped
-
-    def spawn(slot):
-        p = mp.Process(target=job, args=(slot, jobs, tests, todo, done, stop, opts.v))
-        p.start()
-        return p
-
-    procs = [spawn(slot) for slot in range(jobs)]
     running = {}  # slot -> index of the test it runs
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     failed = []
@@ -131,25 +139,30 @@ def main():
             if opts.x:
                 stop.set()
 
-    while any(p.is_alive() for p in procs) or not done.empty():
-        try:
-            msg = done.get(timeout=1)
-        except queue.Empty:
-            # A job that died mid-test (the test killed its own process, say)
-            # fails that test; a fresh job takes its slot and goes on.
-            for slot, p in enumerate(procs):
-                if not p.is_alive() and slot in running:
-                    report(tests[running.pop(slot)][0], "FAIL",
-                           f"the test's process died (exit status {p.exitcode})", 0.0)
+    while pipes:
+        for r in multiprocessing.connection.wait(pipes):
+            try:
+                msg = r.recv()
+            except EOFError:
+                # The job has exited, and all it sent has been read. One
+                # that was in a test died in it (the test killed its own
+                # process, say): that test fails, and a fresh job takes
+                # the slot, with the None the dead one had not taken.
+                pipes.remove(r)
+                r.proc.join()
+                if r.slot in running:
+                    report(tests[running.pop(r.slot)][0], "FAIL",
+                           f"the test's process died (exit status {r.proc.exitcode})", 0.0)
                     if not stop.is_set():
-                        procs[slot] = spawn(slot)
-            continue
-        if msg[0] == "start":
-            running[msg[1]] = msg[2]
-        else:
-            _, slot, i, status, detail, dt = msg
-            running.pop(slot, None)
-            report(tests[i][0], status, detail, dt)
+                        pipes.append(spawn(r.slot))
+                r.close()
+                continue
+            if msg[0] == "start":
+                running[r.slot] = msg[1]
+            else:
+                _, i, status, detail, dt = msg
+                running.pop(r.slot, None)
+                report(tests[i][0], status, detail, dt)
     unrun = len(tests) - sum(counts.values())
     if unrun and not stop.is_set():
         counts["FAIL"] += unrun
