@@ -32,6 +32,7 @@
 #include "core/http/cache_fill.h"
 #include "core/http/forward.h"
 #include "core/http/proxy_internal.h"
+#include "core/http/reply.h"
 #include "core/tls.h"
 
 #define HOST_MAX 256 /* longer Host values are not cached */
@@ -89,24 +90,47 @@ void cache_http_drop_orphans(const struct gen *g)
 
 /* ---- keys --------------------------------------------------------------- */
 
-/* Drops a port that is the scheme's default, and an empty one. */
-static size_t strip_default_port(const char *h, size_t n, bool https)
+/* Writes authority A[0, n) to HOST (HOST_MAX bytes) as the key has it: the
+ * host in lower case, then the port as a number without leading zeros, left
+ * out when it is empty or the scheme's default, so "h", "h:", "h:80" and
+ * "h:080" are one origin, as they are one address. The parser has checked
+ * the form (host, or [literal], then an optional ":" and digits). Returns
+ * the length, or -1 when it does not fit. */
+static ssize_t key_host(const char *a, size_t n, bool https, char *host)
 {
-	const char *port = https ? ":443" : ":80";
-	size_t pn = strlen(port);
+	const char *end = n && a[0] == '[' ? memchr(a, ']', n) : memchr(a, ':', n);
+	size_t hn = !end ? n : a[0] == '[' ? (size_t)(end - a) + 1 : (size_t)(end - a);
+	const char *port = a + hn;
+	size_t pn = n - hn;
 
-	if (n > pn && memcmp(h + n - pn, port, pn) == 0)
-		return n - pn;
-	if (n > 1 && h[n - 1] == ':')
-		return n - 1;
-	return n;
+	if (pn && port[0] == ':') {
+		port++;
+		pn--;
+	}
+	while (pn > 1 && port[0] == '0') {
+		port++;
+		pn--;
+	}
+	const char *dflt = https ? "443" : "80";
+	if (pn == strlen(dflt) && memcmp(port, dflt, pn) == 0)
+		pn = 0;
+	size_t len = hn + (pn ? 1 + pn : 0);
+	if (len >= HOST_MAX)
+		return -1;
+	for (size_t i = 0; i < hn; i++)
+		host[i] = (char)tolower((unsigned char)a[i]);
+	if (pn) {
+		host[hn] = ':';
+		memcpy(host + hn + 1, port, pn);
+	}
+	return (ssize_t)len;
 }
 
 /*
  * The key of request H: in http mode the route's pool, the scheme, the Host
  * and the request target; in forward mode the absolute URI's authority and
- * path. HOST (HOST_MAX bytes) receives the lower-cased host. False when the
- * request is not cached.
+ * path. HOST (HOST_MAX bytes) receives the host as key_host writes it. False
+ * when the request is not cached.
  */
 static bool request_key(struct conn *c, const struct http_head *h, char *host, struct cache_key *k)
 {
@@ -125,11 +149,9 @@ static bool request_key(struct conn *c, const struct http_head *h, char *host, s
 		ts = h->target_form == HTTP_TARGET_ABSOLUTE ? h->path : h->target;
 		k->scope = (lb_hash(hc->pool->name, strlen(hc->pool->name)) | 1) ^ https;
 	}
-	size_t n = strip_default_port(buf + hs.off, hs.len, https);
-	if (n >= HOST_MAX)
+	ssize_t n = key_host(buf + hs.off, hs.len, https, host);
+	if (n < 0)
 		return false;
-	for (size_t i = 0; i < n; i++)
-		host[i] = (char)tolower((unsigned char)buf[hs.off + i]);
 	k->host = host;
 	k->host_len = (uint32_t)n;
 	/* The target as it is forwarded, where an absolute URI's empty path is
@@ -279,11 +301,14 @@ static bool queue_part(struct conn *c, struct cache_entry *e, uint64_t first, ui
 static void queue_unsatisfiable(struct conn *c, struct cache_entry *e)
 {
 	struct http_conn *hc = c->http;
-	char *x = hc->reply;
-	int n = snprintf(x, sizeof(hc->reply) - EXTRAS_MAX,
-			 "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */%llu\r\n"
-			 "Content-Length: 0\r\n",
-			 (unsigned long long)e->body_len);
+	char *x = hc->reply, date[HTTP_DATE_SIZE];
+	http_date_now(date); /* fulcrum's own answer: dated now (RFC 9110 §6.6.1) */
+	int n = snprintf(
+		x, sizeof(hc->reply) - EXTRAS_MAX,
+		"HTTP/1.1 416 Range Not Satisfiable\r\n%s%s%sContent-Range: bytes */%llu\r\n"
+		"Content-Length: 0\r\n",
+		date[0] ? "Date: " : "", date, date[0] ? "\r\n" : "",
+		(unsigned long long)e->body_len);
 	size_t xn = (size_t)n + put_extras(c, e, x + n);
 
 	hc->resp_out.n = hc->resp_out.i = 0;

@@ -174,6 +174,7 @@ def test_byte_ranges_from_a_hit(ctx):
         check(m.status == 416 and m.all("content-range") == ["bytes */1024"], f"{path} 416: {m!r}")
         # SPEC §3: every answer from the cache says so, a 416 too.
         check(is_hit(m) and m.get("age") is not None, f"{path} 416 without Age/X-Cache: {m!r}")
+        check(m.get("date") is not None, f"{path} 416 without Date (RFC 9110 §6.6.1): {m!r}")
         for extra in (["Range: bytes=0-1,5-6"], ["Range: bytes=5-4"], ["Range: items=0-1"],
                       ["Range: bytes=0-9", 'If-Range: "v1"']):
             m = fetch(port, path, extra)
@@ -783,6 +784,14 @@ def test_key_has_host_and_query(ctx):
     check(is_hit(d) and d.body == b"one.example /k?x=1", f"host case or default port: {d!r}")
     e = fetch(port, "/k?x=2", host="one.example")
     check(is_hit(e) and e.body == b"one.example /k?x=2", f"{e!r}")
+    # A port is a number: leading zeros, or an empty one, name the same origin.
+    for host in ("one.example:080", "one.example:"):
+        m = fetch(port, "/k?x=1", host=host)
+        check(is_hit(m) and m.body == b"one.example /k?x=1", f"Host {host}: {m!r}")
+    m = fetch(port, "/k?x=1", host="one.example:0081")
+    check(is_miss(m), f"port 81 is another origin: {m!r}")
+    m = fetch(port, "/k?x=1", host="one.example:81")
+    check(is_hit(m) and m.body == b"one.example:0081 /k?x=1", f"port 81 written without zeros: {m!r}")
 
 
 def test_one_cache_for_all_workers(ctx):
