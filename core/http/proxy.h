@@ -118,6 +118,9 @@ struct http_conn {
 	/* Expect: 100-continue with a body, and neither a byte of it from the
 	 * client (bytes_in still head_in) nor an interim answer yet */
 	bool awaits_continue;
+	/* ... and the client named Expect in Connection: the expectation is
+	 * fulcrum's, not the server's (it never sees it), so the 100 is too */
+	bool continue_here;
 	uint8_t interim; /* interim (1xx) heads the server sent for this request */
 	uint64_t lingered; /* bytes read and dropped while lingering (proxy.c) */
 	uint32_t head_in; /* bytes_in once the head was read */

@@ -332,6 +332,8 @@ static void begin_request(struct conn *c, const struct http_head *h)
 	hc->client_ka = http_client_keep_alive(h, hc->rbuf, lc->mode == MODE_FORWARD) &&
 			c->gen == c->w->gen;
 	hc->awaits_continue = h->expect_continue && hc->req_body != HTTP_BODY_NONE;
+	hc->continue_here = hc->awaits_continue && h->version_minor == 1 &&
+			    http_connection_lists(h, hc->rbuf, "expect", 6);
 	/* RFC 9110 §7.8: an HTTP/1.0 request's Upgrade is ignored. */
 	hc->upgrade = h->has_upgrade && h->conn_upgrade && h->version_minor == 1 &&
 		      !upgrade_offers_only_h2c(h, hc->rbuf);
@@ -440,6 +442,7 @@ void http_new_request(struct conn *c)
 	hc->req_body = hc->resp_body = HTTP_BODY_NONE;
 	hc->req_left = hc->resp_left = hc->req_body_len = hc->req_length = 0;
 	hc->req_head_sent = hc->req_done = hc->req_body_flowed = hc->awaits_continue = false;
+	hc->continue_here = false;
 	hc->req_write_failed = false;
 	hc->interim = 0;
 	hc->body_end = 0;
@@ -655,6 +658,23 @@ static int send_length(struct conn *c, struct http_conn *hc)
 	return r == RELAY_DONE ? 1 : 0;
 }
 
+/* The client's 100-continue expectation was its hop's alone (named in
+ * Connection, so the server never saw it): with the head on its way, fulcrum
+ * lets the body come as the server would have, as nginx does. Returns 0, or
+ * -1 after ending a client that does not take even these 25 bytes. */
+static int continue_client(struct conn *c, struct http_conn *hc)
+{
+	static const char go_on[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+	hc->continue_here = hc->awaits_continue = false;
+	http_outq_set(&hc->resp_out, go_on, sizeof(go_on) - 1, NULL, 0, NULL, 0);
+	if (http_outq_flush(&c->cli, &hc->resp_out, &hc->bytes_out) > 0)
+		return 0;
+	hc->reason = "client_slow_interim";
+	conn_close(c, CR_CLIENT_RESET);
+	return -1;
+}
+
 /* Returns 1 when the request is all sent, 0 to wait, -1 after ending. */
 int http_send_request(struct conn *c)
 {
@@ -677,6 +697,8 @@ int http_send_request(struct conn *c)
 		if (r == 0)
 			return 0;
 		hc->req_head_sent = true;
+		if (hc->continue_here && continue_client(c, hc) < 0)
+			return -1;
 	}
 	int r = 1;
 	if (hc->req_body == HTTP_BODY_LENGTH)

@@ -865,6 +865,43 @@ def test_expect_100_continue(ctx):
     r.close()
 
 
+def _answers_bodies_without_100(r, srv):
+    while (m := read_request(r)) is not None:
+        r.s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(m.body) + m.body)
+
+
+def test_expect_named_in_connection_is_met_by_fulcrum(ctx):
+    """Connection: Expect makes the expectation the first hop's (RFC 9110
+    §7.6.1): the field is not forwarded, so the server cannot answer it,
+    and fulcrum sends the 100 itself once the head is on its way, as nginx
+    does. Before, the client waited for a 100 that could never come."""
+    srv = pyserver(ctx, _answers_bodies_without_100)
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [srv.server_line()], pool={"server_timeout": "10s"}))
+    r = client(port)
+    r.send(b"POST /x HTTP/1.1\r\nHost: a\r\nConnection: Expect\r\n"
+           b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+    r.s.settimeout(3 * SCALE)
+    try:
+        interim = r.until(b"\r\n\r\n")
+    except socket.timeout:
+        raise TestFailure("no 100 Continue within 3s for an Expect named in Connection")
+    r.s.settimeout(15 * SCALE)
+    check(interim == b"HTTP/1.1 100 Continue\r\n\r\n", f"interim response: {interim!r}")
+    r.send(b"hello")
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"hello", f"final response: {m!r}")
+    head = srv.heads[0].lower()
+    check(b"expect" not in head, f"the hop's Expect reached the server: {head!r}")
+    # An HTTP/1.0 client gets no interim answer (RFC 9110 §15.2); it sends
+    # its body anyway.
+    r.send(b"POST /y HTTP/1.0\r\nHost: a\r\nConnection: Expect, keep-alive\r\n"
+           b"Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc")
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"abc", f"HTTP/1.0 response: {m!r}")
+    r.close()
+
+
 def _reads_heads_never_answers(r, srv):
     while read_request(r) is not None:
         pass
