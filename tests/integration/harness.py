@@ -39,6 +39,8 @@ def _default_scale():
 SCALE = _default_scale()
 # Sanitizer builds are linked without jemalloc (Makefile).
 SANITIZED = "asan" in BIN or "tsan" in BIN
+# ThreadSanitizer slows memory-heavy work far more than SCALE allows for.
+TSAN = "tsan" in BIN
 
 # No socket in the tests may block forever: a hung test fails instead.
 socket.setdefaulttimeout(15 * SCALE)

@@ -691,6 +691,10 @@ def test_reload_turning_checks_off_brings_their_down_server_back(ctx):
     f.signal(signal.SIGHUP)
     _wait_log(f, r"server p/b UP: active checks turned off", 3, "b back UP after the reload")
     _wait_log(f, r"server p/a UP: active checks turned off", 3, "a back UP after the reload")
+    # The verdicts are given while the new generation is being adopted;
+    # the workers run it once the reload is logged. Before, the first
+    # connection could still take the old generation's round robin.
+    _wait_log(f, r"reloaded .*: generation 2$", 3, "the reload done")
     cnt = _spread(port, 10)
     check(cnt == {"a": 5, "b": 5}, f"after the reload b got no traffic: {dict(cnt)}")
 
