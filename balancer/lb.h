@@ -135,6 +135,14 @@ static inline size_t lb_tried_len(const struct lb_tried *t)
 	return t->n < LB_TRIED_KEEP ? t->n : LB_TRIED_KEEP;
 }
 
+/* The last try does not count: it was called off before it could fail.
+ * (Its server may stay among those skipped; it is unusable anyway.) */
+static inline void lb_tried_forget_last(struct lb_tried *t)
+{
+	if (t->n)
+		t->n--;
+}
+
 static inline struct lb_server *lb_tried_last(const struct lb_tried *t)
 {
 	return t->n ? t->s[(t->n - 1) % LB_TRIED_KEEP] : NULL;

@@ -50,6 +50,7 @@ static const struct conn_ops tcp_ops = {
 	.process = tcp_process,
 	.on_timer = tcp_on_timer,
 	.drain = NULL,
+	.withdraw = tcp_withdraw,
 };
 
 static const struct conn_ops http_ops = {
@@ -58,6 +59,7 @@ static const struct conn_ops http_ops = {
 	.on_timer = http_on_timer,
 	.drain = http_drain,
 	.answering = http_answering,
+	.withdraw = http_withdraw,
 };
 
 void conn_side_event(struct side *s, uint32_t events)

@@ -81,6 +81,11 @@ struct conn_ops {
 	/* True while a request is in flight, which a stop's deadline lets
 	 * finish; NULL: never (tcp, a TLS handshake, a PROXY header). */
 	bool (*answering)(const struct conn *c);
+	/* The server C holds was disabled through the admin API while C was
+	 * still connecting to it, before anything of the client's went there:
+	 * C goes on to another server and true is returned; false (or NULL)
+	 * when it is too late, and the sweep closes C. */
+	bool (*withdraw)(struct conn *c);
 };
 
 struct conn {

@@ -12,8 +12,9 @@
  * whole answer has been read; the client may still be taking it). Idle
  * keep-alive client connections hold no server and stay; idle pooled server
  * connections to the server are closed too, so none is reused after an
- * enable. A sweep after a server was deleted closes only those: its
- * requests finish.
+ * enable. A connection still connecting to the server has sent it nothing
+ * of the client's: it goes to another server instead (conn_ops.withdraw). A sweep after a server
+ * was deleted closes only those: its requests finish.
  */
 #include <stdlib.h>
 
@@ -89,7 +90,8 @@ void conn_sweep_disabled(struct worker *w)
 
 		next = n->next;
 		if (c->server_held && c->server &&
-		    (api_disabled(c->server) || listed(c->server, off, n_off)))
+		    (api_disabled(c->server) || listed(c->server, off, n_off)) &&
+		    (!c->ops->withdraw || !c->ops->withdraw(c)))
 			conn_close(c, CR_SERVER_DISABLED);
 	}
 	for (size_t i = 0; i < ARRAY_SIZE(w->upstreams.buckets); i++) {

@@ -126,6 +126,20 @@ static void connect_next(struct conn *c)
 	}
 }
 
+bool tcp_withdraw(struct conn *c)
+{
+	if (c->state != CS_CONNECTING)
+		return false;
+	log_info("tcp %s: %s/%s was disabled while connecting to it; trying another server",
+		 c->lc->name, c->pool->name, c->server->name);
+	/* Not the server's failure, and no retry used up. */
+	conn_release_server(c);
+	c->srv.wr = c->srv.rd = c->srv.hup = false;
+	lb_tried_forget_last(&c->tried);
+	connect_next(c);
+	return true;
+}
+
 void tcp_start(struct conn *c)
 {
 	/* The pool: by the SNI when the listener routes by it (the TLS

@@ -186,6 +186,26 @@ void http_connect_server(struct conn *c)
 	}
 }
 
+bool http_withdraw(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (hc->phase != HP_CONNECT || hc->fwd)
+		return false;
+	log_info("http %s: %s/%s was disabled while connecting to it; trying another server",
+		 c->lc->name, hc->pool->name, hc->server->name);
+	/* Not the server's failure, and no retry used up. A sticky client's
+	 * cookie named a server that is out now: the answer pins it anew. */
+	http_release_server(c, false);
+	hc->server = NULL;
+	if (hc->pinned)
+		hc->set_cookie = true;
+	hc->pinned = false;
+	lb_tried_forget_last(&hc->tried);
+	http_connect_server(c);
+	return true;
+}
+
 bool http_connect_failed(struct conn *c, int err, const char *reason)
 {
 	struct http_conn *hc = http_of(c);

@@ -182,5 +182,8 @@ void http_drain(struct conn *c);
 /* conn_ops.answering: a request is in flight (its head read, its answer
  * not yet sent in full), not a tunnel. */
 bool http_answering(const struct conn *c);
+/* conn_ops.withdraw: a request whose server connection is still being made
+ * (HP_CONNECT) goes to another server. */
+bool http_withdraw(struct conn *c);
 
 #endif

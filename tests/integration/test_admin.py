@@ -577,6 +577,44 @@ def test_disable_closes_http_in_flight(ctx):
     check(st == 503, f"no server left: {st} {body!r}")
 
 
+def test_disable_sends_what_is_still_connecting_to_another_server(ctx):
+    """A server disabled while a connection or request is still connecting
+    to it has had nothing of the client's: that goes to another server, as
+    a failed connect would but without using up a retry (retries = 0 here)
+    or counting against the server. Before, the client was closed with no
+    answer."""
+    from test_http import Reader, access_lines, cbackend, read_response
+    for mode in ("tcp", "http"):
+        hole = ctx.blackhole()
+        good = ctx.backend("name", name="good") if mode == "tcp" else cbackend(ctx, "good")
+        log = ctx.path(f"access-{mode}.log")
+        f, port, adm = start(ctx, [f"hole {hole.addr}", good.server_line()], mode=mode,
+                             glob={"access_log": log},
+                             pool={"connect_timeout": "20s", "retries": 0, "max_fails": 1})
+        s = connect(("127.0.0.1", port))  # roundrobin: the first goes to hole
+        if mode == "http":
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        wait_for(lambda: adm.server("p", "hole")["connections_active"] == 1, 3 * SCALE,
+                 what="a connection on its way to hole")
+        adm.json("POST", "/pools/p/servers/hole/disable")
+        s.settimeout(5 * SCALE)
+        if mode == "tcp":
+            got = recv_line(s).decode().strip()
+            check(got == "good", f"tcp: after the disable the client got {got!r}")
+        else:
+            m = read_response(Reader(s))
+            check(m.status == 200 and m.get("x-server") == "good",
+                  f"http: after the disable the client got {m!r}")
+        s.close()
+        line = access_lines(log, 1)[0]
+        check(" p/good " in line and not line.endswith("server_disabled"), f"{mode}: {line}")
+        check(adm.server("p", "hole")["state"] == "disabled" and
+              adm.json("POST", "/pools/p/servers/hole/enable")["state"] == "up",
+              f"{mode}: the withdrawn connect counted as a failure (max_fails = 1)")
+        f.signal(signal.SIGINT)
+        check(f.wait_exit(5) == 0, "SIGINT")
+
+
 def test_weight_change_spread(ctx):
     bs = names(ctx, "a", "b")
     f, port, adm = start(ctx, [b.server_line() for b in bs])
