@@ -19,7 +19,10 @@
  * The cache makes a hash a cost of a user's first request per worker and
  * configuration, not of every request. Refused credentials are remembered
  * too (by a hash of the header value), so a client repeating a wrong
- * password costs no hash either.
+ * password costs no hash either. Behind the workers' caches, the hasher
+ * remembers its own recent verdicts (struct memo): requests that came
+ * together with one new credential, on any worker, or the first ones after
+ * a reload emptied the caches, cost one hash, not one each.
  */
 #include "core/auth.h"
 
@@ -37,6 +40,8 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "balancer/lb.h"
 #include "core/log.h"
@@ -102,6 +107,7 @@ static struct {
 	bool running;
 	_Atomic(struct auth_job *) jobs;
 	_Atomic int queued;
+	_Atomic uint64_t hashes; /* crypt() runs (auth_hashes_run) */
 } hasher = {.once = PTHREAD_ONCE_INIT, .fd = -1};
 
 static void hasher_start(void);
@@ -387,9 +393,59 @@ static bool same_secret(const char *a, const char *b)
 	return diff == 0;
 }
 
+/*
+ * The hasher's recent verdicts, its thread's alone. crypt() is a function of
+ * the password and the stored hash only, so a verdict keyed by both never
+ * goes stale, across reloads too. The key is a SHA-256 digest of the stored
+ * hash and the whole "user:password": with the user in it, an unknown name
+ * (hashed against another user's entry) tried with a password that was
+ * tried before is not answered faster than a known one, which would tell
+ * the names apart.
+ */
+#define MEMO_SLOTS 256
+struct memo {
+	bool used, match;
+	unsigned char key[32];
+};
+
+static bool memo_key(const struct auth_job *j, unsigned char key[32])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) &&
+		  EVP_DigestUpdate(ctx, j->stored, strlen(j->stored) + 1) &&
+		  EVP_DigestUpdate(ctx, j->cred, strlen(j->cred)) &&
+		  EVP_DigestFinal_ex(ctx, key, NULL);
+
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+/* Whether the password of J matches its stored hash: from MEMO when it was
+ * decided lately, else by crypt_rn() with CD, and then remembered. */
+static bool verify(struct memo *memo, struct crypt_data *cd, const struct auth_job *j)
+{
+	unsigned char key[32];
+	bool keyed = memo_key(j, key);
+	struct memo *m = &memo[(key[0] | (unsigned)key[1] << 8) % MEMO_SLOTS];
+
+	if (keyed && m->used && memcmp(m->key, key, sizeof(key)) == 0)
+		return m->match;
+	const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
+	bool match = h && same_secret(h, j->stored);
+	explicit_bzero(cd, sizeof(*cd));
+	atomic_fetch_add_explicit(&hasher.hashes, 1, memory_order_relaxed);
+	if (keyed) {
+		m->used = true;
+		m->match = match;
+		memcpy(m->key, key, sizeof(key));
+	}
+	return match;
+}
+
 static void *hasher_main(void *arg)
 {
 	struct crypt_data *cd = arg;
+	static struct memo memo[MEMO_SLOTS];
 
 	for (;;) {
 		uint64_t v;
@@ -398,10 +454,8 @@ static void *hasher_main(void *arg)
 		for (struct auth_job *j = take_all(&hasher.jobs), *next; j; j = next) {
 			next = j->next;
 			if (!atomic_load_explicit(&j->cancelled, memory_order_relaxed)) {
-				const char *h = crypt_rn(j->password, j->stored, cd, sizeof(*cd));
-				j->ok = h && same_secret(h, j->stored) && !j->unknown;
+				j->ok = verify(memo, cd, j) && !j->unknown;
 				j->hashed = true;
-				explicit_bzero(cd, sizeof(*cd));
 			}
 			explicit_bzero(j->cred, sizeof(j->cred));
 			atomic_fetch_sub_explicit(&hasher.queued, 1, memory_order_relaxed);
@@ -438,6 +492,11 @@ static void hasher_start(void)
 		free(cd);
 		log_error("cannot start the password hasher thread: new credentials get 503");
 	}
+}
+
+uint64_t auth_hashes_run(void)
+{
+	return atomic_load_explicit(&hasher.hashes, memory_order_relaxed);
 }
 
 struct auth_cache *auth_cache_new(int wake_fd)

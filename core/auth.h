@@ -28,6 +28,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct auth_db;
 struct auth_cache;
@@ -76,5 +77,9 @@ void auth_collect(struct auth_cache *ac, void (*done)(void *owner, enum auth_res
 /* Jobs waiting for the hasher, all workers together, past which new
  * credentials get AUTH_BUSY: a flood of guesses queues no further. */
 #define AUTH_QUEUE_MAX 256
+
+/* How many passwords the hasher has run through crypt() since start (not
+ * the verdicts it remembered): for tests and diagnostics. */
+uint64_t auth_hashes_run(void);
 
 #endif

@@ -759,6 +759,48 @@ def test_cache_waiters_are_not_hashed_again(ctx):
     check(used < 80, f"{used} CPU ticks for 4 collapsed requests: credentials hashed again")
 
 
+def test_a_burst_with_new_credentials_costs_one_hash(ctx):
+    """20 requests that arrive together with the same credentials, on both
+    workers, before any verdict: the hasher remembers the first one's, so
+    the password is hashed once, not 20 times one after the other (a burst
+    of bcrypt at cost 12 took 10 s and ended in 503s). The same after a
+    reload, which empties the workers' caches."""
+    b = cbackend(ctx, "b1")
+    htpasswd = ctx.write("htpasswd", f"u:{crypt_hash('$5$', 'pw', 400000)}\n")
+    port = free_port()
+    f = start(ctx, port, glob={"workers": 2}, listener={"auth": f"basic {htpasswd}"})
+    req = proxy_get(f"http://127.0.0.1:{b.port}/",
+                    headers=[f"Proxy-Authorization: {basic('u', 'pw')}"])
+
+    def cpu_ticks():
+        with open(f"/proc/{f.pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    def burst():
+        got = []
+        threads = [threading.Thread(target=lambda: got.append(ask(port, req)[0].status))
+                   for _ in range(20)]
+        t0 = cpu_ticks()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30 * SCALE)
+        return got, cpu_ticks() - t0
+
+    t0 = time.process_time()
+    crypt_hash("$5$", "x", 400000)
+    hash_ticks = (time.process_time() - t0) * 100  # at 100 Hz
+    for when in ("at start", "after a reload"):
+        got, used = burst()
+        check(got == [200] * 20, f"{when}: answers {got}")
+        check(used < 5 * hash_ticks + 20,
+              f"{when}: {used} CPU ticks for 20 requests, one hash takes {hash_ticks:.0f}")
+        reloads = f.stderr().count("reloaded")
+        f.signal(signal.SIGHUP)
+        wait_for(lambda: f.stderr().count("reloaded") > reloads, 5 * SCALE, what="the reload")
+
+
 def test_slow_hashes_do_not_stall_or_refuse(ctx):
     """bcrypt at cost 12 (Python bcrypt's default) takes about a quarter of
     a second: a wrong password and then the right one both get their answer

@@ -442,3 +442,57 @@ Test(auth, unknown_users_take_as_long_as_known_ones)
 	free(v);
 	auth_db_free(db);
 }
+
+/* (user, password) checked on the worker whose cache is AC and doorbell FD. */
+static enum auth_result attempt_on(struct auth_cache *ac, int fd, const struct auth_db *db,
+				   const char *user, const char *password)
+{
+	wake_fd = fd;
+	return attempt(ac, db, user, password);
+}
+
+Test(auth, the_hasher_remembers_verdicts_for_every_worker_and_reload)
+{
+	struct auth_db *db = one_user("$2y$", "right");
+	struct auth_cache *a = new_cache();
+	int fd_a = wake_fd;
+	struct auth_cache *b = new_cache();
+	int fd_b = wake_fd;
+	uint64_t n = auth_hashes_run();
+
+	cr_expect_eq(attempt_on(a, fd_a, db, "u", "right"), AUTH_OK);
+	cr_expect_eq(auth_hashes_run(), n + 1);
+	/* Another worker, with nothing in its own cache: no second hash. */
+	cr_expect_eq(attempt_on(b, fd_b, db, "u", "right"), AUTH_OK);
+	cr_expect_eq(auth_hashes_run(), n + 1, "a second worker hashed again");
+	/* A reload of the same file empties the workers' caches, not this. */
+	char *h = hash_of("$2y$", "right"), text[512], err[256];
+	int rc;
+	snprintf(text, sizeof(text), "u:%s\n", h);
+	struct auth_db *same = load_text(text, &rc, err, sizeof(err));
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_expect_eq(attempt_on(a, fd_a, same, "u", "right"), AUTH_OK);
+	cr_expect_eq(auth_hashes_run(), n + 2, "the new file's own hash of the password");
+	cr_expect_eq(attempt_on(b, fd_b, same, "u", "right"), AUTH_OK);
+	cr_expect_eq(attempt_on(a, fd_a, db, "u", "right"), AUTH_OK);
+	cr_expect_eq(auth_hashes_run(), n + 2, "a verdict did not outlive a reload");
+	/* Refusals too, and a changed entry is hashed anew. */
+	cr_expect_eq(attempt_on(a, fd_a, db, "u", "wrong"), AUTH_WRONG);
+	cr_expect_eq(attempt_on(b, fd_b, db, "u", "wrong"), AUTH_WRONG);
+	cr_expect_eq(auth_hashes_run(), n + 3);
+	/* Unknown names tried with one password are each hashed: were the
+	 * name not part of what is remembered, the second would be answered
+	 * faster than a known name's first try, telling them apart. */
+	cr_expect_eq(attempt_on(a, fd_a, db, "x", "guess"), AUTH_WRONG);
+	cr_expect_eq(attempt_on(a, fd_a, db, "y", "guess"), AUTH_WRONG);
+	cr_expect_eq(auth_hashes_run(), n + 5);
+	/* An unknown name is refused even with the password of the entry it
+	 * is hashed against, remembered or not. */
+	cr_expect_eq(attempt_on(b, fd_b, db, "nobody", "right"), AUTH_WRONG);
+	cr_expect_eq(attempt_on(a, fd_a, db, "nobody", "right"), AUTH_WRONG);
+	auth_cache_free(a);
+	auth_cache_free(b);
+	auth_db_free(db);
+	auth_db_free(same);
+	free(h);
+}
