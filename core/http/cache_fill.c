@@ -63,6 +63,7 @@ void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cac
 	f->cache = cache;
 	f->e = NULL;
 	f->stale = stale;
+	f->client_validates = stale && rp->conditional;
 	f->answer = NULL;
 	f->reserved = 0;
 	f->wait_since_ms = 0;
@@ -111,7 +112,7 @@ int cache_http_request_lines(struct conn *c, struct rewrite_extra *x)
 	struct cache_fill *f = c->http->cache_fill;
 	int err = 0;
 
-	if (!f || !f->stale)
+	if (!f || !f->stale || f->client_validates)
 		return 0;
 	if (f->stale->etag_len)
 		err |= rewrite_add(x, "If-None-Match: %.*s\r\n", (int)f->stale->etag_len,
@@ -223,6 +224,27 @@ static void revalidated(struct conn *c, struct cache_fill *f, const struct http_
 	f->stale = NULL;
 }
 
+/* Whether the 304 H to a client's own conditional request identifies the
+ * stored OLD for update (RFC 9111 §4.3.4): by its ETag, equal to OLD's, or
+ * without one by a Last-Modified equal to OLD's. The client's validators
+ * may name a copy of its own, which the 304 says nothing of ours about. */
+static bool identifies(const struct http_head *h, const char *buf, const struct cache_entry *old)
+{
+	int i = http_header_find(h, buf, "etag", 0);
+	const char *mine = old->head + old->etag_off;
+	size_t mine_len = old->etag_len;
+
+	if (i < 0) {
+		i = http_header_find(h, buf, "last-modified", 0);
+		mine = old->head + old->lm_off;
+		mine_len = old->lm_len;
+	}
+	if (i < 0 || mine_len == 0)
+		return false;
+	return h->headers[i].value.len == mine_len &&
+	       memcmp(buf + h->headers[i].value.off, mine, mine_len) == 0;
+}
+
 /* The request's fields as they went to the server, for Vary: the kept
  * lines of the rewritten head in rbuf, after its request line. */
 static void forwarded_fields(const struct http_conn *hc, struct cache_req *rq)
@@ -245,6 +267,12 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 
 	if (!f)
 		return;
+	if (f->stale && h->status == 304 && f->client_validates) {
+		if (identifies(h, hc->sbuf, f->stale))
+			cache_entry_put(refresh(c, f, f->stale, h));
+		cache_fill_drop(hc);
+		return;
+	}
 	if (f->stale && h->status == 304) {
 		revalidated(c, f, h);
 		return;

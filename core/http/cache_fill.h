@@ -26,6 +26,10 @@ struct cache_fill {
 	struct cache *cache;
 	struct cache_entry *e; /* NULL until the response head proved storable */
 	struct cache_entry *stale; /* a stale entry the request revalidates (a reference) */
+	/* The request is the client's own conditional one: it goes as it is,
+	 * and stale is only held for the origin's 304 to update (RFC 9111
+	 * §4.3.4) when it identifies that entry; the 304 goes to the client. */
+	bool client_validates;
 	struct cache_entry *answer; /* the entry a 304 confirmed, to answer with (a reference) */
 	uint64_t reserved; /* bytes taken with cache_fill_reserve() */
 	uint64_t wait_since_ms; /* waiting for another worker's fill of the key since; 0: not */
@@ -40,8 +44,9 @@ struct cache_fill {
 };
 
 /* Notes that the response to this GET may be stored under K (copied). RP
- * is the request's policy. STALE, when not NULL, is a stale entry to
- * revalidate; the fill takes its reference. On ENOMEM there is no fill. */
+ * is the request's policy. STALE, when not NULL, is a stored entry to
+ * revalidate (or, for a conditional request, one its 304 may update); the
+ * fill takes its reference. On ENOMEM there is no fill. */
 void cache_fill_note(struct http_conn *hc, struct cache *cache, const struct cache_key *k,
 		     const struct cache_req_policy *rp, struct cache_entry *stale);
 /* Whether the client of a fill others wait for holds it up (server bytes

@@ -542,10 +542,11 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 		return true;
 	}
 	/* Stale, or the client wants it checked: ask the server whether it
-	 * changed, when it can tell (RFC 9111 §4.3.1) and the client did not
-	 * make the request conditional itself. A pass marker goes on to miss(). */
-	if (e && !e->pass &&
-	    (h->method_id != HTTP_M_GET || rp.conditional || !(e->etag_len || e->lm_len))) {
+	 * changed, when it can tell (RFC 9111 §4.3.1). A client that made the
+	 * request conditional itself has it go as it is, and the server's 304
+	 * to it updates the entry when it names it (cache_fill.c). A pass
+	 * marker goes on to miss(). */
+	if (e && !e->pass && (h->method_id != HTTP_M_GET || !(e->etag_len || e->lm_len))) {
 		cache_entry_put(e);
 		e = NULL;
 	}

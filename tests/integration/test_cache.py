@@ -719,15 +719,43 @@ def test_revalidation_left_to_conditional_clients(ctx):
     expect_miss_then_hit(port, o, "/rv")
     time.sleep(1.3)
     # The client's own conditional request goes through as it is, and its
-    # 304 reaches the client.
+    # 304 reaches the client. That 304 names the stored answer by its ETag,
+    # so it updates it (RFC 9111 §4.3.4): the next request is a hit with the
+    # 304's fields, not another trip to the origin.
     m = fetch(port, "/rv", ['If-None-Match: "v1"'])
-    check(m.status == 304 and is_miss(m), f"{m!r}")
+    check(m.status == 304 and is_miss(m) and m.all("x-checked") == ["2"], f"{m!r}")
+    check(b'If-None-Match: "v1"' in o.srv.heads[-1], f"not as the client sent it: "
+          f"{o.srv.heads[-1]!r}")
+    m = fetch(port, "/rv")
+    check(is_hit(m) and m.body == b"full body 1" and m.all("x-checked") == ["2"] and
+          int(m.get("age")) < 1, f"the client's 304 did not update the entry: {m!r}")
     # Cache-Control: no-cache on a fresh entry with a validator: checked
     # with the origin, answered from the cache.
-    fetch(port, "/rv")
     m = fetch(port, "/rv", ["Cache-Control: no-cache"])
     check(is_hit(m) and m.body == b"full body 1", f"{m!r}")
-    check(o.count("/rv") == 4, f"origin asked {o.count('/rv')} times")
+    check(o.count("/rv") == 3, f"origin asked {o.count('/rv')} times")
+
+
+def test_a_304_for_another_copy_updates_nothing(ctx):
+    """A client's conditional request whose validator is not the stored
+    answer's: the origin's 304 speaks of the client's copy, so the stored
+    answer stays as it was (stale, and checked again next time)."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get("if-none-match") == '"old"':
+            return 304, ['ETag: "old"', f"X-Checked: {n}"], b""
+        return 200, ['ETag: "v1"', "X-Checked: never"], b"full body %d" % n
+
+    o.route("/rv", headers=["Cache-Control: max-age=1"], body=answer)
+    _, port = start(ctx, o)
+    expect_miss_then_hit(port, o, "/rv")
+    time.sleep(1.3)
+    m = fetch(port, "/rv", ['If-None-Match: "old"'])
+    check(m.status == 304 and is_miss(m) and m.get("etag") == '"old"', f"{m!r}")
+    m = fetch(port, "/rv")
+    check(is_miss(m) and m.body == b"full body 3" and o.count("/rv") == 3,
+          f"a 304 for another ETag updated the stored answer: {m!r}")
 
 
 def test_conditional_requests_answered_from_the_cache(ctx):
