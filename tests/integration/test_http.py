@@ -2249,7 +2249,7 @@ def test_sigterm_serves_requests_accepted_with_it(ctx):
     the stop is tried until a worker has accepted some."""
     b = cbackend(ctx, "b1")
     answered = 0
-    for attempt in range(8):
+    for attempt in range(20):
         port = free_port()
         log = ctx.path(f"access{attempt}.log")
         f = ctx.fulcrum(http_conf(port, [b.server_line()],
@@ -2268,7 +2268,13 @@ def test_sigterm_serves_requests_accepted_with_it(ctx):
         for r in clients:
             try:
                 m = read_response(r)
-                check("close" in m.tokens("connection"), f"an answer during the stop: {m!r}")
+                if "close" not in m.tokens("connection"):
+                    # Served before its worker learnt of the stop (the
+                    # signal goes to the main thread first): then closed
+                    # as an idle keep-alive connection, with a FIN.
+                    r.s.settimeout(3 * SCALE)
+                    check(r.s.recv(100) == b"", f"a keep-alive answer during the stop, "
+                          f"then the connection was not closed: {m!r}")
                 answered += 1
             except (ConnectionResetError, EOFError):
                 pass  # still in the accept queue when the listener closed: the kernel resets it
@@ -2279,7 +2285,7 @@ def test_sigterm_serves_requests_accepted_with_it(ctx):
               f"({answered} answered): {unread[:2]}")
         if answered:
             break
-    check(answered > 0, "no connection was answered in 8 stops")
+    check(answered > 0, "no connection was answered in 20 stops")
 
 
 def test_sigterm_deadline_cuts_tunnels_not_requests_in_flight(ctx):
