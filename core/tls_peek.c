@@ -11,7 +11,8 @@
  * earlier ones are still unread, so waiting for the next event is enough.
  * Bytes that are not TLS at all carry no SNI and go to the listener's pool,
  * and so does a ClientHello that is still not whole at handshake_timeout or
- * when the client's FIN comes; one over TLS_HELLO_MAX is closed.
+ * when the client's FIN comes; one over TLS_HELLO_MAX is closed, and so is
+ * one cut off by the client's reset.
  */
 #include "core/tls.h"
 
@@ -81,6 +82,11 @@ static void peek_step(struct conn *c)
 	case TLS_HELLO_NEED_MORE:
 		if ((size_t)n == sizeof(buf)) {
 			refuse(c, "ClientHello too large");
+		} else if (conn_client_reset(c)) {
+			/* A reset, not a FIN: nothing for a server to see. What
+			 * came is counted, as the relay would have. */
+			c->up.bytes += (uint64_t)n;
+			conn_close(c, CR_CLIENT_RESET);
 		} else if (c->cli.hup) {
 			/* No more is coming: as at handshake_timeout, what came
 			 * goes to the listener's pool, and the FIN after it. */

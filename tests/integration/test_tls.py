@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -992,6 +993,27 @@ def test_passthrough_half_a_hello_then_fin_goes_to_the_pool(ctx):
         check(got == hello[:cut], f"{cut} bytes of a hello and a FIN: got back {len(got)} bytes")
         check(time.monotonic() - t0 < 2 * SCALE, "the FIN waited for handshake_timeout")
     check("tls_bad_client_hello" not in f.stderr(), f"refused: {f.stderr()[-800:]}")
+
+
+def test_passthrough_half_a_hello_then_reset_reaches_no_server(ctx):
+    """A client that resets in the middle of its ClientHello sends nothing
+    for a server: no connection is made to the pool, and the line counts the
+    bytes that came. Before, the pool's server got a connection that was
+    reset at once, and the line said 0 bytes."""
+    certs = make_certs(ctx)
+    echo = ctx.backend("echo", name="plain")
+    sa = http_server(ctx, "pass", certs.pem("a"), certs.key("a"))
+    pport = free_port()
+    f = ctx.fulcrum(_passthrough_conf(pport, echo.addr, sa.addr, handshake_timeout="10s"))
+    s = connect(("127.0.0.1", pport))
+    s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 29)  # 40 bytes
+    time.sleep(0.3)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()  # a reset
+    wait_for(lambda: "client_reset" in f.stderr(), 3 * SCALE, what="the reset's log line")
+    line = [ln for ln in f.stderr().splitlines() if ln.endswith(" client_reset")][0]
+    check(' -/- "- - -" - 40 0 ' in line, f"log line: {line}")
+    check(echo.accepted == 0, f"the pool's server got {echo.accepted} connection(s)")
 
 
 def test_connection_without_a_byte_is_no_tls_error(ctx):
