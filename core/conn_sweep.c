@@ -13,8 +13,9 @@
  * keep-alive client connections hold no server and stay; idle pooled server
  * connections to the server are closed too, so none is reused after an
  * enable. A connection still connecting to the server has sent it nothing
- * of the client's: it goes to another server instead (conn_ops.withdraw). A sweep after a server
- * was deleted closes only those: its requests finish.
+ * of the client's: it goes to another server instead (conn_ops.withdraw).
+ * A sweep after a server was deleted closes only those: its requests
+ * finish.
  */
 #include <stdlib.h>
 
