@@ -164,9 +164,9 @@ def test_sigterm_repeated_keeps_the_first_deadline(ctx):
     dt = time.monotonic() - t0
     check(rc == 0, f"exit status {rc}")
     # Were each SIGTERM to set the deadline anew, the last (at 3 s) would
-    # put the exit at 4.5 s: a second of slack leaves room for a loaded
+    # put the exit at 4.5 s: this slack leaves room for a loaded
     # machine and still tells the two apart.
-    check(dt < 1.5 + 1.0 * SCALE, f"exited {dt:.2f}s after the first SIGTERM: "
+    check(dt < 1.9 + 0.6 * SCALE, f"exited {dt:.2f}s after the first SIGTERM: "
           "a repeated SIGTERM pushed graceful_timeout = 1.5s back")
     s.close()
 
