@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/pidfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -58,21 +59,29 @@ static struct {
 	size_t n_gone;
 } in = {.ready_fd = -1};
 
-enum up_state { UP_IDLE, UP_PENDING, UP_HANDED_OVER };
+/* UP_REAPING: the new process closed its pipe without saying it runs; its
+ * exit is awaited (a pidfd in the main epoll) before another may start. */
+enum up_state { UP_IDLE, UP_PENDING, UP_REAPING, UP_HANDED_OVER };
+
+/* How long a new process that closed its pipe has to exit before it is
+ * killed. */
+#define UPGRADE_REAP_MS 1000
 
 /* The old side: the upgrade this process started. */
 static struct {
 	struct ev_handler h; /* the pipe's, in the main epoll while pending */
+	struct ev_handler reap_h; /* the pidfd's, while reaping */
 	char exe[PATH_MAX];
 	char **argv;
 	enum up_state state;
 	enum upgrade_outcome outcome; /* reported once by upgrade_poll */
 	pid_t child;
 	int pipe_fd; /* read end, while pending */
+	int pidfd; /* the child's, while reaping */
 	int epfd;
 	uint64_t deadline_ms;
 	bool killed;
-} up = {.pipe_fd = -1};
+} up = {.pipe_fd = -1, .pidfd = -1};
 
 /* ------------------------------------------------------------ encoding -- */
 
@@ -490,22 +499,10 @@ static void stop_watching(void)
 	up.pipe_fd = -1;
 }
 
-/* The child closed its pipe without saying it runs: reaps it and says
- * why. Its own messages went to the same stderr. */
-static void reap_failed(void)
+/* Says why the new process, reaped by waitpid() with result R and STATUS,
+ * did not take over. Its own messages went to the same stderr. */
+static void report_failure(pid_t r, int status)
 {
-	int status = 0;
-	pid_t r = 0;
-
-	for (int i = 0; i < 100 && r == 0; i++) {
-		r = waitpid(up.child, &status, WNOHANG);
-		if (r == 0)
-			usleep(10 * 1000);
-	}
-	if (r == 0) {
-		kill(up.child, SIGKILL);
-		r = waitpid(up.child, &status, 0);
-	}
 	if (r == up.child && WIFEXITED(status))
 		log_error("upgrade failed: the new process %d exited with status %d; this one "
 			  "carries on",
@@ -517,6 +514,59 @@ static void reap_failed(void)
 	else
 		log_error("upgrade failed: the new process %d is gone; this one carries on",
 			  (int)up.child);
+	up.state = UP_IDLE;
+	up.outcome = UPGRADE_FAILED;
+}
+
+static void on_child_exit(struct ev_handler *h, uint32_t events)
+{
+	int status = 0;
+	pid_t r = waitpid(up.child, &status, WNOHANG);
+	(void)h;
+	(void)events;
+
+	if (r == 0)
+		return; /* not gone yet */
+	epoll_ctl(up.epfd, EPOLL_CTL_DEL, up.pidfd, NULL);
+	close(up.pidfd);
+	up.pidfd = -1;
+	report_failure(r, status);
+}
+
+/* The child closed its pipe without saying it runs. Its exit is awaited
+ * through a pidfd in the main epoll, which goes on serving the admin API
+ * and signals meanwhile; upgrade_poll kills a child that takes longer than
+ * UPGRADE_REAP_MS. Without a pidfd, the wait blocks for that long at most. */
+static void reap(void)
+{
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &up.reap_h};
+	int status = 0;
+	pid_t r = 0;
+
+	up.pidfd = pidfd_open(up.child, 0);
+	if (up.pidfd >= 0 && epoll_ctl(up.epfd, EPOLL_CTL_ADD, up.pidfd, &ev) == 0) {
+		log_info("upgrade: the new process %d closed its pipe without saying it runs; "
+			 "waiting for it to exit",
+			 (int)up.child);
+		up.reap_h.fn = on_child_exit;
+		up.state = UP_REAPING;
+		up.killed = false;
+		up.deadline_ms = clock_ms() + UPGRADE_REAP_MS;
+		return;
+	}
+	if (up.pidfd >= 0)
+		close(up.pidfd);
+	up.pidfd = -1;
+	for (int i = 0; i < UPGRADE_REAP_MS / 10 && r == 0; i++) {
+		r = waitpid(up.child, &status, WNOHANG);
+		if (r == 0)
+			usleep(10 * 1000);
+	}
+	if (r == 0) {
+		kill(up.child, SIGKILL);
+		r = waitpid(up.child, &status, 0);
+	}
+	report_failure(r, status);
 }
 
 static void on_pipe(struct ev_handler *h, uint32_t events)
@@ -540,9 +590,7 @@ static void on_pipe(struct ev_handler *h, uint32_t events)
 			 (int)up.child, (int)getpid());
 		return;
 	}
-	reap_failed();
-	up.state = UP_IDLE;
-	up.outcome = UPGRADE_FAILED;
+	reap();
 }
 
 int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_t n_socks,
@@ -553,7 +601,9 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 
 	if (up.state != UP_IDLE) {
 		log_warn("SIGUSR2: %s", up.state == UP_PENDING ? "an upgrade is already under way"
-							       : "already handed over");
+					: up.state == UP_REAPING
+						? "the last new process is still exiting"
+						: "already handed over");
 		return -EBUSY;
 	}
 	if (!up.exe[0]) {
@@ -620,9 +670,16 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 
 enum upgrade_outcome upgrade_poll(void)
 {
-	if (up.state == UP_PENDING && !up.killed && clock_ms() >= up.deadline_ms) {
-		log_error("upgrade: the new process %d is not ready after %d s; killing it",
-			  (int)up.child, UPGRADE_READY_TIMEOUT_MS / 1000);
+	bool waiting = up.state == UP_PENDING || up.state == UP_REAPING;
+
+	if (waiting && !up.killed && clock_ms() >= up.deadline_ms) {
+		if (up.state == UP_PENDING)
+			log_error("upgrade: the new process %d is not ready after %d s; killing it",
+				  (int)up.child, UPGRADE_READY_TIMEOUT_MS / 1000);
+		else
+			log_error("upgrade: the new process %d closed its pipe but has not exited; "
+				  "killing it",
+				  (int)up.child);
 		kill(up.child, SIGKILL);
 		up.killed = true;
 	}
@@ -633,7 +690,7 @@ enum upgrade_outcome upgrade_poll(void)
 
 int upgrade_timeout_ms(void)
 {
-	if (up.state != UP_PENDING || up.killed)
+	if ((up.state != UP_PENDING && up.state != UP_REAPING) || up.killed)
 		return -1;
 	uint64_t now = clock_ms();
 	return now >= up.deadline_ms ? 0 : (int)(up.deadline_ms - now);
@@ -641,8 +698,9 @@ int upgrade_timeout_ms(void)
 
 bool upgrade_handed_over(void)
 {
-	/* Pending counts: the new process may already own the files. */
-	return up.state != UP_IDLE;
+	/* Pending counts: the new process may already own the files. One
+	 * being reaped failed: they are this one's again. */
+	return up.state == UP_PENDING || up.state == UP_HANDED_OVER;
 }
 
 bool upgrade_in_progress(void)

@@ -281,7 +281,7 @@ class Fulcrum:
     listens on every bind of the config and its fd count is stable; that
     count is the baseline fds_settled() compares against."""
 
-    def __init__(self, tmpdir, conf_text, args=(), name="fulcrum"):
+    def __init__(self, tmpdir, conf_text, args=(), name="fulcrum", binary=None):
         self.tmpdir = tmpdir
         self.conf_text = conf_text
         self.conf_path = os.path.join(tmpdir, f"{name}.ini")
@@ -290,6 +290,7 @@ class Fulcrum:
         self.stdout_path = os.path.join(tmpdir, f"{name}.stdout")
         self.stderr_path = os.path.join(tmpdir, f"{name}.stderr")
         self.args = list(args)
+        self.binary = binary or BIN
         self.proc = None
         self.baseline_fds = None
         self.baseline_pipes = 0
@@ -305,7 +306,7 @@ class Fulcrum:
         err = open(self.stderr_path, "wb")
         try:
             self.proc = subprocess.Popen(
-                [BIN, "-c", self.conf_path] + self.args,
+                [self.binary, "-c", self.conf_path] + self.args,
                 stdin=subprocess.DEVNULL, stdout=out, stderr=err, cwd=self.tmpdir)
         finally:
             out.close()
@@ -871,9 +872,10 @@ class Ctx:
             f.write(text)
         return p
 
-    def fulcrum(self, conf_text, args=(), wait=True):
+    def fulcrum(self, conf_text, args=(), wait=True, binary=None):
+        """Starts fulcrum (BINARY, else the one under test) on CONF_TEXT."""
         self._n += 1
-        f = Fulcrum(self.tmp, conf_text, args, name=f"fulcrum{self._n}")
+        f = Fulcrum(self.tmp, conf_text, args, name=f"fulcrum{self._n}", binary=binary)
         self.fulcrums.append(f)
         return f.start(wait=wait)
 

@@ -17,6 +17,7 @@ fulcrum it started (open fds back to the start-up count, exit 0 on SIGTERM).
 """
 
 import ctypes
+import shutil
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ import subprocess
 import threading
 import time
 
+import harness
 from harness import (SCALE, Fulcrum, Skip, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
                      check, connect, echo_roundtrip, free_port, ini, recv_exact, wait_for)
 from test_http import cbackend, close_backends_first, get, roundtrip
@@ -274,7 +276,7 @@ class Site:
     """A fulcrum with a pid file in front of build/backend and an echo
     server, and the load on it."""
 
-    def __init__(self, ctx, workers=2, unix=False, user=None):
+    def __init__(self, ctx, workers=2, unix=False, user=None, binary=None):
         _become_subreaper()
         self.ctx = ctx
         self.user = user
@@ -289,7 +291,7 @@ class Site:
             os.mkdir(ctx.path("run"), 0o777)
             os.chmod(ctx.path("run"), 0o777)
             self.pidfile = ctx.path("run/fulcrum.pid")
-        self.f = ctx.fulcrum(self.conf(workers), args=["-p", self.pidfile])
+        self.f = ctx.fulcrum(self.conf(workers), args=["-p", self.pidfile], binary=binary)
         wait_for(lambda: self.pid_in_file() == self.f.pid, 2 * SCALE, what="the pid file")
 
     def conf(self, workers=2, balance="roundrobin"):
@@ -661,6 +663,45 @@ def test_failed_upgrade_keeps_serving(ctx):
     _exit_status_soon(f, 10)
     load.stop()
     new.check_alive()
+
+
+# Installed over the binary: closes the ready pipe it was handed (R,FD in
+# FULCRUM_INHERIT) without writing to it, then hangs on.
+_HANGS_AFTER_CLOSING = """#!/bin/bash
+fd=$(printf '%s' "$FULCRUM_INHERIT" | tr ';' '\\n' | sed -n 's/^R,//p')
+eval "exec $fd>&-"
+exec sleep 30
+"""
+
+
+def test_a_new_process_that_hangs_after_closing_its_pipe_is_killed_without_blocking(ctx):
+    """A new binary that closes its ready pipe and does not exit: the old
+    process waits for its exit in its event loop, serving the admin API
+    meanwhile, kills it after a second and serves on. Before, the main
+    thread slept in a waitpid loop for that second."""
+    exe = ctx.path("fulcrum-installed")
+    shutil.copy(harness.BIN, exe)
+    site = Site(ctx, workers=1, binary=exe)
+    f = site.f
+    with open(exe + ".new", "w") as fh:
+        fh.write(_HANGS_AFTER_CLOSING)
+    os.chmod(exe + ".new", 0o755)
+    os.rename(exe + ".new", exe)  # as an install over the running binary does
+    mark = len(f.stderr())
+    f.signal(signal.SIGUSR2)
+    wait_for(lambda: "closed its pipe without saying it runs" in f.stderr()[mark:], 5 * SCALE,
+             what="the new process to close its pipe")
+    check(site.admin_healthz(), "the admin API while the new process is awaited")
+    check("killed by signal" not in f.stderr()[mark:],
+          "the admin API answered only once the new process was killed")
+    wait_for(lambda: "upgrade failed: the new process" in f.stderr()[mark:], 5 * SCALE,
+             what="the hung process to be killed and reaped")
+    tail = f.stderr()[mark:]
+    check("closed its pipe but has not exited; killing it" in tail and
+          re.search(r"killed by signal 9 \(Killed\); this one carries on", tail), tail)
+    m, _, _ = roundtrip(site.http_port, get("/"))
+    check(m.status == 200, f"a request after the failed upgrade: {m}")
+    check(site.pid_in_file() == f.pid, "the pid file does not name the running process")
 
 
 def test_upgrade_after_dropping_privileges_rewrites_the_pid_file(ctx):
