@@ -25,8 +25,9 @@ static struct lb_server *logged_server(const struct http_conn *hc)
 void http_count_response(struct http_conn *hc)
 {
 	struct lb_server *s = logged_server(hc);
-	if (!s)
+	if (!s || hc->counted)
 		return;
+	hc->counted = true;
 	int cls = hc->status >= 100 && hc->status < 600 ? hc->status / 100 : 0;
 	atomic_fetch_add_explicit(&s->responses[cls], 1, memory_order_relaxed);
 }

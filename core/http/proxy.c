@@ -111,8 +111,9 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 	if (logged) {
 		if (!hc->reason && c->reason != CR_NONE)
 			hc->reason = close_reason_name(c->reason);
-		/* The client has the status even if the body was cut off. */
-		if (hc->phase == HP_EXCHANGE && hc->resp_head_sent)
+		/* Counted as the line shows it, even when the client got
+		 * little or none of the answer (the reason says why). */
+		if (hc->status)
 			http_count_response(hc);
 		http_log_request(c);
 	}

@@ -146,6 +146,7 @@ struct http_conn {
 
 	/* the response */
 	int status;
+	bool counted; /* status is in requests_total (http_count_response) */
 	enum http_body resp_body;
 	uint64_t resp_left;
 	struct http_chunked resp_ch;

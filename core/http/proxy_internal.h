@@ -43,7 +43,7 @@ void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, si
 /* account.c */
 
 /* Counts the response in its server's requests_total (a 502 after failed
- * connects: the last server tried's). */
+ * connects: the last server tried's), once per request. */
 void http_count_response(struct http_conn *hc);
 /* Adds what the request moved since the last call to the listener's byte
  * counters. */

@@ -430,6 +430,7 @@ void http_new_request(struct conn *c)
 	hc->method_id = HTTP_M_OTHER;
 	hc->line_unknown = false;
 	hc->status = 0;
+	hc->counted = false;
 	hc->reason = NULL;
 	hc->pool = NULL;
 	hc->server = NULL;
