@@ -833,6 +833,18 @@ def test_204_goes_on_without_framing_fields(ctx):
     r.close()
 
 
+def read_interim(r, what):
+    """The interim head reader R gets within 3 s (a TestFailure naming
+    WHAT if none comes)."""
+    r.s.settimeout(3 * SCALE)
+    try:
+        return r.until(b"\r\n\r\n")
+    except socket.timeout:
+        raise TestFailure(f"no 100 Continue within 3s {what}")
+    finally:
+        r.s.settimeout(15 * SCALE)
+
+
 def test_expect_100_continue(ctx):
     b = cbackend(ctx, "b1")
     port = free_port()
@@ -840,24 +852,14 @@ def test_expect_100_continue(ctx):
     body = b"x" * 5000
     r = client(port)
     r.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n")
-    r.s.settimeout(3 * SCALE)
-    try:
-        interim = r.until(b"\r\n\r\n")
-    except socket.timeout:
-        raise TestFailure("no 100 Continue within 3s of a head with Expect: 100-continue")
-    r.s.settimeout(15 * SCALE)
+    interim = read_interim(r, "of a head with Expect: 100-continue")
     check(interim.startswith(b"HTTP/1.1 100 "), f"interim response: {interim!r}")
     r.send(body)
     m = read_response(r)
     check(m.status == 200 and m.body == body, f"final response: {m!r}")
     # Once more, chunked.
     r.send(b"POST /echo HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n")
-    r.s.settimeout(3 * SCALE)
-    try:
-        interim = r.until(b"\r\n\r\n")
-    except socket.timeout:
-        raise TestFailure("no 100 Continue for a chunked request with Expect")
-    r.s.settimeout(15 * SCALE)
+    interim = read_interim(r, "for a chunked request with Expect")
     check(interim.startswith(b"HTTP/1.1 100 "), f"interim response (chunked): {interim!r}")
     r.send(chunk_encode(b"y" * 3000))
     m = read_response(r)
@@ -881,12 +883,7 @@ def test_expect_named_in_connection_is_met_by_fulcrum(ctx):
     r = client(port)
     r.send(b"POST /x HTTP/1.1\r\nHost: a\r\nConnection: Expect\r\n"
            b"Expect: 100-continue\r\nContent-Length: 5\r\n\r\n")
-    r.s.settimeout(3 * SCALE)
-    try:
-        interim = r.until(b"\r\n\r\n")
-    except socket.timeout:
-        raise TestFailure("no 100 Continue within 3s for an Expect named in Connection")
-    r.s.settimeout(15 * SCALE)
+    interim = read_interim(r, "for an Expect named in Connection")
     check(interim == b"HTTP/1.1 100 Continue\r\n\r\n", f"interim response: {interim!r}")
     r.send(b"hello")
     m = read_response(r)
