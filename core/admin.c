@@ -623,7 +623,7 @@ int admin_open(const struct cfg *cfg, int epfd, const struct admin_host *host)
 		 * listens there already, a live unix socket included. */
 		struct cfg_addr a = cfg->global.admin_addr;
 		const char *what;
-		fd = listener_open(&a, cfg->global.backlog, true, &what);
+		fd = listener_open(&a, cfg->global.backlog, true, ADMIN_UNIX_MODE, &what);
 	}
 	if (fd < 0) {
 		fprintf(stderr, "fulcrum: admin listener %s: %s\n", cfg->global.admin,

@@ -116,7 +116,8 @@ static int open_bound(struct bound *b, const struct cfg_listener *lc, struct cfg
 			*what = "adopt";
 			fd = startup ? upgrade_adopt(lc->name, a, w, backlog) : -ENOENT;
 			if (fd == -ENOENT)
-				fd = listener_open(a, backlog, w == 0 && check, what);
+				fd = listener_open(a, backlog, w == 0 && check, LISTENER_UNIX_MODE,
+						   what);
 			if (fd < 0)
 				return fd;
 		}

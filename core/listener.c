@@ -11,7 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-static int open_unix(const struct cfg_addr *a, int backlog, bool check, const char **what)
+static int open_unix(const struct cfg_addr *a, int backlog, bool check, mode_t mode,
+		     const char **what)
 {
 	const struct sockaddr_un *un = (const struct sockaddr_un *)&a->ss;
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -42,6 +43,11 @@ static int open_unix(const struct cfg_addr *a, int backlog, bool check, const ch
 	unlink(un->sun_path);
 	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
 		*what = "bind";
+		goto fail;
+	}
+	/* Not the umask's: with systemd's UMask=0027 no client could connect. */
+	if (chmod(un->sun_path, mode) < 0) {
+		*what = "chmod";
 		goto fail;
 	}
 	if (listen(fd, backlog) < 0) {
@@ -107,12 +113,12 @@ bool listener_any_port(const struct cfg_addr *a)
 	return false;
 }
 
-int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what)
+int listener_open(struct cfg_addr *a, int backlog, bool first, mode_t unix_mode, const char **what)
 {
 	int one = 1;
 
 	if (a->ss.ss_family == AF_UNIX)
-		return open_unix(a, backlog, first, what);
+		return open_unix(a, backlog, first, unix_mode, what);
 	if (first && !listener_any_port(a)) {
 		*what = "bind";
 		int err = check_unused(a);

@@ -8,15 +8,23 @@
 #ifndef FULCRUM_LISTENER_H
 #define FULCRUM_LISTENER_H
 
+#include <sys/types.h>
+
 #include "config/config.h"
 
 /* Opens a non-blocking listening socket on A. When A's port is 0 the kernel
  * picks one and A is updated, so the next worker binds the same port.
  * FIRST (the first worker's socket, outside a binary upgrade) also checks
  * that no other socket listens on A already: SO_REUSEPORT would otherwise
- * let a second fulcrum share the port silently. Returns the fd or -errno; *WHAT names the failing
- * step. */
-int listener_open(struct cfg_addr *a, int backlog, bool first, const char **what);
+ * let a second fulcrum share the port silently. A unix socket's file gets
+ * UNIX_MODE. Returns the fd or -errno; *WHAT names the failing step. */
+int listener_open(struct cfg_addr *a, int backlog, bool first, mode_t unix_mode, const char **what);
+
+/* The modes of unix socket files: anyone may connect to a listener's, as
+ * with nginx (the directories on its path decide who reaches it); only its
+ * owner to the admin API's. */
+#define LISTENER_UNIX_MODE 0666
+#define ADMIN_UNIX_MODE	   0600
 
 /* Whether A asks for any port (an IP address with port 0). */
 bool listener_any_port(const struct cfg_addr *a);

@@ -69,6 +69,10 @@ void log_unlink(const char *path, const char *what)
  * log turned on again takes it back. */
 static int parked_fd = -1;
 
+/* Whether the access log was opened by its own name, not through a
+ * symbolic link nor as a copy of stderr or stdout (log_access_chown). */
+static bool access_by_name;
+
 static void park(int fd)
 {
 	int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
@@ -124,8 +128,12 @@ int log_access_chown(uid_t uid)
 	struct stat st;
 
 	/* Only a file root owns (fulcrum made it, or root did) changes hands,
-	 * and only its owner, as nginx does: a group logrotate set stays. */
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != 0)
+	 * and only its owner, as nginx does: a group logrotate set stays. And
+	 * only one opened by its own name, with no other: a link planted in a
+	 * log directory the user can write must not hand it a file of root's
+	 * (nginx's CVE-2016-1247), nor must a stderr that is a file. */
+	if (fd < 0 || !access_by_name || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_nlink != 1 || st.st_uid != 0)
 		return 0;
 	return fchown(fd, uid, (gid_t)-1) < 0 ? -errno : 0;
 }
@@ -133,8 +141,8 @@ int log_access_chown(uid_t uid)
 int log_access_open(const char *target, enum cfg_log_format format)
 {
 	int fd;
+	bool by_name = false;
 
-	atomic_store(&access_format, format);
 	if (strcmp(target, "off") == 0) {
 		int old = atomic_exchange(&access_fd, -1);
 		if (old >= 0)
@@ -146,8 +154,12 @@ int log_access_open(const char *target, enum cfg_log_format format)
 		fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0);
 	else if (strcmp(target, "stdout") == 0)
 		fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
-	else
-		fd = open_log_file(target, O_CREAT);
+	else {
+		fd = open_log_file(target, O_CREAT | O_NOFOLLOW);
+		by_name = fd >= 0;
+		if (fd < 0 && errno == ELOOP) /* a link is the operator's to make */
+			fd = open_log_file(target, O_CREAT);
+	}
 	if (fd < 0)
 		return -errno;
 
@@ -155,22 +167,28 @@ int log_access_open(const char *target, enum cfg_log_format format)
 	bool parked = cur < 0 && parked_fd >= 0;
 	if (parked)
 		cur = parked_fd;
-	if (cur < 0) {
-		atomic_store(&access_fd, fd);
-		return 0;
-	}
-	/* Swap the file under the descriptor workers already use. */
-	if (dup3(fd, cur, O_CLOEXEC) < 0) {
-		int err = errno;
+	if (cur >= 0) {
+		/* Swap the file under the descriptor workers already use. */
+		if (dup3(fd, cur, O_CLOEXEC) < 0) {
+			int err = errno;
+			close(fd);
+			return -err;
+		}
 		close(fd);
-		return -err;
+		fd = cur;
 	}
-	close(fd);
-	if (parked) {
+	/* The format changes with the file: not when the new one failed. */
+	log_access_set_format(format);
+	access_by_name = by_name;
+	if (parked)
 		parked_fd = -1;
-		atomic_store(&access_fd, cur);
-	}
+	atomic_store(&access_fd, fd);
 	return 0;
+}
+
+void log_access_set_format(enum cfg_log_format format)
+{
+	atomic_store(&access_format, format);
 }
 
 bool log_access_enabled(void)

@@ -34,6 +34,8 @@ void log_unlink(const char *path, const char *what);
 /* Opens (or reopens, for SIGUSR1) the access log named by TARGET: "off",
  * "stderr", "stdout" or a path. Returns 0 or -errno. Main thread only. */
 int log_access_open(const char *target, enum cfg_log_format format);
+/* Writes the next access lines in FORMAT, to the same file. */
+void log_access_set_format(enum cfg_log_format format);
 /* Whether TARGET could be opened as the access log (-t, and a reload before
  * it commits), without creating it. Returns 0 or -errno. */
 int log_access_check(const char *target);

@@ -151,8 +151,9 @@ static void discard_workers(struct process *p)
 	gen_put(p->gen);
 }
 
-/* A start that fails leaves no pid file behind; in a binary upgrade the
- * file is the old process's, which writes it again (UPGRADE_FAILED). */
+/* A start that fails leaves no pid file of its own behind; in a binary
+ * upgrade the file is the old process's, which writes it again
+ * (UPGRADE_FAILED). */
 static void remove_own_pidfile(const struct process *p)
 {
 	if (p->opt.pidfile && !upgrade_inherited())
@@ -237,10 +238,14 @@ static void apply_globals(const struct cfg *running, struct cfg *cfg)
 	struct cfg_global *b = &cfg->global;
 
 	log_set_level(b->log_level);
-	if (strcmp(a->access_log, b->access_log) != 0 ||
-	    a->access_log_format != b->access_log_format) {
-		if (log_access_open(b->access_log, b->access_log_format) < 0)
-			log_error("reload: cannot open the access log %s", b->access_log);
+	if (strcmp(a->access_log, b->access_log) != 0) {
+		int err = log_access_open(b->access_log, b->access_log_format);
+		if (err < 0)
+			log_error("reload: cannot open the access log %s (%s); still writing to "
+				  "the old one",
+				  b->access_log, strerror(-err));
+	} else if (a->access_log_format != b->access_log_format) {
+		log_access_set_format(b->access_log_format);
 	}
 	if (a->workers != b->workers)
 		log_warn("reload: workers = %d needs a restart; %d keep running", b->workers,
@@ -610,6 +615,17 @@ static void stop_process(struct process *p)
 int main(int argc, char **argv)
 {
 	struct process p = {.sigfd = -1, .epfd = -1};
+
+	/* A reload, reopen or upgrade signal that comes while the process is
+	 * still starting, or only checking (-t), waits for the signalfd
+	 * instead of killing it: logrotate and systemctl kill signal every
+	 * process of the unit, an ExecReload's fulcrum -t included. */
+	sigset_t early;
+	sigemptyset(&early);
+	sigaddset(&early, SIGHUP);
+	sigaddset(&early, SIGUSR1);
+	sigaddset(&early, SIGUSR2);
+	sigprocmask(SIG_BLOCK, &early, NULL);
 
 	if (cli_parse(argc, argv, &p.opt) < 0)
 		return 1;

@@ -4,6 +4,7 @@ import ctypes
 import os
 import shutil
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -31,6 +32,28 @@ def test_unix_bind(ctx):
         s = connect(path)
         check(echo_roundtrip(s, os.urandom(50000)), "relay from a unix socket broken")
         s.close()
+
+
+def test_unix_socket_files_have_fixed_modes(ctx):
+    """A unix listener's socket file is 0666 whatever the umask, as nginx
+    makes it (the directories on its path decide who reaches it; systemd's
+    UMask=0027 would otherwise shut every other user out), and the admin
+    API's socket is its owner's alone."""
+    b = ctx.backend("echo")
+    path, admin = ctx.path("f.sock"), ctx.path("admin.sock")
+    old = os.umask(0o077)
+    try:
+        ctx.fulcrum(tcp_conf(0, [b.server_line()], bind=f"unix:{path}",
+                             glob={"admin": f"unix:{admin}"}))
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    check(mode == 0o666, f"listener socket mode {mode:o}")
+    mode = stat.S_IMODE(os.stat(admin).st_mode)
+    check(mode == 0o600, f"admin socket mode {mode:o}")
+    s = connect(path)
+    check(echo_roundtrip(s, b"ping"), "relay from the unix socket broken")
+    s.close()
 
 
 def test_several_binds_one_listener(ctx):

@@ -2,10 +2,12 @@
 
 import os
 import re
+import signal
 import socket
 import stat
+import time
 
-from harness import (SANITIZED, SCALE, Skip, check, connect, echo_roundtrip, free_port, ini,
+from harness import (BIN, SANITIZED, SCALE, Skip, check, connect, echo_roundtrip, free_port, ini,
                      run_fulcrum, tcp_conf, wait_for)
 
 
@@ -496,3 +498,28 @@ def test_check_refuses_an_ipv4_mapped_bind(ctx):
     _, _, err = _bad(ctx, "mapped.ini", ini(("global", g), ("pool p", p), ("listener l", l)),
                      "bind =")
     check("IPv4-mapped" in err, err)
+
+
+def test_reload_and_reopen_signals_do_not_kill_a_check_or_a_start(ctx):
+    """logrotate's postrotate and `systemctl kill` signal every process of
+    the unit: a `fulcrum -t` that ExecReload runs, or a process still
+    starting, gets SIGUSR1 (or SIGHUP, SIGUSR2) before it has anything to
+    do with it. It must carry on, not die of the signal's default action.
+    The configuration comes through a pipe here, so that the signals
+    surely arrive while the file is being read."""
+    import subprocess
+    conf = tcp_conf(free_port(), [f"s1 127.0.0.1:{free_port()}"])
+    p = subprocess.Popen([BIN, "-t", "-c", "/dev/stdin"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.2 * SCALE)
+        for sig in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2):
+            p.send_signal(sig)
+        time.sleep(0.1 * SCALE)
+        out, err = p.communicate(conf.encode(), timeout=10 * SCALE)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check(p.returncode == 0 and b"configuration is valid" in out,
+          f"fulcrum -t: status {p.returncode}, stdout {out!r}, stderr {err!r}")
