@@ -26,6 +26,7 @@
 
 #include "core/acl.h"
 #include "core/auth.h"
+#include "core/hosts.h"
 #include "core/log.h"
 
 /* Longest line accepted, newline included; longer ones are an error. */
@@ -483,6 +484,22 @@ static void loader_free(struct cfg_loader *ld)
 	free(ld->route_keys);
 }
 
+/* The hosts file goes with a configuration that has a forward listener:
+ * read here, on the main thread, not by c-ares on a worker's (hosts.h). */
+static void load_hosts(struct cfg *cfg)
+{
+	for (size_t i = 0; i < cfg->n_listeners; i++) {
+		if (cfg->listeners[i].mode != MODE_FORWARD)
+			continue;
+		int err = hosts_load(&cfg->hosts);
+		if (err < 0)
+			log_warn("cannot read the hosts file: %s; forward listeners resolve "
+				 "every name but localhost through DNS",
+				 strerror(-err));
+		return;
+	}
+}
+
 struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *errs)
 {
 	struct cfg_loader ld = {.errs = errs, .first_err = errs->len};
@@ -520,6 +537,7 @@ struct cfg *cfg_load(const char *path, int workers_override, struct cfg_errors *
 		cfg_free(cfg);
 		return NULL;
 	}
+	load_hosts(cfg);
 	return cfg;
 }
 
@@ -586,6 +604,7 @@ void cfg_free(struct cfg *cfg)
 {
 	if (!cfg)
 		return;
+	hosts_free(cfg->hosts);
 	free(cfg->global.access_log);
 	free(cfg->global.user);
 	free(cfg->global.admin);

@@ -118,6 +118,7 @@ enum cfg_mode { MODE_TCP, MODE_HTTP, MODE_FORWARD };
 
 struct acl;
 struct auth_db;
+struct hosts;
 
 /* One allow/deny pattern of a forward listener, kept as written for now;
  * the forward-proxy code compiles it. */
@@ -192,6 +193,7 @@ struct cfg {
 	size_t n_listeners;
 	struct cfg_route *routes;
 	size_t n_routes;
+	struct hosts *hosts; /* the hosts file, with a forward listener (core/hosts.h) */
 };
 
 /* Error messages collected while loading, each "FILE:LINE: text". */

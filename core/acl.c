@@ -63,6 +63,15 @@ bool acl_has_allow(const struct acl *a)
 	return a && a->allow.n > 0;
 }
 
+bool acl_has_addr_deny(const struct acl *a)
+{
+	for (size_t i = 0; a && i < a->deny.n; i++)
+		if (a->deny.v[i].kind == RK_NET4 || a->deny.v[i].kind == RK_NET6 ||
+		    a->deny.v[i].kind == RK_ANY)
+			return true;
+	return false;
+}
+
 /* ---- compiling -------------------------------------------------------- */
 
 static int parse_port(const char *s, size_t len, uint16_t *out)

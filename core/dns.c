@@ -30,6 +30,8 @@
 #include <sys/epoll.h>
 
 #include "balancer/lb.h"
+#include "core/gen.h"
+#include "core/hosts.h"
 #include "core/log.h"
 #include "core/timer.h"
 #include "core/worker.h"
@@ -237,25 +239,20 @@ static struct dns_entry *entry_new(struct dns *d, const char *name, size_t len, 
 	return e;
 }
 
-static bool same_addr(const union dns_addr *a, const union dns_addr *b)
-{
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	if (a->sa.sa_family == AF_INET)
-		return a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
-	return memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr)) == 0;
-}
-
 /* Copies the addresses of RES (in c-ares's order, duplicates dropped) and
- * returns their smallest TTL. */
+ * returns the smallest TTL of them and of the CNAMEs that led there. */
 static int copy_addrs(struct dns_answer *a, const struct ares_addrinfo *res)
 {
 	int ttl = DNS_MAX_TTL_S;
+	union dns_addr spare;
 
 	a->n = 0;
-	for (const struct ares_addrinfo_node *nd = res ? res->nodes : NULL;
-	     nd && a->n < DNS_MAX_ADDRS; nd = nd->ai_next) {
-		union dns_addr *x = &a->addrs[a->n];
+	a->truncated = false;
+	for (const struct ares_addrinfo_cname *cn = res ? res->cnames : NULL; cn; cn = cn->next)
+		if (cn->ttl < ttl)
+			ttl = cn->ttl;
+	for (const struct ares_addrinfo_node *nd = res ? res->nodes : NULL; nd; nd = nd->ai_next) {
+		union dns_addr *x = a->n < DNS_MAX_ADDRS ? &a->addrs[a->n] : &spare;
 		memset(x, 0, sizeof(*x));
 		if (nd->ai_family == AF_INET && nd->ai_addrlen >= sizeof(x->in))
 			memcpy(&x->in, nd->ai_addr, sizeof(x->in));
@@ -266,9 +263,13 @@ static int copy_addrs(struct dns_answer *a, const struct ares_addrinfo *res)
 		x->in.sin_port = 0; /* same offset in both families */
 		bool dup = false;
 		for (unsigned i = 0; i < a->n && !dup; i++)
-			dup = same_addr(&a->addrs[i], x);
+			dup = dns_same_addr(&a->addrs[i], x);
 		if (dup)
 			continue;
+		if (a->n == DNS_MAX_ADDRS) {
+			a->truncated = true;
+			break;
+		}
 		a->n++;
 		if (nd->ai_ttl < ttl)
 			ttl = nd->ai_ttl;
@@ -337,13 +338,18 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 	size_t len = strlen(name);
 	struct ares_addrinfo_hints hints;
 
+	if (len && name[len - 1] == '.')
+		len--; /* "a.test." is "a.test": no search list applies to either */
 	if (len == 0 || len > DNS_NAME_MAX) {
 		memset(ans, 0, sizeof(*ans));
 		ans->err = -ENOENT;
 		return 1;
 	}
-	for (size_t i = 0; i <= len; i++)
+	for (size_t i = 0; i < len; i++)
 		key[i] = (char)tolower((unsigned char)name[i]);
+	key[len] = '\0';
+	if (hosts_find(d->w->gen->cfg->hosts, key, ans))
+		return 1;
 	uint64_t hash = lb_hash_local(key, len);
 	struct dns_entry *e = entry_find(d, key, hash);
 	if (e) {
@@ -374,8 +380,8 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 	arm_timer(d);
 	if (e->pending)
 		return 0;
-	/* Answered at once (/etc/hosts, or an immediate failure): nobody else
-	 * can have joined. */
+	/* Answered at once (an immediate failure): nobody else can have
+	 * joined. */
 	list_del(&wt->node);
 	d->n_waiting--;
 	*ans = e->ans;
@@ -408,8 +414,15 @@ struct dns *dns_new(struct worker *w)
 	o.sock_state_cb_data = d;
 	o.timeout = DNS_TRY_TIMEOUT_MS;
 	o.tries = DNS_TRIES;
+	/* The name a client asked for, and nothing else, is what the ACL
+	 * allowed: no search list ("secret" is not secret.corp.example), and
+	 * the hosts file is the generation's (hosts.h), not read here. */
+	o.flags = ARES_FLAG_NOSEARCH;
+	o.ndomains = 0; /* c-ares 1.18's getaddrinfo ignores NOSEARCH */
+	o.lookups = (char *)"b";
 	rc = ares_init_options(&d->ch, &o,
-			       ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES);
+			       ARES_OPT_SOCK_STATE_CB | ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES |
+				       ARES_OPT_FLAGS | ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS);
 	if (rc != ARES_SUCCESS) {
 		log_error("worker %d: c-ares: %s", w->id, ares_strerror(rc));
 		free(d);

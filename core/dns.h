@@ -12,10 +12,14 @@
  * query; nothing else refers to it, so cancelling is just unlinking.
  *
  * Both IPv4 and IPv6 addresses are asked for (c-ares sorts them by RFC 6724
- * preference); /etc/hosts is read first, as c-ares does by default. The
- * servers come from /etc/resolv.conf, or from the FULCRUM_DNS_SERVERS
- * environment variable (c-ares "host:port,host:port" syntax), which the
- * tests use to talk to a local fake server.
+ * preference). The hosts file is looked in first: the copy the worker's
+ * generation holds (core/hosts.h), not c-ares's, which reads the file again
+ * for every lookup. Names are taken as fully qualified: resolv.conf's
+ * search list is not applied, so the name an ACL allowed is the name
+ * resolved. The servers come from /etc/resolv.conf (read when the worker
+ * first resolves), or from the FULCRUM_DNS_SERVERS environment variable
+ * (c-ares "host:port,host:port" syntax), which the tests use to talk to a
+ * local fake server.
  *
  * Thread: the owning worker only. dns_free may run on the main thread once
  * the worker has stopped.
@@ -24,7 +28,9 @@
 #define FULCRUM_DNS_H
 
 #include <netinet/in.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "core/util.h"
@@ -32,7 +38,9 @@
 struct worker;
 struct dns;
 
-#define DNS_MAX_ADDRS 8
+/* Every address of an answer is checked against the deny list, up to this
+ * many; an origin is tried at the first ORIGIN_MAX_ADDRS (http/origin.h). */
+#define DNS_MAX_ADDRS 32
 #define DNS_NAME_MAX  253
 
 union dns_addr {
@@ -41,10 +49,21 @@ union dns_addr {
 	struct sockaddr_in6 in6;
 };
 
+/* Whether A and B are the same address (ports aside). */
+static inline bool dns_same_addr(const union dns_addr *a, const union dns_addr *b)
+{
+	if (a->sa.sa_family != b->sa.sa_family)
+		return false;
+	if (a->sa.sa_family == AF_INET)
+		return a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
+	return memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr)) == 0;
+}
+
 /* What a lookup came to. Ports in the addresses are 0. */
 struct dns_answer {
 	int err; /* 0; -ENOENT no such name or no address; -ETIMEDOUT; -EIO the resolver failed */
 	unsigned n;
+	bool truncated; /* the name has more addresses than these */
 	union dns_addr addrs[DNS_MAX_ADDRS];
 };
 

@@ -58,7 +58,7 @@ struct fwd_conn {
 	struct origin *origin; /* held, of the last request */
 	struct cfg_pool pool_cfg; /* the listener's timeouts for the proxy */
 	struct lb_pool pool; /* the origin's usable addresses */
-	struct lb_server *servers[DNS_MAX_ADDRS];
+	struct lb_server *servers[ORIGIN_MAX_ADDRS];
 	bool tunnel; /* CONNECT */
 	bool literal; /* host is an address literal: no lookup */
 	uint16_t port;
@@ -168,12 +168,18 @@ static bool ambiguous_ipv4(const char *host)
 static int set_host(struct fwd_conn *f, const char *host, size_t len, bool bracketed)
 {
 	uint8_t a4[4];
+	/* The root's dot: "a.test." is the name a.test ("127.0.0.1." no
+	 * address, as ambiguous as the other spellings below). */
+	bool rooted = !bracketed && len > 1 && host[len - 1] == '.';
 
+	if (rooted)
+		len--;
 	if (len == 0 || len > DNS_NAME_MAX)
 		return -EINVAL;
 	memcpy(f->host, host, len);
 	f->host[len] = '\0';
-	if (!bracketed && ambiguous_ipv4(f->host))
+	if (!bracketed &&
+	    (ambiguous_ipv4(f->host) || (rooted && inet_pton(AF_INET, f->host, a4) == 1)))
 		return -EINVAL;
 	memset(&f->literal_addr, 0, sizeof(f->literal_addr));
 	if (bracketed) {
@@ -187,12 +193,16 @@ static int set_host(struct fwd_conn *f, const char *host, size_t len, bool brack
 		f->literal = true;
 		return 0;
 	}
+	size_t label = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (!is_name_char((unsigned char)f->host[i]))
 			return -EINVAL;
 		f->host[i] = (char)tolower((unsigned char)f->host[i]);
+		label = f->host[i] == '.' ? 0 : label + 1;
+		if (label > 63) /* RFC 1035 §2.3.4: no DNS server could answer */
+			return -EINVAL;
 	}
-	return f->host[0] == '.' || strstr(f->host, "..") ? -EINVAL : 0;
+	return f->host[0] == '.' || f->host[len - 1] == '.' || strstr(f->host, "..") ? -EINVAL : 0;
 }
 
 /* host[:port] or [v6][:port], checked by the parser already for shape.
@@ -443,6 +453,12 @@ static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_
 			      false, NULL);
 		return;
 	}
+	/* More addresses than an answer holds: not every one can be checked,
+	 * so none is trusted while there are deny patterns to check. */
+	if (a->truncated && acl_has_addr_deny(c->lc->acl)) {
+		http_reply_ex(c, 403, "denied_address", false, NULL);
+		return;
+	}
 	for (unsigned i = 0; i < a->n; i++) {
 		if (acl_denies_addr(c->lc->acl, &a->addrs[i].sa, f->port)) {
 			http_reply_ex(c, 403, "denied_address", false, NULL);
@@ -453,7 +469,8 @@ static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_
 			return;
 		}
 	}
-	f->origin = origin_get(&c->w->fwd->origins, f->host, f->port, a->addrs, a->n);
+	f->origin = origin_get(&c->w->fwd->origins, f->host, f->port, a->addrs,
+			       a->n < ORIGIN_MAX_ADDRS ? a->n : ORIGIN_MAX_ADDRS);
 	if (!f->origin) {
 		http_reply_ex(c, 500, "no_memory", true, NULL);
 		return;

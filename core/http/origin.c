@@ -70,15 +70,6 @@ void origin_put(struct origin_table *t, struct origin *o)
 		origin_free(t, o);
 }
 
-static bool same_addr(const union dns_addr *a, const union dns_addr *b)
-{
-	if (a->sa.sa_family != b->sa.sa_family)
-		return false;
-	if (a->sa.sa_family == AF_INET)
-		return a->in.sin_addr.s_addr == b->in.sin_addr.s_addr;
-	return memcmp(&a->in6.sin6_addr, &b->in6.sin6_addr, sizeof(a->in6.sin6_addr)) == 0;
-}
-
 /* Whether O's servers are the addresses ADDRS, in any order (round-robin
  * DNS rotates them from one answer to the next). */
 static bool same_addrs(const struct origin *o, const union dns_addr *addrs, unsigned n)
@@ -88,8 +79,8 @@ static bool same_addrs(const struct origin *o, const union dns_addr *addrs, unsi
 	for (unsigned i = 0; i < n; i++) {
 		bool found = false;
 		for (unsigned j = 0; j < n && !found; j++)
-			found = same_addr((const union dns_addr *)&o->servers[j]->addr.ss,
-					  &addrs[i]);
+			found = dns_same_addr((const union dns_addr *)&o->servers[j]->addr.ss,
+					      &addrs[i]);
 		if (!found)
 			return false;
 	}
@@ -133,7 +124,7 @@ static struct origin *origin_new(const char *key, size_t klen, uint64_t hash, ui
 	o->hash = hash;
 	list_init(&o->hnode);
 	list_init(&o->lru);
-	for (unsigned i = 0; i < n && i < DNS_MAX_ADDRS; i++) {
+	for (unsigned i = 0; i < n && i < ORIGIN_MAX_ADDRS; i++) {
 		o->servers[o->n] = server_new(o->key, &addrs[i], port);
 		if (!o->servers[o->n]) {
 			while (o->n)

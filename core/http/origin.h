@@ -32,6 +32,7 @@ struct lb_server;
 
 #define ORIGIN_BUCKETS	 64
 #define ORIGIN_TABLE_MAX 256
+#define ORIGIN_MAX_ADDRS 8 /* of a name's addresses, the first are tried */
 
 struct origin {
 	struct list hnode; /* in the table's bucket, while listed */
@@ -40,7 +41,7 @@ struct origin {
 	int refs; /* connections holding it */
 	bool listed; /* in the table: its connections may be pooled */
 	unsigned n;
-	struct lb_server *servers[DNS_MAX_ADDRS]; /* all named "host:port" */
+	struct lb_server *servers[ORIGIN_MAX_ADDRS]; /* all named "host:port" */
 	char key[]; /* "host:port", "[v6]:port" */
 };
 

@@ -41,19 +41,22 @@ def fwd_conf(port, listener=None, glob=None):
     return ini(("global", g), ("listener f", l))
 
 
-def start(ctx, port, listener=None, glob=None, dns=None):
-    """fulcrum with one forward listener; DNS: a FakeDNS it resolves with."""
-    old = os.environ.get("FULCRUM_DNS_SERVERS")
+def start(ctx, port, listener=None, glob=None, dns=None, env=None):
+    """fulcrum with one forward listener; DNS: a FakeDNS it resolves with;
+    ENV: more environment variables for it."""
+    env = dict(env or {})
     if dns is not None:
-        os.environ["FULCRUM_DNS_SERVERS"] = dns.addr
+        env["FULCRUM_DNS_SERVERS"] = dns.addr
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         return ctx.fulcrum(fwd_conf(port, listener, glob))
     finally:
-        if dns is not None:
-            if old is None:
-                del os.environ["FULCRUM_DNS_SERVERS"]
+        for k, v in old.items():
+            if v is None:
+                del os.environ[k]
             else:
-                os.environ["FULCRUM_DNS_SERVERS"] = old
+                os.environ[k] = v
 
 
 def proxy_get(url, host=None, headers=(), method="GET", version="HTTP/1.1"):
@@ -129,8 +132,9 @@ class FakeDNS:
     answer at all for names in DROP, and answers only after LATE[name]
     seconds for those. Counts the queries per name."""
 
-    def __init__(self, records=None, ttl=60, drop=(), late=None):
+    def __init__(self, records=None, ttl=60, drop=(), late=None, cnames=None):
         self.records = {k.lower(): v for k, v in (records or {}).items()}
+        self.cnames = {k.lower(): v for k, v in (cnames or {}).items()}  # alias -> (target, ttl)
         self.ttl = ttl
         self.drop = {d.lower() for d in drop}
         self.late = {k.lower(): v for k, v in (late or {}).items()}
@@ -191,12 +195,18 @@ class FakeDNS:
         if name in self.drop:
             return None, 0
         answers = []
+        owner = struct.pack("!H", 0xC00C)  # the question's name
+        if name in self.cnames:
+            target, cttl = self.cnames[name]
+            wire = b"".join(bytes([len(x)]) + x.encode() for x in target.split(".")) + b"\0"
+            answers.append(owner + struct.pack("!HHIH", 5, 1, cttl, len(wire)) + wire)
+            owner, name = wire, target.lower()
         if name in self.records:
             for a in self.records[name]:
                 if qtype == 1 and ":" not in a:
-                    answers.append(struct.pack("!HHHIH", 0xC00C, 1, 1, self.ttl, 4) + socket.inet_aton(a))
+                    answers.append(owner + struct.pack("!HHIH", 1, 1, self.ttl, 4) + socket.inet_aton(a))
                 elif qtype == 28 and ":" in a:
-                    answers.append(struct.pack("!HHHIH", 0xC00C, 28, 1, self.ttl, 16)
+                    answers.append(owner + struct.pack("!HHIH", 28, 1, self.ttl, 16)
                                    + socket.inet_pton(socket.AF_INET6, a))
             rcode = 0
         else:
