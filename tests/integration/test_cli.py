@@ -213,6 +213,34 @@ def test_check_says_nothing_of_defaults_spelled_out(ctx):
     check(rc == 0 and "warning" not in err, f"-t: status {rc}, stderr {err!r}")
 
 
+def test_check_warns_of_timeouts_for_a_phase_the_listener_never_has(ctx):
+    """tunnel_timeout on a tcp listener (client_timeout applies there),
+    request_timeout on one without proxy_protocol, handshake_timeout on an
+    http listener without certificates: each loads, with a FILE:LINE
+    warning, since an operator who set it expects it to do something. The
+    same keys where they apply, or at their defaults, say nothing."""
+    g, p, l = _base_sections(free_port(), free_port())
+    tcp = dict(l, tunnel_timeout="5s", request_timeout="3s")
+    http = dict(l, mode="http", handshake_timeout="2s", bind=f"127.0.0.1:{free_port()}")
+    text = ini(("global", g), ("pool p", p), ("listener t", tcp), ("listener h", http))
+    ctx.write("timeouts.ini", text)
+    rc, _, err = run_fulcrum(["-t", "-c", "timeouts.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    for key, value in (("tunnel_timeout", "5s"), ("request_timeout", "3s"),
+                       ("handshake_timeout", "2s")):
+        line = _line_of(text, f"{key} = {value}")
+        check(f"timeouts.ini:{line}: warning: {key} has no effect" in err,
+              f"no warning for {key} on line {line}: {err!r}")
+    quiet = ini(("global", g), ("pool p", p),
+                ("listener t", dict(l, tunnel_timeout="1h", request_timeout="3s",
+                                    handshake_timeout="2s", proxy_protocol="accept")),
+                ("listener h", dict(http, tunnel_timeout="5s", request_timeout="3s",
+                                    handshake_timeout="10s")))
+    ctx.write("quiet.ini", quiet)
+    rc, _, err = run_fulcrum(["-t", "-c", "quiet.ini"], cwd=ctx.tmp)
+    check(rc == 0 and "warning" not in err, f"-t where they apply: status {rc}, stderr {err!r}")
+
+
 def test_check_refuses_h2_in_alpn_on_http_listeners(ctx):
     """An http or forward listener speaks HTTP/1.x: h2 in its alpn would have
     curl and browsers pick HTTP/2 and fail on every request. A tcp listener

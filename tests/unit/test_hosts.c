@@ -66,7 +66,8 @@ Test(hosts, entries_aliases_comments_and_case)
 			       "2001:db8::7 web.example.test\n"
 			       "10.0.0.5 web.example.test\n"
 			       "10.0.0.6 web.example.test");
-	expect(h, "web.example.test", (const char *[]){"10.0.0.5", "2001:db8::7", "10.0.0.6", NULL});
+	expect(h, "web.example.test",
+	       (const char *[]){"10.0.0.5", "2001:db8::7", "10.0.0.6", NULL});
 	expect(h, "www.example.test", (const char *[]){"10.0.0.5", NULL});
 	expect(h, "link.test", (const char *[]){"fe80::1", NULL});
 	expect(h, "localhost", (const char *[]){"127.0.0.1", NULL});
