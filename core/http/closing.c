@@ -63,6 +63,25 @@ void http_log_unanswered(struct conn *c)
 	hc->method_len = 0;
 }
 
+/* A CONNECT answered with anything but 2xx: what the client sent behind
+ * its head, and what has come since, was meant for the tunnel that never
+ * opened (a TLS hello sent optimistically), not a request. It counts in
+ * the CONNECT's line and is dropped; what comes later is lingered away. */
+void http_absorb_tunnel_bytes(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (hc->rbuf) {
+		hc->bytes_in += hc->rlen - hc->rpos;
+		hc->rpos = hc->rlen = 0;
+	}
+	if (io_peek(&c->cli) <= 0 || http_rbuf_get(c) < 0)
+		return;
+	ssize_t n = io_recv(&c->cli, hc->rbuf, hc->rcap); /* one read: no more */
+	if (n > 0)
+		hc->bytes_in += (uint64_t)n;
+}
+
 /* Ends the connection after a whole exchange. Requests the client
  * pipelined in a later segment, still in the socket, are read in to be
  * logged with the rest; and closing on unread bytes would send a reset,

@@ -364,6 +364,8 @@ static void run_reply(struct conn *c)
 		return;
 	}
 	if (hc->reply_close) {
+		if (hc->method_id == HTTP_M_CONNECT)
+			http_absorb_tunnel_bytes(c);
 		http_count_response(hc);
 		http_log_request(c);
 		hc->method_len = 0;

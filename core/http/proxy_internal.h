@@ -86,6 +86,9 @@ bool http_client_done(struct conn *c);
  * LINGER_MS at most (HP_LINGER; http_run_linger reads). */
 void http_linger(struct conn *c);
 void http_run_linger(struct conn *c);
+/* A refused CONNECT: counts what the client sent behind it, in rbuf and
+ * in the socket now, into its line, and drops it. */
+void http_absorb_tunnel_bytes(struct conn *c);
 /* Logs what the client pipelined behind the answer that ends the
  * connection (one line, reason unanswered_pipelined or shutdown). */
 void http_log_unanswered(struct conn *c);

@@ -486,6 +486,40 @@ def test_connect_raw_tunnel_halfclose_and_log(ctx):
     check(any(int(x) >= len(data) for x in fields if x.isdigit()), f"tunnel bytes not counted: {lines[0]}")
 
 
+def test_a_refused_connect_logs_its_early_bytes_in_its_own_line(ctx):
+    """What a client sends optimistically behind a CONNECT (a TLS hello) is
+    meant for the tunnel, not a request: when the CONNECT is refused (403)
+    or its origin cannot be reached (502), the connection has one log line,
+    the CONNECT's, and its BYTES_IN counts those bytes too, whether they
+    came with the head or while the connect was pending."""
+    hole = ctx.blackhole()
+    port = free_port()
+    log = ctx.path("access.log")
+    start(ctx, port, listener={"connect_ports": "1-65000", "connect_timeout": "500ms"},
+          glob={"access_log": log})
+    hello = b"\x16\x03\x01\x00\x50" + b"\x01" * 0x50
+    cases = ((closed_port(), 502, False), (65001, 403, False), (hole.port, 502, True))
+    for i, (target, status, trickled) in enumerate(cases):
+        head = f"CONNECT 127.0.0.1:{target} HTTP/1.1\r\nHost: 127.0.0.1:{target}\r\n\r\n".encode()
+        s = connect(("127.0.0.1", port))
+        s.sendall(head if trickled else head + hello)
+        if trickled:  # while the connect to the blackhole is pending
+            for k in range(0, len(hello), 30):
+                time.sleep(0.05)
+                s.sendall(hello[k:k + 30])
+        m = read_connect_response(Reader(s))
+        check(m.status == status, f"CONNECT 127.0.0.1:{target}: {m!r}")
+        s.close()
+        access_lines(log, i + 1)
+        time.sleep(0.3 * SCALE)  # a second line would come with the close
+        lines = read_lines(log)
+        check(len(lines) == i + 1, f"one line per refused CONNECT: {lines[i:]}")
+        fields = lines[i].split(" ")
+        check(f'"CONNECT 127.0.0.1:{target}' in lines[i] and fields[7] == str(status)
+              and fields[8] == str(len(head) + len(hello)),
+              f"BYTES_IN should be {len(head)} + {len(hello)}: {lines[i]}")
+
+
 def test_connect_early_data_and_server_first(ctx):
     """Bytes sent right behind the CONNECT head reach the origin; an origin
     that speaks first and closes is relayed with its EOF."""
