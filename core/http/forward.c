@@ -499,6 +499,7 @@ static void resolve(struct conn *c, struct fwd_conn *f)
 	if (f->literal) {
 		a.err = 0;
 		a.n = 1;
+		a.truncated = false;
 		a.addrs[0] = f->literal_addr;
 		connect_origin(c, f, &a);
 		return;
