@@ -100,6 +100,22 @@ def test_every_address_is_checked_against_deny(ctx):
     check(m.status == 200, f"forty addresses and no address deny: {m.status}")
 
 
+def test_an_address_deny_with_a_port_leaves_other_ports(ctx):
+    """deny = ADDRESS:PORT refuses that port only, for a literal address and
+    for a name resolving to it, request after request (a check of the
+    answer's other fields must not read memory a literal never set)."""
+    srv = pyserver(ctx, ok_handler())
+    dns = fake_dns(ctx, records={"here.fwd.test": ["127.0.0.1"]})
+    port = free_port()
+    start(ctx, port, dns=dns, listener={"deny": f"127.0.0.1:{srv.port + 1}", "connect_ports": "*"})
+    for i in range(20):
+        for host in ("127.0.0.1", "here.fwd.test"):
+            m, _ = ask(port, proxy_get(f"http://{host}:{srv.port}/"))
+            check(m.status == 200, f"request {i} to {host}:{srv.port}: {m.status}")
+    m, closed = ask(port, proxy_get(f"http://here.fwd.test:{srv.port + 1}/"))
+    expect_error(m, closed, 403, what="the denied port")
+
+
 def test_a_cname_s_ttl_bounds_the_cache(ctx):
     """An answer is kept for its smallest TTL, the CNAME's included: an
     alias with TTL 1 before an address with TTL 60 is asked again after a
