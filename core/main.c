@@ -34,6 +34,7 @@
 #include "core/gen.h"
 #include "core/listener.h"
 #include "core/log.h"
+#include "core/notify.h"
 #include "core/privs.h"
 #include "core/stats.h"
 #include "core/upgrade.h"
@@ -309,6 +310,7 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	struct cfg *cfg = NULL;
 	struct gen *g = NULL;
 
+	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_us());
 	if (config_rereadable(p->opt.config, "reload", errs) == 0)
 		cfg = cfg_load(p->opt.config, p->opt.workers, errs);
 	if (p->stopping) {
@@ -342,6 +344,8 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 		for (size_t i = 0; i < errs->len; i++)
 			log_error("%s", errs->msgs[i]);
 		log_error("reload of %s failed; the running configuration stays", p->opt.config);
+		notify("READY=1\nSTATUS=serving generation %llu; the last reload failed",
+		       (unsigned long long)p->gen->number);
 		return -1;
 	}
 	p->generation++;
@@ -352,6 +356,7 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	cache_http_drop_orphans(g);
 	stats_note_reload(true);
 	log_info("reloaded %s: generation %llu", p->opt.config, (unsigned long long)g->number);
+	notify("READY=1\nSTATUS=serving generation %llu", (unsigned long long)g->number);
 	return (long long)g->number;
 }
 
@@ -432,6 +437,14 @@ struct stop_state {
 	uint64_t handoff_ms; /* binary upgrade: when draining starts; 0 = none */
 };
 
+/* Tells systemd the service is stopping, unless a new process took over
+ * after a binary upgrade: the service is that one's now. */
+static void stopping_notice(void)
+{
+	if (!upgrade_handed_over())
+		notify("STOPPING=1");
+}
+
 static void on_signals(struct process *p, struct stop_state *st)
 {
 	struct signalfd_siginfo si;
@@ -449,6 +462,7 @@ static void on_signals(struct process *p, struct stop_state *st)
 				break;
 			}
 			log_info("%s: stopping gracefully", name);
+			stopping_notice();
 			admin_set_stopping();
 			stop_all(p, WORKER_GRACEFUL);
 			st->stopping = true;
@@ -462,6 +476,7 @@ static void on_signals(struct process *p, struct stop_state *st)
 			if (st->now)
 				break;
 			log_info("SIGINT: stopping now");
+			stopping_notice();
 			admin_set_stopping();
 			stop_all(p, WORKER_STOP);
 			st->stopping = st->now = true;
@@ -644,6 +659,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level(cfg->global.log_level);
+	notify_init();
 	rlim_t fd_limit = raise_fd_limit();
 	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
 	if (err < 0) {
@@ -690,6 +706,9 @@ int main(int argc, char **argv)
 	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
 		 p.n_workers, cfg->n_listeners, (unsigned long long)p.gen->number);
 	upgrade_ready(cfg);
+	/* MAINPID: after a binary upgrade, this process is the service now. */
+	notify("READY=1\nMAINPID=%d\nSTATUS=serving generation %llu", (int)getpid(),
+	       (unsigned long long)p.gen->number);
 
 	main_loop(&p);
 	stop_process(&p);

@@ -722,6 +722,104 @@ def test_upgrade_after_dropping_privileges_rewrites_the_pid_file(ctx):
     check(not os.path.exists(site.pidfile), "the pid file is left after the exit")
 
 
+class NotifySocket:
+    """systemd's end of NOTIFY_SOCKET: a unix datagram socket that keeps
+    every message fulcrum sends, as lists of KEY=VALUE lines."""
+
+    def __init__(self, ctx, abstract=False):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract:
+            self.name = f"@fulcrum-test-{os.getpid()}-{time.monotonic_ns()}"
+            self.sock.bind("\0" + self.name[1:])
+        else:
+            self.name = ctx.path("notify.sock")
+            self.sock.bind(self.name)
+        self.sock.settimeout(10 * SCALE)
+        self.got = []
+
+    def next(self, key):
+        """The next message with line KEY (e.g. "READY=1"), as a dict;
+        fails after 10 s."""
+        while True:
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                raise TestFailure(f"no {key} after {self.got}")
+            msg = dict(line.split("=", 1) for line in data.decode().split("\n") if "=" in line)
+            self.got.append(msg)
+            k, v = key.split("=", 1)
+            if msg.get(k) == v:
+                return msg
+
+    def pending(self):
+        """What came since, without waiting."""
+        self.sock.settimeout(0)
+        out = []
+        try:
+            while True:
+                out.append(self.sock.recv(4096).decode())
+        except BlockingIOError:
+            pass
+        self.sock.settimeout(10 * SCALE)
+        return out
+
+
+def _with_env(name, value, fn):
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        return fn()
+    finally:
+        if old is None:
+            del os.environ[name]
+        else:
+            os.environ[name] = old
+
+
+def test_systemd_hears_ready_reloads_stops_and_the_new_main_pid(ctx):
+    """With NOTIFY_SOCKET set (Type=notify), fulcrum says READY=1 with its
+    MAINPID once it listens, RELOADING=1 then READY=1 around a reload (a
+    failed one too), READY=1 with the new process's MAINPID after a binary
+    upgrade (the old one then stops without STOPPING=1: the service is the
+    new one's), and STOPPING=1 on SIGTERM."""
+    ns = NotifySocket(ctx)
+    site = _with_env("NOTIFY_SOCKET", ns.name, lambda: Site(ctx, workers=1))
+    old = site.f
+    msg = ns.next("READY=1")
+    check(msg.get("MAINPID") == str(old.pid), f"READY without the main pid: {msg}")
+    old.signal(signal.SIGHUP)
+    ns.next("RELOADING=1")
+    msg = ns.next("READY=1")
+    check("generation 2" in msg.get("STATUS", ""), f"after the reload: {msg}")
+    site.rewrite("[global\n")
+    old.signal(signal.SIGHUP)
+    ns.next("RELOADING=1")
+    msg = ns.next("READY=1")
+    check("failed" in msg.get("STATUS", ""), f"after a failed reload: {msg}")
+    site.rewrite(old.conf_text)
+    new = site.upgrade(old, old.conf_text)
+    msg = ns.next("READY=1")
+    check(msg.get("MAINPID") == str(new.pid), f"the new process did not say it is main: {msg}")
+    _exit_status_soon(old, 10)
+    check(not any("STOPPING=1" in m for m in ns.pending()), "the old process said the service stops")
+    new.signal(signal.SIGTERM)
+    ns.next("STOPPING=1")
+    check(new.wait_exit(5) == 0, "exit status of the new process")
+
+
+def test_an_abstract_notify_socket(ctx):
+    """NOTIFY_SOCKET may name an abstract socket ("@name"), as systemd's
+    does in some setups."""
+    ns = NotifySocket(ctx, abstract=True)
+    b = ctx.backend("echo")
+    port = free_port()
+    conf = ini(("global", {"workers": 1, "admin": ""}), ("pool p", {"server": f"s 127.0.0.1:{b.port}"}),
+               ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p"}))
+    f = _with_env("NOTIFY_SOCKET", ns.name, lambda: ctx.fulcrum(conf))
+    msg = ns.next("READY=1")
+    check(msg.get("MAINPID") == str(f.pid), f"READY: {msg}")
+
+
 def test_upgrades_pass_on_no_access_log_descriptor(ctx):
     """access_log = stderr writes to a copy of fd 2; each new process makes
     its own, so the copies must not pile up across upgrades."""
