@@ -6,8 +6,9 @@
  * (one per bind per worker) and the admin listener, drops privileges, starts
  * the workers and then sleeps in its own epoll on a signalfd and the admin
  * API's sockets (core/admin.c). It is the only thread that builds and
- * publishes configuration generations: reloads (SIGHUP, POST /reload) and
- * the admin API's run-time changes all go through publish().
+ * publishes configuration generations: reloads (SIGHUP, POST /reload; the
+ * next generation is built in core/reload.c) and the admin API's run-time
+ * changes all go through publish().
  *
  * Exit status (SPEC §1): 0 clean stop, 1 configuration error, 2 any other
  * start-up failure, always with a one-line cause on stderr.
@@ -21,7 +22,6 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
-#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "core/notify.h"
 #include "core/privs.h"
+#include "core/reload.h"
 #include "core/stats.h"
 #include "core/upgrade.h"
 #include "core/worker.h"
@@ -202,144 +203,21 @@ static void publish(struct process *p, struct gen *g)
 	retire_collect(&p->retired);
 }
 
-/* *DST becomes a copy of SRC (both may be NULL); kept as it was if that
- * copy cannot be made. */
-static void copy_str(char **dst, const char *src)
-{
-	char *c = src ? strdup(src) : NULL;
-
-	if (src && !c)
-		return;
-	free(*dst);
-	*dst = c;
-}
-
-/* The [global] settings that wait for a restart: the new generation carries
- * the running values, so that it describes what runs and the next reload
- * compares against it. */
-static void keep_restart_values(const struct cfg_global *run, struct cfg_global *b)
-{
-	b->workers = run->workers;
-	b->buffer_size = run->buffer_size;
-	b->pipe_size = run->pipe_size;
-	b->backlog = run->backlog;
-	b->cpu_affinity = run->cpu_affinity;
-	copy_str(&b->user, run->user);
-	copy_str(&b->admin, run->admin);
-	b->admin_addr.ss = run->admin_addr.ss;
-	b->admin_addr.len = run->admin_addr.len;
-	copy_str(&b->admin_addr.text, run->admin_addr.text);
-}
-
-/* The [global] settings a reload can apply; the others need a restart and
- * keep their running values (RUNNING: the current generation's). */
-static void apply_globals(const struct cfg *running, struct cfg *cfg)
-{
-	const struct cfg_global *a = &running->global;
-	struct cfg_global *b = &cfg->global;
-
-	log_set_level(b->log_level);
-	if (strcmp(a->access_log, b->access_log) != 0) {
-		int err = log_access_open(b->access_log, b->access_log_format);
-		if (err < 0)
-			log_error("reload: cannot open the access log %s (%s); still writing to "
-				  "the old one",
-				  b->access_log, strerror(-err));
-	} else if (a->access_log_format != b->access_log_format) {
-		log_access_set_format(b->access_log_format);
-	}
-	if (a->workers != b->workers)
-		log_warn("reload: workers = %d needs a restart; %d keep running", b->workers,
-			 a->workers);
-	if (a->buffer_size != b->buffer_size || a->pipe_size != b->pipe_size ||
-	    a->backlog != b->backlog || a->cpu_affinity != b->cpu_affinity ||
-	    (a->user == NULL) != (b->user == NULL) || (a->user && strcmp(a->user, b->user) != 0))
-		log_warn("reload: new buffer_size, pipe_size, backlog, cpu_affinity or user values "
-			 "take effect at the next restart");
-	if ((a->admin == NULL) != (b->admin == NULL) ||
-	    (a->admin && strcmp(a->admin, b->admin) != 0))
-		log_warn("reload: a new admin address needs a restart; the API stays on %s",
-			 a->admin ? a->admin : "(none)");
-	keep_restart_values(a, b);
-}
-
-/* A new access log that cannot be opened fails the reload, as a bad key
- * would, rather than leaving the old log with a reload reported good. */
-static int check_access_log(const struct cfg *old, const struct cfg *cfg, struct cfg_errors *errs)
-{
-	const char *target = cfg->global.access_log;
-	int r;
-
-	if (strcmp(old->global.access_log, target) == 0 || (r = log_access_check(target)) == 0)
-		return 0;
-	cfg_errors_add(errs, "%s:%d: cannot open the access log %s: %s", cfg->path,
-		       cfg->global.access_log_line, target, strerror(-r));
-	return r;
-}
-
-/* A reload and a binary upgrade read the configuration file again. A pipe
- * (-c <(...)) would give nothing the second time, which reads as a file with
- * no listener, and opening a FIFO waits for a writer, holding up the main
- * thread (signals, the admin API); so both need a regular file. */
-static int config_rereadable(const char *path, const char *what, struct cfg_errors *errs)
-{
-	struct stat st;
-
-	if (stat(path, &st) < 0) {
-		cfg_errors_add(errs, "%s: cannot open: %s", path, strerror(errno));
-		return -1;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		cfg_errors_add(errs, "%s: is a directory", path);
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		cfg_errors_add(errs,
-			       "%s: not a regular file: a %s reads it again; restart to change it",
-			       path, what);
-		return -1;
-	}
-	return 0;
-}
-
 /* Reads the configuration file again and publishes it, or keeps the running
  * one. Returns the new generation number, or -1 with ERRS filled. Server
  * health, counters and the admin API's changes carry over (admin_carry_over). */
 static long long reload(struct process *p, struct cfg_errors *errs)
 {
-	struct cfg *cfg = NULL;
 	struct gen *g = NULL;
 
 	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_us());
-	if (config_rereadable(p->opt.config, "reload", errs) == 0)
-		cfg = cfg_load(p->opt.config, p->opt.workers, errs);
-	if (p->stopping) {
-		/* The listeners are closed: a reload would open them again. */
+	if (p->stopping) /* the listeners are closed: a reload would open them again */
 		cfg_errors_add(errs, "%s: fulcrum is stopping; no reload", p->opt.config);
-	} else if (upgrade_in_progress()) {
+	else if (upgrade_in_progress())
 		cfg_errors_add(errs, "%s: a binary upgrade is under way; no reload", p->opt.config);
-	} else if (cfg && cfg->n_listeners == 0) {
-		/* An emptied or cut file; HAProxy refuses one as well. */
-		cfg_errors_add(errs,
-			       "%s: no [listener] section: the reload would close every listener",
-			       p->opt.config);
-	} else if (cfg && !stats_listener_names_fit(cfg)) {
-		cfg_errors_add(errs,
-			       "%s: more than %d listener names since start-up; a restart "
-			       "forgets the old ones",
-			       p->opt.config, STATS_LISTENER_SLOTS);
-	} else if (cfg && check_access_log(p->gen->cfg, cfg, errs) == 0 &&
-		   binds_prepare(cfg, errs) == 0) {
-		g = gen_new(cfg, p->generation + 1);
-		if (!g) {
-			binds_abort();
-			cfg_errors_add(errs, "%s: out of memory", p->opt.config);
-		}
-		cfg = g ? NULL : cfg;
-	}
+	else
+		g = reload_prepare(p->gen->cfg, &p->opt, p->generation + 1, errs);
 	if (!g) {
-		if (cfg)
-			cfg_free(cfg);
 		stats_note_reload(false);
 		for (size_t i = 0; i < errs->len; i++)
 			log_error("%s", errs->msgs[i]);
@@ -350,7 +228,7 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	}
 	p->generation++;
 	admin_carry_over(g, p->gen);
-	apply_globals(p->gen->cfg, g->cfg);
+	reload_apply_globals(p->gen->cfg, g->cfg);
 	publish(p, g);
 	binds_commit();
 	cache_http_drop_orphans(g);
@@ -414,7 +292,7 @@ static void begin_upgrade(struct process *p)
 	struct cfg_errors errs = {0};
 	struct upgrade_sock *socks;
 
-	if (config_rereadable(p->opt.config, "binary upgrade", &errs) < 0) {
+	if (reload_file_rereadable(p->opt.config, "binary upgrade", &errs) < 0) {
 		log_error("upgrade: %s", errs.msgs[0]);
 		cfg_errors_free(&errs);
 		return;
@@ -627,21 +505,93 @@ static void stop_process(struct process *p)
 	stats_deinit();
 }
 
-int main(int argc, char **argv)
+/* A reload, reopen or upgrade signal that comes while the process is still
+ * starting, or only checking (-t), waits for the signalfd instead of
+ * killing it: logrotate and systemctl kill signal every process of the
+ * unit, an ExecReload's fulcrum -t included. */
+static void hold_early_signals(void)
 {
-	struct process p = {.sigfd = -1, .epfd = -1};
-
-	/* A reload, reopen or upgrade signal that comes while the process is
-	 * still starting, or only checking (-t), waits for the signalfd
-	 * instead of killing it: logrotate and systemctl kill signal every
-	 * process of the unit, an ExecReload's fulcrum -t included. */
 	sigset_t early;
+
 	sigemptyset(&early);
 	sigaddset(&early, SIGHUP);
 	sigaddset(&early, SIGUSR1);
 	sigaddset(&early, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &early, NULL);
+}
 
+/* What start-up opens while it may still be root: the access log, the
+ * first generation, the signalfd, every listening socket, the admin
+ * listener and the pid file; then root is dropped. Takes CFG. 0, or the
+ * exit status (2) with the cause on stderr. */
+static int open_all(struct process *p, struct cfg *cfg)
+{
+	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
+	if (err < 0) {
+		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
+			strerror(-err));
+		cfg_free(cfg);
+		return 2;
+	}
+	lb_hash_local_seed();
+	p->gen = gen_new(cfg, ++p->generation);
+	if (!p->gen) {
+		fprintf(stderr, "fulcrum: out of memory\n");
+		return 2;
+	}
+	atomic_store(&gen_current, p->gen);
+	if (setup_signals(p) < 0) {
+		fprintf(stderr, "fulcrum: cannot set up signal handling: %s\n", strerror(errno));
+		return 2;
+	}
+	if (start_workers(p) < 0 || open_admin(p) < 0 ||
+	    (p->opt.pidfile && write_pidfile(p->opt.pidfile) < 0) ||
+	    drop_privileges(cfg->global.user, p->opt.pidfile) < 0) {
+		if (upgrade_inherited())
+			admin_release(); /* the old process's still */
+		admin_close();
+		remove_own_pidfile(p);
+		discard_workers(p);
+		return 2;
+	}
+	upgrade_close_unused();
+	return 0;
+}
+
+/* Starts the worker and health-check threads, and says the process serves
+ * (to the log, an upgrading old process and systemd). 0, or the exit
+ * status (2). */
+static int start_threads(struct process *p, rlim_t fd_limit)
+{
+	const struct cfg *cfg = p->gen->cfg;
+
+	for (int i = 0; i < p->n_workers; i++)
+		if (worker_start(&p->workers[i], cfg->global.cpu_affinity) < 0) {
+			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
+			return start_failed(p);
+		}
+	workers_register(p->workers, p->n_workers);
+	int err = hc_start(p->gen);
+	if (err < 0) {
+		fprintf(stderr, "fulcrum: cannot start the health-check thread: %s\n",
+			strerror(-err));
+		return start_failed(p);
+	}
+	warn_fd_limit(cfg, fd_limit);
+	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
+		 p->n_workers, cfg->n_listeners, (unsigned long long)p->gen->number);
+	upgrade_ready(cfg);
+	/* MAINPID: after a binary upgrade, this process is the service now. */
+	notify("READY=1\nMAINPID=%d\nSTATUS=serving generation %llu", (int)getpid(),
+	       (unsigned long long)p->gen->number);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct process p = {.sigfd = -1, .epfd = -1};
+
+	hold_early_signals();
 	if (cli_parse(argc, argv, &p.opt) < 0)
 		return 1;
 	if (upgrade_init(argv) < 0)
@@ -661,54 +611,11 @@ int main(int argc, char **argv)
 	log_set_level(cfg->global.log_level);
 	notify_init();
 	rlim_t fd_limit = raise_fd_limit();
-	int err = log_access_open(cfg->global.access_log, cfg->global.access_log_format);
-	if (err < 0) {
-		fprintf(stderr, "fulcrum: cannot open access log %s: %s\n", cfg->global.access_log,
-			strerror(-err));
-		cfg_free(cfg);
-		return 2;
-	}
-	lb_hash_local_seed();
-	p.gen = gen_new(cfg, ++p.generation);
-	if (!p.gen) {
-		fprintf(stderr, "fulcrum: out of memory\n");
-		return 2;
-	}
-	atomic_store(&gen_current, p.gen);
-	if (setup_signals(&p) < 0) {
-		fprintf(stderr, "fulcrum: cannot set up signal handling: %s\n", strerror(errno));
-		return 2;
-	}
-	if (start_workers(&p) < 0 || open_admin(&p) < 0 ||
-	    (p.opt.pidfile && write_pidfile(p.opt.pidfile) < 0) ||
-	    drop_privileges(cfg->global.user, p.opt.pidfile) < 0) {
-		if (upgrade_inherited())
-			admin_release(); /* the old process's still */
-		admin_close();
-		remove_own_pidfile(&p);
-		discard_workers(&p);
-		return 2;
-	}
-	upgrade_close_unused();
-	for (int i = 0; i < p.n_workers; i++)
-		if (worker_start(&p.workers[i], cfg->global.cpu_affinity) < 0) {
-			fprintf(stderr, "fulcrum: cannot start worker %d\n", i);
-			return start_failed(&p);
-		}
-	workers_register(p.workers, p.n_workers);
-	err = hc_start(p.gen);
-	if (err < 0) {
-		fprintf(stderr, "fulcrum: cannot start the health-check thread: %s\n",
-			strerror(-err));
-		return start_failed(&p);
-	}
-	warn_fd_limit(cfg, fd_limit);
-	log_info("fulcrum %s started: %d workers, %zu listeners, generation %llu", FULCRUM_VERSION,
-		 p.n_workers, cfg->n_listeners, (unsigned long long)p.gen->number);
-	upgrade_ready(cfg);
-	/* MAINPID: after a binary upgrade, this process is the service now. */
-	notify("READY=1\nMAINPID=%d\nSTATUS=serving generation %llu", (int)getpid(),
-	       (unsigned long long)p.gen->number);
+	int status = open_all(&p, cfg);
+	if (status == 0)
+		status = start_threads(&p, fd_limit);
+	if (status != 0)
+		return status;
 
 	main_loop(&p);
 	stop_process(&p);
