@@ -115,6 +115,10 @@ enum cfg_mode { MODE_TCP, MODE_HTTP, MODE_FORWARD };
 
 #define CFG_MAX_LISTENERS   256
 #define CFG_DURATION_MAX_MS (365ULL * 24 * 3600 * 1000) /* the longest duration a key takes */
+/* Listener timeouts' defaults (SPEC §2), which -t's warnings compare with. */
+#define CFG_HANDSHAKE_TIMEOUT_MS (10 * 1000)
+#define CFG_TUNNEL_TIMEOUT_MS	 (3600 * 1000)
+#define CFG_REQUEST_TIMEOUT_MS	 (10 * 1000)
 
 struct acl;
 struct auth_db;

@@ -424,10 +424,10 @@ int cfg_defaults_listener(struct cfg_listener *l)
 	l->mode = MODE_HTTP;
 	l->pool = -1;
 	l->tls_min_version = 12;
-	l->handshake_timeout_ms = 10 * 1000;
+	l->handshake_timeout_ms = CFG_HANDSHAKE_TIMEOUT_MS;
 	l->client_timeout_ms = 30 * 1000;
-	l->tunnel_timeout_ms = 3600 * 1000;
-	l->request_timeout_ms = 10 * 1000;
+	l->tunnel_timeout_ms = CFG_TUNNEL_TIMEOUT_MS;
+	l->request_timeout_ms = CFG_REQUEST_TIMEOUT_MS;
 	l->keepalive_timeout_ms = 60 * 1000;
 	l->max_uri_size = 8 << 10;
 	l->max_header_size = 16 << 10;

@@ -198,16 +198,16 @@ static void validate_listener(struct cfg_loader *ld, size_t i)
 	 * certificates may still peek at a ClientHello for SNI routes within
 	 * handshake_timeout. */
 	warn_unread(ld, CFG_SEC_LISTENER, i, "tunnel_timeout",
-		    l->mode != MODE_TCP || l->tunnel_timeout_ms == 3600 * 1000,
+		    l->mode != MODE_TCP || l->tunnel_timeout_ms == CFG_TUNNEL_TIMEOUT_MS,
 		    "with mode = tcp: client_timeout is a tcp connection's idle limit");
 	warn_unread(ld, CFG_SEC_LISTENER, i, "request_timeout",
 		    l->mode != MODE_TCP || l->proxy_protocol_accept ||
-			    l->request_timeout_ms == 10 * 1000,
+			    l->request_timeout_ms == CFG_REQUEST_TIMEOUT_MS,
 		    "with mode = tcp, unless proxy_protocol = accept (then it bounds the "
 		    "PROXY header)");
 	warn_unread(ld, CFG_SEC_LISTENER, i, "handshake_timeout",
 		    l->mode == MODE_TCP || l->n_tls_certs > 0 ||
-			    l->handshake_timeout_ms == 10 * 1000,
+			    l->handshake_timeout_ms == CFG_HANDSHAKE_TIMEOUT_MS,
 		    "without tls_cert: the listener does not terminate TLS");
 	if (cfg_key_line(ld, CFG_SEC_LISTENER, i, "forwarded_headers") == 0)
 		l->forwarded_headers = l->mode == MODE_HTTP;

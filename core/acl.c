@@ -63,12 +63,14 @@ bool acl_has_allow(const struct acl *a)
 	return a && a->allow.n > 0;
 }
 
-bool acl_has_addr_deny(const struct acl *a)
+bool acl_has_addr_deny(const struct acl *a, uint16_t port)
 {
-	for (size_t i = 0; a && i < a->deny.n; i++)
-		if (a->deny.v[i].kind == RK_NET4 || a->deny.v[i].kind == RK_NET6 ||
-		    a->deny.v[i].kind == RK_ANY)
+	for (size_t i = 0; a && i < a->deny.n; i++) {
+		const struct acl_rule *r = &a->deny.v[i];
+		if ((r->kind == RK_NET4 || r->kind == RK_NET6 || r->kind == RK_ANY) &&
+		    port >= r->port_lo && port <= r->port_hi)
 			return true;
+	}
 	return false;
 }
 

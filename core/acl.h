@@ -55,7 +55,7 @@ bool acl_denies_addr(const struct acl *a, const struct sockaddr *sa, uint16_t po
 
 /* Whether A has any allow pattern (then everything else is refused). */
 bool acl_has_allow(const struct acl *a);
-/* Whether A has a deny pattern that acl_denies_addr can match. */
-bool acl_has_addr_deny(const struct acl *a);
+/* Whether A has a deny pattern that acl_denies_addr can match on PORT. */
+bool acl_has_addr_deny(const struct acl *a, uint16_t port);
 
 #endif

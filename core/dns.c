@@ -14,7 +14,8 @@
  * The cache holds up to DNS_CACHE_MAX names, least recently used first out.
  * An entry is either pending (one c-ares query under way, the waits of every
  * caller linked to it) or answered, until its TTL runs out: the smallest TTL
- * of its addresses, within [DNS_MIN_TTL_S, DNS_MAX_TTL_S]; a name that does
+ * of its addresses and of the CNAMEs that led there, within [DNS_MIN_TTL_S,
+ * DNS_MAX_TTL_S]; a name that does
  * not exist is remembered for DNS_NEG_TTL_MS; a timeout or resolver failure
  * is not remembered. Pending entries are never evicted (the query's callback
  * argument points at them).
@@ -30,7 +31,6 @@
 #include <sys/epoll.h>
 
 #include "balancer/lb.h"
-#include "core/gen.h"
 #include "core/hosts.h"
 #include "core/log.h"
 #include "core/timer.h"
@@ -332,7 +332,8 @@ static void on_answer(void *arg, int status, int timeouts, struct ares_addrinfo 
 		dispatch(e);
 }
 
-int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_answer *ans)
+int dns_lookup(struct dns *d, const struct hosts *hosts, const char *name, struct dns_wait *wt,
+	       struct dns_answer *ans)
 {
 	char key[DNS_NAME_MAX + 1];
 	size_t len = strlen(name);
@@ -348,7 +349,7 @@ int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_
 	for (size_t i = 0; i < len; i++)
 		key[i] = (char)tolower((unsigned char)name[i]);
 	key[len] = '\0';
-	if (hosts_find(d->w->gen->cfg->hosts, key, ans))
+	if (hosts_find(hosts, key, ans))
 		return 1;
 	uint64_t hash = lb_hash_local(key, len);
 	struct dns_entry *e = entry_find(d, key, hash);

@@ -37,6 +37,7 @@
 
 struct worker;
 struct dns;
+struct hosts;
 
 /* Every address of an answer is checked against the deny list, up to this
  * many; an origin is tried at the first ORIGIN_MAX_ADDRS (http/origin.h). */
@@ -87,11 +88,13 @@ void dns_free(struct dns *d);
 
 /*
  * Looks NAME up (a host name, not an address literal; compared without
- * regard to case). Returns 1 with *ANS filled when the answer is known now
- * (cached, or found at once in /etc/hosts), 0 when WT will be called back,
- * or -ENOMEM. WT must be idle.
+ * regard to case): in HOSTS first (the hosts file of the caller's
+ * generation; may be NULL), then the cache, then DNS. Returns 1 with *ANS
+ * filled when the answer is known now, 0 when WT will be called back, or
+ * -ENOMEM. WT must be idle.
  */
-int dns_lookup(struct dns *d, const char *name, struct dns_wait *wt, struct dns_answer *ans);
+int dns_lookup(struct dns *d, const struct hosts *hosts, const char *name, struct dns_wait *wt,
+	       struct dns_answer *ans);
 /* WT will not be called back. Harmless on an idle wait. */
 void dns_cancel(struct dns_wait *wt);
 

@@ -5,10 +5,9 @@
  * Each line is an address and the names it has; a name on several lines
  * (or with both an IPv4 and an IPv6 address) gathers every address, in file
  * order, up to DNS_MAX_ADDRS (more marks it truncated, as a DNS answer
- * would be). The index is open addressing over a power of two at least
- * twice the number of names, with FNV-1a: the table is built before the
- * process's hash seed exists, and the file is the operator's, not a
- * client's.
+ * would be). Names, entries and addresses live in three growing blocks. The index is open
+ * addressing over a power of two at least twice the number of names, with FNV-1a: the table is
+ * built before the process's hash seed exists, and the file is the operator's, not a client's.
  */
 #include "core/hosts.h"
 
@@ -20,16 +19,29 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A name's addresses are a chain through the addrs array (file order). */
 struct host_entry {
-	char *name;
-	union dns_addr *addrs;
-	uint8_t n, cap;
+	uint32_t name; /* offset in names */
+	uint32_t first, last; /* in addrs; first valid while n > 0 */
+	uint16_t n;
 	bool truncated;
 };
 
+struct host_addr {
+	union dns_addr addr;
+	uint32_t next;
+};
+
+/* Four blocks, whatever the file's size: freeing a generation's table
+ * (which the last thread to drop the generation does, a worker perhaps)
+ * costs four calls to free, not one per name. */
 struct hosts {
 	struct host_entry *entries;
 	size_t n, cap;
+	char *names;
+	size_t names_len, names_cap;
+	struct host_addr *addrs;
+	size_t n_addrs, addrs_cap;
 	uint32_t *index; /* entry number + 1; 0 = empty */
 	size_t index_size; /* a power of two */
 };
@@ -51,7 +63,7 @@ static uint32_t *slot_of(const struct hosts *h, const char *name)
 
 	for (size_t i = fnv1a(name) & mask;; i = (i + 1) & mask) {
 		uint32_t *slot = &h->index[i];
-		if (*slot == 0 || strcmp(h->entries[*slot - 1].name, name) == 0)
+		if (*slot == 0 || strcmp(h->names + h->entries[*slot - 1].name, name) == 0)
 			return slot;
 	}
 }
@@ -67,7 +79,26 @@ static int grow_index(struct hosts *h)
 	h->index = index;
 	h->index_size = size;
 	for (size_t e = 0; e < h->n; e++)
-		*slot_of(h, h->entries[e].name) = (uint32_t)(e + 1);
+		*slot_of(h, h->names + h->entries[e].name) = (uint32_t)(e + 1);
+	return 0;
+}
+
+/* Makes room for MORE items of SIZE bytes in the block *V of *CAP items
+ * holding LEN. */
+static int reserve(void **v, size_t *cap, size_t len, size_t more, size_t size)
+{
+	if (len + more <= *cap)
+		return 0;
+	size_t want = *cap ? *cap : 256;
+	while (want < len + more)
+		want *= 2;
+	if (want > UINT32_MAX)
+		return -ENOMEM; /* offsets are 32 bits */
+	void *grown = realloc(*v, want * size);
+	if (!grown)
+		return -ENOMEM;
+	*v = grown;
+	*cap = want;
 	return 0;
 }
 
@@ -78,42 +109,39 @@ static struct host_entry *entry_for(struct hosts *h, const char *name)
 	uint32_t *slot = slot_of(h, name);
 	if (*slot)
 		return &h->entries[*slot - 1];
-	if (h->n == UINT32_MAX - 1)
+	size_t len = strlen(name) + 1;
+	if (reserve((void **)&h->entries, &h->cap, h->n, 1, sizeof(*h->entries)) < 0 ||
+	    reserve((void **)&h->names, &h->names_cap, h->names_len, len, 1) < 0)
 		return NULL;
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? h->cap * 2 : 256;
-		struct host_entry *e = realloc(h->entries, cap * sizeof(*e));
-		if (!e)
-			return NULL;
-		h->entries = e;
-		h->cap = cap;
-	}
 	struct host_entry *e = &h->entries[h->n];
 	memset(e, 0, sizeof(*e));
-	if (!(e->name = strdup(name)))
-		return NULL;
+	e->name = (uint32_t)h->names_len;
+	memcpy(h->names + h->names_len, name, len);
+	h->names_len += len;
 	*slot = (uint32_t)++h->n;
 	return e;
 }
 
-static int add_addr(struct host_entry *e, const union dns_addr *a)
+static int add_addr(struct hosts *h, struct host_entry *e, const union dns_addr *a)
 {
-	for (unsigned i = 0; i < e->n; i++)
-		if (dns_same_addr(&e->addrs[i], a))
+	uint32_t i = e->first;
+	for (unsigned k = 0; k < e->n; k++, i = h->addrs[i].next)
+		if (dns_same_addr(&h->addrs[i].addr, a))
 			return 0;
 	if (e->n == DNS_MAX_ADDRS) {
 		e->truncated = true;
 		return 0;
 	}
-	if (e->n == e->cap) {
-		uint8_t cap = e->cap ? (uint8_t)(e->cap * 2) : 2;
-		union dns_addr *addrs = realloc(e->addrs, cap * sizeof(*addrs));
-		if (!addrs)
-			return -ENOMEM;
-		e->addrs = addrs;
-		e->cap = cap;
-	}
-	e->addrs[e->n++] = *a;
+	if (reserve((void **)&h->addrs, &h->addrs_cap, h->n_addrs, 1, sizeof(*h->addrs)) < 0)
+		return -ENOMEM;
+	uint32_t at = (uint32_t)h->n_addrs++;
+	h->addrs[at].addr = *a;
+	h->addrs[at].next = 0;
+	if (e->n++ == 0)
+		e->first = at;
+	else
+		h->addrs[e->last].next = at;
+	e->last = at;
 	return 0;
 }
 
@@ -156,7 +184,7 @@ static int add_line(struct hosts *h, char *line)
 		for (size_t i = 0; i < len; i++)
 			tok[i] = (char)tolower((unsigned char)tok[i]);
 		struct host_entry *e = entry_for(h, tok);
-		if (!e || add_addr(e, &a) < 0)
+		if (!e || add_addr(h, e, &a) < 0)
 			return -ENOMEM;
 	}
 	return 0;
@@ -202,11 +230,9 @@ void hosts_free(struct hosts *h)
 {
 	if (!h)
 		return;
-	for (size_t i = 0; i < h->n; i++) {
-		free(h->entries[i].name);
-		free(h->entries[i].addrs);
-	}
 	free(h->entries);
+	free(h->names);
+	free(h->addrs);
 	free(h->index);
 	free(h);
 }
@@ -226,9 +252,11 @@ bool hosts_find(const struct hosts *h, const char *name, struct dns_answer *ans)
 	memset(ans, 0, sizeof(*ans));
 	if (slot && *slot) {
 		const struct host_entry *e = &h->entries[*slot - 1];
+		uint32_t i = e->first;
+		for (unsigned k = 0; k < e->n; k++, i = h->addrs[i].next)
+			ans->addrs[k] = h->addrs[i].addr;
 		ans->n = e->n;
 		ans->truncated = e->truncated;
-		memcpy(ans->addrs, e->addrs, e->n * sizeof(*e->addrs));
 		return true;
 	}
 	if (!is_localhost(name))

@@ -12,7 +12,9 @@
  * (which the tests use). A missing file is an empty table. "localhost" and
  * its subdomains that the file does not name are loopback (RFC 6761).
  *
- * Thread: built and freed by the main thread (with its cfg); read by any.
+ * Thread: built by the main thread with its cfg; read by any; freed with
+ * the cfg by whichever thread lets go of its generation last (a few calls
+ * to free, however large the file).
  */
 #ifndef FULCRUM_HOSTS_H
 #define FULCRUM_HOSTS_H

@@ -41,13 +41,16 @@ static int open_unix(const struct cfg_addr *a, int backlog, bool check, mode_t m
 		goto fail;
 	}
 	unlink(un->sun_path);
-	if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
+	/* The socket file is made with MODE, not the umask's (with systemd's
+	 * UMask=0027 no client could connect): set through the umask around
+	 * bind, since a chmod by name afterwards would follow a link swapped
+	 * in meanwhile. Only the main thread makes files, so the process-wide
+	 * umask is ours for this moment. */
+	mode_t umask_was = umask(~mode & 0777);
+	int rc = bind(fd, (const struct sockaddr *)&a->ss, a->len);
+	umask(umask_was);
+	if (rc < 0) {
 		*what = "bind";
-		goto fail;
-	}
-	/* Not the umask's: with systemd's UMask=0027 no client could connect. */
-	if (chmod(un->sun_path, mode) < 0) {
-		*what = "chmod";
 		goto fail;
 	}
 	if (listen(fd, backlog) < 0) {

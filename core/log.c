@@ -69,9 +69,10 @@ void log_unlink(const char *path, const char *what)
  * log turned on again takes it back. */
 static int parked_fd = -1;
 
-/* Whether the access log was opened by its own name, not through a
- * symbolic link nor as a copy of stderr or stdout (log_access_chown). */
-static bool access_by_name;
+/* Whether this process created the access log file: only that file is
+ * given to the dropped user (log_access_chown), never one that was there,
+ * nor a copy of stderr or stdout. */
+static bool access_created;
 
 static void park(int fd)
 {
@@ -94,7 +95,22 @@ static bool is_stream_name(const char *target)
  * -t; writes then block as they do to a file (see log_flush). */
 static int open_log_file(const char *target, int flags)
 {
-	int fd = open(target, O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | flags, 0640);
+	/* Root does not follow a link here, nor write to a file with a second
+	 * name: one planted in a log directory the service user can write
+	 * would have root create or append to any file (nginx's
+	 * CVE-2016-1247). */
+	bool root = geteuid() == 0;
+	struct stat st;
+
+	int fd =
+		open(target,
+		     O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | flags | (root ? O_NOFOLLOW : 0),
+		     0640);
+	if (fd >= 0 && root && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+		close(fd);
+		errno = EMLINK;
+		return -1;
+	}
 	if (fd >= 0)
 		fcntl(fd, F_SETFL, O_APPEND); /* blocking again */
 	return fd;
@@ -127,13 +143,10 @@ int log_access_chown(uid_t uid)
 	int fd = atomic_load(&access_fd);
 	struct stat st;
 
-	/* Only a file root owns (fulcrum made it, or root did) changes hands,
-	 * and only its owner, as nginx does: a group logrotate set stays. And
-	 * only one opened by its own name, with no other: a link planted in a
-	 * log directory the user can write must not hand it a file of root's
-	 * (nginx's CVE-2016-1247), nor must a stderr that is a file. */
-	if (fd < 0 || !access_by_name || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
-	    st.st_nlink != 1 || st.st_uid != 0)
+	/* Only the file fulcrum made changes hands, and only its owner, as
+	 * nginx does: a group logrotate set stays. */
+	if (fd < 0 || !access_created || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    st.st_uid != 0)
 		return 0;
 	return fchown(fd, uid, (gid_t)-1) < 0 ? -errno : 0;
 }
@@ -141,7 +154,7 @@ int log_access_chown(uid_t uid)
 int log_access_open(const char *target, enum cfg_log_format format)
 {
 	int fd;
-	bool by_name = false;
+	bool created = false;
 
 	if (strcmp(target, "off") == 0) {
 		int old = atomic_exchange(&access_fd, -1);
@@ -155,10 +168,10 @@ int log_access_open(const char *target, enum cfg_log_format format)
 	else if (strcmp(target, "stdout") == 0)
 		fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
 	else {
-		fd = open_log_file(target, O_CREAT | O_NOFOLLOW);
-		by_name = fd >= 0;
-		if (fd < 0 && errno == ELOOP) /* a link is the operator's to make */
-			fd = open_log_file(target, O_CREAT);
+		fd = open_log_file(target, O_CREAT | O_EXCL);
+		created = fd >= 0;
+		if (fd < 0 && errno == EEXIST)
+			fd = open_log_file(target, 0);
 	}
 	if (fd < 0)
 		return -errno;
@@ -179,7 +192,7 @@ int log_access_open(const char *target, enum cfg_log_format format)
 	}
 	/* The format changes with the file: not when the new one failed. */
 	log_access_set_format(format);
-	access_by_name = by_name;
+	access_created = created;
 	if (parked)
 		parked_fd = -1;
 	atomic_store(&access_fd, fd);

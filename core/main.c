@@ -210,20 +210,25 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 {
 	struct gen *g = NULL;
 
-	notify("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_us());
-	if (p->stopping) /* the listeners are closed: a reload would open them again */
+	bool tried = false;
+	if (p->stopping) { /* the listeners are closed: a reload would open them again */
 		cfg_errors_add(errs, "%s: fulcrum is stopping; no reload", p->opt.config);
-	else if (upgrade_in_progress())
+	} else if (upgrade_in_progress()) {
 		cfg_errors_add(errs, "%s: a binary upgrade is under way; no reload", p->opt.config);
-	else
+	} else {
+		notify_send("RELOADING=1\nMONOTONIC_USEC=%llu", (unsigned long long)clock_us());
+		tried = true;
 		g = reload_prepare(p->gen->cfg, &p->opt, p->generation + 1, errs);
+	}
 	if (!g) {
 		stats_note_reload(false);
 		for (size_t i = 0; i < errs->len; i++)
 			log_error("%s", errs->msgs[i]);
 		log_error("reload of %s failed; the running configuration stays", p->opt.config);
-		notify("READY=1\nSTATUS=serving generation %llu; the last reload failed",
-		       (unsigned long long)p->gen->number);
+		if (tried)
+			notify_send("READY=1\nSTATUS=serving generation %llu; the last reload "
+				    "failed",
+				    (unsigned long long)p->gen->number);
 		return -1;
 	}
 	p->generation++;
@@ -234,7 +239,7 @@ static long long reload(struct process *p, struct cfg_errors *errs)
 	cache_http_drop_orphans(g);
 	stats_note_reload(true);
 	log_info("reloaded %s: generation %llu", p->opt.config, (unsigned long long)g->number);
-	notify("READY=1\nSTATUS=serving generation %llu", (unsigned long long)g->number);
+	notify_send("READY=1\nSTATUS=serving generation %llu", (unsigned long long)g->number);
 	return (long long)g->number;
 }
 
@@ -320,7 +325,7 @@ struct stop_state {
 static void stopping_notice(void)
 {
 	if (!upgrade_handed_over())
-		notify("STOPPING=1");
+		notify_send("STOPPING=1");
 }
 
 static void on_signals(struct process *p, struct stop_state *st)
@@ -582,8 +587,8 @@ static int start_threads(struct process *p, rlim_t fd_limit)
 		 p->n_workers, cfg->n_listeners, (unsigned long long)p->gen->number);
 	upgrade_ready(cfg);
 	/* MAINPID: after a binary upgrade, this process is the service now. */
-	notify("READY=1\nMAINPID=%d\nSTATUS=serving generation %llu", (int)getpid(),
-	       (unsigned long long)p->gen->number);
+	notify_send("READY=1\nMAINPID=%d\nSTATUS=serving generation %llu", (int)getpid(),
+		    (unsigned long long)p->gen->number);
 	return 0;
 }
 

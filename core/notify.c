@@ -40,7 +40,7 @@ void notify_init(void)
 	notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
 }
 
-void notify(const char *fmt, ...)
+void notify_send(const char *fmt, ...)
 {
 	char msg[256];
 	va_list ap;

@@ -14,6 +14,6 @@
 /* Reads NOTIFY_SOCKET; kept in the environment for an upgrade's process. */
 void notify_init(void);
 /* Sends one message of "KEY=VALUE" lines; a lost one is only logged. */
-void notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #endif

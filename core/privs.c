@@ -15,17 +15,20 @@
 
 #include "core/log.h"
 
-/* Whether this process wrote the pid file: only then is it its to give
+/* The pid file this process wrote, by its inode: only that is its to give
  * away or remove. A start that fails because another instance holds the
- * port must leave that instance's file alone. */
+ * port must leave that instance's file alone, and a name swapped for
+ * another file after the write is not that file. */
 static bool pid_written;
+static dev_t pid_dev;
+static ino_t pid_ino;
 
 /* The pid file goes to the user fulcrum runs as, so that a binary upgrade
  * (started by that user) can write it again. Only the regular file this
- * process wrote changes hands, opened without following a link and with no
- * other name: a device (-p /dev/null) stays as it is, and a name planted in
- * a directory that user can write must not hand it a file of root's. */
-static void give_pidfile(const char *path, const struct passwd *pw)
+ * process wrote changes hands, reached without a link: a device (-p
+ * /dev/null) stays as it is, and nothing planted in a directory that user
+ * can write makes root hand it a file of root's. */
+static void give_pidfile(const char *path, uid_t uid, gid_t gid, const char *user)
 {
 	struct stat st;
 	int err = 0;
@@ -37,14 +40,15 @@ static void give_pidfile(const char *path, const struct passwd *pw)
 		err = errno;
 	else if (fstat(fd, &st) < 0)
 		err = errno;
-	else if (S_ISREG(st.st_mode) && st.st_nlink == 1 && fchown(fd, pw->pw_uid, pw->pw_gid) < 0)
+	else if (S_ISREG(st.st_mode) && st.st_dev == pid_dev && st.st_ino == pid_ino &&
+		 fchown(fd, uid, gid) < 0)
 		err = errno;
 	if (fd >= 0)
 		close(fd);
 	if (err)
 		log_warn("cannot give the pid file %s to user %s: %s; a binary upgrade "
 			 "will not be able to write it",
-			 path, pw->pw_name, strerror(err));
+			 path, user, strerror(err));
 }
 
 int drop_privileges(const char *user, const char *pidfile)
@@ -60,15 +64,18 @@ int drop_privileges(const char *user, const char *pidfile)
 		fprintf(stderr, "fulcrum: user \"%s\" does not exist\n", user);
 		return -1;
 	}
-	int err = log_access_chown(pw->pw_uid);
+	/* Copied: initgroups reads the group database, which may reuse
+	 * getpwnam's static buffer. */
+	uid_t uid = pw->pw_uid;
+	gid_t gid = pw->pw_gid;
+	int err = log_access_chown(uid);
 	if (err < 0)
 		log_warn("cannot give the access log to user %s: %s; SIGUSR1 may not reopen it",
 			 user, strerror(-err));
-	give_pidfile(pidfile, pw);
+	give_pidfile(pidfile, uid, gid, user);
 	/* The user's groups come along, as with nginx: a key readable by the
 	 * ssl-cert group stays readable to reloads. */
-	if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
-	    setuid(pw->pw_uid) < 0) {
+	if (initgroups(user, gid) < 0 || setgid(gid) < 0 || setuid(uid) < 0) {
 		fprintf(stderr, "fulcrum: cannot switch to user \"%s\": %s\n", user,
 			strerror(errno));
 		return -1;
@@ -76,8 +83,9 @@ int drop_privileges(const char *user, const char *pidfile)
 	return 0;
 }
 
-/* Removes the pid file if this process wrote it and it is a regular file:
- * `-p /dev/null` must not cost the system its /dev/null at exit. */
+/* Removes the pid file if it is still the regular file this process
+ * wrote: `-p /dev/null` must not cost the system its /dev/null at exit, nor
+ * a later instance its pid file. */
 void remove_pidfile(const char *path)
 {
 	struct stat st;
@@ -87,39 +95,52 @@ void remove_pidfile(const char *path)
 	pid_written = false;
 	/* When lstat fails (a directory the dropped user cannot search),
 	 * unlink fails the same way, and says so. */
-	if (lstat(path, &st) < 0 || S_ISREG(st.st_mode))
+	if (lstat(path, &st) < 0 ||
+	    (S_ISREG(st.st_mode) && st.st_dev == pid_dev && st.st_ino == pid_ino))
 		log_unlink(path, "pid file");
 }
 
-/* Opens the pid file for writing without following a link or writing into
- * a file that has other names: started as root, fulcrum must not truncate
- * whatever a name in a directory another user can write points at. */
+/* Opens the pid file for writing. Root writes a file of its own making:
+ * a regular file or a link at the path is removed and the file made anew
+ * (O_EXCL), so nothing planted in a directory another user can write
+ * makes root truncate a file it points at; a device or a FIFO there is
+ * opened as it is, without waiting for a reader. Another user (a binary
+ * upgrade after the drop) has no privilege to abuse, and opens the file
+ * root gave it. */
 static int open_pidfile(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+	const int flags = O_WRONLY | O_NONBLOCK | O_CLOEXEC;
+	struct stat st;
+	int fd;
+
+	if (geteuid() != 0) {
+		fd = open(path, flags | O_CREAT, 0644);
+	} else if (lstat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
+		   unlink(path) < 0) {
+		fd = -1;
+	} else {
+		fd = open(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
+		if (fd < 0 && errno == EEXIST) {
+			fd = open(path, flags | O_NOFOLLOW);
+			/* A regular file that came in the meantime is not ours. */
+			if (fd >= 0 && (fstat(fd, &st) < 0 || S_ISREG(st.st_mode))) {
+				close(fd);
+				fd = -1;
+				errno = EEXIST;
+			}
+		}
+	}
 	if (fd < 0) {
-		if (errno == ELOOP)
-			fprintf(stderr,
-				"fulcrum: pid file %s is a symbolic link; give its real path\n",
-				path);
-		else
-			fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path,
-				strerror(errno));
+		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(errno));
 		return -1;
 	}
-	struct stat st;
-	const char *why = NULL;
-	if (fstat(fd, &st) < 0)
-		why = strerror(errno);
-	else if (S_ISREG(st.st_mode) && st.st_nlink > 1)
-		why = "it has other hard links";
-	else if (S_ISREG(st.st_mode) && ftruncate(fd, 0) < 0)
-		why = strerror(errno);
-	if (why) {
-		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, why);
+	if (fstat(fd, &st) < 0 || (S_ISREG(st.st_mode) && ftruncate(fd, 0) < 0)) {
+		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(errno));
 		close(fd);
 		return -1;
 	}
+	pid_dev = st.st_dev;
+	pid_ino = st.st_ino;
 	return fd;
 }
 

@@ -4,13 +4,13 @@
 #ifndef FULCRUM_PRIVS_H
 #define FULCRUM_PRIVS_H
 
-/* Writes the process id to PATH, which may not be a symbolic link or a
- * file with other hard links; -1 with the cause on stderr (a cut-off file
- * is removed). */
+/* Writes the process id to PATH (started as root: into a file it makes
+ * anew, see open_pidfile); -1 with the cause on stderr (a cut-off file is
+ * removed). */
 int write_pidfile(const char *path);
-/* Removes PATH if this process wrote it and it is a regular file: `-p
- * /dev/null` stays, and so does the file of an instance this one failed to
- * start beside. */
+/* Removes PATH if it is still the regular file this process wrote: `-p
+ * /dev/null` stays, and so do the files of instances this one failed to
+ * start beside or was followed by. */
 void remove_pidfile(const char *path);
 /* Started as root with USER set: gives USER the access log and the pid
  * file PIDFILE (may be NULL), then switches to its uid and gid. Ignored

@@ -71,15 +71,17 @@ void http_absorb_tunnel_bytes(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
+	if (hc->req_body != HTTP_BODY_NONE)
+		return; /* a CONNECT with a body: counted as one (http_reply_ex) */
 	if (hc->rbuf) {
 		hc->bytes_in += hc->rlen - hc->rpos;
-		hc->rpos = hc->rlen = 0;
+		hc->rpos = hc->rlen;
 	}
-	if (io_peek(&c->cli) <= 0 || http_rbuf_get(c) < 0)
-		return;
-	ssize_t n = io_recv(&c->cli, hc->rbuf, hc->rcap); /* one read: no more */
-	if (n > 0)
-		hc->bytes_in += (uint64_t)n;
+	if (io_peek(&c->cli) > 0) {
+		ssize_t n = io_recv(&c->cli, c->w->scratch, c->w->scratch_cap); /* one read */
+		if (n > 0)
+			hc->bytes_in += (uint64_t)n;
+	}
 }
 
 /* Ends the connection after a whole exchange. Requests the client

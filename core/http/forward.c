@@ -455,7 +455,7 @@ static void connect_origin(struct conn *c, struct fwd_conn *f, const struct dns_
 	}
 	/* More addresses than an answer holds: not every one can be checked,
 	 * so none is trusted while there are deny patterns to check. */
-	if (a->truncated && acl_has_addr_deny(c->lc->acl)) {
+	if (a->truncated && acl_has_addr_deny(c->lc->acl, f->port)) {
 		http_reply_ex(c, 403, "denied_address", false, NULL);
 		return;
 	}
@@ -508,7 +508,7 @@ static void resolve(struct conn *c, struct fwd_conn *f)
 		http_reply_ex(c, 502, "resolver_unavailable", false, NULL);
 		return;
 	}
-	int r = dns_lookup(fw->dns, f->host, &f->wait, &a);
+	int r = dns_lookup(fw->dns, c->gen->cfg->hosts, f->host, &f->wait, &a);
 	if (r < 0)
 		http_reply_ex(c, 500, "no_memory", true, NULL);
 	else if (r == 1)

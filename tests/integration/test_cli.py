@@ -518,6 +518,18 @@ def test_a_pid_file_that_is_a_device_is_never_removed(ctx):
     check(os.path.exists(null), "the exit removed the device given as pid file")
 
 
+def test_a_pid_file_that_is_a_fifo_fails_at_once(ctx):
+    """A FIFO nobody reads at the pid file's path makes the start fail with
+    exit 2 and the cause, instead of waiting for a reader forever."""
+    fifo = ctx.path("pid.fifo")
+    os.mkfifo(fifo)
+    b = ctx.backend("echo")
+    path = ctx.write("fifo.ini", tcp_conf(free_port(), [b.server_line()]))
+    rc, out, err = run_fulcrum(["-c", path, "-p", fifo], timeout=5)
+    check(rc == 2 and f"cannot write pid file {fifo}" in err, f"status {rc}, stderr {err!r}")
+    check(stat.S_ISFIFO(os.lstat(fifo).st_mode), "the FIFO was replaced or removed")
+
+
 def test_check_refuses_an_ipv4_mapped_bind(ctx):
     """[::ffff:127.0.0.1] cannot be bound on fulcrum's IPv6-only sockets: -t
     says so with FILE:LINE instead of passing a file the start refuses."""

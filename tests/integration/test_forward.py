@@ -518,6 +518,15 @@ def test_a_refused_connect_logs_its_early_bytes_in_its_own_line(ctx):
         check(f'"CONNECT 127.0.0.1:{target}' in lines[i] and fields[7] == str(status)
               and fields[8] == str(len(head) + len(hello)),
               f"BYTES_IN should be {len(head)} + {len(hello)}: {lines[i]}")
+    # A CONNECT with a body is refused (400): the body counts once.
+    s = connect(("127.0.0.1", port))
+    head = b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\nContent-Length: 5\r\n\r\n"
+    s.sendall(head + b"hello")
+    m = read_connect_response(Reader(s))
+    check(m.status == 400, f"CONNECT with a body: {m!r}")
+    s.close()
+    lines = access_lines(log, len(cases) + 1)
+    check(lines[-1].split(" ")[8] == str(len(head) + 5), f"CONNECT with a body: {lines[-1]}")
 
 
 def test_connect_early_data_and_server_first(ctx):

@@ -76,8 +76,8 @@ def test_every_address_is_checked_against_deny(ctx):
     """SPEC: a deny address pattern applies to every address a name
     resolves to. The tenth of ten addresses is denied: 403. In the hosts
     file, a name with more addresses than fulcrum keeps cannot be checked
-    whole, so it is refused while address denies exist, and served when
-    none do."""
+    whole, so it is refused while address denies exist for its port, and
+    served when none do."""
     srv = pyserver(ctx, ok_handler())
     many = [f"127.0.0.{i}" for i in range(1, 11)]
     dns = fake_dns(ctx, records={"ten.fwd.test": many})
@@ -95,9 +95,9 @@ def test_every_address_is_checked_against_deny(ctx):
     check(srv.accepted == 0, "a name with a denied address was connected to")
     port2 = free_port()
     start(ctx, port2, dns=dns, env={"FULCRUM_HOSTS_FILE": hosts},
-          listener={"deny": "*.other.test", "connect_ports": "*"})
+          listener={"deny": ["*.other.test", f"127.0.0.0/8:{srv.port + 1}"], "connect_ports": "*"})
     m, _ = ask(port2, proxy_get(f"http://forty.fwd.test:{srv.port}/"))
-    check(m.status == 200, f"forty addresses and no address deny: {m.status}")
+    check(m.status == 200, f"forty addresses and no address deny for this port: {m.status}")
 
 
 def test_an_address_deny_with_a_port_leaves_other_ports(ctx):
