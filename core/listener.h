@@ -22,7 +22,9 @@ int listener_open(struct cfg_addr *a, int backlog, bool first, mode_t unix_mode,
 
 /* The modes of unix socket files: anyone may connect to a listener's, as
  * with nginx (the directories on its path decide who reaches it); only its
- * owner to the admin API's. */
+ * owner to the admin API's. They are set through the process's umask
+ * around bind(2), which is safe while only the main thread creates files:
+ * no other thread may. */
 #define LISTENER_UNIX_MODE 0666
 #define ADMIN_UNIX_MODE	   0600
 

@@ -69,10 +69,9 @@ void log_unlink(const char *path, const char *what)
  * log turned on again takes it back. */
 static int parked_fd = -1;
 
-/* Whether this process created the access log file: only that file is
- * given to the dropped user (log_access_chown), never one that was there,
- * nor a copy of stderr or stdout. */
-static bool access_created;
+/* Whether the access log file may be given to the dropped user
+ * (giveable, log_access_chown); never a copy of stderr or stdout. */
+static bool access_giveable;
 
 static void park(int fd)
 {
@@ -116,6 +115,33 @@ static int open_log_file(const char *target, int flags)
 	return fd;
 }
 
+/* The directory part of PATH into DIR. */
+static void dir_of(const char *path, char *dir, size_t cap)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		snprintf(dir, cap, ".");
+	else
+		snprintf(dir, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+}
+
+/* Whether the log file FD, opened at TARGET, may go to the dropped user:
+ * one this process CREATED, or root's with no other name in a directory
+ * only root can write, where nobody else can have put it (a log a start
+ * that failed had made, a file the operator made). */
+static bool giveable(const char *target, int fd, bool created)
+{
+	struct stat st, dir;
+	char path[PATH_MAX];
+
+	if (created)
+		return true;
+	dir_of(target, path, sizeof(path));
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 && st.st_nlink == 1 &&
+	       stat(path, &dir) == 0 && dir.st_uid == 0 && !(dir.st_mode & (S_IWGRP | S_IWOTH));
+}
+
 int log_access_check(const char *target)
 {
 	if (is_stream_name(target))
@@ -129,12 +155,7 @@ int log_access_check(const char *target)
 		return -errno;
 	/* It would be created: its directory must exist and let us. */
 	char dir[PATH_MAX];
-	const char *slash = strrchr(target, '/');
-	if (!slash)
-		snprintf(dir, sizeof(dir), ".");
-	else
-		snprintf(dir, sizeof(dir), "%.*s", slash == target ? 1 : (int)(slash - target),
-			 target);
+	dir_of(target, dir, sizeof(dir));
 	return access(dir, W_OK | X_OK) < 0 ? -errno : 0;
 }
 
@@ -143,9 +164,9 @@ int log_access_chown(uid_t uid)
 	int fd = atomic_load(&access_fd);
 	struct stat st;
 
-	/* Only the file fulcrum made changes hands, and only its owner, as
-	 * nginx does: a group logrotate set stays. */
-	if (fd < 0 || !access_created || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	/* Only its owner changes, as nginx does: a group logrotate set
+	 * stays. */
+	if (fd < 0 || !access_giveable || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_uid != 0)
 		return 0;
 	return fchown(fd, uid, (gid_t)-1) < 0 ? -errno : 0;
@@ -154,7 +175,7 @@ int log_access_chown(uid_t uid)
 int log_access_open(const char *target, enum cfg_log_format format)
 {
 	int fd;
-	bool created = false;
+	bool giving = false;
 
 	if (strcmp(target, "off") == 0) {
 		int old = atomic_exchange(&access_fd, -1);
@@ -169,9 +190,10 @@ int log_access_open(const char *target, enum cfg_log_format format)
 		fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 0);
 	else {
 		fd = open_log_file(target, O_CREAT | O_EXCL);
-		created = fd >= 0;
+		bool created = fd >= 0;
 		if (fd < 0 && errno == EEXIST)
 			fd = open_log_file(target, 0);
+		giving = fd >= 0 && giveable(target, fd, created);
 	}
 	if (fd < 0)
 		return -errno;
@@ -192,7 +214,7 @@ int log_access_open(const char *target, enum cfg_log_format format)
 	}
 	/* The format changes with the file: not when the new one failed. */
 	log_access_set_format(format);
-	access_created = created;
+	access_giveable = giving;
 	if (parked)
 		parked_fd = -1;
 	atomic_store(&access_fd, fd);

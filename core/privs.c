@@ -9,6 +9,7 @@
 #include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -83,10 +84,25 @@ int drop_privileges(const char *user, const char *pidfile)
 	return 0;
 }
 
-/* Removes the pid file if it is still the regular file this process
- * wrote: `-p /dev/null` must not cost the system its /dev/null at exit, nor
- * a later instance its pid file. */
-void remove_pidfile(const char *path)
+/* Whether the file at PATH holds this process's id: a later instance
+ * started as the same user rewrites the same file (inode) with its own. */
+static bool names_us(const char *path)
+{
+	char buf[32];
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return true; /* unlink will say why */
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	return strtol(buf, NULL, 10) == (long)getpid();
+}
+
+/* Removes PATH if it is still the regular file this process wrote (and,
+ * when NAMED, still holds its id). */
+static void unlink_ours(const char *path, bool named)
 {
 	struct stat st;
 
@@ -95,18 +111,23 @@ void remove_pidfile(const char *path)
 	pid_written = false;
 	/* When lstat fails (a directory the dropped user cannot search),
 	 * unlink fails the same way, and says so. */
-	if (lstat(path, &st) < 0 ||
-	    (S_ISREG(st.st_mode) && st.st_dev == pid_dev && st.st_ino == pid_ino))
+	if (lstat(path, &st) < 0 || (S_ISREG(st.st_mode) && st.st_dev == pid_dev &&
+				     st.st_ino == pid_ino && (!named || names_us(path))))
 		log_unlink(path, "pid file");
 }
 
+void remove_pidfile(const char *path)
+{
+	unlink_ours(path, true);
+}
+
 /* Opens the pid file for writing. Root writes a file of its own making:
- * a regular file or a link at the path is removed and the file made anew
- * (O_EXCL), so nothing planted in a directory another user can write
- * makes root truncate a file it points at; a device or a FIFO there is
- * opened as it is, without waiting for a reader. Another user (a binary
- * upgrade after the drop) has no privilege to abuse, and opens the file
- * root gave it. */
+ * a regular file at the path is removed and the file made anew (O_EXCL),
+ * and a symbolic link is refused, so nothing planted in a directory
+ * another user can write makes root truncate a file it points at; a
+ * device or a FIFO there is opened as it is, without waiting for a
+ * reader. Another user (a binary upgrade after the drop) has no privilege
+ * to abuse, and opens the file root gave it. */
 static int open_pidfile(const char *path)
 {
 	const int flags = O_WRONLY | O_NONBLOCK | O_CLOEXEC;
@@ -115,8 +136,10 @@ static int open_pidfile(const char *path)
 
 	if (geteuid() != 0) {
 		fd = open(path, flags | O_CREAT, 0644);
-	} else if (lstat(path, &st) == 0 && (S_ISREG(st.st_mode) || S_ISLNK(st.st_mode)) &&
-		   unlink(path) < 0) {
+	} else if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+		fd = -1; /* -p /dev/stdout is no file to replace either */
+		errno = ELOOP;
+	} else if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && unlink(path) < 0) {
 		fd = -1;
 	} else {
 		fd = open(path, flags | O_CREAT | O_EXCL | O_NOFOLLOW, 0644);
@@ -131,7 +154,9 @@ static int open_pidfile(const char *path)
 		}
 	}
 	if (fd < 0) {
-		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(errno));
+		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path,
+			errno == ELOOP ? "it is a symbolic link; give the file's own path"
+				       : strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || (S_ISREG(st.st_mode) && ftruncate(fd, 0) < 0)) {
@@ -161,7 +186,7 @@ int write_pidfile(const char *path)
 	}
 	if (n != len) {
 		fprintf(stderr, "fulcrum: cannot write pid file %s: %s\n", path, strerror(err));
-		remove_pidfile(path); /* a cut-off one would name no process, or another */
+		unlink_ours(path, false); /* a cut-off one would name no process, or another */
 		return -1;
 	}
 	return 0;

@@ -69,29 +69,75 @@ def test_root_refuses_a_linked_access_log(ctx):
 
 
 def test_root_writes_a_pid_file_of_its_own_making(ctx):
-    """Started as root, fulcrum removes a link or a second name planted at
-    the pid file's path and writes a new file there: the file behind stays
-    whole and root's, and the new file names the process and goes to the
-    dropped user."""
+    """Started as root, fulcrum removes a second name planted at the pid
+    file's path and writes a new file there, which names the process and
+    goes to the dropped user; a symbolic link there is refused (exit 2:
+    `-p /dev/stdout` is no file to replace either). The file behind stays
+    whole and root's either way."""
     _need_root()
     run = _user_dir(ctx, "run")
     victim = _victim(ctx, "victim", "root's secret\n")
     pidfile = os.path.join(run, "fulcrum.pid")
     b = ctx.backend("echo")
-    for plant in (os.symlink, os.link):
-        plant(victim, pidfile)
-        f = ctx.fulcrum(tcp_conf(free_port(), [b.server_line()], glob={"user": "nobody"}),
-                        args=["-p", pidfile])
-        check(open(victim).read() == "root's secret\n" and os.stat(victim).st_uid == 0,
-              f"{plant.__name__}: the file behind the pid file's path was touched")
-        st = os.lstat(pidfile)
-        check(stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and
-              st.st_uid == pwd.getpwnam("nobody").pw_uid,
-              f"{plant.__name__}: the pid file is not a file of its own given to the user")
-        check(open(pidfile).read().strip() == str(f.pid), f"{plant.__name__}: pid file content")
+    os.symlink(victim, pidfile)
+    conf = ctx.write("f.ini", tcp_conf(free_port(), [b.server_line()], glob={"user": "nobody"}))
+    rc, _, err = run_fulcrum(["-c", conf, "-p", pidfile])
+    check(rc == 2 and "symbolic link" in err and len(err.strip().splitlines()) == 1,
+          f"a link at the pid file's path: status {rc}, stderr {err!r}")
+    check(os.path.islink(pidfile), "the link was removed")
+    os.unlink(pidfile)
+    os.link(victim, pidfile)
+    f = ctx.fulcrum(tcp_conf(free_port(), [b.server_line()], glob={"user": "nobody"}),
+                    args=["-p", pidfile])
+    st = os.lstat(pidfile)
+    check(stat.S_ISREG(st.st_mode) and st.st_nlink == 1 and
+          st.st_uid == pwd.getpwnam("nobody").pw_uid,
+          "the pid file is not a file of its own given to the user")
+    check(open(pidfile).read().strip() == str(f.pid), "pid file content")
+    f.stop()
+    check(open(victim).read() == "root's secret\n" and os.stat(victim).st_uid == 0,
+          "the file behind the pid file's path was touched")
+
+
+def test_root_gives_a_log_it_finds_only_where_nobody_else_could_put_it(ctx):
+    """A root-owned log that is already there (a start that failed made it,
+    or the operator did) goes to the dropped user when its directory is
+    root's alone, so a binary upgrade and a reopen can still open it; in a
+    directory the user can write it keeps its owner, since the user could
+    have arranged it there."""
+    _need_root()
+    nobody = pwd.getpwnam("nobody").pw_uid
+    b = ctx.backend("echo")
+    for name, make_dir, given in (("rootonly", lambda: os.mkdir(ctx.path("rootonly"), 0o755), True),
+                                  ("userdir", lambda: _user_dir(ctx, "userdir"), False)):
+        make_dir()
+        os.chmod(ctx.tmp, 0o711)
+        log = os.path.join(ctx.path(name), "access.log")
+        with open(log, "w"):
+            pass
+        os.chmod(log, 0o640)
+        f = ctx.fulcrum(tcp_conf(free_port(), [b.server_line()],
+                                 glob={"access_log": log, "user": "nobody"}))
+        owner = os.stat(log).st_uid
+        check((owner == nobody) == given, f"{name}: the log's owner is {owner}")
         f.stop()
-        if os.path.lexists(pidfile):
-            os.unlink(pidfile)
+
+
+def test_an_exit_leaves_the_pid_file_a_later_instance_wrote(ctx):
+    """Two instances with one -p (as a restart that overlaps the old
+    process's drain): the first to exit must not remove the file that now
+    names the other."""
+    b = ctx.backend("echo")
+    pidfile = ctx.path("fulcrum.pid")
+    first = ctx.fulcrum(tcp_conf(free_port(), [b.server_line()]), args=["-p", pidfile])
+    second = ctx.fulcrum(tcp_conf(free_port(), [b.server_line()]), args=["-p", pidfile])
+    wait_for(lambda: open(pidfile).read().strip() == str(second.pid), 2 * SCALE,
+             what="the second instance's pid in the file")
+    first.stop()
+    check(os.path.exists(pidfile) and open(pidfile).read().strip() == str(second.pid),
+          "the first instance's exit removed the second's pid file")
+    second.stop()
+    check(not os.path.exists(pidfile), "the second instance left its pid file")
 
 
 def test_a_failed_start_leaves_the_running_instance_s_pid_file(ctx):
