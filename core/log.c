@@ -89,32 +89,6 @@ static bool is_stream_name(const char *target)
 	       strcmp(target, "stdout") == 0;
 }
 
-/* Opens an access-log file for appending. Non-blocking, so that a FIFO
- * with no reader fails (ENXIO) instead of holding up the start, a reload or
- * -t; writes then block as they do to a file (see log_flush). */
-static int open_log_file(const char *target, int flags)
-{
-	/* Root does not follow a link here, nor write to a file with a second
-	 * name: one planted in a log directory the service user can write
-	 * would have root create or append to any file (nginx's
-	 * CVE-2016-1247). */
-	bool root = geteuid() == 0;
-	struct stat st;
-
-	int fd =
-		open(target,
-		     O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | flags | (root ? O_NOFOLLOW : 0),
-		     0640);
-	if (fd >= 0 && root && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1) {
-		close(fd);
-		errno = EMLINK;
-		return -1;
-	}
-	if (fd >= 0)
-		fcntl(fd, F_SETFL, O_APPEND); /* blocking again */
-	return fd;
-}
-
 /* The directory part of PATH into DIR. */
 static void dir_of(const char *path, char *dir, size_t cap)
 {
@@ -126,20 +100,57 @@ static void dir_of(const char *path, char *dir, size_t cap)
 		snprintf(dir, cap, "%.*s", slash == path ? 1 : (int)(slash - path), path);
 }
 
+/* Whether TARGET's directory is root's alone (root owns it, no group or
+ * other may write it): nobody but root can have put a link or a file
+ * there. */
+static bool in_root_only_dir(const char *target)
+{
+	char path[PATH_MAX];
+	struct stat dir;
+
+	dir_of(target, path, sizeof(path));
+	return stat(path, &dir) == 0 && dir.st_uid == 0 && !(dir.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* Opens an access-log file for appending. Non-blocking, so that a FIFO
+ * with no reader fails (ENXIO) instead of holding up the start, a reload or
+ * -t; writes then block as they do to a file (see log_flush). Root, in a
+ * directory another user can write, does not follow a link nor write to a
+ * file with a second name: one planted by the service user would have root
+ * create or append to any file (nginx's CVE-2016-1247). */
+static int open_log_file(const char *target, int flags)
+{
+	bool strict = geteuid() == 0 && !in_root_only_dir(target);
+	struct stat st;
+
+	int fd = open(target,
+		      O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | flags |
+			      (strict ? O_NOFOLLOW : 0),
+		      0640);
+	if (fd >= 0 && strict && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+		close(fd);
+		errno = EMLINK;
+		return -1;
+	}
+	if (fd >= 0)
+		fcntl(fd, F_SETFL, O_APPEND); /* blocking again */
+	return fd;
+}
+
 /* Whether the log file FD, opened at TARGET, may go to the dropped user:
  * one this process CREATED, or root's with no other name in a directory
  * only root can write, where nobody else can have put it (a log a start
  * that failed had made, a file the operator made). */
 static bool giveable(const char *target, int fd, bool created)
 {
-	struct stat st, dir;
-	char path[PATH_MAX];
+	struct stat st, at;
 
 	if (created)
 		return true;
-	dir_of(target, path, sizeof(path));
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == 0 && st.st_nlink == 1 &&
-	       stat(path, &dir) == 0 && dir.st_uid == 0 && !(dir.st_mode & (S_IWGRP | S_IWOTH));
+	/* The file at the path itself, not one a link there leads to. */
+	return fstat(fd, &st) == 0 && lstat(target, &at) == 0 && st.st_dev == at.st_dev &&
+	       st.st_ino == at.st_ino && S_ISREG(st.st_mode) && st.st_uid == 0 &&
+	       st.st_nlink == 1 && in_root_only_dir(target);
 }
 
 int log_access_check(const char *target)

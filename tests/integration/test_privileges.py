@@ -67,6 +67,23 @@ def test_root_refuses_a_linked_access_log(ctx):
           "the log file fulcrum created was not given to the user")
     f.stop()
 
+    # In a directory only root can write, a link is the operator's: it is
+    # followed, and the file it leads to keeps its owner.
+    rootdir = ctx.path("rootlogs")
+    os.mkdir(rootdir, 0o755)
+    target = _victim(ctx, "target.log", "")
+    link = os.path.join(rootdir, "access.log")
+    os.symlink(target, link)
+    port = free_port()
+    f = ctx.fulcrum(tcp_conf(port, [b.server_line()], glob={"access_log": link, "user": "nobody"}))
+    s = connect(("127.0.0.1", port))
+    check(echo_roundtrip(s, b"ping"), "relay does not work")
+    s.close()
+    wait_for(lambda: open(target).read().count("\n") >= 1, 3 * SCALE,
+             what="the connection's line in the file the root-made link leads to")
+    check(os.stat(target).st_uid == 0, "the file behind the operator's link was given away")
+    f.stop()
+
 
 def test_root_writes_a_pid_file_of_its_own_making(ctx):
     """Started as root, fulcrum removes a second name planted at the pid
