@@ -249,18 +249,23 @@ bool hosts_find(const struct hosts *h, const char *name, struct dns_answer *ans)
 {
 	const uint32_t *slot = h ? slot_of(h, name) : NULL;
 
-	memset(ans, 0, sizeof(*ans));
+	/* Most names are not in the file: ANS is written only for one that is
+	 * (an answer holds 32 addresses), and then only what it uses. */
 	if (slot && *slot) {
 		const struct host_entry *e = &h->entries[*slot - 1];
 		uint32_t i = e->first;
 		for (unsigned k = 0; k < e->n; k++, i = h->addrs[i].next)
 			ans->addrs[k] = h->addrs[i].addr;
+		ans->err = 0;
 		ans->n = e->n;
 		ans->truncated = e->truncated;
 		return true;
 	}
 	if (!is_localhost(name))
 		return false;
+	memset(ans->addrs, 0, 2 * sizeof(ans->addrs[0]));
+	ans->err = 0;
+	ans->truncated = false;
 	ans->n = 2;
 	ans->addrs[0].in.sin_family = AF_INET;
 	ans->addrs[0].in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
