@@ -519,7 +519,7 @@ def test_disable_closes_connections_opened_before_a_reload_changed_the_server(ct
             for c, who in zip(conns, got):
                 if who == "s1":
                     check(closed_by_peer(c, 2 * SCALE) is not None,
-                          f"tcp: a connection to s1 from before the reload was not closed")
+                          "tcp: a connection to s1 from before the reload was not closed")
                 else:
                     check(echo_roundtrip(c, b"ok\n"), "connection to s2 broken")
         else:

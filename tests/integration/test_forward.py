@@ -26,7 +26,7 @@ import time
 import urllib.request
 
 from harness import (SCALE, Skip, check, closed_port, connect, free_port, has_ipv6, ini,
-                     read_lines, recv_all, recv_exact, wait_for)
+                     read_lines, wait_for)
 from test_http import (Message, Reader, access_lines, cbackend, client, close_backends_first, expect_error,
                        ok_handler, parse_head, pyserver, read_request, read_response, wait_closed)
 
@@ -482,7 +482,7 @@ def test_connect_raw_tunnel_halfclose_and_log(ctx):
     lines = access_lines(log, 1)
     check(len(lines) == 1, f"one log line per tunnel: {lines}")
     fields = lines[0].split(" ")
-    check(f'"CONNECT' in lines[0] and " 200 " in lines[0], f"log line: {lines[0]}")
+    check('"CONNECT' in lines[0] and " 200 " in lines[0], f"log line: {lines[0]}")
     check(any(int(x) >= len(data) for x in fields if x.isdigit()), f"tunnel bytes not counted: {lines[0]}")
 
 
@@ -1272,7 +1272,7 @@ def test_port_with_leading_zeros(ctx):
     r.send(b"ping")
     check(r.exact(4) == b"ping", "the tunnel to 0PORT")
     r.close()
-    m, _ = ask(port, proxy_get(f"http://127.0.0.1:0000065536/"))
+    m, _ = ask(port, proxy_get("http://127.0.0.1:0000065536/"))
     check(m.status == 400, f"a port past 65535 with zeros in front: {m!r}")
 
 

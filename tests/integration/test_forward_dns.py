@@ -4,7 +4,6 @@ resolved (no resolv.conf search list), the hosts file is read with the
 configuration, CNAME TTLs count, every address of an answer is checked
 against deny, and names past DNS's limits are refused."""
 
-import os
 import signal
 import time
 

@@ -19,7 +19,7 @@ import threading
 import time
 
 from harness import (ROOT, SCALE, Backend, TestFailure, check, closed_port, connect, free_port,
-                     ini, read_lines, wait_for)
+                     ini, read_lines, recv_all, wait_for)
 
 KIB = 1 << 10
 MIB = 1 << 20
@@ -1140,18 +1140,20 @@ def test_fast_chunked_upload_does_not_hold_the_worker(ctx):
     piece = b"1\r\na\r\n" * (1 << 17)  # 768 KiB of one-byte chunks
     done = threading.Event()
     failed = []
+    answers = []
 
     def upload():
         try:
             with connect(("127.0.0.1", port)) as s:
-                s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+                s.sendall(b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                          b"Connection: close\r\n\r\n")
                 deadline = time.monotonic() + 15 * SCALE
                 for _ in range(800):  # at most ~600 MiB, at most 15 s
                     if time.monotonic() > deadline:
                         break
                     s.sendall(piece)
                 s.sendall(b"0\r\n\r\n")
-                recv_all(s)
+                answers.append(recv_all(s))
         except OSError as e:
             failed.append(repr(e))
         finally:
@@ -1165,6 +1167,9 @@ def test_fast_chunked_upload_does_not_hold_the_worker(ctx):
     check(m.status == 200, f"probe during the upload: {m!r}")
     check(not done.is_set(), "the probe was answered only once the upload had ended")
     t.join(30 * SCALE)
+    check(not t.is_alive() and not failed, f"the upload did not end: {failed}")
+    check(answers and answers[0].startswith(b"HTTP/1.1 200 "),
+          f"the upload's own answer: {answers[:1]!r}")
 
 
 def test_upgrade_ignored_in_http10(ctx):

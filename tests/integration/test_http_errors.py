@@ -1067,8 +1067,8 @@ def test_client_reset_while_waiting_for_the_answer(ctx):
     srv = pyserver(ctx, lambda r, s: (read_request(r), time.sleep(5 * SCALE)))
     log = ctx.path("access.log")
     port = free_port()
-    f = ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
-                              pool={"server_timeout": "20s"}))
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "20s"}))
     _request_then_reset(port, "/slow", 0.3)
     wait_for(lambda: any("client_reset" in l for l in read_lines(log)), 2 * SCALE,
              what="the request ended as client_reset while the server was silent")

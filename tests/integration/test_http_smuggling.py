@@ -100,7 +100,7 @@ def test_equal_content_lengths_go_on_as_one(ctx):
     them otherwise."""
 
     def handler(r, srv):
-        while (req := read_request(r)) is not None:
+        while read_request(r) is not None:
             r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\nContent-Length: 2\r\n\r\nok")
 
     srv = pyserver(ctx, handler)

@@ -441,9 +441,14 @@ def test_a_bind_moved_to_the_wildcard_under_load_drops_nothing(ctx):
     """127.0.0.1:P to 0.0.0.0:P and back while clients connect without
     pause: what is queued on the old socket when it goes is accepted for
     the new bind's listener, not reset by the kernel as the socket closes.
-    (That cost about one connection in a thousand per move. A handshake
-    the kernel is half-way through as the socket goes is still lost: about
-    one in 200,000 here, so two are let pass.)"""
+    A handshake the kernel is half-way through as the socket goes is still
+    reset: it waits for the client's last ACK on a socket that is gone, and
+    no socket option moves it to a listener on another address. How many
+    are in flight at that instant grows with the machine's load, so some
+    are let pass in proportion to the connections made: one in 4,500 on an
+    idle machine, up to one in 800 here under ASan with four tests at once
+    (and more on a busy CI machine). Without the emptying, one in 110-300
+    fails, well above that."""
     p = free_port()
     site = Site(ctx, [("a", f"127.0.0.1:{p}", "p1")])
     load = Connecting(p, 4)
@@ -455,8 +460,10 @@ def test_a_bind_moved_to_the_wildcard_under_load_drops_nothing(ctx):
             site.reload([("a", f"0.0.0.0:{p}", "p1")])
     finally:
         load.stop()
-    check(len(load.failures) <= 2,
-          f"{len(load.failures)} failed connections in {load.done}: {load.failures[:3]}")
+    allowed = 2 + load.done // 400
+    check(len(load.failures) <= allowed,
+          f"{len(load.failures)} failed connections in {load.done} (at most {allowed}): "
+          f"{load.failures[:3]}")
     check(load.done > 200, f"only {load.done} connections went through")
 
 

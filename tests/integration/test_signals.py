@@ -3,7 +3,6 @@
 import hashlib
 import os
 import signal
-import socket
 import threading
 import time
 
