@@ -110,6 +110,10 @@ struct conn {
 	struct timer timer;
 	uint64_t start_ms, start_wall_ms, last_active_ms;
 	union conn_addr peer;
+	/* The destination an accepted PROXY header named, which goes on in
+	 * the header to a server (the address the client reached, as HAProxy
+	 * passes it on); NULL when there was none: fulcrum's own address. */
+	union conn_addr *pp_dst;
 
 	struct lb_pool *pool;
 	struct lb_server *server; /* the last server chosen (kept for the log) */

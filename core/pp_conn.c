@@ -16,6 +16,7 @@
 #include "core/pp_conn.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -52,15 +53,26 @@ void pp_accept_start(struct conn *c)
 	pp_process(c);
 }
 
-static void take_peer(struct conn *c, const struct pp_info *info)
+static void copy_addr(union conn_addr *to, const struct sockaddr_storage *from)
+{
+	memset(to, 0, sizeof(*to));
+	if (from->ss_family == AF_INET)
+		memcpy(&to->in, from, sizeof(to->in));
+	else
+		memcpy(&to->in6, from, sizeof(to->in6));
+}
+
+/* The header's addresses replace the peer's. Its destination is kept only
+ * for a header sent on to a server; without the memory for it, that header
+ * names fulcrum's address instead, which is no reason to drop the client. */
+static void take_addresses(struct conn *c, const struct pp_info *info)
 {
 	if (info->local)
 		return;
-	memset(&c->peer, 0, sizeof(c->peer));
-	if (info->src.ss_family == AF_INET)
-		memcpy(&c->peer.in, &info->src, sizeof(c->peer.in));
-	else
-		memcpy(&c->peer.in6, &info->src, sizeof(c->peer.in6));
+	copy_addr(&c->peer, &info->src);
+	c->pp_dst = malloc(sizeof(*c->pp_dst));
+	if (c->pp_dst)
+		copy_addr(c->pp_dst, &info->dst);
 }
 
 /* The header is whole in the socket: consume exactly its LEN bytes. */
@@ -113,7 +125,7 @@ static void pp_process(struct conn *c)
 		refuse(c, "cannot read the PROXY header");
 		return;
 	}
-	take_peer(c, &info);
+	take_addresses(c, &info);
 	timer_del(&c->w->timers, &c->timer);
 	conn_start(c);
 	/* Bytes after the header came with the same event: no new edge will
@@ -147,7 +159,9 @@ int pp_send_header(const struct conn *c, const struct lb_server *s, int fd)
 
 	if (s->proxy_protocol == PROXY_PROTO_NONE)
 		return 0;
-	if (getsockname(c->cli.fd, (struct sockaddr *)&local, &len) < 0)
+	if (c->pp_dst)
+		memcpy(&local, c->pp_dst, sizeof(*c->pp_dst));
+	else if (getsockname(c->cli.fd, (struct sockaddr *)&local, &len) < 0)
 		local.ss_family = AF_UNSPEC;
 	/* An IP client (from a PROXY header) on a unix-socket listener: the
 	 * header still carries its address, with an unspecified destination

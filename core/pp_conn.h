@@ -25,7 +25,8 @@ void pp_accept_start(struct conn *c);
 /*
  * Sends the PROXY header server S wants (nothing when it wants none) on FD,
  * its newly connected socket, for client connection C: C's peer as the
- * source, the address C reached us on as the destination. Returns 0, or
+ * source; as the destination, the one of the PROXY header C came with, else
+ * the address C reached us on. Returns 0, or
  * -errno when the header could not be written whole.
  */
 int pp_send_header(const struct conn *c, const struct lb_server *s, int fd);

@@ -334,24 +334,31 @@ def test_server_proxy_protocol(ctx):
 
 
 def test_address_carried_through_tiers(ctx):
-    srv = pp_backend(ctx)
-    port = free_port()
-    ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
-                    ("pool p", {"check": "none", "server": srv.server_line("s1", "proxy_protocol=v2")}),
-                    ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p",
-                                    "proxy_protocol": "accept"})))
-    s = connect(("127.0.0.1", port))
-    s.sendall(v1("198.51.100.7", "192.0.2.10", 4444, 443) + b"tiers\n")
-    check(recv_exact(s, 6) == b"tiers\n", "payload")
-    s.close()
-    wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-    check(srv.headers[0][:3] == ("v2", "198.51.100.7", 4444), f"header {srv.headers}")
+    """Both addresses of an accepted header go on unchanged, as HAProxy
+    passes them: the server learns which address the client reached at
+    the first tier, not fulcrum's own."""
+    for version in ("v1", "v2"):
+        srv = pp_backend(ctx)
+        port = free_port()
+        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+                            ("pool p", {"check": "none",
+                                        "server": srv.server_line("s1", f"proxy_protocol={version}")}),
+                            ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p",
+                                            "proxy_protocol": "accept"})))
+        for src, dst in (("198.51.100.7", "192.0.2.10"), ("2001:db8::7", "2001:db8::10")):
+            s = connect(("127.0.0.1", port))
+            s.sendall(v1(src, dst, 4444, 443) + b"tiers\n")
+            check(recv_exact(s, 6) == b"tiers\n", "payload")
+            s.close()
+            wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
+            check(srv.headers == [(version, src, 4444, dst, 443)], f"header {srv.headers}")
+            srv.headers.clear()
+        f.stop()
 
 
 def test_address_carried_from_a_unix_socket_listener(ctx):
-    """A PROXY header accepted on a unix-socket listener: the client address
-    it gave still goes on to the server (the destination, which a unix
-    socket has none of, as the unspecified address of its family)."""
+    """A PROXY header accepted on a unix-socket listener: the addresses
+    it gave still go on to the server."""
     for version in ("v1", "v2"):
         srv = pp_backend(ctx)
         path = ctx.path(f"l-{version}.sock")
@@ -367,7 +374,7 @@ def test_address_carried_from_a_unix_socket_listener(ctx):
         check(recv_exact(s, 6) == b"tiers\n", f"{version}: payload")
         s.close()
         wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-        check(srv.headers[0] == (version, "198.51.100.7", 4444, "0.0.0.0", 0),
+        check(srv.headers[0] == (version, "198.51.100.7", 4444, "192.0.2.10", 443),
               f"{version}: header {srv.headers}")
         f.stop()
 
