@@ -233,9 +233,14 @@ static void set_state(const struct admin_host *host, struct lb_server *s, const 
 			worker_request_sweep(&host->workers[i]);
 	} else {
 		/* enable: back to the health thread's verdict (a down server
-		 * goes back down), which it goes on applying from here. */
+		 * goes back down), which it goes on applying from here. A
+		 * disabled server back up ramps over slow_start, as one the
+		 * checks bring back does (and as HAProxy's leaving maintenance
+		 * does); a drained one never left and takes its weight at once. */
 		int cur = atomic_load(&s->state);
 		int want = atomic_load(&s->health_down) ? SRV_DOWN : SRV_UP;
+		if (cur == SRV_DISABLED && want == SRV_UP)
+			atomic_store(&s->up_since_ms, clock_ms());
 		while ((cur == SRV_DRAIN || cur == SRV_DISABLED) &&
 		       !atomic_compare_exchange_weak(&s->state, &cur, want))
 			;

@@ -568,21 +568,30 @@ def test_backup_hashing_http(ctx):
 # --------------------------------------------------------- slow start ----
 
 
-def _slow_start_ramps(ctx, weight):
-    """Equal weights, slow_start 3s: b, back up, weighs WEIGHT x elapsed / 3s
+def _slow_start_ramps(ctx, weight, by_admin=False):
+    """Equal weights, slow_start 3s: b, back up (from down, or enabled
+    through the admin API after a disable), weighs WEIGHT x elapsed / 3s
     against a's WEIGHT, then takes its full share."""
     a, b = nodes(ctx, "a", "b")
-    port = free_port()
+    port, aport = free_port(), free_port()
     ramp_s = 3.0
     opts = f"weight={weight}"
     f = ctx.fulcrum(conf(port, [a.server_line(opts), b.server_line(opts)],
-                         pool=dict(FAST, balance="roundrobin", slow_start=f"{int(ramp_s * 1000)}ms")))
+                         pool=dict(FAST, balance="roundrobin", slow_start=f"{int(ramp_s * 1000)}ms"),
+                         glob={"admin": f"127.0.0.1:{aport}"}))
     c = client(ctx, port)
     cnt = collections.Counter(c.server() for _ in range(100))
     check(cnt == {"a": 50, "b": 50}, f"at start (no ramp): {dict(cnt)}")
-    kill_and_wait_down(f, b)
-    t_start = time.monotonic()  # b cannot be up before this
-    start_and_wait_up(f, b)
+    if by_admin:
+        adm = Admin(aport)
+        adm.json("POST", "/pools/p/servers/b/disable")
+        check(collections.Counter(c.server() for _ in range(10)) == {"a": 10}, "b disabled")
+        t_start = time.monotonic()
+        adm.json("POST", "/pools/p/servers/b/enable")
+    else:
+        kill_and_wait_down(f, b)
+        t_start = time.monotonic()  # b cannot be up before this
+        start_and_wait_up(f, b)
     t0 = time.monotonic()  # nor after this
     early = collections.Counter()
     while time.monotonic() - t0 < 0.1 * ramp_s:
@@ -610,6 +619,13 @@ def test_slow_start_ramps_recovered_server(ctx):
 def test_slow_start_ramps_weight_one(ctx):
     """The default weight ramps as smoothly as a large one."""
     _slow_start_ramps(ctx, 1)
+
+
+def test_slow_start_ramps_a_server_enabled_through_the_admin_api(ctx):
+    """A disabled server put back with POST .../enable ramps up too, as one
+    the checks bring back does (HAProxy's slowstart applies when a server
+    leaves maintenance): it took its full share at once."""
+    _slow_start_ramps(ctx, 100, by_admin=True)
 
 
 def test_slow_start_not_applied_to_hashing(ctx):
