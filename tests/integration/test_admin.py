@@ -44,9 +44,9 @@ class Admin:
         self.port = port
         self.token = token
 
-    def call(self, method, path, body=None, headers=None, token=None):
+    def call(self, method, path, body=None, headers=None, token=None, timeout=10):
         """Returns (status, headers dict (lower-case names), body bytes)."""
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10 * SCALE)
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout * SCALE)
         h = dict(headers or {})
         tok = token if token is not None else self.token
         if tok:

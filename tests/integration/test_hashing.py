@@ -662,8 +662,10 @@ def test_a_verdict_given_while_an_admin_add_builds_its_table_is_kept(ctx):
     ups = w.count("p", "s4", "UP")
     ns[3].start()  # a check brings it up within about 200 ms
     time.sleep(0.03)
-    adm.json("DELETE", "/pools/p/servers/s1")
-    adm.json("POST", "/pools/p/servers", {"name": "s1", "address": ns[0].addr}, want=201)
+    # Each change builds a 2^24-entry table: seconds, more on a busy machine.
+    adm.json("DELETE", "/pools/p/servers/s1", timeout=60)
+    adm.json("POST", "/pools/p/servers", {"name": "s1", "address": ns[0].addr}, want=201,
+             timeout=60)
     w.wait("p", "s4", "UP", ups)
     time.sleep(0.5 * SCALE)
     cnt = collections.Counter(mapping(client(ctx, port), keys(200)).values())
