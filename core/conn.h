@@ -112,8 +112,9 @@ struct conn {
 	union conn_addr peer;
 	/* The destination an accepted PROXY header named, which goes on in
 	 * the header to a server (the address the client reached, as HAProxy
-	 * passes it on); NULL when there was none: fulcrum's own address. */
-	union conn_addr *pp_dst;
+	 * passes it on); AF_UNSPEC when there was none: fulcrum's own address.
+	 * (struct conn stays in the same allocation size class with it.) */
+	union conn_addr pp_dst;
 
 	struct lb_pool *pool;
 	struct lb_server *server; /* the last server chosen (kept for the log) */

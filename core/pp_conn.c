@@ -16,7 +16,6 @@
 #include "core/pp_conn.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -62,17 +61,14 @@ static void copy_addr(union conn_addr *to, const struct sockaddr_storage *from)
 		memcpy(&to->in6, from, sizeof(to->in6));
 }
 
-/* The header's addresses replace the peer's. Its destination is kept only
- * for a header sent on to a server; without the memory for it, that header
- * names fulcrum's address instead, which is no reason to drop the client. */
+/* The header's addresses replace the peer's; its destination is kept for
+ * a header sent on to a server. */
 static void take_addresses(struct conn *c, const struct pp_info *info)
 {
 	if (info->local)
 		return;
 	copy_addr(&c->peer, &info->src);
-	c->pp_dst = malloc(sizeof(*c->pp_dst));
-	if (c->pp_dst)
-		copy_addr(c->pp_dst, &info->dst);
+	copy_addr(&c->pp_dst, &info->dst);
 }
 
 /* The header is whole in the socket: consume exactly its LEN bytes. */
@@ -159,8 +155,8 @@ int pp_send_header(const struct conn *c, const struct lb_server *s, int fd)
 
 	if (s->proxy_protocol == PROXY_PROTO_NONE)
 		return 0;
-	if (c->pp_dst)
-		memcpy(&local, c->pp_dst, sizeof(*c->pp_dst));
+	if (c->pp_dst.sa.sa_family != AF_UNSPEC)
+		memcpy(&local, &c->pp_dst, sizeof(c->pp_dst));
 	else if (getsockname(c->cli.fd, (struct sockaddr *)&local, &len) < 0)
 		local.ss_family = AF_UNSPEC;
 	/* An IP client (from a PROXY header) on a unix-socket listener: the

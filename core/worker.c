@@ -340,7 +340,6 @@ static void free_closed(struct worker *w)
 		struct conn *c = container_of(w->closed.next, struct conn, node);
 		list_del(&c->node);
 		gen_put(c->gen);
-		free(c->pp_dst);
 		free(c);
 	}
 }
