@@ -137,19 +137,29 @@ static struct srv_ref *servers_of(const struct gen *g, size_t *n, struct sbuf *b
 	return refs;
 }
 
-static void server_metrics(struct sbuf *b, const struct gen *g)
+/* Per-server families; requests_total also has, per pool, the answers that
+ * had no server (T: the pools' totals, in the order of G's pools), with an
+ * empty server label as the log's POOL/-. */
+static void server_metrics(struct sbuf *b, const struct gen *g, const struct pool_totals *t)
 {
 	static const char *const classes[] = {NULL, "1xx", "2xx", "3xx", "4xx", "5xx"};
 	size_t n;
 	struct srv_ref *refs = servers_of(g, &n, b);
 
 	family(b, "requests_total", "counter",
-	       "HTTP answers to requests sent to servers, by status class.");
+	       "HTTP answers by status class: per server, and per pool (server \"\") those "
+	       "without one (no server up or free, cache hits).");
 	for (size_t i = 0; i < n; i++)
 		for (size_t c = 1; c < 6; c++) {
 			const char *kv[] = {"pool",	     refs[i].pool, "server",
 					    refs[i].s->name, "code",	   classes[c]};
 			sample(b, "requests_total", kv, 6, atomic_load(&refs[i].s->responses[c]));
+		}
+	for (size_t i = 0; t && i < g->cfg->n_pools; i++)
+		for (size_t c = 1; c < 6; c++) {
+			const char *kv[] = {"pool", g->pools[i]->name, "server", "",
+					    "code", classes[c]};
+			sample(b, "requests_total", kv, 6, t[i].unserved[c]);
 		}
 	family(b, "server_up", "gauge", "1 while the server takes new connections (state up).");
 	for (size_t i = 0; i < n; i++) {
@@ -198,17 +208,29 @@ static void histogram(struct sbuf *b, const char *pool, const struct pool_totals
 	sbuf_printf(b, "} %llu\n", (unsigned long long)t->count);
 }
 
-static void pool_metrics(struct sbuf *b, const struct admin_host *host, const struct gen *g)
+/* The pools' totals over every worker, in the order of G's pools; NULL
+ * (B marked out of memory) when there is no memory for them. */
+static struct pool_totals *pool_totals_of(struct sbuf *b, const struct admin_host *host,
+					  const struct gen *g)
 {
 	size_t n = g->cfg->n_pools;
 	struct pool_totals *t = calloc(n ? n : 1, sizeof(*t));
 
 	if (!t) {
 		b->oom = true;
-		return;
+		return NULL;
 	}
 	for (size_t i = 0; i < n; i++)
 		stats_sum_pool(host->workers, host->n_workers, g->pools[i]->stats_slot, &t[i]);
+	return t;
+}
+
+static void pool_metrics(struct sbuf *b, const struct gen *g, const struct pool_totals *t)
+{
+	size_t n = g->cfg->n_pools;
+
+	if (!t)
+		return;
 	family(b, "retries_total", "counter",
 	       "Servers tried after the first for a request (http) or connection (tcp).");
 	for (size_t i = 0; i < n; i++) {
@@ -219,7 +241,6 @@ static void pool_metrics(struct sbuf *b, const struct admin_host *host, const st
 	       "Time from the first byte of an HTTP request to the end of its response.");
 	for (size_t i = 0; i < n; i++)
 		histogram(b, g->pools[i]->name, &t[i]);
-	free(t);
 }
 
 void admin_metrics(struct admin_reply *r, const struct admin_host *host)
@@ -230,9 +251,12 @@ void admin_metrics(struct admin_reply *r, const struct admin_host *host)
 
 	r->status = 200;
 	r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	struct pool_totals *totals = pool_totals_of(b, host, g);
+
 	listener_metrics(b, host, g->cfg);
-	server_metrics(b, g);
-	pool_metrics(b, host, g);
+	server_metrics(b, g, totals);
+	pool_metrics(b, g, totals);
+	free(totals);
 	family(b, "workers", "gauge", "Worker threads.");
 	sample(b, "workers", NULL, 0, (unsigned long long)host->n_workers);
 	family(b, "config_generation", "gauge", "Number of the running configuration.");

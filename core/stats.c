@@ -59,6 +59,14 @@ void stats_conn_done(struct worker *w, const struct lb_pool *pool, unsigned n_tr
 		STAT_ADD(ps->retries, n_tried - 1);
 }
 
+void stats_unserved(struct worker *w, const struct lb_pool *pool, int cls)
+{
+	struct pool_stats *ps = slot_of(w, pool);
+
+	if (ps)
+		STAT_ADD(ps->unserved[cls], 1);
+}
+
 static uint32_t slot_find(const struct slot_table *t, const char *name)
 {
 	for (uint32_t i = 0; i < t->n; i++)
@@ -119,6 +127,9 @@ void stats_sum_pool(const struct worker *ws, int n, uint32_t slot, struct pool_t
 		out->sum_us += atomic_load_explicit(&ps->sum_us, memory_order_relaxed);
 		out->count += atomic_load_explicit(&ps->count, memory_order_relaxed);
 		out->retries += atomic_load_explicit(&ps->retries, memory_order_relaxed);
+		for (size_t c = 0; c < 6; c++)
+			out->unserved[c] +=
+				atomic_load_explicit(&ps->unserved[c], memory_order_relaxed);
 	}
 }
 

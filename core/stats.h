@@ -38,6 +38,9 @@ struct pool_stats {
 	_Atomic uint64_t sum_us; /* microseconds: most requests take less than 1 ms */
 	_Atomic uint64_t count;
 	_Atomic uint64_t retries; /* servers tried after the first, per request or connection */
+	/* Answers fulcrum gave for the pool without a server (a 503 when none
+	 * is up or free), by status class as requests_total counts them. */
+	_Atomic uint64_t unserved[6];
 } __attribute__((aligned(64)));
 
 /* Worker thread: an http request of POOL ended after US microseconds,
@@ -47,6 +50,9 @@ void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t u
 /* Worker thread: a tcp connection of POOL ended, having tried N_TRIED
  * servers. */
 void stats_conn_done(struct worker *w, const struct lb_pool *pool, unsigned n_tried);
+/* Worker thread: an http request of POOL was answered with status class
+ * CLS (1..5) and no server. */
+void stats_unserved(struct worker *w, const struct lb_pool *pool, int cls);
 
 /* Distinct listener names a process can serve; a reload that would make
  * more fails (stats_listener_names_fit). */
@@ -66,6 +72,7 @@ const char *stats_listener_name(uint32_t slot);
 struct pool_totals {
 	uint64_t buckets[STATS_BUCKETS];
 	uint64_t sum_us, count, retries;
+	uint64_t unserved[6];
 };
 
 /* Main thread: sums slot SLOT over the N workers at WS into *OUT (zeros for

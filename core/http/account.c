@@ -21,15 +21,21 @@ static struct lb_server *logged_server(const struct http_conn *hc)
 }
 
 /* requests_total: a 502 after failed connects counts against the last
- * server tried, so an outage shows in the 5xx series. */
-void http_count_response(struct http_conn *hc)
+ * server tried, and an answer with no server at all (a 503: none up or
+ * free) in the pool's series with an empty server, so an outage shows in
+ * the 5xx series. Forward mode's origins are no pool's servers. */
+void http_count_response(struct conn *c)
 {
+	struct http_conn *hc = http_of(c);
 	struct lb_server *s = logged_server(hc);
-	if (!s || hc->counted)
+	if (hc->counted || (!s && (!hc->pool || hc->fwd)))
 		return;
 	hc->counted = true;
 	int cls = hc->status >= 100 && hc->status < 600 ? hc->status / 100 : 0;
-	atomic_fetch_add_explicit(&s->responses[cls], 1, memory_order_relaxed);
+	if (s)
+		atomic_fetch_add_explicit(&s->responses[cls], 1, memory_order_relaxed);
+	else
+		stats_unserved(c->w, hc->pool, cls);
 }
 
 void http_count_bytes(struct conn *c)

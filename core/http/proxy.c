@@ -114,7 +114,7 @@ void http_conn_free(struct conn *c, struct http_conn *hc, uint64_t unsent)
 		/* Counted as the line shows it, even when the client got
 		 * little or none of the answer (the reason says why). */
 		if (hc->status)
-			http_count_response(hc);
+			http_count_response(c);
 		http_log_request(c);
 	}
 	http_release_server(c, false);
@@ -230,7 +230,7 @@ static void finish_request(struct conn *c)
 	bool reuse = hc->server_ka && hc->req_done && hc->resp_done && hc->slen == hc->spos;
 
 	cache_http_end(c); /* stores a complete response, lets a hit's entry go */
-	http_count_response(hc);
+	http_count_response(c);
 	http_log_request(c);
 	http_release_server(c, reuse);
 	http_sbuf_put(c, hc);
@@ -296,7 +296,7 @@ static void run_tunnel(struct conn *c)
 static void enter_tunnel(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
-	http_count_response(hc); /* a 101: its log line comes when the tunnel ends */
+	http_count_response(c); /* a 101: its log line comes when the tunnel ends */
 	relay_half_release(c->w, &c->up); /* the body's, if it left anything */
 	relay_half_release(c->w, &c->down);
 	relay_half_init(&c->up, &c->cli, &hc->u->s);
@@ -366,7 +366,7 @@ static void run_reply(struct conn *c)
 	if (hc->reply_close) {
 		if (hc->method_id == HTTP_M_CONNECT)
 			http_absorb_tunnel_bytes(c);
-		http_count_response(hc);
+		http_count_response(c);
 		http_log_request(c);
 		hc->method_len = 0;
 		if (request_read_whole(hc, sent))

@@ -43,8 +43,8 @@ void http_outq_set(struct outq *q, const void *a, size_t alen, const void *b, si
 /* account.c */
 
 /* Counts the response in its server's requests_total (a 502 after failed
- * connects: the last server tried's), once per request. */
-void http_count_response(struct http_conn *hc);
+ * connects: the last server tried's; none: the pool's), once per request. */
+void http_count_response(struct conn *c);
 /* Adds what the request moved since the last call to the listener's byte
  * counters. */
 void http_count_bytes(struct conn *c);

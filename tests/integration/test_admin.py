@@ -1056,6 +1056,36 @@ def test_requests_total_counts_failed_connects_and_upgrades(ctx):
         raise TestFailure(f"requests_total 5xx of the dead server, 1xx of the WebSocket one: {counts()}")
 
 
+def test_requests_total_counts_answers_without_a_server(ctx):
+    """A 503 because no server is up (or free) has no server to count
+    against: it counts in the pool's series with an empty server, as the
+    log shows POOL/-, so an outage shows in the 5xx series, and the pool's
+    series add up to its requests (the histogram's count)."""
+    b = HttpBackend("s1")
+    ctx.backends.append(b)
+    f, port, adm = start(ctx, [b.server_line()], mode="http", pool={"keepalive": 0})
+    for i in range(2):
+        st, _ = http_get(port, f"/ok{i}")
+        check(st == 200, f"request {i}: {st}")
+    adm.json("POST", "/pools/p/servers/s1/disable")
+    for i in range(3):
+        st, _ = http_get(port, f"/none{i}")
+        check(st == 503, f"request {i} with no server: {st}")
+
+    def counts():
+        m = parse_metrics(adm.metrics())
+        every = sum(v for (name, labels), v in m.items()
+                    if name == "fulcrum_requests_total" and ("pool", "p") in labels)
+        return (metric(m, "fulcrum_requests_total", pool="p", server="", code="5xx"),
+                metric(m, "fulcrum_requests_total", pool="p", server="s1", code="2xx"),
+                every, metric(m, "fulcrum_request_duration_seconds_count", pool="p"))
+
+    try:
+        wait_for(lambda: counts() == (3, 2, 5, 5), 3 * SCALE, what="the counts")
+    except TestFailure:
+        raise TestFailure(f"(no server 5xx, s1 2xx, all of p, histogram count): {counts()}")
+
+
 def test_connections_older_than_a_reload_follow_the_servers(ctx):
     """A reload that leaves a server as it was hands the same server on:
     connections opened before it count in its connections_active, a
