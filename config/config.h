@@ -72,7 +72,7 @@ struct cfg_server {
 	char *name;
 	struct cfg_addr addr; /* resolved at load time (getaddrinfo, first result) */
 	char *host; /* the HOST part as written, without [] ("localhost" for unix:) */
-	int weight; /* default 1; 0 allowed (gets nothing unless all are 0) */
+	int weight; /* default 1; 0 allowed: takes no new traffic (a soft drain) */
 	int maxconn; /* 0 = unlimited */
 	bool backup;
 	bool disabled;

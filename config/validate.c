@@ -85,6 +85,13 @@ static void validate_pool(struct cfg_loader *ld, size_t i)
 
 	if (cfg_key_line(ld, CFG_SEC_POOL, i, "server") == 0)
 		cfg_ld_err_at(ld, p->line, "pool \"%s\" has no server", p->name);
+	size_t weighted = 0;
+	for (size_t k = 0; k < p->n_servers; k++)
+		weighted += p->servers[k].weight > 0;
+	if (p->n_servers > 0 && weighted == 0)
+		cfg_ld_warn_at(ld, p->line,
+			       "every server of pool \"%s\" has weight 0: it takes no new traffic",
+			       p->name);
 	if (p->tls_ca && cfg_tls_check_ca(p->tls_ca, why, sizeof(why)) < 0)
 		cfg_ld_err_at(ld, cfg_key_line(ld, CFG_SEC_POOL, i, "tls_ca"), "%s", why);
 }
@@ -258,6 +265,62 @@ static void validate_route(struct cfg_loader *ld, size_t i)
 			       r->host, l->name);
 }
 
+/* A route after one of the same listener with no condition never matches:
+ * the first match wins, and that one matches everything. */
+static void warn_shadowed_routes(struct cfg_loader *ld)
+{
+	const struct cfg *cfg = ld->cfg;
+
+	for (size_t k = 0; k < cfg->n_routes; k++) {
+		const struct cfg_route *r = &cfg->routes[k];
+		for (size_t i = 0; r->listener >= 0 && i < k; i++) {
+			const struct cfg_route *all = &cfg->routes[i];
+			if (all->listener != r->listener || all->host || all->path_prefix ||
+			    all->header_name)
+				continue;
+			cfg_ld_warn_at(ld, r->line,
+				       "route \"%s\" never matches: route \"%s\" (line %d) comes "
+				       "first and, with no condition, takes everything",
+				       r->name, all->name, all->line);
+			break;
+		}
+	}
+}
+
+/* A pool no listener or route names gets no traffic; one only tcp
+ * listeners use never reads a hash_key (tcp hashes the client address). */
+static void warn_pool_use(struct cfg_loader *ld)
+{
+	const struct cfg *cfg = ld->cfg;
+
+	for (size_t p = 0; p < cfg->n_pools; p++) {
+		bool used = false, by_http = false;
+		for (size_t i = 0; i < cfg->n_listeners; i++)
+			if (cfg->listeners[i].pool == (int)p) {
+				used = true;
+				by_http |= cfg->listeners[i].mode != MODE_TCP;
+			}
+		for (size_t i = 0; i < cfg->n_routes; i++)
+			if (cfg->routes[i].pool == (int)p && cfg->routes[i].listener >= 0) {
+				used = true;
+				by_http |= cfg->listeners[cfg->routes[i].listener].mode != MODE_TCP;
+			}
+		const struct cfg_pool *pc = &cfg->pools[p];
+		bool hashing = pc->balance == BAL_SOURCE || pc->balance == BAL_MAGLEV ||
+			       pc->balance == BAL_RING;
+		if (!used)
+			cfg_ld_warn_at(ld, pc->line,
+				       "pool \"%s\" gets no traffic: no listener or route names it",
+				       pc->name);
+		else if (hashing)
+			warn_unread(
+				ld, CFG_SEC_POOL, p, "hash_key",
+				by_http || pc->hash_key == HKEY_CLIENT_IP,
+				"on a pool only tcp listeners use: tcp always hashes the client "
+				"address");
+	}
+}
+
 /* The admin listener cannot share an address with a listener's bind. */
 static void validate_admin(struct cfg_loader *ld)
 {
@@ -297,5 +360,7 @@ void cfg_validate(struct cfg_loader *ld, int workers_override)
 			      "too many listeners (at most %d)", CFG_MAX_LISTENERS);
 	for (size_t i = 0; i < cfg->n_routes; i++)
 		validate_route(ld, i);
+	warn_shadowed_routes(ld);
+	warn_pool_use(ld);
 	validate_admin(ld);
 }

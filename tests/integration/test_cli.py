@@ -132,7 +132,8 @@ def test_check_warns_of_keys_the_balance_does_not_read(ctx):
               "hash_balance_factor": "150"})
     q = {"server": p["server"], "balance": "ring", "hash_key": "path",
          "hash_balance_factor": "125"}
-    text = ini(("global", g), ("pool p", p), ("pool q", q), ("listener l", l))
+    h = {"bind": f"127.0.0.1:{free_port()}", "mode": "http", "pool": "q"}
+    text = ini(("global", g), ("pool p", p), ("pool q", q), ("listener l", l), ("listener h", h))
     ctx.write("unread.ini", text)
     rc, out, err = run_fulcrum(["-t", "-c", "unread.ini"], cwd=ctx.tmp)
     check(rc == 0, f"-t: status {rc}, stderr {err!r}")
@@ -239,6 +240,45 @@ def test_check_warns_of_timeouts_for_a_phase_the_listener_never_has(ctx):
     ctx.write("quiet.ini", quiet)
     rc, _, err = run_fulcrum(["-t", "-c", "quiet.ini"], cwd=ctx.tmp)
     check(rc == 0 and "warning" not in err, f"-t where they apply: status {rc}, stderr {err!r}")
+
+
+def test_check_warns_of_traffic_the_file_can_never_send(ctx):
+    """Mistakes that load but leave something dead: a pool no listener or
+    route names, a pool whose every server has weight 0 (which takes no
+    new traffic), a route behind one with no condition on the same listener
+    (the first match wins), and a hash_key on a pool only tcp listeners use
+    (tcp hashes the client address). Each gets a FILE:LINE warning; the
+    same file without them says nothing."""
+    g, p, l = _base_sections(free_port(), free_port())
+    http = {"bind": f"127.0.0.1:{free_port()}", "mode": "http", "pool": "p"}
+    text = ini(("global", g),
+               ("pool p", p),
+               ("pool idle", p),
+               ("pool zero", dict(p, server=p["server"] + " weight=0")),
+               ("pool hashed", dict(p, balance="maglev", hash_key="header:X-User")),
+               ("listener t", dict(l, pool="hashed")),
+               ("listener h", http),
+               ("route all", {"listener": "h", "pool": "zero"}),
+               ("route api", {"listener": "h", "host": "api.example", "pool": "p"}))
+    ctx.write("dead.ini", text)
+    rc, _, err = run_fulcrum(["-t", "-c", "dead.ini"], cwd=ctx.tmp)
+    check(rc == 0, f"-t: status {rc}, stderr {err!r}")
+    for needle, want in (("[pool idle]", 'pool "idle" gets no traffic'),
+                         ("[pool zero]", 'every server of pool "zero" has weight 0'),
+                         ("[route api]", 'route "api" never matches: route "all"'),
+                         ("hash_key = header:X-User", "hash_key has no effect on a pool only tcp")):
+        line = _line_of(text, needle)
+        check(f"dead.ini:{line}: warning: {want}" in err, f"no warning {want!r} on line {line}: {err!r}")
+    quiet = ini(("global", g),
+                ("pool p", p),
+                ("pool hashed", dict(p, balance="maglev", hash_key="header:X-User")),
+                ("listener t", l),
+                ("listener h", dict(http, pool="hashed")),
+                ("route api", {"listener": "h", "host": "api.example", "pool": "p"}),
+                ("route all", {"listener": "h", "pool": "hashed"}))
+    ctx.write("alive.ini", quiet)
+    rc, _, err = run_fulcrum(["-t", "-c", "alive.ini"], cwd=ctx.tmp)
+    check(rc == 0 and "warning" not in err, f"-t: status {rc}, stderr {err!r}")
 
 
 def test_check_refuses_h2_in_alpn_on_http_listeners(ctx):
