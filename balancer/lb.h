@@ -32,6 +32,9 @@ enum lb_state { SRV_UP, SRV_DOWN, SRV_DRAIN, SRV_DISABLED };
 
 const char *lb_state_name(enum lb_state s);
 
+/* requests_total's status classes: [0] none or out of range, [1..5] 1xx..5xx. */
+#define LB_STATUS_CLASSES 6
+
 struct lb_server {
 	char *name;
 	struct cfg_addr addr;
@@ -69,10 +72,11 @@ struct lb_server {
 	_Atomic uint64_t connections_total;
 	_Atomic uint64_t checks_ok; /* active health checks passed (health thread writes) */
 	_Atomic uint64_t checks_fail; /* active health checks failed (health thread writes) */
-	_Atomic uint64_t
-		responses[6]; /* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
-	/* When the health thread last brought it back up (CLOCK_MONOTONIC ms);
-	 * 0 = up since it was created, no slow start. Health thread writes. */
+	/* http: by status class, [0] = none/other, [1..5] = 1xx..5xx */
+	_Atomic uint64_t responses[LB_STATUS_CLASSES];
+	/* When it last came back up (CLOCK_MONOTONIC ms), from which slow_start
+	 * ramps it; 0 = up since it was created, no slow start. The health
+	 * thread writes it at a recovery, the main thread at an admin enable. */
 	_Atomic uint64_t up_since_ms;
 };
 

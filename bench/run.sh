@@ -221,16 +221,16 @@ access_log = off
 admin =
 log_level = warn
 graceful_timeout = 1s
-
-[pool bench]
-balance = $balance
 EOF
-	[ "$1" = hash ] && echo "hash_key = header:X-Key"
-	servers 'server = NAME 127.0.0.1:PORT'
+	# A forward listener reaches origins by name: a pool would go unused
+	# (and -t says so).
+	if [ "$1" != forward ]; then
+		printf '\n[pool bench]\nbalance = %s\n' "$balance"
+		[ "$1" = hash ] && echo "hash_key = header:X-Key"
+		servers 'server = NAME 127.0.0.1:PORT'
+		printf 'check = none\nkeepalive = 64\nserver_timeout = 1h\n'
+	fi
 	cat <<EOF
-check = none
-keepalive = 64
-server_timeout = 1h
 
 [listener bench]
 bind = 127.0.0.1:$PROXY_PORT

@@ -1,7 +1,9 @@
 /*
  * validate.c - the checks that need the whole file: pools have servers,
  * listeners have binds and matching certificates and keys, names used by
- * listeners and routes exist, keys fit the listener's mode; and the
+ * listeners and routes exist, keys fit the listener's mode; warnings for
+ * what loads but does nothing (keys nothing reads, a pool nothing uses or
+ * whose servers all weigh 0, a route an earlier one hides); and the
  * defaults that depend on other keys (workers = auto, forwarded_headers).
  *
  * Runs on the main thread at the end of cfg_load(). Each problem is reported
@@ -273,7 +275,9 @@ static void warn_shadowed_routes(struct cfg_loader *ld)
 
 	for (size_t k = 0; k < cfg->n_routes; k++) {
 		const struct cfg_route *r = &cfg->routes[k];
-		for (size_t i = 0; r->listener >= 0 && i < k; i++) {
+		if (r->listener < 0)
+			continue;
+		for (size_t i = 0; i < k; i++) {
 			const struct cfg_route *all = &cfg->routes[i];
 			if (all->listener != r->listener || all->host || all->path_prefix ||
 			    all->header_name)

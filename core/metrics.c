@@ -150,13 +150,13 @@ static void server_metrics(struct sbuf *b, const struct gen *g, const struct poo
 	       "HTTP answers by status class: per server, and per pool (server \"\") those "
 	       "without one (no server up or free, cache hits).");
 	for (size_t i = 0; i < n; i++)
-		for (size_t c = 1; c < 6; c++) {
+		for (size_t c = 1; c < LB_STATUS_CLASSES; c++) {
 			const char *kv[] = {"pool",	     refs[i].pool, "server",
 					    refs[i].s->name, "code",	   classes[c]};
 			sample(b, "requests_total", kv, 6, atomic_load(&refs[i].s->responses[c]));
 		}
 	for (size_t i = 0; t && i < g->cfg->n_pools; i++)
-		for (size_t c = 1; c < 6; c++) {
+		for (size_t c = 1; c < LB_STATUS_CLASSES; c++) {
 			const char *kv[] = {"pool", g->pools[i]->name, "server", "",
 					    "code", classes[c]};
 			sample(b, "requests_total", kv, 6, t[i].unserved[c]);

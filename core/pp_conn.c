@@ -159,9 +159,9 @@ int pp_send_header(const struct conn *c, const struct lb_server *s, int fd)
 		memcpy(&local, &c->pp_dst, sizeof(c->pp_dst));
 	else if (getsockname(c->cli.fd, (struct sockaddr *)&local, &len) < 0)
 		local.ss_family = AF_UNSPEC;
-	/* An IP client (from a PROXY header) on a unix-socket listener: the
-	 * header still carries its address, with an unspecified destination
-	 * of its family rather than none at all (which would be UNKNOWN). */
+	/* An IP client with no address of ours to name (getsockname failed):
+	 * its address still goes on, with an unspecified destination of its
+	 * family rather than none at all (which would be UNKNOWN). */
 	if (local.ss_family != AF_INET && local.ss_family != AF_INET6 &&
 	    (c->peer.sa.sa_family == AF_INET || c->peer.sa.sa_family == AF_INET6)) {
 		memset(&local, 0, sizeof(local));

@@ -1,7 +1,8 @@
 /*
  * stats.c - per-pool request counters and reload outcomes (see stats.h).
  *
- * stats_request_done/stats_conn_done run on workers and touch only the
+ * stats_request_done, stats_conn_done and stats_unserved run on workers and
+ * touch only the
  * calling worker's slots; everything else runs on the main thread, which is
  * the only one that assigns slots, so the slot table needs no lock.
  */
@@ -127,7 +128,7 @@ void stats_sum_pool(const struct worker *ws, int n, uint32_t slot, struct pool_t
 		out->sum_us += atomic_load_explicit(&ps->sum_us, memory_order_relaxed);
 		out->count += atomic_load_explicit(&ps->count, memory_order_relaxed);
 		out->retries += atomic_load_explicit(&ps->retries, memory_order_relaxed);
-		for (size_t c = 0; c < 6; c++)
+		for (size_t c = 0; c < LB_STATUS_CLASSES; c++)
 			out->unserved[c] +=
 				atomic_load_explicit(&ps->unserved[c], memory_order_relaxed);
 	}

@@ -1,6 +1,7 @@
 /*
  * stats.h - counters kept for /metrics that no other struct holds: per-pool
- * request durations and retries (per worker), and the reload outcomes.
+ * request durations, retries and answers given with no server (per worker),
+ * and the reload outcomes.
  *
  * Per-pool counters live in every worker (struct worker.pool_stats), one slot
  * per pool name: the main thread gives each pool name a slot the first time a
@@ -19,6 +20,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "balancer/lb.h"
+
 struct cfg;
 struct gen;
 struct lb_pool;
@@ -32,15 +35,16 @@ struct worker;
 #define STATS_BUCKETS 12
 extern const uint32_t stats_bucket_ms[STATS_BUCKETS - 1];
 
-/* One pool's counters in one worker: 15 words, two cache lines at most. */
+/* One pool's counters in one worker: 21 words, three cache lines. */
 struct pool_stats {
 	_Atomic uint64_t buckets[STATS_BUCKETS]; /* requests by duration, not cumulative */
 	_Atomic uint64_t sum_us; /* microseconds: most requests take less than 1 ms */
 	_Atomic uint64_t count;
 	_Atomic uint64_t retries; /* servers tried after the first, per request or connection */
-	/* Answers fulcrum gave for the pool without a server (a 503 when none
-	 * is up or free), by status class as requests_total counts them. */
-	_Atomic uint64_t unserved[6];
+	/* Answers given for the pool without a server (a 503 when none is up
+	 * or free, a cache hit, an error after routing), by status class as
+	 * requests_total counts them. */
+	_Atomic uint64_t unserved[LB_STATUS_CLASSES];
 } __attribute__((aligned(64)));
 
 /* Worker thread: an http request of POOL ended after US microseconds,
@@ -51,7 +55,7 @@ void stats_request_done(struct worker *w, const struct lb_pool *pool, uint64_t u
  * servers. */
 void stats_conn_done(struct worker *w, const struct lb_pool *pool, unsigned n_tried);
 /* Worker thread: an http request of POOL was answered with status class
- * CLS (1..5) and no server. */
+ * CLS (0..5, as lb_server.responses) and no server. */
 void stats_unserved(struct worker *w, const struct lb_pool *pool, int cls);
 
 /* Distinct listener names a process can serve; a reload that would make
@@ -72,7 +76,7 @@ const char *stats_listener_name(uint32_t slot);
 struct pool_totals {
 	uint64_t buckets[STATS_BUCKETS];
 	uint64_t sum_us, count, retries;
-	uint64_t unserved[6];
+	uint64_t unserved[LB_STATUS_CLASSES];
 };
 
 /* Main thread: sums slot SLOT over the N workers at WS into *OUT (zeros for

@@ -21,9 +21,10 @@ static struct lb_server *logged_server(const struct http_conn *hc)
 }
 
 /* requests_total: a 502 after failed connects counts against the last
- * server tried, and an answer with no server at all (a 503: none up or
- * free) in the pool's series with an empty server, so an outage shows in
- * the 5xx series. Forward mode's origins are no pool's servers. */
+ * server tried, and an answer with no server at all (a 503 when none is up
+ * or free, a cache hit, an error after routing) in the pool's series with
+ * an empty server, so an outage shows in the 5xx series. Forward mode's
+ * origins are no pool's servers. */
 void http_count_response(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);

@@ -269,13 +269,20 @@ def test_check_warns_of_traffic_the_file_can_never_send(ctx):
                          ("hash_key = header:X-User", "hash_key has no effect on a pool only tcp")):
         line = _line_of(text, needle)
         check(f"dead.ini:{line}: warning: {want}" in err, f"no warning {want!r} on line {line}: {err!r}")
+    # Pools reached only through routes (of a tcp and of an http listener),
+    # a forward listener (no pool), a unix bind and a client_ip key on tcp.
     quiet = ini(("global", g),
                 ("pool p", p),
                 ("pool hashed", dict(p, balance="maglev", hash_key="header:X-User")),
+                ("pool sni", dict(p, balance="ring", hash_key="client_ip")),
+                ("pool api", p),
                 ("listener t", l),
                 ("listener h", dict(http, pool="hashed")),
-                ("route api", {"listener": "h", "host": "api.example", "pool": "p"}),
-                ("route all", {"listener": "h", "pool": "hashed"}))
+                ("listener u", dict(l, bind=f"unix:{ctx.path('u.sock')}")),
+                ("listener f", {"bind": f"127.0.0.1:{free_port()}", "mode": "forward"}),
+                ("route api", {"listener": "h", "host": "api.example", "pool": "api"}),
+                ("route all", {"listener": "h", "pool": "hashed"}),
+                ("route sni", {"listener": "t", "host": "sni.example", "pool": "sni"}))
     ctx.write("alive.ini", quiet)
     rc, _, err = run_fulcrum(["-t", "-c", "alive.ini"], cwd=ctx.tmp)
     check(rc == 0 and "warning" not in err, f"-t: status {rc}, stderr {err!r}")

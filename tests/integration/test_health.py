@@ -663,7 +663,7 @@ def test_checks_run_to_their_verdict_while_generations_come_fast(ctx):
     silent = _server(ctx, "silent", "http", 200)
     port = free_port()
     pool = dict(FAST, check="http GET /", check_interval="400ms", check_timeout="600ms",
-                fall=2, rise=1)
+                fall=3, rise=1)
     f = ctx.fulcrum(tcp_conf(port, [good.server_line(), silent.server_line()], pool=pool))
     t0 = time.monotonic()
     while time.monotonic() - t0 < 10 * SCALE and not _log_has(f, r"server p/silent DOWN"):
@@ -674,10 +674,10 @@ def test_checks_run_to_their_verdict_while_generations_come_fast(ctx):
             silenced = len(re.findall(r"reloaded", f.stderr()))
     reloads = len(re.findall(r"reloaded", f.stderr()))
     check(silent.kind == "silent", f"only {reloads} reloads in 10 s: the churn did not happen")
-    check(_log_has(f, r"server p/silent DOWN: no response within check_timeout \(2/2\)$"),
+    check(_log_has(f, r"server p/silent DOWN: no response within check_timeout \(3/3\)$"),
           f"the silent server never went DOWN through {reloads - silenced} reloads 250 ms apart")
-    check(reloads - silenced >= 4,
-          f"only {reloads - silenced} reloads while it was silent: the churn did not happen")
+    check(reloads >= 4 and reloads - silenced >= 2,
+          f"{reloads} reloads, {reloads - silenced} while it was silent: the churn did not happen")
     check(len(good.heads) >= 2, f"the good server got {len(good.heads)} checks")
     silent.kill()
     f.check_fds_settled()

@@ -346,12 +346,25 @@ def test_address_carried_through_tiers(ctx):
                             ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p",
                                             "proxy_protocol": "accept"})))
         for src, dst in (("198.51.100.7", "192.0.2.10"), ("2001:db8::7", "2001:db8::10")):
+            for make in (v1, v2):
+                s = connect(("127.0.0.1", port))
+                s.sendall(make(src, dst, 4444, 443) + b"tiers\n")
+                check(recv_exact(s, 6) == b"tiers\n", "payload")
+                s.close()
+                wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
+                check(srv.headers == [(version, src, 4444, dst, 443)],
+                      f"{make.__name__} in, {version} out: header {srv.headers}")
+                srv.headers.clear()
+        # UNKNOWN and LOCAL keep the real connection's addresses: those go on.
+        for hdr in (b"PROXY UNKNOWN\r\n", v2("1.2.3.4", "5.6.7.8", 1, 2, command=0)):
             s = connect(("127.0.0.1", port))
-            s.sendall(v1(src, dst, 4444, 443) + b"tiers\n")
+            me = s.getsockname()
+            s.sendall(hdr + b"tiers\n")
             check(recv_exact(s, 6) == b"tiers\n", "payload")
             s.close()
             wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-            check(srv.headers == [(version, src, 4444, dst, 443)], f"header {srv.headers}")
+            check(srv.headers == [(version, "127.0.0.1", me[1], "127.0.0.1", port)],
+                  f"after {hdr[:14]!r}, {version} out: header {srv.headers}")
             srv.headers.clear()
         f.stop()
 

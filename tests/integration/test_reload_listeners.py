@@ -11,8 +11,9 @@ import socket
 import threading
 import time
 
-from harness import (SCALE, StuckLog, _listening_inet, _listening_unix, _socket_inodes, check, connect,
-                     echo_roundtrip, free_port, ini, name_via, recv_line, refused, wait_for)
+from harness import (SCALE, StuckLog, TestFailure, _listening_inet, _listening_unix, _socket_inodes,
+                     check, connect, echo_roundtrip, free_port, ini, name_via, recv_line, refused,
+                     wait_for)
 from test_admin import Admin, metric, parse_metrics
 from test_cache import Origin
 from test_http import cbackend, client, close_backends_first, get, read_response, roundtrip
@@ -233,6 +234,7 @@ class Connecting:
 
     def __init__(self, port, n):
         self.port, self.failures, self.done = port, [], 0
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run) for _ in range(n)]
         for t in self._threads:
@@ -243,7 +245,8 @@ class Connecting:
             try:
                 if name_via(("127.0.0.1", self.port)) != "b1":
                     self.failures.append("wrong server")
-                self.done += 1
+                with self._lock:
+                    self.done += 1
             except OSError as e:
                 self.failures.append(repr(e))
 
@@ -444,27 +447,31 @@ def test_a_bind_moved_to_the_wildcard_under_load_drops_nothing(ctx):
     A handshake the kernel is half-way through as the socket goes is still
     reset: it waits for the client's last ACK on a socket that is gone, and
     no socket option moves it to a listener on another address. How many
-    are in flight at that instant grows with the machine's load, so some
-    are let pass in proportion to the connections made: one in 4,500 on an
-    idle machine, up to one in 800 here under ASan with four tests at once
-    (and more on a busy CI machine). Without the emptying, one in 110-300
-    fails, well above that."""
+    are in flight at that instant grows with the machine's load: one in
+    4,500 connections on an idle machine, up to one in 800 here under ASan
+    with four tests at once. So a few are let pass, one in 800, and a run
+    over that gets a second chance: a burst of load is unlikely twice.
+    Without the emptying, one connection in 60-300 fails, in every run."""
     p = free_port()
     site = Site(ctx, [("a", f"127.0.0.1:{p}", "p1")])
-    load = Connecting(p, 4)
-    try:
-        for i in range(20):
-            time.sleep(0.05)
-            site.reload([("a", f"127.0.0.1:{p}", "p1")])
-            time.sleep(0.05)
-            site.reload([("a", f"0.0.0.0:{p}", "p1")])
-    finally:
-        load.stop()
-    allowed = 2 + load.done // 400
-    check(len(load.failures) <= allowed,
-          f"{len(load.failures)} failed connections in {load.done} (at most {allowed}): "
-          f"{load.failures[:3]}")
-    check(load.done > 200, f"only {load.done} connections went through")
+    runs = []
+    for attempt in range(2):
+        load = Connecting(p, 4)
+        try:
+            for i in range(20):
+                time.sleep(0.05)
+                site.reload([("a", f"127.0.0.1:{p}", "p1")])
+                time.sleep(0.05)
+                site.reload([("a", f"0.0.0.0:{p}", "p1")])
+        finally:
+            load.stop()
+        check(load.done > 200, f"only {load.done} connections went through")
+        allowed = 2 + load.done // 800
+        runs.append(f"{len(load.failures)} failed in {load.done} (at most {allowed}): "
+                    f"{load.failures[:2]}")
+        if len(load.failures) <= allowed:
+            return
+    raise TestFailure("; ".join(runs))
 
 
 def test_a_new_bind_does_not_join_another_processs_port(ctx):
