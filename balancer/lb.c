@@ -291,6 +291,20 @@ bool lb_bound_admits(const struct lb_bound *b, const struct lb_server *s)
 	return (uint64_t)(active > 0 ? active : 0) + 1 <= cap;
 }
 
+bool lb_pool_full(const struct lb_pool *pool)
+{
+	for (size_t i = 0; i < pool->n_servers; i++) {
+		const struct lb_server *s = pool->servers[i];
+		if (s->maxconn > 0 &&
+		    atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_UP &&
+		    !lb_server_is_failing(s) &&
+		    atomic_load_explicit(&s->weight, memory_order_relaxed) > 0 &&
+		    atomic_load_explicit(s->active, memory_order_relaxed) >= s->maxconn)
+			return true;
+	}
+	return false;
+}
+
 struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,
 			  struct lb_server *const *tried, size_t n_tried)
 {

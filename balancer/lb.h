@@ -118,6 +118,11 @@ struct lb_worker {
 struct lb_server *lb_pick(const struct lb_pool *pool, struct lb_worker *w, uint64_t key,
 			  struct lb_server *const *tried, size_t n_tried);
 
+/* After lb_pick found nothing for a first try: whether a server of POOL
+ * would have taken it but for its maxconn (the pool is full, not down),
+ * which the log tells apart from a pool with no server up. */
+bool lb_pool_full(const struct lb_pool *pool);
+
 /* The servers one connection or request has tried (retries). The last
  * LB_TRIED_KEEP of them are remembered for lb_pick to skip; n counts every
  * try, so a `retries` longer than that may go back to the oldest. */

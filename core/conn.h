@@ -30,6 +30,7 @@
 	X(CR_CONNECT_FAILED, "connect_failed")                                                     \
 	X(CR_SERVER_TLS, "server_tls_failed")                                                      \
 	X(CR_NO_SERVER, "no_server")                                                               \
+	X(CR_SERVERS_FULL, "servers_full")                                                         \
 	X(CR_CLIENT_RESET, "client_reset")                                                         \
 	X(CR_CLIENT_CLOSED, "client_closed")                                                       \
 	X(CR_CLIENT_TLS, "client_tls_error")                                                       \

@@ -99,7 +99,10 @@ static void connect_next(struct conn *c)
 		if (s && !lb_server_take(s) && ++raced < LB_TAKE_TRIES)
 			continue; /* its last place went to another worker */
 		if (!s || raced == LB_TAKE_TRIES) {
-			conn_close(c, c->tried.n ? c->reason : CR_NO_SERVER);
+			enum close_reason why = c->reason;
+			if (!c->tried.n)
+				why = lb_pool_full(c->pool) ? CR_SERVERS_FULL : CR_NO_SERVER;
+			conn_close(c, why);
 			return;
 		}
 		lb_tried_add(&c->tried, s);

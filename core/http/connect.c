@@ -147,6 +147,8 @@ void http_connect_server(struct conn *c)
 		if (!s) {
 			if (hc->tried.n)
 				http_reply(c, hc->try_failure_status, hc->try_failure, false);
+			else if (lb_pool_full(hc->pool))
+				http_reply(c, 503, "servers_full", false);
 			else
 				http_reply(c, 503, "no_server", false);
 			return;

@@ -1525,7 +1525,9 @@ def test_maxconn_caps_in_flight_requests(ctx):
 
     py = pyserver(ctx, slow)
     port = free_port()
-    ctx.fulcrum(http_conf(port, [py.server_line("maxconn=1")], glob={"workers": 2}))
+    log = ctx.path("maxconn.log")
+    ctx.fulcrum(http_conf(port, [py.server_line("maxconn=1")],
+                          glob={"workers": 2, "access_log": log}))
     first = client(port)
     first.send(get("/first"))
     wait_for(lambda: len(py.heads) == 1, 5 * SCALE, what="the first request at the server")
@@ -1533,6 +1535,10 @@ def test_maxconn_caps_in_flight_requests(ctx):
     second.send(get("/second"))
     m = read_response(second)
     check(m.status == 503, f"a second request past maxconn=1: {m.status}")
+    # Full, not down: the log says which.
+    wait_for(lambda: any('"GET /second' in l and l.endswith(" servers_full")
+                         for l in read_lines(log)),
+             3 * SCALE, what="the 503 logged servers_full")
     gate.set()
     m = read_response(first)
     check(m.status == 200 and m.body == b"slow", f"the request in flight: {m!r}")

@@ -519,6 +519,32 @@ def test_client_leaves_while_connecting(ctx):
     f.check_fds_settled(timeout=3)
 
 
+def test_a_full_pool_is_logged_apart_from_one_with_no_server_up(ctx):
+    """A connection turned away because every usable server is at its
+    maxconn is logged servers_full; one turned away because no server is up
+    at all, no_server: an operator tells saturation from an outage."""
+    b = ctx.backend("echo")
+    port, log = free_port(), ctx.path("access.log")
+    down = f"d 127.0.0.1:{closed_port()} disabled"
+    ctx.fulcrum(tcp_conf(port, [b.server_line() + " maxconn=1", down],
+                         glob={"access_log": log}))
+    held = connect(("127.0.0.1", port))
+    check(echo_roundtrip(held, b"x"), "the first connection")
+    turned = connect(("127.0.0.1", port))
+    check(closed_by_peer(turned, 2 * SCALE) is not None, "a connection past maxconn=1 stayed open")
+    turned.close()
+    wait_for(lambda: any(l.endswith(" servers_full") for l in read_lines(log)), 3 * SCALE,
+             what="servers_full in the log")
+    held.close()
+    only_down = free_port()
+    ctx.fulcrum(tcp_conf(only_down, [down], glob={"access_log": log}))
+    s = connect(("127.0.0.1", only_down))
+    check(closed_by_peer(s, 2 * SCALE) is not None, "a connection to a pool with no server up")
+    s.close()
+    wait_for(lambda: any(l.endswith(" no_server") for l in read_lines(log)), 3 * SCALE,
+             what="no_server in the log")
+
+
 def test_out_of_fds_is_not_held_against_the_server(ctx):
     """When fulcrum runs out of descriptors, a connect it cannot even start
     is its own shortage: the client is closed with reason out_of_resources,
