@@ -313,59 +313,63 @@ def test_http_listener(ctx):
     check(f.alive(), "fulcrum died")
 
 
+def _sending_tier(ctx, version, bind, accept=False):
+    """fulcrum with a tcp listener on BIND in front of a server that wants a
+    VERSION header; the listener takes one too when ACCEPT. (fulcrum, server)."""
+    srv = pp_backend(ctx)
+    l = {"bind": bind, "mode": "tcp", "pool": "p"}
+    if accept:
+        l["proxy_protocol"] = "accept"
+    f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
+                        ("pool p", {"check": "none",
+                                    "server": srv.server_line("s1", f"proxy_protocol={version}")}),
+                        ("listener l", l)))
+    return f, srv
+
+
+def _header_sent_on(srv, s, first):
+    """Sends FIRST and a payload on S, the client's connected socket, and
+    returns the one header SRV got for it."""
+    s.sendall(first + b"tiers\n")
+    check(recv_exact(s, 6) == b"tiers\n", f"the payload after {first[:16]!r}")
+    s.close()
+    wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
+    check(len(srv.headers) == 1, f"headers {srv.headers}")
+    return srv.headers.pop()
+
+
 def test_server_proxy_protocol(ctx):
     for version in ("v1", "v2"):
-        srv = pp_backend(ctx)
         port = free_port()
-        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
-                            ("pool p", {"check": "none",
-                                        "server": srv.server_line("s1", f"proxy_protocol={version}")}),
-                            ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp",
-                                            "pool": "p"})))
+        f, srv = _sending_tier(ctx, version, f"127.0.0.1:{port}")
         s = connect(("127.0.0.1", port))
         me = s.getsockname()
-        s.sendall(b"payload\n")
-        check(recv_exact(s, 8) == b"payload\n", f"{version}: payload after the header")
-        s.close()
-        wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-        check(srv.headers == [(version, "127.0.0.1", me[1], "127.0.0.1", port)],
-              f"{version}: header {srv.headers}, want client {me} to port {port}")
+        got = _header_sent_on(srv, s, b"")
+        check(got == (version, "127.0.0.1", me[1], "127.0.0.1", port),
+              f"{version}: header {got}, want client {me} to port {port}")
         f.stop()
 
 
 def test_address_carried_through_tiers(ctx):
     """Both addresses of an accepted header go on unchanged, as HAProxy
     passes them: the server learns which address the client reached at
-    the first tier, not fulcrum's own."""
+    the first tier, not fulcrum's own. UNKNOWN and LOCAL keep the real
+    connection's addresses, and those go on."""
     for version in ("v1", "v2"):
-        srv = pp_backend(ctx)
         port = free_port()
-        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
-                            ("pool p", {"check": "none",
-                                        "server": srv.server_line("s1", f"proxy_protocol={version}")}),
-                            ("listener l", {"bind": f"127.0.0.1:{port}", "mode": "tcp", "pool": "p",
-                                            "proxy_protocol": "accept"})))
+        f, srv = _sending_tier(ctx, version, f"127.0.0.1:{port}", accept=True)
         for src, dst in (("198.51.100.7", "192.0.2.10"), ("2001:db8::7", "2001:db8::10")):
             for make in (v1, v2):
-                s = connect(("127.0.0.1", port))
-                s.sendall(make(src, dst, 4444, 443) + b"tiers\n")
-                check(recv_exact(s, 6) == b"tiers\n", "payload")
-                s.close()
-                wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-                check(srv.headers == [(version, src, 4444, dst, 443)],
-                      f"{make.__name__} in, {version} out: header {srv.headers}")
-                srv.headers.clear()
-        # UNKNOWN and LOCAL keep the real connection's addresses: those go on.
+                got = _header_sent_on(srv, connect(("127.0.0.1", port)),
+                                      make(src, dst, 4444, 443))
+                check(got == (version, src, 4444, dst, 443),
+                      f"{make.__name__} in, {version} out: header {got}")
         for hdr in (b"PROXY UNKNOWN\r\n", v2("1.2.3.4", "5.6.7.8", 1, 2, command=0)):
             s = connect(("127.0.0.1", port))
             me = s.getsockname()
-            s.sendall(hdr + b"tiers\n")
-            check(recv_exact(s, 6) == b"tiers\n", "payload")
-            s.close()
-            wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-            check(srv.headers == [(version, "127.0.0.1", me[1], "127.0.0.1", port)],
-                  f"after {hdr[:14]!r}, {version} out: header {srv.headers}")
-            srv.headers.clear()
+            got = _header_sent_on(srv, s, hdr)
+            check(got == (version, "127.0.0.1", me[1], "127.0.0.1", port),
+                  f"after {hdr[:14]!r}, {version} out: header {got}")
         f.stop()
 
 
@@ -373,22 +377,14 @@ def test_address_carried_from_a_unix_socket_listener(ctx):
     """A PROXY header accepted on a unix-socket listener: the addresses
     it gave still go on to the server."""
     for version in ("v1", "v2"):
-        srv = pp_backend(ctx)
         path = ctx.path(f"l-{version}.sock")
-        f = ctx.fulcrum(ini(("global", {"workers": 1, "admin": "", "access_log": "off"}),
-                            ("pool p", {"check": "none",
-                                        "server": srv.server_line("s1", f"proxy_protocol={version}")}),
-                            ("listener l", {"bind": f"unix:{path}", "mode": "tcp", "pool": "p",
-                                            "proxy_protocol": "accept"})))
+        f, srv = _sending_tier(ctx, version, f"unix:{path}", accept=True)
         s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         s.settimeout(3 * SCALE)
         s.connect(path)
-        s.sendall(v1("198.51.100.7", "192.0.2.10", 4444, 443) + b"tiers\n")
-        check(recv_exact(s, 6) == b"tiers\n", f"{version}: payload")
-        s.close()
-        wait_for(lambda: srv.headers, 3 * SCALE, what="a header at the server")
-        check(srv.headers[0] == (version, "198.51.100.7", 4444, "192.0.2.10", 443),
-              f"{version}: header {srv.headers}")
+        got = _header_sent_on(srv, s, v1("198.51.100.7", "192.0.2.10", 4444, 443))
+        check(got == (version, "198.51.100.7", 4444, "192.0.2.10", 443),
+              f"{version}: header {got}")
         f.stop()
 
 
