@@ -50,11 +50,17 @@ static void warn_unread(struct cfg_loader *ld, enum cfg_sec sec, size_t i, const
 		cfg_ld_warn_at(ld, line, "%s has no effect %s", key, why);
 }
 
+/* The balances that read hash_key. */
+static bool balance_hashes(enum cfg_balance b)
+{
+	return b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING;
+}
+
 static void validate_pool(struct cfg_loader *ld, size_t i)
 {
 	const struct cfg_pool *p = &ld->cfg->pools[i];
 	enum cfg_balance b = p->balance;
-	bool hashing = b == BAL_SOURCE || b == BAL_MAGLEV || b == BAL_RING;
+	bool hashing = balance_hashes(b);
 	char why[512];
 
 	snprintf(why, sizeof(why), "with balance = %s (only with source, maglev or ring)",
@@ -310,13 +316,11 @@ static void warn_pool_use(struct cfg_loader *ld)
 				by_http |= cfg->listeners[cfg->routes[i].listener].mode != MODE_TCP;
 			}
 		const struct cfg_pool *pc = &cfg->pools[p];
-		bool hashing = pc->balance == BAL_SOURCE || pc->balance == BAL_MAGLEV ||
-			       pc->balance == BAL_RING;
 		if (!used)
 			cfg_ld_warn_at(ld, pc->line,
 				       "pool \"%s\" gets no traffic: no listener or route names it",
 				       pc->name);
-		else if (hashing)
+		else if (balance_hashes(pc->balance))
 			warn_unread(
 				ld, CFG_SEC_POOL, p, "hash_key",
 				by_http || pc->hash_key == HKEY_CLIENT_IP,
