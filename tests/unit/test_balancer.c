@@ -8,6 +8,7 @@
 #include <criterion/logging.h>
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -240,7 +241,10 @@ Test(all, maxconn_respected)
  * server as fast as they can: a pick that saw the place free and lost it
  * to the other must be refused, never counted past the cap. Each thread
  * goes on until both have had places (a thread may finish a fixed count
- * before the other is even scheduled), up to a bound. */
+ * before the other is even scheduled), up to a bound. A thread yields
+ * after giving its place back: without it, the core that last wrote the
+ * counter can win every race for it, and the other thread never gets a
+ * place at all (seen on a CI machine: 20000000 to 0). */
 #define TAKE_MIN_TRIES	200000
 #define TAKE_MAX_TRIES	20000000
 #define TAKE_MIN_PLACES 1000
@@ -266,6 +270,7 @@ static void *take_and_put(void *arg)
 		if (atomic_load(t->s->active) > t->s->maxconn)
 			t->over++;
 		lb_server_put(t->s);
+		sched_yield();
 	}
 	return NULL;
 }
