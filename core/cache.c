@@ -474,6 +474,55 @@ static bool same_validators(const struct cache_entry *a, const struct cache_entr
 	       memcmp(a->head + a->lm_off, b->head + b->lm_off, a->lm_len) == 0;
 }
 
+static bool same_variant(const struct cache_entry *a, const struct cache_entry *b)
+{
+	return a->vary_len == b->vary_len && memcmp(a->vary, b->vary, a->vary_len) == 0;
+}
+
+/* Whether E, the answer to a HEAD that went to the server (the client asked
+ * for no-cache, or the entry was stale), would replace a stored GET with the
+ * same validators, whose body it lacks: then it is dropped (RFC 9111 §4.3.5
+ * would merge its fields). New validators mean the stored body is out of
+ * date: then the GET goes (drop_replaced). Under the shard's lock. */
+static bool head_adds_nothing(const struct cache_entry *chain, const struct cache_entry *e,
+			      const struct cache_key *k)
+{
+	if (!e->head_only)
+		return false;
+	for (const struct cache_entry *o = chain; o; o = o->next)
+		if (key_equals(o, k) && !o->pass && !o->head_only && same_variant(o, e) &&
+		    same_validators(o, e))
+			return true;
+	return false;
+}
+
+/* Unlinks the entries of S's chain HEAD that E replaces: the same variant,
+ * or a pass marker when E is none; and the oldest variant when the key has
+ * CACHE_MAX_VARIANTS. Under the shard's lock. */
+static void drop_replaced(struct cache_shard *s, struct cache_entry *head,
+			  const struct cache_entry *e, const struct cache_key *k)
+{
+	struct cache_entry *oldest = NULL;
+	unsigned variants = 0;
+
+	for (struct cache_entry *o = head, *next; o; o = next) {
+		next = o->next;
+		if (!key_equals(o, k))
+			continue;
+		if ((o->pass && !e->pass) || same_variant(o, e)) {
+			unlink_entry(s, o);
+		} else if (!o->pass) {
+			variants++;
+			oldest = o; /* new entries go to the chain's head, so near enough */
+		}
+	}
+	/* Each lookup of the key walks its variants under the lock: a client
+	 * sending a new value of a Vary field with every request must not make
+	 * that walk as long as it likes. */
+	if (variants >= CACHE_MAX_VARIANTS && oldest)
+		unlink_entry(s, oldest);
+}
+
 void cache_insert(struct cache *c, struct cache_entry *e)
 {
 	struct cache_shard *s = shard_of(c, e->hash);
@@ -499,38 +548,12 @@ void cache_insert(struct cache *c, struct cache_entry *e)
 		return;
 	}
 	struct cache_entry **head = &s->buckets[e->hash & (s->n_buckets - 1)];
-	/* The answer to a HEAD that went to the server (the client asked for
-	 * no-cache, or the entry was stale) does not replace a stored GET with
-	 * the same validators, whose body it lacks: it is dropped (RFC 9111
-	 * §4.3.5 would merge its fields). New validators mean the stored body
-	 * is out of date: then the GET goes, below. */
-	for (struct cache_entry *o = *head; e->head_only && o; o = o->next) {
-		if (key_equals(o, &k) && !o->pass && !o->head_only && o->vary_len == e->vary_len &&
-		    memcmp(o->vary, e->vary, e->vary_len) == 0 && same_validators(o, e)) {
-			pthread_mutex_unlock(&s->lock);
-			cache_entry_put(e);
-			return;
-		}
+	if (head_adds_nothing(*head, e, &k)) {
+		pthread_mutex_unlock(&s->lock);
+		cache_entry_put(e);
+		return;
 	}
-	struct cache_entry *oldest = NULL;
-	unsigned variants = 0;
-	for (struct cache_entry *o = *head, *next; o; o = next) {
-		next = o->next;
-		if (!key_equals(o, &k))
-			continue;
-		if ((o->pass && !e->pass) ||
-		    (o->vary_len == e->vary_len && memcmp(o->vary, e->vary, e->vary_len) == 0)) {
-			unlink_entry(s, o);
-		} else if (!o->pass) {
-			variants++;
-			oldest = o; /* new entries go to the chain's head, so near enough */
-		}
-	}
-	/* Each lookup of the key walks its variants under the lock: a client
-	 * sending a new value of a Vary field with every request must not make
-	 * that walk as long as it likes. */
-	if (variants >= CACHE_MAX_VARIANTS && oldest)
-		unlink_entry(s, oldest);
+	drop_replaced(s, *head, e, &k);
 	while (s->bytes + e->charge > s->budget && !list_is_empty(&s->lru))
 		unlink_entry(s, container_of(s->lru.next, struct cache_entry, lru));
 	chain_add(head, e);

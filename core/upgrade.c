@@ -593,6 +593,48 @@ static void on_pipe(struct ev_handler *h, uint32_t events)
 	reap();
 }
 
+/* Starts the new binary with ENV. Returns 0 or -errno. The child inherits
+ * the signal mask, which blocks the signals fulcrum takes through its
+ * signalfd: one sent before the new process set its own up waits for it
+ * instead of killing it. */
+static int spawn(char **env)
+{
+	/* Until its exec has closed them, the child holds a copy of every fd,
+	 * so a worker closing one must take it out of its epoll first
+	 * (worker_close); every worker sees the flag once it has passed a
+	 * quiescent point. posix_spawn returns a little before the
+	 * close-on-exec copies are gone (the kernel lets a vfork parent go on
+	 * before it closes them), so the flag stays until the child says it
+	 * runs, or is gone (on_pipe). */
+	atomic_store(&worker_fds_shared, true);
+	workers_wait_quiescent();
+	int err = -posix_spawn(&up.child, up.exe, NULL, NULL, up.argv, env);
+	if (err)
+		atomic_store(&worker_fds_shared, false);
+	return err;
+}
+
+/* Watches the pipe FD, on which the new process says it runs, from the
+ * main loop's EPFD. Returns 0, or -errno after stopping the new process:
+ * unwatched, it could never take over. */
+static int watch_child(int fd, int epfd)
+{
+	up.h.fn = on_pipe;
+	up.pipe_fd = fd;
+	up.epfd = epfd;
+	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &up.h};
+	if (epoll_ctl(epfd, EPOLL_CTL_ADD, up.pipe_fd, &ev) == 0)
+		return 0;
+	int err = -errno;
+	log_error("upgrade: cannot watch the new process: %s; stopping it", strerror(-err));
+	kill(up.child, SIGKILL);
+	waitpid(up.child, NULL, 0);
+	close(up.pipe_fd);
+	up.pipe_fd = -1;
+	atomic_store(&worker_fds_shared, false);
+	return err;
+}
+
 int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_t n_socks,
 		  int admin_fd, int epfd)
 {
@@ -621,23 +663,8 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 	char **env = err ? NULL : child_environ(h.env.data);
 	if (!err && !env)
 		err = -ENOMEM;
-	/* The child inherits the signal mask, which blocks the signals fulcrum
-	 * takes through its signalfd: one sent before the new process set its
-	 * own up waits for it instead of killing it. */
-	if (!err) {
-		/* Until its exec has closed them, the child holds a copy of
-		 * every fd, so a worker closing one must take it out of its
-		 * epoll first (worker_close); every worker sees the flag once it
-		 * has passed a quiescent point. posix_spawn returns a little
-		 * before the close-on-exec copies are gone (the kernel lets a
-		 * vfork parent go on before it closes them), so the flag stays
-		 * until the child says it runs, or is gone (on_pipe). */
-		atomic_store(&worker_fds_shared, true);
-		workers_wait_quiescent();
-		err = -posix_spawn(&up.child, up.exe, NULL, NULL, up.argv, env);
-		if (err)
-			atomic_store(&worker_fds_shared, false);
-	}
+	if (!err)
+		err = spawn(env);
 	free(env);
 	handover_free(&h);
 	if (err) {
@@ -645,21 +672,9 @@ int upgrade_begin(const struct cfg *cfg, const struct upgrade_sock *socks, size_
 		close(pipefd[0]);
 		return err;
 	}
-	up.h.fn = on_pipe;
-	up.pipe_fd = pipefd[0];
-	up.epfd = epfd;
-	struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &up.h};
-	if (epoll_ctl(epfd, EPOLL_CTL_ADD, up.pipe_fd, &ev) < 0) {
-		/* Without its pipe watched the child could never take over. */
-		err = -errno;
-		log_error("upgrade: cannot watch the new process: %s; stopping it", strerror(-err));
-		kill(up.child, SIGKILL);
-		waitpid(up.child, NULL, 0);
-		close(up.pipe_fd);
-		up.pipe_fd = -1;
-		atomic_store(&worker_fds_shared, false);
+	err = watch_child(pipefd[0], epfd);
+	if (err)
 		return err;
-	}
 	up.state = UP_PENDING;
 	up.killed = false;
 	up.deadline_ms = clock_ms() + UPGRADE_READY_TIMEOUT_MS;

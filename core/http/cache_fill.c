@@ -257,13 +257,44 @@ static void forwarded_fields(const struct http_conn *hc, struct cache_req *rq)
 	rq->lines_len = (size_t)(end - rq->lines);
 }
 
+/* A new entry for the response H, storable by the policy P, with room for
+ * its head and a body of BODY_CAP bytes. NULL when its Vary fields do not
+ * fit (*VARY_FAILED set) or memory ran out. */
+static struct cache_entry *new_entry(struct conn *c, const struct http_head *h,
+				     const struct cache_resp_policy *p, uint64_t body_cap,
+				     bool *vary_failed)
+{
+	struct http_conn *hc = c->http;
+	struct cache_req rq;
+	char vary[CACHE_VARY_MAX];
+
+	forwarded_fields(hc, &rq);
+	int vlen = cache_vary_build(h, hc->sbuf, &rq, vary, sizeof(vary));
+	*vary_failed = vlen < 0;
+	if (vlen < 0)
+		return NULL;
+	struct cache_entry *e =
+		cache_entry_new(&hc->cache_fill->key, vary, (size_t)vlen, h->head_len, body_cap);
+	if (!e)
+		return NULL;
+	e->status = (uint16_t)h->status;
+	e->head_only = hc->method_id == HTTP_M_HEAD;
+	if (hc->fwd && c->server)
+		memcpy(&e->origin, &c->server->addr.ss,
+		       c->server->addr.len < sizeof(e->origin) ? c->server->addr.len
+							       : sizeof(e->origin));
+	e->auth_ok = p->auth_ok;
+	e->stored_ms = c->w->now_ms;
+	e->initial_age_ms = p->initial_age_ms;
+	e->lifetime_ms = p->lifetime_s * 1000;
+	return e;
+}
+
 void cache_http_response(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
 	struct cache_fill *f = hc->cache_fill;
 	struct cache_resp_policy p;
-	struct cache_req rq;
-	char vary[CACHE_VARY_MAX];
 
 	if (!f)
 		return;
@@ -296,27 +327,16 @@ void cache_http_response(struct conn *c, const struct http_head *h)
 		not_storable(c, CACHE_PASS_MS);
 		return;
 	}
-	forwarded_fields(hc, &rq);
-	int vlen = cache_vary_build(h, hc->sbuf, &rq, vary, sizeof(vary));
-	if (vlen < 0) {
+	bool vary_failed;
+	struct cache_entry *e = new_entry(c, h, &p, body_cap, &vary_failed);
+	if (vary_failed) {
 		not_storable(c, CACHE_PASS_MS);
 		return;
 	}
-	struct cache_entry *e = cache_entry_new(&f->key, vary, (size_t)vlen, h->head_len, body_cap);
 	if (!e) {
 		cache_fill_drop(hc);
 		return;
 	}
-	e->status = (uint16_t)h->status;
-	e->head_only = hc->method_id == HTTP_M_HEAD;
-	if (hc->fwd && c->server)
-		memcpy(&e->origin, &c->server->addr.ss,
-		       c->server->addr.len < sizeof(e->origin) ? c->server->addr.len
-							       : sizeof(e->origin));
-	e->auth_ok = p.auth_ok;
-	e->stored_ms = c->w->now_ms;
-	e->initial_age_ms = p.initial_age_ms;
-	e->lifetime_ms = p.lifetime_s * 1000;
 	f->e = e;
 	if (!reserve(f)) {
 		cache_fill_drop(hc);

@@ -484,6 +484,31 @@ static bool client_accepts(const struct cache_entry *e, const struct cache_req_p
 	return true;
 }
 
+/* Whether E, an entry a forward listener stored, came from an origin that
+ * a reload has denied since: then it is answered 403. */
+static bool origin_now_denied(struct conn *c, const struct cache_entry *e)
+{
+	return e && !e->pass && c->http->fwd && e->origin.sa.sa_family &&
+	       forward_denies_origin(c, &e->origin.sa);
+}
+
+/* Answers from E, fresh and acceptable to the client: a 304 when the
+ * client's own validators match it. RFC 9110 §13.2.1: preconditions hold
+ * for a 2xx only; a stored 404 is sent whole. */
+static void serve_hit(struct conn *c, struct cache_entry *e, const struct http_head *h,
+		      const struct cache_req_policy *rp)
+{
+	struct http_conn *hc = c->http;
+
+	cache_fill_drop(hc); /* a wait for it is over */
+	if (rp->conditional && e->status >= 200 && e->status < 300 &&
+	    cache_not_modified(rp, h, hc->rbuf, e->head + e->etag_off, e->etag_len,
+			       e->head + e->lm_off, e->lm_len) &&
+	    serve_not_modified(c, e))
+		return;
+	serve(c, e, h, rp);
+}
+
 bool cache_http_request(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
@@ -513,24 +538,14 @@ bool cache_http_request(struct conn *c, const struct http_head *h)
 	struct cache_req rq = {.h = h, .buf = hc->rbuf};
 	bool stale = false;
 	struct cache_entry *e = cache_lookup(cache, &k, &rq, rp.authorized, c->w->now_ms, &stale);
-	if (e && !e->pass && hc->fwd && e->origin.sa.sa_family &&
-	    forward_denies_origin(c, &e->origin.sa)) {
-		/* A reload denied where it came from since. */
+	if (origin_now_denied(c, e)) {
 		cache_entry_put(e);
 		cache_fill_drop(hc);
 		http_reply_ex(c, 403, "denied_address", false, NULL);
 		return true;
 	}
 	if (e && !stale && !rp.no_cache && !e->pass && client_accepts(e, &rp, c->w->now_ms)) {
-		cache_fill_drop(hc); /* a wait for it is over */
-		/* RFC 9110 §13.2.1: preconditions hold for a 2xx only; a
-		 * stored 404 is sent whole. */
-		if (rp.conditional && e->status >= 200 && e->status < 300 &&
-		    cache_not_modified(&rp, h, hc->rbuf, e->head + e->etag_off, e->etag_len,
-				       e->head + e->lm_off, e->lm_len) &&
-		    serve_not_modified(c, e))
-			return true;
-		serve(c, e, h, &rp);
+		serve_hit(c, e, h, &rp);
 		return true;
 	}
 	if (rp.only_if_cached) {

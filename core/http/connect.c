@@ -112,9 +112,9 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	return true;
 }
 
-/* Picks a server (unless sticky already did) and gets a connection to it:
- * an idle pooled one, or a new one. */
-void http_connect_server(struct conn *c)
+/* Picks a server (unless sticky already did) and takes one of its places.
+ * Returns it, or NULL after answering the client. */
+static struct lb_server *take_server(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
 
@@ -134,7 +134,9 @@ void http_connect_server(struct conn *c)
 			if (hc->tried.n && hc->pinned)
 				hc->set_cookie = true;
 		}
-		if (s && !lb_server_take(s)) {
+		if (s && lb_server_take(s))
+			return s;
+		if (s) {
 			/* Its last place went to another worker since the pick
 			 * (or the sticky check): pick again. A sticky client
 			 * whose server filled up stays pinned, as above. */
@@ -142,17 +144,27 @@ void http_connect_server(struct conn *c)
 			hc->pinned = false;
 			if (++raced < LB_TAKE_TRIES)
 				continue;
-			s = NULL;
 		}
-		if (!s) {
-			if (hc->tried.n)
-				http_reply(c, hc->try_failure_status, hc->try_failure, false);
-			else if (lb_pool_full(hc->pool))
-				http_reply(c, 503, "servers_full", false);
-			else
-				http_reply(c, 503, "no_server", false);
+		if (hc->tried.n)
+			http_reply(c, hc->try_failure_status, hc->try_failure, false);
+		else if (lb_pool_full(hc->pool))
+			http_reply(c, 503, "servers_full", false);
+		else
+			http_reply(c, 503, "no_server", false);
+		return NULL;
+	}
+}
+
+/* Gets a connection to a server taken by take_server: an idle pooled one,
+ * or a new one; on to the next server while connecting fails at once. */
+void http_connect_server(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	for (;;) {
+		struct lb_server *s = take_server(c);
+		if (!s)
 			return;
-		}
 		hc->server = s;
 		lb_tried_add(&hc->tried, s);
 		c->server = s;

@@ -571,6 +571,48 @@ void forward_established(struct conn *c)
 	http_set_phase(c, HP_REPLY);
 }
 
+/* Answers a request check_auth stopped for WHY. Missing credentials are
+ * the first step of a normal exchange; wrong ones end the connection, so
+ * guesses cannot be pipelined on it. */
+static void answer_auth(struct conn *c, const char *why)
+{
+	if (strcmp(why, "auth_pending") == 0)
+		http_set_phase(c, HP_AUTH); /* on_auth resumes it */
+	else if (strcmp(why, "no_memory") == 0)
+		http_reply_ex(c, 500, why, true, NULL);
+	else if (strcmp(why, "auth_busy") == 0)
+		http_reply_ex(c, 503, why, true, "Retry-After: 1\r\n");
+	else
+		http_reply_ex(c, 407, why, strcmp(why, "auth_failed") == 0, AUTH_HEADER);
+}
+
+/* The listener's rules for where F goes and what it carries, before any
+ * name is resolved. Returns true after answering a request they refuse. */
+static bool refused(struct conn *c, const struct fwd_conn *f)
+{
+	const struct http_conn *hc = c->http;
+	const struct cfg_listener *lc = c->lc;
+
+	if (f->tunnel && !port_allowed(lc, f->port)) {
+		http_reply_ex(c, 403, "port_denied", false, NULL);
+		return true;
+	}
+	if (!acl_allows(lc->acl, f->host, f->port)) {
+		http_reply_ex(c, 403, "denied", false, NULL);
+		return true;
+	}
+	if (f->tunnel && hc->req_body != HTTP_BODY_NONE) {
+		http_reply_ex(c, 400, "connect_with_body", true, NULL);
+		return true;
+	}
+	if (!f->tunnel && lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
+	    hc->req_left > lc->max_body_size) {
+		http_reply_ex(c, 413, "body_too_large", true, NULL);
+		return true;
+	}
+	return false;
+}
+
 void forward_begin(struct conn *c, const struct http_head *h)
 {
 	struct http_conn *hc = c->http;
@@ -595,36 +637,11 @@ void forward_begin(struct conn *c, const struct http_head *h)
 		return;
 	}
 	if ((why = check_auth(c, h))) {
-		/* Missing credentials are the first step of a normal exchange;
-		 * wrong ones end the connection, so guesses cannot be
-		 * pipelined on it. */
-		if (strcmp(why, "auth_pending") == 0)
-			http_set_phase(c, HP_AUTH); /* on_auth resumes it */
-		else if (strcmp(why, "no_memory") == 0)
-			http_reply_ex(c, 500, why, true, NULL);
-		else if (strcmp(why, "auth_busy") == 0)
-			http_reply_ex(c, 503, why, true, "Retry-After: 1\r\n");
-		else
-			http_reply_ex(c, 407, why, strcmp(why, "auth_failed") == 0, AUTH_HEADER);
+		answer_auth(c, why);
 		return;
 	}
-	if (f->tunnel && !port_allowed(lc, f->port)) {
-		http_reply_ex(c, 403, "port_denied", false, NULL);
+	if (refused(c, f))
 		return;
-	}
-	if (!acl_allows(lc->acl, f->host, f->port)) {
-		http_reply_ex(c, 403, "denied", false, NULL);
-		return;
-	}
-	if (f->tunnel && hc->req_body != HTTP_BODY_NONE) {
-		http_reply_ex(c, 400, "connect_with_body", true, NULL);
-		return;
-	}
-	if (!f->tunnel && lc->max_body_size && hc->req_body == HTTP_BODY_LENGTH &&
-	    hc->req_left > lc->max_body_size) {
-		http_reply_ex(c, 413, "body_too_large", true, NULL);
-		return;
-	}
 	int64_t mf = max_forwards(h, hc->rbuf);
 	if (mf == 0) {
 		/* The last hop: answered here. fulcrum does not reflect requests

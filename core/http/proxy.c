@@ -509,6 +509,51 @@ static bool run_request_head(struct conn *c)
 	return true;
 }
 
+/* One step of C in its current phase. Returns false when C waits (or is
+ * closed), true when the step may have moved it on. */
+static bool run_phase(struct conn *c)
+{
+	struct http_conn *hc = http_of(c);
+
+	switch (hc->phase) {
+	case HP_IDLE:
+	case HP_HEAD:
+		return run_request_head(c);
+	case HP_AUTH:
+	case HP_RESOLVE:
+		/* forward.c resumes the connection with the answer */
+		client_reset_while_waiting(c);
+		return false;
+	case HP_CACHE_WAIT:
+		/* the timer tries again (http_on_timer) */
+		client_reset_while_waiting(c);
+		return false;
+	case HP_CONNECT:
+		if (client_reset_while_waiting(c))
+			return false;
+		http_check_connect(c);
+		return c->state != CS_CLOSED && hc->phase != HP_CONNECT;
+	case HP_EXCHANGE:
+		/* Waiting for the answer: a client that reset is gone (a FIN
+		 * may be a half-close, as HAProxy reads it too). */
+		if (hc->req_done && !hc->resp_started && client_reset_while_waiting(c))
+			return false;
+		exchange(c);
+		return true;
+	case HP_TUNNEL:
+		run_tunnel(c);
+		return false;
+	case HP_REPLY:
+		run_reply(c);
+		return true;
+	case HP_LINGER:
+		http_run_linger(c);
+		return false;
+	default:
+		return false;
+	}
+}
+
 void http_run(struct conn *c)
 {
 	struct http_conn *hc = http_of(c);
@@ -522,48 +567,7 @@ void http_run(struct conn *c)
 			conn_queue_resume(c);
 			return;
 		}
-		switch (hc->phase) {
-		case HP_IDLE:
-		case HP_HEAD:
-			if (!run_request_head(c))
-				return;
-			break;
-		case HP_AUTH:
-		case HP_RESOLVE:
-			/* forward.c resumes the connection with the answer */
-			client_reset_while_waiting(c);
-			return;
-		case HP_CACHE_WAIT:
-			/* the timer tries again (http_on_timer) */
-			client_reset_while_waiting(c);
-			return;
-		case HP_CONNECT:
-			if (client_reset_while_waiting(c))
-				return;
-			http_check_connect(c);
-			if (hc->phase == HP_CONNECT)
-				return;
-			break;
-		case HP_EXCHANGE:
-			/* Waiting for the answer: a client that reset is gone (a
-			 * FIN may be a half-close, as HAProxy reads it too). */
-			if (hc->req_done && !hc->resp_started && client_reset_while_waiting(c))
-				return;
-			exchange(c);
-			break;
-		case HP_TUNNEL:
-			run_tunnel(c);
-			return;
-		case HP_REPLY:
-			run_reply(c);
-			break;
-		case HP_LINGER:
-			http_run_linger(c);
-			return;
-		default:
-			return;
-		}
-		if (c->state == CS_CLOSED)
+		if (!run_phase(c) || c->state == CS_CLOSED)
 			return; /* conn_close freed hc */
 		/* Go on while something changed: the phase, a pipelined
 		 * request that started in the same phase, or a retry that

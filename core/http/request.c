@@ -165,6 +165,58 @@ static int add_previous_hops(struct rewrite_extra *x, const struct http_head *h,
 	return rewrite_add_joined(x, h, buf, name);
 }
 
+/* X-Forwarded-For (the client's hops, then the client), -Proto and -Host,
+ * for a listener with forwarded_headers. Returns nonzero when X is full. */
+static int put_forwarded(struct conn *c, struct rewrite_extra *x, const struct http_head *h)
+{
+	static const char xff[] = "X-Forwarded-For: ";
+	static const char https[] = "\r\nX-Forwarded-Proto: https\r\n";
+	static const char http[] = "\r\nX-Forwarded-Proto: http\r\n";
+	static const char xfh[] = "X-Forwarded-Host: ";
+	struct http_conn *hc = http_of(c);
+	const char *buf = hc->rbuf;
+	int err = rewrite_put(x, xff, sizeof(xff) - 1);
+
+	size_t before = x->len;
+	err |= add_previous_hops(x, h, buf, "x-forwarded-for");
+	if (x->len > before)
+		err |= rewrite_put(x, ", ", 2);
+	if (!hc->client_ip_len)
+		hc->client_ip_len = format_client_ip(c, hc->client_ip, sizeof(hc->client_ip));
+	err |= rewrite_put(x, hc->client_ip, hc->client_ip_len);
+	if (tls_side_is_tls(&c->cli))
+		err |= rewrite_put(x, https, sizeof(https) - 1);
+	else
+		err |= rewrite_put(x, http, sizeof(http) - 1);
+	struct http_slice host = http_request_host(h);
+	if (host.len) {
+		err |= rewrite_put(x, xfh, sizeof(xfh) - 1);
+		err |= rewrite_put(x, buf + host.off, host.len);
+		err |= rewrite_put(x, "\r\n", 2);
+	}
+	return err;
+}
+
+/* The Connection line fulcrum sends, if any. Returns nonzero when X is
+ * full. */
+static int put_connection(struct conn *c, struct rewrite_extra *x)
+{
+	struct http_conn *hc = http_of(c);
+
+	if (hc->upgrade)
+		return rewrite_add(x, "Connection: upgrade\r\n");
+	if (c->lc->mode == MODE_HTTP && hc->pool && hc->pool->cfg->keepalive == 0)
+		/* The connection will not be kept: the server may close at once
+		 * after its answer, as nginx tells it without upstream keepalive. */
+		return rewrite_add(x, "Connection: close\r\n");
+	if (hc->minor == 0)
+		/* An HTTP/1.0 request closes by default: ask for the pooled
+		 * connection's keep-alive, as HAProxy does (response.c keeps it
+		 * only when the server says so). */
+		return rewrite_add(x, "Connection: keep-alive\r\n");
+	return 0;
+}
+
 /* Builds the head that goes to the server: the kept lines of the client's
  * head, closed up in place, plus fulcrum's lines (see proxy_internal.h). */
 int http_build_request_head(struct conn *c, const struct http_head *h,
@@ -176,42 +228,9 @@ int http_build_request_head(struct conn *c, const struct http_head *h,
 	int err = 0;
 
 	x->len = 0;
-	if (c->lc->forwarded_headers) {
-		static const char xff[] = "X-Forwarded-For: ";
-		err |= rewrite_put(x, xff, sizeof(xff) - 1);
-		size_t before = x->len;
-		err |= add_previous_hops(x, h, buf, "x-forwarded-for");
-		if (x->len > before)
-			err |= rewrite_put(x, ", ", 2);
-		if (!hc->client_ip_len)
-			hc->client_ip_len =
-				format_client_ip(c, hc->client_ip, sizeof(hc->client_ip));
-		err |= rewrite_put(x, hc->client_ip, hc->client_ip_len);
-		static const char https[] = "\r\nX-Forwarded-Proto: https\r\n";
-		static const char http[] = "\r\nX-Forwarded-Proto: http\r\n";
-		if (tls_side_is_tls(&c->cli))
-			err |= rewrite_put(x, https, sizeof(https) - 1);
-		else
-			err |= rewrite_put(x, http, sizeof(http) - 1);
-		struct http_slice host = http_request_host(h);
-		if (host.len) {
-			static const char xfh[] = "X-Forwarded-Host: ";
-			err |= rewrite_put(x, xfh, sizeof(xfh) - 1);
-			err |= rewrite_put(x, buf + host.off, host.len);
-			err |= rewrite_put(x, "\r\n", 2);
-		}
-	}
-	if (hc->upgrade)
-		err |= rewrite_add(x, "Connection: upgrade\r\n");
-	else if (c->lc->mode == MODE_HTTP && hc->pool && hc->pool->cfg->keepalive == 0)
-		/* The connection will not be kept: the server may close at once
-		 * after its answer, as nginx tells it without upstream keepalive. */
-		err |= rewrite_add(x, "Connection: close\r\n");
-	else if (hc->minor == 0)
-		/* An HTTP/1.0 request closes by default: ask for the pooled
-		 * connection's keep-alive, as HAProxy does (response.c keeps it
-		 * only when the server says so). */
-		err |= rewrite_add(x, "Connection: keep-alive\r\n");
+	if (c->lc->forwarded_headers)
+		err |= put_forwarded(c, x, h);
+	err |= put_connection(c, x);
 	if (lines)
 		err |= rewrite_add(x, "%s", lines);
 	if (more && more->via) {

@@ -286,19 +286,77 @@ static int pass_interim(struct conn *c, struct http_head *h, size_t *budget)
 	return 1;
 }
 
+/* H is a complete final head at spos. Moves it to the start of sbuf when
+ * interim heads went before it (the body code expects it there) and starts
+ * the response. Returns 1, or -1 after ending. */
+static int take_final_head(struct conn *c, struct http_conn *hc, struct http_head *h,
+			   const struct http_limits *lim)
+{
+	if (hc->spos) {
+		memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
+		hc->slen -= hc->spos;
+		hc->spos = 0;
+		(void)http_parse_response(hc->sbuf, hc->slen, lim, h); /* re-points H */
+	}
+	if (hc->ttfb_ms < 0)
+		hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+	int err = begin_response(c, h);
+	if (err == -EOPNOTSUPP) {
+		http_reply(c, 502, "bad_response", false);
+		return -1;
+	}
+	if (err < 0) {
+		response_failed(c, 502, "bad_response");
+		return -1;
+	}
+	return 1;
+}
+
+/* Reads more of a response head into sbuf. Returns 1 when bytes came, 0 to
+ * wait (or after a retry began), -1 after ending. */
+static int recv_head(struct conn *c, struct http_conn *hc)
+{
+	struct side *srv = &hc->u->s;
+
+	if (hc->spos && hc->slen == hc->scap) {
+		/* Interim heads went out: their room is free again. */
+		memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
+		hc->slen -= hc->spos;
+		hc->spos = 0;
+	}
+	if (!srv->rd)
+		return 0;
+	ssize_t n = io_recv(srv, hc->sbuf + hc->slen, hc->scap - hc->slen);
+	if (n == -EAGAIN)
+		return 0;
+	if (n <= 0) {
+		if (http_retry_stale(c) ||
+		    http_retry_next(c, n == 0 ? EPIPE : (int)-n, "no answer from"))
+			return 0;
+		response_failed(c, 502,
+				hc->req_write_failed ? "server_write_failed"
+				: n == 0	     ? "server_closed"
+						     : "server_reset");
+		return -1;
+	}
+	if (hc->ttfb_ms < 0)
+		hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
+	hc->slen += (uint32_t)n;
+	return 1;
+}
+
 /* Reads and parses response heads until a final one is queued. Returns 1
  * when it is, 0 to wait, -1 after ending. 1xx heads go on as they come,
  * within the worker's turn budget and at most INTERIM_MAX of them. */
 static int read_response_head(struct conn *c, struct http_conn *hc)
 {
+	static const struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE,
+					       .max_header_size = RESP_HEAD_MAX};
 	struct http_head *h = &c->w->head;
-	struct side *srv = &hc->u->s;
 	size_t budget = c->w->turn_budget;
 
 	for (;;) {
 		if (hc->slen > hc->spos) {
-			struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE,
-						  .max_header_size = RESP_HEAD_MAX};
 			enum http_result r = http_parse_response(hc->sbuf + hc->spos,
 								 hc->slen - hc->spos, &lim, h);
 			if (http_is_error(r)) {
@@ -315,55 +373,16 @@ static int read_response_head(struct conn *c, struct http_conn *hc)
 					return k;
 				continue;
 			}
-			if (r == HTTP_DONE) {
-				if (hc->spos) {
-					memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
-					hc->slen -= hc->spos;
-					hc->spos = 0;
-					r = http_parse_response(hc->sbuf, hc->slen, &lim, h);
-				}
-				if (hc->ttfb_ms < 0)
-					hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
-				int err = begin_response(c, h);
-				if (err == -EOPNOTSUPP) {
-					http_reply(c, 502, "bad_response", false);
-					return -1;
-				}
-				if (err < 0) {
-					response_failed(c, 502, "bad_response");
-					return -1;
-				}
-				return 1;
-			}
+			if (r == HTTP_DONE)
+				return take_final_head(c, hc, h, &lim);
 			if (hc->slen - hc->spos >= RESP_HEAD_MAX) {
 				response_failed(c, 502, "response_head_too_large");
 				return -1;
 			}
 		}
-		if (hc->spos && hc->slen == hc->scap) {
-			/* Interim heads went out: their room is free again. */
-			memmove(hc->sbuf, hc->sbuf + hc->spos, hc->slen - hc->spos);
-			hc->slen -= hc->spos;
-			hc->spos = 0;
-		}
-		if (!srv->rd)
-			return 0;
-		ssize_t n = io_recv(srv, hc->sbuf + hc->slen, hc->scap - hc->slen);
-		if (n == -EAGAIN)
-			return 0;
-		if (n <= 0) {
-			if (http_retry_stale(c) ||
-			    http_retry_next(c, n == 0 ? EPIPE : (int)-n, "no answer from"))
-				return 0;
-			response_failed(c, 502,
-					hc->req_write_failed ? "server_write_failed"
-					: n == 0	     ? "server_closed"
-							     : "server_reset");
-			return -1;
-		}
-		if (hc->ttfb_ms < 0)
-			hc->ttfb_ms = (int64_t)(c->w->now_ms - hc->req_start_ms);
-		hc->slen += (uint32_t)n;
+		int k = recv_head(c, hc);
+		if (k <= 0)
+			return k;
 	}
 }
 
