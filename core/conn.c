@@ -35,11 +35,17 @@ const char *close_reason_name(enum close_reason r)
 
 uint64_t conn_client_hash(const struct conn *c)
 {
+	const struct in6_addr *a6 = &c->peer.in6.sin6_addr;
+
 	switch (c->peer.sa.sa_family) {
 	case AF_INET:
 		return lb_hash(&c->peer.in.sin_addr, sizeof(c->peer.in.sin_addr));
 	case AF_INET6:
-		return lb_hash(&c->peer.in6.sin6_addr, sizeof(c->peer.in6.sin6_addr));
+		/* ::ffff:a.b.c.d (a dual-stack tier's PROXY header) is the IPv4
+		 * client a.b.c.d, and goes where that one goes. */
+		if (IN6_IS_ADDR_V4MAPPED(a6))
+			return lb_hash(&a6->s6_addr[12], 4);
+		return lb_hash(a6, sizeof(*a6));
 	default:
 		return 0;
 	}

@@ -399,6 +399,47 @@ def test_two_instances_agree_ring(ctx):
     _instances_agree(ctx, "ring")
 
 
+def _server_for_proxied(port, header):
+    """X-Server of one HTTP/1.0 GET sent behind the PROXY v1 HEADER."""
+    s = connect(("127.0.0.1", port))
+    try:
+        s.sendall(header.encode() + b"GET / HTTP/1.0\r\nHost: example.com\r\n\r\n")
+        m = read_response(Reader(s))
+    finally:
+        s.close()
+    check(m.status == 200, f"{header!r}: {m!r}")
+    return m.get("x-server")
+
+
+def _mapped_v4_hashes_as_v4(ctx, balance):
+    # A tier in front that is dual-stack may report an IPv4 client as
+    # ::ffff:a.b.c.d: it is the same client, and must land where it lands
+    # when reported as a.b.c.d, or sticky routing breaks between tiers.
+    ns = nodes(ctx, "s1", "s2", "s3", "s4")
+    port = free_port()
+    ctx.fulcrum(conf(port, [n.server_line() for n in ns], pool={"balance": balance},
+                     listener={"proxy_protocol": "accept"}))
+    spread = collections.Counter()
+    for i in range(1, 41):
+        v4 = _server_for_proxied(port, f"PROXY TCP4 10.0.{i}.7 127.0.0.1 1000 80\r\n")
+        v6 = _server_for_proxied(port, f"PROXY TCP6 ::ffff:10.0.{i}.7 ::ffff:127.0.0.1 1000 80\r\n")
+        check(v4 == v6, f"{balance}: 10.0.{i}.7 went to {v4}, as ::ffff:10.0.{i}.7 to {v6}")
+        spread[v4] += 1
+    check(len(spread) > 1, f"{balance}: 40 client addresses all went to one server: {spread}")
+
+
+def test_mapped_v4_client_hashes_as_v4_source(ctx):
+    _mapped_v4_hashes_as_v4(ctx, "source")
+
+
+def test_mapped_v4_client_hashes_as_v4_maglev(ctx):
+    _mapped_v4_hashes_as_v4(ctx, "maglev")
+
+
+def test_mapped_v4_client_hashes_as_v4_ring(ctx):
+    _mapped_v4_hashes_as_v4(ctx, "ring")
+
+
 # --------------------------------------------------------- disruption ----
 
 
