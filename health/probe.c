@@ -4,8 +4,11 @@
  *
  * States: CONNECTING (until the socket is writable; SO_ERROR says how it
  * went) -> tcp: done. http: [HANDSHAKE when the pool talks TLS] -> SENDING
- * (the whole request, resumed on EPOLLOUT) -> READING (until the status line
- * is in) -> DRAINING (verdict known; read and drop the rest until the server
+ * (the whole request, resumed on EPOLLOUT) -> READING (until the head of the
+ * final answer is in, parsed as traffic's responses are: a server whose
+ * answers traffic refuses with 502 must not pass its check, or it would
+ * flap between the check's UP and traffic's DOWN) -> DRAINING (verdict
+ * known; read and drop the rest until the server
  * closes, HC_DRAIN_MAX bytes at most, so a well-behaved server sees an
  * orderly close rather than a reset; the health thread cuts it short after
  * HC_DRAIN_GRACE_MS).
@@ -19,6 +22,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -27,6 +31,7 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "core/http/parser.h"
 #include "core/util.h"
 
 /* Drained bytes land here; nobody reads them. One thread uses it. */
@@ -46,6 +51,9 @@ void hc_probe_init(struct hc_probe *p)
  * ended"). */
 static bool finish_verdict(struct hc_probe *p)
 {
+	free(p->head);
+	p->head = NULL;
+	p->head_cap = 0;
 	if (p->ssl)
 		SSL_free(p->ssl);
 	p->ssl = NULL;
@@ -149,81 +157,85 @@ static ssize_t io_write(struct hc_probe *p, const void *buf, size_t len)
 	}
 }
 
-int hc_parse_status(const char *buf, size_t len)
-{
-	/* "HTTP/1.x DDD" then SP or CR (RFC 9112 §4: the reason may be empty). */
-	if (len < 13 || memcmp(buf, "HTTP/1.", 7) != 0 || (buf[7] != '0' && buf[7] != '1') ||
-	    buf[8] != ' ')
-		return -1;
-	int code = 0;
-	for (int i = 9; i < 12; i++) {
-		if (buf[i] < '0' || buf[i] > '9')
-			return -1;
-		code = code * 10 + (buf[i] - '0');
-	}
-	if (buf[12] != ' ' && buf[12] != '\r')
-		return -1;
-	return code < 100 ? -1 : code;
-}
-
 /* Interim answers skipped before a check fails. */
 #define HC_INTERIMS_MAX 8
 
-/* In the head of an interim (1xx) answer: drops what line[] holds up to
- * the empty line that ends it, keeping three bytes for a CRLFCRLF split
- * across reads. Returns true when the final answer's bytes are next. */
-static bool skip_interim(struct hc_probe *p)
+/* The verdict on a final answer with status CODE; on to DRAINING. */
+static void judge_status(struct hc_probe *p, const struct hc_check *chk, int code)
 {
-	const char *end = memmem(p->line, p->got, "\r\n\r\n", 4);
-	if (!end) {
-		if (p->got > 3) {
-			memmove(p->line, p->line + p->got - 3, 3);
-			p->got = 3;
-		}
-		return false;
-	}
-	size_t used = (size_t)(end + 4 - p->line);
-	memmove(p->line, end + 4, p->got - used);
-	p->got -= used;
-	p->interim = false;
-	return true;
+	p->ok = code >= chk->expect_lo && code <= chk->expect_hi;
+	if (p->ok)
+		snprintf(p->reason, sizeof(p->reason), "check passed");
+	else
+		snprintf(p->reason, sizeof(p->reason), "HTTP status %d", code);
+	p->state = PROBE_DRAINING;
 }
 
-/* Judges the status line once it is complete (or line[] is full) and moves
- * to DRAINING; does nothing while more bytes are needed. The status line
- * is held to what traffic gets (a bare LF ending it is invalid there too,
- * or the server would flap between the check's UP and traffic's DOWN), and
- * interim answers (100, 103) are skipped to the final one (RFC 9110 §15.2). */
-static void judge(struct hc_probe *p, const struct hc_check *chk)
+/* Whether the answer so far cannot become a valid one: its first line is
+ * in and is no status line. The parser waits for the whole head, and a
+ * server answering garbage often closes (or resets) before it would end. */
+static bool status_line_bad(const struct hc_probe *p)
 {
-	if (p->interim && !skip_interim(p))
-		return;
-	const char *nl = memchr(p->line, '\n', p->got);
-	if (!nl && p->got < sizeof(p->line))
-		return;
-	int code = hc_parse_status(p->line, p->got);
-	if (nl && (nl == p->line || nl[-1] != '\r'))
-		code = -1;
-	if (code >= 100 && code < 200 && code != 101) {
-		if (p->interims++ == HC_INTERIMS_MAX) {
-			code = -1;
-		} else {
-			p->interim = true;
-			judge(p, chk);
-			return;
+	const char *nl = memchr(p->head, '\n', p->got);
+	if (!nl)
+		return false;
+	size_t len = (size_t)(nl - p->head);
+	/* "HTTP/1.x DDD" then SP or CR (RFC 9112 §4: the reason may be empty) */
+	if (len < 13 || nl[-1] != '\r' || memcmp(p->head, "HTTP/1.", 7) != 0 ||
+	    (p->head[7] != '0' && p->head[7] != '1') || p->head[8] != ' ')
+		return true;
+	for (int i = 9; i < 12; i++)
+		if (p->head[i] < '0' || p->head[i] > '9')
+			return true;
+	return p->head[12] != ' ' && p->head[12] != '\r';
+}
+
+/* Judges the answer once its final head is in; does nothing while more
+ * bytes are needed. Interim answers (100, 103) are skipped to the final
+ * one (RFC 9110 §15.2). Returns true when it ended the probe. */
+static bool judge(struct hc_probe *p, const struct hc_check *chk)
+{
+	static const struct http_limits lim = {.max_uri_size = HTTP_DEFAULT_URI_SIZE,
+					       .max_header_size = HC_HEAD_MAX};
+	static struct http_head h; /* one health thread */
+
+	for (;;) {
+		if (status_line_bad(p))
+			return finish(p, false, "invalid HTTP response");
+		enum http_result r = http_parse_response(p->head, p->got, &lim, &h);
+		if (r == HTTP_NEED_MORE)
+			return false;
+		if (http_is_error(r))
+			return finish(p, false, "invalid HTTP response%s",
+				      r == HTTP_E_HEAD_TOO_LARGE ? " (head too large)" : "");
+		if (h.status >= 200 || h.status == 101) {
+			judge_status(p, chk, h.status);
+			return false;
 		}
+		if (p->interims++ == HC_INTERIMS_MAX)
+			return finish(p, false, "more than %d interim answers", HC_INTERIMS_MAX);
+		memmove(p->head, p->head + h.head_len, p->got - h.head_len);
+		p->got -= h.head_len;
 	}
-	if (code < 0) {
-		p->ok = false;
-		snprintf(p->reason, sizeof(p->reason), "invalid HTTP response");
-	} else if (code < chk->expect_lo || code > chk->expect_hi) {
-		p->ok = false;
-		snprintf(p->reason, sizeof(p->reason), "HTTP status %d", code);
-	} else {
-		p->ok = true;
-		snprintf(p->reason, sizeof(p->reason), "check passed");
+}
+
+/* Room for more of the head: grows it up to HC_HEAD_MAX. Returns false
+ * when it cannot (then the parser has already refused a head that long). */
+static bool head_room(struct hc_probe *p)
+{
+	if (p->got < p->head_cap)
+		return true;
+	size_t cap = p->head_cap ? p->head_cap * 2 : HC_HEAD_MIN;
+	if (cap > HC_HEAD_MAX)
+		return false;
+	char *head = realloc(p->head, cap);
+	if (!head) {
+		p->no_verdict = true; /* out of memory here: nothing the server did */
+		return false;
 	}
-	p->state = PROBE_DRAINING;
+	p->head = head;
+	p->head_cap = cap;
+	return true;
 }
 
 /* READING and DRAINING: reads until EAGAIN. Returns true when it ended. */
@@ -234,8 +246,10 @@ static bool do_read(struct hc_probe *p, const struct hc_check *chk)
 		size_t cap = sizeof(drain_buf);
 
 		if (p->state == PROBE_READING) {
-			dst = p->line + p->got;
-			cap = sizeof(p->line) - p->got;
+			if (!head_room(p))
+				return finish(p, false, "no room for the answer's head");
+			dst = p->head + p->got;
+			cap = p->head_cap - p->got;
 		}
 		ssize_t n = io_read(p, dst, cap);
 		if (n == -EAGAIN)
@@ -250,11 +264,12 @@ static bool do_read(struct hc_probe *p, const struct hc_check *chk)
 			continue;
 		}
 		if (n == 0)
-			return finish(p, false, "connection closed before the status line");
+			return finish(p, false, "connection closed before the end of the head");
 		if (n < 0)
 			return finish(p, false, "read: %s", strerror((int)-n));
 		p->got += (size_t)n;
-		judge(p, chk);
+		if (judge(p, chk))
+			return true;
 	}
 }
 
@@ -405,7 +420,9 @@ void hc_probe_timeout(struct hc_probe *p)
 		return;
 	case PROBE_SENDING:
 	case PROBE_READING:
-		finish(p, false, "no response within check_timeout");
+		finish(p, false,
+		       p->got ? "response head incomplete within check_timeout"
+			      : "no response within check_timeout");
 		return;
 	case PROBE_DRAINING:
 		finish_verdict(p);

@@ -1,8 +1,9 @@
 /*
  * probe.h - one active health check of one server over a fresh non-blocking
- * connection: tcp (the connect completes) or http (a GET whose status line
- * falls in the expected range; the rest of the answer is drained), over TLS
- * when the pool talks TLS to its servers (tls = on).
+ * connection: tcp (the connect completes) or http (a request whose answer
+ * has a valid head, held to what traffic gets, and a status in the expected
+ * range; the body is drained), over TLS when the pool talks TLS to its
+ * servers (tls = on).
  *
  * Thread: the health thread only. A probe owns its socket from
  * hc_probe_start() until it reports a result; it never blocks and never
@@ -21,9 +22,11 @@
 #include "config/config.h"
 #include "health/check.h"
 
-/* Bytes kept of the answer: enough for "HTTP/1.1 200 OK\r\n" and a long
- * reason phrase; the rest of the head and the body are drained unread. */
-#define HC_STATUS_CAP 128
+/* The answer's head is read into a buffer that starts at HC_HEAD_MIN bytes
+ * and grows to HC_HEAD_MAX, the longest head traffic takes (RESP_HEAD_MAX);
+ * the body is drained unread. */
+#define HC_HEAD_MIN 512
+#define HC_HEAD_MAX 65536
 /* A server that keeps sending past this much is cut off (the verdict stands). */
 #define HC_DRAIN_MAX (256 * 1024)
 /* How long DRAINING waits for the server's close once the verdict is in.
@@ -38,7 +41,7 @@ enum hc_probe_state {
 	PROBE_CONNECTING,
 	PROBE_HANDSHAKE, /* TLS */
 	PROBE_SENDING,
-	PROBE_READING, /* waiting for the status line */
+	PROBE_READING, /* waiting for the answer's head */
 	PROBE_DRAINING, /* verdict known; reading until the server closes (the
 			   health thread allows HC_DRAIN_GRACE_MS) */
 };
@@ -51,13 +54,13 @@ struct hc_probe {
 	SSL *ssl; /* NULL unless TLS */
 	enum hc_probe_state state;
 	size_t sent; /* bytes of the request written */
-	size_t got; /* bytes of the answer in line[] */
-	size_t drained; /* bytes read and dropped after line[] */
+	size_t got; /* bytes of the answer in head */
+	size_t drained; /* bytes read and dropped after the head */
 	bool ok; /* the verdict, valid once state is DRAINING or IDLE again */
 	bool no_verdict; /* this host ran short (fds, memory, ports): says nothing */
-	bool interim; /* in the head of a 1xx answer, skipped to the final one */
 	unsigned char interims; /* 1xx answers skipped */
-	char line[HC_STATUS_CAP];
+	char *head; /* READING: head_cap bytes, malloc'd; NULL otherwise */
+	size_t head_cap;
 	char reason[HC_REASON_CAP]; /* why it failed, or "check passed" */
 };
 
@@ -91,9 +94,5 @@ static inline bool hc_probe_is_running(const struct hc_probe *p)
 {
 	return p->state != PROBE_IDLE;
 }
-
-/* The status code of an HTTP/1.x status line in BUF (LEN bytes, at least
- * up to the code and the byte after it), or -1 when it is not one. */
-int hc_parse_status(const char *buf, size_t len);
 
 #endif

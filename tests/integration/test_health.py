@@ -177,6 +177,11 @@ class Server:
                     b"Content-Length: 2\r\n\r\nok", False),
         "interim500": (b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 500 Oops\r\n"
                        b"Content-Length: 0\r\n\r\n", False),
+        "badfield": (b"HTTP/1.1 200 OK\r\nX-Bad : 1\r\nContent-Length: 2\r\n\r\nok", False),
+        "halfhead": (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n", True),
+        "bighead": (b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"p" * 200)
+                                                       for i in range(100))
+                    + b"Content-Length: 2\r\n\r\nok", False),
     }
 
     def _serve_canned(self, c, kind):
@@ -364,24 +369,34 @@ def test_http_check(ctx):
 
 
 def test_http_check_reads_the_answer_as_traffic_does(ctx):
-    """The check holds the status line to what traffic gets: one ended by a
-    bare LF is invalid (traffic's 502 and the check's UP would make the
-    server flap); interim 1xx answers, a long 103 included, are skipped to
-    the final status, which alone is judged (RFC 9110 §15.2)."""
-    servers = [_server(ctx, k, k) for k in ("barelf", "interim", "interim500")]
+    """The check holds the answer's head to what traffic gets, or a server
+    would flap between traffic's 502 (DOWN after max_fails) and the check's
+    UP: a status line ended by a bare LF, a field with a space before its
+    colon and two different Content-Lengths are invalid, and a head that
+    never ends fails at check_timeout. Interim 1xx answers, a long 103
+    included, are skipped to the final status, which alone is judged (RFC
+    9110 §15.2); a long valid head (20 KB) passes."""
+    bad = ("barelf", "badfield", "badhttp")
+    good = ("interim", "bighead")
+    servers = [_server(ctx, k, k) for k in bad + good + ("interim500", "halfhead")]
     port = free_port()
     f = ctx.fulcrum(tcp_conf(port, [s.server_line() for s in servers],
                              pool=dict(FAST, check="http GET /")))
-    _wait_log(f, r"server p/barelf DOWN: invalid HTTP response \(2/2\)$", 3,
-              "the DOWN line of the server ending its status line with a bare LF")
+    for k in bad:
+        _wait_log(f, rf"server p/{k} DOWN: invalid HTTP response \(2/2\)$", 3,
+                  f"the DOWN line of the {k} server")
     _wait_log(f, r"server p/interim500 DOWN: HTTP status 500 \(2/2\)$", 3,
               "the DOWN line of the server whose final status, after a 100, is 500")
-    wait_for(lambda: servers[1].accepted >= 3, 3 * SCALE, what="three checks of interim")
-    check(not _log_has(f, r"server p/interim DOWN"), f"100 and 103 before a 200 failed:\n{f.stderr()}")
+    _wait_log(f, r"server p/halfhead DOWN: response head incomplete within check_timeout "
+              r"\(2/2\)$", 3, "the DOWN line of the server whose head never ends")
+    for s in servers[len(bad):len(bad) + len(good)]:
+        wait_for(lambda: s.accepted >= 3, 3 * SCALE, what=f"three checks of {s.name}")
+        check(not _log_has(f, rf"server p/{s.name} DOWN"), f"{s.name} failed:\n{f.stderr()}")
+    f.check_fds_settled()
 
 
 def test_http_check_does_not_wait_for_the_server_to_close(ctx):
-    """The status line is the verdict: a server that keeps the connection
+    """The head is the verdict: a server that keeps the connection
     open after its answer, whatever Connection: close said, does not hold
     each check (and so the next one) until check_timeout."""
     keep = _server(ctx, "keep", "keephttp", 200)
