@@ -408,6 +408,48 @@ static int send_held(struct conn *c, struct http_conn *hc)
 	return 1;
 }
 
+/* Checks the chunked bytes held in sbuf from spos and makes them the next
+ * ssend bytes to go: as they came, or the payload alone for an HTTP/1.0
+ * client (dechunk: each run moves left, over the framing before it). All
+ * that was read goes in one send, however small its chunks: a send per
+ * chunk would let a server of 1-byte chunks hold the worker. Returns 0, or
+ * -1 after ending. */
+static int decode_held(struct conn *c, struct http_conn *hc)
+{
+	uint32_t start = hc->spos, end = hc->spos;
+
+	while (hc->spos < hc->slen && hc->resp_ch.state != HTTP_CHUNK_DONE) {
+		size_t used = 0, data = 0;
+		enum http_result r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos,
+						       hc->slen - hc->spos, &used, &data);
+		if (http_is_error(r)) {
+			response_failed(c, 502, http_result_name(r));
+			return -1;
+		}
+		if (hc->resp_ch.state == HTTP_CHUNK_DONE)
+			http_server_done(c);
+		const char *run = hc->sbuf + hc->spos + used - data;
+		cache_http_body(c, run, data);
+		hc->spos += (uint32_t)used;
+		if (hc->dechunk) {
+			memmove(hc->sbuf + end, run, data);
+			end += (uint32_t)data;
+		} else {
+			end = hc->spos;
+		}
+	}
+	if (hc->dechunk) {
+		/* What follows the body (none, from a sound server) follows
+		 * the payload now. */
+		uint32_t rest = hc->slen - hc->spos;
+		memmove(hc->sbuf + end, hc->sbuf + hc->spos, rest);
+		hc->slen = end + rest;
+	}
+	hc->spos = start;
+	hc->ssend = end - start;
+	return 0;
+}
+
 /* Relays a chunked response body through sbuf. 1 done, 0 wait, -1 ended. */
 static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 {
@@ -424,23 +466,8 @@ static int relay_chunked_response(struct conn *c, struct http_conn *hc)
 		if (hc->resp_ch.state == HTTP_CHUNK_DONE)
 			return 1;
 		if (hc->spos < hc->slen) {
-			size_t used = 0, data = 0;
-			enum http_result r = http_chunked_feed(&hc->resp_ch, hc->sbuf + hc->spos,
-							       hc->slen - hc->spos, &used, &data);
-			if (http_is_error(r)) {
-				response_failed(c, 502, http_result_name(r));
+			if (decode_held(c, hc) < 0)
 				return -1;
-			}
-			if (hc->resp_ch.state == HTTP_CHUNK_DONE)
-				http_server_done(c);
-			cache_http_body(c, hc->sbuf + hc->spos + used - data, data);
-			if (hc->dechunk) {
-				/* An HTTP/1.0 client gets the payload only. */
-				hc->spos += (uint32_t)(used - data);
-				hc->ssend = (uint32_t)data;
-			} else {
-				hc->ssend = (uint32_t)used;
-			}
 			continue;
 		}
 		if (budget == 0) {

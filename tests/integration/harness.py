@@ -231,6 +231,19 @@ def _tcp_sockets():
             pass
 
 
+def cpu_ticks(pid, tid=None):
+    """User and system CPU time PID (or its thread TID) has used, in clock
+    ticks (100 a second here)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    with open(path) as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def cpu_seconds(pid):
+    return cpu_ticks(pid) / os.sysconf("SC_CLK_TCK")
+
+
 def connections_to(pid, port):
     """How many of PID's TCP sockets are established to remote PORT."""
     mine = _socket_inodes(pid)

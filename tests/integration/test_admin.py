@@ -17,7 +17,7 @@ import threading
 import time
 
 from harness import (SANITIZED, SCALE, Skip, TestFailure, check, closed_by_peer, closed_port, connect, echo_roundtrip,
-                     connections_to, free_port, ini, listening_ports, name_via, recv_all, recv_line,
+                     connections_to, cpu_ticks, free_port, ini, listening_ports, name_via, recv_all, recv_line,
                      wait_for)
 
 SERVER_KEYS = {"name", "address", "state", "weight", "connections_active", "requests_total"}
@@ -709,14 +709,9 @@ def test_admin_out_of_descriptors_does_not_spin(ctx):
         wait_for(lambda: "admin: out of file descriptors" in f.stderr(), 2 * SCALE,
                  what="the admin API's pause")
 
-        def main_thread_ticks():
-            with open(f"/proc/{f.pid}/task/{f.pid}/stat") as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-            return int(fields[11]) + int(fields[12])
-
-        t0 = main_thread_ticks()
+        t0 = cpu_ticks(f.pid, f.pid)
         time.sleep(1.0)
-        used = main_thread_ticks() - t0
+        used = cpu_ticks(f.pid, f.pid) - t0
         check(used < 30, f"the main thread used {used} ticks of 100 while out of descriptors")
         # Paused and retried every 100 ms meanwhile, but said once.
         said = f.stderr().count("admin: out of file descriptors")

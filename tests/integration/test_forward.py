@@ -25,7 +25,7 @@ import threading
 import time
 import urllib.request
 
-from harness import (SCALE, Skip, check, closed_port, connect, free_port, has_ipv6, ini,
+from harness import (SCALE, Skip, check, closed_port, connect, cpu_ticks, free_port, has_ipv6, ini,
                      read_lines, wait_for)
 from test_http import (Message, Reader, access_lines, cbackend, client, close_backends_first, expect_error,
                        ok_handler, parse_head, pyserver, read_request, read_response, wait_closed)
@@ -793,12 +793,7 @@ def test_cache_waiters_are_not_hashed_again(ctx):
     url = f"http://127.0.0.1:{b.port}/slow?ms=1500&maxage=60"
     req = proxy_get(url, headers=[f"Proxy-Authorization: {basic('long', pw)}"])
 
-    def cpu_ticks():
-        with open(f"/proc/{f.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-
-    t0 = cpu_ticks()
+    t0 = cpu_ticks(f.pid)
     got = []
     threads = [threading.Thread(target=lambda: got.append(ask(port, req)[0].status))
                for _ in range(4)]
@@ -806,7 +801,7 @@ def test_cache_waiters_are_not_hashed_again(ctx):
         t.start()
     for t in threads:
         t.join(15 * SCALE)
-    used = cpu_ticks() - t0
+    used = cpu_ticks(f.pid) - t0
     check(got == [200] * 4, f"answers: {got}")
     # One hash per request (a few tens of ms each), not one per look.
     check(used < 80, f"{used} CPU ticks for 4 collapsed requests: credentials hashed again")
@@ -825,21 +820,16 @@ def test_a_burst_with_new_credentials_costs_one_hash(ctx):
     req = proxy_get(f"http://127.0.0.1:{b.port}/",
                     headers=[f"Proxy-Authorization: {basic('u', 'pw')}"])
 
-    def cpu_ticks():
-        with open(f"/proc/{f.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-
     def burst():
         got = []
         threads = [threading.Thread(target=lambda: got.append(ask(port, req)[0].status))
                    for _ in range(20)]
-        t0 = cpu_ticks()
+        t0 = cpu_ticks(f.pid)
         for t in threads:
             t.start()
         for t in threads:
             t.join(30 * SCALE)
-        return got, cpu_ticks() - t0
+        return got, cpu_ticks(f.pid) - t0
 
     t0 = time.process_time()
     crypt_hash("$5$", "x", 400000)
@@ -872,17 +862,12 @@ def test_slow_hashes_do_not_stall_or_refuse(ctx):
     m, _ = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'right')}"]))
     check(m.status == 200, f"the right password straight after a wrong one: {m!r}")
 
-    def cpu_ticks():
-        with open(f"/proc/{f.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-
     hashing = client(port)
-    ticks = cpu_ticks()
+    ticks = cpu_ticks(f.pid)
     hashing.send(proxy_get(url, headers=[f"Proxy-Authorization: {basic('slow', 'guess')}"]))
     # The hash has started: 30 ms of CPU (3 ticks at 100 Hz) is far more
     # than reading one request takes, and a tenth of the hash.
-    wait_for(lambda: cpu_ticks() >= ticks + 3, 2 * SCALE, interval=0.005, what="the hash burning CPU")
+    wait_for(lambda: cpu_ticks(f.pid) >= ticks + 3, 2 * SCALE, interval=0.005, what="the hash burning CPU")
     t0 = time.monotonic()
     other = client(port)
     other.send(proxy_get(url))

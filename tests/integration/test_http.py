@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 
-from harness import (ROOT, SCALE, Backend, TestFailure, check, closed_port, connect, free_port,
+from harness import (ROOT, SCALE, Backend, TestFailure, check, closed_port, connect, cpu_seconds, free_port,
                      ini, read_lines, recv_all, wait_for)
 
 KIB = 1 << 10
@@ -615,6 +615,51 @@ def test_http10_chunked_response_is_unchunked(ctx):
     body = r.exact(int(m.get("content-length"))) if m.all("content-length") else r.to_eof()
     check(body == pattern(10000), f"body of {len(body)} bytes differs")
     r.close()
+
+
+def _tiny_chunks_handler(n):
+    """Answers every request with pattern(N) as N one-byte chunks, sent in
+    one go (6 N bytes of framing and payload)."""
+    data = pattern(n)
+    framed = bytearray(6 * n)
+    for i, b in enumerate((b"1", b"\r", b"\n", None, b"\r", b"\n")):
+        framed[i::6] = data if b is None else b * n
+    answer = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + bytes(framed)
+              + b"0\r\n\r\n")
+
+    def handler(r, srv):
+        while read_request(r) is not None:
+            r.s.sendall(answer)
+    return handler
+
+
+def test_tiny_chunks_response_is_relayed_in_bulk(ctx):
+    """A server answering in one-byte chunks (a hostile origin on a forward
+    listener, a broken backend) must not cost a send per chunk: that held
+    the worker for seconds and stalled its other clients. The body arrives
+    intact, chunked to an HTTP/1.1 client and decoded to an HTTP/1.0 one,
+    and the whole of it costs fulcrum a fraction of a second of CPU (it was
+    about 5 s for these 2 x 10^6 chunks)."""
+    n = 1000000
+    srv = pyserver(ctx, _tiny_chunks_handler(n))
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"workers": 1}))
+    t0 = cpu_seconds(f.pid)
+    r = client(port, timeout=30 * SCALE)
+    r.send(get("/"))
+    m = read_response(r)
+    check(m.status == 200 and m.body == pattern(n), f"HTTP/1.1: {m!r}, {len(m.body or b'')} bytes")
+    r.close()
+    r = client(port, timeout=30 * SCALE)
+    r.send(b"GET / HTTP/1.0\r\n\r\n")
+    head = r.until(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200 ") and b"chunked" not in head.lower(),
+          f"HTTP/1.0: {head!r}")
+    body = r.to_eof()
+    check(body == pattern(n), f"HTTP/1.0: the decoded body of {len(body)} bytes differs")
+    r.close()
+    spent = cpu_seconds(f.pid) - t0
+    check(spent < 1.0 * SCALE, f"fulcrum spent {spent:.2f} s of CPU on 2 x {n} one-byte chunks")
 
 
 # ------------------------------------------------------------- bodies ----
