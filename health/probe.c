@@ -171,25 +171,6 @@ static void judge_status(struct hc_probe *p, const struct hc_check *chk, int cod
 	p->state = PROBE_DRAINING;
 }
 
-/* Whether the answer so far cannot become a valid one: its first line is
- * in and is no status line. The parser waits for the whole head, and a
- * server answering garbage often closes (or resets) before it would end. */
-static bool status_line_bad(const struct hc_probe *p)
-{
-	const char *nl = memchr(p->head, '\n', p->got);
-	if (!nl)
-		return false;
-	size_t len = (size_t)(nl - p->head);
-	/* "HTTP/1.x DDD" then SP or CR (RFC 9112 §4: the reason may be empty) */
-	if (len < 13 || nl[-1] != '\r' || memcmp(p->head, "HTTP/1.", 7) != 0 ||
-	    (p->head[7] != '0' && p->head[7] != '1') || p->head[8] != ' ')
-		return true;
-	for (int i = 9; i < 12; i++)
-		if (p->head[i] < '0' || p->head[i] > '9')
-			return true;
-	return p->head[12] != ' ' && p->head[12] != '\r';
-}
-
 /* Judges the answer once its final head is in; does nothing while more
  * bytes are needed. Interim answers (100, 103) are skipped to the final
  * one (RFC 9110 §15.2). Returns true when it ended the probe. */
@@ -200,8 +181,6 @@ static bool judge(struct hc_probe *p, const struct hc_check *chk)
 	static struct http_head h; /* one health thread */
 
 	for (;;) {
-		if (status_line_bad(p))
-			return finish(p, false, "invalid HTTP response");
 		enum http_result r = http_parse_response(p->head, p->got, &lim, &h);
 		if (r == HTTP_NEED_MORE)
 			return false;

@@ -167,17 +167,37 @@ static enum http_result scan_line(const char *buf, size_t from, size_t to, size_
 }
 
 /*
- * Find the end of the head in buf[0, len), checking line endings and limits.
- * On HTTP_DONE, *start is where the start line begins (after skipped empty
- * lines) and *head_len the length up to and including the empty line. Only
- * bytes inside the limits are looked at and each is judged once its line is
- * known, so a prefix of a message answers NEED_MORE or what the whole does.
+ * The start of a start line, at buf[p, end): a request's method must be a
+ * token and a response must begin "HTTP/1.", byte by byte. Garbage (a TLS
+ * hello to a plain port, a server that does not speak HTTP) is refused as
+ * soon as it comes, not when request_timeout or server_timeout passes,
+ * as nginx refuses it. Stops at the line's end, which the start line's
+ * own parser judges.
  */
-static enum http_result find_head(const char *buf, size_t len, const struct limits *l, bool request,
-				  size_t *start, size_t *head_len)
+static enum http_result check_line_start(const char *buf, size_t p, size_t end, bool request)
+{
+	if (!request) {
+		size_t n = end - p < 7 ? end - p : 7;
+		return memcmp(buf + p, "HTTP/1.", n) ? HTTP_E_BAD_STATUS_LINE : HTTP_DONE;
+	}
+	for (; p < end && !memchr(" \t\r\n", buf[p], 4); p++)
+		if (!http_is_tchar((unsigned char)buf[p]))
+			return HTTP_E_BAD_METHOD;
+	return HTTP_DONE;
+}
+
+/*
+ * Find the start line in buf[0, len), checking its ending and limits. On
+ * HTTP_DONE, *start is where it begins (after skipped empty lines) and *nl
+ * the index of its LF. Only bytes inside the limits are looked at and each
+ * is judged once its line is known, so a prefix of a message answers
+ * NEED_MORE or what the whole does.
+ */
+static enum http_result find_start_line(const char *buf, size_t len, const struct limits *l,
+					bool request, size_t *start, size_t *nl)
 {
 	size_t wend = len < l->head ? len : l->head;
-	size_t p = 0, skipped = 0, nl, line_cap, lend;
+	size_t p = 0, skipped = 0, line_cap, lend;
 	enum http_result r;
 
 	if (len == 0)
@@ -190,13 +210,32 @@ static enum http_result find_head(const char *buf, size_t len, const struct limi
 	*start = p;
 	line_cap = p + l->line + 2; /* the start line, its CRLF included */
 	lend = wend < line_cap ? wend : line_cap;
-	r = scan_line(buf, p, lend, &nl);
+	r = check_line_start(buf, p, lend, request);
+	if (r != HTTP_DONE)
+		return r;
+	r = scan_line(buf, p, lend, nl);
 	if (r == HTTP_NEED_MORE && line_cap <= l->head && len >= line_cap)
 		return HTTP_E_URI_TOO_LONG;
-	if (r == HTTP_DONE && nl == p + 1)
+	if (r == HTTP_DONE && *nl == p + 1)
 		return request ? HTTP_E_BAD_REQUEST_LINE : HTTP_E_BAD_STATUS_LINE;
+	if (r == HTTP_NEED_MORE && len >= l->head)
+		return HTTP_E_HEAD_TOO_LARGE;
+	return r;
+}
+
+/*
+ * Find the end of the head whose start line ends at buf[nl], checking line
+ * endings and limits: on HTTP_DONE, *head_len is the length up to and
+ * including the empty line.
+ */
+static enum http_result find_head_end(const char *buf, size_t len, const struct limits *l,
+				      size_t nl, size_t *head_len)
+{
+	size_t wend = len < l->head ? len : l->head;
+	enum http_result r = HTTP_DONE;
+
 	while (r == HTTP_DONE) {
-		p = nl + 1;
+		size_t p = nl + 1;
 		r = scan_line(buf, p, wend, &nl);
 		if (r == HTTP_DONE && nl == p + 1) {
 			*head_len = nl + 1;
@@ -208,7 +247,7 @@ static enum http_result find_head(const char *buf, size_t len, const struct limi
 	return r;
 }
 
-/* Index of the CR ending the line at buf[p]; find_head() made sure it exists. */
+/* Index of the CR ending the line at buf[p]; the scan made sure it exists. */
 static size_t line_end(const char *buf, size_t p, size_t head_len)
 {
 	const char *cr = memchr(buf + p, '\r', head_len - p);
@@ -649,24 +688,29 @@ static void head_reset(struct http_head *h, size_t head_len)
 	h->head_len = head_len;
 }
 
-/* Finds the head, then parses its start line (a request's or a response's),
- * its fields and its framing. */
+/* Finds and parses the start line (a request's or a response's) as soon as
+ * it is in, then finds the rest of the head and parses its fields and its
+ * framing: an error shows as soon as the line holding it is in. */
 static enum http_result parse_head(const char *buf, size_t len, const struct http_limits *lim,
 				   bool request, struct http_head *out)
 {
 	struct limits l = resolve_limits(lim);
-	size_t start, head_len, eol;
+	size_t start, nl, head_len;
 	enum http_result r;
 
-	r = find_head(buf, len, &l, request, &start, &head_len);
+	r = find_start_line(buf, len, &l, request, &start, &nl);
 	if (r != HTTP_DONE)
 		return r;
-	head_reset(out, head_len);
-	eol = line_end(buf, start, head_len);
-	r = request ? parse_request_line(buf, start, eol, out)
-		    : parse_status_line(buf, start, eol, out);
-	if (r == HTTP_DONE)
-		r = parse_fields(buf, eol + 2, head_len, out);
+	head_reset(out, 0);
+	r = request ? parse_request_line(buf, start, nl - 1, out)
+		    : parse_status_line(buf, start, nl - 1, out);
+	if (r != HTTP_DONE)
+		return r;
+	r = find_head_end(buf, len, &l, nl, &head_len);
+	if (r != HTTP_DONE)
+		return r;
+	out->head_len = head_len;
+	r = parse_fields(buf, nl + 1, head_len, out);
 	if (r == HTTP_DONE)
 		r = check_framing(out, request);
 	return r;

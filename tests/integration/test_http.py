@@ -2169,19 +2169,48 @@ def test_access_log_unfinished_requests(ctx):
         sent["%s:%d" % r.s.getsockname()[:2]] = data
         r.send(data)
         m = read_response(r, method="HEAD" if data is bad_field else "GET")
-        check(m.status == (400 if data is bad_field else 408), f"{data!r}: {m.status}")
+        check(m.status == (408 if data is partial else 400), f"{data!r}: {m.status}")
         r.close()
     lines = access_lines(log, 3)
     time.sleep(0.2)
     lines = read_lines(log)
     by_client = {l.split(" ")[1]: l for l in lines}
-    want = {partial: '"GET /half?x=1 HTTP/1.1" 408 ', garbage: '"- - -" 408 ',
+    want = {partial: '"GET /half?x=1 HTTP/1.1" 408 ', garbage: '"- - -" 400 ',
             bad_field: '"HEAD /bad HTTP/1.1" 400 '}
     for me, data in sent.items():
         line = by_client.get(me, "")
         mm = LOG_RE.match(line)
         check(mm and want[data] in line and int(mm["bytes_in"]) == len(data),
               f"{data!r}: want {want[data]!r} and {len(data)} bytes in: {line!r} of {lines}")
+
+
+def test_garbage_is_answered_at_once(ctx):
+    """Bytes that cannot begin a valid head are refused as they come, as
+    nginx refuses them, not when a timeout passes (both are 60 s here): a
+    TLS hello sent to a plain port and a request line of four parts get
+    400 before the head ends, and a server that answers something other
+    than HTTP, and keeps its connection open, gives 502 at once."""
+    srv = pyserver(ctx, raw_handler(b"hello, I am not HTTP\r\n"))
+    port = free_port()
+    log = ctx.path("access.log")
+    ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
+                          pool={"server_timeout": "60s"},
+                          listener={"request_timeout": "60s", "client_timeout": "60s"}))
+    for data, reason in ((b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "bad_method"),
+                         (b"GET / HTTP/1.1 extra\r\nHost: x\r\n", "bad_request_line")):
+        r = client(port, timeout=5 * SCALE)
+        r.send(data)
+        m = read_response(r)
+        check(m.status == 400, f"{data!r}: {m!r}")
+        r.close()
+    r = client(port, timeout=5 * SCALE)
+    r.send(get("/"))
+    m = read_response(r)
+    check(m.status == 502, f"a server answering garbage: {m!r}")
+    r.close()
+    lines = access_lines(log, 3)
+    for want in ("bad_method", "bad_request_line", "bad_response"):
+        check(any(l.endswith(" " + want) for l in lines), f"no line ending {want}: {lines}")
 
 
 def test_access_log_one_line_per_pipelined_request(ctx):

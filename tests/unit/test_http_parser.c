@@ -270,8 +270,8 @@ static const struct row smuggling[] = {
 	{"fragment", "GET /a#b HTTP/1.1\r\nHost: a\r\n\r\n", 0, HTTP_E_BAD_TARGET},
 	{"del in target", "GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n", 0, HTTP_E_BAD_TARGET},
 	{"ctl in target", "GET /a\x01 HTTP/1.1\r\nHost: a\r\n\r\n", 0, HTTP_E_BAD_TARGET},
-	{"tls hello", BIN("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), HTTP_NEED_MORE},
-	{"tls hello with lf", BIN("\x16\x03\x01\x02\x00\x01\x00\x0a\xfc\x03\x03"), HTTP_E_BARE_LF},
+	{"tls hello with lf", BIN("\x16\x03\x01\x02\x00\x01\x00\x0a\xfc\x03\x03"),
+	 HTTP_E_BAD_METHOD},
 };
 
 Test(http_parser, valid_requests)
@@ -305,7 +305,7 @@ static const struct row responses[] = {
 	{"double space", "HTTP/1.1  200 OK\r\n\r\n", 0, HTTP_E_BAD_STATUS_LINE},
 	{"nul in reason", BIN("HTTP/1.1 200 O\0K\r\n\r\n"), HTTP_E_BAD_STATUS_LINE},
 	{"leading empty line", "\r\nHTTP/1.1 200 OK\r\n\r\n", 0, HTTP_E_BAD_STATUS_LINE},
-	{"http2", "HTTP/2.0 200 OK\r\n\r\n", 0, HTTP_E_UNSUPPORTED_VERSION},
+	{"http2", "HTTP/2.0 200 OK\r\n\r\n", 0, HTTP_E_BAD_STATUS_LINE},
 	{"short version", "HTTP/2 200 OK\r\n\r\n", 0, HTTP_E_BAD_STATUS_LINE},
 	{"cl and te", "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
 	 0, HTTP_E_CL_AND_TE},
@@ -324,6 +324,35 @@ static const struct row responses[] = {
 Test(http_parser, responses)
 {
 	run_rows(http_parse_response, ROWS(responses), NULL);
+}
+
+/* Heads that never end: a start line that cannot begin a valid head is
+ * refused as soon as it is in (or, for a method or "HTTP/1.", as soon as a
+ * byte goes wrong), so garbage is answered at once and not at a timeout. */
+static const struct row unfinished_requests[] = {
+	{"tls hello", BIN("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), HTTP_E_BAD_METHOD},
+	{"four parts", "GET / HTTP/1.1 extra\r\nHost: a\r\n", 0, HTTP_E_BAD_REQUEST_LINE},
+	{"bad version", "GET / HTTP/x.1\r\nHost: a\r\n", 0, HTTP_E_BAD_VERSION},
+	{"nul in method", BIN("G\0ET / "), HTTP_E_BAD_METHOD},
+	{"method so far", "GE", 0, HTTP_NEED_MORE},
+	{"target so far", "GET /a\x01", 0, HTTP_NEED_MORE}, /* judged with the line */
+	{"empty line so far", "\r\n\r", 0, HTTP_NEED_MORE},
+	{"good line, fields to come", "GET / HTTP/1.1\r\nHost: a\r\n", 0, HTTP_NEED_MORE},
+};
+
+static const struct row unfinished_responses[] = {
+	{"no http", "hello, I am not HTTP\r\n", 0, HTTP_E_BAD_STATUS_LINE},
+	{"no http, no line end", "hello", 0, HTTP_E_BAD_STATUS_LINE},
+	{"http/2", "HTTP/2", 0, HTTP_E_BAD_STATUS_LINE},
+	{"status 600", "HTTP/1.1 600 X\r\nA: b\r\n", 0, HTTP_E_BAD_STATUS_LINE},
+	{"version so far", "HTTP/1", 0, HTTP_NEED_MORE},
+	{"good line, fields to come", "HTTP/1.1 200 OK\r\nA: b\r\n", 0, HTTP_NEED_MORE},
+};
+
+Test(http_parser, garbage_is_refused_before_the_head_ends)
+{
+	run_rows(http_parse_request, ROWS(unfinished_requests), NULL);
+	run_rows(http_parse_response, ROWS(unfinished_responses), NULL);
 }
 
 /* A request "GET /<pad> HTTP/1.1\r\nHost: a\r\n" + extra + "\r\n" with a line of line_len. */
