@@ -477,17 +477,20 @@ void http_new_request(struct conn *c)
 	hc->head_in = 0;
 }
 
-/* Whether the head, incomplete at the last look, must still be: the parser's
- * answer to a prefix changes only with a CR or LF (a line ends, or a bare
- * one) or a length limit, and it rescans from the start. So a client
- * sending its head a byte per segment costs a look at each new byte, not a
- * rescan of all it sent (up to max_uri_size, past which every read parses). */
+/* Whether the head, incomplete at the last look, must still be: once the
+ * method has ended (at its space), the parser's answer to a prefix changes
+ * only with a CR or LF (a line ends, or a bare one) or a length limit, and
+ * it rescans from the start. So a client sending its head a byte per
+ * segment costs a look at each new byte, not a rescan of all it sent (up
+ * to max_uri_size, past which every read parses). */
 static bool head_still_incomplete(const struct http_conn *hc, const struct http_limits *lim)
 {
 	size_t line =
 		lim->max_uri_size < lim->max_header_size ? lim->max_uri_size : lim->max_header_size;
 	if (!hc->head_seen || hc->rlen >= line)
 		return false;
+	if (!memchr(hc->rbuf, ' ', hc->head_seen) && !memchr(hc->rbuf, '\t', hc->head_seen))
+		return false; /* the method goes on: each byte of it is judged */
 	/* From the last byte seen: a CR there is judged by the byte after it. */
 	const char *fresh = hc->rbuf + hc->head_seen - 1;
 	size_t n = hc->rlen - hc->head_seen + 1;

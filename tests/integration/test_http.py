@@ -2187,8 +2187,9 @@ def test_access_log_unfinished_requests(ctx):
 def test_garbage_is_answered_at_once(ctx):
     """Bytes that cannot begin a valid head are refused as they come, as
     nginx refuses them, not when a timeout passes (both are 60 s here): a
-    TLS hello sent to a plain port and a request line of four parts get
-    400 before the head ends, and a server that answers something other
+    TLS hello sent to a plain port (in one piece, or after a method's first
+    bytes) and a request line of four parts get 400 before the head ends,
+    and a server that answers something other
     than HTTP, and keeps its connection open, gives 502 at once."""
     srv = pyserver(ctx, raw_handler(b"hello, I am not HTTP\r\n"))
     port = free_port()
@@ -2196,19 +2197,22 @@ def test_garbage_is_answered_at_once(ctx):
     ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"access_log": log},
                           pool={"server_timeout": "60s"},
                           listener={"request_timeout": "60s", "client_timeout": "60s"}))
-    for data, reason in ((b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "bad_method"),
-                         (b"GET / HTTP/1.1 extra\r\nHost: x\r\n", "bad_request_line")):
+    for pieces in ((b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",),
+                   (b"GET / HTTP/1.1 extra\r\nHost: x\r\n",),
+                   (b"GE", b"\x16\x03\x01")):  # the method goes wrong in a later read
         r = client(port, timeout=5 * SCALE)
-        r.send(data)
+        for piece in pieces:
+            r.send(piece)
+            time.sleep(0.1)
         m = read_response(r)
-        check(m.status == 400, f"{data!r}: {m!r}")
+        check(m.status == 400, f"{pieces!r}: {m!r}")
         r.close()
     r = client(port, timeout=5 * SCALE)
     r.send(get("/"))
     m = read_response(r)
     check(m.status == 502, f"a server answering garbage: {m!r}")
     r.close()
-    lines = access_lines(log, 3)
+    lines = access_lines(log, 4)
     for want in ("bad_method", "bad_request_line", "bad_response"):
         check(any(l.endswith(" " + want) for l in lines), f"no line ending {want}: {lines}")
 
