@@ -137,13 +137,40 @@ static bool reserve(struct cache_fill *f)
 	return true;
 }
 
+/* The request's fields as they went to the server, for Vary: the kept
+ * lines of the rewritten head in rbuf, after its request line. */
+static void forwarded_fields(const struct http_conn *hc, struct cache_req *rq)
+{
+	const char *p = hc->rbuf + hc->head_start, *end = hc->rbuf + hc->head_end;
+	const char *lf = memchr(p, '\n', (size_t)(end - p));
+
+	memset(rq, 0, sizeof(*rq));
+	rq->lines = lf ? lf + 1 : end;
+	rq->lines_len = (size_t)(end - rq->lines);
+}
+
+/* Whether the refreshed head MH (in BUF) varies on what OLD's does, with the
+ * same values in the request that went to the server. */
+static bool same_vary(const struct conn *c, const struct http_head *mh, const char *buf,
+		      const struct cache_entry *old)
+{
+	struct cache_req rq;
+	char vary[CACHE_VARY_MAX];
+
+	forwarded_fields(c->http, &rq);
+	int n = cache_vary_build(mh, buf, &rq, vary, sizeof(vary));
+	return n >= 0 && (size_t)n == old->vary_len && memcmp(vary, old->vary, old->vary_len) == 0;
+}
+
 /*
  * A copy of OLD refreshed by the 304 H (RFC 9111 §4.3.4): its head updated
  * with the 304's fields and its freshness worked out again from the result.
  * Returns it with a reference for the caller, or NULL (the caller then
  * answers with OLD, which the 304 confirmed). The copy replaces OLD in the
- * cache, unless the updated head forbids storing (no-store, Vary: * ...):
- * then OLD goes too, and the copy only answers this request.
+ * cache, unless the updated head forbids storing (no-store, Vary: * ...)
+ * or changes what it varies on (its Vary, or the request's values for it:
+ * lookups would still match on the old ones): then OLD goes too, and the
+ * copy only answers this request.
  */
 static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 				   const struct cache_entry *old, const struct http_head *h)
@@ -178,7 +205,7 @@ static struct cache_entry *refresh(struct conn *c, struct cache_fill *f,
 	e->initial_age_ms = p.initial_age_ms;
 	e->lifetime_ms = p.lifetime_s * 1000;
 	cache_entry_end(&e, false);
-	if (p.why_not)
+	if (p.why_not || !same_vary(c, &mh, m, old))
 		cache_invalidate(f->cache, &f->key);
 	else
 		cache_insert(f->cache, cache_entry_get(e));
@@ -243,18 +270,6 @@ static bool identifies(const struct http_head *h, const char *buf, const struct 
 		return false;
 	return h->headers[i].value.len == mine_len &&
 	       memcmp(buf + h->headers[i].value.off, mine, mine_len) == 0;
-}
-
-/* The request's fields as they went to the server, for Vary: the kept
- * lines of the rewritten head in rbuf, after its request line. */
-static void forwarded_fields(const struct http_conn *hc, struct cache_req *rq)
-{
-	const char *p = hc->rbuf + hc->head_start, *end = hc->rbuf + hc->head_end;
-	const char *lf = memchr(p, '\n', (size_t)(end - p));
-
-	memset(rq, 0, sizeof(*rq));
-	rq->lines = lf ? lf + 1 : end;
-	rq->lines_len = (size_t)(end - rq->lines);
 }
 
 /* A new entry for the response H, storable by the policy P, with room for

@@ -694,6 +694,37 @@ def test_revalidation_by_a_304_that_forbids_storing(ctx):
               f"{path}: revalidated again: {o.srv.heads[-1]!r}")
 
 
+def test_a_304_that_changes_vary_drops_the_entry(ctx):
+    """A 304 whose Vary differs from the stored answer's (RFC 9111 §4.3.4:
+    its fields replace the stored ones) changes what the entry varies on:
+    kept, it would go on matching requests on the old field and be served
+    to requests the new one sets apart. The request that revalidated gets
+    the body with the new head; the entry goes, whether the 304 answered
+    fulcrum's revalidation or the client's own conditional request."""
+    o = Origin(ctx)
+
+    def answer(req, n):
+        if req.get("if-none-match") == '"v1"':
+            return 304, ["Vary: X-B", "Cache-Control: max-age=60", 'ETag: "v1"'], b""
+        return 200, ["Vary: X-A", "Cache-Control: max-age=1", 'ETag: "v1"'], b"body %d" % n
+
+    for path in ("/vf", "/vc"):
+        o.route(path, body=answer)
+    _, port = start(ctx, o)
+    both = ["X-A: 1", "X-B: 1"]
+    for path in ("/vf", "/vc"):
+        expect_miss_then_hit(port, o, path, both)
+    time.sleep(1.3)
+    m = fetch(port, "/vf", both)
+    check(is_hit(m) and m.body == b"body 1" and m.get("vary") == "X-B",
+          f"/vf: fulcrum's revalidation: {m!r}")
+    m = fetch(port, "/vc", both + ['If-None-Match: "v1"'])
+    check(m.status == 304 and m.get("vary") == "X-B", f"/vc: the client's revalidation: {m!r}")
+    for path in ("/vf", "/vc"):
+        n = fetch(port, path, ["X-A: 1", "X-B: 2"])
+        check(is_miss(n), f"{path}: served to another X-B after the 304 set Vary: X-B: {n!r}")
+
+
 def test_revalidation_with_last_modified_and_change(ctx):
     lm = "Sat, 01 Jan 2000 00:00:00 GMT"
     o = _conditional_origin(ctx, "Last-Modified", lm, "if-modified-since")
