@@ -277,6 +277,8 @@ static const char *check_auth(struct conn *c, const struct http_head *h)
 		return NULL;
 	if (i < 0)
 		return "auth_required";
+	if (http_header_find(h, buf, "proxy-authorization", (unsigned int)i + 1) >= 0)
+		return "duplicate_credentials"; /* one value (RFC 9110 §11.7.2): which? */
 	if (!fw->auth && !(fw->auth = auth_cache_new(c->w->wake_fd)))
 		return "no_memory";
 	struct fwd_conn *f = c->http->fwd;
@@ -580,6 +582,8 @@ static void answer_auth(struct conn *c, const char *why)
 		http_set_phase(c, HP_AUTH); /* on_auth resumes it */
 	else if (strcmp(why, "no_memory") == 0)
 		http_reply_ex(c, 500, why, true, NULL);
+	else if (strcmp(why, "duplicate_credentials") == 0)
+		http_reply_ex(c, 400, why, true, NULL);
 	else if (strcmp(why, "auth_busy") == 0)
 		http_reply_ex(c, 503, why, true, "Retry-After: 1\r\n");
 	else

@@ -745,6 +745,13 @@ def test_basic_auth(ctx):
         m, closed = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {hdr}"]))
         check(m.status == 407 and m.get("proxy-authenticate"), f"{hdr}: {m!r}")
         expect_error(m, closed, 407, must_close=True, what=f"wrong credentials {hdr}")
+    # Proxy-Authorization takes one value (RFC 9110 §11.7.2): two fields are
+    # refused whichever comes first, as nginx refuses a duplicate
+    # Authorization, rather than letting the first decide.
+    good, bad = basic("sha256", "pw5"), basic("sha256", "wrong")
+    for pair in ((good, bad), (bad, good)):
+        m, closed = ask(port, proxy_get(url, headers=[f"Proxy-Authorization: {v}" for v in pair]))
+        expect_error(m, closed, 400, must_close=True, what=f"two Proxy-Authorization fields {pair}")
     r = client(port)
     for user, pw in (("sha256", "pw5"), ("sha512", "pw6"), ("bcrypt", "pw2"), ("bcrypt", "pw2")):
         r.send(proxy_get(url, headers=[f"Proxy-Authorization: {basic(user, pw)}"]))
