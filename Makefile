@@ -74,7 +74,7 @@ build/helpers/backend/%.o: bench/backend/%.c
 # Packages: the build and tests need these; `make bench` also the peers.
 DEPS := build-essential pkg-config libjemalloc-dev libssl-dev libinih-dev libcriterion-dev \
 	libc-ares-dev libcrypt-dev \
-	curl python3 python3-pyflakes openssl clang-format
+	curl python3 python3-pyflakes openssl clang-format iproute2
 DEPS_BENCH := wrk haproxy nginx-light libnginx-mod-stream squid gnuplot-nox
 
 deps:

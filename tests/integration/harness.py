@@ -258,8 +258,19 @@ def listening_ports(pid):
 
 
 def _listening_inet(port):
-    """Inodes of sockets in LISTEN state on PORT (any address, v4 or v6)."""
-    return {inode for local, _, state, inode in _tcp_sockets() if state == "0A" and local == port}
+    """Inodes of sockets in LISTEN state on PORT (any address, v4 or v6).
+    Asked of the kernel through ss (sock_diag filters by port): reading all
+    of /proc/net/tcp takes seconds once tests have left tens of thousands of
+    TIME_WAIT sockets, and, read in pieces while other tests open and close
+    listeners, it can skip one, so that a start-up wait gave up on a
+    fulcrum that listened."""
+    try:
+        out = subprocess.run(["ss", "-Hltne", f"sport = :{port}"], capture_output=True,
+                             text=True, timeout=10).stdout
+        return set(re.findall(r"\bino:(\d+)", out))
+    except (OSError, subprocess.TimeoutExpired):
+        return {inode for local, _, state, inode in _tcp_sockets()
+                if state == "0A" and local == port}
 
 
 def _listening_unix(path):
