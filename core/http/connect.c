@@ -217,6 +217,11 @@ bool http_withdraw(struct conn *c)
 	hc->pinned = false;
 	lb_tried_forget_last(&hc->tried);
 	http_connect_server(c);
+	/* An idle pooled connection taken there announces nothing (no
+	 * connect completes): the request goes out when C runs after this
+	 * batch (the sweep runs inside one). */
+	if (c->state != CS_CLOSED)
+		conn_queue_resume(c);
 	return true;
 }
 

@@ -616,6 +616,38 @@ def test_disable_sends_what_is_still_connecting_to_another_server(ctx):
         check(f.wait_exit(5) == 0, "SIGINT")
 
 
+def test_withdrawn_request_goes_out_on_an_idle_pooled_connection(ctx):
+    """The server a withdrawn request moves to may have an idle pooled
+    connection: no connect then announces itself, so the request must be
+    sent without waiting for an event. Before, it sat until
+    client_timeout and got 408 (an audit's add/disable/delete churn)."""
+    from test_http import Reader, ok_handler, pyserver, read_response
+    hole = ctx.blackhole()
+    good = pyserver(ctx, ok_handler(extra=b"X-Server: good\r\n"), name="good")
+    f, port, adm = start(ctx, [f"hole {hole.addr}", good.server_line()], mode="http",
+                         pool={"connect_timeout": "20s", "retries": 0})
+    a = connect(("127.0.0.1", port))  # roundrobin: hole first
+    a.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
+    wait_for(lambda: adm.server("p", "hole")["connections_active"] == 1, 3 * SCALE,
+             what="a request on its way to hole")
+    b = connect(("127.0.0.1", port))  # then good, whose connection stays pooled
+    b.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+    b.settimeout(5 * SCALE)
+    m = read_response(Reader(b))
+    check(m.status == 200 and m.get("x-server") == "good", f"second request: {m!r}")
+    wait_for(lambda: adm.server("p", "good")["connections_active"] == 0, 3 * SCALE,
+             what="good's connection back in the pool")
+    adm.json("POST", "/pools/p/servers/hole/disable")
+    a.settimeout(3 * SCALE)
+    m = read_response(Reader(a))
+    check(m.status == 200 and m.get("x-server") == "good",
+          f"the withdrawn request got {m!r}")
+    check(good.accepted == 1, f"good took {good.accepted} connections: the pooled one was not used")
+    a.close()
+    b.close()
+    good.close()  # fulcrum closes its pooled connection in turn (the end-of-test fd check)
+
+
 def test_weight_change_spread(ctx):
     bs = names(ctx, "a", "b")
     f, port, adm = start(ctx, [b.server_line() for b in bs])
