@@ -94,8 +94,13 @@ static void on_idle_timer(struct timer *t)
 }
 
 /* Events of an upstream: while attached they belong to its connection;
- * while idle, any event means the server closed it or sent bytes nobody
- * asked for, and it is no longer usable. */
+ * while idle, bytes or a FIN (or an error) mean the server closed it or
+ * sent what nobody asked for, and it is no longer usable. An idle
+ * connection has nothing to write, and epoll reports the state when it
+ * collects an event, not the cause: the wake-up for the last bytes of an
+ * answer that were read before the connection went idle comes in as
+ * writable only. Closing on that threw away most connections that had
+ * carried a large answer. */
 static void on_event(struct ev_handler *h, uint32_t events)
 {
 	struct upstream *u = container_of(h, struct upstream, s.h);
@@ -103,7 +108,7 @@ static void on_event(struct ev_handler *h, uint32_t events)
 		return; /* closed earlier in this batch */
 	if (u->s.c)
 		conn_side_event(&u->s, events);
-	else
+	else if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		upstream_close(u);
 }
 
