@@ -227,6 +227,9 @@ static void set_state(const struct admin_host *host, struct lb_server *s, const 
 	atomic_store(&s->admin_disabled, disable);
 	if (strcmp(action, "drain") == 0) {
 		atomic_store(&s->state, SRV_DRAIN);
+		/* Its idle pooled connections will carry nothing more. */
+		for (int i = 0; i < host->n_workers; i++)
+			worker_request_sweep(&host->workers[i]);
 	} else if (disable) {
 		atomic_store(&s->state, SRV_DISABLED);
 		for (int i = 0; i < host->n_workers; i++)

@@ -14,8 +14,8 @@
  * connections to the server are closed too, so none is reused after an
  * enable. A connection still connecting to the server has sent it nothing
  * of the client's: it goes to another server instead (conn_ops.withdraw).
- * A sweep after a server was deleted closes only those: its requests
- * finish.
+ * A sweep after a server was drained or deleted closes only the idle
+ * pooled ones, which would carry nothing more: its requests finish.
  */
 #include <stdlib.h>
 
@@ -25,6 +25,13 @@
 static bool is_disabled(const struct lb_server *s)
 {
 	return atomic_load_explicit(&s->state, memory_order_relaxed) == SRV_DISABLED;
+}
+
+/* Drained or disabled: no new request goes to it. */
+static bool takes_nothing(const struct lb_server *s)
+{
+	int st = atomic_load_explicit(&s->state, memory_order_relaxed);
+	return st == SRV_DISABLED || st == SRV_DRAIN;
 }
 
 static bool api_disabled(const struct lb_server *s)
@@ -102,7 +109,7 @@ void conn_sweep_disabled(struct worker *w)
 			struct upstream *u = container_of(n, struct upstream, idle_node);
 
 			next = n->next;
-			if (is_disabled(u->server) ||
+			if (takes_nothing(u->server) ||
 			    atomic_load_explicit(&u->server->removed, memory_order_relaxed) ||
 			    listed(u->server, gone, n_gone))
 				upstream_close(u);

@@ -183,10 +183,12 @@ void upstream_release(struct upstream *u, struct gen *g, int keepalive)
 	u->s.rd = u->s.wr = u->s.hup = false;
 	/* It carries one client's address in its PROXY header: never reuse it.
 	 * Nor one to a server disabled while its answer went to a slow client
-	 * (the sweep has closed the others: none may come back at an enable). */
-	if (u->server->proxy_protocol != PROXY_PROTO_NONE ||
-	    atomic_load_explicit(&u->server->state, memory_order_relaxed) == SRV_DISABLED ||
-	    atomic_load_explicit(&u->server->removed, memory_order_relaxed))
+	 * (the sweep has closed the others: none may come back at an enable),
+	 * or drained, which takes no new request: its connections fall to
+	 * none as its answers end. */
+	int state = atomic_load_explicit(&u->server->state, memory_order_relaxed);
+	if (u->server->proxy_protocol != PROXY_PROTO_NONE || state == SRV_DISABLED ||
+	    state == SRV_DRAIN || atomic_load_explicit(&u->server->removed, memory_order_relaxed))
 		keepalive = 0;
 	/* Count the server's idle connections only when the bucket (which
 	 * servers may share) holds enough for it to matter. */

@@ -32,6 +32,9 @@ static void response_failed(struct conn *c, int status, const char *reason)
 	if (hc->server && status == 502)
 		lb_server_failed(hc->server, c->server_taken_ms);
 	if (hc->resp_started) {
+		/* Cut short, a storable answer fails its fill as surely as no
+		 * answer: the key's waiters go to the server side by side. */
+		cache_http_failed(c);
 		hc->reason = reason;
 		conn_close(c, CR_SERVER_RESET);
 		return;

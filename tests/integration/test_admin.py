@@ -449,6 +449,49 @@ def test_drain_and_enable(ctx):
     held.close()
 
 
+def test_drain_closes_idle_pooled_connections(ctx):
+    """A drained server takes no new request, so its idle pooled
+    connections have no use left: they close at the drain, and one whose
+    answer ends after it is not pooled, so the server sees its connections
+    fall to none as the requests finish, as with a delete. Before, they
+    stayed open until the 30 s idle timeout."""
+    from test_http import Reader, pyserver, read_request, read_response
+
+    def handler(r, srv):
+        while True:
+            req = read_request(r)
+            if req is None:
+                return
+            if "/slow" in req.first:
+                time.sleep(0.5 * SCALE)
+            r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = pyserver(ctx, handler, name="s")
+    f, port, adm = start(ctx, [srv.server_line()], mode="http")
+    a, b = connect(("127.0.0.1", port)), connect(("127.0.0.1", port))
+    # Two requests at once: two server connections, both pooled after.
+    a.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    b.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+    for c in (a, b):
+        c.settimeout(5 * SCALE)
+        m = read_response(Reader(c))
+        check(m.status == 200, f"before the drain: {m!r}")
+    wait_for(lambda: adm.server("p", "s")["connections_active"] == 0, 3 * SCALE,
+             what="both server connections idle in the pool")
+    check(srv.active == 2, f"the server holds {srv.active} connections, want 2 pooled")
+    a.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")  # takes one of them
+    wait_for(lambda: adm.server("p", "s")["connections_active"] == 1, 3 * SCALE,
+             what="a request at the server")
+    adm.json("POST", "/pools/p/servers/s/drain")
+    wait_for(lambda: srv.active == 1, 3 * SCALE, what="the idle one closed at the drain")
+    m = read_response(Reader(a))
+    check(m.status == 200, f"the request in flight at the drain: {m!r}")
+    wait_for(lambda: srv.active == 0, 3 * SCALE,
+             what="the last connection closed once its answer ended")
+    a.close()
+    b.close()
+
+
 def test_enable_gives_back_the_health_verdict(ctx):
     """Enabling a server its checks hold down answers, and shows, down at
     once: it takes no traffic in between."""

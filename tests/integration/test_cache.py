@@ -1054,6 +1054,48 @@ def test_waiters_go_together_after_fulcrums_own_502(ctx):
         check(took < 1.6 * SCALE, f"burst {burst}: {took:.2f}s, the waiters queued")
 
 
+def test_waiters_go_together_after_a_body_cut_short(ctx):
+    """The origin closes in the middle of the body of a storable answer:
+    the fill fails as surely as with no answer at all, so the key's
+    waiters go to the origin side by side. Before, they took the fetch
+    over one at a time, each as slow as the first (up to the 5 s wait)."""
+    o = Origin(ctx)
+    o.route("/cut", headers=["Cache-Control: max-age=60", "Content-Length: 20000"],
+            body=[b"x" * 100] * 4, framing="raw")  # 0.6 s of body, then a close
+    port = free_port()
+    ctx.fulcrum(http_conf(port, [o.server_line()],
+                          pool={"keepalive": 0, "max_fails": 1000}, listener={"cache": "1m"}))
+    done = []
+    gate = threading.Barrier(5)
+
+    def one():
+        s = connect(("127.0.0.1", port))
+        s.settimeout(10 * SCALE)
+        gate.wait()
+        s.sendall(b"GET /cut HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        got = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        s.close()
+        done.append(got)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=one) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15 * SCALE)
+    took = time.monotonic() - t0
+    check(len(done) == 5 and all(g.startswith(b"HTTP/1.1 200") for g in done),
+          f"answers: {[g[:12] for g in done]}")
+    # Two rounds of 0.6 s (times SCALE), not five.
+    check(took < 2.0 * SCALE, f"{took:.2f}s for five clients: the waiters queued")
+    check(o.count("/cut") == 5, f"origin asked {o.count('/cut')} times, want 5")
+
+
 def test_head_miss_does_not_hold_up_gets(ctx):
     """A HEAD's answer is stored for HEADs only: a GET of the same URL
     does not wait for it, it goes to the origin at once."""
