@@ -1022,6 +1022,7 @@ def test_requests_total_agrees_with_the_log_when_clients_reset(ctx):
                      server="b1", code="2xx")
     check(counted == ok, f"{ok} lines with 200, {counted} in requests_total; reasons: "
           f"{collections.Counter(line.rsplit(' ', 1)[1] for line in lines)}")
+    b.close()  # fulcrum closes its pooled connections in turn (the end-of-test fd check)
 
 
 def test_metrics_http_traffic(ctx):
