@@ -112,6 +112,26 @@ bool http_retry_next(struct conn *c, int err, const char *what)
 	return true;
 }
 
+/* An idle pooled connection to S for the request, or NULL. A request that
+ * could not be sent again, should the connection turn out closed
+ * (http_retry_stale), pays one recv(MSG_PEEK) per reuse: a connection the
+ * server closed, or sent bytes on, since it went idle, before its event
+ * came in, is closed instead of taken. */
+static struct upstream *take_idle(struct conn *c, struct lb_server *s)
+{
+	struct http_conn *hc = http_of(c);
+	bool resendable = http_method_is_idempotent(hc->method_id) && request_is_replayable(hc);
+	struct upstream *u;
+
+	/* A tunnel's connection is its own: it never goes back to the pool,
+	 * so it does not come from there either. */
+	if (hc->connect_tunnel)
+		return NULL;
+	while ((u = upstream_take_idle(c->w, s)) && !resendable && io_unread(&u->s))
+		upstream_close(u);
+	return u;
+}
+
 /* Picks a server (unless sticky already did) and takes one of its places.
  * Returns it, or NULL after answering the client. */
 static struct lb_server *take_server(struct conn *c)
@@ -171,9 +191,7 @@ void http_connect_server(struct conn *c)
 		c->server_held = true;
 		c->server_taken_ms = c->w->now_ms;
 
-		/* A tunnel's connection is its own: it never goes back to the pool,
-		 * so it does not come from there either. */
-		struct upstream *u = hc->connect_tunnel ? NULL : upstream_take_idle(c->w, s);
+		struct upstream *u = take_idle(c, s);
 		if (u) {
 			attach(c, u);
 			u->s.wr = true; /* an idle connection has room to write */

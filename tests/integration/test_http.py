@@ -1967,6 +1967,48 @@ def test_post_after_server_closed_pooled_connection(ctx):
     r.close()
 
 
+def test_post_on_a_pooled_connection_whose_close_is_not_seen_yet(ctx):
+    """The server closes an idle pooled connection, and a POST comes in
+    before fulcrum has taken in that close (here forced: fulcrum is
+    stopped while the POST arrives first and the FIN second, so one batch
+    brings both, the POST's first). A POST cannot be sent again if the
+    connection fails, so fulcrum looks at the socket before reusing it for
+    one, and takes a fresh connection. Before, the POST got 502."""
+    close_now = threading.Event()
+
+    def handler(r, srv):
+        req = read_request(r)
+        if req is None:
+            return
+        r.send(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        if "/first" in req.first:
+            close_now.wait(10 * SCALE)
+            return  # the server closes this connection, idle in the pool
+
+    srv = pyserver(ctx, handler)
+    port = free_port()
+    f = ctx.fulcrum(http_conf(port, [srv.server_line()], glob={"workers": 1},
+                              pool={"max_fails": 1000}))
+    r = client(port)
+    r.send(get("/first", method="POST", body=b"one"))
+    m = read_response(r)
+    check(m.status == 200, f"first POST: {m!r}")
+    wait_for(lambda: srv.accepted == 1, 3 * SCALE, what="the first server connection")
+    f.signal(signal.SIGSTOP)
+    try:
+        r.send(get("/second", method="POST", body=b"two"))
+        time.sleep(0.1)
+        close_now.set()
+        wait_for(lambda: srv.active == 0, 3 * SCALE, what="the server closing its connection")
+        time.sleep(0.1)
+    finally:
+        f.signal(signal.SIGCONT)
+    m = read_response(r)
+    check(m.status == 200 and m.body == b"ok", f"the POST after the unseen close: {m!r}")
+    check(srv.accepted == 2, f"{srv.accepted} server connections, want 2")
+    r.close()
+
+
 def test_invalid_response_connection_not_reused(ctx):
     """After an invalid response (CL and TE) the server connection is
     dropped: the next request goes on a new connection."""
