@@ -1073,12 +1073,7 @@ def test_waiters_go_together_after_a_body_cut_short(ctx):
         s.settimeout(10 * SCALE)
         gate.wait()
         s.sendall(b"GET /cut HTTP/1.1\r\nHost: example.com\r\n\r\n")
-        got = b""
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
+        got = recv_all(s)
         s.close()
         done.append(got)
 
