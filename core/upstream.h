@@ -6,8 +6,8 @@
  * server connection is never shared by two requests at once). When a
  * response ends cleanly and both sides allow it, the upstream goes back to
  * its worker's idle pool, keyed by server, at most `keepalive` per server;
- * any event on an idle upstream (the server closed it, or sent bytes nobody
- * asked for) closes it, and so does an idle timer.
+ * bytes, a FIN or an error on an idle upstream (the server closed it, or
+ * sent what nobody asked for) close it, and so does an idle timer.
  *
  * Ownership: the worker that created it. An idle upstream holds a reference
  * on a generation that lists its server, so the lb_server outlives it (a
